@@ -1,0 +1,98 @@
+//! uWSGI-flavoured ini files, turned into the same option stream as the command line.
+//!
+//! Role: read `[uwsgi]` and `[logalarm]` sections, keep every `key = value` in file order (repeated
+//! keys append, as uWSGI does) and hand each one to the option table with its file and line, so
+//! that an ini file is exactly a list of `--key value` arguments. Other sections are skipped.
+//! Invariant: values are taken verbatim after trimming surrounding white space: no escapes, no
+//! quotes, no inline comments (`\d+` and `;key=val` alarm options must survive untouched).
+//! Rejected alternative: `rust-ini`, which eats backslashes unless told not to and does not keep
+//! repeated keys in order.
+
+use std::path::Path;
+
+/// One `key = value` line of an accepted section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IniEntry {
+    pub key: String,
+    pub value: String,
+    /// 1-based line number in the file.
+    pub line: usize,
+}
+
+/// Sections whose keys are logalarm options.
+const SECTIONS: [&str; 2] = ["uwsgi", "logalarm"];
+
+/// Parse ini text. Lines outside an accepted section are ignored; a line without `=` inside one
+/// is a key with an empty value (uWSGI treats `master` alone as `master = true`).
+pub fn parse(text: &str) -> Vec<IniEntry> {
+    let mut out = Vec::new();
+    let mut in_section = false;
+    for (idx, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with(';') || line.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest.strip_suffix(']').unwrap_or(rest).trim();
+            in_section = SECTIONS.contains(&name);
+            continue;
+        }
+        if !in_section {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), v.trim()),
+            None => (line, ""),
+        };
+        out.push(IniEntry {
+            key: key.to_string(),
+            value: value.to_string(),
+            line: idx + 1,
+        });
+    }
+    out
+}
+
+/// Read and parse an ini file.
+pub fn load(path: &Path) -> std::io::Result<Vec<IniEntry>> {
+    let bytes = std::fs::read(path)?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 (first bad byte at offset {})", e.utf8_error().valid_up_to()),
+        )
+    })?;
+    Ok(parse(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_repeats_backslashes_and_semicolons() {
+        let text = "; comment\n[other]\nalarm = no\n[uwsgi]\nalarm = a cmd:cat\n# c\n\
+                    log-alarm = a \\d+ x;y\nalarm = b log:\nmaster\n[logalarm]\nalarm-freq=0\n";
+        let got = parse(text);
+        let kv: Vec<(&str, &str, usize)> = got
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .collect();
+        assert_eq!(
+            kv,
+            vec![
+                ("alarm", "a cmd:cat", 5),
+                ("log-alarm", "a \\d+ x;y", 7),
+                ("alarm", "b log:", 8),
+                ("master", "", 9),
+                ("alarm-freq", "0", 11),
+            ]
+        );
+    }
+
+    #[test]
+    fn value_keeps_inner_equals() {
+        let got = parse("[uwsgi]\nalarm = m curl:http://x/?a=b;method=POST\n");
+        assert_eq!(got[0].value, "m curl:http://x/?a=b;method=POST");
+    }
+}

@@ -1,0 +1,965 @@
+//! Configuration: one table of uWSGI option names feeding both the command line and ini files.
+//!
+//! Role: turn `--name value` arguments and `--ini` files into one [`Config`] whose lists keep the
+//! order options were given in, command line and ini interleaved. Invariant: every entry remembers
+//! where it came from ([`Origin`]) so that every error names the option, the offending value and,
+//! for ini files, the file and line. Syntax is checked here (what a single option value must look
+//! like); cross-references (unknown alarm names, regexes) are checked by [`crate::plan`].
+//! Rejected alternative: clap — uWSGI's option grammar (aliases, ini files as argument streams,
+//! optional boolean values) fits one small table better than a derive macro.
+
+pub mod ini;
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where an option value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// The command line.
+    Cli,
+    /// An ini file, 1-based line.
+    Ini { file: PathBuf, line: usize },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Cli => Ok(()),
+            Origin::Ini { file, line } => write!(f, " (in {}:{})", file.display(), line),
+        }
+    }
+}
+
+/// A start-up error: one line, naming the option, the value and what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{message}{origin}")]
+pub struct ConfigError {
+    pub message: String,
+    pub origin: Origin,
+}
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>, origin: &Origin) -> Self {
+        ConfigError {
+            message: message.into(),
+            origin: origin.clone(),
+        }
+    }
+}
+
+/// `--alarm NAME TYPE:ARG`, split but not yet interpreted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmDef {
+    pub name: String,
+    pub kind: String,
+    pub arg: String,
+    pub origin: Origin,
+}
+
+impl AlarmDef {
+    /// The definition as the user wrote it, with secrets masked.
+    pub fn redacted(&self) -> String {
+        format!("{} {}:{}", self.name, self.kind, redact_arg(&self.kind, &self.arg))
+    }
+}
+
+/// `--log-alarm` / `--not-log-alarm NAME[,NAME...] REGEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleDef {
+    pub names: Vec<String>,
+    pub regex: String,
+    pub negate: bool,
+    /// The whole option value, for error messages.
+    pub raw: String,
+    pub origin: Origin,
+}
+
+/// `--alarm-fd NAME FD[:BYTES] MESSAGE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmFdDef {
+    pub name: String,
+    pub fd: i32,
+    pub bytes: usize,
+    pub message: String,
+    pub origin: Origin,
+}
+
+/// A value with its origin (monitor names, paths, commands).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// Everything the options said, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub alarms: Vec<AlarmDef>,
+    pub rules: Vec<RuleDef>,
+    pub alarm_fds: Vec<AlarmFdDef>,
+    pub alarm_backlog: Vec<Sourced<String>>,
+    pub alarm_segfault: Vec<Sourced<String>>,
+    pub alarm_cheap: bool,
+    pub alarm_freq: Duration,
+    pub alarm_msg_size: usize,
+    pub alarm_list: bool,
+    pub alarm_grace: Duration,
+    pub alarm_queue: usize,
+    pub log_master_bufsize: usize,
+    pub binsh: PathBuf,
+    pub logto: Option<PathBuf>,
+    pub attach_daemon: Vec<Sourced<String>>,
+    pub tail: Vec<Sourced<PathBuf>>,
+    pub udp: Vec<Sourced<String>>,
+    pub watch_socket: Vec<Sourced<String>>,
+    pub mule: Vec<Sourced<String>>,
+    pub alarm_socket: Vec<Sourced<PathBuf>>,
+    /// `-- CMD ARGS...`
+    pub command: Vec<OsString>,
+    pub help: bool,
+    pub version: bool,
+    /// Non-fatal remarks (ignored uWSGI options in ini files), printed once at start-up.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            alarms: Vec::new(),
+            rules: Vec::new(),
+            alarm_fds: Vec::new(),
+            alarm_backlog: Vec::new(),
+            alarm_segfault: Vec::new(),
+            alarm_cheap: false,
+            alarm_freq: Duration::from_secs(3),
+            alarm_msg_size: 8192,
+            alarm_list: false,
+            alarm_grace: Duration::from_secs(5),
+            alarm_queue: 1024,
+            log_master_bufsize: 8192,
+            binsh: PathBuf::from("/bin/sh"),
+            logto: None,
+            attach_daemon: Vec::new(),
+            tail: Vec::new(),
+            udp: Vec::new(),
+            watch_socket: Vec::new(),
+            mule: Vec::new(),
+            alarm_socket: Vec::new(),
+            command: Vec::new(),
+            help: false,
+            version: false,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Largest accepted `log-master-bufsize` / `alarm-msg-size`: memory stays bounded.
+pub const MAX_BUFSIZE: usize = 16 << 20;
+/// Nesting limit for `ini` inside ini files.
+const MAX_INI_DEPTH: usize = 8;
+
+/// Whether an option takes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// `--name VALUE` or `--name=VALUE`.
+    Value,
+    /// A boolean: `--name`, `--name=VALUE`, or `name = VALUE` / `name` in ini.
+    Flag,
+}
+
+type Apply = fn(&mut Config, &str, &Origin, &mut Loader) -> Result<(), ConfigError>;
+
+/// One option: its uWSGI name, aliases, arity, help text and parser.
+pub struct OptDef {
+    pub name: &'static str,
+    pub aliases: &'static [&'static str],
+    pub arity: Arity,
+    pub value_name: &'static str,
+    pub doc: &'static str,
+    apply: Apply,
+}
+
+/// The option table. Names and aliases are uWSGI's, verbatim.
+pub static OPTIONS: &[OptDef] = &[
+    OptDef {
+        name: "alarm",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME TYPE:ARG\"",
+        doc: "define an alarm (types: cmd, log; see --alarm-list)",
+        apply: |c, v, o, _| {
+            let def = parse_alarm(v, o)?;
+            c.alarms.push(def);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "log-alarm",
+        aliases: &["alarm-log"],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] REGEX\"",
+        doc: "raise the named alarms when a log line matches REGEX",
+        apply: |c, v, o, _| {
+            c.rules.push(parse_rule(v, false, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "not-log-alarm",
+        aliases: &["not-alarm-log"],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] REGEX\"",
+        doc: "skip the named alarms for log lines matching REGEX",
+        apply: |c, v, o, _| {
+            c.rules.push(parse_rule(v, true, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-fd",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME FD[:BYTES] MESSAGE\"",
+        doc: "raise NAME with MESSAGE when descriptor FD becomes readable",
+        apply: |c, v, o, _| {
+            c.alarm_fds.push(parse_alarm_fd(v, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-backlog",
+        aliases: &[
+            "backlog-alarm",
+            "lq-alarm",
+            "alarm-lq",
+            "alarm-listen-queue",
+            "listen-queue-alarm",
+        ],
+        arity: Arity::Value,
+        value_name: "NAME",
+        doc: "raise NAME when a --watch-socket listen queue is full",
+        apply: |c, v, o, _| {
+            c.alarm_backlog.push(sourced(name_only("alarm-backlog", v, o)?, o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-segfault",
+        aliases: &["segfault-alarm"],
+        arity: Arity::Value,
+        value_name: "NAME",
+        doc: "raise NAME when a supervised process crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)",
+        apply: |c, v, o, _| {
+            c.alarm_segfault.push(sourced(name_only("alarm-segfault", v, o)?, o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-cheap",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "run every action on the main alarm thread instead of per-action threads",
+        apply: |c, v, o, _| {
+            c.alarm_cheap = parse_bool("alarm-cheap", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-freq",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "SECONDS",
+        doc: "anti-flood window: an identical message within it is suppressed (default 3, 0 disables)",
+        apply: |c, v, o, _| {
+            c.alarm_freq = Duration::from_secs(parse_uint("alarm-freq", v, o, 0, u32::MAX as u64)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-msg-size",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "BYTES",
+        doc: "longest alarm message; longer ones are truncated (default 8192)",
+        apply: |c, v, o, _| {
+            c.alarm_msg_size = parse_uint("alarm-msg-size", v, o, 1, MAX_BUFSIZE as u64)? as usize;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-list",
+        aliases: &["alarms-list"],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "print the alarm types and the configured alarms (secrets masked), then exit",
+        apply: |c, v, o, _| {
+            c.alarm_list = parse_bool("alarm-list", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-grace",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "SECONDS",
+        doc: "logalarm: at shutdown, how long queued alarms may still run (default 5)",
+        apply: |c, v, o, _| {
+            c.alarm_grace = Duration::from_secs(parse_uint("alarm-grace", v, o, 0, 3600)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-queue",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "EVENTS",
+        doc: "logalarm: capacity of each alarm queue; a full queue drops and counts (default 1024)",
+        apply: |c, v, o, _| {
+            c.alarm_queue = parse_uint("alarm-queue", v, o, 1, 1 << 20)? as usize;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "log-master-bufsize",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "BYTES",
+        doc: "how much of one line is matched and used as its message (default 8192)",
+        apply: |c, v, o, _| {
+            c.log_master_bufsize =
+                parse_uint("log-master-bufsize", v, o, 1, MAX_BUFSIZE as u64)? as usize;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "binsh",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "PATH",
+        doc: "shell used by cmd: alarms (default /bin/sh)",
+        apply: |c, v, o, _| {
+            c.binsh = PathBuf::from(non_empty("binsh", v, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "ini",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "FILE",
+        doc: "load options from the [uwsgi] and [logalarm] sections of an ini file (repeatable)",
+        apply: |c, v, o, l| l.load_ini(c, non_empty("ini", v, o)?, o),
+    },
+    OptDef {
+        name: "logto",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "PATH",
+        doc: "write the log stream to PATH instead of stdout (reopened on SIGHUP)",
+        apply: |c, v, o, _| {
+            c.logto = Some(PathBuf::from(non_empty("logto", v, o)?));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "attach-daemon",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "COMMAND",
+        doc: "supervise a shell command; its output joins the log stream",
+        apply: |c, v, o, _| {
+            c.attach_daemon
+                .push(sourced(non_empty("attach-daemon", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "tail",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "PATH",
+        doc: "follow a file as a log input",
+        apply: |c, v, o, _| {
+            c.tail.push(sourced(PathBuf::from(non_empty("tail", v, o)?), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "udp",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "HOST:PORT",
+        doc: "receive log lines as UDP datagrams",
+        apply: |c, v, o, _| {
+            c.udp.push(sourced(non_empty("udp", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "watch-socket",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "ADDR",
+        doc: "a listening socket whose queue --alarm-backlog watches",
+        apply: |c, v, o, _| {
+            c.watch_socket
+                .push(sourced(non_empty("watch-socket", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "mule",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "COMMAND",
+        doc: "start a mule process for mule: alarms",
+        apply: |c, v, o, _| {
+            c.mule.push(sourced(non_empty("mule", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-socket",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "PATH",
+        doc: "unix datagram socket where applications raise alarms as \"NAME MESSAGE\"",
+        apply: |c, v, o, _| {
+            c.alarm_socket
+                .push(sourced(PathBuf::from(non_empty("alarm-socket", v, o)?), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "help",
+        aliases: &["h"],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "print this help and exit",
+        apply: |c, _, _, _| {
+            c.help = true;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "version",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "print the version and exit",
+        apply: |c, _, _, _| {
+            c.version = true;
+            Ok(())
+        },
+    },
+];
+
+/// Find an option by name or alias.
+pub fn lookup(name: &str) -> Option<&'static OptDef> {
+    OPTIONS
+        .iter()
+        .find(|d| d.name == name || d.aliases.contains(&name))
+}
+
+/// State while loading: ini nesting, to refuse include loops.
+#[derive(Default)]
+pub struct Loader {
+    stack: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn load_ini(&mut self, c: &mut Config, path: &str, origin: &Origin) -> Result<(), ConfigError> {
+        let path = PathBuf::from(path);
+        if self.stack.len() >= MAX_INI_DEPTH || self.stack.contains(&path) {
+            return Err(ConfigError::new(
+                format!("invalid ini: {}: included from itself or nested too deep", path.display()),
+                origin,
+            ));
+        }
+        let entries = ini::load(&path).map_err(|e| {
+            ConfigError::new(format!("invalid ini: {}: {}", path.display(), e), origin)
+        })?;
+        self.stack.push(path.clone());
+        for e in entries {
+            let o = Origin::Ini {
+                file: path.clone(),
+                line: e.line,
+            };
+            match lookup(&e.key) {
+                Some(def) if def.name == "help" || def.name == "version" => {
+                    c.warnings.push(format!(
+                        "ignoring option `{}` in ini file{}",
+                        e.key, o
+                    ));
+                }
+                Some(def) => {
+                    let value = if def.arity == Arity::Flag && e.value.is_empty() {
+                        "true"
+                    } else {
+                        e.value.as_str()
+                    };
+                    if def.arity == Arity::Value && value.is_empty() {
+                        self.stack.pop();
+                        return Err(ConfigError::new(
+                            format!("option {} needs a value", e.key),
+                            &o,
+                        ));
+                    }
+                    if let Err(err) = (def.apply)(c, value, &o, self) {
+                        self.stack.pop();
+                        return Err(err);
+                    }
+                }
+                None => c.warnings.push(format!(
+                    "ignoring option `{}`: not a logalarm option{}",
+                    e.key, o
+                )),
+            }
+        }
+        self.stack.pop();
+        Ok(())
+    }
+}
+
+/// Parse command-line arguments (without the program name).
+pub fn parse_args<I>(args: I) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut c = Config::default();
+    let mut loader = Loader::default();
+    let mut it = args.into_iter();
+    let cli = Origin::Cli;
+    while let Some(arg) = it.next() {
+        let arg = arg.into_string().map_err(|a| {
+            ConfigError::new(
+                format!("invalid argument: {}: not UTF-8", a.to_string_lossy()),
+                &cli,
+            )
+        })?;
+        if arg == "--" {
+            c.command = it.by_ref().collect();
+            break;
+        }
+        let body = if let Some(b) = arg.strip_prefix("--") {
+            b
+        } else if let Some(b) = arg.strip_prefix('-').filter(|b| !b.is_empty()) {
+            b
+        } else {
+            return Err(ConfigError::new(
+                format!("unexpected argument: {arg} (options start with --; a command to supervise goes after --)"),
+                &cli,
+            ));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (body, None),
+        };
+        let def = lookup(name).ok_or_else(|| {
+            ConfigError::new(format!("unknown option: --{name} (see --help)"), &cli)
+        })?;
+        let value = match (def.arity, inline) {
+            (_, Some(v)) => v,
+            (Arity::Flag, None) => "true".to_string(),
+            (Arity::Value, None) => match it.next() {
+                Some(v) => v.into_string().map_err(|v| {
+                    ConfigError::new(
+                        format!("invalid {}: {}: not UTF-8", def.name, v.to_string_lossy()),
+                        &cli,
+                    )
+                })?,
+                None => {
+                    return Err(ConfigError::new(
+                        format!("option --{name} needs a value: {}", def.value_name),
+                        &cli,
+                    ))
+                }
+            },
+        };
+        (def.apply)(&mut c, &value, &cli, &mut loader)?;
+    }
+    Ok(c)
+}
+
+fn sourced<T>(value: T, origin: &Origin) -> Sourced<T> {
+    Sourced {
+        value,
+        origin: origin.clone(),
+    }
+}
+
+/// `NAME TYPE:ARG`: the name ends at the first space, the type at the first `:` after it.
+pub fn parse_alarm(v: &str, o: &Origin) -> Result<AlarmDef, ConfigError> {
+    let v = v.trim();
+    let bad = || ConfigError::new(format!("invalid alarm syntax: {} (expected \"NAME TYPE:ARG\")", redact_value(v)), o);
+    let (name, rest) = v.split_once(' ').ok_or_else(bad)?;
+    let (kind, arg) = rest.trim_start().split_once(':').ok_or_else(bad)?;
+    if name.is_empty() || kind.is_empty() {
+        return Err(bad());
+    }
+    Ok(AlarmDef {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        arg: arg.to_string(),
+        origin: o.clone(),
+    })
+}
+
+/// `NAME[,NAME...] REGEX` (the regex may be empty: it matches every line).
+pub fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, ConfigError> {
+    let opt = if negate { "not-log-alarm" } else { "log-alarm" };
+    let (names, regex) = match v.split_once(' ') {
+        Some(p) => p,
+        None => {
+            return Err(ConfigError::new(
+                format!("invalid {opt} syntax: {v} (expected \"NAME[,NAME...] REGEX\")"),
+                o,
+            ))
+        }
+    };
+    let names: Vec<String> = names.split(',').map(str::to_string).collect();
+    if names.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            format!("invalid {opt}: {v}: empty alarm name in \"{}\"", names.join(",")),
+            o,
+        ));
+    }
+    Ok(RuleDef {
+        names,
+        regex: regex.to_string(),
+        negate,
+        raw: v.to_string(),
+        origin: o.clone(),
+    })
+}
+
+/// `NAME FD[:BYTES] MESSAGE`. The `:BYTES` suffix is read from the FD token only.
+pub fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigError> {
+    let bad = |why: &str| {
+        ConfigError::new(
+            format!("invalid alarm-fd: {v}: {why} (expected \"NAME FD[:BYTES] MESSAGE\")"),
+            o,
+        )
+    };
+    let (name, rest) = v.split_once(' ').ok_or_else(|| bad("no descriptor"))?;
+    let (fd_tok, message) = rest.split_once(' ').unwrap_or((rest, ""));
+    let (fd_s, bytes_s) = match fd_tok.split_once(':') {
+        Some((f, b)) => (f, Some(b)),
+        None => (fd_tok, None),
+    };
+    let fd: i32 = fd_s
+        .parse()
+        .ok()
+        .filter(|&f| f >= 0)
+        .ok_or_else(|| bad(&format!("descriptor `{fd_s}` is not a number")))?;
+    let bytes = match bytes_s {
+        None => 1,
+        Some(b) => match b.parse::<usize>() {
+            Ok(0) => 1,
+            Ok(n) if n <= 65536 => n,
+            _ => return Err(bad(&format!("byte count `{b}` is not a number up to 65536"))),
+        },
+    };
+    if name.is_empty() {
+        return Err(bad("empty alarm name"));
+    }
+    Ok(AlarmFdDef {
+        name: name.to_string(),
+        fd,
+        bytes,
+        message: message.to_string(),
+        origin: o.clone(),
+    })
+}
+
+fn name_only(opt: &str, v: &str, o: &Origin) -> Result<String, ConfigError> {
+    let v = v.trim();
+    if v.is_empty() || v.contains(char::is_whitespace) {
+        return Err(ConfigError::new(
+            format!("invalid {opt}: `{v}`: expected one alarm name"),
+            o,
+        ));
+    }
+    Ok(v.to_string())
+}
+
+fn non_empty<'a>(opt: &str, v: &'a str, o: &Origin) -> Result<&'a str, ConfigError> {
+    if v.trim().is_empty() {
+        return Err(ConfigError::new(format!("option {opt} needs a value"), o));
+    }
+    Ok(v.trim())
+}
+
+fn parse_bool(opt: &str, v: &str, o: &Origin) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" | "y" => Ok(true),
+        "0" | "false" | "no" | "off" | "n" => Ok(false),
+        _ => Err(ConfigError::new(
+            format!("invalid {opt}: `{v}`: expected true or false"),
+            o,
+        )),
+    }
+}
+
+fn parse_uint(opt: &str, v: &str, o: &Origin, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let t = v.trim();
+    match t.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(_) => Err(ConfigError::new(
+            format!("invalid {opt}: `{t}`: must be between {min} and {max}"),
+            o,
+        )),
+        Err(_) if t.starts_with('-') && t[1..].parse::<u64>().is_ok() => Err(ConfigError::new(
+            format!("invalid {opt}: `{t}`: must not be negative"),
+            o,
+        )),
+        Err(_) => Err(ConfigError::new(
+            format!("invalid {opt}: `{t}`: not a whole number"),
+            o,
+        )),
+    }
+}
+
+/// Keys whose values are secrets in `key=value` alarm arguments.
+const SECRET_KEYS: [&str; 6] = ["auth_pass", "apikey", "api_key", "password", "pass", "token"];
+
+/// Mask the secrets in an alarm argument: `key=value` secrets, URL passwords
+/// (`scheme://user:PASS@host`) and the password field of `xmpp:JID;PASSWORD;...`.
+pub fn redact_arg(kind: &str, arg: &str) -> String {
+    let mut parts: Vec<String> = arg.split(';').map(str::to_string).collect();
+    for (i, p) in parts.iter_mut().enumerate() {
+        if kind == "xmpp" && i == 1 && !p.contains('=') {
+            *p = "***".to_string();
+            continue;
+        }
+        if let Some((k, _)) = p.split_once('=') {
+            if SECRET_KEYS.contains(&k.trim()) {
+                *p = format!("{k}=***");
+                continue;
+            }
+        }
+        *p = redact_url_password(p);
+    }
+    parts.join(";")
+}
+
+/// Mask a whole option value that may hold an alarm definition.
+pub fn redact_value(v: &str) -> String {
+    match v.split_once(' ').and_then(|(n, r)| r.split_once(':').map(|(k, a)| (n, k, a))) {
+        Some((name, kind, arg)) => format!("{name} {kind}:{}", redact_arg(kind, arg)),
+        None => redact_arg("", v),
+    }
+}
+
+fn redact_url_password(s: &str) -> String {
+    if let Some(scheme_end) = s.find("://") {
+        let after = &s[scheme_end + 3..];
+        let auth_end = after.find('/').unwrap_or(after.len());
+        if let Some(at) = after[..auth_end].rfind('@') {
+            if let Some(colon) = after[..at].find(':') {
+                return format!(
+                    "{}{}:***{}",
+                    &s[..scheme_end + 3],
+                    &after[..colon],
+                    &after[at..]
+                );
+            }
+        }
+    }
+    s.to_string()
+}
+
+/// The `--help` text, generated from the option table.
+pub fn help_text() -> String {
+    let mut s = String::from(
+        "logalarm: raise uWSGI-style alarms on log streams\n\n\
+         usage: app 2>&1 | logalarm [OPTIONS]\n       logalarm [OPTIONS] -- CMD ARGS...\n\n\
+         Every option also works as `name = value` in an ini file's [uwsgi] or [logalarm] section.\n\n\
+         options:\n",
+    );
+    for d in OPTIONS {
+        let mut names = format!("--{}", d.name);
+        if !d.value_name.is_empty() {
+            names.push(' ');
+            names.push_str(d.value_name);
+        }
+        s.push_str(&format!("  {names}\n      {}\n", d.doc));
+        if !d.aliases.is_empty() {
+            let a: Vec<String> = d.aliases.iter().map(|a| format!("--{a}")).collect();
+            s.push_str(&format!("      aliases: {}\n", a.join(", ")));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn every_alias_resolves() {
+        for d in OPTIONS {
+            assert!(std::ptr::eq(lookup(d.name).unwrap(), d));
+            for a in d.aliases {
+                assert!(std::ptr::eq(lookup(a).unwrap(), d), "{a}");
+            }
+        }
+    }
+
+    #[test]
+    fn alarm_syntax() {
+        let c = parse_args(args(&["--alarm", "a cmd:cat > /tmp/x", "--alarm=b log:"])).unwrap();
+        assert_eq!(c.alarms[0].name, "a");
+        assert_eq!(c.alarms[0].kind, "cmd");
+        assert_eq!(c.alarms[0].arg, "cat > /tmp/x");
+        assert_eq!(c.alarms[1].arg, "");
+        let e = parse_args(args(&["--alarm", "a nocolon"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid alarm syntax: a nocolon"), "{e}");
+        let e = parse_args(args(&["--alarm", "nospace"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid alarm syntax: nospace"), "{e}");
+    }
+
+    #[test]
+    fn rule_syntax_and_aliases() {
+        let c = parse_args(args(&[
+            "--alarm-log",
+            "a,b ^x y",
+            "--not-alarm-log",
+            "b z",
+            "--log-alarm",
+            "a ",
+        ]))
+        .unwrap();
+        assert_eq!(c.rules[0].names, vec!["a", "b"]);
+        assert_eq!(c.rules[0].regex, "^x y");
+        assert!(c.rules[1].negate);
+        assert_eq!(c.rules[2].regex, "");
+        let e = parse_args(args(&["--log-alarm", "nospace"])).unwrap_err();
+        assert!(e.to_string().starts_with("invalid log-alarm syntax: nospace"));
+        let e = parse_args(args(&["--log-alarm", "a,,b x"])).unwrap_err();
+        assert!(e.to_string().contains("empty alarm name"));
+    }
+
+    #[test]
+    fn numbers_and_bools() {
+        let c = parse_args(args(&[
+            "--alarm-freq",
+            "0",
+            "--alarm-msg-size=10",
+            "--alarm-cheap",
+            "--log-master-bufsize",
+            "100",
+        ]))
+        .unwrap();
+        assert_eq!(c.alarm_freq, Duration::ZERO);
+        assert_eq!(c.alarm_msg_size, 10);
+        assert!(c.alarm_cheap);
+        assert_eq!(c.log_master_bufsize, 100);
+        let e = parse_args(args(&["--alarm-freq", "-1"])).unwrap_err();
+        assert_eq!(e.to_string(), "invalid alarm-freq: `-1`: must not be negative");
+        let e = parse_args(args(&["--alarm-freq", "abc"])).unwrap_err();
+        assert_eq!(e.to_string(), "invalid alarm-freq: `abc`: not a whole number");
+        let e = parse_args(args(&["--alarm-cheap=maybe"])).unwrap_err();
+        assert!(e.to_string().contains("alarm-cheap"));
+        let e = parse_args(args(&["--log-master-bufsize", "0"])).unwrap_err();
+        assert!(e.to_string().contains("between 1 and"));
+    }
+
+    #[test]
+    fn unknown_and_missing() {
+        let e = parse_args(args(&["--nope"])).unwrap_err();
+        assert_eq!(e.to_string(), "unknown option: --nope (see --help)");
+        let e = parse_args(args(&["--alarm"])).unwrap_err();
+        assert!(e.to_string().starts_with("option --alarm needs a value"));
+        let e = parse_args(args(&["stray"])).unwrap_err();
+        assert!(e.to_string().contains("unexpected argument: stray"));
+    }
+
+    #[test]
+    fn command_after_double_dash() {
+        let c = parse_args(args(&["--alarm-cheap", "--", "sh", "-c", "--alarm x"])).unwrap();
+        assert_eq!(c.command, args(&["sh", "-c", "--alarm x"]));
+    }
+
+    #[test]
+    fn alarm_fd_syntax() {
+        let d = parse_alarm_fd("a 5:8 the msg: with colon", &Origin::Cli).unwrap();
+        assert_eq!((d.fd, d.bytes, d.message.as_str()), (5, 8, "the msg: with colon"));
+        let d = parse_alarm_fd("a 5 m", &Origin::Cli).unwrap();
+        assert_eq!(d.bytes, 1);
+        let d = parse_alarm_fd("a 5:0 m", &Origin::Cli).unwrap();
+        assert_eq!(d.bytes, 1);
+        assert!(parse_alarm_fd("a x m", &Origin::Cli).is_err());
+        assert!(parse_alarm_fd("a", &Origin::Cli).is_err());
+    }
+
+    #[test]
+    fn ini_interleaves_with_cli_and_reports_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(
+            &p,
+            "[uwsgi]\nsocket = /tmp/x\nalarm = b log:\nlog-alarm = b \\d+\n[logalarm]\nalarm-cheap\n",
+        )
+        .unwrap();
+        let c = parse_args(args(&[
+            "--alarm",
+            "a log:",
+            "--ini",
+            p.to_str().unwrap(),
+            "--alarm",
+            "c log:",
+        ]))
+        .unwrap();
+        let names: Vec<&str> = c.alarms.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, vec!["a", "b", "c"]);
+        assert_eq!(c.rules[0].regex, "\\d+");
+        assert!(c.alarm_cheap);
+        assert_eq!(c.warnings.len(), 1);
+        assert!(c.warnings[0].contains("socket"));
+        assert!(c.warnings[0].contains("a.ini:2"));
+
+        std::fs::write(&p, "[uwsgi]\nalarm-freq = -3\n").unwrap();
+        let e = parse_args(args(&["--ini", p.to_str().unwrap()])).unwrap_err();
+        assert!(e.to_string().ends_with("a.ini:2)"), "{e}");
+
+        std::fs::write(&p, format!("[uwsgi]\nini = {}\n", p.display())).unwrap();
+        let e = parse_args(args(&["--ini", p.to_str().unwrap()])).unwrap_err();
+        assert!(e.to_string().contains("included from itself"), "{e}");
+
+        let e = parse_args(args(&["--ini", "/nonexistent/x.ini"])).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/x.ini"), "{e}");
+    }
+
+    #[test]
+    fn redaction() {
+        assert_eq!(
+            redact_arg("curl", "smtp://h;auth_user=u;auth_pass=secret;subject=x"),
+            "smtp://h;auth_user=u;auth_pass=***;subject=x"
+        );
+        assert_eq!(redact_arg("curl", "https://u:pw@h/p"), "https://u:***@h/p");
+        assert_eq!(redact_arg("xmpp", "a@b;pw;c@d"), "a@b;***;c@d");
+        assert_eq!(redact_arg("airbrake", "http://e/n;apikey=K"), "http://e/n;apikey=***");
+        let e = parse_args(args(&["--alarm", "mnospace;auth_pass=secret"])).unwrap_err();
+        assert!(!e.to_string().contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn help_mentions_every_option() {
+        let h = help_text();
+        for d in OPTIONS {
+            assert!(h.contains(&format!("--{}", d.name)));
+            for a in d.aliases {
+                assert!(h.contains(&format!("--{a}")));
+            }
+        }
+    }
+}

@@ -1,0 +1,452 @@
+//! Log-alarm rules compiled into one multi-pattern automaton, matched in one pass per buffer.
+//!
+//! Role: given a buffer of whole lines, find every line that some `log-alarm`/`not-log-alarm`
+//! rule matches and report, for each, the alarms it raises (positive names minus negative names,
+//! each once, in the order the configuration first names them).
+//!
+//! Shape (ripgrep's "fast path"): two regex-automata `meta::Regex`es hold all rules at once.
+//! * `scan` searches the *whole buffer* for the earliest position where any rule could match.
+//!   Its patterns are rewritten so that no match can cross a line: `\n` is removed from every
+//!   class and literal, `^`/`\A` become "after `\n`, or `\r` not before `\n`" and `$`/`\z` become
+//!   "before `\r` or `\n`". It therefore finds a superset of the lines the rules match, and most
+//!   lines — which match nothing — cost only the DFA's per-byte step, never a per-line call.
+//! * `exact` (MatchKind::All) runs `which_overlapping_matches` on one candidate line, cut to
+//!   `log-master-bufsize` and without its terminator: the exact semantics, and the set of rules.
+//!
+//! Invariants: no loop over rules per line (the set of matched rules comes from one automaton
+//! run); no allocation per line (caches and scratch live in [`Matcher`]); regexes are byte-based
+//! like uWSGI's non-UTF PCRE (`unicode(false)`, `utf8(false)`: `.` is any byte but `\n`, `\w` and
+//! `(?i)` are ASCII), so any input bytes can be matched.
+//!
+//! Rejected alternatives: a loop of one regex per rule (cost grows with the rule count); a dense
+//! DFA (does not finish building for 100 realistic rules, see ECOSYSTEM.md); matching the scan
+//! results directly (the multi-line anchors can also fire next to a lone `\r` inside a line, so
+//! every candidate is confirmed by `exact`); a PCRE2 fallback for look-around — such rules are
+//! refused at start-up with a clear error instead.
+
+use regex_automata::meta::{self, Regex};
+use regex_automata::{Input, MatchKind, PatternSet};
+use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
+
+/// Lines beginning with this are logalarm's (and uWSGI's) own diagnostics: never matched.
+pub const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
+
+/// One compiled rule, as the matcher needs it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Alarm ranks this rule names (see [`RuleSet::new`]).
+    pub alarms: Vec<u32>,
+    pub negate: bool,
+}
+
+/// Why a rule's regex was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct RegexError(pub String);
+
+/// All rules, compiled.
+#[derive(Debug)]
+pub struct RuleSet {
+    scan: Regex,
+    exact: Regex,
+    rules: Vec<Rule>,
+    n_alarms: usize,
+    bufsize: usize,
+    /// Some rule can match at the end of a cut line only because it was cut (`$`, `\b`...): then
+    /// lines longer than `bufsize` are confirmed one by one.
+    end_sensitive: bool,
+}
+
+/// Parse one rule's regex the way uWSGI's PCRE reads it (byte-based, case-sensitive, `.` not
+/// matching newline) into a syntax tree.
+pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
+    let mut parser = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build();
+    parser.parse(pattern).map_err(|e| {
+        let (kind, offset) = match &e {
+            regex_syntax::Error::Parse(p) => (p.kind().to_string(), p.span().start.offset),
+            regex_syntax::Error::Translate(t) => (t.kind().to_string(), t.span().start.offset),
+            other => (other.to_string(), 0),
+        };
+        let hint = if kind.contains("look-around") || kind.contains("backreference") {
+            " (logalarm matches all rules in one automaton, which cannot do look-around or backreferences: rewrite the rule, or split it into a log-alarm and a not-log-alarm)"
+        } else {
+            ""
+        };
+        RegexError(format!("regex error at offset {offset}: {kind}{hint}"))
+    })
+}
+
+/// Rewrite a rule so that it cannot match across `\n` and its anchors work at line boundaries
+/// inside a buffer of many lines. Matches of the original on a line are matches of the result
+/// at the same place in the buffer (the result may match a little more: candidates only).
+fn for_scan(h: Hir) -> Hir {
+    match h.into_kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(hir::Literal(bytes)) => {
+            if memchr::memchr(b'\n', &bytes).is_some() {
+                Hir::fail()
+            } else {
+                Hir::literal(bytes)
+            }
+        }
+        HirKind::Class(Class::Bytes(mut c)) => {
+            c.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(b'\n', b'\n')]));
+            Hir::class(Class::Bytes(c))
+        }
+        HirKind::Class(Class::Unicode(mut c)) => {
+            c.difference(&hir::ClassUnicode::new([hir::ClassUnicodeRange::new(
+                '\n', '\n',
+            )]));
+            Hir::class(Class::Unicode(c))
+        }
+        HirKind::Look(look) => Hir::look(match look {
+            Look::Start | Look::StartLF | Look::StartCRLF => Look::StartCRLF,
+            Look::End | Look::EndLF | Look::EndCRLF => Look::EndCRLF,
+            other => other,
+        }),
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(for_scan(*r.sub)),
+        }),
+        HirKind::Capture(c) => for_scan(*c.sub),
+        HirKind::Concat(v) => Hir::concat(v.into_iter().map(for_scan).collect()),
+        HirKind::Alternation(v) => Hir::alternation(v.into_iter().map(for_scan).collect()),
+    }
+}
+
+/// Does this tree contain an assertion about what follows a position (end anchors, word
+/// boundaries)? Such a rule can match a cut line at the cut only.
+fn looks_ahead(h: &Hir) -> bool {
+    let ls = h.properties().look_set();
+    ls.contains(Look::End)
+        || ls.contains(Look::EndLF)
+        || ls.contains(Look::EndCRLF)
+        || ls.contains_word()
+}
+
+impl RuleSet {
+    /// Compile `patterns` (one regex and rule per entry). `bufsize` is `log-master-bufsize`.
+    /// Alarm ranks in `Rule::alarms` must be below `n_alarms`.
+    pub fn new(
+        patterns: &[(&str, Rule)],
+        n_alarms: usize,
+        bufsize: usize,
+    ) -> Result<RuleSet, (usize, RegexError)> {
+        let mut exact_hirs = Vec::with_capacity(patterns.len());
+        let mut scan_hirs = Vec::with_capacity(patterns.len());
+        let mut end_sensitive = false;
+        for (i, (p, _)) in patterns.iter().enumerate() {
+            let h = parse_regex(p).map_err(|e| (i, e))?;
+            end_sensitive |= looks_ahead(&h);
+            scan_hirs.push(for_scan(h.clone()));
+            exact_hirs.push(h);
+        }
+        let base = meta::Config::new()
+            .utf8_empty(false)
+            .nfa_size_limit(Some(256 << 20))
+            .hybrid_cache_capacity(8 << 20)
+            .dfa(false);
+        let build = |hirs: &[Hir], kind: MatchKind| {
+            meta::Builder::new()
+                .configure(base.clone().match_kind(kind))
+                .build_many_from_hir(hirs)
+                .map_err(|e| (usize::MAX, RegexError(format!("cannot compile the rules: {e}"))))
+        };
+        let scan = build(&scan_hirs, MatchKind::LeftmostFirst)?;
+        let exact = build(&exact_hirs, MatchKind::All)?;
+        Ok(RuleSet {
+            scan,
+            exact,
+            rules: patterns.iter().map(|(_, r)| r.clone()).collect(),
+            n_alarms,
+            bufsize: bufsize.max(1),
+            end_sensitive,
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// `log-master-bufsize`.
+    pub fn bufsize(&self) -> usize {
+        self.bufsize
+    }
+
+    /// Per-thread matching state for this rule set.
+    pub fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            set: self,
+            scan_cache: self.scan.create_cache(),
+            exact_cache: self.exact.create_cache(),
+            patset: PatternSet::new(self.rules.len()),
+            pos_bits: vec![0; self.n_alarms.div_ceil(64)],
+            neg_bits: vec![0; self.n_alarms.div_ceil(64)],
+            hits: Vec::with_capacity(self.n_alarms),
+        }
+    }
+}
+
+/// The bytes of a line without its `\n` (and a `\r` before it).
+#[inline]
+pub fn without_terminator(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r', b'\n'] => rest,
+        [rest @ .., b'\n'] => rest,
+        _ => line,
+    }
+}
+
+/// Matching state: caches and scratch, reused for every buffer (no allocation per line).
+pub struct Matcher<'r> {
+    set: &'r RuleSet,
+    scan_cache: meta::Cache,
+    exact_cache: meta::Cache,
+    patset: PatternSet,
+    pos_bits: Vec<u64>,
+    neg_bits: Vec<u64>,
+    hits: Vec<u32>,
+}
+
+impl<'r> Matcher<'r> {
+    /// The rule set this matcher runs.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.set
+    }
+
+    /// Report every line of `buf` that raises alarms: `on_hit(message, alarm_ranks)`, in line
+    /// order. `buf` holds whole lines; only its last line may lack a `\n`. The message is the
+    /// line with its terminator, cut to `log-master-bufsize`. Returns the number of lines
+    /// confirmed (matched at least one rule, or were checked because they were cut).
+    pub fn scan_lines(&mut self, buf: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) -> usize {
+        if self.set.rules.is_empty() {
+            return 0;
+        }
+        let bufsize = self.set.bufsize;
+        if !self.set.end_sensitive || buf.len() <= bufsize {
+            return self.scan_range(buf, 0, buf.len(), on_hit);
+        }
+        // Rare: some rule could match at the cut of a line longer than bufsize, which the scan
+        // cannot see (it sees the whole line). Find such lines and confirm them one by one.
+        let mut confirmed = 0;
+        let mut pos = 0;
+        let mut line_start = 0;
+        for nl in memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len())) {
+            let line_end = (nl + 1).min(buf.len());
+            if line_end > line_start && line_end - line_start > bufsize {
+                confirmed += self.scan_range(buf, pos, line_start, on_hit);
+                confirmed += 1;
+                self.confirm(&buf[line_start..line_end], on_hit);
+                pos = line_end;
+            }
+            line_start = line_end;
+        }
+        confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
+    }
+
+    /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end).
+    fn scan_range(
+        &mut self,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        on_hit: &mut dyn FnMut(&[u8], &[u32]),
+    ) -> usize {
+        let mut confirmed = 0;
+        let mut pos = from;
+        while pos < to {
+            let input = Input::new(buf).range(pos..to).earliest(true);
+            // PERF: one DFA pass over the whole remaining buffer instead of a call per line;
+            // lines without a candidate are never looked at individually.
+            let Some(hm) = self.set.scan.search_half_with(&mut self.scan_cache, &input) else {
+                break;
+            };
+            let at = hm.offset();
+            let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
+            confirmed += 1;
+            self.confirm(&buf[start..end], on_hit);
+            pos = end;
+        }
+        confirmed
+    }
+
+    /// Exact check of one line (with terminator); reports it if it raises any alarm.
+    pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
+        if line.starts_with(SELF_PREFIX) {
+            return;
+        }
+        let msg = &line[..line.len().min(self.set.bufsize)];
+        let text = if msg.len() == line.len() {
+            without_terminator(msg)
+        } else {
+            msg
+        };
+        self.patset.clear();
+        self.set.exact.which_overlapping_matches_with(
+            &mut self.exact_cache,
+            &Input::new(text),
+            &mut self.patset,
+        );
+        if self.patset.is_empty() {
+            return;
+        }
+        self.pos_bits.fill(0);
+        self.neg_bits.fill(0);
+        for pid in self.patset.iter() {
+            let rule = &self.set.rules[pid.as_usize()];
+            let bits = if rule.negate {
+                &mut self.neg_bits
+            } else {
+                &mut self.pos_bits
+            };
+            for &a in &rule.alarms {
+                bits[a as usize / 64] |= 1 << (a % 64);
+            }
+        }
+        self.hits.clear();
+        for (w, (p, n)) in self.pos_bits.iter().zip(&self.neg_bits).enumerate() {
+            let mut bits = p & !n;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                self.hits.push(w as u32 * 64 + b);
+                bits &= bits - 1;
+            }
+        }
+        if !self.hits.is_empty() {
+            on_hit(msg, &self.hits);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rules: &[(&str, &[u32], bool)], bufsize: usize) -> RuleSet {
+        let pats: Vec<(&str, Rule)> = rules
+            .iter()
+            .map(|(p, a, n)| {
+                (
+                    *p,
+                    Rule {
+                        alarms: a.to_vec(),
+                        negate: *n,
+                    },
+                )
+            })
+            .collect();
+        RuleSet::new(&pats, 8, bufsize).unwrap()
+    }
+
+    fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {
+        let mut m = s.matcher();
+        let mut out = Vec::new();
+        m.scan_lines(buf, &mut |l, a| {
+            out.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
+        });
+        out
+    }
+
+    #[test]
+    fn finds_lines_and_alarms() {
+        let s = set(&[("ERR", &[0], false), ("^WARN", &[1], false)], 8192);
+        let got = hits(&s, b"ok\nan ERR here\nWARN x\nxWARN\nERR and WARN\n");
+        assert_eq!(
+            got,
+            vec![
+                ("an ERR here\n".into(), vec![0]),
+                ("WARN x\n".into(), vec![1]),
+                ("ERR and WARN\n".into(), vec![0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn anchors_are_per_line_and_crlf_aware() {
+        let s = set(&[("^a$", &[0], false), ("\\Ab\\z", &[1], false)], 8192);
+        let got = hits(&s, b"a\r\nxa\nb\nb\r\na\n\nab\na");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["a\r\n", "b\n", "b\r\n", "a\n", "a"]);
+    }
+
+    #[test]
+    fn lone_cr_inside_a_line_is_not_a_line_end() {
+        let s = set(&[("a$", &[0], false), ("^b", &[1], false), ("a.b", &[2], false)], 8192);
+        let got = hits(&s, b"xa\rby\n");
+        assert_eq!(got, vec![("xa\rby\n".into(), vec![2])]);
+    }
+
+    #[test]
+    fn classes_never_cross_lines() {
+        let s = set(&[("a\\sb", &[0], false), ("a[^x]b", &[1], false), ("a\\nb", &[2], false)], 8192);
+        assert!(hits(&s, b"a\nb\n").is_empty());
+        assert_eq!(hits(&s, b"a b\n"), vec![("a b\n".into(), vec![0, 1])]);
+    }
+
+    #[test]
+    fn negative_rules_subtract_only_their_names() {
+        let s = set(
+            &[("x", &[0, 1], false), ("skip", &[0], true), ("y", &[2], false)],
+            8192,
+        );
+        let got = hits(&s, b"x\nx skip\nskip y\nx y skip\n");
+        assert_eq!(
+            got,
+            vec![
+                ("x\n".into(), vec![0, 1]),
+                ("x skip\n".into(), vec![1]),
+                ("skip y\n".into(), vec![2]),
+                ("x y skip\n".into(), vec![1, 2]),
+            ]
+        );
+    }
+
+    #[test]
+    fn self_prefix_is_never_matched() {
+        let s = set(&[("", &[0], false)], 8192);
+        let got = hits(&s, b"[uwsgi-alarm-curl] x\n[uwsgi-alarX\n");
+        assert_eq!(got, vec![("[uwsgi-alarX\n".into(), vec![0])]);
+    }
+
+    #[test]
+    fn empty_regex_matches_every_line_including_empty_ones() {
+        let s = set(&[("", &[0], false)], 8192);
+        assert_eq!(hits(&s, b"\n\nx\n").len(), 3);
+    }
+
+    #[test]
+    fn bufsize_cuts_match_text_and_message() {
+        let s = set(&[("abc$", &[0], false), ("zzz", &[1], false)], 5);
+        let got = hits(&s, b"xxabcdef\nzzz\nxxxxxxzzz\n");
+        assert_eq!(got, vec![("xxabc".into(), vec![0]), ("zzz\n".into(), vec![1])]);
+    }
+
+    #[test]
+    fn bytes_not_utf8() {
+        let s = set(&[("\\xff.\\x00", &[0], false), ("(?i)error", &[1], false)], 8192);
+        let got = hits(&s, b"\xff\xfe\x00\nERROR\n\xc3(\n");
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn unsupported_syntax_is_a_clear_error() {
+        let e = parse_regex("a(?=b)").unwrap_err();
+        assert!(e.0.contains("look-around"), "{}", e.0);
+        let e = parse_regex("(a)\\1").unwrap_err();
+        assert!(e.0.contains("backreference"), "{}", e.0);
+        let e = parse_regex("(unclosed").unwrap_err();
+        assert!(e.0.contains("offset"), "{}", e.0);
+    }
+}
