@@ -95,10 +95,10 @@ pub fn ctime_now() -> String {
     )
 }
 
-/// Write all of `buf` to `fd`, retrying on `EINTR` and waiting with `poll` on `EAGAIN` (the
-/// descriptor may be non-blocking because another process shares it).
-pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
+/// One `write(2)` of `buf` to `fd`, retrying on `EINTR` and waiting with `poll` on `EAGAIN` (the
+/// descriptor may be non-blocking because another process shares it). Returns bytes written (> 0).
+pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
         // SAFETY: `buf` is a valid readable slice of `buf.len()` bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
@@ -112,12 +112,11 @@ pub fn write_all_fd(fd: RawFd, mut buf: &[u8]) -> io::Result<()> {
                 _ => return Err(err),
             }
         }
-        if n == 0 {
+        if n == 0 && !buf.is_empty() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
         }
-        buf = &buf[n as usize..];
+        return Ok(n as usize);
     }
-    Ok(())
 }
 
 /// `read(2)` into `buf`, retrying on `EINTR`.

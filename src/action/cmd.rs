@@ -1,0 +1,197 @@
+//! `cmd:COMMAND`: run `$binsh -c COMMAND` with the message on its standard input.
+//!
+//! Role: start the command and return at once (the next alarm never waits for it). A helper
+//! thread per child writes the message into a plain pipe and closes it, forwards the child's
+//! stdout and stderr (one pipe, so their order is kept) into the log output as whole lines —
+//! never matched — and reaps the child. Invariants: log text is never on a command line (stdin
+//! only); at most [`MAX_CHILDREN`] commands run at once — beyond that the alarm is dropped,
+//! counted and reported (rate limited), because waiting would delay every other alarm of the
+//! main alarm thread; a command that cannot start is reported, never fatal.
+//! Rejected alternative: registering children's pipes in the reactor — it would put action
+//! output handling on the log path's thread.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Ctx;
+use crate::output::Output;
+
+/// Most `cmd` children running at once.
+pub const MAX_CHILDREN: usize = 64;
+
+/// Longest piece of child output held while waiting for its end of line.
+const MAX_OUTPUT_LINE: usize = 64 * 1024;
+
+/// Running children: a counter with a wait for zero (shutdown).
+#[derive(Default)]
+pub struct Children {
+    live: Mutex<usize>,
+    zero: Condvar,
+    started: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl Children {
+    fn try_acquire(&self) -> bool {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if *live >= MAX_CHILDREN {
+            return false;
+        }
+        *live += 1;
+        self.started.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn release(&self) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        *live = live.saturating_sub(1);
+        if *live == 0 {
+            self.zero.notify_all();
+        }
+    }
+
+    /// Wait until no child runs, at most until `deadline`. Returns how many still run.
+    pub fn wait_all(&self, deadline: Instant) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        while *live > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            live = match self.zero.wait_timeout(live, deadline - now) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        *live
+    }
+
+    /// Commands started so far.
+    pub fn started(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Alarms dropped because too many commands were running.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// A `cmd:` action.
+#[derive(Debug)]
+pub struct Cmd {
+    command: String,
+    last_report: Option<Instant>,
+    unreported: u64,
+}
+
+impl Cmd {
+    pub fn parse(arg: &str) -> Result<Cmd, String> {
+        if arg.trim().is_empty() {
+            return Err("cmd: needs a command".to_string());
+        }
+        Ok(Cmd {
+            command: arg.to_string(),
+            last_report: None,
+            unreported: 0,
+        })
+    }
+
+    pub fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+        if !ctx.children.try_acquire() {
+            ctx.children.dropped.fetch_add(1, Ordering::Relaxed);
+            self.unreported += 1;
+            let now = Instant::now();
+            if self
+                .last_report
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                eprintln!(
+                    "[uwsgi-alarm-cmd] alarm \"{alarm}\": {} alarm(s) dropped, {MAX_CHILDREN} commands already running",
+                    self.unreported
+                );
+                self.unreported = 0;
+                self.last_report = Some(now);
+            }
+            return;
+        }
+        if let Err(e) = self.spawn(msg, ctx) {
+            eprintln!(
+                "[uwsgi-alarm-cmd] alarm \"{alarm}\": cannot run {}: {e}",
+                ctx.binsh.display()
+            );
+            ctx.children.release();
+        }
+    }
+
+    fn spawn(&self, msg: &[u8], ctx: &Ctx) -> std::io::Result<()> {
+        let (out_r, out_w) = std::io::pipe()?;
+        let mut child = {
+            let mut cmd = Command::new(&ctx.binsh);
+            cmd.arg("-c")
+                .arg(&self.command)
+                .stdin(Stdio::piped())
+                .stdout(out_w.try_clone()?)
+                .stderr(out_w);
+            cmd.spawn()?
+            // `cmd`, holding our copies of the write ends, is dropped here: EOF will come.
+        };
+        let stdin = child.stdin.take();
+        let msg = msg.to_vec();
+        let output = ctx.output.clone();
+        let children = ctx.children.clone();
+        let spawned = std::thread::Builder::new()
+            .name("logalarm-cmd".into())
+            .spawn(move || {
+                std::thread::scope(|s| {
+                    if let Some(mut stdin) = stdin {
+                        s.spawn(move || {
+                            // A command that does not read its stdin gets EPIPE: not an error.
+                            let _ = stdin.write_all(&msg);
+                        });
+                    }
+                    forward_lines(out_r, &output);
+                });
+                let _ = child.wait();
+                children.release();
+            });
+        if let Err(e) = spawned {
+            return Err(std::io::Error::other(format!("cannot start a helper thread: {e}")));
+        }
+        Ok(())
+    }
+}
+
+/// Copy a child's output into the log output, whole lines at a time; a last line without `\n`
+/// gets one, so the next log line does not join it.
+fn forward_lines(mut r: impl Read, output: &Output) {
+    let mut buf = Vec::with_capacity(8192);
+    let mut chunk = [0u8; 8192];
+    loop {
+        let n = match r.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        let cut = match memchr::memrchr(b'\n', &buf) {
+            Some(i) => i + 1,
+            None if buf.len() >= MAX_OUTPUT_LINE => buf.len(),
+            None => continue,
+        };
+        if let Err(e) = output.write_record(&buf[..cut]) {
+            eprintln!("[uwsgi-alarm-cmd] {e}");
+        }
+        buf.drain(..cut);
+    }
+    if !buf.is_empty() {
+        buf.push(b'\n');
+        if let Err(e) = output.write_record(&buf) {
+            eprintln!("[uwsgi-alarm-cmd] {e}");
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Alarm actions: what an alarm does when it runs. One file per type, enum dispatch.
+//!
+//! Role: parse an alarm's `TYPE:ARG` into an [`Action`], say whether it blocks (and so gets a
+//! thread of its own), and run it with a message. Invariants: actions never run on the thread
+//! that reads logs; an action's failure is reported as one `[uwsgi-alarm...]` line on standard
+//! error and never stops logalarm; secrets never appear in what an action reports.
+//! Rejected alternative: `Box<dyn Action>` — the set of types is closed and known at build time.
+
+pub mod cmd;
+pub mod log;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::output::Output;
+
+/// Every alarm type of uWSGI's alarm subsystem, and whether this build has it.
+pub const TYPES: &[(&str, bool, &str)] = &[
+    ("cmd", true, "cmd:COMMAND — run COMMAND with $binsh -c, the message on its stdin"),
+    ("log", true, "log:[PREFIX] — write \"<date> - ALARM: PREFIX MESSAGE\" into the log output"),
+    ("signal", false, "signal:N — send signal N to the supervised processes"),
+    ("mule", false, "mule:N — write the message to mule N's stdin"),
+    ("curl", false, "curl:URL[;key=val...] — HTTP(S) request or SMTP(S) mail via libcurl"),
+    ("xmpp", false, "xmpp:JID;PASSWORD;TO[,TO...] — XMPP chat message"),
+    ("speech", false, "speech:[VOICE] — speak the message with espeak-ng"),
+    ("airbrake", false, "airbrake:URL[;key=val...] — Airbrake/Errbit notice"),
+];
+
+/// What actions need from the running process.
+pub struct Ctx {
+    pub output: Arc<Output>,
+    pub binsh: PathBuf,
+    pub children: Arc<cmd::Children>,
+}
+
+/// A configured action.
+#[derive(Debug)]
+pub enum Action {
+    Cmd(cmd::Cmd),
+    Log(log::Log),
+}
+
+impl Action {
+    /// Build an action from its type and argument. The error says what is wrong (without
+    /// quoting the argument, which may hold a secret: the caller quotes it redacted).
+    pub fn parse(kind: &str, arg: &str) -> Result<Action, String> {
+        match kind {
+            "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
+            "log" => Ok(Action::Log(log::Log::parse(arg))),
+            _ => match TYPES.iter().find(|(name, _, _)| *name == kind) {
+                Some(_) => Err(format!(
+                    "alarm type `{kind}` is not available in this build of logalarm yet (available: {})",
+                    available().join(", ")
+                )),
+                None => Err(format!(
+                    "unknown alarm type `{kind}` (available: {})",
+                    available().join(", ")
+                )),
+            },
+        }
+    }
+
+    /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
+    pub fn blocking(&self) -> bool {
+        match self {
+            Action::Cmd(_) | Action::Log(_) => false,
+        }
+    }
+
+    /// Run the action for one message (already truncated and past anti-flood).
+    pub fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+        match self {
+            Action::Cmd(c) => c.fire(alarm, msg, ctx),
+            Action::Log(l) => l.fire(msg, ctx),
+        }
+    }
+}
+
+/// Names of the types this build can run.
+pub fn available() -> Vec<&'static str> {
+    TYPES.iter().filter(|t| t.1).map(|t| t.0).collect()
+}

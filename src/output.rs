@@ -1,0 +1,206 @@
+//! The log output: standard output or `--logto PATH`, shared by the log path and the actions
+//! that write into the log stream (`log:` alarms, `cmd:` output).
+//!
+//! Role: write whole chunks atomically with respect to each other (one lock per chunk, never per
+//! line), reopen the file on SIGHUP, and turn write failures into one clear line instead of a
+//! crash loop. Invariants: a chunk is written entirely or the error is returned; a full disk
+//! (`ENOSPC`, `EDQUOT`, `EIO`) is reported once and retried every second — the log path then
+//! stalls, which back-pressures the input instead of losing lines — until it succeeds (reported
+//! once more) or shutdown is requested; a closed output (`EPIPE`) is fatal for the log path.
+//! Rejected alternative: `std::io::Stdout` — its line buffering would write per line.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::sys;
+
+struct State {
+    target: Target,
+    /// The last byte written was `\n` (or nothing was written).
+    at_line_start: bool,
+}
+
+enum Target {
+    Stdout,
+    File { path: PathBuf, file: File },
+}
+
+impl Target {
+    fn fd(&self) -> RawFd {
+        match self {
+            Target::Stdout => 1,
+            Target::File { file, .. } => file.as_raw_fd(),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Target::Stdout => "standard output".to_string(),
+            Target::File { path, .. } => path.display().to_string(),
+        }
+    }
+}
+
+/// The shared log output.
+pub struct Output {
+    target: Mutex<State>,
+    stopping: AtomicBool,
+}
+
+fn open_log(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
+}
+
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) | Some(libc::EIO) | Some(libc::EFBIG)
+    )
+}
+
+impl Output {
+    /// Write to standard output.
+    pub fn stdout() -> Output {
+        Output {
+            target: Mutex::new(State {
+                target: Target::Stdout,
+                at_line_start: true,
+            }),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Append to `path` (created if missing).
+    pub fn file(path: &Path) -> io::Result<Output> {
+        let file = open_log(path)?;
+        Ok(Output {
+            target: Mutex::new(State {
+                target: Target::File {
+                    path: path.to_path_buf(),
+                    file,
+                },
+                at_line_start: true,
+            }),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// Write log bytes as one chunk. Transient failures are retried (see the module doc).
+    pub fn write(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        self.write_locked(&mut state, bytes)
+    }
+
+    /// Write a whole line produced by an action (`log:` alarms, `cmd:` output). When the log
+    /// stream was left inside a line (its input ended without `\n`), a `\n` goes first so the
+    /// two do not join.
+    pub fn write_record(&self, line: &[u8]) -> io::Result<()> {
+        let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        if !state.at_line_start {
+            self.write_locked(&mut state, b"\n")?;
+        }
+        self.write_locked(&mut state, line)
+    }
+
+    fn write_locked(&self, state: &mut State, bytes: &[u8]) -> io::Result<()> {
+        let Some(&last) = bytes.last() else {
+            return Ok(());
+        };
+        let target = &state.target;
+        let mut reported = false;
+        let mut rest = bytes;
+        loop {
+            match write_some(target.fd(), rest) {
+                Ok(()) => {
+                    state.at_line_start = last == b'\n';
+                    if reported {
+                        eprintln!("[uwsgi-alarm] log output {} writable again", target.describe());
+                    }
+                    return Ok(());
+                }
+                Err((written, e)) if is_transient(&e) && !self.stopping.load(Ordering::Relaxed) => {
+                    rest = &rest[written..];
+                    if !reported {
+                        eprintln!(
+                            "[uwsgi-alarm] cannot write log output {}: {e}; retrying every second",
+                            target.describe()
+                        );
+                        reported = true;
+                    }
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err((_, e)) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot write log output {}: {e}", target.describe()),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Reopen `--logto` (after logrotate moved it). No-op for standard output.
+    pub fn reopen(&self) -> io::Result<()> {
+        let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        if let Target::File { path, file } = &mut state.target {
+            *file = open_log(path)?;
+        }
+        Ok(())
+    }
+
+    /// Stop retrying transient failures (shutdown).
+    pub fn stop_retrying(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Write all of `buf`; on error, say how much was written.
+fn write_some(fd: RawFd, buf: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut done = 0;
+    while done < buf.len() {
+        match sys::write_fd(fd, &buf[done..]) {
+            Ok(n) => done += n,
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let o = Output::file(&p).unwrap();
+        o.write(b"a\n").unwrap();
+        std::fs::rename(&p, dir.path().join("log.1")).unwrap();
+        o.write(b"b\n").unwrap();
+        o.reopen().unwrap();
+        o.write(b"c\n").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("log.1")).unwrap(), b"a\nb\n");
+        assert_eq!(std::fs::read(&p).unwrap(), b"c\n");
+    }
+
+    #[test]
+    fn full_disk_is_an_error_not_a_panic() {
+        if !Path::new("/dev/full").exists() {
+            return;
+        }
+        let o = Output::file(Path::new("/dev/full")).unwrap();
+        o.stop_retrying();
+        let e = o.write(b"x\n").unwrap_err();
+        assert!(e.to_string().contains("/dev/full"), "{e}");
+    }
+}
