@@ -125,6 +125,8 @@ pub fn run(
     let pollable = sys::fd_kind(fd)? == FdKind::Pollable;
     let _guard = if pollable {
         let was = sys::set_nonblocking(fd, true)?;
+        // PERF: a 1 MiB pipe instead of 64 KiB: 16x fewer wake-ups of the reader and writer.
+        let _ = sys::grow_pipe(fd, 1 << 20);
         poll.registry()
             .register(&mut SourceFd(&fd), INPUT, Interest::READABLE)?;
         Some(NonBlockingGuard { fd, was })

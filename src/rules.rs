@@ -275,6 +275,10 @@ impl<'r> Matcher<'r> {
             let at = hm.offset();
             let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
+            if start == end {
+                // An empty match after the last `\n`: not a line.
+                break;
+            }
             confirmed += 1;
             self.confirm(&buf[start..end], on_hit);
             pos = end;
