@@ -1,0 +1,318 @@
+//! The binary, end to end: pass-through, start-up errors, cmd and log actions, signals, output
+//! failures. Every test runs the real `logalarm` executable.
+
+use std::io::{Read, Write};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_logalarm"))
+}
+
+/// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
+fn run(args: &[&str], input: Vec<u8>) -> Output {
+    let mut child = bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let w = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap();
+    out
+}
+
+fn wait_for(path: &std::path::Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8> {
+    let t = Instant::now();
+    loop {
+        let got = std::fs::read(path).unwrap_or_default();
+        if pred(&got) || t.elapsed() > Duration::from_secs(secs) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn pass_through_is_byte_exact_for_any_bytes() {
+    let mut seed = 0x9e3779b97f4a7c15u64;
+    let mut input = Vec::with_capacity(4 << 20);
+    while input.len() < 4 << 20 {
+        match xorshift(&mut seed) % 8 {
+            0 => input.extend_from_slice(b"ERROR something\r\n"),
+            1 => input.push(b'\n'),
+            2 => input.extend_from_slice(b"\x00\xff\xfe\xc3("),
+            _ => input.extend((0..xorshift(&mut seed) % 300).map(|_| xorshift(&mut seed) as u8)),
+        }
+    }
+    input.extend_from_slice(b"no final newline");
+    let out = run(
+        &["--alarm", "a cmd:cat > /dev/null", "--log-alarm", "a ERROR", "--alarm-freq", "0"],
+        input.clone(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), input.len());
+    assert!(out.stdout == input, "output differs from input");
+}
+
+#[test]
+fn a_100_mb_line_passes_whole_and_alarms_once_on_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("msg");
+    let cmd = format!("a cmd:cat > {}", msg.display());
+    let mut line = b"HUGE ".to_vec();
+    line.resize(100 << 20, b'x');
+    line.extend_from_slice(b" HUGE\nHUGE small\n");
+    let out = run(&["--alarm", &cmd, "--log-alarm", "a HUGE", "--alarm-freq", "0"], line.clone());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout == line, "100 MB line altered");
+    // The last alarm to run is the small line's; the big line's message was its first 8192 bytes.
+    let got = wait_for(&msg, |b| b == b"HUGE small\n", 5);
+    assert_eq!(got, b"HUGE small\n");
+}
+
+#[test]
+fn the_long_line_message_is_its_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("msg");
+    let cmd = format!("a cmd:cat > {}", msg.display());
+    let mut line = b"HEAD ".to_vec();
+    line.resize(1 << 20, b'y');
+    line.push(b'\n');
+    let out = run(&["--alarm", &cmd, "--log-alarm", "a ^HEAD"], line.clone());
+    assert!(out.status.success());
+    let got = wait_for(&msg, |b| b.len() == 8192, 5);
+    assert_eq!(got, &line[..8192]);
+}
+
+#[test]
+fn startup_errors_name_option_value_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("bad.ini");
+    std::fs::write(&ini, "[uwsgi]\nalarm = a log:\nlog-alarm = a,zz TERRIBLE\n").unwrap();
+    let ini_s = ini.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["--alarm", "nocolon"], "invalid alarm syntax: nocolon".into()),
+        (vec!["--alarm", "a nocolon"], "invalid alarm syntax: a nocolon".into()),
+        (vec!["--alarm", "a foo:bar"], "invalid alarm: a foo:bar: unknown alarm type `foo`".into()),
+        (vec!["--alarm", "a log:", "--log-alarm", "a,zz TERRIBLE"], "invalid log-alarm: a,zz TERRIBLE: no alarm named \"zz\"".into()),
+        (vec!["--alarm", "a log:", "--log-alarm", "nospace"], "invalid log-alarm syntax: nospace".into()),
+        (vec!["--alarm", "a log:", "--log-alarm", "a (unclosed"], "invalid log-alarm: a (unclosed: regex error".into()),
+        (vec!["--alarm", "a log:", "--log-alarm", "a x(?=y)"], "look-around".into()),
+        (vec!["--alarm", "a log:", "--not-log-alarm", "zz x"], "invalid not-log-alarm: zz x: no alarm named \"zz\"".into()),
+        (vec!["--alarm", "a log:", "--alarm", "a cmd:true"], "invalid alarm: a cmd:true: alarm \"a\" is already defined".into()),
+        (vec!["--alarm", "a log:", "--alarm-segfault", "zz"], "invalid alarm-segfault: zz: no alarm named \"zz\"".into()),
+        (vec!["--alarm", "a log:", "--alarm-backlog", "zz"], "invalid alarm-backlog: zz: no alarm named \"zz\"".into()),
+        (vec!["--alarm-freq", "-1"], "invalid alarm-freq: `-1`: must not be negative".into()),
+        (vec!["--alarm-freq", "soon"], "invalid alarm-freq: `soon`: not a whole number".into()),
+        (vec!["--alarm-msg-size", "0"], "invalid alarm-msg-size: `0`".into()),
+        (vec!["--log-master-bufsize", "x"], "invalid log-master-bufsize: `x`".into()),
+        (vec!["--alarm-cheap=perhaps"], "invalid alarm-cheap: `perhaps`".into()),
+        (vec!["--no-such-option"], "unknown option: --no-such-option".into()),
+        (vec!["--alarm"], "option --alarm needs a value".into()),
+        (vec!["--ini", "/nonexistent.ini"], "invalid ini: /nonexistent.ini".into()),
+        (vec!["--ini", &ini_s], format!("invalid log-alarm: a,zz TERRIBLE: no alarm named \"zz\" (define it with --alarm \"zz TYPE:ARG\") (in {ini_s}:3)")),
+        (vec!["--alarm", "m curl:smtp://h;auth_pass=hunter2"], "alarm type `curl` is not available".into()),
+        (vec!["--alarm", "a cmd:true", "--binsh", "/nonexistent/sh"], "invalid binsh: /nonexistent/sh".into()),
+        (vec!["--alarm", "a log:", "--alarm-fd", "a 3 msg"], "invalid alarm-fd: a 3: this option is not available".into()),
+        (vec!["--logto", "/nonexistent/dir/log"], "invalid logto: /nonexistent/dir/log".into()),
+    ];
+    for (args, want) in cases {
+        let out = run(&args, Vec::new());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&want), "{args:?}: got {err:?}, want {want:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
+        assert!(!err.contains("hunter2") && !err.contains("panicked"), "{err}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn cmd_gets_the_line_on_stdin_and_its_output_is_logged_unmatched() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("got");
+    let cmd = format!("a cmd:tee {} | sed 's/^/echo: /'", f.display());
+    // The rule matches the command's own output too: it must not feed itself.
+    let out = run(&["--alarm", &cmd, "--log-alarm", "a ERROR", "--alarm-freq", "0"], b"ERROR `rm -rf /` $(x)\nok\n".to_vec());
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&f).unwrap(), b"ERROR `rm -rf /` $(x)\n");
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(s.matches("echo: ERROR").count(), 1, "{s}");
+    assert!(s.starts_with("ERROR `rm -rf /` $(x)\nok\n") || s.contains("ok\n"), "{s}");
+}
+
+#[test]
+fn log_alarm_writes_uwsgi_format_lines() {
+    let out = run(&["--alarm", "a log:DISK", "--alarm", "b log:", "--log-alarm", "a,b full"], b"disk full\n".to_vec());
+    let s = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines[0], "disk full");
+    assert!(lines[1].ends_with(" - ALARM: DISK disk full"), "{s}");
+    assert!(lines[2].ends_with(" - ALARM: disk full"), "{s}");
+    assert_eq!(lines[1].len(), 24 + " - ALARM: DISK disk full".len());
+}
+
+#[test]
+fn slow_cmd_actions_never_slow_pass_through() {
+    let mut input = Vec::new();
+    for i in 0..100_000 {
+        input.extend_from_slice(format!("line {i} ERROR\n").as_bytes());
+    }
+    let start = Instant::now();
+    let mut child = bin()
+        .args(["--alarm", "a cmd:sleep 5", "--log-alarm", "a ERROR", "--alarm-grace", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let w = std::thread::spawn(move || stdin.write_all(&feed));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < input.len() {
+        let n = stdout.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Every line was out before the first `sleep 5` could have ended: nothing waited on it.
+    let elapsed = start.elapsed();
+    assert!(got == input, "output differs");
+    assert!(elapsed < Duration::from_secs(5), "pass-through waited for actions: {elapsed:?}");
+    w.join().unwrap().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("dropped"), "drops must be reported: {err}");
+}
+
+#[test]
+fn full_queue_drops_are_counted_and_reported() {
+    let mut input = Vec::new();
+    for i in 0..5000 {
+        input.extend_from_slice(format!("E {i}\n").as_bytes());
+    }
+    let out = run(&["--alarm", "a cmd:true", "--log-alarm", "a ^E", "--alarm-queue", "1", "--alarm-grace", "0"], input.clone());
+    assert!(out.status.success());
+    assert!(out.stdout == input);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("[uwsgi-alarm] queue of main full:"), "{err}");
+    assert!(err.lines().filter(|l| l.contains("queue of main full")).count() < 20, "not rate limited: {err}");
+}
+
+fn spawn_open(args: &[&str]) -> Child {
+    bin()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_writes_what_was_read_runs_queued_alarms_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("alarms");
+    let cmd = format!("a cmd:cat >> {}", f.display());
+    let mut child = spawn_open(&["--alarm", &cmd, "--log-alarm", "a ^go", "--alarm-freq", "0"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go 1\nother\ngo 2\n").unwrap();
+    stdin.flush().unwrap();
+    let got = wait_for(&f, |b| b.len() == 10, 5);
+    assert_eq!(got, b"go 1\ngo 2\n");
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"go 1\nother\ngo 2\n");
+    drop(stdin);
+}
+
+#[test]
+fn logto_is_reopened_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let mut child = spawn_open(&["--logto", log.to_str().unwrap()]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"one\n").unwrap();
+    assert_eq!(wait_for(&log, |b| b == b"one\n", 5), b"one\n");
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    std::thread::sleep(Duration::from_millis(200));
+    stdin.write_all(b"two\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read(&log).unwrap(), b"two\n");
+    assert_eq!(std::fs::read(dir.path().join("app.log.1")).unwrap(), b"one\n");
+}
+
+#[test]
+fn closed_output_is_one_clear_error() {
+    let mut child = spawn_open(&[]);
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(b"a line\n");
+    let _ = stdin.write_all(&vec![b'x'; 1 << 20]);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("cannot write log output standard output") && err.contains("Broken pipe"), "{err}");
+}
+
+#[test]
+fn alarm_list_masks_secrets() {
+    let out = run(&["--alarm", "a log:", "--alarm", "b cmd:mail root", "--alarm-list"], Vec::new());
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.contains("cmd") && s.contains("xmpp") && s.contains("b cmd:mail root"), "{s}");
+    let out = run(&["--alarm", "m curl:smtp://u:pw@h;auth_pass=hunter2", "--alarms-list"], Vec::new());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("auth_pass=***") && !s.contains("hunter2") && !s.contains(":pw@"), "{s}");
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = run(&["--help"], Vec::new());
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    for opt in logalarm::config::OPTIONS {
+        assert!(s.contains(&format!("--{}", opt.name)), "{}", opt.name);
+    }
+}
+
+#[test]
+fn regular_file_on_stdin_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("in.log");
+    std::fs::write(&p, b"x ERROR\ny\n").unwrap();
+    let out = bin()
+        .args(["--alarm", "a log:A", "--log-alarm", "a ERROR"])
+        .stdin(std::fs::File::open(&p).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(s.starts_with("x ERROR\ny\n") && s.contains("ALARM: A x ERROR"), "{s}");
+}
