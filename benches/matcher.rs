@@ -1,1 +1,67 @@
-fn main(){}
+//! The matcher alone: one-pass scan of a buffer of whole lines, by rule count and match rate.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use logalarm::rules::{Rule, RuleSet};
+
+mod common;
+
+fn build(pats: &[String]) -> RuleSet {
+    let v: Vec<(&str, Rule)> = pats
+        .iter()
+        .map(|p| {
+            (
+                p.as_str(),
+                Rule {
+                    alarms: vec![0],
+                    negate: false,
+                },
+            )
+        })
+        .collect();
+    RuleSet::new(&v, 1, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
+}
+
+fn scan(set: &RuleSet, buf: &[u8]) -> usize {
+    let mut m = set.matcher();
+    let mut n = 0;
+    for chunk in buf.chunks(256 * 1024) {
+        let end = memchr::memrchr(b'\n', chunk).map_or(chunk.len(), |i| i + 1);
+        m.scan_lines(&chunk[..end], &mut |_, h| n += h.len());
+    }
+    n
+}
+
+fn corpus_rules(c: &mut Criterion) {
+    let corpus = common::corpus();
+    let mut g = c.benchmark_group("matcher/corpus");
+    g.throughput(Throughput::Bytes(corpus.len() as u64));
+    for n in [10usize, 100] {
+        let set = build(&common::rules(n));
+        g.bench_with_input(BenchmarkId::new("rules", n), &corpus, |b, buf| {
+            b.iter(|| scan(&set, buf))
+        });
+    }
+    g.finish();
+}
+
+fn match_rate(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matcher/rate");
+    let set = build(&[
+        "NEEDLE \\w+".to_string(),
+        "^\\d{4}-\\d\\d FATAL".to_string(),
+    ]);
+    for (name, every) in [("none", 0usize), ("1pct", 100), ("every_line", 1)] {
+        let buf = common::synthetic(4 << 20, 200, every);
+        g.throughput(Throughput::Bytes(buf.len() as u64));
+        g.bench_with_input(BenchmarkId::new("lines200", name), &buf, |b, buf| {
+            b.iter(|| scan(&set, buf))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = corpus_rules, match_rate
+}
+criterion_main!(benches);

@@ -1,1 +1,84 @@
-fn main(){}
+//! The whole in-memory log path: roll buffer, split, match, pass through, raise (into a counting
+//! sink), by rule count, match rate and line length.
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use logalarm::pipeline::{Pipeline, Sink};
+use logalarm::rules::{Rule, RuleSet};
+
+mod common;
+
+struct Count(u64, u64);
+impl Sink for Count {
+    fn pass(&mut self, b: &[u8]) -> std::io::Result<()> {
+        self.0 += b.len() as u64;
+        Ok(())
+    }
+    fn alarm(&mut self, _: u32, m: &[u8]) {
+        self.1 += m.len() as u64;
+    }
+}
+
+fn build(pats: &[String]) -> RuleSet {
+    let v: Vec<(&str, Rule)> = pats
+        .iter()
+        .map(|p| {
+            (
+                p.as_str(),
+                Rule {
+                    alarms: vec![0],
+                    negate: false,
+                },
+            )
+        })
+        .collect();
+    RuleSet::new(&v, 1, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
+}
+
+fn run(set: &RuleSet, buf: &[u8]) -> u64 {
+    let mut p = Pipeline::new(set.matcher(), 256 * 1024);
+    let mut s = Count(0, 0);
+    let _ = p.feed(buf, &mut s);
+    let _ = p.finish(&mut s);
+    s.0 + s.1
+}
+
+fn pipeline(c: &mut Criterion) {
+    let corpus = common::corpus();
+    let mut g = c.benchmark_group("pipeline/corpus");
+    g.throughput(Throughput::Bytes(corpus.len() as u64));
+    for n in [10usize, 100] {
+        let set = build(&common::rules(n));
+        g.bench_with_input(BenchmarkId::new("rules", n), &corpus, |b, buf| {
+            b.iter(|| run(&set, buf))
+        });
+    }
+    let none = build(&[]);
+    g.bench_with_input(BenchmarkId::new("rules", 0), &corpus, |b, buf| {
+        b.iter(|| run(&none, buf))
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline/shape");
+    let set = build(&[
+        "NEEDLE \\w+".to_string(),
+        "^\\d{4}-\\d\\d FATAL".to_string(),
+    ]);
+    for len in [50usize, 200, 2000] {
+        for (name, every) in [("none", 0usize), ("1pct", 100), ("every_line", 1)] {
+            let buf = common::synthetic(4 << 20, len, every);
+            g.throughput(Throughput::Bytes(buf.len() as u64));
+            g.bench_with_input(
+                BenchmarkId::new(format!("len{len}"), name),
+                &buf,
+                |b, buf| b.iter(|| run(&set, buf)),
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(10);
+    targets = pipeline
+}
+criterion_main!(benches);

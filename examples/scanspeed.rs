@@ -25,7 +25,15 @@ fn main() {
     let pats: Vec<(&str, Rule)> = text
         .lines()
         .filter(|l| !l.is_empty())
-        .map(|l| (l, Rule { alarms: vec![0], negate: false }))
+        .map(|l| {
+            (
+                l,
+                Rule {
+                    alarms: vec![0],
+                    negate: false,
+                },
+            )
+        })
         .collect();
     let t = Instant::now();
     let set = match RuleSet::new(&pats, 1, 8192) {

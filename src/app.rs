@@ -64,7 +64,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
-    if plan.alarms.iter().any(|a| matches!(a.action, crate::action::Action::Cmd(_)))
+    if plan
+        .alarms
+        .iter()
+        .any(|a| matches!(a.action, crate::action::Action::Cmd(_)))
         && !config.binsh.exists()
     {
         eprintln!("invalid binsh: {}: no such file", config.binsh.display());

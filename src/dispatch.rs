@@ -332,7 +332,10 @@ mod tests {
         let mut f = AntiFlood::new(Duration::from_secs(3));
         assert!(f.admit(b"A", s(0)));
         assert!(!f.admit(b"A", s(1)));
-        assert!(!f.admit(b"A", s(2)), "suppressed messages do not move the window");
+        assert!(
+            !f.admit(b"A", s(2)),
+            "suppressed messages do not move the window"
+        );
         assert!(f.admit(b"A", s(3)));
         assert!(f.admit(b"B", s(3)));
         assert!(f.admit(b"A", s(3)), "A, B, A runs three times");

@@ -123,7 +123,10 @@ impl Output {
                 Ok(()) => {
                     state.at_line_start = last == b'\n';
                     if reported {
-                        eprintln!("[uwsgi-alarm] log output {} writable again", target.describe());
+                        eprintln!(
+                            "[uwsgi-alarm] log output {} writable again",
+                            target.describe()
+                        );
                     }
                     return Ok(());
                 }

@@ -218,7 +218,10 @@ mod tests {
         line.extend_from_slice(b" ERR\nERR\n");
         let s = run(&set, 9, &[&line]);
         assert_eq!(s.out, line);
-        assert_eq!(s.alarms, vec![(0, b"ERR ".to_vec()), (0, b"ERR\n".to_vec())]);
+        assert_eq!(
+            s.alarms,
+            vec![(0, b"ERR ".to_vec()), (0, b"ERR\n".to_vec())]
+        );
     }
 
     #[test]

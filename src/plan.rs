@@ -33,18 +33,77 @@ pub struct Plan {
 /// Options whose monitors or inputs this build does not run yet: refused, never ignored.
 fn unavailable(c: &Config) -> Option<(&'static str, String, Origin)> {
     let first = |name: &'static str, v: Option<(String, Origin)>| v.map(|(s, o)| (name, s, o));
-    first("alarm-fd", c.alarm_fds.first().map(|d| (format!("{} {}", d.name, d.fd), d.origin.clone())))
-        .or_else(|| first("alarm-backlog", c.alarm_backlog.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("alarm-segfault", c.alarm_segfault.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("attach-daemon", c.attach_daemon.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("tail", c.tail.first().map(|s| (s.value.display().to_string(), s.origin.clone()))))
-        .or_else(|| first("udp", c.udp.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("watch-socket", c.watch_socket.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("mule", c.mule.first().map(|s| (s.value.clone(), s.origin.clone()))))
-        .or_else(|| first("alarm-socket", c.alarm_socket.first().map(|s| (s.value.display().to_string(), s.origin.clone()))))
-        .or_else(|| {
-            c.command.first().map(|cmd| ("--", cmd.to_string_lossy().into_owned(), Origin::Cli))
-        })
+    first(
+        "alarm-fd",
+        c.alarm_fds
+            .first()
+            .map(|d| (format!("{} {}", d.name, d.fd), d.origin.clone())),
+    )
+    .or_else(|| {
+        first(
+            "alarm-backlog",
+            c.alarm_backlog
+                .first()
+                .map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "alarm-segfault",
+            c.alarm_segfault
+                .first()
+                .map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "attach-daemon",
+            c.attach_daemon
+                .first()
+                .map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "tail",
+            c.tail
+                .first()
+                .map(|s| (s.value.display().to_string(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "udp",
+            c.udp.first().map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "watch-socket",
+            c.watch_socket
+                .first()
+                .map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "mule",
+            c.mule.first().map(|s| (s.value.clone(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        first(
+            "alarm-socket",
+            c.alarm_socket
+                .first()
+                .map(|s| (s.value.display().to_string(), s.origin.clone())),
+        )
+    })
+    .or_else(|| {
+        c.command
+            .first()
+            .map(|cmd| ("--", cmd.to_string_lossy().into_owned(), Origin::Cli))
+    })
 }
 
 /// Check and compile a configuration.
@@ -77,7 +136,16 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     };
     for r in &c.rules {
         for n in &r.names {
-            check_name(if r.negate { "not-log-alarm" } else { "log-alarm" }, n, &r.raw, &r.origin)?;
+            check_name(
+                if r.negate {
+                    "not-log-alarm"
+                } else {
+                    "log-alarm"
+                },
+                n,
+                &r.raw,
+                &r.origin,
+            )?;
         }
     }
     for s in c.alarm_backlog.iter() {
@@ -144,7 +212,11 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             Some(r) => ConfigError::new(
                 format!(
                     "invalid {}: {}: {}",
-                    if r.negate { "not-log-alarm" } else { "log-alarm" },
+                    if r.negate {
+                        "not-log-alarm"
+                    } else {
+                        "log-alarm"
+                    },
                     r.raw,
                     e
                 ),
@@ -162,7 +234,11 @@ pub fn alarm_list(c: &Config) -> String {
     for (name, built, doc) in crate::action::TYPES {
         s.push_str(&format!(
             "{name}{}\t{doc}\n",
-            if *built { "" } else { " (not in this build yet)" }
+            if *built {
+                ""
+            } else {
+                " (not in this build yet)"
+            }
         ));
     }
     s.push_str("*** configured alarms ***\n");
@@ -174,7 +250,11 @@ pub fn alarm_list(c: &Config) -> String {
     for r in &c.rules {
         s.push_str(&format!(
             "{} {}\n",
-            if r.negate { "not-log-alarm" } else { "log-alarm" },
+            if r.negate {
+                "not-log-alarm"
+            } else {
+                "log-alarm"
+            },
             r.raw
         ));
     }
@@ -193,26 +273,61 @@ mod tests {
     #[test]
     fn uwsgi_error_messages() {
         let e = plan(&["--alarm", "a foo:bar"]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid alarm: a foo:bar: unknown alarm type `foo`"), "{e}");
-        let e = plan(&["--alarm", "a log:", "--log-alarm", "a,zz TERRIBLE"]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid log-alarm: a,zz TERRIBLE: no alarm named \"zz\""), "{e}");
-        let e = plan(&["--alarm", "a log:", "--not-log-alarm", "zz x"]).unwrap_err().to_string();
+        assert!(
+            e.starts_with("invalid alarm: a foo:bar: unknown alarm type `foo`"),
+            "{e}"
+        );
+        let e = plan(&["--alarm", "a log:", "--log-alarm", "a,zz TERRIBLE"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid log-alarm: a,zz TERRIBLE: no alarm named \"zz\""),
+            "{e}"
+        );
+        let e = plan(&["--alarm", "a log:", "--not-log-alarm", "zz x"])
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("invalid not-log-alarm: zz x"), "{e}");
-        let e = plan(&["--alarm", "a log:", "--log-alarm", "a (unclosed"]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid log-alarm: a (unclosed: regex error at offset 0"), "{e}");
-        let e = plan(&["--alarm", "a log:", "--alarm", "a cmd:x"]).unwrap_err().to_string();
+        let e = plan(&["--alarm", "a log:", "--log-alarm", "a (unclosed"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid log-alarm: a (unclosed: regex error at offset 0"),
+            "{e}"
+        );
+        let e = plan(&["--alarm", "a log:", "--alarm", "a cmd:x"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("already defined"), "{e}");
-        let e = plan(&["--alarm", "a log:", "--alarm-segfault", "zz"]).unwrap_err().to_string();
-        assert!(e.starts_with("invalid alarm-segfault: zz: no alarm named"), "{e}");
-        let e = plan(&["--alarm", "m curl:smtp://h;auth_pass=hunter2"]).unwrap_err().to_string();
-        assert!(e.contains("not available in this build") && !e.contains("hunter2"), "{e}");
+        let e = plan(&["--alarm", "a log:", "--alarm-segfault", "zz"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid alarm-segfault: zz: no alarm named"),
+            "{e}"
+        );
+        let e = plan(&["--alarm", "m curl:smtp://h;auth_pass=hunter2"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not available in this build") && !e.contains("hunter2"),
+            "{e}"
+        );
     }
 
     #[test]
     fn ranks_follow_first_naming() {
         let p = plan(&[
-            "--alarm", "z log:", "--alarm", "b log:", "--alarm", "a log:",
-            "--log-alarm", "a,b x", "--not-log-alarm", "z y",
+            "--alarm",
+            "z log:",
+            "--alarm",
+            "b log:",
+            "--alarm",
+            "a log:",
+            "--log-alarm",
+            "a,b x",
+            "--not-log-alarm",
+            "z y",
         ])
         .unwrap();
         let names: Vec<&str> = p.alarms.iter().map(|a| a.name.as_str()).collect();
@@ -222,13 +337,21 @@ mod tests {
     #[test]
     fn list_masks_secrets() {
         let c = parse_args(
-            ["--alarm", "m curl:smtp://u:pw@h;auth_pass=hunter2", "--alarm", "x xmpp:a@b;sekret;c@d"]
-                .iter()
-                .map(Into::into),
+            [
+                "--alarm",
+                "m curl:smtp://u:pw@h;auth_pass=hunter2",
+                "--alarm",
+                "x xmpp:a@b;sekret;c@d",
+            ]
+            .iter()
+            .map(Into::into),
         )
         .unwrap();
         let l = alarm_list(&c);
-        assert!(!l.contains("hunter2") && !l.contains("sekret") && !l.contains(":pw@"), "{l}");
+        assert!(
+            !l.contains("hunter2") && !l.contains("sekret") && !l.contains(":pw@"),
+            "{l}"
+        );
         assert!(l.contains("cmd") && l.contains("airbrake"));
     }
 }

@@ -164,7 +164,10 @@ pub fn run(
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
-                    return Err(io::Error::new(e.kind(), format!("cannot read log input: {e}")))
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot read log input: {e}"),
+                    ))
                 }
             };
             let mut sink = LogSink {

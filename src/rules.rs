@@ -93,7 +93,9 @@ fn for_scan(h: Hir) -> Hir {
             }
         }
         HirKind::Class(Class::Bytes(mut c)) => {
-            c.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(b'\n', b'\n')]));
+            c.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
+                b'\n', b'\n',
+            )]));
             Hir::class(Class::Bytes(c))
         }
         HirKind::Class(Class::Unicode(mut c)) => {
@@ -155,7 +157,12 @@ impl RuleSet {
             meta::Builder::new()
                 .configure(base.clone().match_kind(kind))
                 .build_many_from_hir(hirs)
-                .map_err(|e| (usize::MAX, RegexError(format!("cannot compile the rules: {e}"))))
+                .map_err(|e| {
+                    (
+                        usize::MAX,
+                        RegexError(format!("cannot compile the rules: {e}")),
+                    )
+                })
         };
         let scan = build(&scan_hirs, MatchKind::LeftmostFirst)?;
         let exact = build(&exact_hirs, MatchKind::All)?;
@@ -387,14 +394,28 @@ mod tests {
 
     #[test]
     fn lone_cr_inside_a_line_is_not_a_line_end() {
-        let s = set(&[("a$", &[0], false), ("^b", &[1], false), ("a.b", &[2], false)], 8192);
+        let s = set(
+            &[
+                ("a$", &[0], false),
+                ("^b", &[1], false),
+                ("a.b", &[2], false),
+            ],
+            8192,
+        );
         let got = hits(&s, b"xa\rby\n");
         assert_eq!(got, vec![("xa\rby\n".into(), vec![2])]);
     }
 
     #[test]
     fn classes_never_cross_lines() {
-        let s = set(&[("a\\sb", &[0], false), ("a[^x]b", &[1], false), ("a\\nb", &[2], false)], 8192);
+        let s = set(
+            &[
+                ("a\\sb", &[0], false),
+                ("a[^x]b", &[1], false),
+                ("a\\nb", &[2], false),
+            ],
+            8192,
+        );
         assert!(hits(&s, b"a\nb\n").is_empty());
         assert_eq!(hits(&s, b"a b\n"), vec![("a b\n".into(), vec![0, 1])]);
     }
@@ -402,7 +423,11 @@ mod tests {
     #[test]
     fn negative_rules_subtract_only_their_names() {
         let s = set(
-            &[("x", &[0, 1], false), ("skip", &[0], true), ("y", &[2], false)],
+            &[
+                ("x", &[0, 1], false),
+                ("skip", &[0], true),
+                ("y", &[2], false),
+            ],
             8192,
         );
         let got = hits(&s, b"x\nx skip\nskip y\nx y skip\n");
@@ -434,12 +459,18 @@ mod tests {
     fn bufsize_cuts_match_text_and_message() {
         let s = set(&[("abc$", &[0], false), ("zzz", &[1], false)], 5);
         let got = hits(&s, b"xxabcdef\nzzz\nxxxxxxzzz\n");
-        assert_eq!(got, vec![("xxabc".into(), vec![0]), ("zzz\n".into(), vec![1])]);
+        assert_eq!(
+            got,
+            vec![("xxabc".into(), vec![0]), ("zzz\n".into(), vec![1])]
+        );
     }
 
     #[test]
     fn bytes_not_utf8() {
-        let s = set(&[("\\xff.\\x00", &[0], false), ("(?i)error", &[1], false)], 8192);
+        let s = set(
+            &[("\\xff.\\x00", &[0], false), ("(?i)error", &[1], false)],
+            8192,
+        );
         let got = hits(&s, b"\xff\xfe\x00\nERROR\n\xc3(\n");
         assert_eq!(got.len(), 2);
     }

@@ -53,11 +53,13 @@ pub fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
     // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
     syscall!(fstat(fd, &mut st))?;
     let fmt = st.st_mode & libc::S_IFMT;
-    Ok(if fmt == libc::S_IFREG || fmt == libc::S_IFBLK || fmt == libc::S_IFDIR {
-        FdKind::Regular
-    } else {
-        FdKind::Pollable
-    })
+    Ok(
+        if fmt == libc::S_IFREG || fmt == libc::S_IFBLK || fmt == libc::S_IFDIR {
+            FdKind::Regular
+        } else {
+            FdKind::Pollable
+        },
+    )
 }
 
 /// Grow a pipe's kernel buffer to `size` bytes (Linux `F_SETPIPE_SZ`); best effort, returns

@@ -59,10 +59,21 @@ fn pass_through_is_byte_exact_for_any_bytes() {
     }
     input.extend_from_slice(b"no final newline");
     let out = run(
-        &["--alarm", "a cmd:cat > /dev/null", "--log-alarm", "a ERROR", "--alarm-freq", "0"],
+        &[
+            "--alarm",
+            "a cmd:cat > /dev/null",
+            "--log-alarm",
+            "a ERROR",
+            "--alarm-freq",
+            "0",
+        ],
         input.clone(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len(), input.len());
     assert!(out.stdout == input, "output differs from input");
 }
@@ -75,8 +86,22 @@ fn a_100_mb_line_passes_whole_and_alarms_once_on_its_head() {
     let mut line = b"HUGE ".to_vec();
     line.resize(100 << 20, b'x');
     line.extend_from_slice(b" HUGE\nHUGE small\n");
-    let out = run(&["--alarm", &cmd, "--log-alarm", "a HUGE", "--alarm-freq", "0"], line.clone());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "--alarm",
+            &cmd,
+            "--log-alarm",
+            "a HUGE",
+            "--alarm-freq",
+            "0",
+        ],
+        line.clone(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.stdout == line, "100 MB line altered");
     // The last alarm to run is the small line's; the big line's message was its first 8192 bytes.
     let got = wait_for(&msg, |b| b == b"HUGE small\n", 5);
@@ -135,7 +160,10 @@ fn startup_errors_name_option_value_and_reason() {
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
         assert!(err.contains(&want), "{args:?}: got {err:?}, want {want:?}");
         assert_eq!(err.lines().count(), 1, "{args:?}: one line expected: {err}");
-        assert!(!err.contains("hunter2") && !err.contains("panicked"), "{err}");
+        assert!(
+            !err.contains("hunter2") && !err.contains("panicked"),
+            "{err}"
+        );
         assert!(out.stdout.is_empty());
     }
 }
@@ -146,17 +174,40 @@ fn cmd_gets_the_line_on_stdin_and_its_output_is_logged_unmatched() {
     let f = dir.path().join("got");
     let cmd = format!("a cmd:tee {} | sed 's/^/echo: /'", f.display());
     // The rule matches the command's own output too: it must not feed itself.
-    let out = run(&["--alarm", &cmd, "--log-alarm", "a ERROR", "--alarm-freq", "0"], b"ERROR `rm -rf /` $(x)\nok\n".to_vec());
+    let out = run(
+        &[
+            "--alarm",
+            &cmd,
+            "--log-alarm",
+            "a ERROR",
+            "--alarm-freq",
+            "0",
+        ],
+        b"ERROR `rm -rf /` $(x)\nok\n".to_vec(),
+    );
     assert!(out.status.success());
     assert_eq!(std::fs::read(&f).unwrap(), b"ERROR `rm -rf /` $(x)\n");
     let s = String::from_utf8(out.stdout).unwrap();
     assert_eq!(s.matches("echo: ERROR").count(), 1, "{s}");
-    assert!(s.starts_with("ERROR `rm -rf /` $(x)\nok\n") || s.contains("ok\n"), "{s}");
+    assert!(
+        s.starts_with("ERROR `rm -rf /` $(x)\nok\n") || s.contains("ok\n"),
+        "{s}"
+    );
 }
 
 #[test]
 fn log_alarm_writes_uwsgi_format_lines() {
-    let out = run(&["--alarm", "a log:DISK", "--alarm", "b log:", "--log-alarm", "a,b full"], b"disk full\n".to_vec());
+    let out = run(
+        &[
+            "--alarm",
+            "a log:DISK",
+            "--alarm",
+            "b log:",
+            "--log-alarm",
+            "a,b full",
+        ],
+        b"disk full\n".to_vec(),
+    );
     let s = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = s.lines().collect();
     assert_eq!(lines[0], "disk full");
@@ -173,7 +224,14 @@ fn slow_cmd_actions_never_slow_pass_through() {
     }
     let start = Instant::now();
     let mut child = bin()
-        .args(["--alarm", "a cmd:sleep 5", "--log-alarm", "a ERROR", "--alarm-grace", "1"])
+        .args([
+            "--alarm",
+            "a cmd:sleep 5",
+            "--log-alarm",
+            "a ERROR",
+            "--alarm-grace",
+            "1",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -195,7 +253,10 @@ fn slow_cmd_actions_never_slow_pass_through() {
     // Every line was out before the first `sleep 5` could have ended: nothing waited on it.
     let elapsed = start.elapsed();
     assert!(got == input, "output differs");
-    assert!(elapsed < Duration::from_secs(5), "pass-through waited for actions: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "pass-through waited for actions: {elapsed:?}"
+    );
     w.join().unwrap().unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -209,12 +270,30 @@ fn full_queue_drops_are_counted_and_reported() {
     for i in 0..5000 {
         input.extend_from_slice(format!("E {i}\n").as_bytes());
     }
-    let out = run(&["--alarm", "a cmd:true", "--log-alarm", "a ^E", "--alarm-queue", "1", "--alarm-grace", "0"], input.clone());
+    let out = run(
+        &[
+            "--alarm",
+            "a cmd:true",
+            "--log-alarm",
+            "a ^E",
+            "--alarm-queue",
+            "1",
+            "--alarm-grace",
+            "0",
+        ],
+        input.clone(),
+    );
     assert!(out.status.success());
     assert!(out.stdout == input);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("[uwsgi-alarm] queue of main full:"), "{err}");
-    assert!(err.lines().filter(|l| l.contains("queue of main full")).count() < 20, "not rate limited: {err}");
+    assert!(
+        err.lines()
+            .filter(|l| l.contains("queue of main full"))
+            .count()
+            < 20,
+        "not rate limited: {err}"
+    );
 }
 
 fn spawn_open(args: &[&str]) -> Child {
@@ -261,9 +340,16 @@ fn logto_is_reopened_on_sighup() {
     stdin.write_all(b"two\n").unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read(&log).unwrap(), b"two\n");
-    assert_eq!(std::fs::read(dir.path().join("app.log.1")).unwrap(), b"one\n");
+    assert_eq!(
+        std::fs::read(dir.path().join("app.log.1")).unwrap(),
+        b"one\n"
+    );
 }
 
 #[test]
@@ -278,18 +364,43 @@ fn closed_output_is_one_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("cannot write log output standard output") && err.contains("Broken pipe"), "{err}");
+    assert!(
+        err.contains("cannot write log output standard output") && err.contains("Broken pipe"),
+        "{err}"
+    );
 }
 
 #[test]
 fn alarm_list_masks_secrets() {
-    let out = run(&["--alarm", "a log:", "--alarm", "b cmd:mail root", "--alarm-list"], Vec::new());
+    let out = run(
+        &[
+            "--alarm",
+            "a log:",
+            "--alarm",
+            "b cmd:mail root",
+            "--alarm-list",
+        ],
+        Vec::new(),
+    );
     assert!(out.status.success());
     let s = String::from_utf8(out.stdout).unwrap();
-    assert!(s.contains("cmd") && s.contains("xmpp") && s.contains("b cmd:mail root"), "{s}");
-    let out = run(&["--alarm", "m curl:smtp://u:pw@h;auth_pass=hunter2", "--alarms-list"], Vec::new());
+    assert!(
+        s.contains("cmd") && s.contains("xmpp") && s.contains("b cmd:mail root"),
+        "{s}"
+    );
+    let out = run(
+        &[
+            "--alarm",
+            "m curl:smtp://u:pw@h;auth_pass=hunter2",
+            "--alarms-list",
+        ],
+        Vec::new(),
+    );
     let s = String::from_utf8_lossy(&out.stdout);
-    assert!(s.contains("auth_pass=***") && !s.contains("hunter2") && !s.contains(":pw@"), "{s}");
+    assert!(
+        s.contains("auth_pass=***") && !s.contains("hunter2") && !s.contains(":pw@"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -314,5 +425,8 @@ fn regular_file_on_stdin_works() {
         .unwrap();
     assert!(out.status.success());
     let s = String::from_utf8(out.stdout).unwrap();
-    assert!(s.starts_with("x ERROR\ny\n") && s.contains("ALARM: A x ERROR"), "{s}");
+    assert!(
+        s.starts_with("x ERROR\ny\n") && s.contains("ALARM: A x ERROR"),
+        "{s}"
+    );
 }

@@ -66,7 +66,11 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
     let mut rest = input;
     let mut i = 0;
     while !rest.is_empty() {
-        let n = chunks.get(i % chunks.len().max(1)).copied().unwrap_or(1).clamp(1, rest.len());
+        let n = chunks
+            .get(i % chunks.len().max(1))
+            .copied()
+            .unwrap_or(1)
+            .clamp(1, rest.len());
         p.feed(&rest[..n], &mut s).unwrap();
         rest = &rest[n..];
         i += 1;

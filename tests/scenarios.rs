@@ -90,8 +90,18 @@ fn run_one(path: &std::path::Path) {
         String::from_utf8_lossy(&out.stderr)
     );
     let (alarms, rest) = split_output(&out.stdout);
-    let show = |v: &[Vec<u8>]| v.iter().map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>();
-    assert_eq!(show(&alarms), show(&expect), "{}: {}", path.display(), sc.description);
+    let show = |v: &[Vec<u8>]| {
+        v.iter()
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        show(&alarms),
+        show(&expect),
+        "{}: {}",
+        path.display(),
+        sc.description
+    );
     let mut want_rest = input.clone();
     if !input.is_empty() && !input.ends_with(b"\n") && !alarms.is_empty() {
         want_rest.push(b'\n');
@@ -127,7 +137,10 @@ fn run_one(path: &std::path::Path) {
 fn all_scenarios() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
     let mut n = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.extension().is_some_and(|e| e == "toml") {

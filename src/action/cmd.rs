@@ -159,7 +159,9 @@ impl Cmd {
                 children.release();
             });
         if let Err(e) = spawned {
-            return Err(std::io::Error::other(format!("cannot start a helper thread: {e}")));
+            return Err(std::io::Error::other(format!(
+                "cannot start a helper thread: {e}"
+            )));
         }
         Ok(())
     }

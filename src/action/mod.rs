@@ -16,14 +16,46 @@ use crate::output::Output;
 
 /// Every alarm type of uWSGI's alarm subsystem, and whether this build has it.
 pub const TYPES: &[(&str, bool, &str)] = &[
-    ("cmd", true, "cmd:COMMAND — run COMMAND with $binsh -c, the message on its stdin"),
-    ("log", true, "log:[PREFIX] — write \"<date> - ALARM: PREFIX MESSAGE\" into the log output"),
-    ("signal", false, "signal:N — send signal N to the supervised processes"),
-    ("mule", false, "mule:N — write the message to mule N's stdin"),
-    ("curl", false, "curl:URL[;key=val...] — HTTP(S) request or SMTP(S) mail via libcurl"),
-    ("xmpp", false, "xmpp:JID;PASSWORD;TO[,TO...] — XMPP chat message"),
-    ("speech", false, "speech:[VOICE] — speak the message with espeak-ng"),
-    ("airbrake", false, "airbrake:URL[;key=val...] — Airbrake/Errbit notice"),
+    (
+        "cmd",
+        true,
+        "cmd:COMMAND — run COMMAND with $binsh -c, the message on its stdin",
+    ),
+    (
+        "log",
+        true,
+        "log:[PREFIX] — write \"<date> - ALARM: PREFIX MESSAGE\" into the log output",
+    ),
+    (
+        "signal",
+        false,
+        "signal:N — send signal N to the supervised processes",
+    ),
+    (
+        "mule",
+        false,
+        "mule:N — write the message to mule N's stdin",
+    ),
+    (
+        "curl",
+        false,
+        "curl:URL[;key=val...] — HTTP(S) request or SMTP(S) mail via libcurl",
+    ),
+    (
+        "xmpp",
+        false,
+        "xmpp:JID;PASSWORD;TO[,TO...] — XMPP chat message",
+    ),
+    (
+        "speech",
+        false,
+        "speech:[VOICE] — speak the message with espeak-ng",
+    ),
+    (
+        "airbrake",
+        false,
+        "airbrake:URL[;key=val...] — Airbrake/Errbit notice",
+    ),
 ];
 
 /// What actions need from the running process.

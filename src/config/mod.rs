@@ -62,7 +62,12 @@ pub struct AlarmDef {
 impl AlarmDef {
     /// The definition as the user wrote it, with secrets masked.
     pub fn redacted(&self) -> String {
-        format!("{} {}:{}", self.name, self.kind, redact_arg(&self.kind, &self.arg))
+        format!(
+            "{} {}:{}",
+            self.name,
+            self.kind,
+            redact_arg(&self.kind, &self.arg)
+        )
     }
 }
 
@@ -476,7 +481,10 @@ impl Loader {
         let path = PathBuf::from(path);
         if self.stack.len() >= MAX_INI_DEPTH || self.stack.contains(&path) {
             return Err(ConfigError::new(
-                format!("invalid ini: {}: included from itself or nested too deep", path.display()),
+                format!(
+                    "invalid ini: {}: included from itself or nested too deep",
+                    path.display()
+                ),
                 origin,
             ));
         }
@@ -484,17 +492,27 @@ impl Loader {
             ConfigError::new(format!("invalid ini: {}: {}", path.display(), e), origin)
         })?;
         self.stack.push(path.clone());
+        let res = self.apply_entries(c, entries, &path);
+        self.stack.pop();
+        res
+    }
+
+    /// Apply parsed ini entries of `path` as options, in order.
+    fn apply_entries(
+        &mut self,
+        c: &mut Config,
+        entries: Vec<ini::IniEntry>,
+        path: &std::path::Path,
+    ) -> Result<(), ConfigError> {
         for e in entries {
             let o = Origin::Ini {
-                file: path.clone(),
+                file: path.to_path_buf(),
                 line: e.line,
             };
             match lookup(&e.key) {
                 Some(def) if def.name == "help" || def.name == "version" => {
-                    c.warnings.push(format!(
-                        "ignoring option `{}` in ini file{}",
-                        e.key, o
-                    ));
+                    c.warnings
+                        .push(format!("ignoring option `{}` in ini file{}", e.key, o));
                 }
                 Some(def) => {
                     let value = if def.arity == Arity::Flag && e.value.is_empty() {
@@ -503,16 +521,12 @@ impl Loader {
                         e.value.as_str()
                     };
                     if def.arity == Arity::Value && value.is_empty() {
-                        self.stack.pop();
                         return Err(ConfigError::new(
                             format!("option {} needs a value", e.key),
                             &o,
                         ));
                     }
-                    if let Err(err) = (def.apply)(c, value, &o, self) {
-                        self.stack.pop();
-                        return Err(err);
-                    }
+                    (def.apply)(c, value, &o, self)?;
                 }
                 None => c.warnings.push(format!(
                     "ignoring option `{}`: not a logalarm option{}",
@@ -520,9 +534,19 @@ impl Loader {
                 )),
             }
         }
-        self.stack.pop();
         Ok(())
     }
+}
+
+/// Parse ini text as if it were a file named `name` given with `--ini` (fuzzing, tests).
+/// `ini` options inside it are read from disk as usual.
+pub fn parse_ini_str(text: &str, name: &str) -> Result<Config, ConfigError> {
+    let mut c = Config::default();
+    let mut loader = Loader::default();
+    let path = PathBuf::from(name);
+    loader.stack.push(path.clone());
+    loader.apply_entries(&mut c, ini::parse(text), &path)?;
+    Ok(c)
 }
 
 /// Parse command-line arguments (without the program name).
@@ -595,7 +619,15 @@ fn sourced<T>(value: T, origin: &Origin) -> Sourced<T> {
 /// `NAME TYPE:ARG`: the name ends at the first space, the type at the first `:` after it.
 pub fn parse_alarm(v: &str, o: &Origin) -> Result<AlarmDef, ConfigError> {
     let v = v.trim();
-    let bad = || ConfigError::new(format!("invalid alarm syntax: {} (expected \"NAME TYPE:ARG\")", redact_value(v)), o);
+    let bad = || {
+        ConfigError::new(
+            format!(
+                "invalid alarm syntax: {} (expected \"NAME TYPE:ARG\")",
+                redact_value(v)
+            ),
+            o,
+        )
+    };
     let (name, rest) = v.split_once(' ').ok_or_else(bad)?;
     let (kind, arg) = rest.trim_start().split_once(':').ok_or_else(bad)?;
     if name.is_empty() || kind.is_empty() {
@@ -624,7 +656,10 @@ pub fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, ConfigEr
     let names: Vec<String> = names.split(',').map(str::to_string).collect();
     if names.iter().any(String::is_empty) {
         return Err(ConfigError::new(
-            format!("invalid {opt}: {v}: empty alarm name in \"{}\"", names.join(",")),
+            format!(
+                "invalid {opt}: {v}: empty alarm name in \"{}\"",
+                names.join(",")
+            ),
             o,
         ));
     }
@@ -661,7 +696,11 @@ pub fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigError> {
         Some(b) => match b.parse::<usize>() {
             Ok(0) => 1,
             Ok(n) if n <= 65536 => n,
-            _ => return Err(bad(&format!("byte count `{b}` is not a number up to 65536"))),
+            _ => {
+                return Err(bad(&format!(
+                    "byte count `{b}` is not a number up to 65536"
+                )))
+            }
         },
     };
     if name.is_empty() {
@@ -725,7 +764,14 @@ fn parse_uint(opt: &str, v: &str, o: &Origin, min: u64, max: u64) -> Result<u64,
 }
 
 /// Keys whose values are secrets in `key=value` alarm arguments.
-const SECRET_KEYS: [&str; 6] = ["auth_pass", "apikey", "api_key", "password", "pass", "token"];
+const SECRET_KEYS: [&str; 6] = [
+    "auth_pass",
+    "apikey",
+    "api_key",
+    "password",
+    "pass",
+    "token",
+];
 
 /// Mask the secrets in an alarm argument: `key=value` secrets, URL passwords
 /// (`scheme://user:PASS@host`) and the password field of `xmpp:JID;PASSWORD;...`.
@@ -749,7 +795,10 @@ pub fn redact_arg(kind: &str, arg: &str) -> String {
 
 /// Mask a whole option value that may hold an alarm definition.
 pub fn redact_value(v: &str) -> String {
-    match v.split_once(' ').and_then(|(n, r)| r.split_once(':').map(|(k, a)| (n, k, a))) {
+    match v
+        .split_once(' ')
+        .and_then(|(n, r)| r.split_once(':').map(|(k, a)| (n, k, a)))
+    {
         Some((name, kind, arg)) => format!("{name} {kind}:{}", redact_arg(kind, arg)),
         None => redact_arg("", v),
     }
@@ -822,9 +871,15 @@ mod tests {
         assert_eq!(c.alarms[0].arg, "cat > /tmp/x");
         assert_eq!(c.alarms[1].arg, "");
         let e = parse_args(args(&["--alarm", "a nocolon"])).unwrap_err();
-        assert!(e.to_string().starts_with("invalid alarm syntax: a nocolon"), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid alarm syntax: a nocolon"),
+            "{e}"
+        );
         let e = parse_args(args(&["--alarm", "nospace"])).unwrap_err();
-        assert!(e.to_string().starts_with("invalid alarm syntax: nospace"), "{e}");
+        assert!(
+            e.to_string().starts_with("invalid alarm syntax: nospace"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -843,7 +898,9 @@ mod tests {
         assert!(c.rules[1].negate);
         assert_eq!(c.rules[2].regex, "");
         let e = parse_args(args(&["--log-alarm", "nospace"])).unwrap_err();
-        assert!(e.to_string().starts_with("invalid log-alarm syntax: nospace"));
+        assert!(e
+            .to_string()
+            .starts_with("invalid log-alarm syntax: nospace"));
         let e = parse_args(args(&["--log-alarm", "a,,b x"])).unwrap_err();
         assert!(e.to_string().contains("empty alarm name"));
     }
@@ -864,9 +921,15 @@ mod tests {
         assert!(c.alarm_cheap);
         assert_eq!(c.log_master_bufsize, 100);
         let e = parse_args(args(&["--alarm-freq", "-1"])).unwrap_err();
-        assert_eq!(e.to_string(), "invalid alarm-freq: `-1`: must not be negative");
+        assert_eq!(
+            e.to_string(),
+            "invalid alarm-freq: `-1`: must not be negative"
+        );
         let e = parse_args(args(&["--alarm-freq", "abc"])).unwrap_err();
-        assert_eq!(e.to_string(), "invalid alarm-freq: `abc`: not a whole number");
+        assert_eq!(
+            e.to_string(),
+            "invalid alarm-freq: `abc`: not a whole number"
+        );
         let e = parse_args(args(&["--alarm-cheap=maybe"])).unwrap_err();
         assert!(e.to_string().contains("alarm-cheap"));
         let e = parse_args(args(&["--log-master-bufsize", "0"])).unwrap_err();
@@ -892,7 +955,10 @@ mod tests {
     #[test]
     fn alarm_fd_syntax() {
         let d = parse_alarm_fd("a 5:8 the msg: with colon", &Origin::Cli).unwrap();
-        assert_eq!((d.fd, d.bytes, d.message.as_str()), (5, 8, "the msg: with colon"));
+        assert_eq!(
+            (d.fd, d.bytes, d.message.as_str()),
+            (5, 8, "the msg: with colon")
+        );
         let d = parse_alarm_fd("a 5 m", &Origin::Cli).unwrap();
         assert_eq!(d.bytes, 1);
         let d = parse_alarm_fd("a 5:0 m", &Origin::Cli).unwrap();
@@ -947,7 +1013,10 @@ mod tests {
         );
         assert_eq!(redact_arg("curl", "https://u:pw@h/p"), "https://u:***@h/p");
         assert_eq!(redact_arg("xmpp", "a@b;pw;c@d"), "a@b;***;c@d");
-        assert_eq!(redact_arg("airbrake", "http://e/n;apikey=K"), "http://e/n;apikey=***");
+        assert_eq!(
+            redact_arg("airbrake", "http://e/n;apikey=K"),
+            "http://e/n;apikey=***"
+        );
         let e = parse_args(args(&["--alarm", "mnospace;auth_pass=secret"])).unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
     }

@@ -1,0 +1,8 @@
+//! Fuzz the log path: arbitrary bytes in arbitrary chunks → output identical to input and alarms
+//! equal to the naive oracle's.
+#![no_main]
+
+#[path = "../../tests/fuzz_bodies/mod.rs"]
+mod fuzz_bodies;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_bodies::pipeline(data));

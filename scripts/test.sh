@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine that has only the Rust toolchain.
+# Installs what the tests need when it is missing, then: fmt, clippy, every test, the fuzz
+# targets (built, regressions replayed, a short run each).
+#   scripts/test.sh            everything
+#   FUZZ_SECONDS=0 scripts/test.sh   skip the short fuzz runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+apt_ready=0
+need_pkg() { # need_pkg COMMAND DEBIAN-PACKAGE...
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "missing $1: install ${*:2}" >&2
+    return 1
+  fi
+  if [ $apt_ready = 0 ]; then
+    apt-get update -qq
+    apt_ready=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null
+}
+
+say "dependencies"
+need_pkg python3 python3
+need_pkg cc gcc
+need_pkg pkg-config pkg-config
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --quiet -- -D warnings
+
+say "cargo test (release: the 100 MB line and the property tests run optimised)"
+cargo test --release 2>&1 | tee /tmp/logalarm-test.log
+grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
+
+say "benches compile"
+cargo bench --no-run --quiet
+
+say "fuzz targets"
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed: building the targets with plain cargo"
+fi
+if command -v cargo-fuzz >/dev/null 2>&1; then
+  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
+  secs=${FUZZ_SECONDS:-20}
+  if [ "$secs" -gt 0 ]; then
+    for t in config pipeline; do
+      # New inputs go to fuzz/corpus (ignored by git); regressions/ is read as seeds only.
+      mkdir -p fuzz/corpus/"$t"
+      (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" corpus/"$t" regressions/"$t" -- \
+         -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -3)
+    done
+  fi
+else
+  cargo build --manifest-path fuzz/Cargo.toml
+fi
+
+say "all tests passed"
