@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench-compare.sh: logalarm beside its peers on the same corpus, all reading from a pipe.
+#
+#   scripts/bench-compare.sh                 # 1 GiB corpus, 10 and 100 rules, 3 runs each
+#   SIZE_MB=256 RUNS=1 scripts/bench-compare.sh
+#
+# Peers: rg --passthru (the same job: pass everything through, find matches), rg -c, GNU grep
+# -E -c (10 rules only unless GREP_ALL=1: it needs minutes for 100), Hyperscan/vectorscan block
+# mode counting matching lines (scripts/hs_count.c), and the real uWSGI 2.0 log-alarm (the corpus
+# written by an attach-daemon into uWSGI's log pipe, every rule raising a signal: alarm).
+# logalarm runs the same rules as log-alarm lines raising a log: alarm, output to /dev/null.
+# Prints one table per rule count: median wall time, MB/s, lines/s, peak RSS, ratio to logalarm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SHARED=${SHARED:-$ROOT/../shared}
+SIZE_MB=${SIZE_MB:-1024}
+RUNS=${RUNS:-3}
+RULESETS=${RULESETS:-"10 100"}
+WORK=${WORK:-/tmp/logalarm-bench}
+mkdir -p "$WORK"
+
+need() { command -v "$1" >/dev/null 2>&1 || { [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null; } || true; }
+[ -f /var/lib/apt/lists/lock ] && [ -z "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock | head -1)" ] && apt-get update -qq || true
+need bc bc
+need rg ripgrep
+need uwsgi uwsgi-core
+need /usr/bin/time time
+need pkg-config pkg-config
+pkg-config --exists libhs 2>/dev/null || need __no_such_cmd libvectorscan-dev
+
+cargo build --release --quiet
+LOGALARM=$ROOT/target/release/logalarm
+
+CORPUS=$WORK/corpus-${SIZE_MB}.log
+[ -s "$CORPUS" ] || "$SHARED/corpus/make_corpus.sh" "$SIZE_MB" "$CORPUS"
+BYTES=$(stat -c %s "$CORPUS")
+LINES=$(wc -l < "$CORPUS")
+
+HS=""
+if pkg-config --exists libhs 2>/dev/null; then
+  cc -O2 -o "$WORK/hs_count" scripts/hs_count.c $(pkg-config --cflags --libs libhs) && HS=$WORK/hs_count
+fi
+
+# run NAME CMD: CMD reads the corpus on stdin; prints "seconds rss_kb"
+measure() {
+  local cmd=$1 t0 t1
+  t0=$(date +%s.%N)
+  cat "$CORPUS" | /usr/bin/time -f '%M' -o "$WORK/rss" bash -c "$cmd" > "$WORK/out" 2>"$WORK/err" || { echo "FAILED: $cmd" >&2; tail -3 "$WORK/err" >&2; }
+  t1=$(date +%s.%N)
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
+}
+
+uwsgi_run() { # uwsgi_run RULES: the whole uWSGI master life, corpus through its log pipe
+  local rules=$1 dir=$WORK/uwsgi
+  rm -rf "$dir"; mkdir -p "$dir"
+  {
+    echo "[uwsgi]"; echo "master = true"; echo "socket = $dir/x.sock"; echo "processes = 1"
+    echo "log-master = true"; echo "logto = /dev/null"; echo "pidfile = $dir/pid"
+    echo "alarm = a signal:30"; echo "alarm = done cmd:kill -INT \$(cat $dir/pid)"
+    while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$rules"
+    echo "log-alarm = done ^LOGALARM_BENCH_DONE\$"
+    echo "attach-daemon = sh -c 'cat $CORPUS; echo LOGALARM_BENCH_DONE; exec sleep 100000'"
+  } > "$dir/u.ini"
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$WORK/rss" timeout 1800 uwsgi --ini "$dir/u.ini" >/dev/null 2>&1 || true
+  t1=$(date +%s.%N)
+  pkill -f "$dir/u.ini" 2>/dev/null || true
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
+}
+
+median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores; corpus $BYTES bytes, $LINES lines; median of $RUNS"
+echo "# logalarm $($LOGALARM --version | cut -d' ' -f2), $(rg --version 2>/dev/null | sed -n 1p), $(grep --version | head -1), uwsgi $(uwsgi --version 2>/dev/null)${HS:+, vectorscan $(pkg-config --modversion libhs)}"
+for n in $RULESETS; do
+  RULES=$SHARED/bench/rules$n.txt
+  INI=$WORK/rules$n.ini
+  { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"; } > "$INI"
+  declare -A CMDS=(
+    [logalarm]="$LOGALARM --ini $INI > /dev/null"
+    [rg_passthru]="rg --passthru -f $RULES > /dev/null"
+    [rg_count]="rg -c -f $RULES"
+  )
+  ORDER="logalarm rg_passthru rg_count"
+  if [ "$n" -le 10 ] || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
+  if [ -n "$HS" ]; then CMDS[hyperscan]="$HS $RULES"; ORDER="$ORDER hyperscan"; fi
+  printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
+  base=""
+  for tool in $ORDER uwsgi; do
+    [ "$tool" = uwsgi ] && ! command -v uwsgi >/dev/null && continue
+    : > "$WORK/times"
+    for _ in $(seq "$RUNS"); do
+      if [ "$tool" = uwsgi ]; then uwsgi_run "$RULES"; else measure "${CMDS[$tool]}"; fi >> "$WORK/times"
+      [ "$tool" = uwsgi ] && [ "$RUNS" -gt 1 ] && break   # one run: it takes minutes
+    done
+    secs=$(awk '{print $1}' "$WORK/times" | median)
+    rss=$(awk '{print $2}' "$WORK/times" | median)
+    mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
+    [ -z "$base" ] && base=$mbs
+    printf '%-14s %10.2f %10.0f %14.0f %10.1f %9.2fx\n' "$tool" "$secs" "$mbs" "$(echo "$LINES / $secs" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$(echo "$mbs / $base" | bc -l)"
+  done
+  unset CMDS
+done
