@@ -79,6 +79,25 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
     s
 }
 
+/// Rules that all carry a literal of 3+ bytes, so the literal prefilter replaces the DFA.
+fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
+    (
+        prop_oneof![Just("^"), Just(""), Just("\\b"), Just("(?i)"), Just("\\d*")],
+        prop_oneof![
+            Just("aab"),
+            Just("ab1"),
+            Just("b a"),
+            Just("AbA"),
+            Just("(aab|ba1)"),
+            Just("a\\x00b")
+        ],
+        prop_oneof![Just(""), Just("$"), Just("\\d+"), Just(".*b"), Just("\\s")],
+        proptest::collection::vec(0u32..4, 1..3),
+        proptest::bool::weighted(0.25),
+    )
+        .prop_map(|(a, b, c, al, n)| (format!("{a}{b}{c}"), al, n))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
@@ -89,12 +108,41 @@ proptest! {
         chunks in proptest::collection::vec(1usize..40, 1..5),
         bufsize in prop_oneof![Just(8192usize), 1usize..12],
     ) {
+        check(rules, input, chunks, bufsize)?;
+    }
+
+    #[test]
+    fn literal_prefilter_equals_oracle(
+        rules in proptest::collection::vec(literal_rule(), 1..6),
+        input in input(),
+        chunks in proptest::collection::vec(1usize..40, 1..5),
+        bufsize in prop_oneof![Just(8192usize), 1usize..12],
+    ) {
+        check(rules, input, chunks, bufsize)?;
+    }
+}
+
+fn check(
+    rules: Vec<(String, Vec<u32>, bool)>,
+    input: Vec<u8>,
+    chunks: Vec<usize>,
+    bufsize: usize,
+) -> Result<(), TestCaseError> {
+    {
         let mut oracle_rules = Vec::new();
         let mut pats = Vec::new();
         for (p, a, n) in &rules {
-            let Some(o) = oracle::compile(p, a.clone(), *n) else { return Ok(()); };
+            let Some(o) = oracle::compile(p, a.clone(), *n) else {
+                return Ok(());
+            };
             oracle_rules.push(o);
-            pats.push((p.as_str(), Rule { alarms: a.clone(), negate: *n }));
+            pats.push((
+                p.as_str(),
+                Rule {
+                    alarms: a.clone(),
+                    negate: *n,
+                },
+            ));
         }
         let set = RuleSet::new(&pats, 4, bufsize).unwrap();
         let expected = oracle::run(&oracle_rules, &input, bufsize);
@@ -110,10 +158,13 @@ proptest! {
             match got.last_mut() {
                 // Consecutive alarms of one line share its message slice; lines are distinct
                 // events even when equal, so group only within one line's run of ranks.
-                Some((lm, ranks)) if lm == m && ranks.last().is_some_and(|l| l < a) => ranks.push(*a),
+                Some((lm, ranks)) if lm == m && ranks.last().is_some_and(|l| l < a) => {
+                    ranks.push(*a)
+                }
                 _ => got.push((m.clone(), vec![*a])),
             }
         }
         prop_assert_eq!(got, expected);
     }
+    Ok(())
 }

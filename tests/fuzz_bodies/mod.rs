@@ -53,6 +53,12 @@ const RULESETS: &[&[(&str, &[u32], bool)]] = &[
         ("\\Aa.*\\z", &[2], false),
     ],
     &[("", &[0], false)],
+    // Every rule has a literal: the literal prefilter replaces the DFA.
+    &[
+        ("ERROR \\d+", &[0], false),
+        ("(?i)fail", &[1], false),
+        ("\\bab\\x00", &[2], true),
+    ],
 ];
 
 const BUFSIZES: [usize; 4] = [8192, 1, 3, 7];

@@ -1,0 +1,21 @@
+//! Show the required literals logalarm's prefilter picks for each rule of a rules file:
+//! `cargo run --release --example literals -- RULES.txt`.
+fn main() {
+    let path = std::env::args().nth(1).unwrap_or_default();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        match logalarm::rules::parse_regex(l) {
+            Ok(h) => match logalarm::rules::required_literals(&h) {
+                Some(lits) => {
+                    let shown: Vec<String> = lits
+                        .iter()
+                        .map(|b| format!("{:?}", String::from_utf8_lossy(b)))
+                        .collect();
+                    println!("{l}\n    -> {}", shown.join(" | "));
+                }
+                None => println!("{l}\n    -> (DFA)"),
+            },
+            Err(e) => println!("{l}\n    -> error {e}"),
+        }
+    }
+}
