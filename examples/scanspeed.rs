@@ -46,7 +46,7 @@ fn main() {
     eprintln!("compile: {:?}", t.elapsed());
     let data = std::fs::read(corpus).unwrap_or_default();
     for _ in 0..3 {
-        let mut p = Pipeline::new(set.matcher(), 256 * 1024);
+        let mut p = Pipeline::new(set.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
         let mut s = Count(0, 0);
         let t = Instant::now();
         let _ = p.feed(&data, &mut s);

@@ -37,11 +37,26 @@ pub struct Stats {
 }
 
 /// Smallest buffer: big reads are what make the path fast.
-pub const DEFAULT_CAPACITY: usize = 256 * 1024;
+pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
+
+/// Regions at least this large are matched in two halves on two threads.
+pub const PARALLEL_MIN: usize = 128 * 1024;
+
+/// Hits of the second half of a region, kept until the first half has raised its own (alarms
+/// stay in line order). Reused across buffers: no allocation per line.
+#[derive(Default)]
+struct Deferred {
+    /// (message start, message end, ranks start, ranks end) into the region and `ranks`.
+    hits: Vec<(usize, usize, usize, usize)>,
+    ranks: Vec<u32>,
+}
 
 /// The log path of one input.
 pub struct Pipeline<'r> {
     matcher: Matcher<'r>,
+    /// A second matcher for the second half of large regions (see [`PARALLEL_MIN`]).
+    helper: Option<Matcher<'r>>,
+    deferred: Deferred,
     buf: LineBuffer,
     /// Inside a line longer than the buffer whose head was already matched.
     skipping: bool,
@@ -53,7 +68,11 @@ impl<'r> Pipeline<'r> {
     /// `log-master-bufsize`, so an over-long line's head is in the buffer when it overflows).
     pub fn new(matcher: Matcher<'r>, capacity: usize) -> Pipeline<'r> {
         let cap = capacity.max(matcher.rules().bufsize().saturating_mul(2) + 1);
+        let parallel = !matcher.rules().is_empty()
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         Pipeline {
+            helper: parallel.then(|| matcher.rules().matcher()),
+            deferred: Deferred::default(),
             matcher,
             buf: LineBuffer::with_capacity(cap),
             skipping: false,
@@ -126,12 +145,51 @@ impl<'r> Pipeline<'r> {
         if from < upto {
             let lines = &self.buf.filled()[from..upto];
             let alarms = &mut self.stats.alarms;
-            let n = self.matcher.scan_lines(lines, &mut |msg, hits| {
+            let mut deliver = |msg: &[u8], hits: &[u32]| {
                 for &a in hits {
                     *alarms += 1;
                     sink.alarm(a, msg);
                 }
-            });
+            };
+            // PERF: a large region is split at a line boundary and its halves matched on two
+            // threads; the second half's hits wait in `deferred` so alarms keep line order.
+            let mid = match &self.helper {
+                Some(_) if lines.len() >= PARALLEL_MIN => {
+                    memchr::memchr(b'\n', &lines[lines.len() / 2..])
+                        .map(|i| lines.len() / 2 + i + 1)
+                }
+                _ => None,
+            }
+            .filter(|&m| m < lines.len());
+            let n = match (mid, self.helper.as_mut()) {
+                (Some(mid), Some(helper)) => {
+                    let (first, second) = lines.split_at(mid);
+                    let d = &mut self.deferred;
+                    d.hits.clear();
+                    d.ranks.clear();
+                    let base = second.as_ptr() as usize;
+                    let matcher = &mut self.matcher;
+                    let (n1, n2) = std::thread::scope(|s| {
+                        let h = s.spawn(|| {
+                            helper.scan_lines(second, &mut |msg, hits| {
+                                let start = msg.as_ptr() as usize - base;
+                                let r0 = d.ranks.len();
+                                d.ranks.extend_from_slice(hits);
+                                d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
+                            })
+                        });
+                        let n1 = matcher.scan_lines(first, &mut deliver);
+                        // A panic in the helper is a bug, not input: re-raise it here.
+                        let n2 = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                        (n1, n2)
+                    });
+                    for &(a, b, r0, r1) in &self.deferred.hits {
+                        deliver(&second[a..b], &self.deferred.ranks[r0..r1]);
+                    }
+                    n1 + n2
+                }
+                _ => self.matcher.scan_lines(lines, &mut deliver),
+            };
             self.stats.confirmed += n as u64;
         }
         self.buf.consume(upto);
@@ -222,6 +280,33 @@ mod tests {
             s.alarms,
             vec![(0, b"ERR ".to_vec()), (0, b"ERR\n".to_vec())]
         );
+    }
+
+    #[test]
+    fn parallel_halves_raise_the_same_alarms_in_line_order() {
+        let set = rules(8192);
+        let mut input = Vec::new();
+        let mut i = 0u32;
+        while input.len() < 3 * PARALLEL_MIN {
+            let line = match i % 7 {
+                0 => format!("{i} ERR x\n"),
+                3 => "xxxx\n".to_string(),
+                _ => format!("line {i} ok\n"),
+            };
+            input.extend_from_slice(line.as_bytes());
+            i += 1;
+        }
+        let big = run(&set, 4 * PARALLEL_MIN, &[&input]);
+        let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        seq.helper = None;
+        let mut s = CollectSink::default();
+        seq.feed(&input, &mut s).unwrap();
+        seq.finish(&mut s).unwrap();
+        assert_eq!(big.out, input);
+        assert_eq!(big.alarms.len(), s.alarms.len());
+        assert!(big.alarms == s.alarms, "parallel and sequential differ");
+        let small: Vec<&[u8]> = input.chunks(1000).collect();
+        assert!(run(&set, 4096, &small).alarms == s.alarms);
     }
 
     #[test]
