@@ -122,13 +122,20 @@ pub fn run(
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut signals.wake, SIGNAL, Interest::READABLE)?;
-    let pollable = sys::fd_kind(fd)? == FdKind::Pollable;
+    let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
+    let mut pollable = sys::fd_kind(fd).map_err(|e| ctx("fstat", e))? == FdKind::Pollable;
+    // epoll refuses some character devices (`< /dev/null`): those are read like a file.
+    if pollable {
+        match poll.registry().register(&mut SourceFd(&fd), INPUT, Interest::READABLE) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => pollable = false,
+            Err(e) => return Err(ctx("cannot poll it", e)),
+        }
+    }
     let _guard = if pollable {
-        let was = sys::set_nonblocking(fd, true)?;
+        let was = sys::set_nonblocking(fd, true).map_err(|e| ctx("fcntl", e))?;
         // PERF: a 1 MiB pipe instead of 64 KiB: 16x fewer wake-ups of the reader and writer.
         let _ = sys::grow_pipe(fd, 1 << 20);
-        poll.registry()
-            .register(&mut SourceFd(&fd), INPUT, Interest::READABLE)?;
         Some(NonBlockingGuard { fd, was })
     } else {
         None

@@ -414,6 +414,17 @@ fn help_documents_every_option() {
 }
 
 #[test]
+fn dev_null_on_stdin_is_an_empty_input() {
+    let out = bin()
+        .args(["--alarm", "a log:A", "--log-alarm", "a x"])
+        .stdin(std::fs::File::open("/dev/null").unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
 fn regular_file_on_stdin_works() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("in.log");
