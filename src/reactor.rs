@@ -122,11 +122,15 @@ pub fn run(
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut signals.wake, SIGNAL, Interest::READABLE)?;
-    let ctx = |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
+    let ctx =
+        |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
     let mut pollable = sys::fd_kind(fd).map_err(|e| ctx("fstat", e))? == FdKind::Pollable;
     // epoll refuses some character devices (`< /dev/null`): those are read like a file.
     if pollable {
-        match poll.registry().register(&mut SourceFd(&fd), INPUT, Interest::READABLE) {
+        match poll
+            .registry()
+            .register(&mut SourceFd(&fd), INPUT, Interest::READABLE)
+        {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => pollable = false,
             Err(e) => return Err(ctx("cannot poll it", e)),
