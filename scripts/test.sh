@@ -27,6 +27,7 @@ say "dependencies"
 need_pkg python3 python3
 need_pkg cc gcc
 need_pkg pkg-config pkg-config
+need_pkg uwsgi uwsgi-core          # the oracle of tests/conformance
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 say "cargo fmt --check"

@@ -1,0 +1,363 @@
+//! Differential conformance: the real uWSGI 2.0 and logalarm on the same configuration and the
+//! same input, compared live in every run (no expected output is copied from a run).
+//!
+//! One case (`cases/*.toml`) is an alarm configuration (an ini fragment), the names of its
+//! alarms, and log lines (with an optional delay between them). The harness turns every alarm
+//! into a `cmd:` that appends a tagged record (`NAME<TAB>message`) to a file, writes the fragment
+//! to `alarms.ini`, and runs
+//! * uWSGI: `uwsgi --ini uwsgi.ini`, where uwsgi.ini sets up a master with `log-master`, loads
+//!   `ini = alarms.ini`, and runs a script writing the lines (one `write()` each) as
+//!   `attach-daemon`; when the script's end marker reaches uWSGI's log, in-flight commands get a
+//!   second, then uWSGI is stopped with SIGINT (SIGTERM reloads it);
+//! * logalarm: `script | logalarm --ini alarms.ini` (the same file).
+//!
+//! The two record multisets must be equal — unless the case documents a deviation, in which
+//! case it states what each side must do (`expect_uwsgi`, `expect_logalarm`), so README's
+//! compatibility table cannot drift from the code. Start-up error cases compare exit statuses and
+//! check both name the offending value. Skipped (with a message) when `uwsgi` is not installed;
+//! `scripts/test.sh` installs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(serde::Deserialize)]
+struct Case {
+    description: String,
+    /// Alarm names: each becomes `alarm = NAME cmd:...record...`.
+    #[serde(default)]
+    alarms: Vec<String>,
+    /// The rest of the configuration (rules, alarm-freq, ...), ini syntax.
+    config: String,
+    #[serde(default)]
+    lines: Vec<String>,
+    /// Lines taken from a corpus file under ../shared/corpus (path, first line, count).
+    #[serde(default)]
+    corpus: Option<(String, usize, usize)>,
+    #[serde(default)]
+    delay_ms: u64,
+    /// For documented deviations: the records each side must produce ("NAME\tmessage").
+    #[serde(default)]
+    deviation: Option<String>,
+    #[serde(default)]
+    expect_uwsgi: Option<Vec<String>>,
+    #[serde(default)]
+    expect_logalarm: Option<Vec<String>>,
+    /// Start-up error case: both must exit non-zero and name this text.
+    #[serde(default)]
+    error_names: Option<String>,
+}
+
+const SEP: &str = "\u{1e}";
+
+fn record_cmd(name: &str, out: &Path) -> String {
+    // awk reads the whole message, then appends one record in one write (concurrent commands
+    // cannot interleave). No `%` anywhere: uWSGI expands `%x` magic variables in ini files.
+    format!(
+        "alarm = {name} cmd:awk -v n={name} 'BEGIN {{ ORS = \"\" }} {{ s = s $0 \"\\n\" }} END {{ print n \"\\t\" s \"\\036\\n\" }}' >> {}\n",
+        out.display()
+    )
+}
+
+fn parse_records(text: &str) -> Vec<String> {
+    let mut v: Vec<String> = text
+        .split(&format!("{SEP}\n"))
+        .filter(|r| !r.is_empty())
+        .map(|r| r.strip_suffix('\n').unwrap_or(r).to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn lines_of(case: &Case, shared: &Path) -> Vec<String> {
+    let mut lines = case.lines.clone();
+    if let Some((file, first, count)) = &case.corpus {
+        let text = std::fs::read_to_string(shared.join("corpus").join(file)).unwrap_or_default();
+        lines.extend(
+            text.lines()
+                .skip(*first)
+                .take(*count)
+                .map(|l| l.trim_end_matches('\r').to_string()),
+        );
+    }
+    lines
+}
+
+fn write_script(dir: &Path, lines: &[String], delay_ms: u64, marker: bool) -> PathBuf {
+    let data = dir.join("lines.txt");
+    let mut text = lines.join("\n");
+    text.push('\n');
+    std::fs::write(&data, text).unwrap();
+    let script = dir.join("script.sh");
+    let sleep = if delay_ms > 0 {
+        format!("sleep {}", delay_ms as f64 / 1000.0)
+    } else {
+        ":".to_string()
+    };
+    let tail = if marker {
+        "printf 'CONFORMANCE_END_MARKER\\n'\nexec sleep 100000\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nwhile IFS= read -r l; do printf '%s\\n' \"$l\"; {sleep}; done < {}\n{tail}",
+            data.display()
+        ),
+    )
+    .unwrap();
+    script
+}
+
+struct Run {
+    /// uWSGI only: input lines that never reached its log (its log pipe drops under load).
+    lost: usize,
+    status: Option<i32>,
+    records: Vec<String>,
+    messages: String,
+}
+
+fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path) -> Run {
+    let log = dir.join("uwsgi.log");
+    let ini = dir.join("uwsgi.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nmaster = true\nsocket = {}\nprocesses = 1\nlog-master = true\nlogto = {}\npidfile = {}\nini = {}\nattach-daemon = sh {}\n",
+            dir.join("u.sock").display(),
+            log.display(),
+            dir.join("u.pid").display(),
+            alarms_ini.display(),
+            script.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("uwsgi")
+        .arg("--ini")
+        .arg(&ini)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("uwsgi starts");
+    let t = Instant::now();
+    let mut exited = None;
+    loop {
+        if let Ok(Some(st)) = child.try_wait() {
+            exited = Some(st);
+            break;
+        }
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.contains("CONFORMANCE_END_MARKER") || t.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = match exited {
+        Some(st) => st.code(),
+        None => {
+            // Let the last commands finish (they are forked by uWSGI, not waited for).
+            std::thread::sleep(Duration::from_millis(1500));
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+            child.wait().ok().and_then(|s| s.code())
+        }
+    };
+    let mut messages = String::new();
+    if let Ok(o) = child.wait_with_output() {
+        messages.push_str(&String::from_utf8_lossy(&o.stdout));
+        messages.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    // A line counts as logged when its first 16 bytes are in the log (the smallest
+    // log-master-bufsize the cases use: uWSGI logs a cut line cut, without its newline).
+    let input = std::fs::read_to_string(dir.join("lines.txt")).unwrap_or_default();
+    let lost = input
+        .lines()
+        .filter(|l| {
+            memchr::memmem::find(logged.as_bytes(), &l.as_bytes()[..l.len().min(16)]).is_none()
+        })
+        .count();
+    messages.push_str(&logged);
+    Run {
+        lost,
+        status,
+        records: parse_records(&std::fs::read_to_string(out).unwrap_or_default()),
+        messages,
+    }
+}
+
+fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path) -> Run {
+    let feeder = Command::new("sh")
+        .arg(script)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+        .arg("--ini")
+        .arg(alarms_ini)
+        .stdin(feeder.stdout.unwrap())
+        .output()
+        .unwrap();
+    Run {
+        lost: 0,
+        status: o.status.code(),
+        records: parse_records(&std::fs::read_to_string(out).unwrap_or_default()),
+        messages: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Run a case; a run where uWSGI itself lost input lines is repeated (twice at most), since its
+/// result says nothing about alarm semantics.
+fn run_case(path: &Path, shared: &Path) -> Result<(), String> {
+    let mut last = Ok(());
+    for _ in 0..3 {
+        match run_case_once(path, shared) {
+            Err(e) if e.starts_with("LOST ") => last = Err(e),
+            other => return other,
+        }
+    }
+    last
+}
+
+fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let case: Case = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let lines = lines_of(&case, shared);
+    let mut results = Vec::new();
+    for side in ["uwsgi", "logalarm"] {
+        let sdir = dir.path().join(side);
+        std::fs::create_dir_all(&sdir).unwrap();
+        let out = sdir.join("records");
+        let mut ini = String::from("[uwsgi]\n");
+        for a in &case.alarms {
+            ini.push_str(&record_cmd(a, &out));
+        }
+        ini.push_str(&case.config);
+        ini.push('\n');
+        let alarms_ini = sdir.join("alarms.ini");
+        std::fs::write(&alarms_ini, ini).unwrap();
+        let script = write_script(&sdir, &lines, case.delay_ms, side == "uwsgi");
+        results.push(if side == "uwsgi" {
+            run_uwsgi(&sdir, &alarms_ini, &script, &out)
+        } else {
+            run_logalarm(&alarms_ini, &script, &out)
+        });
+    }
+    let (u, l) = (&results[0], &results[1]);
+    if u.lost > 0 && case.error_names.is_none() {
+        return Err(format!(
+            "LOST {name}: uWSGI lost {} input line(s) in its log pipe",
+            u.lost
+        ));
+    }
+    let ctx = |what: &str| {
+        format!(
+            "{name} ({}): {what}\n  uwsgi ({:?}): {:?}\n  logalarm ({:?}): {:?}\n  logalarm said: {}",
+            case.description, u.status, u.records, l.status, l.records, l.messages.trim()
+        )
+    };
+    if let Some(needle) = &case.error_names {
+        if u.status == Some(0) || l.status == Some(0) || u.status.is_none() {
+            return Err(ctx("both must refuse to start"));
+        }
+        if l.status != Some(1) || u.status != Some(1) {
+            return Err(ctx("both must exit with status 1"));
+        }
+        if !u.messages.contains(needle.as_str()) || !l.messages.contains(needle.as_str()) {
+            return Err(ctx(&format!(
+                "both must name `{needle}`; uwsgi said: {}",
+                u.messages
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            )));
+        }
+        return Ok(());
+    }
+    if u.status.is_none() || l.status != Some(0) {
+        return Err(ctx("both must run and stop cleanly"));
+    }
+    let sorted = |v: &Vec<String>| {
+        let mut v = v.clone();
+        v.sort();
+        v
+    };
+    match (&case.deviation, &case.expect_uwsgi, &case.expect_logalarm) {
+        (Some(_), Some(eu), Some(el)) => {
+            if u.records != sorted(eu) {
+                return Err(ctx(&format!(
+                    "uWSGI no longer does what the deviation says: {eu:?}"
+                )));
+            }
+            if l.records != sorted(el) {
+                return Err(ctx(&format!(
+                    "logalarm does not do what the deviation says: {el:?}"
+                )));
+            }
+        }
+        (Some(_), _, _) => {
+            return Err(ctx(
+                "a deviation case needs expect_uwsgi and expect_logalarm",
+            ))
+        }
+        _ => {
+            if u.records != l.records {
+                return Err(ctx("records differ"));
+            }
+            if u.records.is_empty()
+                && !lines.is_empty()
+                && case.alarms.iter().any(|a| !a.is_empty())
+                && !case.description.contains("no alarm")
+            {
+                return Err(ctx("no alarm fired at all: the case tests nothing"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn conformance_with_real_uwsgi() {
+    if Command::new("uwsgi").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: uwsgi is not installed (scripts/test.sh installs uwsgi-core)");
+        return;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = std::env::var_os("LOGALARM_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared"));
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root.join("tests/conformance/cases"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 25, "only {} cases", cases.len());
+    let failures = std::sync::Mutex::new(Vec::new());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(case) = cases.get(i) else { break };
+                if let Err(e) = run_case(case, &shared) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
+}
