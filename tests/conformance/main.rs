@@ -189,17 +189,19 @@ fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path) -> Run {
 }
 
 fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path) -> Run {
-    let feeder = Command::new("sh")
+    let mut feeder = Command::new("sh")
         .arg(script)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
+    let feed = feeder.stdout.take().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_logalarm"))
         .arg("--ini")
         .arg(alarms_ini)
-        .stdin(feeder.stdout.unwrap())
+        .stdin(feed)
         .output()
         .unwrap();
+    let _ = feeder.wait();
     Run {
         lost: 0,
         status: o.status.code(),
