@@ -46,6 +46,13 @@ struct Case {
     /// Start-up error case: both must exit non-zero and name this text.
     #[serde(default)]
     error_names: Option<String>,
+    /// Deviation where uWSGI accepts the configuration and logalarm refuses it, naming this.
+    #[serde(default)]
+    logalarm_error_names: Option<String>,
+    /// Raw writes instead of `lines`: each string is written with one `write()` (several lines
+    /// in one write test the framing deviation).
+    #[serde(default)]
+    writes: Vec<String>,
 }
 
 const SEP: &str = "\u{1e}";
@@ -83,11 +90,34 @@ fn lines_of(case: &Case, shared: &Path) -> Vec<String> {
     lines
 }
 
-fn write_script(dir: &Path, lines: &[String], delay_ms: u64, marker: bool) -> PathBuf {
+fn write_script(
+    dir: &Path,
+    lines: &[String],
+    writes: &[String],
+    delay_ms: u64,
+    marker: bool,
+) -> PathBuf {
     let data = dir.join("lines.txt");
     let mut text = lines.join("\n");
     text.push('\n');
     std::fs::write(&data, text).unwrap();
+    if !writes.is_empty() {
+        // One small file per write: `cat` of it is one write() (uWSGI's framing unit).
+        let mut body = String::from("#!/bin/sh\n");
+        for (i, w) in writes.iter().enumerate() {
+            let f = dir.join(format!("write{i}"));
+            std::fs::write(&f, w).unwrap();
+            body.push_str(&format!("cat {}\nsleep 0.05\n", f.display()));
+        }
+        if marker {
+            body.push_str("printf 'CONFORMANCE_END_MARKER\\n'\nexec sleep 100000\n");
+        }
+        let all: String = writes.concat();
+        std::fs::write(&data, all).unwrap();
+        let script = dir.join("script.sh");
+        std::fs::write(&script, body).unwrap();
+        return script;
+    }
     let script = dir.join("script.sh");
     let sleep = if delay_ms > 0 {
         format!("sleep {}", delay_ms as f64 / 1000.0)
@@ -242,7 +272,7 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
         ini.push('\n');
         let alarms_ini = sdir.join("alarms.ini");
         std::fs::write(&alarms_ini, ini).unwrap();
-        let script = write_script(&sdir, &lines, case.delay_ms, side == "uwsgi");
+        let script = write_script(&sdir, &lines, &case.writes, case.delay_ms, side == "uwsgi");
         results.push(if side == "uwsgi" {
             run_uwsgi(&sdir, &alarms_ini, &script, &out)
         } else {
@@ -250,7 +280,7 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
         });
     }
     let (u, l) = (&results[0], &results[1]);
-    if u.lost > 0 && case.error_names.is_none() {
+    if u.lost > 0 && case.error_names.is_none() && case.writes.is_empty() {
         return Err(format!(
             "LOST {name}: uWSGI lost {} input line(s) in its log pipe",
             u.lost
@@ -262,6 +292,20 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
             case.description, u.status, u.records, l.status, l.records, l.messages.trim()
         )
     };
+    if let Some(needle) = &case.logalarm_error_names {
+        if case.deviation.is_none() {
+            return Err(ctx("logalarm_error_names is for documented deviations"));
+        }
+        if u.status != Some(0) {
+            return Err(ctx(
+                "uWSGI no longer accepts this configuration, as the deviation says",
+            ));
+        }
+        if l.status != Some(1) || !l.messages.contains(needle.as_str()) {
+            return Err(ctx(&format!("logalarm must refuse it naming `{needle}`")));
+        }
+        return Ok(());
+    }
     if let Some(needle) = &case.error_names {
         if u.status == Some(0) || l.status == Some(0) || u.status.is_none() {
             return Err(ctx("both must refuse to start"));
