@@ -5,6 +5,14 @@
 
 use std::path::PathBuf;
 
+use logalarm::rules::RuleSet;
+
+/// Every pattern raising alarm 0, with the default `log-master-bufsize`.
+pub fn build(pats: &[String]) -> RuleSet {
+    let v: Vec<&str> = pats.iter().map(String::as_str).collect();
+    RuleSet::one_alarm(&v, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
+}
+
 pub fn shared() -> PathBuf {
     std::env::var_os("LOGALARM_SHARED")
         .map(PathBuf::from)

@@ -1,24 +1,7 @@
 //! The matcher alone: one-pass scan of a buffer of whole lines, by rule count and match rate.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use logalarm::rules::{Rule, RuleSet};
 
 mod common;
-
-fn build(pats: &[String]) -> RuleSet {
-    let v: Vec<(&str, Rule)> = pats
-        .iter()
-        .map(|p| {
-            (
-                p.as_str(),
-                Rule {
-                    alarms: vec![0],
-                    negate: false,
-                },
-            )
-        })
-        .collect();
-    RuleSet::new(&v, 1, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
-}
 
 /// The matcher (and its lazy DFA cache) is made once per bench, outside the timed loop: a
 /// long-running logalarm matches with a warm cache.
@@ -36,7 +19,7 @@ fn corpus_rules(c: &mut Criterion) {
     let mut g = c.benchmark_group("matcher/corpus");
     g.throughput(Throughput::Bytes(corpus.len() as u64));
     for n in [10usize, 100] {
-        let set = build(&common::rules(n));
+        let set = common::build(&common::rules(n));
         g.bench_with_input(BenchmarkId::new("rules", n), &corpus, |b, buf| {
             let mut m = set.matcher();
             b.iter(|| scan(&mut m, buf))
@@ -47,7 +30,7 @@ fn corpus_rules(c: &mut Criterion) {
 
 fn match_rate(c: &mut Criterion) {
     let mut g = c.benchmark_group("matcher/rate");
-    let set = build(&[
+    let set = common::build(&[
         "NEEDLE \\w+".to_string(),
         "^\\d{4}-\\d\\d FATAL".to_string(),
     ]);

@@ -1,44 +1,16 @@
 //! The whole in-memory log path: roll buffer, split, match, pass through, raise (into a counting
 //! sink), by rule count, match rate and line length.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use logalarm::pipeline::{Pipeline, Sink};
-use logalarm::rules::{Rule, RuleSet};
+use logalarm::pipeline::{CountSink, Pipeline};
 
 mod common;
 
-struct Count(u64, u64);
-impl Sink for Count {
-    fn pass(&mut self, b: &[u8]) -> std::io::Result<()> {
-        self.0 += b.len() as u64;
-        Ok(())
-    }
-    fn alarm(&mut self, _: u32, m: &[u8]) {
-        self.1 += m.len() as u64;
-    }
-}
-
-fn build(pats: &[String]) -> RuleSet {
-    let v: Vec<(&str, Rule)> = pats
-        .iter()
-        .map(|p| {
-            (
-                p.as_str(),
-                Rule {
-                    alarms: vec![0],
-                    negate: false,
-                },
-            )
-        })
-        .collect();
-    RuleSet::new(&v, 1, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
-}
-
 /// The pipeline (buffer and warm caches) is made once per bench, outside the timed loop.
 fn run(p: &mut Pipeline<'_>, buf: &[u8]) -> u64 {
-    let mut s = Count(0, 0);
+    let mut s = CountSink::default();
     let _ = p.feed(buf, &mut s);
     let _ = p.finish(&mut s);
-    s.0 + s.1
+    s.bytes + s.alarms
 }
 
 fn pipeline(c: &mut Criterion) {
@@ -46,13 +18,13 @@ fn pipeline(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline/corpus");
     g.throughput(Throughput::Bytes(corpus.len() as u64));
     for n in [10usize, 100] {
-        let set = build(&common::rules(n));
+        let set = common::build(&common::rules(n));
         g.bench_with_input(BenchmarkId::new("rules", n), &corpus, |b, buf| {
             let mut p = Pipeline::new(set.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
             b.iter(|| run(&mut p, buf))
         });
     }
-    let none = build(&[]);
+    let none = common::build(&[]);
     g.bench_with_input(BenchmarkId::new("rules", 0), &corpus, |b, buf| {
         let mut p = Pipeline::new(none.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
         b.iter(|| run(&mut p, buf))
@@ -60,7 +32,7 @@ fn pipeline(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("pipeline/shape");
-    let set = build(&[
+    let set = common::build(&[
         "NEEDLE \\w+".to_string(),
         "^\\d{4}-\\d\\d FATAL".to_string(),
     ]);

@@ -226,6 +226,23 @@ impl Sink for CollectSink {
     }
 }
 
+/// A sink that only counts passed bytes and raised alarms (benches, probes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CountSink {
+    pub bytes: u64,
+    pub alarms: u64,
+}
+
+impl Sink for CountSink {
+    fn pass(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.bytes += bytes.len() as u64;
+        Ok(())
+    }
+    fn alarm(&mut self, _alarm: u32, _msg: &[u8]) {
+        self.alarms += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

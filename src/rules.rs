@@ -276,6 +276,34 @@ impl RuleSet {
         })
     }
 
+    /// Compile `(regex, alarm ranks, negate)` triples (tests, benches, fuzzing).
+    pub fn from_triples(
+        rules: &[(&str, &[u32], bool)],
+        n_alarms: usize,
+        bufsize: usize,
+    ) -> Result<RuleSet, (usize, RegexError)> {
+        let pats: Vec<(&str, Rule)> = rules
+            .iter()
+            .map(|(p, a, n)| {
+                (
+                    *p,
+                    Rule {
+                        alarms: a.to_vec(),
+                        negate: *n,
+                    },
+                )
+            })
+            .collect();
+        RuleSet::new(&pats, n_alarms, bufsize)
+    }
+
+    /// Every pattern raises alarm 0 (benches and probes over plain rule files).
+    pub fn one_alarm(patterns: &[&str], bufsize: usize) -> Result<RuleSet, (usize, RegexError)> {
+        let triples: Vec<(&str, &[u32], bool)> =
+            patterns.iter().map(|p| (*p, &[0u32][..], false)).collect();
+        RuleSet::from_triples(&triples, 1, bufsize)
+    }
+
     /// Number of rules.
     pub fn len(&self) -> usize {
         self.rules.len()
@@ -452,19 +480,7 @@ mod tests {
     use super::*;
 
     fn set(rules: &[(&str, &[u32], bool)], bufsize: usize) -> RuleSet {
-        let pats: Vec<(&str, Rule)> = rules
-            .iter()
-            .map(|(p, a, n)| {
-                (
-                    *p,
-                    Rule {
-                        alarms: a.to_vec(),
-                        negate: *n,
-                    },
-                )
-            })
-            .collect();
-        RuleSet::new(&pats, 8, bufsize).unwrap()
+        RuleSet::from_triples(rules, 8, bufsize).unwrap()
     }
 
     fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {

@@ -7,7 +7,7 @@
 mod oracle;
 
 use logalarm::pipeline::{CollectSink, Pipeline};
-use logalarm::rules::{Rule, RuleSet};
+use logalarm::rules::RuleSet;
 
 /// Config parsing: the bytes are a NUL-separated argument list, and the same bytes as an ini
 /// file. Any result is fine; a panic is not. Errors must be one line.
@@ -75,19 +75,8 @@ fn compiled() -> &'static Vec<Vec<Compiled>> {
                 BUFSIZES
                     .iter()
                     .map(|&bufsize| {
-                        let pats: Vec<(&str, Rule)> = rules
-                            .iter()
-                            .map(|(p, a, n)| {
-                                (
-                                    *p,
-                                    Rule {
-                                        alarms: a.to_vec(),
-                                        negate: *n,
-                                    },
-                                )
-                            })
-                            .collect();
-                        let set = RuleSet::new(&pats, 3, bufsize).expect("fixed rules compile");
+                        let set =
+                            RuleSet::from_triples(rules, 3, bufsize).expect("fixed rules compile");
                         let orules = rules
                             .iter()
                             .map(|(p, a, n)| {
