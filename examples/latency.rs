@@ -13,9 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let corpus = std::fs::read(args.get(1).map_or("/tmp/corpus256.log", String::as_str)).unwrap_or_else(|_| {
-        b"2026-11-23 10:00:00,000 INFO [worker] request served in 3 ms\n".repeat(200_000)
-    });
+    let corpus = std::fs::read(args.get(1).map_or("/tmp/corpus256.log", String::as_str))
+        .unwrap_or_else(|_| {
+            b"2026-11-23 10:00:00,000 INFO [worker] request served in 3 ms\n".repeat(200_000)
+        });
     let rate: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100.0) * 1e6;
     let probes: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(200);
     let dir = std::env::temp_dir().join(format!("logalarm-latency-{}", std::process::id()));
@@ -23,9 +24,19 @@ fn main() {
     let out = dir.join("probes");
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/logalarm");
     let mut child = Command::new(bin)
-        .args(["--binsh", "/bin/bash", "--alarm-freq", "0", "--log-alarm", "a ^LATENCY_PROBE"])
+        .args([
+            "--binsh",
+            "/bin/bash",
+            "--alarm-freq",
+            "0",
+            "--log-alarm",
+            "a ^LATENCY_PROBE",
+        ])
         .arg("--alarm")
-        .arg(format!("a cmd:echo \"$EPOCHREALTIME $(cat)\" >> {}", out.display()))
+        .arg(format!(
+            "a cmd:echo \"$EPOCHREALTIME $(cat)\" >> {}",
+            out.display()
+        ))
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -40,7 +51,10 @@ fn main() {
     while sent.len() < probes {
         let now = Instant::now();
         if now >= next_probe {
-            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
             let _ = stdin.write_all(format!("LATENCY_PROBE {}\n", sent.len()).as_bytes());
             sent.push(t);
             next_probe += Duration::from_millis(20);

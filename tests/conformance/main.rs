@@ -371,6 +371,11 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
 #[test]
 fn conformance_with_real_uwsgi() {
     if Command::new("uwsgi").arg("--version").output().is_err() {
+        // In CI a missing oracle is a failure, not a silent pass.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "uwsgi is not installed: scripts/test.sh installs uwsgi-core"
+        );
         eprintln!("SKIPPED: uwsgi is not installed (scripts/test.sh installs uwsgi-core)");
         return;
     }
