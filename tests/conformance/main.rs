@@ -187,8 +187,24 @@ fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path) -> Run {
     let status = match exited {
         Some(st) => st.code(),
         None => {
-            // Let the last commands finish (they are forked by uWSGI, not waited for).
-            std::thread::sleep(Duration::from_millis(1500));
+            // Let the last commands finish (they are forked by uWSGI, not waited for): at least
+            // 1.5 s, then until the record file has not grown for 0.6 s (at most 8 s).
+            let settle = Instant::now();
+            let mut last = (0u64, Instant::now());
+            loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+                if size != last.0 {
+                    last = (size, Instant::now());
+                }
+                let waited = settle.elapsed();
+                if (waited >= Duration::from_millis(1500)
+                    && last.1.elapsed() >= Duration::from_millis(600))
+                    || waited >= Duration::from_secs(8)
+                {
+                    break;
+                }
+            }
             // SAFETY: signalling our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
             child.wait().ok().and_then(|s| s.code())
