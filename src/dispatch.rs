@@ -89,7 +89,6 @@ struct Shared {
 pub struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     route: Vec<u16>,
-    names: Vec<String>,
     touched: Vec<bool>,
     msg_size: usize,
     shared: Arc<Shared>,
@@ -125,7 +124,6 @@ impl Dispatcher {
             suppressed: AtomicU64::new(0),
             ran: AtomicU64::new(0),
         });
-        let names: Vec<String> = instances.iter().map(|i| i.name.clone()).collect();
         // Group instances per lane: lane 0 first, then one per blocking instance.
         let mut groups: Vec<(String, Vec<(u32, Instance)>)> = vec![("main".into(), Vec::new())];
         let mut route = Vec::with_capacity(instances.len());
@@ -166,7 +164,6 @@ impl Dispatcher {
         Ok(Dispatcher {
             lanes,
             route,
-            names,
             touched: vec![false; n],
             msg_size,
             shared,
@@ -175,11 +172,6 @@ impl Dispatcher {
             last_report: None,
             ctx,
         })
-    }
-
-    /// The shared action context (output, shell, children).
-    pub fn ctx(&self) -> &Arc<Ctx> {
-        &self.ctx
     }
 
     /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks.
@@ -233,11 +225,6 @@ impl Dispatcher {
                 self.last_report = Some(now);
             }
         }
-    }
-
-    /// Name of alarm `id`.
-    pub fn name(&self, id: u32) -> Option<&str> {
-        self.names.get(id as usize).map(String::as_str)
     }
 
     /// Let queued alarms run for at most `grace`, wait for `cmd` children within the same

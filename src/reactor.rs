@@ -11,7 +11,7 @@
 //! place where lines could be reordered.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -207,6 +207,5 @@ pub fn run(
     let res = pipeline.finish(&mut sink);
     dispatcher.flush();
     res?;
-    let _ = fd.as_raw_fd();
     Ok(end)
 }
