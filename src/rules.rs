@@ -374,20 +374,27 @@ impl<'r> Matcher<'r> {
         if !self.set.end_sensitive || buf.len() <= bufsize {
             return self.scan_range(buf, 0, buf.len(), on_hit);
         }
-        // Rare: some rule could match at the cut of a line longer than bufsize, which the scan
-        // cannot see (it sees the whole line). Find such lines and confirm them one by one.
+        // Some rule could match at the cut of a line longer than bufsize, which the scan cannot
+        // see (it sees the whole line): find such lines and confirm them one by one.
+        // PERF: one `memrchr` per window of `bufsize` bytes, not a step per line: every line that
+        // starts in a window and ends at its last `\n` is short; only a window without any `\n`
+        // starts a long line.
         let mut confirmed = 0;
-        let mut pos = 0;
-        let mut line_start = 0;
-        for nl in memchr::memchr_iter(b'\n', buf).chain(std::iter::once(buf.len())) {
-            let line_end = (nl + 1).min(buf.len());
-            if line_end > line_start && line_end - line_start > bufsize {
-                confirmed += self.scan_range(buf, pos, line_start, on_hit);
-                confirmed += 1;
-                self.confirm(&buf[line_start..line_end], on_hit);
-                pos = line_end;
+        let mut pos = 0; // scanned up to here
+        let mut p = 0; // the line starting here is not known to be short yet
+        while p + bufsize < buf.len() {
+            match memchr::memrchr(b'\n', &buf[p..p + bufsize]) {
+                Some(j) => p += j + 1,
+                None => {
+                    let end = memchr::memchr(b'\n', &buf[p + bufsize..])
+                        .map_or(buf.len(), |i| p + bufsize + i + 1);
+                    confirmed += self.scan_range(buf, pos, p, on_hit);
+                    confirmed += 1;
+                    self.confirm(&buf[p..end], on_hit);
+                    pos = end;
+                    p = end;
+                }
             }
-            line_start = line_end;
         }
         confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
     }
