@@ -11,13 +11,7 @@ fn bin() -> Command {
 
 /// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
 fn run(args: &[&str], input: Vec<u8>) -> Output {
-    let mut child = bin()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_open(args);
     let mut stdin = child.stdin.take().unwrap();
     let w = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
@@ -223,20 +217,14 @@ fn slow_cmd_actions_never_slow_pass_through() {
         input.extend_from_slice(format!("line {i} ERROR\n").as_bytes());
     }
     let start = Instant::now();
-    let mut child = bin()
-        .args([
-            "--alarm",
-            "a cmd:sleep 5",
-            "--log-alarm",
-            "a ERROR",
-            "--alarm-grace",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_open(&[
+        "--alarm",
+        "a cmd:sleep 5",
+        "--log-alarm",
+        "a ERROR",
+        "--alarm-grace",
+        "1",
+    ]);
     let mut stdin = child.stdin.take().unwrap();
     let feed = input.clone();
     let w = std::thread::spawn(move || stdin.write_all(&feed));
@@ -421,13 +409,7 @@ fn a_slow_reader_gets_every_byte_and_memory_stays_bounded() {
         input.extend_from_slice(format!("{i} some log line with ERROR sometimes\n").as_bytes());
         i += 1;
     }
-    let mut child = bin()
-        .args(["--alarm", "a cmd:true", "--log-alarm", "a ^1234 "])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_open(&["--alarm", "a cmd:true", "--log-alarm", "a ^1234 "]);
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let feed = input.clone();
