@@ -54,6 +54,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return 1;
         }
     };
+    for w in &plan.warnings {
+        eprintln!("logalarm: warning: {w}");
+    }
     match run(&config, plan) {
         Ok(code) => code,
         Err(e) => {
@@ -84,6 +87,7 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         output: output.clone(),
         binsh: config.binsh.clone(),
         children: Arc::new(Children::default()),
+        stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
     };
     let instances = plan
         .alarms

@@ -29,6 +29,8 @@ use crate::action::{Action, Ctx};
 pub struct Event {
     pub alarm: u32,
     pub msg: Box<[u8]>,
+    /// When the line was matched (for `max_age`).
+    pub raised: Instant,
 }
 
 /// Anti-flood for one alarm instance, exactly as uWSGI: a message is suppressed when it equals
@@ -80,7 +82,6 @@ struct Lane {
 
 struct Shared {
     closing: AtomicBool,
-    abandon: AtomicBool,
     suppressed: AtomicU64,
     ran: AtomicU64,
 }
@@ -120,7 +121,6 @@ impl Dispatcher {
         let ctx = Arc::new(ctx);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
-            abandon: AtomicBool::new(false),
             suppressed: AtomicU64::new(0),
             ran: AtomicU64::new(0),
         });
@@ -185,6 +185,7 @@ impl Dispatcher {
         let ev = Event {
             alarm,
             msg: msg.into(),
+            raised: Instant::now(),
         };
         if self.lanes[lane].queue.push(ev).is_err() {
             self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
@@ -238,7 +239,7 @@ impl Dispatcher {
         while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
-        self.shared.abandon.store(true, Ordering::SeqCst);
+        self.ctx.stopping.store(true, Ordering::SeqCst);
         let mut unfinished = 0;
         for t in self.threads.drain(..) {
             if t.is_finished() {
@@ -282,7 +283,7 @@ fn run_lane(
     }
     loop {
         while let Some(ev) = lane.queue.pop() {
-            if shared.abandon.load(Ordering::Relaxed) {
+            if ctx.stopping.load(Ordering::Relaxed) {
                 let left = 1 + lane.queue.len() as u64;
                 lane.dropped.fetch_add(left, Ordering::Relaxed);
                 eprintln!(
@@ -295,7 +296,7 @@ fn run_lane(
                 continue;
             };
             if inst.flood.admit(&ev.msg, Instant::now()) {
-                inst.action.fire(&inst.name, &ev.msg, &ctx);
+                inst.action.fire(&inst.name, &ev.msg, ev.raised, &ctx);
                 shared.ran.fetch_add(1, Ordering::Relaxed);
             } else {
                 shared.suppressed.fetch_add(1, Ordering::Relaxed);

@@ -28,6 +28,8 @@ pub struct Plan {
     /// Indexed by alarm id.
     pub alarms: Vec<AlarmPlan>,
     pub rules: RuleSet,
+    /// Start-up warnings (unknown action keys).
+    pub warnings: Vec<String>,
 }
 
 /// Options whose monitors or inputs this build does not run yet: refused, never ignored.
@@ -182,11 +184,17 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }
     }
     let mut alarms = Vec::with_capacity(order.len());
+    let mut warnings = Vec::new();
     for &i in &order {
         let a = &c.alarms[i];
-        let action = Action::parse(&a.kind, &a.arg).map_err(|why| {
+        let mut w = Vec::new();
+        let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
             ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
         })?;
+        warnings.extend(
+            w.into_iter()
+                .map(|w| format!("alarm {}: {w}{}", a.redacted(), a.origin)),
+        );
         alarms.push(AlarmPlan {
             name: a.name.clone(),
             display: a.redacted(),
@@ -225,7 +233,11 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             None => ConfigError::new(format!("invalid log-alarm: {e}"), &Origin::Cli),
         }
     })?;
-    Ok(Plan { alarms, rules })
+    Ok(Plan {
+        alarms,
+        rules,
+        warnings,
+    })
 }
 
 /// `--alarm-list`: the types, then the configured alarms (secrets masked).
@@ -310,7 +322,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("not available in this build") && !e.contains("hunter2"),
+            e.contains("needs mail_to") && !e.contains("hunter2"),
             "{e}"
         );
     }

@@ -76,22 +76,35 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
 
 /// The local time formatted as C's `ctime()` does, without the newline:
 /// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
-pub fn ctime_now() -> String {
+/// The local time now, broken down; `None` if the C library cannot convert it.
+fn local_now() -> Option<libc::tm> {
     // SAFETY: `time(NULL)` has no preconditions.
     let now = unsafe { libc::time(std::ptr::null_mut()) };
     // SAFETY: an all-zero `tm` is a valid value for the out-parameter.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
     let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
-    if !ok {
+    ok.then_some(tm)
+}
+
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn day_month(tm: &libc::tm) -> (&'static str, &'static str) {
+    (
+        DAYS.get(tm.tm_wday as usize).copied().unwrap_or("???"),
+        MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???"),
+    )
+}
+
+/// The local date as `ctime()` prints it, without the newline: `Mon Nov 23 19:03:42 2026`.
+pub fn ctime_now() -> String {
+    let Some(tm) = local_now() else {
         return String::from("??? ??? ?? ??:??:?? ????");
-    }
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let day = DAYS.get(tm.tm_wday as usize).copied().unwrap_or("???");
-    let month = MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???");
+    };
+    let (day, month) = day_month(&tm);
     format!(
         "{} {}{:>3} {:02}:{:02}:{:02} {}",
         day,
@@ -102,6 +115,138 @@ pub fn ctime_now() -> String {
         tm.tm_sec,
         tm.tm_year + 1900
     )
+}
+
+/// The local date for a mail `Date:` header (RFC 5322): `Mon, 23 Nov 2026 19:03:42 +0100`.
+pub fn rfc5322_now() -> String {
+    let Some(tm) = local_now() else {
+        return String::from("Thu, 01 Jan 1970 00:00:00 +0000");
+    };
+    let (day, month) = day_month(&tm);
+    let off = tm.tm_gmtoff / 60;
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} {}{:02}{:02}",
+        day,
+        tm.tm_mday,
+        month,
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        if off < 0 { '-' } else { '+' },
+        off.abs() / 60,
+        off.abs() % 60
+    )
+}
+
+/// `uname(2)`: what airbrake notices report about the machine.
+#[derive(Debug, Clone, Default)]
+pub struct Uname {
+    pub sysname: String,
+    pub nodename: String,
+    pub release: String,
+    pub version: String,
+    pub machine: String,
+}
+
+pub fn uname() -> Uname {
+    // SAFETY: an all-zero `utsname` is a valid out-parameter.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return Uname::default();
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c as u8)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Uname {
+        sysname: field(&u.sysname),
+        nodename: field(&u.nodename),
+        release: field(&u.release),
+        version: field(&u.version),
+        machine: field(&u.machine),
+    }
+}
+
+/// The SMTP envelope of one libcurl easy handle: `MAIL FROM` and the `RCPT TO` list, which
+/// the safe `curl` API does not expose. The recipient list lives as long as this value, so it
+/// must outlive the transfer.
+pub struct MailEnvelope {
+    rcpts: *mut curl_sys::curl_slist,
+}
+
+// SAFETY: the list is owned by this value alone and only handed to libcurl by pointer.
+unsafe impl Send for MailEnvelope {}
+
+impl MailEnvelope {
+    /// Set `MAIL FROM` and `RCPT TO` on `easy`. Strings with NUL bytes are refused.
+    pub fn set(
+        easy: &curl::easy::Easy,
+        from: &str,
+        rcpts: &[String],
+    ) -> Result<MailEnvelope, String> {
+        let from =
+            std::ffi::CString::new(from).map_err(|_| "mail_from holds a NUL byte".to_string())?;
+        let mut env = MailEnvelope {
+            rcpts: std::ptr::null_mut(),
+        };
+        for r in rcpts {
+            let c = std::ffi::CString::new(r.as_str())
+                .map_err(|_| "mail_to holds a NUL byte".to_string())?;
+            // SAFETY: `c` is a valid C string (copied by libcurl); `env.rcpts` is null or a list
+            // this function built.
+            let next = unsafe { curl_sys::curl_slist_append(env.rcpts, c.as_ptr()) };
+            if next.is_null() {
+                return Err("out of memory building the recipient list".into());
+            }
+            env.rcpts = next;
+        }
+        // SAFETY: `easy.raw()` is a live handle; libcurl copies string options; the list
+        // pointer stays valid until `env` is dropped, which the caller keeps past the transfer.
+        let rc = unsafe {
+            let h = easy.raw();
+            let a = curl_sys::curl_easy_setopt(h, curl_sys::CURLOPT_MAIL_FROM, from.as_ptr());
+            if a != curl_sys::CURLE_OK {
+                a
+            } else {
+                curl_sys::curl_easy_setopt(h, curl_sys::CURLOPT_MAIL_RCPT, env.rcpts)
+            }
+        };
+        if rc != curl_sys::CURLE_OK {
+            return Err(curl::Error::new(rc).to_string());
+        }
+        Ok(env)
+    }
+}
+
+impl Drop for MailEnvelope {
+    fn drop(&mut self) {
+        if !self.rcpts.is_null() {
+            // SAFETY: the list was built by curl_slist_append and is freed once.
+            unsafe { curl_sys::curl_slist_free_all(self.rcpts) };
+        }
+    }
+}
+
+/// `CURLOPT_USE_SSL`: require TLS (STARTTLS for smtp://) when `require`, else use it if offered.
+pub fn curl_use_ssl(easy: &curl::easy::Easy, require: bool) -> Result<(), curl::Error> {
+    let level: libc::c_long = if require {
+        curl_sys::CURLUSESSL_ALL as libc::c_long
+    } else {
+        curl_sys::CURLUSESSL_NONE as libc::c_long
+    };
+    // SAFETY: `easy.raw()` is a live handle and CURLOPT_USE_SSL takes a long.
+    let rc = unsafe { curl_sys::curl_easy_setopt(easy.raw(), curl_sys::CURLOPT_USE_SSL, level) };
+    if rc == curl_sys::CURLE_OK {
+        Ok(())
+    } else {
+        Err(curl::Error::new(rc))
+    }
 }
 
 /// One `write(2)` of `buf` to `fd`, retrying on `EINTR` and waiting with `poll` on `EAGAIN` (the

@@ -6,11 +6,16 @@
 //! error and never stops logalarm; secrets never appear in what an action reports.
 //! Rejected alternative: `Box<dyn Action>` — the set of types is closed and known at build time.
 
+pub mod airbrake;
 pub mod cmd;
+pub mod curl;
+pub mod delivery;
 pub mod log;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::output::Output;
 
@@ -38,7 +43,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
     ),
     (
         "curl",
-        false,
+        true,
         "curl:URL[;key=val...] — HTTP(S) request or SMTP(S) mail via libcurl",
     ),
     (
@@ -53,7 +58,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
     ),
     (
         "airbrake",
-        false,
+        true,
         "airbrake:URL[;key=val...] — Airbrake/Errbit notice",
     ),
 ];
@@ -63,6 +68,8 @@ pub struct Ctx {
     pub output: Arc<Output>,
     pub binsh: PathBuf,
     pub children: Arc<cmd::Children>,
+    /// Set when the grace period is over: actions stop retrying.
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// A configured action.
@@ -70,15 +77,22 @@ pub struct Ctx {
 pub enum Action {
     Cmd(cmd::Cmd),
     Log(log::Log),
+    Curl(Box<curl::Curl>),
+    Airbrake(Box<airbrake::Airbrake>),
 }
 
 impl Action {
     /// Build an action from its type and argument. The error says what is wrong (without
     /// quoting the argument, which may hold a secret: the caller quotes it redacted).
-    pub fn parse(kind: &str, arg: &str) -> Result<Action, String> {
+    /// Warnings (unknown keys) are pushed to `warnings`.
+    pub fn parse(kind: &str, arg: &str, warnings: &mut Vec<String>) -> Result<Action, String> {
         match kind {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
+            "curl" => Ok(Action::Curl(Box::new(curl::Curl::parse(arg, warnings)?))),
+            "airbrake" => Ok(Action::Airbrake(Box::new(airbrake::Airbrake::parse(
+                arg, warnings,
+            )?))),
             _ => match TYPES.iter().find(|(name, _, _)| *name == kind) {
                 Some(_) => Err(format!(
                     "alarm type `{kind}` is not available in this build of logalarm yet (available: {})",
@@ -96,14 +110,18 @@ impl Action {
     pub fn blocking(&self) -> bool {
         match self {
             Action::Cmd(_) | Action::Log(_) => false,
+            Action::Curl(_) | Action::Airbrake(_) => true,
         }
     }
 
-    /// Run the action for one message (already truncated and past anti-flood).
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+    /// Run the action for one message (already truncated and past anti-flood), raised at
+    /// `raised`.
+    pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
         match self {
             Action::Cmd(c) => c.fire(alarm, msg, ctx),
             Action::Log(l) => l.fire(msg, ctx),
+            Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
+            Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
         }
     }
 }

@@ -1,0 +1,375 @@
+//! `curl:URL[;key=val...]`: an HTTP(S) request or an SMTP(S) mail per alarm, through libcurl.
+//!
+//! HTTP: `PUT` by default (as uWSGI documents), `method=` overrides; the body is the optional
+//! `To:`/`Subject:` block, a blank line (only when one of those keys is set, as uWSGI) and the
+//! message. SMTP/SMTPS: a real mail — `MAIL FROM`, one `RCPT TO` per recipient, and `DATA` with
+//! `From`, `To`, `Subject`, `Date` and `Message-ID` headers (uWSGI's SMTP is broken on current
+//! libcurl: a documented deviation). Delivery, retries and secrecy: see [`super::delivery`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use ::curl::easy::Easy;
+
+use super::delivery::{self, Failure, Jitter, Reporter, Retry, Secrets, Transport};
+use super::Ctx;
+use crate::sys;
+
+/// A `curl:` action.
+#[derive(Debug)]
+pub struct Curl {
+    url: String,
+    /// The URL with any password masked, for failure lines.
+    shown: String,
+    smtp: bool,
+    method: String,
+    mail_to: Vec<String>,
+    mail_from: Option<String>,
+    subject: Option<String>,
+    transport: Transport,
+    retry: Retry,
+    secrets: Secrets,
+    easy: Option<EasyCell>,
+    jitter: Jitter,
+}
+
+/// The libcurl handle, made on the alarm's own thread at its first run and then reused.
+struct EasyCell(Easy);
+
+impl std::fmt::Debug for EasyCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Easy")
+    }
+}
+
+static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
+
+impl Curl {
+    /// Parse the argument; unknown keys are pushed to `warnings`.
+    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Curl, String> {
+        let (url, pairs) = delivery::split_args(arg);
+        if url.is_empty() {
+            return Err("no URL: expected curl:URL[;key=val...]".into());
+        }
+        let scheme = match url.split_once("://") {
+            Some((s, _)) if !s.is_empty() => s.to_ascii_lowercase(),
+            _ => {
+                return Err(format!(
+                    "`{}` is not a URL: expected scheme://host/... (http, https, smtp, smtps)",
+                    crate::config::redact_arg("curl", &url)
+                ))
+            }
+        };
+        delivery::check_protocol(&scheme)?;
+        let smtp = scheme == "smtp" || scheme == "smtps";
+        let mut c = Curl {
+            shown: crate::config::redact_arg("curl", &url),
+            url,
+            smtp,
+            method: "PUT".into(),
+            mail_to: Vec::new(),
+            mail_from: None,
+            subject: None,
+            transport: Transport::default(),
+            retry: Retry::default(),
+            secrets: Secrets::default(),
+            easy: None,
+            jitter: Jitter::new(),
+        };
+        for (k, v) in pairs {
+            if c.transport.key(k, v)? || c.retry.key(k, v)? {
+                continue;
+            }
+            match k {
+                "method" => {
+                    let m = v.trim().to_ascii_uppercase();
+                    if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                        return Err(format!("method={v}: expected an HTTP method such as POST"));
+                    }
+                    c.method = m;
+                }
+                "mail_to" => {
+                    c.mail_to = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
+                "mail_from" => c.mail_from = Some(v.trim().to_string()),
+                "subject" => c.subject = Some(v.to_string()),
+                _ => warnings.push(format!("unknown curl key `{k}` ignored")),
+            }
+        }
+        if let Some(p) = &c.transport.pass {
+            c.secrets.add(p);
+        }
+        if let Some(p) = url_password(&c.url) {
+            c.secrets.add(&delivery::Secret::new(p));
+        }
+        if c.smtp && c.mail_to.is_empty() {
+            return Err("an smtp:// or smtps:// alarm needs mail_to=ADDRESS[,ADDRESS...]".into());
+        }
+        for s in c.mail_to.iter().chain(c.mail_from.iter()) {
+            if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                return Err("mail_to and mail_from must not hold control characters".into());
+            }
+        }
+        Ok(c)
+    }
+
+    /// The sender: `mail_from`, else `auth_user` when it is an address, else
+    /// `logalarm@HOSTNAME`.
+    fn sender(&self) -> String {
+        if let Some(f) = &self.mail_from {
+            return f.clone();
+        }
+        match &self.transport.user {
+            Some(u) if u.contains('@') => u.clone(),
+            _ => format!("logalarm@{}", sys::uname().nodename),
+        }
+    }
+
+    /// The HTTP body: the optional header block, then the message.
+    pub fn http_body(&self, msg: &[u8]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(msg.len() + 64);
+        if !self.mail_to.is_empty() {
+            body.extend_from_slice(format!("To: {}\r\n", self.mail_to.join(", ")).as_bytes());
+        }
+        if let Some(s) = &self.subject {
+            body.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
+        }
+        if !body.is_empty() {
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(msg);
+        body
+    }
+
+    /// The whole mail (headers and body, CRLF line ends) for `msg` raised by `alarm`.
+    pub fn mail(&self, alarm: &str, msg: &[u8], date: &str, host: &str) -> Vec<u8> {
+        let seq = MAIL_SEQ.fetch_add(1, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let subject = match &self.subject {
+            Some(s) => s.clone(),
+            None => format!("logalarm: alarm {alarm}"),
+        };
+        let mut m = format!(
+            "From: {}\r\nTo: {}\r\nSubject: {}\r\nDate: {}\r\nMessage-ID: <{}.{}.{}.logalarm@{}>\r\n\
+             MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: 8bit\r\n\r\n",
+            self.sender(),
+            self.mail_to.join(", "),
+            subject,
+            date,
+            now,
+            std::process::id(),
+            seq,
+            host
+        )
+        .into_bytes();
+        // Bare LF and CR become CRLF, as SMTP requires (libcurl does the dot-stuffing).
+        let mut prev = 0u8;
+        for &b in msg {
+            match b {
+                b'\n' if prev != b'\r' => m.extend_from_slice(b"\r\n"),
+                b'\n' => m.push(b'\n'),
+                b'\r' => m.push(b'\r'),
+                _ => {
+                    if prev == b'\r' {
+                        m.push(b'\n');
+                    }
+                    m.push(b);
+                }
+            }
+            prev = b;
+        }
+        if prev == b'\r' {
+            m.push(b'\n');
+        }
+        if !m.ends_with(b"\r\n") {
+            m.extend_from_slice(b"\r\n");
+        }
+        m
+    }
+
+    pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+        if self.easy.is_none() {
+            self.easy = Some(EasyCell(Easy::new()));
+        }
+        let Some(EasyCell(mut easy)) = self.easy.take() else {
+            return;
+        };
+        let who = Reporter {
+            tag: "[uwsgi-alarm-curl]",
+            alarm,
+            target: &self.shown,
+            secrets: &self.secrets,
+        };
+        let mut jitter = std::mem::take(&mut self.jitter);
+        if self.smtp {
+            let mail = self.mail(alarm, msg, &sys::rfc5322_now(), &sys::uname().nodename);
+            let sender = self.sender();
+            delivery::deliver(&who, self.retry, raised, &ctx.stopping, &mut jitter, || {
+                send_mail(
+                    &mut easy,
+                    &self.url,
+                    &self.transport,
+                    &sender,
+                    &self.mail_to,
+                    &mail,
+                )
+            });
+        } else {
+            let body = self.http_body(msg);
+            let headers = ["Content-Type: text/plain".to_string()];
+            delivery::deliver(&who, self.retry, raised, &ctx.stopping, &mut jitter, || {
+                self.transport
+                    .apply(&mut easy)
+                    .map_err(|e| delivery::classify(&e, 0, false))?;
+                delivery::http_request(&mut easy, &self.url, &self.method, &headers, &body)
+            });
+        }
+        self.jitter = jitter;
+        self.easy = Some(EasyCell(easy));
+    }
+}
+
+/// One SMTP transaction.
+fn send_mail(
+    easy: &mut Easy,
+    url: &str,
+    transport: &Transport,
+    from: &str,
+    to: &[String],
+    mail: &[u8],
+) -> Result<(), Failure> {
+    let setup = |easy: &mut Easy| -> Result<(), ::curl::Error> {
+        transport.apply(easy)?;
+        easy.url(url)?;
+        easy.upload(true)?;
+        easy.in_filesize(mail.len() as u64)?;
+        Ok(())
+    };
+    setup(easy).map_err(|e| delivery::classify(&e, 0, true))?;
+    let _envelope = sys::MailEnvelope::set(easy, &format!("<{from}>"), &addresses(to))
+        .map_err(Failure::Permanent)?;
+    let mut rest = mail;
+    let result = {
+        let mut t = easy.transfer();
+        t.read_function(|buf| {
+            let n = buf.len().min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            Ok(n)
+        })
+        .map_err(|e| delivery::classify(&e, 0, true))?;
+        t.perform()
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let reply = easy.response_code().unwrap_or(0);
+            Err(delivery::classify(&e, reply, true))
+        }
+    }
+}
+
+/// `RCPT TO` arguments: each address in angle brackets.
+fn addresses(to: &[String]) -> Vec<String> {
+    to.iter()
+        .map(|a| {
+            if a.starts_with('<') {
+                a.clone()
+            } else {
+                format!("<{a}>")
+            }
+        })
+        .collect()
+}
+
+/// The password of `scheme://user:PASS@host/...`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let after = &url[url.find("://")? + 3..];
+    let auth = &after[..after.find('/').unwrap_or(after.len())];
+    let userinfo = &auth[..auth.rfind('@')?];
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(arg: &str) -> Result<Curl, String> {
+        Curl::parse(arg, &mut Vec::new())
+    }
+
+    #[test]
+    fn http_body_has_the_header_block_only_when_asked() {
+        let c = parse("http://h/p").unwrap();
+        assert_eq!(c.method, "PUT");
+        assert_eq!(c.http_body(b"boom"), b"boom");
+        let c = parse("http://h/p;mail_to=a@b,c@d;subject=Hi there;method=post").unwrap();
+        assert_eq!(c.method, "POST");
+        assert_eq!(
+            c.http_body(b"boom"),
+            b"To: a@b, c@d\r\nSubject: Hi there\r\n\r\nboom"
+        );
+    }
+
+    #[test]
+    fn mail_has_every_header_and_crlf_lines() {
+        let c = parse("smtp://h;mail_to=a@b,c@d;mail_from=me@x;subject=S").unwrap();
+        let m = c.mail(
+            "disk",
+            b"line one\nline two\r\nthree",
+            "Mon, 23 Nov 2026 19:03:42 +0000",
+            "host",
+        );
+        let m = String::from_utf8(m).unwrap();
+        assert!(m.starts_with("From: me@x\r\nTo: a@b, c@d\r\nSubject: S\r\nDate: Mon, 23 Nov 2026 19:03:42 +0000\r\nMessage-ID: <"), "{m}");
+        assert!(m.contains("@host>\r\n"));
+        assert!(
+            m.ends_with("\r\n\r\nline one\r\nline two\r\nthree\r\n"),
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_and_unknown_keys_warned() {
+        assert!(parse("").is_err());
+        assert!(parse("nourl").unwrap_err().contains("not a URL"));
+        assert!(parse("smtp://h").unwrap_err().contains("mail_to"));
+        assert!(parse("http://h;timeout=x")
+            .unwrap_err()
+            .contains("timeout=x"));
+        assert!(parse("http://h;retries=-1")
+            .unwrap_err()
+            .contains("retries"));
+        assert!(parse("http://h;method=P O").is_err());
+        let mut w = Vec::new();
+        Curl::parse("http://h;colour=red", &mut w).unwrap();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("colour"));
+        let c = parse("http://u:pw@h/;auth_pass=sek").unwrap();
+        assert_eq!(c.secrets.scrub("pw sek"), "*** ***");
+        assert!(!format!("{c:?}").contains("sek"));
+    }
+
+    #[test]
+    fn sender_defaults() {
+        assert_eq!(
+            parse("smtp://h;mail_to=a@b;auth_user=me@x")
+                .unwrap()
+                .sender(),
+            "me@x"
+        );
+        assert!(parse("smtp://h;mail_to=a@b;auth_user=me")
+            .unwrap()
+            .sender()
+            .starts_with("logalarm@"));
+    }
+}

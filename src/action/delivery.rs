@@ -1,0 +1,584 @@
+//! What `curl:` and `airbrake:` share: `key=value` arguments, libcurl transport settings, the
+//! classification of failures, and delivery with retries.
+//!
+//! Role: one place decides how an alarm reaches a remote endpoint. Invariants: certificates are
+//! verified unless the alarm says `ssl_insecure`; a password or API key never appears in a line
+//! this module writes (every line goes through [`Secrets::scrub`]); a failure is one line on
+//! standard error starting with the action's tag (`[uwsgi-alarm-curl]`); transient failures are
+//! retried with capped exponential back-off and jitter, permanent ones are reported once;
+//! nothing here runs on the log path (each instance has its own lane thread).
+//! Rejected alternatives: the curl `Multi` interface (one thread per alarm is what uWSGI does
+//! and keeps a slow endpoint from delaying another alarm); retrying in a background queue of
+//! its own (the lane's bounded queue already holds what waits, and drops are counted there).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ::curl::easy::{Easy, List};
+
+/// A password or API key: never printed, never in `Debug`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: &str) -> Secret {
+        Secret(s.to_string())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Every secret of one alarm, to mask in whatever it reports.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets(Vec<Secret>);
+
+impl Secrets {
+    pub fn add(&mut self, s: &Secret) {
+        if !s.0.is_empty() {
+            self.0.push(s.clone());
+        }
+    }
+    /// `text` with every secret replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in &self.0 {
+            out = out.replace(s.expose(), "***");
+        }
+        out
+    }
+}
+
+/// Split `URL;key=val;...` into the URL and its pairs, as uWSGI does (a `url=` key overrides
+/// the first token). A token without `=` is a key with an empty value.
+pub fn split_args(arg: &str) -> (String, Vec<(&str, &str)>) {
+    let mut tokens = arg.split(';');
+    let mut url = tokens.next().unwrap_or("").trim().to_string();
+    let mut pairs = Vec::new();
+    for t in tokens {
+        if t.is_empty() {
+            continue;
+        }
+        let (k, v) = t.split_once('=').unwrap_or((t, ""));
+        if k.trim() == "url" {
+            url = v.trim().to_string();
+        } else {
+            pairs.push((k.trim(), v));
+        }
+    }
+    (url, pairs)
+}
+
+/// A boolean key: absent or `0`/`false`/`no`/`off` is false; anything else (even empty) true.
+pub fn flag(v: &str) -> bool {
+    !matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
+}
+
+fn seconds(key: &str, v: &str) -> Result<Duration, String> {
+    match v.trim().parse::<u64>() {
+        Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "{key}={v}: expected a whole number of seconds (0 to 86400)"
+        )),
+    }
+}
+
+/// How one alarm talks to its endpoint: timeouts, TLS and credentials.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub timeout: Duration,
+    pub conn_timeout: Duration,
+    /// Require TLS (`CURLOPT_USE_SSL`: STARTTLS for smtp://).
+    pub ssl: bool,
+    pub ssl_insecure: bool,
+    pub user: Option<String>,
+    pub pass: Option<Secret>,
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` at start-up: trust these instead of the system store.
+    ca_file: Option<String>,
+    ca_dir: Option<String>,
+}
+
+impl Default for Transport {
+    fn default() -> Transport {
+        let env = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        Transport {
+            timeout: Duration::from_secs(4),
+            conn_timeout: Duration::from_secs(4),
+            ssl: false,
+            ssl_insecure: false,
+            user: None,
+            pass: None,
+            ca_file: env("SSL_CERT_FILE"),
+            ca_dir: env("SSL_CERT_DIR"),
+        }
+    }
+}
+
+impl Transport {
+    /// Take `key=v` if it is a transport key. `Ok(false)`: not one of ours.
+    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+        match key {
+            "timeout" => self.timeout = seconds(key, v)?,
+            "conn_timeout" => self.conn_timeout = seconds(key, v)?,
+            "ssl" => self.ssl = flag(v),
+            "ssl_insecure" => self.ssl_insecure = flag(v),
+            "auth_user" => self.user = Some(v.to_string()),
+            "auth_pass" => self.pass = Some(Secret::new(v)),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Set these options on `easy` (a zero timeout means none, as in libcurl).
+    pub fn apply(&self, easy: &mut Easy) -> Result<(), ::curl::Error> {
+        easy.signal(false)?;
+        easy.timeout(self.timeout)?;
+        easy.connect_timeout(self.conn_timeout)?;
+        easy.ssl_verify_peer(!self.ssl_insecure)?;
+        easy.ssl_verify_host(!self.ssl_insecure)?;
+        if let Some(f) = &self.ca_file {
+            easy.cainfo(f)?;
+        }
+        if let Some(d) = &self.ca_dir {
+            easy.capath(d)?;
+        }
+        crate::sys::curl_use_ssl(easy, self.ssl)?;
+        if let Some(u) = &self.user {
+            easy.username(u)?;
+        }
+        if let Some(p) = &self.pass {
+            easy.password(p.expose())?;
+        }
+        Ok(())
+    }
+}
+
+/// Retry policy: `retries=N` (default 3) more attempts after the first, and `max_age=SECONDS`
+/// (default 300): an alarm older than that is given up.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    pub retries: u32,
+    pub max_age: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            retries: 3,
+            max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// First back-off; it doubles per attempt up to [`BACKOFF_CAP`].
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+impl Retry {
+    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+        match key {
+            "retries" => {
+                self.retries = match v.trim().parse::<u32>() {
+                    Ok(n) if n <= 100 => n,
+                    _ => return Err(format!("retries={v}: expected a number from 0 to 100")),
+                }
+            }
+            "max_age" => self.max_age = seconds(key, v)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+}
+
+/// The wait before retry number `n` (1-based): `BASE * 2^(n-1)`, capped, then "equal jitter":
+/// a uniform draw from its upper half, so that alarms failing together do not retry together.
+pub fn backoff(n: u32, jitter: &mut Jitter) -> Duration {
+    let full = BACKOFF_BASE
+        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
+        .min(BACKOFF_CAP);
+    let half = full / 2;
+    half + half.mul_f64(jitter.next_unit())
+}
+
+/// A small xorshift generator for jitter (not for anything secret).
+#[derive(Debug)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new() -> Jitter {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0x9e37_79b9);
+        Jitter(t ^ ((std::process::id() as u64) << 32) | 1)
+    }
+    /// Uniform in [0, 1).
+    pub fn next_unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+impl Default for Jitter {
+    fn default() -> Self {
+        Jitter::new()
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Worth another attempt: connection refused, timeout, HTTP 5xx/429/408, SMTP 4xx.
+    Transient(String),
+    /// Not worth retrying: other HTTP 4xx, authentication, certificates, bad URL, SMTP 5xx.
+    Permanent(String),
+}
+
+/// Classify a libcurl error. `reply` is the last response code (HTTP status or SMTP reply).
+pub fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
+    let mut why = format!("curl_easy_perform() failed: {}", err.description());
+    if let Some(extra) = err.extra_description() {
+        if !extra.is_empty() && extra != err.description() {
+            why.push_str(&format!(" ({extra})"));
+        }
+    }
+    if smtp && reply >= 400 {
+        why.push_str(&format!(" [server replied {reply}]"));
+    }
+    let bad_cert = err.is_peer_failed_verification()
+        || err.is_ssl_cacert()
+        || err.is_ssl_certproblem()
+        || err.is_ssl_cacert_badfile()
+        || err.is_ssl_issuer_error();
+    if bad_cert {
+        why.push_str(
+            "; the server's certificate is not trusted: give its CA in SSL_CERT_FILE, \
+             or add ;ssl_insecure=1 to this alarm to skip the check",
+        );
+        return Failure::Permanent(why);
+    }
+    let permanent = err.is_login_denied()
+        || err.is_url_malformed()
+        || err.is_unsupported_protocol()
+        || err.is_use_ssl_failed()
+        || err.is_remote_access_denied()
+        || (smtp && (500..600).contains(&reply));
+    if permanent {
+        Failure::Permanent(why)
+    } else {
+        Failure::Transient(why)
+    }
+}
+
+/// Classify an HTTP status that libcurl reported as a completed transfer.
+pub fn classify_status(status: u32, answer: &[u8]) -> Result<(), Failure> {
+    if (100..400).contains(&status) {
+        return Ok(());
+    }
+    let snippet: String = String::from_utf8_lossy(&answer[..answer.len().min(120)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let why = format!("HTTP {status}: {}", snippet.trim());
+    if status == 408 || status == 425 || status == 429 || status >= 500 || status == 0 {
+        Err(Failure::Transient(why))
+    } else {
+        Err(Failure::Permanent(why))
+    }
+}
+
+/// One HTTP request: `method` with `body` (Content-Length set), response body kept (capped) for
+/// the failure line. The handle is reused, so connections are kept alive between alarms.
+pub fn http_request(
+    easy: &mut Easy,
+    url: &str,
+    method: &str,
+    headers: &[String],
+    body: &[u8],
+) -> Result<(), Failure> {
+    let setup = |easy: &mut Easy| -> Result<(), ::curl::Error> {
+        easy.url(url)?;
+        easy.post_fields_copy(body)?;
+        easy.custom_request(method)?;
+        let mut list = List::new();
+        for h in headers {
+            list.append(h)?;
+        }
+        // Never wait for `100 Continue`: some recorders and proxies do not send it.
+        list.append("Expect:")?;
+        easy.http_headers(list)?;
+        Ok(())
+    };
+    setup(easy).map_err(|e| classify(&e, 0, false))?;
+    let mut answer = Vec::new();
+    let result = {
+        let mut t = easy.transfer();
+        t.write_function(|data| {
+            let room = 4096usize.saturating_sub(answer.len());
+            answer.extend_from_slice(&data[..data.len().min(room)]);
+            Ok(data.len())
+        })
+        .map_err(|e| classify(&e, 0, false))?;
+        t.perform()
+    };
+    let status = easy.response_code().unwrap_or(0);
+    match result {
+        Ok(()) => classify_status(status, &answer),
+        Err(e) => Err(classify(&e, status, false)),
+    }
+}
+
+/// Check at start-up that the linked libcurl speaks `scheme`.
+pub fn check_protocol(scheme: &str) -> Result<(), String> {
+    ::curl::init();
+    let v = ::curl::Version::get();
+    let protocols: Vec<&str> = v.protocols().collect();
+    check_protocol_in(scheme, &protocols, v.version())
+}
+
+pub fn check_protocol_in(scheme: &str, protocols: &[&str], version: &str) -> Result<(), String> {
+    if protocols.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
+        return Ok(());
+    }
+    Err(format!(
+        "the libcurl this logalarm is linked to ({version}) does not support {scheme}:// \
+         (it supports: {}); install Debian's libcurl with `apt-get install libcurl4-openssl-dev` \
+         and rebuild logalarm so that it links to it",
+        protocols.join(" ")
+    ))
+}
+
+/// Who is delivering, for the lines [`deliver`] writes.
+pub struct Reporter<'a> {
+    /// `[uwsgi-alarm-curl]`.
+    pub tag: &'a str,
+    pub alarm: &'a str,
+    /// The endpoint, password masked.
+    pub target: &'a str,
+    pub secrets: &'a Secrets,
+}
+
+impl Reporter<'_> {
+    fn line(&self, what: &str) {
+        eprintln!(
+            "{} {} (alarm \"{}\", {})",
+            self.tag,
+            self.secrets.scrub(what),
+            self.alarm,
+            self.target
+        );
+    }
+}
+
+/// Run `attempt` until it succeeds, fails permanently, runs out of retries, the alarm gets older
+/// than `max_age`, or logalarm stops (`stop`). Every failure is one line. Returns whether the
+/// alarm was delivered.
+pub fn deliver(
+    who: &Reporter<'_>,
+    retry: Retry,
+    raised: Instant,
+    stop: &AtomicBool,
+    jitter: &mut Jitter,
+    mut attempt: impl FnMut() -> Result<(), Failure>,
+) -> bool {
+    let attempts = retry.retries + 1;
+    for n in 1..=attempts {
+        let age = raised.elapsed();
+        if age > retry.max_age {
+            who.line(&format!(
+                "given up: the alarm is {}s old, older than max_age={}s, after {} attempt(s)",
+                age.as_secs(),
+                retry.max_age.as_secs(),
+                n - 1
+            ));
+            return false;
+        }
+        match attempt() {
+            Ok(()) => return true,
+            Err(Failure::Permanent(why)) => {
+                who.line(&format!("{why}; not retried"));
+                return false;
+            }
+            Err(Failure::Transient(why)) => {
+                if n == attempts {
+                    who.line(&format!("{why}; given up after {n} attempt(s)"));
+                    return false;
+                }
+                let wait = backoff(n, jitter);
+                who.line(&format!(
+                    "{why}; retry {n} of {} in {:.1}s",
+                    retry.retries,
+                    wait.as_secs_f64()
+                ));
+                if !sleep_unless(stop, wait) {
+                    who.line(&format!(
+                        "given up after {n} attempt(s): logalarm is stopping"
+                    ));
+                    return false;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// Sleep `d`, waking early (and returning false) when `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+    let end = Instant::now() + d;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return true;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(20)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_split_like_uwsgi() {
+        let (url, pairs) = split_args("smtp://h:25;mail_to=a@b,c@d;subject=x y;ssl");
+        assert_eq!(url, "smtp://h:25");
+        assert_eq!(
+            pairs,
+            [("mail_to", "a@b,c@d"), ("subject", "x y"), ("ssl", "")]
+        );
+        let (url, _) = split_args("ignored;url=http://real/");
+        assert_eq!(url, "http://real/");
+        assert!(flag("") && flag("1") && flag("true") && !flag("0") && !flag("False"));
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters() {
+        let mut j = Jitter::new();
+        for n in 1..40 {
+            let d = backoff(n, &mut j);
+            let full = (BACKOFF_BASE * 2u32.pow((n - 1).min(16))).min(BACKOFF_CAP);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn status_classes() {
+        assert!(classify_status(200, b"").is_ok());
+        assert!(classify_status(302, b"").is_ok());
+        assert!(matches!(
+            classify_status(503, b"busy"),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            classify_status(429, b""),
+            Err(Failure::Transient(_))
+        ));
+        assert!(matches!(
+            classify_status(404, b"no\x00such"),
+            Err(Failure::Permanent(w)) if w == "HTTP 404: no such"
+        ));
+    }
+
+    #[test]
+    fn curl_errors_classes() {
+        let e = |c| ::curl::Error::new(c);
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_COULDNT_CONNECT), 0, false),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_OPERATION_TIMEDOUT), 0, false),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_PEER_FAILED_VERIFICATION), 0, false),
+            Failure::Permanent(w) if w.contains("ssl_insecure")
+        ));
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_LOGIN_DENIED), 535, true),
+            Failure::Permanent(_)
+        ));
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_SEND_ERROR), 451, true),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            classify(&e(curl_sys::CURLE_SEND_ERROR), 550, true),
+            Failure::Permanent(_)
+        ));
+    }
+
+    #[test]
+    fn secrets_are_scrubbed() {
+        let mut s = Secrets::default();
+        s.add(&Secret::new("hunter2"));
+        assert_eq!(s.scrub("pw hunter2 here"), "pw *** here");
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+
+    #[test]
+    fn the_linked_libcurl_sends_mail() {
+        // Debian's libcurl is linked (the bundled build has no SMTP): see scripts/test.sh.
+        for p in ["http", "https", "smtp", "smtps"] {
+            check_protocol(p).unwrap();
+        }
+        let e = check_protocol_in("smtp", &["http"], "8.0").unwrap_err();
+        assert!(e.contains("libcurl4-openssl-dev"), "{e}");
+    }
+
+    #[test]
+    fn deliver_retries_transient_and_stops_on_permanent() {
+        let stop = AtomicBool::new(false);
+        let secrets = Secrets::default();
+        let who = Reporter {
+            tag: "[uwsgi-alarm-curl]",
+            alarm: "t",
+            target: "test",
+            secrets: &secrets,
+        };
+        let mut j = Jitter::new();
+        let mut calls = 0;
+        let retry = Retry {
+            retries: 1,
+            max_age: Duration::from_secs(60),
+        };
+        let ok = deliver(&who, retry, Instant::now(), &stop, &mut j, || {
+            calls += 1;
+            if calls == 1 {
+                Err(Failure::Transient("x".into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(ok && calls == 2);
+        let mut calls = 0;
+        let ok = deliver(&who, retry, Instant::now(), &stop, &mut j, || {
+            calls += 1;
+            Err(Failure::Permanent("no".into()))
+        });
+        assert!(!ok && calls == 1);
+        stop.store(true, Ordering::Relaxed);
+        let mut calls = 0;
+        let ok = deliver(&who, retry, Instant::now(), &stop, &mut j, || {
+            calls += 1;
+            Err(Failure::Transient("down".into()))
+        });
+        assert!(!ok && calls == 1, "stopping ends the back-off");
+    }
+}
