@@ -23,11 +23,27 @@ need_pkg() { # need_pkg COMMAND DEBIAN-PACKAGE...
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null
 }
 
+need_lib() { # need_lib PKG-CONFIG-NAME DEBIAN-PACKAGE
+  pkg-config --exists "$1" 2>/dev/null && return 0
+  need_pkg __never_a_command__ "$2"
+}
+
 say "dependencies"
 need_pkg python3 python3
 need_pkg cc gcc
 need_pkg pkg-config pkg-config
+# Before the first build: curl-sys links Debian's libcurl (with SMTP) only when this is there;
+# without it, it silently builds a bundled libcurl that has no SMTP.
+need_lib libcurl libcurl4-openssl-dev
 need_pkg uwsgi uwsgi-core          # the oracle of tests/conformance
+[ -e /usr/lib/uwsgi/plugins/alarm_curl_plugin.so ] || need_pkg __never_a_command__ uwsgi-plugin-alarm-curl
+need_pkg openssl openssl           # TLS material for the HTTPS/SMTPS test servers
+need_pkg xmllint libxml2-utils     # airbrake notices against the v2.3 schema
+if ! python3 -c "import aiosmtpd" 2>/dev/null; then   # the SMTP test server
+  python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
+fi
+# The tests treat a missing server as a failure, not a skip, when CI is set.
+export CI="${CI:-1}"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 say "cargo fmt --check"

@@ -321,10 +321,7 @@ mod tests {
         let e = plan(&["--alarm", "m curl:smtp://h;auth_pass=hunter2"])
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("needs mail_to") && !e.contains("hunter2"),
-            "{e}"
-        );
+        assert!(e.contains("needs mail_to") && !e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -1,36 +1,12 @@
 //! The binary, end to end: pass-through, start-up errors, cmd and log actions, signals, output
 //! failures. Every test runs the real `logalarm` executable.
 
+mod support;
+
 use std::io::{Read, Write};
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_logalarm"))
-}
-
-/// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
-fn run(args: &[&str], input: Vec<u8>) -> Output {
-    let mut child = spawn_open(args);
-    let mut stdin = child.stdin.take().unwrap();
-    let w = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().unwrap();
-    w.join().unwrap();
-    out
-}
-
-fn wait_for(path: &std::path::Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8> {
-    let t = Instant::now();
-    loop {
-        let got = std::fs::read(path).unwrap_or_default();
-        if pred(&got) || t.elapsed() > Duration::from_secs(secs) {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{bin, run, spawn_open, wait_for};
 
 fn xorshift(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;
@@ -286,16 +262,6 @@ fn full_queue_drops_are_counted_and_reported() {
             < 20,
         "not rate limited: {err}"
     );
-}
-
-fn spawn_open(args: &[&str]) -> Child {
-    bin()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 #[test]
