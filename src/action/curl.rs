@@ -24,6 +24,8 @@ pub struct Curl {
     smtp: bool,
     method: String,
     mail_to: Vec<String>,
+    /// `mail_to` as written: the HTTP header block carries it verbatim, as uWSGI.
+    mail_to_raw: String,
     mail_from: Option<String>,
     subject: Option<String>,
     transport: Transport,
@@ -68,6 +70,7 @@ impl Curl {
             smtp,
             method: "PUT".into(),
             mail_to: Vec::new(),
+            mail_to_raw: String::new(),
             mail_from: None,
             subject: None,
             transport: Transport::default(),
@@ -89,6 +92,7 @@ impl Curl {
                     c.method = m;
                 }
                 "mail_to" => {
+                    c.mail_to_raw = v.to_string();
                     c.mail_to = v
                         .split(',')
                         .map(str::trim)
@@ -134,7 +138,7 @@ impl Curl {
     pub fn http_body(&self, msg: &[u8]) -> Vec<u8> {
         let mut body = Vec::with_capacity(msg.len() + 64);
         if !self.mail_to.is_empty() {
-            body.extend_from_slice(format!("To: {}\r\n", self.mail_to.join(", ")).as_bytes());
+            body.extend_from_slice(format!("To: {}\r\n", self.mail_to_raw).as_bytes());
         }
         if let Some(s) = &self.subject {
             body.extend_from_slice(format!("Subject: {s}\r\n").as_bytes());
@@ -316,7 +320,7 @@ mod tests {
         assert_eq!(c.method, "POST");
         assert_eq!(
             c.http_body(b"boom"),
-            b"To: a@b, c@d\r\nSubject: Hi there\r\n\r\nboom"
+            b"To: a@b,c@d\r\nSubject: Hi there\r\n\r\nboom"
         );
     }
 

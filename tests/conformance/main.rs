@@ -17,6 +17,9 @@
 //! check both name the offending value. Skipped (with a message) when `uwsgi` is not installed;
 //! `scripts/test.sh` installs it.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -53,6 +56,11 @@ struct Case {
     /// in one write test the framing deviation).
     #[serde(default)]
     writes: Vec<String>,
+    /// `curl:` alarms over HTTP: each `NAME[;key=val...]` becomes
+    /// `alarm = NAME curl:http://127.0.0.1:PORT/NAME[;key=val...]` against a request recorder
+    /// (tests/servers/http_recorder.py) whose records are `NAME<TAB>METHOD body`.
+    #[serde(default)]
+    curl: Vec<String>,
 }
 
 const SEP: &str = "\u{1e}";
@@ -148,13 +156,14 @@ struct Run {
     messages: String,
 }
 
-fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path) -> Run {
+fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path, curl: bool) -> Run {
     let log = dir.join("uwsgi.log");
     let ini = dir.join("uwsgi.ini");
     std::fs::write(
         &ini,
         format!(
-            "[uwsgi]\nmaster = true\nsocket = {}\nprocesses = 1\nlog-master = true\nlogto = {}\npidfile = {}\nini = {}\nattach-daemon = sh {}\n",
+            "[uwsgi]\n{}master = true\nsocket = {}\nprocesses = 1\nlog-master = true\nlogto = {}\npidfile = {}\nini = {}\nattach-daemon = sh {}\n",
+            if curl { "plugins = alarm_curl\n" } else { "" },
             dir.join("u.sock").display(),
             log.display(),
             dir.join("u.pid").display(),
@@ -284,13 +293,31 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
         for a in &case.alarms {
             ini.push_str(&record_cmd(a, &out));
         }
+        let _recorder = if case.curl.is_empty() {
+            None
+        } else {
+            let r = support::Server::start("http_recorder.py", &out, &["--tagged"]);
+            for c in &case.curl {
+                let (name, keys) = c.split_once(';').unwrap_or((c.as_str(), ""));
+                let keys = if keys.is_empty() {
+                    String::new()
+                } else {
+                    format!(";{keys}")
+                };
+                ini.push_str(&format!(
+                    "alarm = {name} curl:http://127.0.0.1:{}/{name}{keys}\n",
+                    r.banner
+                ));
+            }
+            Some(r)
+        };
         ini.push_str(&case.config);
         ini.push('\n');
         let alarms_ini = sdir.join("alarms.ini");
         std::fs::write(&alarms_ini, ini).unwrap();
         let script = write_script(&sdir, &lines, &case.writes, case.delay_ms, side == "uwsgi");
         results.push(if side == "uwsgi" {
-            run_uwsgi(&sdir, &alarms_ini, &script, &out)
+            run_uwsgi(&sdir, &alarms_ini, &script, &out, !case.curl.is_empty())
         } else {
             run_logalarm(&alarms_ini, &script, &out)
         });
@@ -374,7 +401,7 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
             }
             if u.records.is_empty()
                 && !lines.is_empty()
-                && case.alarms.iter().any(|a| !a.is_empty())
+                && (case.alarms.iter().any(|a| !a.is_empty()) || !case.curl.is_empty())
                 && !case.description.contains("no alarm")
             {
                 return Err(ctx("no alarm fired at all: the case tests nothing"));
@@ -406,6 +433,10 @@ fn conformance_with_real_uwsgi() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 25, "only {} cases", cases.len());
+    // `LOGALARM_CASES=curl cargo test --test conformance` runs the cases whose name holds `curl`.
+    if let Ok(only) = std::env::var("LOGALARM_CASES") {
+        cases.retain(|p| p.to_string_lossy().contains(&only));
+    }
     let failures = std::sync::Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {

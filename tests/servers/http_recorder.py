@@ -14,6 +14,8 @@ p.add_argument("--cert")
 p.add_argument("--key")
 p.add_argument("--statuses", default="200")
 p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--tagged", action="store_true",
+               help="write conformance records instead: PATH-without-slash TAB METHOD SPACE body RS LF")
 a = p.parse_args()
 statuses = [int(s) for s in a.statuses.split(",")]
 lock = threading.Lock()
@@ -59,8 +61,12 @@ class H(http.server.BaseHTTPRequestHandler):
                 "status": status,
                 "tls": isinstance(self.connection, ssl.SSLSocket),
             }
-            with open(a.records, "a") as f:
-                f.write(json.dumps(rec) + "\n")
+            if a.tagged:
+                with open(a.records, "ab") as f:
+                    f.write(self.path[1:].encode() + b"\t" + self.command.encode() + b" " + body + b"\x1e\n")
+            else:
+                with open(a.records, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
         if a.delay:
             time.sleep(a.delay)
         answer = b"recorded\n" if status < 400 else b"failing on purpose\n"
