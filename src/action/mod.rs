@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod curl;
 pub mod delivery;
 pub mod log;
+pub mod speech;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -53,8 +54,8 @@ pub const TYPES: &[(&str, bool, &str)] = &[
     ),
     (
         "speech",
-        false,
-        "speech:[VOICE] — speak the message with espeak-ng",
+        true,
+        "speech:[VOICE][;wav=PATH] — speak the message with espeak-ng (or into a WAV file)",
     ),
     (
         "airbrake",
@@ -79,6 +80,7 @@ pub enum Action {
     Log(log::Log),
     Curl(Box<curl::Curl>),
     Airbrake(Box<airbrake::Airbrake>),
+    Speech(speech::Speech),
 }
 
 impl Action {
@@ -90,6 +92,7 @@ impl Action {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
             "curl" => Ok(Action::Curl(Box::new(curl::Curl::parse(arg, warnings)?))),
+            "speech" => Ok(Action::Speech(speech::Speech::parse(arg, warnings)?)),
             "airbrake" => Ok(Action::Airbrake(Box::new(airbrake::Airbrake::parse(
                 arg, warnings,
             )?))),
@@ -110,7 +113,7 @@ impl Action {
     pub fn blocking(&self) -> bool {
         match self {
             Action::Cmd(_) | Action::Log(_) => false,
-            Action::Curl(_) | Action::Airbrake(_) => true,
+            Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) => true,
         }
     }
 
@@ -122,6 +125,7 @@ impl Action {
             Action::Log(l) => l.fire(msg, ctx),
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
+            Action::Speech(s) => s.fire(msg, ctx),
         }
     }
 }
