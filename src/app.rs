@@ -12,9 +12,9 @@ use crate::action::{cmd::Children, Ctx};
 use crate::config::{self, Config};
 use crate::dispatch::{AntiFlood, Dispatcher, Instance};
 use crate::output::Output;
-use crate::pipeline::{Pipeline, DEFAULT_CAPACITY};
 use crate::plan;
-use crate::reactor::{self, Signals};
+use crate::reactor::{self, End, Signals};
+use crate::supervise::{Pids, Program, Supervisor};
 
 /// Run logalarm with `args` (without the program name). Returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
@@ -88,7 +88,9 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         binsh: config.binsh.clone(),
         children: Arc::new(Children::default()),
         stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        pids: Pids::default(),
     };
+    let pids = ctx.pids.clone();
     let instances = plan
         .alarms
         .into_iter()
@@ -105,8 +107,29 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         config.alarm_msg_size,
         ctx,
     )?;
-    let mut pipeline = Pipeline::new(plan.rules.matcher(), DEFAULT_CAPACITY);
-    let result = reactor::run(0, &mut pipeline, &output, &mut dispatcher, &mut signals);
+    let mut programs: Vec<Program> = config
+        .attach_daemon
+        .iter()
+        .map(|d| Program::Daemon(d.value.clone()))
+        .collect();
+    if !config.command.is_empty() {
+        programs.push(Program::Main(config.command.clone()));
+    }
+    let mut supervisor = Supervisor::new(programs, config.binsh.clone(), pids);
+    // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).
+    let stdin = (!supervisor.has_main()).then_some(0);
+    let result = reactor::run(
+        &plan.rules,
+        stdin,
+        reactor::Ctx {
+            output: &output,
+            dispatcher: &mut dispatcher,
+            signals: &mut signals,
+            supervisor: &mut supervisor,
+            segfault: &plan.segfault,
+            grace: config.alarm_grace,
+        },
+    );
     if result.is_err() {
         output.stop_retrying();
     }
@@ -119,6 +142,7 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         );
     }
     match result {
+        Ok(End::Command(code)) => Ok(code),
         Ok(_) => Ok(0),
         Err(e) => {
             eprintln!("logalarm: {e}");

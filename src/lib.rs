@@ -15,4 +15,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod reactor;
 pub mod rules;
+pub mod supervise;
 pub mod sys;

@@ -56,6 +56,11 @@ impl LineBuffer {
         &mut self.buf[self.end..]
     }
 
+    /// The first `n` bytes of the spare room as they are (no roll): what a read just put there.
+    pub fn just_read(&self, n: usize) -> &[u8] {
+        &self.buf[self.end..(self.end + n).min(self.buf.len())]
+    }
+
     /// `n` bytes were written at the front of [`spare`](Self::spare).
     pub fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());

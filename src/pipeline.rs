@@ -85,6 +85,11 @@ impl<'r> Pipeline<'r> {
         self.buf.spare()
     }
 
+    /// The `n` bytes a read just put into [`spare`](Self::spare), before [`commit`](Self::commit).
+    pub fn just_read(&self, n: usize) -> &[u8] {
+        self.buf.just_read(n)
+    }
+
     /// `n` bytes were read into [`spare`](Self::spare): pass and match every complete line.
     pub fn commit(&mut self, n: usize, sink: &mut dyn Sink) -> io::Result<()> {
         let old_len = self.buf.filled().len();

@@ -30,6 +30,8 @@ pub struct Plan {
     pub rules: RuleSet,
     /// Start-up warnings (unknown action keys).
     pub warnings: Vec<String>,
+    /// Ranks of the `alarm-segfault` alarms.
+    pub segfault: Vec<u32>,
 }
 
 /// Options whose monitors or inputs this build does not run yet: refused, never ignored.
@@ -45,22 +47,6 @@ fn unavailable(c: &Config) -> Option<(&'static str, String, Origin)> {
         first(
             "alarm-backlog",
             c.alarm_backlog
-                .first()
-                .map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "alarm-segfault",
-            c.alarm_segfault
-                .first()
-                .map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "attach-daemon",
-            c.attach_daemon
                 .first()
                 .map(|s| (s.value.clone(), s.origin.clone())),
         )
@@ -100,11 +86,6 @@ fn unavailable(c: &Config) -> Option<(&'static str, String, Origin)> {
                 .first()
                 .map(|s| (s.value.display().to_string(), s.origin.clone())),
         )
-    })
-    .or_else(|| {
-        c.command
-            .first()
-            .map(|cmd| ("--", cmd.to_string_lossy().into_owned(), Origin::Cli))
     })
 }
 
@@ -191,6 +172,16 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
             ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
         })?;
+        if matches!(action, Action::Signal(_)) && c.attach_daemon.is_empty() && c.command.is_empty()
+        {
+            return Err(ConfigError::new(
+                format!(
+                    "invalid alarm: {}: signal alarms signal supervised processes, and there is none (add --attach-daemon \"CMD\" or -- CMD ARGS...)",
+                    a.redacted()
+                ),
+                &a.origin,
+            ));
+        }
         warnings.extend(
             w.into_iter()
                 .map(|w| format!("alarm {}: {w}{}", a.redacted(), a.origin)),
@@ -233,10 +224,12 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             None => ConfigError::new(format!("invalid log-alarm: {e}"), &Origin::Cli),
         }
     })?;
+    let segfault = c.alarm_segfault.iter().map(|s| rank(&s.value)).collect();
     Ok(Plan {
         alarms,
         rules,
         warnings,
+        segfault,
     })
 }
 

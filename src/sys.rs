@@ -74,8 +74,6 @@ pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
     syscall!(kill(pid, sig)).map(|_| ())
 }
 
-/// The local time formatted as C's `ctime()` does, without the newline:
-/// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
 /// The local time now, broken down; `None` if the C library cannot convert it.
 fn local_now() -> Option<libc::tm> {
     // SAFETY: `time(NULL)` has no preconditions.
@@ -99,7 +97,8 @@ fn day_month(tm: &libc::tm) -> (&'static str, &'static str) {
     )
 }
 
-/// The local date as `ctime()` prints it, without the newline: `Mon Nov 23 19:03:42 2026`.
+/// The local time formatted as C's `ctime()` does, without the newline:
+/// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
 pub fn ctime_now() -> String {
     let Some(tm) = local_now() else {
         return String::from("??? ??? ?? ??:??:?? ????");

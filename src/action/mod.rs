@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod curl;
 pub mod delivery;
 pub mod log;
+pub mod signal;
 pub mod speech;
 
 use std::path::PathBuf;
@@ -34,7 +35,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
     ),
     (
         "signal",
-        false,
+        true,
         "signal:N — send signal N to the supervised processes",
     ),
     (
@@ -71,6 +72,8 @@ pub struct Ctx {
     pub children: Arc<cmd::Children>,
     /// Set when the grace period is over: actions stop retrying.
     pub stopping: Arc<AtomicBool>,
+    /// Process groups of the supervised processes (for `signal:`).
+    pub pids: crate::supervise::Pids,
 }
 
 /// A configured action.
@@ -81,6 +84,7 @@ pub enum Action {
     Curl(Box<curl::Curl>),
     Airbrake(Box<airbrake::Airbrake>),
     Speech(speech::Speech),
+    Signal(signal::Signal),
 }
 
 impl Action {
@@ -92,6 +96,7 @@ impl Action {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
             "curl" => Ok(Action::Curl(Box::new(curl::Curl::parse(arg, warnings)?))),
+            "signal" => Ok(Action::Signal(signal::Signal::parse(arg)?)),
             "speech" => Ok(Action::Speech(speech::Speech::parse(arg, warnings)?)),
             "airbrake" => Ok(Action::Airbrake(Box::new(airbrake::Airbrake::parse(
                 arg, warnings,
@@ -112,7 +117,7 @@ impl Action {
     /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
     pub fn blocking(&self) -> bool {
         match self {
-            Action::Cmd(_) | Action::Log(_) => false,
+            Action::Cmd(_) | Action::Log(_) | Action::Signal(_) => false,
             Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) => true,
         }
     }
@@ -126,6 +131,7 @@ impl Action {
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
             Action::Speech(s) => s.fire(msg, ctx),
+            Action::Signal(s) => s.fire(alarm, ctx),
         }
     }
 }

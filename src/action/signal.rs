@@ -1,0 +1,54 @@
+//! `signal:N`: send POSIX signal N to every supervised process (its whole process group).
+//!
+//! uWSGI's signals have no meaning outside uWSGI, so the standalone equivalent signals what
+//! logalarm supervises (`--attach-daemon`, `-- CMD`). N is checked at start-up (1 to 64), and an
+//! alarm of this type without any supervised process is a start-up error (see `plan`). Cheap: it
+//! runs on the main alarm thread.
+
+use super::Ctx;
+
+/// A `signal:` action.
+#[derive(Debug)]
+pub struct Signal {
+    pub signum: i32,
+}
+
+impl Signal {
+    pub fn parse(arg: &str) -> Result<Signal, String> {
+        match arg.trim().parse::<i32>() {
+            Ok(n) if (1..=64).contains(&n) => Ok(Signal { signum: n }),
+            _ => Err(format!("`{}` is not a signal number (1 to 64)", arg.trim())),
+        }
+    }
+
+    pub fn fire(&mut self, alarm: &str, ctx: &Ctx) {
+        let pids: Vec<i32> = ctx.pids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if pids.is_empty() {
+            eprintln!(
+                "[uwsgi-alarm-signal] alarm \"{alarm}\": no supervised process is running; signal {} not sent",
+                self.signum
+            );
+        }
+        for pid in pids {
+            if let Err(e) = crate::sys::kill(-pid, self.signum) {
+                eprintln!(
+                    "[uwsgi-alarm-signal] alarm \"{alarm}\": signal {} to process group {pid}: {e}",
+                    self.signum
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_numbers() {
+        assert_eq!(Signal::parse("17").unwrap().signum, 17);
+        assert!(Signal::parse("0").is_err());
+        assert!(Signal::parse("65").is_err());
+        assert!(Signal::parse("USR1").unwrap_err().contains("USR1"));
+    }
+}

@@ -1,0 +1,384 @@
+//! Supervised processes: `--attach-daemon "CMD"` and `logalarm [OPTIONS] -- CMD ARGS...`.
+//!
+//! Role: start each process with its stdout and stderr on pipes (which the reactor reads as log
+//! inputs, one pipeline each, so a line of one is never cut by another), restart daemons that
+//! exit (with back-off), recognise crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT) and build
+//! the `alarm-segfault` message from the last lines the process wrote, forward signals, and stop
+//! everything at shutdown (grace period, then SIGKILL). Each process runs in its own process
+//! group, so a forwarded signal also reaches what a `sh -c` started.
+//! Invariants: nothing here reads or writes log bytes (the reactor does); the list of live
+//! process groups is shared with the `signal:` action under a mutex taken only at spawn, exit
+//! and signal time, never per line.
+//! Rejected alternative: `waitpid(-1)` — it would also reap `cmd:` children, which their own
+//! threads wait for.
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub enum Program {
+    /// `--attach-daemon`: `$binsh -c CMD`, stdin from /dev/null, restarted when it exits.
+    Daemon(String),
+    /// `-- CMD ARGS...`: run directly with logalarm's stdin; when it ends, logalarm ends.
+    Main(Vec<OsString>),
+}
+
+impl Program {
+    pub fn label(&self) -> String {
+        match self {
+            Program::Daemon(c) => c.clone(),
+            Program::Main(argv) => argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+}
+
+/// Live process groups, for `signal:` alarms.
+pub type Pids = Arc<Mutex<Vec<i32>>>;
+
+/// How many bytes of a process's latest output are kept for its crash report.
+const TAIL_BYTES: usize = 4096;
+/// Lines of that output the report quotes.
+const TAIL_LINES: usize = 10;
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// A process that ran this long before exiting restarts after the base delay again.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
+
+struct Slot {
+    program: Program,
+    child: Option<Child>,
+    started: Instant,
+    restart_at: Option<Instant>,
+    backoff: Duration,
+    /// The last bytes it wrote (stdout and stderr, in the order they were read).
+    tail: Vec<u8>,
+}
+
+/// A process that ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub slot: usize,
+    pub pid: i32,
+    pub status: ExitStatus,
+    /// The `alarm-segfault` message, when it crashed.
+    pub crash: Option<String>,
+    /// Whether it was the `-- CMD` process.
+    pub main: bool,
+}
+
+/// New pipes of a started process: (slot, stdout, stderr).
+pub type Started = (usize, OwnedFd, OwnedFd);
+
+pub struct Supervisor {
+    slots: Vec<Slot>,
+    binsh: PathBuf,
+    pids: Pids,
+    stopping: bool,
+}
+
+/// Signals that mean the process crashed.
+pub const CRASH_SIGNALS: [i32; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGFPE,
+    libc::SIGILL,
+    libc::SIGABRT,
+];
+
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => "signal",
+    }
+}
+
+impl Supervisor {
+    pub fn new(programs: Vec<Program>, binsh: PathBuf, pids: Pids) -> Supervisor {
+        let now = Instant::now();
+        Supervisor {
+            slots: programs
+                .into_iter()
+                .map(|program| Slot {
+                    program,
+                    child: None,
+                    started: now,
+                    restart_at: Some(now),
+                    backoff: BACKOFF_BASE,
+                    tail: Vec::new(),
+                })
+                .collect(),
+            binsh,
+            pids,
+            stopping: false,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Whether a `-- CMD` is supervised (then logalarm's stdin is the command's).
+    pub fn has_main(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s.program, Program::Main(_)))
+    }
+
+    pub fn running(&self) -> usize {
+        self.slots.iter().filter(|s| s.child.is_some()).count()
+    }
+
+    /// Start what is due. Failures to start are reported and retried with back-off, except
+    /// for `-- CMD`, whose failure is returned (logalarm then exits).
+    pub fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, String> {
+        let mut started = Vec::new();
+        if self.stopping {
+            return Ok(started);
+        }
+        for i in 0..self.slots.len() {
+            if self.slots[i].child.is_some() || self.slots[i].restart_at.is_none_or(|t| t > now) {
+                continue;
+            }
+            match self.spawn(i) {
+                Ok((out, err)) => started.push((i, out, err)),
+                Err(e) => {
+                    let s = &mut self.slots[i];
+                    if let Program::Main(_) = s.program {
+                        return Err(format!("cannot run {}: {e}", s.program.label()));
+                    }
+                    eprintln!(
+                        "[uwsgi-alarm] cannot start daemon \"{}\": {e}; retrying in {}s",
+                        s.program.label(),
+                        s.backoff.as_secs()
+                    );
+                    s.restart_at = Some(now + s.backoff);
+                    s.backoff = (s.backoff * 2).min(BACKOFF_CAP);
+                }
+            }
+        }
+        Ok(started)
+    }
+
+    fn spawn(&mut self, i: usize) -> std::io::Result<(OwnedFd, OwnedFd)> {
+        let s = &mut self.slots[i];
+        let mut cmd = match &s.program {
+            Program::Daemon(c) => {
+                let mut cmd = Command::new(&self.binsh);
+                cmd.arg("-c").arg(c).stdin(Stdio::null());
+                cmd
+            }
+            Program::Main(argv) => {
+                let mut cmd = Command::new(&argv[0]);
+                cmd.args(&argv[1..]).stdin(Stdio::inherit());
+                cmd
+            }
+        };
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd.spawn()?;
+        let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::other("no pipes"));
+        };
+        let pid = child.id() as i32;
+        s.child = Some(child);
+        s.started = Instant::now();
+        s.restart_at = None;
+        s.tail.clear();
+        self.pids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(pid);
+        Ok((OwnedFd::from(out), OwnedFd::from(err)))
+    }
+
+    /// Remember what slot `i` wrote (for its crash report).
+    pub fn note_output(&mut self, i: usize, bytes: &[u8]) {
+        let Some(s) = self.slots.get_mut(i) else {
+            return;
+        };
+        let bytes = &bytes[bytes.len().saturating_sub(TAIL_BYTES)..];
+        let keep = TAIL_BYTES - bytes.len();
+        if s.tail.len() > keep {
+            s.tail.drain(..s.tail.len() - keep);
+        }
+        s.tail.extend_from_slice(bytes);
+    }
+
+    /// Processes that have ended (without blocking).
+    pub fn exited(&mut self) -> Vec<(usize, i32, ExitStatus)> {
+        let mut out = Vec::new();
+        for (i, s) in self.slots.iter_mut().enumerate() {
+            let Some(child) = s.child.as_mut() else {
+                continue;
+            };
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    out.push((i, child.id() as i32, st));
+                    s.child = None;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("[uwsgi-alarm] waiting for {}: {e}", s.program.label()),
+            }
+        }
+        if !out.is_empty() {
+            let mut pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+            pids.retain(|p| !out.iter().any(|(_, pid, _)| pid == p));
+        }
+        out
+    }
+
+    /// Report an exit (after the reactor read what the process left in its pipes): the
+    /// `[uwsgi-alarm]` line, the crash message, the restart.
+    pub fn report(&mut self, slot: usize, pid: i32, status: ExitStatus) -> Exit {
+        let now = Instant::now();
+        let stopping = self.stopping;
+        let s = &mut self.slots[slot];
+        let label = s.program.label();
+        let main = matches!(s.program, Program::Main(_));
+        let crash = status
+            .signal()
+            .filter(|sig| CRASH_SIGNALS.contains(sig))
+            .map(|sig| crash_message(pid, &label, sig, status.core_dumped(), &s.tail));
+        let how = match (status.code(), status.signal()) {
+            (Some(c), _) => format!("exited with status {c}"),
+            (None, Some(sig)) => format!(
+                "killed by signal {sig} ({}{})",
+                signal_name(sig),
+                if status.core_dumped() {
+                    ", core dumped"
+                } else {
+                    ""
+                }
+            ),
+            _ => format!("ended ({status})"),
+        };
+        let what = if main { "command" } else { "daemon" };
+        if main || stopping {
+            eprintln!("[uwsgi-alarm] {what} \"{label}\" (pid {pid}) {how}");
+        } else {
+            if now.duration_since(s.started) >= HEALTHY_RUN {
+                s.backoff = BACKOFF_BASE;
+            }
+            eprintln!(
+                "[uwsgi-alarm] {what} \"{label}\" (pid {pid}) {how}; restarting in {}s",
+                s.backoff.as_secs()
+            );
+            s.restart_at = Some(now + s.backoff);
+            s.backoff = (s.backoff * 2).min(BACKOFF_CAP);
+        }
+        Exit {
+            slot,
+            pid,
+            status,
+            crash,
+            main,
+        }
+    }
+
+    /// Send `sig` to every live process group.
+    pub fn signal_all(&self, sig: i32) {
+        for s in &self.slots {
+            if let Some(c) = &s.child {
+                let _ = crate::sys::kill(-(c.id() as i32), sig);
+            }
+        }
+    }
+
+    /// Stop restarting; forward `sig`.
+    pub fn stop(&mut self, sig: i32) {
+        self.stopping = true;
+        self.signal_all(sig);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// The next restart, for the reactor's poll timeout.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.stopping {
+            return None;
+        }
+        self.slots
+            .iter()
+            .filter(|s| s.child.is_none())
+            .filter_map(|s| s.restart_at)
+            .min()
+    }
+}
+
+/// The `alarm-segfault` message (SPEC section 5).
+pub fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -> String {
+    let text = String::from_utf8_lossy(tail);
+    let lines: Vec<&str> = text.lines().collect();
+    let last = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    let mut m = format!(
+        "*** backtrace of {pid} ***\n{pid} ({label}) killed by signal {sig} ({}), core dumped: {}\ncommand: {label}\n",
+        signal_name(sig),
+        if core { "yes" } else { "no" }
+    );
+    if !last.is_empty() {
+        m.push_str("last lines:\n");
+        for l in last {
+            m.push_str(l);
+            m.push('\n');
+        }
+    }
+    m.push_str("*** end of backtrace ***");
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_message_quotes_the_last_lines() {
+        let tail: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        let m = crash_message(42, "app --x", libc::SIGSEGV, false, tail.as_bytes());
+        assert!(m.starts_with("*** backtrace of 42 ***\n42 (app --x) killed by signal 11 (SIGSEGV), core dumped: no\n"));
+        assert!(m.contains("line 29\n*** end of backtrace ***"));
+        assert!(!m.contains("line 19\n"));
+        assert!(m.contains("line 20\n"));
+    }
+
+    #[test]
+    fn tail_keeps_the_latest_bytes() {
+        let mut s = Supervisor::new(
+            vec![Program::Daemon("true".into())],
+            "/bin/sh".into(),
+            Pids::default(),
+        );
+        s.note_output(0, &[b'a'; 3000]);
+        s.note_output(0, &[b'b'; 3000]);
+        assert_eq!(s.slots[0].tail.len(), TAIL_BYTES);
+        assert!(s.slots[0].tail.ends_with(&[b'b'; 3000]));
+        s.note_output(0, &[b'c'; 9000]);
+        assert_eq!(s.slots[0].tail, vec![b'c'; TAIL_BYTES]);
+    }
+}
