@@ -472,3 +472,46 @@ fn airbrake_notices_validate_against_the_v2_3_schema_and_v3_is_json() {
     assert_eq!(n["errors"][0]["message"], "ALARM <disk> & \"full\" \u{1}");
     assert_eq!(n["context"]["notifier"]["name"], "logalarm");
 }
+
+#[test]
+fn a_supervised_process_that_segfaults_sends_an_airbrake_notice() {
+    if !ready() || !have("xmllint", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, port) = http(dir.path(), "rec", &[]);
+    let alarm =
+        format!("errbit airbrake:http://127.0.0.1:{port}/notifier_api/v2/notices;apikey=K3Y");
+    let out = support::bin()
+        .args([
+            "--alarm",
+            &alarm,
+            "--alarm-segfault",
+            "errbit",
+            "--",
+            "python3",
+            "-c",
+            "import ctypes; print('about to crash', flush=True); ctypes.string_at(0)",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(139), "{err}");
+    let r = srv.wait_records(1, 10);
+    assert_eq!(r.len(), 1, "{err}");
+    let body = latin1(&r[0]["body"]);
+    let file = dir.path().join("notice.xml");
+    std::fs::write(&file, &body).unwrap();
+    let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/airbrake_2_3.xsd");
+    let v = std::process::Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("killed by signal 11 (SIGSEGV)"), "{text}");
+    assert!(text.contains("<component>errbit</component>"), "{text}");
+}
