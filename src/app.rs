@@ -4,6 +4,7 @@
 //! can reason about; returns the process exit status. Start-up errors are one line on standard
 //! error and status 1; a broken log output is one line and status 1 after queued alarms ran.
 
+use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::sync::Arc;
@@ -11,13 +12,18 @@ use std::sync::Arc;
 use crate::action::{cmd::Children, Ctx};
 use crate::config::{self, Config};
 use crate::dispatch::{AntiFlood, Dispatcher, Instance};
+use crate::monitor::{self, Backlog, FdWatch, Tail};
 use crate::output::Output;
 use crate::plan;
+use crate::reactor::Monitors;
 use crate::reactor::{self, End, Signals};
 use crate::supervise::{Pids, Program, Supervisor};
 
 /// Run logalarm with `args` (without the program name). Returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
+    if args.first().is_some_and(|a| a == "raise") {
+        return raise_client(&args[1..]);
+    }
     let config = match config::parse_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -82,6 +88,19 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         })?,
         None => Output::stdout(),
     });
+    let names: HashMap<String, u32> = plan
+        .alarms
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.name.clone(), i as u32))
+        .collect();
+    let mut monitors = match monitors(config, &plan, names) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("{e}");
+            return Ok(1);
+        }
+    };
     let mut signals = Signals::install()?;
     let ctx = Ctx {
         output: output.clone(),
@@ -128,6 +147,7 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
             supervisor: &mut supervisor,
             segfault: &plan.segfault,
             grace: config.alarm_grace,
+            monitors: &mut monitors,
         },
     );
     if result.is_err() {
@@ -147,6 +167,140 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         Err(e) => {
             eprintln!("logalarm: {e}");
             Ok(1)
+        }
+    }
+}
+
+/// Check and open what the monitors need (descriptors, addresses, sockets): start-up errors.
+fn monitors(
+    config: &Config,
+    plan: &plan::Plan,
+    names: HashMap<String, u32>,
+) -> Result<Monitors, String> {
+    let rank = |n: &str| names.get(n).copied().unwrap_or(0);
+    let fds = FdWatch::group(&config.alarm_fds, rank)?;
+    let mut backlogs = Vec::new();
+    for w in &config.watch_socket {
+        let what = monitor::parse_watch(&w.value)
+            .map_err(|e| format!("invalid watch-socket: {}: {e}{}", w.value, w.origin))?;
+        backlogs.push(Backlog::new(&w.value, what));
+    }
+    let tails = config
+        .tail
+        .iter()
+        .map(|t| Tail::open(&t.value, config.tail_from_start))
+        .collect();
+    let mut udp = Vec::new();
+    for u in &config.udp {
+        let addr = monitor::resolve(&u.value)
+            .map_err(|e| format!("invalid udp: {}: {e}{}", u.value, u.origin))?;
+        let sock = std::net::UdpSocket::bind(addr).map_err(|e| {
+            format!(
+                "invalid udp: {}: cannot bind {addr}: {e}{}",
+                u.value, u.origin
+            )
+        })?;
+        udp.push((u.value.clone(), sock));
+    }
+    let mut sockets = Vec::new();
+    for s in &config.alarm_socket {
+        use std::os::unix::fs::FileTypeExt;
+        let p = &s.value;
+        if std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket()) {
+            // A stale socket of an earlier run (a live one would still be bound: bind fails).
+            let _ = std::fs::remove_file(p);
+        }
+        let sock = std::os::unix::net::UnixDatagram::bind(p).map_err(|e| {
+            format!(
+                "invalid alarm-socket: {}: cannot bind: {e}{}",
+                p.display(),
+                s.origin
+            )
+        })?;
+        sockets.push((p.clone(), sock));
+    }
+    Ok(Monitors {
+        fds,
+        backlogs,
+        backlog_alarms: plan.backlog.clone(),
+        tails,
+        udp,
+        sockets,
+        names,
+    })
+}
+
+/// `logalarm raise --socket PATH NAME MESSAGE...`: raise an alarm in a running logalarm through
+/// its `--alarm-socket` (the standalone `uwsgi.alarm(name, msg)`). Waits up to 2 s for the
+/// answer: exit 0 when the alarm was queued, 1 with the reason otherwise.
+fn raise_client(args: &[OsString]) -> i32 {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let usage = "usage: logalarm raise --socket PATH NAME [MESSAGE...]";
+    let mut socket = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--socket" || s == "--alarm-socket" {
+            socket = it.next().cloned();
+        } else if let Some(v) = s.strip_prefix("--socket=") {
+            socket = Some(v.into());
+        } else {
+            rest.push(s.into_owned());
+        }
+    }
+    let (Some(path), Some(name)) = (socket, rest.first()) else {
+        eprintln!("{usage}");
+        return 1;
+    };
+    let msg = rest[1..].join(" ");
+    let me = format!(
+        "logalarm-raise-{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let sock = match SocketAddr::from_abstract_name(me.as_bytes())
+        .and_then(|a| UnixDatagram::bind_addr(&a))
+    {
+        Ok(s) => s,
+        Err(_) => match UnixDatagram::unbound() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("logalarm raise: {e}");
+                return 1;
+            }
+        },
+    };
+    let datagram = format!("{name} {msg}");
+    if let Err(e) = sock.send_to(datagram.as_bytes(), &path) {
+        eprintln!(
+            "logalarm raise: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
+            std::path::Path::new(&path).display(),
+            std::path::Path::new(&path).display()
+        );
+        return 1;
+    }
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+    let mut buf = [0u8; 512];
+    match sock.recv(&mut buf) {
+        Ok(n) if &buf[..n] == b"ok\n" => 0,
+        Ok(n) => {
+            eprintln!(
+                "logalarm raise: {}",
+                String::from_utf8_lossy(&buf[..n]).trim_end()
+            );
+            1
+        }
+        Err(e) => {
+            eprintln!(
+                "logalarm raise: no answer from {}: {e}",
+                std::path::Path::new(&path).display()
+            );
+            1
         }
     }
 }

@@ -32,61 +32,15 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Ranks of the `alarm-segfault` alarms.
     pub segfault: Vec<u32>,
+    /// Ranks of the `alarm-backlog` alarms.
+    pub backlog: Vec<u32>,
 }
 
 /// Options whose monitors or inputs this build does not run yet: refused, never ignored.
 fn unavailable(c: &Config) -> Option<(&'static str, String, Origin)> {
-    let first = |name: &'static str, v: Option<(String, Origin)>| v.map(|(s, o)| (name, s, o));
-    first(
-        "alarm-fd",
-        c.alarm_fds
-            .first()
-            .map(|d| (format!("{} {}", d.name, d.fd), d.origin.clone())),
-    )
-    .or_else(|| {
-        first(
-            "alarm-backlog",
-            c.alarm_backlog
-                .first()
-                .map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "tail",
-            c.tail
-                .first()
-                .map(|s| (s.value.display().to_string(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "udp",
-            c.udp.first().map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "watch-socket",
-            c.watch_socket
-                .first()
-                .map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "mule",
-            c.mule.first().map(|s| (s.value.clone(), s.origin.clone())),
-        )
-    })
-    .or_else(|| {
-        first(
-            "alarm-socket",
-            c.alarm_socket
-                .first()
-                .map(|s| (s.value.display().to_string(), s.origin.clone())),
-        )
-    })
+    c.mule
+        .first()
+        .map(|s| ("mule", s.value.clone(), s.origin.clone()))
 }
 
 /// Check and compile a configuration.
@@ -139,6 +93,15 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     }
     for d in &c.alarm_fds {
         check_name("alarm-fd", &d.name, &d.name, &d.origin)?;
+    }
+    if let (Some(b), true) = (c.alarm_backlog.first(), c.watch_socket.is_empty()) {
+        return Err(ConfigError::new(
+            format!(
+                "invalid alarm-backlog: {}: no listen queue to watch (add --watch-socket HOST:PORT or PATH)",
+                b.value
+            ),
+            &b.origin,
+        ));
     }
     if let Some((opt, value, origin)) = unavailable(c) {
         return Err(ConfigError::new(
@@ -225,11 +188,13 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }
     })?;
     let segfault = c.alarm_segfault.iter().map(|s| rank(&s.value)).collect();
+    let backlog = c.alarm_backlog.iter().map(|s| rank(&s.value)).collect();
     Ok(Plan {
         alarms,
         rules,
         warnings,
         segfault,
+        backlog,
     })
 }
 

@@ -26,6 +26,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::dispatch::Dispatcher;
+use crate::monitor::{Backlog, FdEvent, FdWatch, Tail};
 use crate::output::Output;
 use crate::pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 use crate::rules::RuleSet;
@@ -39,6 +40,39 @@ const FIRST_INPUT: usize = 1;
 pub const READS_PER_TURN: usize = 16;
 /// Buffer of each supervised process's pipe (stdin gets [`DEFAULT_CAPACITY`]).
 const CHILD_CAPACITY: usize = 256 * 1024;
+/// `alarm-fd` watch `i` is `Token(FD_BASE + i)`; `--alarm-socket` `i` is `Token(SOCKET_BASE + i)`.
+const FD_BASE: usize = 1 << 24;
+const SOCKET_BASE: usize = 2 << 24;
+/// How often `--tail` files are read and `--watch-socket` queues checked.
+const TAIL_EVERY: Duration = Duration::from_millis(200);
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The monitors and inputs beyond standard input and supervised processes (see `monitor`).
+#[derive(Default)]
+pub struct Monitors {
+    pub fds: Vec<FdWatch>,
+    pub backlogs: Vec<Backlog>,
+    /// Ranks of the `alarm-backlog` alarms.
+    pub backlog_alarms: Vec<u32>,
+    pub tails: Vec<Tail>,
+    /// Bound `--udp` sockets (shown address, socket).
+    pub udp: Vec<(String, std::net::UdpSocket)>,
+    /// Bound `--alarm-socket` sockets (path, socket); the files are removed at the end.
+    pub sockets: Vec<(std::path::PathBuf, std::os::unix::net::UnixDatagram)>,
+    /// Alarm name → rank, for `--alarm-socket` datagrams.
+    pub names: std::collections::HashMap<String, u32>,
+}
+
+impl Monitors {
+    /// Whether something keeps logalarm running after standard input ends (`alarm-fd`
+    /// watches count while open).
+    fn endless(&self) -> bool {
+        !self.backlogs.is_empty()
+            || !self.tails.is_empty()
+            || !self.udp.is_empty()
+            || !self.sockets.is_empty()
+    }
+}
 
 /// Why the reactor stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +177,15 @@ enum Source {
     Stdin { _guard: Option<NonBlockingGuard> },
     /// A pipe of supervised process `slot` (closed when dropped).
     Child { _fd: OwnedFd, slot: usize },
+    /// A `--tail` file (read on a timer).
+    Tail(Tail),
+    /// A `--udp` socket: each datagram is one or more lines.
+    Udp {
+        sock: mio::net::UdpSocket,
+        scratch: Vec<u8>,
+    },
+    /// The lines logalarm writes into the log stream itself (listen-queue reports).
+    Internal,
 }
 
 struct Input<'r> {
@@ -157,7 +200,7 @@ impl Input<'_> {
     fn slot(&self) -> Option<usize> {
         match self.source {
             Source::Child { slot, .. } => Some(slot),
-            Source::Stdin { .. } => None,
+            _ => None,
         }
     }
 }
@@ -173,6 +216,7 @@ pub struct Ctx<'a> {
     pub segfault: &'a [u32],
     /// How long supervised processes get to stop after a forwarded SIGTERM/SIGINT.
     pub grace: Duration,
+    pub monitors: &'a mut Monitors,
 }
 
 /// Read standard input (`stdin`, unless a `-- CMD` owns it) and every supervised process's
@@ -186,14 +230,80 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
         supervisor,
         segfault,
         grace,
+        monitors,
     } = cx;
     let mut poll = Poll::new()?;
     poll.registry()
         .register(&mut signals.wake, SIGNAL, Interest::READABLE)?;
     let mut inputs: Vec<Option<Input<'_>>> = Vec::new();
+    // Input 0: what logalarm itself writes into the stream (never read from a descriptor).
+    inputs.push(Some(Input {
+        fd: -1,
+        source: Source::Internal,
+        pipeline: Pipeline::new(rules.matcher(), 64 * 1024),
+        pollable: true,
+        ready: false,
+    }));
+    // Tails, UDP and alarm sockets keep logalarm running after standard input ends.
+    let endless = monitors.endless();
+    let mut stdin_open = false;
     if let Some(fd) = stdin {
-        inputs.push(Some(stdin_input(&poll, rules, fd)?));
+        inputs.push(Some(stdin_input(&poll, rules, fd, inputs.len())?));
+        stdin_open = true;
     }
+    for tail in std::mem::take(&mut monitors.tails) {
+        inputs.push(Some(Input {
+            fd: -1,
+            source: Source::Tail(tail),
+            pipeline: Pipeline::new(rules.matcher(), CHILD_CAPACITY),
+            pollable: false,
+            ready: true,
+        }));
+    }
+    for (shown, sock) in std::mem::take(&mut monitors.udp) {
+        sock.set_nonblocking(true)?;
+        let mut sock = mio::net::UdpSocket::from_std(sock);
+        let k = inputs.len();
+        poll.registry()
+            .register(&mut sock, Token(FIRST_INPUT + k), Interest::READABLE)
+            .map_err(|e| io::Error::new(e.kind(), format!("udp {shown}: {e}")))?;
+        inputs.push(Some(Input {
+            fd: sock.as_raw_fd(),
+            source: Source::Udp {
+                sock,
+                scratch: vec![0u8; 65536],
+            },
+            pipeline: Pipeline::new(rules.matcher(), CHILD_CAPACITY),
+            pollable: true,
+            ready: true,
+        }));
+    }
+    for (i, w) in monitors.fds.iter().enumerate() {
+        sys::set_nonblocking(w.fd, true)?;
+        poll.registry()
+            .register(&mut SourceFd(&w.fd), Token(FD_BASE + i), Interest::READABLE)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("alarm-fd: descriptor {} cannot be watched: {e}", w.fd),
+                )
+            })?;
+    }
+    let mut fd_open: Vec<bool> = vec![true; monitors.fds.len()];
+    let mut fd_ready: Vec<bool> = vec![true; monitors.fds.len()];
+    let sockets = std::mem::take(&mut monitors.sockets);
+    for (i, (_, sock)) in sockets.iter().enumerate() {
+        sock.set_nonblocking(true)?;
+        poll.registry().register(
+            &mut SourceFd(&sock.as_raw_fd()),
+            Token(SOCKET_BASE + i),
+            Interest::READABLE,
+        )?;
+    }
+    let mut sock_ready: Vec<bool> = vec![true; sockets.len()];
+    let mut sock_buf = vec![0u8; 65536];
+    let mut last_tail = Instant::now();
+    let mut last_backlog = Instant::now();
     let mut events = Events::with_capacity(64);
     let mut stopping: Option<(i32, Instant)> = None;
     let mut killed = false;
@@ -211,7 +321,9 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
             }
             Err(e) => return Err(io::Error::other(e)),
         }
-        let any_ready = inputs.iter().flatten().any(|i| i.ready);
+        let any_ready = inputs.iter().flatten().any(|i| i.ready)
+            || fd_ready.iter().zip(&fd_open).any(|(r, o)| *r && *o)
+            || sock_ready.iter().any(|r| *r);
         let mut timeout = Duration::from_secs(1);
         if let Some(t) = supervisor.next_due() {
             timeout = timeout.min(t.saturating_duration_since(now));
@@ -219,6 +331,16 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
         if let Some((_, deadline)) = stopping {
             timeout =
                 timeout.min(deadline.saturating_duration_since(now) + Duration::from_millis(5));
+        }
+        if inputs
+            .iter()
+            .flatten()
+            .any(|i| matches!(i.source, Source::Tail(_)))
+        {
+            timeout = timeout.min((last_tail + TAIL_EVERY).saturating_duration_since(now));
+        }
+        if !monitors.backlogs.is_empty() {
+            timeout = timeout.min((last_backlog + BACKLOG_EVERY).saturating_duration_since(now));
         }
         if any_ready {
             timeout = Duration::ZERO;
@@ -229,9 +351,18 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
             Err(e) => return Err(e),
         }
         for ev in events.iter() {
+            let t = ev.token().0;
             if ev.token() == SIGNAL {
                 signals.drain();
-            } else if let Some(Some(i)) = inputs.get_mut(ev.token().0 - FIRST_INPUT) {
+            } else if t >= SOCKET_BASE {
+                if let Some(r) = sock_ready.get_mut(t - SOCKET_BASE) {
+                    *r = true;
+                }
+            } else if t >= FD_BASE {
+                if let Some(r) = fd_ready.get_mut(t - FD_BASE) {
+                    *r = true;
+                }
+            } else if let Some(Some(i)) = inputs.get_mut(t - FIRST_INPUT) {
                 i.ready = true;
             }
         }
@@ -266,8 +397,110 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
             }
             let open = read_turn(input, supervisor, output, dispatcher, READS_PER_TURN)?;
             if !open {
+                if matches!(input.source, Source::Stdin { .. }) {
+                    stdin_open = false;
+                }
                 close(&poll, &mut inputs, k, output, dispatcher)?;
             }
+        }
+
+        // Timers: tails, listen queues.
+        if last_tail.elapsed() >= TAIL_EVERY {
+            last_tail = Instant::now();
+            for i in inputs.iter_mut().flatten() {
+                if matches!(i.source, Source::Tail(_)) {
+                    i.ready = true;
+                }
+            }
+        }
+        if !monitors.backlogs.is_empty() && last_backlog.elapsed() >= BACKLOG_EVERY {
+            last_backlog = Instant::now();
+            for b in monitors.backlogs.iter_mut() {
+                if let Some((q, max)) = b.check() {
+                    let (line, msg) = b.texts(q, max);
+                    if let Some(Some(internal)) = inputs.get_mut(0) {
+                        let mut sink = LogSink {
+                            output,
+                            dispatcher: &mut *dispatcher,
+                        };
+                        internal.pipeline.feed(line.as_bytes(), &mut sink)?;
+                    }
+                    for &a in &monitors.backlog_alarms {
+                        dispatcher.raise(a, msg.as_bytes());
+                    }
+                    dispatcher.flush();
+                }
+            }
+        }
+
+        // alarm-fd.
+        for (i, w) in monitors.fds.iter_mut().enumerate() {
+            if !fd_open[i] || !fd_ready[i] {
+                continue;
+            }
+            fd_ready[i] = false;
+            let (times, closed) = match w.on_readable() {
+                FdEvent::Events(n) => (n, false),
+                FdEvent::Closed(why) => {
+                    eprintln!("{why}");
+                    let _ = poll.registry().deregister(&mut SourceFd(&w.fd));
+                    fd_open[i] = false;
+                    (1, true)
+                }
+            };
+            for _ in 0..times {
+                for (rank, msg) in &w.entries {
+                    dispatcher.raise(*rank, msg.as_bytes());
+                }
+            }
+            if times > 0 || closed {
+                dispatcher.flush();
+            }
+        }
+
+        // alarm-socket.
+        for (i, (path, sock)) in sockets.iter().enumerate() {
+            if !sock_ready[i] {
+                continue;
+            }
+            loop {
+                match sock.recv_from(&mut sock_buf) {
+                    Ok((n, from)) => {
+                        let answer = match crate::monitor::split_raise(&sock_buf[..n]) {
+                            Some((name, msg)) => match monitors.names.get(name) {
+                                Some(&rank) => {
+                                    dispatcher.raise(rank, msg);
+                                    "ok\n".to_string()
+                                }
+                                None => format!("unknown alarm \"{}\"\n", name.escape_debug()),
+                            },
+                            None => "not \"NAME MESSAGE\"\n".to_string(),
+                        };
+                        if answer != "ok\n" {
+                            eprintln!(
+                                "[uwsgi-alarm] alarm-socket {}: {}",
+                                path.display(),
+                                answer.trim_end()
+                            );
+                        }
+                        // A client that bound an address (logalarm raise) gets the answer.
+                        if !from.is_unnamed() {
+                            let _ = sock.send_to_addr(answer.as_bytes(), &from);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        sock_ready[i] = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        eprintln!("[uwsgi-alarm] alarm-socket {}: {e}", path.display());
+                        sock_ready[i] = false;
+                        break;
+                    }
+                }
+            }
+            dispatcher.flush();
         }
 
         // Processes.
@@ -331,7 +564,7 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
                 // Pipes still held open by processes outside our groups.
                 break command_status.map_or(End::Signal, End::Command);
             }
-        } else if supervisor.is_empty() && inputs.iter().all(Option::is_none) {
+        } else if supervisor.is_empty() && !stdin_open && !endless && !fd_open.iter().any(|o| *o) {
             break End::Eof;
         }
     };
@@ -340,19 +573,23 @@ pub fn run(rules: &RuleSet, stdin: Option<RawFd>, cx: Ctx<'_>) -> io::Result<End
             close(&poll, &mut inputs, k, output, dispatcher)?;
         }
     }
+    for (path, _) in &sockets {
+        let _ = std::fs::remove_file(path);
+    }
     Ok(end)
 }
 
-fn stdin_input<'r>(poll: &Poll, rules: &'r RuleSet, fd: RawFd) -> io::Result<Input<'r>> {
+fn stdin_input<'r>(poll: &Poll, rules: &'r RuleSet, fd: RawFd, k: usize) -> io::Result<Input<'r>> {
     let ctx =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
     let mut pollable = sys::fd_kind(fd).map_err(|e| ctx("fstat", e))? == FdKind::Pollable;
     // epoll refuses some character devices (`< /dev/null`): those are read like a file.
     if pollable {
-        match poll
-            .registry()
-            .register(&mut SourceFd(&fd), Token(FIRST_INPUT), Interest::READABLE)
-        {
+        match poll.registry().register(
+            &mut SourceFd(&fd),
+            Token(FIRST_INPUT + k),
+            Interest::READABLE,
+        ) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => pollable = false,
             Err(e) => return Err(ctx("cannot poll it", e)),
@@ -418,7 +655,53 @@ fn read_turn(
 ) -> io::Result<bool> {
     let slot = input.slot();
     for _ in 0..max {
-        let n = match sys::read_fd(input.fd, input.pipeline.spare()) {
+        let got = match &mut input.source {
+            Source::Internal => {
+                input.ready = false;
+                return Ok(true);
+            }
+            Source::Tail(t) => match t.read(input.pipeline.spare()) {
+                Ok(0) => {
+                    input.ready = false;
+                    return Ok(true);
+                }
+                Ok(n) => Ok(n),
+                Err(e) => {
+                    eprintln!("[uwsgi-alarm] tail {}: {e}", t.path.display());
+                    input.ready = false;
+                    return Ok(true);
+                }
+            },
+            Source::Udp { sock, scratch } => match sock.recv(scratch) {
+                Ok(n) => {
+                    // A datagram is whole lines: one without a final newline gets one, so
+                    // datagrams of different senders never join.
+                    let mut sink = LogSink {
+                        output,
+                        dispatcher: &mut *dispatcher,
+                    };
+                    let mut res = input.pipeline.feed(&scratch[..n], &mut sink);
+                    if res.is_ok() && scratch[..n].last() != Some(&b'\n') {
+                        res = input.pipeline.feed(b"\n", &mut sink);
+                    }
+                    dispatcher.flush();
+                    res?;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    input.ready = false;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    eprintln!("[uwsgi-alarm] udp: {e}");
+                    input.ready = false;
+                    return Ok(true);
+                }
+            },
+            _ => sys::read_fd(input.fd, input.pipeline.spare()),
+        };
+        let n = match got {
             Ok(0) => return Ok(false),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -125,7 +125,12 @@ fn startup_errors_name_option_value_and_reason() {
         (vec!["--alarm", "m curl:nosuch://h/;auth_pass=hunter2"], "does not support nosuch://".into()),
         (vec!["--alarm", "m airbrake:errbit.example;apikey=hunter2"], "is not an http:// or https:// URL".into()),
         (vec!["--alarm", "a cmd:true", "--binsh", "/nonexistent/sh"], "invalid binsh: /nonexistent/sh".into()),
-        (vec!["--alarm", "a log:", "--alarm-fd", "a 3 msg"], "invalid alarm-fd: a 3: this option is not available".into()),
+        (vec!["--alarm", "a log:", "--alarm-fd", "a 97 msg"], "invalid alarm-fd: a 97: descriptor 97 is not open".into()),
+        (vec!["--mule", "cat"], "invalid mule: cat: this option is not available".into()),
+        (vec!["--alarm", "a log:", "--alarm-backlog", "a"], "invalid alarm-backlog: a: no listen queue to watch".into()),
+        (vec!["--watch-socket", "nonsense"], "invalid watch-socket: nonsense: `nonsense` is not HOST:PORT".into()),
+        (vec!["--udp", "256.0.0.1:5"], "invalid udp: 256.0.0.1:5".into()),
+        (vec!["--alarm-socket", "/nonexistent/dir/s"], "invalid alarm-socket: /nonexistent/dir/s: cannot bind".into()),
         (vec!["--logto", "/nonexistent/dir/log"], "invalid logto: /nonexistent/dir/log".into()),
     ];
     for (args, want) in cases {

@@ -87,7 +87,8 @@ pub struct RuleDef {
 pub struct AlarmFdDef {
     pub name: String,
     pub fd: i32,
-    pub bytes: usize,
+    /// `:BYTES`; `None` when absent or 0: 1, or 8 for an eventfd.
+    pub bytes: Option<usize>,
     pub message: String,
     pub origin: Origin,
 }
@@ -118,6 +119,7 @@ pub struct Config {
     pub logto: Option<PathBuf>,
     pub attach_daemon: Vec<Sourced<String>>,
     pub tail: Vec<Sourced<PathBuf>>,
+    pub tail_from_start: bool,
     pub udp: Vec<Sourced<String>>,
     pub watch_socket: Vec<Sourced<String>>,
     pub mule: Vec<Sourced<String>>,
@@ -149,6 +151,7 @@ impl Default for Config {
             logto: None,
             attach_daemon: Vec::new(),
             tail: Vec::new(),
+            tail_from_start: false,
             udp: Vec::new(),
             watch_socket: Vec::new(),
             mule: Vec::new(),
@@ -259,6 +262,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "raise NAME when a supervised process crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)",
         apply: |c, v, o, _| {
             c.alarm_segfault.push(sourced(name_only("alarm-segfault", v, o)?, o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "tail-from-start",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "read --tail files from their beginning instead of their end",
+        apply: |c, v, o, _| {
+            c.tail_from_start = parse_bool("tail-from-start", v, o)?;
             Ok(())
         },
     },
@@ -692,10 +706,10 @@ pub fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigError> {
         .filter(|&f| f >= 0)
         .ok_or_else(|| bad(&format!("descriptor `{fd_s}` is not a number")))?;
     let bytes = match bytes_s {
-        None => 1,
+        None => None,
         Some(b) => match b.parse::<usize>() {
-            Ok(0) => 1,
-            Ok(n) if n <= 65536 => n,
+            Ok(0) => None,
+            Ok(n) if n <= 65536 => Some(n),
             _ => {
                 return Err(bad(&format!(
                     "byte count `{b}` is not a number up to 65536"
@@ -957,12 +971,12 @@ mod tests {
         let d = parse_alarm_fd("a 5:8 the msg: with colon", &Origin::Cli).unwrap();
         assert_eq!(
             (d.fd, d.bytes, d.message.as_str()),
-            (5, 8, "the msg: with colon")
+            (5, Some(8), "the msg: with colon")
         );
         let d = parse_alarm_fd("a 5 m", &Origin::Cli).unwrap();
-        assert_eq!(d.bytes, 1);
+        assert_eq!(d.bytes, None);
         let d = parse_alarm_fd("a 5:0 m", &Origin::Cli).unwrap();
-        assert_eq!(d.bytes, 1);
+        assert_eq!(d.bytes, None);
         assert!(parse_alarm_fd("a x m", &Origin::Cli).is_err());
         assert!(parse_alarm_fd("a", &Origin::Cli).is_err());
     }

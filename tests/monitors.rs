@@ -1,0 +1,363 @@
+//! The monitors beyond log lines, with real descriptors and sockets: `alarm-fd` on a pipe, a
+//! FIFO and an eventfd; `alarm-backlog` on TCP v4, TCP v6 and unix listeners whose queues are
+//! really full; `--tail` across rotation and truncation; `--udp`; `--alarm-socket` with the
+//! `logalarm raise` client.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::bin;
+
+fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !pred() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_all(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Collect a stream on a thread.
+fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let mut r = r;
+        let mut buf = [0u8; 65536];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            g.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    got
+}
+
+fn text(g: &Arc<Mutex<Vec<u8>>>) -> String {
+    String::from_utf8_lossy(&g.lock().unwrap()).into_owned()
+}
+
+fn stop(mut child: Child) -> i32 {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap().code().unwrap_or(-1)
+}
+
+/// `cmd:` alarm NAME appending `NAME<TAB>message` records (one per line) to `file`.
+fn recorder(name: &str, file: &std::path::Path) -> String {
+    format!(
+        "{name} cmd:awk -v n={name} '{{ print n \"\\t\" $0 }}' >> {}",
+        file.display()
+    )
+}
+
+#[test]
+fn alarm_fd_on_a_pipe_counts_bytes_and_raises_once_more_at_eof() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rec");
+    let bin = env!("CARGO_BIN_EXE_logalarm");
+    // The alarm definitions travel in the environment: `$0` must reach awk unexpanded.
+    let script = format!(
+        "exec {bin} --alarm-freq 0 --alarm \"$A\" --alarm \"$B\" --alarm \"$C\" \
+         --alarm-fd 'a 5 disk: full' --alarm-fd 'b 5 second entry' --alarm-fd 'c 6:2 two bytes' \
+         5< <(printf x; sleep 0.3; printf y; sleep 0.3) 6< <(printf abc; sleep 0.3) < /dev/null"
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("A", recorder("a", &f))
+        .env("B", recorder("b", &f))
+        .env("C", recorder("c", &f))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "ends when every watched fd ended: {err}"
+    );
+    assert!(err.contains("[uwsgi-alarm-fd] fd 5: end of file"), "{err}");
+    assert!(err.contains("[uwsgi-alarm-fd] fd 6: end of file"), "{err}");
+    let rec = read_all(&f);
+    let count = |r: &str| rec.lines().filter(|l| *l == r).count();
+    assert_eq!(count("a\tdisk: full"), 3, "x, y, then EOF: {rec}");
+    assert_eq!(count("b\tsecond entry"), 3, "every entry on the fd: {rec}");
+    assert_eq!(count("c\ttwo bytes"), 2, "ab, then c + EOF: {rec}");
+}
+
+#[test]
+fn alarm_fd_on_a_fifo_and_an_eventfd() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rec");
+    let fifo = dir.path().join("fifo");
+    // Python holds the FIFO and an eventfd, passes both to logalarm, and writes to them.
+    let py = format!(
+        r#"
+import os, subprocess, sys, time
+os.mkfifo({fifo:?})
+r = os.open({fifo:?}, os.O_RDONLY | os.O_NONBLOCK)
+w = os.open({fifo:?}, os.O_WRONLY)
+efd = os.eventfd(0)
+os.dup2(r, 25, inheritable=True)
+os.dup2(efd, 26, inheritable=True)
+p = subprocess.Popen([{bin:?}, "--alarm-freq", "0", "--alarm", {fa:?}, "--alarm", {ea:?},
+    "--alarm-fd", "fifo 25 fifo ready", "--alarm-fd", "ev 26 event"], pass_fds=(25, 26),
+    stdin=subprocess.DEVNULL)
+time.sleep(0.5)
+for _ in range(3):
+    os.write(w, b"!")
+    os.eventfd_write(efd, 1)
+    time.sleep(0.3)
+time.sleep(0.5)
+p.terminate()
+sys.exit(p.wait())
+"#,
+        fifo = fifo.to_str().unwrap(),
+        bin = env!("CARGO_BIN_EXE_logalarm"),
+        fa = recorder("fifo", &f),
+        ea = recorder("ev", &f),
+    );
+    let out = Command::new("python3").arg("-c").arg(&py).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let rec = read_all(&f);
+    assert_eq!(
+        rec.lines().filter(|l| *l == "fifo\tfifo ready").count(),
+        3,
+        "{rec}{err}"
+    );
+    assert_eq!(
+        rec.lines().filter(|l| *l == "ev\tevent").count(),
+        3,
+        "8 bytes per eventfd read: {rec}{err}"
+    );
+}
+
+#[test]
+fn full_listen_queues_are_reported_into_the_stream_and_alarmed() {
+    let dir = tempfile::tempdir().unwrap();
+    for fam in ["inet", "inet6", "unix"] {
+        let f = dir.path().join(format!("{fam}.rec"));
+        let sock = dir.path().join(format!("{fam}.sock"));
+        let mut listener = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/servers/backlog.py"
+            ))
+            .arg(fam)
+            .arg(&sock)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut addr = String::new();
+        BufReader::new(listener.stdout.take().unwrap())
+            .read_line(&mut addr)
+            .unwrap();
+        let addr = addr.trim().to_string();
+        let mut child = bin()
+            .args([
+                "--watch-socket",
+                &addr,
+                "--alarm",
+                &recorder("q", &f),
+                "--alarm-backlog",
+                "q",
+                "--alarm",
+                &recorder("line", &f),
+                "--log-alarm",
+                "line uWSGI listen queue of socket",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        wait_until(&format!("{fam} report"), 10, || {
+            read_all(&f).contains("line\t") && read_all(&f).contains("q\t")
+        });
+        assert_eq!(stop(child), 0);
+        let _ = listener.kill();
+        let _ = listener.wait();
+        let msg = format!("listen queue of socket \"{addr}\" (fd: -1) full !!! (5/4)");
+        let o = text(&out);
+        assert!(
+            o.contains(&format!(" - *** uWSGI {msg} ***\n")),
+            "{fam}: {o} {}",
+            text(&err)
+        );
+        let rec = read_all(&f);
+        assert!(rec.contains(&format!("q\t{msg}\n")), "{fam}: {rec}");
+        assert!(
+            rec.contains(&format!("*** uWSGI {msg} ***")),
+            "the rule saw the line: {rec}"
+        );
+    }
+}
+
+#[test]
+fn tail_follows_appends_rotation_and_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let f = dir.path().join("rec");
+    std::fs::write(&log, "before start\n").unwrap();
+    let mut child = bin()
+        .args([
+            "--tail",
+            log.to_str().unwrap(),
+            "--alarm",
+            &recorder("e", &f),
+            "--log-alarm",
+            "e ERROR",
+            "--alarm-freq",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    std::thread::sleep(Duration::from_millis(400));
+    let append = |s: &str| {
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .unwrap();
+        h.write_all(s.as_bytes()).unwrap();
+    };
+    append("one\nERROR two\n");
+    wait_until("appended lines", 5, || text(&out).contains("ERROR two\n"));
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append("three after rotation\n");
+    wait_until("the new file", 5, || {
+        text(&out).contains("three after rotation\n")
+    });
+    std::fs::write(&log, "").unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    append("ERROR four after truncation\n");
+    let t = Instant::now();
+    while !text(&out).contains("four after truncation\n") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "{:?} {:?}",
+            text(&out),
+            text(&err)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(stop(child), 0);
+    assert_eq!(
+        text(&out),
+        "one\nERROR two\nthree after rotation\nERROR four after truncation\n",
+        "{}",
+        text(&err)
+    );
+    wait_until("alarms", 5, || read_all(&f).lines().count() == 2);
+    assert_eq!(
+        read_all(&f),
+        "e\tERROR two\ne\tERROR four after truncation\n"
+    );
+    let e = text(&err);
+    assert!(e.contains("rotated") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn udp_datagrams_are_lines() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rec");
+    let mut child = bin()
+        .args([
+            "--udp",
+            &addr,
+            "--alarm",
+            &recorder("u", &f),
+            "--log-alarm",
+            "u ^FATAL",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    wait_until("the first datagram", 5, || {
+        c.send_to(b"hello\n", &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        text(&out).contains("hello\n")
+    });
+    c.send_to(b"two\nlines", &addr).unwrap();
+    c.send_to(b"FATAL crash\n", &addr).unwrap();
+    wait_until("alarm", 5, || read_all(&f).contains("u\tFATAL crash"));
+    assert_eq!(stop(child), 0);
+    let o = text(&out);
+    assert!(o.ends_with("two\nlines\nFATAL crash\n"), "{o:?}");
+}
+
+#[test]
+fn alarm_socket_and_the_raise_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("alarm.sock");
+    let f = dir.path().join("rec");
+    let mut child = bin()
+        .args([
+            "--alarm-socket",
+            sock.to_str().unwrap(),
+            "--alarm",
+            &recorder("x", &f),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = collect(child.stderr.take().unwrap());
+    wait_until("the socket", 5, || sock.exists());
+    let raise = |args: &[&str]| {
+        bin()
+            .arg("raise")
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let ok = raise(&["x", "hello", "world"]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = raise(&["nosuch", "msg"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown alarm \"nosuch\""));
+    wait_until("the alarm", 5, || read_all(&f) == "x\thello world\n");
+    assert_eq!(stop(child), 0);
+    assert!(text(&err).contains("unknown alarm \"nosuch\""));
+    assert!(!sock.exists(), "the socket file is removed at exit");
+    let gone = raise(&["x", "m"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("is logalarm running"));
+}
