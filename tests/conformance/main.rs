@@ -265,13 +265,15 @@ fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path) -> Run {
     }
 }
 
-/// Run a case; a run where uWSGI itself lost input lines is repeated (twice at most), since its
-/// result says nothing about alarm semantics.
+/// Run a case; a run where uWSGI itself lost input lines, or ran only a strict subset of the
+/// alarms logalarm ran (its master drops alarm runs under load: a non-blocking pipe to its
+/// alarm thread), is repeated (twice at most), since its result says nothing about alarm
+/// semantics. A logalarm bug shows in every run, so it still fails.
 fn run_case(path: &Path, shared: &Path) -> Result<(), String> {
     let mut last = Ok(());
     for _ in 0..3 {
         match run_case_once(path, shared) {
-            Err(e) if e.starts_with("LOST ") => last = Err(e),
+            Err(e) if e.starts_with("LOST ") || e.starts_with("DROPPED ") => last = Err(e),
             other => return other,
         }
     }
@@ -397,7 +399,30 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
         }
         _ => {
             if u.records != l.records {
-                return Err(ctx("records differ"));
+                let only = |a: &Vec<String>, b: &Vec<String>| {
+                    let mut b = b.clone();
+                    let mut out = Vec::new();
+                    for r in a {
+                        match b.iter().position(|x| x == r) {
+                            Some(i) => {
+                                b.swap_remove(i);
+                            }
+                            None => out.push(r.clone()),
+                        }
+                    }
+                    out
+                };
+                let (ou, ol) = (only(&u.records, &l.records), only(&l.records, &u.records));
+                return Err(format!(
+                    "{}{name} ({}): records differ ({} vs {})\n  only uwsgi: {:?}\n  only logalarm: {:?}\n  logalarm said: {}",
+                    if ou.is_empty() { "DROPPED " } else { "" },
+                    case.description,
+                    u.records.len(),
+                    l.records.len(),
+                    ou,
+                    ol,
+                    l.messages.trim()
+                ));
             }
             if u.records.is_empty()
                 && !lines.is_empty()
