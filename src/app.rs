@@ -17,7 +17,7 @@ use crate::output::Output;
 use crate::plan;
 use crate::reactor::Monitors;
 use crate::reactor::{self, End, Signals};
-use crate::supervise::{Pids, Program, Supervisor};
+use crate::supervise::{Mules, Pids, Program, Supervisor};
 
 /// Run logalarm with `args` (without the program name). Returns the exit status.
 pub fn main(args: Vec<OsString>) -> i32 {
@@ -108,8 +108,10 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         children: Arc::new(Children::default()),
         stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         pids: Pids::default(),
+        mules: Mules::default(),
     };
     let pids = ctx.pids.clone();
+    let mules = ctx.mules.clone();
     let instances = plan
         .alarms
         .into_iter()
@@ -131,10 +133,17 @@ fn run(config: &Config, plan: plan::Plan) -> std::io::Result<i32> {
         .iter()
         .map(|d| Program::Daemon(d.value.clone()))
         .collect();
+    programs.extend(
+        config
+            .mule
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Program::Mule(m.value.clone(), i)),
+    );
     if !config.command.is_empty() {
         programs.push(Program::Main(config.command.clone()));
     }
-    let mut supervisor = Supervisor::new(programs, config.binsh.clone(), pids);
+    let mut supervisor = Supervisor::new(programs, config.binsh.clone(), pids, mules);
     // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).
     let stdin = (!supervisor.has_main()).then_some(0);
     let result = reactor::run(

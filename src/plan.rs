@@ -36,13 +36,6 @@ pub struct Plan {
     pub backlog: Vec<u32>,
 }
 
-/// Options whose monitors or inputs this build does not run yet: refused, never ignored.
-fn unavailable(c: &Config) -> Option<(&'static str, String, Origin)> {
-    c.mule
-        .first()
-        .map(|s| ("mule", s.value.clone(), s.origin.clone()))
-}
-
 /// Check and compile a configuration.
 pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     // Alarms: names unique, types known and available.
@@ -103,12 +96,6 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             &b.origin,
         ));
     }
-    if let Some((opt, value, origin)) = unavailable(c) {
-        return Err(ConfigError::new(
-            format!("invalid {opt}: {value}: this option is not available in this build of logalarm yet"),
-            &origin,
-        ));
-    }
 
     // Ranks: first named by a rule first, then the rest in definition order.
     let mut rank_of: Vec<Option<u32>> = vec![None; c.alarms.len()];
@@ -135,6 +122,19 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
             ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
         })?;
+        if let Action::Mule(m) = &action {
+            if c.mule.is_empty() || m.n > c.mule.len() {
+                return Err(ConfigError::new(
+                    format!(
+                        "invalid alarm: {}: there {} {} mule(s) (start them with --mule \"CMD\")",
+                        a.redacted(),
+                        if c.mule.len() == 1 { "is" } else { "are" },
+                        c.mule.len()
+                    ),
+                    &a.origin,
+                ));
+            }
+        }
         if matches!(action, Action::Signal(_)) && c.attach_daemon.is_empty() && c.command.is_empty()
         {
             return Err(ConfigError::new(

@@ -27,12 +27,15 @@ pub enum Program {
     Daemon(String),
     /// `-- CMD ARGS...`: run directly with logalarm's stdin; when it ends, logalarm ends.
     Main(Vec<OsString>),
+    /// `--mule CMD`: like a daemon, with its stdin a pipe that `mule:` alarms write to; the
+    /// number is its place among the mules (0-based).
+    Mule(String, usize),
 }
 
 impl Program {
     pub fn label(&self) -> String {
         match self {
-            Program::Daemon(c) => c.clone(),
+            Program::Daemon(c) | Program::Mule(c, _) => c.clone(),
             Program::Main(argv) => argv
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
@@ -44,6 +47,10 @@ impl Program {
 
 /// Live process groups, for `signal:` alarms.
 pub type Pids = Arc<Mutex<Vec<i32>>>;
+
+/// The stdin pipes of the mules (index = mule number - 1; `None` while one is down), for
+/// `mule:` alarms. Non-blocking.
+pub type Mules = Arc<Mutex<Vec<Option<std::process::ChildStdin>>>>;
 
 /// How many bytes of a process's latest output are kept for its crash report.
 const TAIL_BYTES: usize = 4096;
@@ -83,6 +90,7 @@ pub struct Supervisor {
     slots: Vec<Slot>,
     binsh: PathBuf,
     pids: Pids,
+    mules: Mules,
     stopping: bool,
 }
 
@@ -115,8 +123,17 @@ pub fn signal_name(sig: i32) -> &'static str {
 }
 
 impl Supervisor {
-    pub fn new(programs: Vec<Program>, binsh: PathBuf, pids: Pids) -> Supervisor {
+    pub fn new(programs: Vec<Program>, binsh: PathBuf, pids: Pids, mules: Mules) -> Supervisor {
         let now = Instant::now();
+        let n_mules = programs
+            .iter()
+            .filter(|p| matches!(p, Program::Mule(..)))
+            .count();
+        {
+            let mut m = mules.lock().unwrap_or_else(|p| p.into_inner());
+            m.clear();
+            m.resize_with(n_mules, || None);
+        }
         Supervisor {
             slots: programs
                 .into_iter()
@@ -131,6 +148,7 @@ impl Supervisor {
                 .collect(),
             binsh,
             pids,
+            mules,
             stopping: false,
         }
     }
@@ -194,6 +212,11 @@ impl Supervisor {
                 cmd.args(&argv[1..]).stdin(Stdio::inherit());
                 cmd
             }
+            Program::Mule(c, _) => {
+                let mut cmd = Command::new(&self.binsh);
+                cmd.arg("-c").arg(c).stdin(Stdio::piped());
+                cmd
+            }
         };
         cmd.stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -204,6 +227,14 @@ impl Supervisor {
             let _ = child.wait();
             return Err(std::io::Error::other("no pipes"));
         };
+        if let (Program::Mule(_, n), Some(stdin)) = (&s.program, child.stdin.take()) {
+            // A mule that does not read must never block an alarm thread.
+            crate::sys::set_nonblocking(std::os::fd::AsRawFd::as_raw_fd(&stdin), true)?;
+            let mut m = self.mules.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(slot) = m.get_mut(*n) {
+                *slot = Some(stdin);
+            }
+        }
         let pid = child.id() as i32;
         s.child = Some(child);
         s.started = Instant::now();
@@ -248,6 +279,14 @@ impl Supervisor {
         if !out.is_empty() {
             let mut pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
             pids.retain(|p| !out.iter().any(|(_, pid, _)| pid == p));
+            let mut mules = self.mules.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, _, _) in &out {
+                if let Program::Mule(_, n) = self.slots[*i].program {
+                    if let Some(m) = mules.get_mut(n) {
+                        *m = None;
+                    }
+                }
+            }
         }
         out
     }
@@ -277,7 +316,11 @@ impl Supervisor {
             ),
             _ => format!("ended ({status})"),
         };
-        let what = if main { "command" } else { "daemon" };
+        let what = match s.program {
+            Program::Main(_) => "command",
+            Program::Mule(..) => "mule",
+            Program::Daemon(_) => "daemon",
+        };
         if main || stopping {
             eprintln!("[uwsgi-alarm] {what} \"{label}\" (pid {pid}) {how}");
         } else {
@@ -373,6 +416,7 @@ mod tests {
             vec![Program::Daemon("true".into())],
             "/bin/sh".into(),
             Pids::default(),
+            Mules::default(),
         );
         s.note_output(0, &[b'a'; 3000]);
         s.note_output(0, &[b'b'; 3000]);

@@ -298,3 +298,69 @@ fn a_command_that_cannot_start_is_one_clear_error() {
     assert!(err.contains("cannot run /nonexistent/program x"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn mules_get_messages_on_stdin_and_one_that_does_not_read_never_blocks() {
+    let mut child = bin()
+        .args([
+            "--mule",
+            "while IFS= read -r l; do echo \"mule 1 got: $l\"; done",
+            "--mule",
+            "exec sleep 1000",
+            "--alarm",
+            "one mule:1",
+            "--alarm",
+            "any mule:0",
+            "--alarm",
+            "stuck mule:2",
+            "--log-alarm",
+            "one ^job 0[01]",
+            "--log-alarm",
+            "stuck ^job",
+            "--log-alarm",
+            "any ^any",
+            "--alarm-freq",
+            "0",
+            // Room for every event: this test is about the mule's pipe, not the alarm queue.
+            "--alarm-queue",
+            "8192",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let got = collect(&mut child);
+    let mut stdin = child.stdin.take().unwrap();
+    // 3,000 lines of 100 bytes for the stuck mule: far more than its 64 KiB pipe.
+    let t = Instant::now();
+    let mut input = String::new();
+    for i in 0..3000 {
+        input.push_str(&format!("job {i:04} {}\n", "x".repeat(90)));
+    }
+    input.push_str("any mule will do\n");
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+    wait_until("mule 1", 30, || {
+        let g = got.lock().unwrap();
+        let s = String::from_utf8_lossy(&g);
+        s.contains("job 2999 x") && s.contains("mule 1 got: any mule will do")
+    });
+    assert!(t.elapsed() < Duration::from_secs(30));
+    drop(stdin);
+    term(&child);
+    let (code, err) = stderr_of(child);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("[uwsgi-alarm-mule] alarm \"stuck\": mule 2 is not running or not reading"),
+        "{err}"
+    );
+    let g = got.lock().unwrap();
+    let s = String::from_utf8_lossy(&g);
+    // 200 messages fit mule 1's pipe: every one arrives (a slower mule would drop some).
+    assert_eq!(
+        s.matches("mule 1 got: job ").count(),
+        200,
+        "every message"
+    );
+    assert!(s.contains("job 2999 xxx"), "every line passed through");
+}

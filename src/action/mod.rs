@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod curl;
 pub mod delivery;
 pub mod log;
+pub mod mule;
 pub mod signal;
 pub mod speech;
 
@@ -38,11 +39,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
         true,
         "signal:N — send signal N to the supervised processes",
     ),
-    (
-        "mule",
-        false,
-        "mule:N — write the message to mule N's stdin",
-    ),
+    ("mule", true, "mule:N — write the message to mule N's stdin"),
     (
         "curl",
         true,
@@ -74,6 +71,8 @@ pub struct Ctx {
     pub stopping: Arc<AtomicBool>,
     /// Process groups of the supervised processes (for `signal:`).
     pub pids: crate::supervise::Pids,
+    /// The mules' stdin pipes (for `mule:`).
+    pub mules: crate::supervise::Mules,
 }
 
 /// A configured action.
@@ -85,6 +84,7 @@ pub enum Action {
     Airbrake(Box<airbrake::Airbrake>),
     Speech(speech::Speech),
     Signal(signal::Signal),
+    Mule(mule::Mule),
 }
 
 impl Action {
@@ -96,6 +96,7 @@ impl Action {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
             "curl" => Ok(Action::Curl(Box::new(curl::Curl::parse(arg, warnings)?))),
+            "mule" => Ok(Action::Mule(mule::Mule::parse(arg)?)),
             "signal" => Ok(Action::Signal(signal::Signal::parse(arg)?)),
             "speech" => Ok(Action::Speech(speech::Speech::parse(arg, warnings)?)),
             "airbrake" => Ok(Action::Airbrake(Box::new(airbrake::Airbrake::parse(
@@ -117,7 +118,7 @@ impl Action {
     /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
     pub fn blocking(&self) -> bool {
         match self {
-            Action::Cmd(_) | Action::Log(_) | Action::Signal(_) => false,
+            Action::Cmd(_) | Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
             Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) => true,
         }
     }
@@ -132,6 +133,7 @@ impl Action {
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
             Action::Speech(s) => s.fire(msg, ctx),
             Action::Signal(s) => s.fire(alarm, ctx),
+            Action::Mule(m) => m.fire(alarm, msg, ctx),
         }
     }
 }
