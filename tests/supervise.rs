@@ -357,10 +357,6 @@ fn mules_get_messages_on_stdin_and_one_that_does_not_read_never_blocks() {
     let g = got.lock().unwrap();
     let s = String::from_utf8_lossy(&g);
     // 200 messages fit mule 1's pipe: every one arrives (a slower mule would drop some).
-    assert_eq!(
-        s.matches("mule 1 got: job ").count(),
-        200,
-        "every message"
-    );
+    assert_eq!(s.matches("mule 1 got: job ").count(), 200, "every message");
     assert!(s.contains("job 2999 xxx"), "every line passed through");
 }

@@ -61,6 +61,9 @@ struct Case {
     /// (tests/servers/http_recorder.py) whose records are `NAME<TAB>METHOD body`.
     #[serde(default)]
     curl: Vec<String>,
+    /// A shell snippet whose standard output both get as descriptor 5 (for `alarm-fd`).
+    #[serde(default)]
+    fd5: Option<String>,
 }
 
 const SEP: &str = "\u{1e}";
@@ -156,7 +159,35 @@ struct Run {
     messages: String,
 }
 
-fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path, curl: bool) -> Run {
+/// `program ARGS...`, with descriptor 5 reading the output of `fd5` when given.
+fn command_with_fd5(program: &str, args: &[&std::ffi::OsStr], fd5: Option<&str>) -> Command {
+    match fd5 {
+        None => {
+            let mut c = Command::new(program);
+            c.args(args);
+            c
+        }
+        Some(snippet) => {
+            let mut c = Command::new("bash");
+            c.arg("-c")
+                .arg("p=$1; shift; exec \"$p\" \"$@\" 5< <(eval \"$FD5\")")
+                .arg("bash")
+                .arg(program)
+                .args(args)
+                .env("FD5", snippet);
+            c
+        }
+    }
+}
+
+fn run_uwsgi(
+    dir: &Path,
+    alarms_ini: &Path,
+    script: &Path,
+    out: &Path,
+    curl: bool,
+    fd5: Option<&str>,
+) -> Run {
     let log = dir.join("uwsgi.log");
     let ini = dir.join("uwsgi.ini");
     std::fs::write(
@@ -172,9 +203,7 @@ fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path, curl: boo
         ),
     )
     .unwrap();
-    let mut child = Command::new("uwsgi")
-        .arg("--ini")
-        .arg(&ini)
+    let mut child = command_with_fd5("uwsgi", &["--ini".as_ref(), ini.as_os_str()], fd5)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -243,19 +272,21 @@ fn run_uwsgi(dir: &Path, alarms_ini: &Path, script: &Path, out: &Path, curl: boo
     }
 }
 
-fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path) -> Run {
+fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path, fd5: Option<&str>) -> Run {
     let mut feeder = Command::new("sh")
         .arg(script)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let feed = feeder.stdout.take().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_logalarm"))
-        .arg("--ini")
-        .arg(alarms_ini)
-        .stdin(feed)
-        .output()
-        .unwrap();
+    let o = command_with_fd5(
+        env!("CARGO_BIN_EXE_logalarm"),
+        &["--ini".as_ref(), alarms_ini.as_os_str()],
+        fd5,
+    )
+    .stdin(feed)
+    .output()
+    .unwrap();
     let _ = feeder.wait();
     Run {
         lost: 0,
@@ -319,9 +350,16 @@ fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
         std::fs::write(&alarms_ini, ini).unwrap();
         let script = write_script(&sdir, &lines, &case.writes, case.delay_ms, side == "uwsgi");
         results.push(if side == "uwsgi" {
-            run_uwsgi(&sdir, &alarms_ini, &script, &out, !case.curl.is_empty())
+            run_uwsgi(
+                &sdir,
+                &alarms_ini,
+                &script,
+                &out,
+                !case.curl.is_empty(),
+                case.fd5.as_deref(),
+            )
         } else {
-            run_logalarm(&alarms_ini, &script, &out)
+            run_logalarm(&alarms_ini, &script, &out, case.fd5.as_deref())
         });
     }
     let (u, l) = (&results[0], &results[1]);
