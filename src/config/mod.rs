@@ -840,7 +840,8 @@ fn redact_url_password(s: &str) -> String {
 pub fn help_text() -> String {
     let mut s = String::from(
         "logalarm: raise uWSGI-style alarms on log streams\n\n\
-         usage: app 2>&1 | logalarm [OPTIONS]\n       logalarm [OPTIONS] -- CMD ARGS...\n\n\
+         usage: app 2>&1 | logalarm [OPTIONS]\n       logalarm [OPTIONS] -- CMD ARGS...\n       \
+         logalarm raise --socket PATH NAME [MESSAGE...]   (raise an alarm through --alarm-socket)\n\n\
          Every option also works as `name = value` in an ini file's [uwsgi] or [logalarm] section.\n\n\
          options:\n",
     );
