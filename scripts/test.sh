@@ -39,6 +39,10 @@ need_pkg uwsgi uwsgi-core          # the oracle of tests/conformance
 [ -e /usr/lib/uwsgi/plugins/alarm_curl_plugin.so ] || need_pkg __never_a_command__ uwsgi-plugin-alarm-curl
 need_pkg openssl openssl           # TLS material for the HTTPS/SMTPS test servers
 need_pkg xmllint libxml2-utils     # airbrake notices against the v2.3 schema
+need_pkg espeak-ng espeak-ng       # speech alarms
+need_pkg prosody prosody lua-unbound   # the XMPP server of tests/xmpp.rs
+# xmpp alarms load libstrophe at run time (logalarm builds without it)
+[ -e /usr/lib/x86_64-linux-gnu/libstrophe.so.0 ] || ls /usr/lib/*/libstrophe.so.0 >/dev/null 2>&1 || need_pkg __never_a_command__ libstrophe0
 if ! python3 -c "import aiosmtpd" 2>/dev/null; then   # the SMTP test server
   python3 -m pip install -q aiosmtpd 2>/dev/null || python3 -m pip install -q --break-system-packages aiosmtpd
 fi

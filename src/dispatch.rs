@@ -281,6 +281,14 @@ fn run_lane(
         }
         by_id[id] = Some(inst);
     }
+    for inst in by_id.iter_mut().flatten() {
+        inst.action.start(&inst.name);
+    }
+    let finish = |by_id: &mut Vec<Option<Instance>>| {
+        for inst in by_id.iter_mut().flatten() {
+            inst.action.finish(Duration::from_secs(3));
+        }
+    };
     loop {
         while let Some(ev) = lane.queue.pop() {
             if ctx.stopping.load(Ordering::Relaxed) {
@@ -290,6 +298,7 @@ fn run_lane(
                     "[uwsgi-alarm] grace period over: {left} queued alarm(s) of {} not run",
                     lane.label
                 );
+                finish(&mut by_id);
                 return;
             }
             let Some(Some(inst)) = by_id.get_mut(ev.alarm as usize) else {
@@ -303,6 +312,7 @@ fn run_lane(
             }
         }
         if shared.closing.load(Ordering::SeqCst) && lane.queue.is_empty() {
+            finish(&mut by_id);
             return;
         }
         parker.park_timeout(Duration::from_millis(500));

@@ -14,6 +14,7 @@ pub mod log;
 pub mod mule;
 pub mod signal;
 pub mod speech;
+pub mod xmpp;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -47,7 +48,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
     ),
     (
         "xmpp",
-        false,
+        true,
         "xmpp:JID;PASSWORD;TO[,TO...] — XMPP chat message",
     ),
     (
@@ -85,6 +86,7 @@ pub enum Action {
     Speech(speech::Speech),
     Signal(signal::Signal),
     Mule(mule::Mule),
+    Xmpp(Box<xmpp::Xmpp>),
 }
 
 impl Action {
@@ -96,6 +98,7 @@ impl Action {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
             "curl" => Ok(Action::Curl(Box::new(curl::Curl::parse(arg, warnings)?))),
+            "xmpp" => Ok(Action::Xmpp(Box::new(xmpp::Xmpp::parse(arg, warnings)?))),
             "mule" => Ok(Action::Mule(mule::Mule::parse(arg)?)),
             "signal" => Ok(Action::Signal(signal::Signal::parse(arg)?)),
             "speech" => Ok(Action::Speech(speech::Speech::parse(arg, warnings)?)),
@@ -119,7 +122,7 @@ impl Action {
     pub fn blocking(&self) -> bool {
         match self {
             Action::Cmd(_) | Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
-            Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) => true,
+            Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) | Action::Xmpp(_) => true,
         }
     }
 
@@ -134,6 +137,24 @@ impl Action {
             Action::Speech(s) => s.fire(msg, ctx),
             Action::Signal(s) => s.fire(alarm, ctx),
             Action::Mule(m) => m.fire(alarm, msg, ctx),
+            Action::Xmpp(x) => x.fire(alarm, msg, ctx),
+        }
+    }
+}
+
+impl Action {
+    /// Called once on the action's own thread before its first event (XMPP connects here, so
+    /// the account is online while logalarm runs).
+    pub fn start(&mut self, alarm: &str) {
+        if let Action::Xmpp(x) = self {
+            x.start(alarm);
+        }
+    }
+
+    /// Called when the action's thread ends: deliver what is pending, at most `limit`.
+    pub fn finish(&mut self, limit: std::time::Duration) {
+        if let Action::Xmpp(x) = self {
+            x.finish(limit);
         }
     }
 }

@@ -529,3 +529,4 @@ pub fn unix_listen_queue(path: &std::path::Path) -> io::Result<Option<ListenQueu
     })?;
     Ok(found)
 }
+pub mod strophe;

@@ -1,0 +1,324 @@
+//! `xmpp:JID;PASSWORD;TO1[,TO2...][;server=HOST[:PORT]][;ssl_insecure=1]`: chat messages through
+//! one persistent XMPP client per alarm (libstrophe).
+//!
+//! Role: at start-up each alarm starts a client thread that connects (STARTTLS when offered,
+//! SASL, binding the JID's `/resource` if it has one), sends presence — so the account is online
+//! while logalarm runs — and sends one chat message per recipient per alarm. When the connection
+//! drops it reconnects after 1 s, then 2, 4 … 60 s, keeping messages meanwhile in a bounded
+//! queue (overflow dropped, counted, reported at most once a second) and sending them after the
+//! reconnect. At shutdown it sends what is queued (when online), goes offline and disconnects.
+//! Invariants: the password is never printed (every line is scrubbed); certificates are
+//! verified (system store or `SSL_CERT_FILE`) unless `ssl_insecure`; the alarm's lane thread
+//! only pushes to the queue, so a dead server never slows anything else.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::airbrake::xml;
+use super::delivery::{self, Secret, Secrets};
+use super::Ctx;
+use crate::sys::strophe;
+
+/// Messages kept while offline.
+pub const QUEUE: usize = 1024;
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// An `xmpp:` action.
+#[derive(Debug)]
+pub struct Xmpp {
+    jid: String,
+    pass: Secret,
+    to: Vec<String>,
+    server: Option<(String, u16)>,
+    insecure: bool,
+    queue: Arc<ArrayQueue<Box<[u8]>>>,
+    dropped: Arc<AtomicU64>,
+    reported: u64,
+    last_report: Option<Instant>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandleDebug>,
+}
+
+struct JoinHandleDebug(JoinHandle<()>);
+
+impl std::fmt::Debug for JoinHandleDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinHandle")
+    }
+}
+
+impl Xmpp {
+    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Xmpp, String> {
+        let mut parts = arg.split(';');
+        let jid = parts.next().unwrap_or("").trim().to_string();
+        let pass = parts.next().unwrap_or("");
+        let to = parts.next().unwrap_or("");
+        if jid.is_empty() || !jid.contains('@') {
+            return Err(
+                "expected xmpp:JID;PASSWORD;TO[,TO...] (the JID is user@domain[/resource])".into(),
+            );
+        }
+        let to: Vec<String> = to
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        if to.is_empty() {
+            return Err("no recipient: expected xmpp:JID;PASSWORD;TO[,TO...]".into());
+        }
+        let mut x = Xmpp {
+            jid,
+            pass: Secret::new(pass),
+            to,
+            server: None,
+            insecure: false,
+            queue: Arc::new(ArrayQueue::new(QUEUE)),
+            dropped: Arc::new(AtomicU64::new(0)),
+            reported: 0,
+            last_report: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: None,
+        };
+        for p in parts.filter(|p| !p.is_empty()) {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            match k.trim() {
+                "server" => {
+                    let v = v.trim();
+                    let (h, port) = match v.rsplit_once(':') {
+                        Some((h, p)) => match p.parse::<u16>() {
+                            Ok(port) => (h.trim_matches(['[', ']']).to_string(), port),
+                            Err(_) => return Err(format!("server={v}: the port is not a number")),
+                        },
+                        None => (v.to_string(), 5222),
+                    };
+                    if h.is_empty() {
+                        return Err(format!("server={v}: expected HOST[:PORT]"));
+                    }
+                    x.server = Some((h, port));
+                }
+                "ssl_insecure" => x.insecure = delivery::flag(v),
+                other => warnings.push(format!("unknown xmpp key `{other}` ignored")),
+            }
+        }
+        strophe::available()?;
+        Ok(x)
+    }
+
+    /// Start the client thread (at start-up: the account is online while logalarm runs).
+    pub fn start(&mut self, alarm: &str) {
+        if self.thread.is_some() {
+            return;
+        }
+        let job = Job {
+            alarm: alarm.to_string(),
+            jid: self.jid.clone(),
+            pass: self.pass.clone(),
+            to: self.to.clone(),
+            server: self.server.clone(),
+            insecure: self.insecure,
+            queue: self.queue.clone(),
+            stop: self.stop.clone(),
+        };
+        match std::thread::Builder::new()
+            .name(format!("logalarm-xmpp-{alarm}"))
+            .spawn(move || job.run())
+        {
+            Ok(h) => self.thread = Some(JoinHandleDebug(h)),
+            Err(e) => {
+                eprintln!("[uwsgi-alarm-xmpp] alarm \"{alarm}\": cannot start its thread: {e}")
+            }
+        }
+    }
+
+    pub fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) {
+        self.start(alarm);
+        if self.queue.push(msg.into()).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        let d = self.dropped.load(Ordering::Relaxed);
+        if d > self.reported
+            && self
+                .last_report
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            eprintln!(
+                "[uwsgi-alarm-xmpp] alarm \"{alarm}\": {} message(s) dropped while offline ({d} in all)",
+                d - self.reported
+            );
+            self.reported = d;
+            self.last_report = Some(Instant::now());
+        }
+    }
+
+    /// Send what is queued (when online), go offline, stop the thread (at most `limit`).
+    pub fn finish(&mut self, limit: Duration) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(JoinHandleDebug(h)) = self.thread.take() {
+            let end = Instant::now() + limit;
+            while !h.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if h.is_finished() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+struct Job {
+    alarm: String,
+    jid: String,
+    pass: Secret,
+    to: Vec<String>,
+    server: Option<(String, u16)>,
+    insecure: bool,
+    queue: Arc<ArrayQueue<Box<[u8]>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Job {
+    fn line(&self, secrets: &Secrets, what: &str) {
+        eprintln!(
+            "[uwsgi-alarm-xmpp] {} (alarm \"{}\", {})",
+            secrets.scrub(what),
+            self.alarm,
+            self.jid
+        );
+    }
+
+    fn run(self) {
+        let mut secrets = Secrets::default();
+        secrets.add(&self.pass);
+        let cafile = std::env::var("SSL_CERT_FILE")
+            .ok()
+            .filter(|f| !f.is_empty());
+        let mut client = match strophe::Client::new(
+            &self.jid,
+            self.pass.expose(),
+            self.insecure,
+            cafile.as_deref(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.line(&secrets, &e);
+                return;
+            }
+        };
+        let (host, port) = match &self.server {
+            Some((h, p)) => (Some(h.as_str()), *p),
+            None => (None, 0),
+        };
+        let mut retry = Duration::from_secs(1);
+        let mut next_attempt = Instant::now();
+        let mut connecting = false;
+        let mut stop_since: Option<Instant> = None;
+        loop {
+            let stopping = self.stop.load(Ordering::Relaxed);
+            if stopping && stop_since.is_none() {
+                stop_since = Some(Instant::now());
+            }
+            if client.online() {
+                while let Some(msg) = self.queue.pop() {
+                    let body = xml(String::from_utf8_lossy(&msg).trim_end_matches(['\n', '\r']));
+                    for to in &self.to {
+                        client.send(&format!(
+                            "<message to=\"{}\" type=\"chat\"><body>{body}</body></message>",
+                            xml(to)
+                        ));
+                    }
+                }
+                if stopping {
+                    client.send("<presence type=\"unavailable\"/>");
+                    client.disconnect();
+                    for _ in 0..20 {
+                        client.run(50);
+                        if !client.online() {
+                            break;
+                        }
+                    }
+                    return;
+                }
+            } else if stopping {
+                let left = self.queue.len();
+                if left > 0 {
+                    self.line(
+                        &secrets,
+                        &format!("{left} message(s) not sent: offline at exit"),
+                    );
+                }
+                return;
+            } else if !connecting && Instant::now() >= next_attempt {
+                match client.connect(host, port) {
+                    Ok(()) => connecting = true,
+                    Err(e) => {
+                        self.line(&secrets, &format!("{e}; retrying in {}s", retry.as_secs()));
+                        next_attempt = Instant::now() + retry;
+                        retry = (retry * 2).min(RETRY_CAP);
+                    }
+                }
+            }
+            for ev in client.run(50) {
+                match ev {
+                    strophe::Event::Online => {
+                        connecting = false;
+                        retry = Duration::from_secs(1);
+                        self.line(&secrets, "online");
+                    }
+                    strophe::Event::Offline { reason, bad_cert } => {
+                        connecting = false;
+                        let reason = if reason.starts_with("auth") {
+                            format!("login refused (wrong JID or password?): {reason}")
+                        } else {
+                            reason
+                        };
+                        let hint = if bad_cert {
+                            ": give its CA in SSL_CERT_FILE, or add ;ssl_insecure=1 after the recipients"
+                        } else {
+                            ""
+                        };
+                        self.line(
+                            &secrets,
+                            &format!("{reason}{hint}; reconnecting in {}s", retry.as_secs()),
+                        );
+                        next_attempt = Instant::now() + retry;
+                        retry = (retry * 2).min(RETRY_CAP);
+                    }
+                }
+            }
+            if stop_since.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments() {
+        if strophe::available().is_err() {
+            return;
+        }
+        let x = Xmpp::parse(
+            "a@b/res;pw;c@d, e@f;server=127.0.0.1:5333;ssl_insecure=1",
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(x.to, ["c@d", "e@f"]);
+        assert_eq!(x.server, Some(("127.0.0.1".to_string(), 5333)));
+        assert!(x.insecure);
+        assert!(!format!("{x:?}").contains("pw;"));
+        assert!(Xmpp::parse("nojid;pw;c@d", &mut Vec::new()).is_err());
+        assert!(Xmpp::parse("a@b;pw", &mut Vec::new())
+            .unwrap_err()
+            .contains("recipient"));
+        assert!(Xmpp::parse("a@b;pw;c@d;server=h:x", &mut Vec::new()).is_err());
+    }
+}
