@@ -119,7 +119,7 @@ fn startup_errors_name_option_value_and_reason() {
         (vec!["--alarm"], "option --alarm needs a value".into()),
         (vec!["--ini", "/nonexistent.ini"], "invalid ini: /nonexistent.ini".into()),
         (vec!["--ini", &ini_s], format!("invalid log-alarm: a,zz TERRIBLE: no alarm named \"zz\" (define it with --alarm \"zz TYPE:ARG\") (in {ini_s}:3)")),
-        (vec!["--alarm", "m xmpp:a@b;hunter2;c@d"], "invalid alarm: m xmpp:a@b;***;c@d: alarm type `xmpp` is not available".into()),
+        (vec!["--alarm", "m xmpp:a@b;hunter2"], "invalid alarm: m xmpp:a@b;***: no recipient".into()),
         (vec!["--alarm", "m curl:smtp://h;auth_pass=hunter2"], "invalid alarm: m curl:smtp://h;auth_pass=***: an smtp:// or smtps:// alarm needs mail_to".into()),
         (vec!["--alarm", "m curl:http://u:hunter2@h;timeout=soon"], "invalid alarm: m curl:http://u:***@h;timeout=soon: timeout=soon: expected a whole number".into()),
         (vec!["--alarm", "m curl:nosuch://h/;auth_pass=hunter2"], "does not support nosuch://".into()),

@@ -232,13 +232,21 @@ impl Client {
         }
         (lib.set_jid)(conn, jid.as_ptr());
         (lib.set_pass)(conn, pass.as_ptr());
-        // TLS whenever offered; with `ssl_insecure` the certificate is not checked.
-        let _ = (lib.set_flags)(conn, if insecure { FLAG_TRUST_TLS } else { 0 });
+        // TLS is required (a server without STARTTLS is refused: the password must never
+        // cross in clear); with `ssl_insecure` the certificate is not checked and a server
+        // without TLS is accepted.
+        let _ = (lib.set_flags)(
+            conn,
+            if insecure {
+                FLAG_TRUST_TLS
+            } else {
+                FLAG_MANDATORY_TLS
+            },
+        );
         if let Some(f) = cafile.and_then(|f| CString::new(f).ok()) {
             (lib.set_cafile)(conn, f.as_ptr());
         }
         (lib.set_certfail)(conn, certfail);
-        let _ = FLAG_MANDATORY_TLS;
         Ok(Client {
             lib,
             ctx,
