@@ -10,18 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::bin;
-
-fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !pred() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{bin, wait_until};
 
 fn read_all(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()

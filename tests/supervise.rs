@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::bin;
+use support::{bin, wait_until};
 
 fn spawn(args: &[&str]) -> Child {
     bin()
@@ -35,17 +35,6 @@ fn collect(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
         }
     });
     got
-}
-
-fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !pred() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn term(child: &Child) {

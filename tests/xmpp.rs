@@ -9,9 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{bin, Tls};
+use support::{bin, wait_until, Tls};
 
 struct Prosody {
     dir: tempfile::TempDir,
@@ -126,17 +126,6 @@ VirtualHost "localhost"
 impl Drop for Prosody {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !pred() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

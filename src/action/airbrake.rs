@@ -8,9 +8,7 @@
 
 use std::time::Instant;
 
-use ::curl::easy::Easy;
-
-use super::delivery::{self, Jitter, Reporter, Retry, Secret, Secrets, Transport};
+use super::delivery::{self, Handle, Jitter, Reporter, Retry, Secret, Secrets, Transport};
 use super::Ctx;
 use crate::sys;
 
@@ -34,16 +32,8 @@ pub struct Airbrake {
     transport: Transport,
     retry: Retry,
     secrets: Secrets,
-    easy: Option<EasyCell>,
+    easy: Handle,
     jitter: Jitter,
-}
-
-struct EasyCell(Easy);
-
-impl std::fmt::Debug for EasyCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Easy")
-    }
 }
 
 /// One backtrace frame.
@@ -85,7 +75,7 @@ impl Airbrake {
             transport: Transport::default(),
             retry: Retry::default(),
             secrets: Secrets::default(),
-            easy: None,
+            easy: Handle::default(),
             jitter: Jitter::new(),
         };
         for (k, v) in pairs {
@@ -210,10 +200,7 @@ impl Airbrake {
     }
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
-        let mut easy = match self.easy.take() {
-            Some(EasyCell(e)) => e,
-            None => Easy::new(),
-        };
+        let mut easy = self.easy.take();
         let u = sys::uname();
         let (body, headers) = match self.api {
             Api::V2 => (
@@ -242,7 +229,7 @@ impl Airbrake {
             delivery::http_request(&mut easy, &self.url, "POST", &headers, body.as_bytes())
         });
         self.jitter = jitter;
-        self.easy = Some(EasyCell(easy));
+        self.easy.put(easy);
     }
 }
 

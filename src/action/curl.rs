@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ::curl::easy::Easy;
 
-use super::delivery::{self, Failure, Jitter, Reporter, Retry, Secrets, Transport};
+use super::delivery::{self, Failure, Handle, Jitter, Reporter, Retry, Secrets, Transport};
 use super::Ctx;
 use crate::sys;
 
@@ -31,17 +31,8 @@ pub struct Curl {
     transport: Transport,
     retry: Retry,
     secrets: Secrets,
-    easy: Option<EasyCell>,
+    easy: Handle,
     jitter: Jitter,
-}
-
-/// The libcurl handle, made on the alarm's own thread at its first run and then reused.
-struct EasyCell(Easy);
-
-impl std::fmt::Debug for EasyCell {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Easy")
-    }
 }
 
 static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -76,7 +67,7 @@ impl Curl {
             transport: Transport::default(),
             retry: Retry::default(),
             secrets: Secrets::default(),
-            easy: None,
+            easy: Handle::default(),
             jitter: Jitter::new(),
         };
         for (k, v) in pairs {
@@ -201,12 +192,7 @@ impl Curl {
     }
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
-        if self.easy.is_none() {
-            self.easy = Some(EasyCell(Easy::new()));
-        }
-        let Some(EasyCell(mut easy)) = self.easy.take() else {
-            return;
-        };
+        let mut easy = self.easy.take();
         let who = Reporter {
             tag: "[uwsgi-alarm-curl]",
             alarm,
@@ -238,7 +224,7 @@ impl Curl {
             });
         }
         self.jitter = jitter;
-        self.easy = Some(EasyCell(easy));
+        self.easy.put(easy);
     }
 }
 

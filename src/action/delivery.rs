@@ -16,6 +16,26 @@ use std::time::{Duration, Instant};
 
 use ::curl::easy::{Easy, List};
 
+/// The libcurl handle of one alarm: made on the alarm's own thread at its first run, then reused
+/// (so connections are kept alive between alarms).
+#[derive(Default)]
+pub struct Handle(Option<Easy>);
+
+impl Handle {
+    pub fn take(&mut self) -> Easy {
+        self.0.take().unwrap_or_else(Easy::new)
+    }
+    pub fn put(&mut self, easy: Easy) {
+        self.0 = Some(easy);
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Easy")
+    }
+}
+
 /// A password or API key: never printed, never in `Debug`.
 #[derive(Clone, Default)]
 pub struct Secret(String);

@@ -46,6 +46,18 @@ pub fn wait_for(path: &Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8>
     }
 }
 
+/// Wait until `pred` holds; fail the test after `secs` seconds naming `what`.
+pub fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !pred() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Whether `program` runs; under CI (`CI` set) a missing one fails the test, since
 /// `scripts/test.sh` installs it.
 pub fn have(program: &str, check: &[&str]) -> bool {
