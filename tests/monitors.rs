@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{bin, wait_until};
+use support::{bin, spawn_detached, wait_until};
 
 fn read_all(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
@@ -154,24 +154,18 @@ fn full_listen_queues_are_reported_into_the_stream_and_alarmed() {
             .read_line(&mut addr)
             .unwrap();
         let addr = addr.trim().to_string();
-        let mut child = bin()
-            .args([
-                "--watch-socket",
-                &addr,
-                "--alarm",
-                &recorder("q", &f),
-                "--alarm-backlog",
-                "q",
-                "--alarm",
-                &recorder("line", &f),
-                "--log-alarm",
-                "line uWSGI listen queue of socket",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_detached(&[
+            "--watch-socket",
+            &addr,
+            "--alarm",
+            &recorder("q", &f),
+            "--alarm-backlog",
+            "q",
+            "--alarm",
+            &recorder("line", &f),
+            "--log-alarm",
+            "line uWSGI listen queue of socket",
+        ]);
         let out = collect(child.stdout.take().unwrap());
         let err = collect(child.stderr.take().unwrap());
         wait_until(&format!("{fam} report"), 10, || {
@@ -202,22 +196,16 @@ fn tail_follows_appends_rotation_and_truncation() {
     let log = dir.path().join("app.log");
     let f = dir.path().join("rec");
     std::fs::write(&log, "before start\n").unwrap();
-    let mut child = bin()
-        .args([
-            "--tail",
-            log.to_str().unwrap(),
-            "--alarm",
-            &recorder("e", &f),
-            "--log-alarm",
-            "e ERROR",
-            "--alarm-freq",
-            "0",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_detached(&[
+        "--tail",
+        log.to_str().unwrap(),
+        "--alarm",
+        &recorder("e", &f),
+        "--log-alarm",
+        "e ERROR",
+        "--alarm-freq",
+        "0",
+    ]);
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     std::thread::sleep(Duration::from_millis(400));
@@ -275,20 +263,14 @@ fn udp_datagrams_are_lines() {
     let addr = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rec");
-    let mut child = bin()
-        .args([
-            "--udp",
-            &addr,
-            "--alarm",
-            &recorder("u", &f),
-            "--log-alarm",
-            "u ^FATAL",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_detached(&[
+        "--udp",
+        &addr,
+        "--alarm",
+        &recorder("u", &f),
+        "--log-alarm",
+        "u ^FATAL",
+    ]);
     let out = collect(child.stdout.take().unwrap());
     let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     wait_until("the first datagram", 5, || {
@@ -309,18 +291,12 @@ fn alarm_socket_and_the_raise_client() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("alarm.sock");
     let f = dir.path().join("rec");
-    let mut child = bin()
-        .args([
-            "--alarm-socket",
-            sock.to_str().unwrap(),
-            "--alarm",
-            &recorder("x", &f),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_detached(&[
+        "--alarm-socket",
+        sock.to_str().unwrap(),
+        "--alarm",
+        &recorder("x", &f),
+    ]);
     let err = collect(child.stderr.take().unwrap());
     wait_until("the socket", 5, || sock.exists());
     let raise = |args: &[&str]| {

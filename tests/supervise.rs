@@ -8,17 +8,7 @@ use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bin, wait_until};
-
-fn spawn(args: &[&str]) -> Child {
-    bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+use support::{bin, spawn_detached, wait_until};
 
 /// Read the child's stdout on a thread; returns a handle to what was read so far.
 fn collect(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
@@ -59,7 +49,7 @@ fn daemons_output_is_merged_line_by_line_and_nothing_is_lost() {
         )
     };
     let (a, b) = (daemon("a"), daemon("b"));
-    let mut child = spawn(&["--attach-daemon", &a, "--attach-daemon", &b]);
+    let mut child = spawn_detached(&["--attach-daemon", &a, "--attach-daemon", &b]);
     let got = collect(&mut child);
     wait_until("both daemons", 60, || {
         let g = got.lock().unwrap();
@@ -179,7 +169,7 @@ fn crashing_daemons_are_restarted_with_back_off_and_raise_each_time() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("crashes");
     let cmd = format!("crash cmd:cat >> {}", f.display());
-    let mut child = spawn(&[
+    let mut child = spawn_detached(&[
         "--alarm",
         &cmd,
         "--alarm-segfault",
@@ -212,7 +202,7 @@ fn crashing_daemons_are_restarted_with_back_off_and_raise_each_time() {
 
 #[test]
 fn sigterm_is_forwarded_and_waited_for() {
-    let mut child = spawn(&[
+    let mut child = spawn_detached(&[
         "--",
         "sh",
         "-c",
@@ -230,7 +220,7 @@ fn sigterm_is_forwarded_and_waited_for() {
 
 #[test]
 fn a_process_ignoring_sigterm_is_killed_after_the_grace_period() {
-    let mut child = spawn(&[
+    let mut child = spawn_detached(&[
         "--alarm-grace",
         "1",
         "--",
@@ -252,7 +242,7 @@ fn a_process_ignoring_sigterm_is_killed_after_the_grace_period() {
 
 #[test]
 fn signal_alarms_signal_the_supervised_processes() {
-    let mut child = spawn(&[
+    let mut child = spawn_detached(&[
         "--alarm",
         "usr1 signal:10",
         "--log-alarm",

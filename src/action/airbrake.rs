@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use super::delivery::{self, Handle, Jitter, Reporter, Retry, Secret, Secrets, Transport};
+use super::delivery::{self, Endpoint, Secret};
 use super::Ctx;
 use crate::sys;
 
@@ -23,17 +23,11 @@ enum Api {
 /// An `airbrake:` action.
 #[derive(Debug)]
 pub struct Airbrake {
-    url: String,
-    shown: String,
+    end: Endpoint,
     apikey: Secret,
     env: String,
     api: Api,
     subject: Option<String>,
-    transport: Transport,
-    retry: Retry,
-    secrets: Secrets,
-    easy: Handle,
-    jitter: Jitter,
 }
 
 /// One backtrace frame.
@@ -53,33 +47,22 @@ pub struct Report {
 impl Airbrake {
     pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Airbrake, String> {
         let (url, pairs) = delivery::split_args(arg);
-        let scheme = match url.split_once("://") {
-            Some((s, _)) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {
-                s.to_ascii_lowercase()
-            }
-            _ => {
-                return Err(format!(
-                    "`{}` is not an http:// or https:// URL: expected airbrake:URL[;apikey=KEY...]",
-                    crate::config::redact_arg("airbrake", &url)
-                ))
-            }
+        let Some(scheme) = delivery::scheme(&url).filter(|s| s == "http" || s == "https") else {
+            return Err(format!(
+                "`{}` is not an http:// or https:// URL: expected airbrake:URL[;apikey=KEY...]",
+                crate::config::redact_arg("airbrake", &url)
+            ));
         };
         delivery::check_protocol(&scheme)?;
         let mut a = Airbrake {
-            shown: crate::config::redact_arg("airbrake", &url),
-            url,
+            end: Endpoint::new("airbrake", url),
             apikey: Secret::default(),
             env: "production".into(),
             api: Api::V2,
             subject: None,
-            transport: Transport::default(),
-            retry: Retry::default(),
-            secrets: Secrets::default(),
-            easy: Handle::default(),
-            jitter: Jitter::new(),
         };
         for (k, v) in pairs {
-            if a.transport.key(k, v)? || a.retry.key(k, v)? {
+            if a.end.key(k, v)? {
                 continue;
             }
             match k {
@@ -104,10 +87,7 @@ impl Airbrake {
             warnings
                 .push("airbrake alarm without apikey=: the server will refuse its notices".into());
         }
-        a.secrets.add(&a.apikey);
-        if let Some(p) = &a.transport.pass {
-            a.secrets.add(p);
-        }
+        a.end.hide(&a.apikey);
         Ok(a)
     }
 
@@ -200,7 +180,6 @@ impl Airbrake {
     }
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
-        let mut easy = self.easy.take();
         let u = sys::uname();
         let (body, headers) = match self.api {
             Api::V2 => (
@@ -215,21 +194,14 @@ impl Airbrake {
                 ],
             ),
         };
-        let who = Reporter {
-            tag: "[uwsgi-alarm-curl]",
+        self.end.http(
             alarm,
-            target: &self.shown,
-            secrets: &self.secrets,
-        };
-        let mut jitter = std::mem::take(&mut self.jitter);
-        delivery::deliver(&who, self.retry, raised, &ctx.stopping, &mut jitter, || {
-            self.transport
-                .apply(&mut easy)
-                .map_err(|e| delivery::classify(&e, 0, false))?;
-            delivery::http_request(&mut easy, &self.url, "POST", &headers, body.as_bytes())
-        });
-        self.jitter = jitter;
-        self.easy.put(easy);
+            raised,
+            &ctx.stopping,
+            "POST",
+            &headers,
+            body.as_bytes(),
+        );
     }
 }
 

@@ -11,16 +11,14 @@ use std::time::Instant;
 
 use ::curl::easy::Easy;
 
-use super::delivery::{self, Failure, Handle, Jitter, Reporter, Retry, Secrets, Transport};
+use super::delivery::{self, Endpoint, Failure, Transport};
 use super::Ctx;
 use crate::sys;
 
 /// A `curl:` action.
 #[derive(Debug)]
 pub struct Curl {
-    url: String,
-    /// The URL with any password masked, for failure lines.
-    shown: String,
+    end: Endpoint,
     smtp: bool,
     method: String,
     mail_to: Vec<String>,
@@ -28,11 +26,6 @@ pub struct Curl {
     mail_to_raw: String,
     mail_from: Option<String>,
     subject: Option<String>,
-    transport: Transport,
-    retry: Retry,
-    secrets: Secrets,
-    easy: Handle,
-    jitter: Jitter,
 }
 
 static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -44,34 +37,25 @@ impl Curl {
         if url.is_empty() {
             return Err("no URL: expected curl:URL[;key=val...]".into());
         }
-        let scheme = match url.split_once("://") {
-            Some((s, _)) if !s.is_empty() => s.to_ascii_lowercase(),
-            _ => {
-                return Err(format!(
-                    "`{}` is not a URL: expected scheme://host/... (http, https, smtp, smtps)",
-                    crate::config::redact_arg("curl", &url)
-                ))
-            }
+        let Some(scheme) = delivery::scheme(&url) else {
+            return Err(format!(
+                "`{}` is not a URL: expected scheme://host/... (http, https, smtp, smtps)",
+                crate::config::redact_arg("curl", &url)
+            ));
         };
         delivery::check_protocol(&scheme)?;
         let smtp = scheme == "smtp" || scheme == "smtps";
         let mut c = Curl {
-            shown: crate::config::redact_arg("curl", &url),
-            url,
+            end: Endpoint::new("curl", url),
             smtp,
             method: "PUT".into(),
             mail_to: Vec::new(),
             mail_to_raw: String::new(),
             mail_from: None,
             subject: None,
-            transport: Transport::default(),
-            retry: Retry::default(),
-            secrets: Secrets::default(),
-            easy: Handle::default(),
-            jitter: Jitter::new(),
         };
         for (k, v) in pairs {
-            if c.transport.key(k, v)? || c.retry.key(k, v)? {
+            if c.end.key(k, v)? {
                 continue;
             }
             match k {
@@ -96,12 +80,6 @@ impl Curl {
                 _ => warnings.push(format!("unknown curl key `{k}` ignored")),
             }
         }
-        if let Some(p) = &c.transport.pass {
-            c.secrets.add(p);
-        }
-        if let Some(p) = url_password(&c.url) {
-            c.secrets.add(&delivery::Secret::new(p));
-        }
         if c.smtp && c.mail_to.is_empty() {
             return Err("an smtp:// or smtps:// alarm needs mail_to=ADDRESS[,ADDRESS...]".into());
         }
@@ -119,7 +97,7 @@ impl Curl {
         if let Some(f) = &self.mail_from {
             return f.clone();
         }
-        match &self.transport.user {
+        match &self.end.transport.user {
             Some(u) if u.contains('@') => u.clone(),
             _ => format!("logalarm@{}", sys::uname().nodename),
         }
@@ -192,39 +170,20 @@ impl Curl {
     }
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
-        let mut easy = self.easy.take();
-        let who = Reporter {
-            tag: "[uwsgi-alarm-curl]",
-            alarm,
-            target: &self.shown,
-            secrets: &self.secrets,
-        };
-        let mut jitter = std::mem::take(&mut self.jitter);
         if self.smtp {
             let mail = self.mail(alarm, msg, &sys::rfc5322_now(), &sys::uname().nodename);
             let sender = self.sender();
-            delivery::deliver(&who, self.retry, raised, &ctx.stopping, &mut jitter, || {
-                send_mail(
-                    &mut easy,
-                    &self.url,
-                    &self.transport,
-                    &sender,
-                    &self.mail_to,
-                    &mail,
-                )
-            });
+            let to = &self.mail_to;
+            self.end
+                .deliver(alarm, raised, &ctx.stopping, |easy, transport, url| {
+                    send_mail(easy, url, transport, &sender, to, &mail)
+                });
         } else {
             let body = self.http_body(msg);
             let headers = ["Content-Type: text/plain".to_string()];
-            delivery::deliver(&who, self.retry, raised, &ctx.stopping, &mut jitter, || {
-                self.transport
-                    .apply(&mut easy)
-                    .map_err(|e| delivery::classify(&e, 0, false))?;
-                delivery::http_request(&mut easy, &self.url, &self.method, &headers, &body)
-            });
+            self.end
+                .http(alarm, raised, &ctx.stopping, &self.method, &headers, &body);
         }
-        self.jitter = jitter;
-        self.easy.put(easy);
     }
 }
 
@@ -279,14 +238,6 @@ fn addresses(to: &[String]) -> Vec<String> {
             }
         })
         .collect()
-}
-
-/// The password of `scheme://user:PASS@host/...`, if any.
-fn url_password(url: &str) -> Option<&str> {
-    let after = &url[url.find("://")? + 3..];
-    let auth = &after[..after.find('/').unwrap_or(after.len())];
-    let userinfo = &auth[..auth.rfind('@')?];
-    userinfo.split_once(':').map(|(_, p)| p)
 }
 
 #[cfg(test)]
@@ -345,7 +296,7 @@ mod tests {
         assert_eq!(w.len(), 1);
         assert!(w[0].contains("colour"));
         let c = parse("http://u:pw@h/;auth_pass=sek").unwrap();
-        assert_eq!(c.secrets.scrub("pw sek"), "*** ***");
+        assert_eq!(c.end.scrub("pw sek"), "*** ***");
         assert!(!format!("{c:?}").contains("sek"));
     }
 

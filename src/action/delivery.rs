@@ -16,16 +16,126 @@ use std::time::{Duration, Instant};
 
 use ::curl::easy::{Easy, List};
 
+/// One alarm's remote end: its URL, how it is reached (transport), how persistently (retry),
+/// what its reports must hide, and its libcurl handle. `curl:` and `airbrake:` are each an
+/// `Endpoint` plus what they send.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub url: String,
+    /// The URL with any password masked, for failure lines.
+    pub shown: String,
+    pub transport: Transport,
+    pub retry: Retry,
+    secrets: Secrets,
+    easy: Handle,
+    jitter: Jitter,
+}
+
+impl Endpoint {
+    /// `kind` is the alarm type (for masking the URL as `--alarm-list` does).
+    pub fn new(kind: &str, url: String) -> Endpoint {
+        let mut secrets = Secrets::default();
+        if let Some(p) = url_password(&url) {
+            secrets.add(&Secret::new(p));
+        }
+        Endpoint {
+            shown: crate::config::redact_arg(kind, &url),
+            url,
+            transport: Transport::default(),
+            retry: Retry::default(),
+            secrets,
+            easy: Handle::default(),
+            jitter: Jitter::new(),
+        }
+    }
+
+    /// Take `key=v` if it is a transport or retry key. `Ok(false)`: not one of these.
+    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+        if self.transport.key(key, v)? {
+            if let Some(p) = &self.transport.pass {
+                self.secrets.add(p);
+            }
+            return Ok(true);
+        }
+        self.retry.key(key, v)
+    }
+
+    /// One more secret to keep out of reports (an API key).
+    pub fn hide(&mut self, s: &Secret) {
+        self.secrets.add(s);
+    }
+
+    #[cfg(test)]
+    pub fn scrub(&self, text: &str) -> String {
+        self.secrets.scrub(text)
+    }
+
+    /// [`deliver`] one alarm: `attempt(handle, transport, url)` until it succeeds or gives up.
+    pub fn deliver(
+        &mut self,
+        alarm: &str,
+        raised: Instant,
+        stop: &AtomicBool,
+        mut attempt: impl FnMut(&mut Easy, &Transport, &str) -> Result<(), Failure>,
+    ) -> bool {
+        let mut easy = self.easy.take();
+        let who = Reporter {
+            tag: "[uwsgi-alarm-curl]",
+            alarm,
+            target: &self.shown,
+            secrets: &self.secrets,
+        };
+        let (transport, url) = (&self.transport, self.url.as_str());
+        let ok = deliver(&who, self.retry, raised, stop, &mut self.jitter, || {
+            attempt(&mut easy, transport, url)
+        });
+        self.easy.put(easy);
+        ok
+    }
+
+    /// [`deliver`] one HTTP request (`method`, `headers`, `body`).
+    pub fn http(
+        &mut self,
+        alarm: &str,
+        raised: Instant,
+        stop: &AtomicBool,
+        method: &str,
+        headers: &[String],
+        body: &[u8],
+    ) -> bool {
+        self.deliver(alarm, raised, stop, |easy, transport, url| {
+            transport.apply(easy).map_err(|e| classify(&e, 0, false))?;
+            http_request(easy, url, method, headers, body)
+        })
+    }
+}
+
+/// The scheme of `URL`, lower-cased, if it has one.
+pub fn scheme(url: &str) -> Option<String> {
+    match url.split_once("://") {
+        Some((s, _)) if !s.is_empty() => Some(s.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+/// The password of `scheme://user:PASS@host/...`, if any.
+fn url_password(url: &str) -> Option<&str> {
+    let after = &url[url.find("://")? + 3..];
+    let auth = &after[..after.find('/').unwrap_or(after.len())];
+    let userinfo = &auth[..auth.rfind('@')?];
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
 /// The libcurl handle of one alarm: made on the alarm's own thread at its first run, then reused
 /// (so connections are kept alive between alarms).
 #[derive(Default)]
-pub struct Handle(Option<Easy>);
+struct Handle(Option<Easy>);
 
 impl Handle {
-    pub fn take(&mut self) -> Easy {
+    fn take(&mut self) -> Easy {
         self.0.take().unwrap_or_else(Easy::new)
     }
-    pub fn put(&mut self, easy: Easy) {
+    fn put(&mut self, easy: Easy) {
         self.0 = Some(easy);
     }
 }

@@ -11,7 +11,7 @@
 //! verified (system store or `SSL_CERT_FILE`) unless `ssl_insecure`; the alarm's lane thread
 //! only pushes to the queue, so a dead server never slows anything else.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,16 +30,11 @@ const RETRY_CAP: Duration = Duration::from_secs(60);
 /// An `xmpp:` action.
 #[derive(Debug)]
 pub struct Xmpp {
-    jid: String,
-    pass: Secret,
-    to: Vec<String>,
-    server: Option<(String, u16)>,
-    insecure: bool,
-    queue: Arc<ArrayQueue<Box<[u8]>>>,
-    dropped: Arc<AtomicU64>,
+    /// What the client thread runs with (it gets a clone; the queue and flag are shared).
+    job: Job,
+    dropped: u64,
     reported: u64,
     last_report: Option<Instant>,
-    stop: Arc<AtomicBool>,
     thread: Option<JoinHandleDebug>,
 }
 
@@ -72,16 +67,19 @@ impl Xmpp {
             return Err("no recipient: expected xmpp:JID;PASSWORD;TO[,TO...]".into());
         }
         let mut x = Xmpp {
-            jid,
-            pass: Secret::new(pass),
-            to,
-            server: None,
-            insecure: false,
-            queue: Arc::new(ArrayQueue::new(QUEUE)),
-            dropped: Arc::new(AtomicU64::new(0)),
+            job: Job {
+                alarm: String::new(),
+                jid,
+                pass: Secret::new(pass),
+                to,
+                server: None,
+                insecure: false,
+                queue: Arc::new(ArrayQueue::new(QUEUE)),
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            dropped: 0,
             reported: 0,
             last_report: None,
-            stop: Arc::new(AtomicBool::new(false)),
             thread: None,
         };
         for p in parts.filter(|p| !p.is_empty()) {
@@ -99,9 +97,9 @@ impl Xmpp {
                     if h.is_empty() {
                         return Err(format!("server={v}: expected HOST[:PORT]"));
                     }
-                    x.server = Some((h, port));
+                    x.job.server = Some((h, port));
                 }
-                "ssl_insecure" => x.insecure = delivery::flag(v),
+                "ssl_insecure" => x.job.insecure = delivery::flag(v),
                 other => warnings.push(format!("unknown xmpp key `{other}` ignored")),
             }
         }
@@ -116,13 +114,7 @@ impl Xmpp {
         }
         let job = Job {
             alarm: alarm.to_string(),
-            jid: self.jid.clone(),
-            pass: self.pass.clone(),
-            to: self.to.clone(),
-            server: self.server.clone(),
-            insecure: self.insecure,
-            queue: self.queue.clone(),
-            stop: self.stop.clone(),
+            ..self.job.clone()
         };
         match std::thread::Builder::new()
             .name(format!("logalarm-xmpp-{alarm}"))
@@ -137,10 +129,10 @@ impl Xmpp {
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) {
         self.start(alarm);
-        if self.queue.push(msg.into()).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if self.job.queue.push(msg.into()).is_err() {
+            self.dropped += 1;
         }
-        let d = self.dropped.load(Ordering::Relaxed);
+        let d = self.dropped;
         if d > self.reported
             && self
                 .last_report
@@ -157,7 +149,7 @@ impl Xmpp {
 
     /// Send what is queued (when online), go offline, stop the thread (at most `limit`).
     pub fn finish(&mut self, limit: Duration) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.job.stop.store(true, Ordering::SeqCst);
         if let Some(JoinHandleDebug(h)) = self.thread.take() {
             let end = Instant::now() + limit;
             while !h.is_finished() && Instant::now() < end {
@@ -170,6 +162,7 @@ impl Xmpp {
     }
 }
 
+#[derive(Debug, Clone)]
 struct Job {
     alarm: String,
     jid: String,
@@ -311,9 +304,9 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        assert_eq!(x.to, ["c@d", "e@f"]);
-        assert_eq!(x.server, Some(("127.0.0.1".to_string(), 5333)));
-        assert!(x.insecure);
+        assert_eq!(x.job.to, ["c@d", "e@f"]);
+        assert_eq!(x.job.server, Some(("127.0.0.1".to_string(), 5333)));
+        assert!(x.job.insecure);
         assert!(!format!("{x:?}").contains("pw;"));
         assert!(Xmpp::parse("nojid;pw;c@d", &mut Vec::new()).is_err());
         assert!(Xmpp::parse("a@b;pw", &mut Vec::new())

@@ -22,6 +22,18 @@ pub fn spawn_open(args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Spawn the binary with stdin from /dev/null (its inputs are elsewhere) and piped stdout and
+/// stderr.
+pub fn spawn_detached(args: &[&str]) -> Child {
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
 pub fn run(args: &[&str], input: Vec<u8>) -> Output {
     let mut child = spawn_open(args);
