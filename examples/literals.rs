@@ -5,13 +5,17 @@ fn main() {
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     for l in text.lines().filter(|l| !l.is_empty()) {
         match logalarm::rules::parse_regex(l) {
-            Ok(h) => match logalarm::rules::required_literals(&h) {
-                Some(lits) => {
+            Ok(h) => match logalarm::rules::rule_needles(&h) {
+                Some((lits, ci)) => {
                     let shown: Vec<String> = lits
                         .iter()
                         .map(|b| format!("{:?}", String::from_utf8_lossy(b)))
                         .collect();
-                    println!("{l}\n    -> {}", shown.join(" | "));
+                    println!(
+                        "{l}\n    -> {}{}",
+                        if ci { "(ignoring case) " } else { "" },
+                        shown.join(" | ")
+                    );
                 }
                 None => println!("{l}\n    -> (DFA)"),
             },

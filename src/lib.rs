@@ -10,6 +10,7 @@ pub mod app;
 pub mod config;
 pub mod dispatch;
 pub mod linebuf;
+pub mod litscan;
 pub mod monitor;
 pub mod output;
 pub mod pipeline;

@@ -24,9 +24,9 @@
 //! every candidate is confirmed by `exact`); a PCRE2 fallback for look-around — such rules are
 //! refused at start-up with a clear error instead.
 
+use crate::litscan::{LitScan, Needle};
 use regex_automata::meta::{self, Regex};
-use regex_automata::util::prefilter::Prefilter;
-use regex_automata::{Input, MatchKind, PatternSet, Span};
+use regex_automata::{Input, MatchKind, PatternSet};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 
@@ -49,18 +49,30 @@ pub struct RegexError(pub String);
 /// All rules, compiled.
 #[derive(Debug)]
 pub struct RuleSet {
-    /// Literals, one of which every match of every rule contains (see [`required_literals`]);
-    /// used instead of `scan` when every rule has such literals.
-    lits: Option<Prefilter>,
-    /// The scan automaton (None when `lits` covers every rule).
-    scan: Option<Regex>,
-    exact: Regex,
+    /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
+    /// rules to confirm.
+    lits: Option<LitScan>,
+    /// One regex per rule, for confirming the rules a literal named (None for the rules the
+    /// DFA part takes).
+    one: Vec<Option<Regex>>,
+    /// The rules without usable literals.
+    dfa: Option<DfaPart>,
     rules: Vec<Rule>,
     n_alarms: usize,
     bufsize: usize,
-    /// Some rule can match at the end of a cut line only because it was cut (`$`, `\b`...): then
-    /// lines longer than `bufsize` are confirmed one by one.
+    /// Some DFA-part rule can match at the end of a cut line only because it was cut (`$`,
+    /// `\b`...): then lines longer than `bufsize` are confirmed one by one.
     end_sensitive: bool,
+}
+
+/// Rules matched by automata instead of literals: a scan automaton over the whole buffer, and
+/// an exact one giving the set of rules on a candidate line.
+#[derive(Debug)]
+struct DfaPart {
+    scan: Regex,
+    exact: Regex,
+    /// Rule index of each of the automata's patterns.
+    ids: Vec<u32>,
 }
 
 /// Parse one rule's regex the way uWSGI's PCRE reads it (byte-based, case-sensitive, `.` not
@@ -138,11 +150,17 @@ fn looks_ahead(h: &Hir) -> bool {
 }
 
 /// Most literals handed to the prefilter.
-const MAX_NEEDLES: usize = 500;
+const MAX_NEEDLES: usize = 50_000;
 /// Most literals one rule may contribute (a `(?i)` word has 2^n case variants: beyond this, the
 /// extractor settles for shorter prefixes), and the shortest useful literal.
 const MAX_RULE_NEEDLES: usize = 16;
 const MIN_NEEDLE_LEN: usize = 3;
+/// The shortest literal the literal-first search takes: 4-byte windows at 4 offsets (its
+/// fastest stride). Rules with shorter literals go to the DFA part, whose regex then searches
+/// for them with its own literal prefilter.
+// PERF: rules100 has one such rule (`\[(crit|alert|emerg)\]`); with it the stride was 3 and
+// the literal search scalar (1.5 GB/s alone); without, 4 and AVX2 (see PERF.md).
+const FAST_NEEDLE_LEN: usize = 7;
 
 /// Literals every match of `h` must begin with, if they form a small finite set.
 fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
@@ -158,10 +176,21 @@ fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
 }
 
-/// How good a literal set is as a prefilter: longer shortest literal first, then fewer literals.
-fn quality(lits: &[Vec<u8>]) -> (usize, std::cmp::Reverse<usize>) {
-    let min = lits.iter().map(Vec::len).min().unwrap_or(0);
-    (min.min(8), std::cmp::Reverse(lits.len()))
+/// The shortest literal's length.
+fn min_len(lits: &[Vec<u8>]) -> usize {
+    lits.iter().map(Vec::len).min().unwrap_or(0)
+}
+
+/// How good a literal set is as a prefilter: a longer shortest literal (up to 32 bytes), less
+/// a byte for each doubling of the number of literals (`PacketResponder \d+` is better served by
+/// "PacketResponder " than by its ten expansions "PacketResponder 0".."9", which cost ten
+/// comparisons per hit); then fewer literals.
+fn quality(lits: &[Vec<u8>]) -> (i64, std::cmp::Reverse<usize>) {
+    let doublings = i64::from(usize::BITS - lits.len().leading_zeros());
+    (
+        min_len(lits).min(32) as i64 - doublings,
+        std::cmp::Reverse(lits.len()),
+    )
 }
 
 fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
@@ -191,7 +220,7 @@ pub fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
             for child in v {
                 match required_literals(child) {
                     Some(l) if union.len() + l.len() <= MAX_RULE_NEEDLES => union.extend(l),
-                    _ => return best.filter(|b| quality(b).0 >= MIN_NEEDLE_LEN),
+                    _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
                 }
             }
             best = better(best, Some(union));
@@ -200,7 +229,65 @@ pub fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
         HirKind::Capture(c) => best = better(best, required_literals(&c.sub)),
         _ => {}
     }
-    best.filter(|b| quality(b).0 >= MIN_NEEDLE_LEN)
+    best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
+}
+
+/// ASCII case folded out of a rule: literals and classes in lower case. A line matching the rule
+/// matches the folded rule once lowered, so the folded rule's required literals, compared
+/// ignoring case, are required literals of the rule. None for trees with Unicode classes.
+fn fold_case(h: &Hir) -> Option<Hir> {
+    Some(match h.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(hir::Literal(bytes)) => Hir::literal(bytes.to_ascii_lowercase()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut folded = hir::ClassBytes::new(c.iter().flat_map(|r| {
+                let (lo, hi) = (r.start().max(b'A'), r.end().min(b'Z'));
+                let lower = (lo <= hi).then(|| hir::ClassBytesRange::new(lo | 0x20, hi | 0x20));
+                std::iter::once(*r).chain(lower)
+            }));
+            folded.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
+                b'A', b'Z',
+            )]));
+            Hir::class(Class::Bytes(folded))
+        }
+        HirKind::Class(Class::Unicode(_)) => return None,
+        HirKind::Look(look) => Hir::look(*look),
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(fold_case(&r.sub)?),
+        }),
+        HirKind::Capture(c) => fold_case(&c.sub)?,
+        HirKind::Concat(v) => Hir::concat(v.iter().map(fold_case).collect::<Option<_>>()?),
+        HirKind::Alternation(v) => {
+            Hir::alternation(v.iter().map(fold_case).collect::<Option<_>>()?)
+        }
+    })
+}
+
+/// The literals a rule's matches must contain, and whether they compare ignoring ASCII case:
+/// the better of the rule's own required literals and those of its case-folded form (which
+/// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece). Literals
+/// holding `\n` are left out (no match within a line can contain one). None when neither form
+/// has literals of at least [`MIN_NEEDLE_LEN`] bytes.
+pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
+    let clean = |v: Vec<Vec<u8>>| {
+        let v: Vec<Vec<u8>> = v
+            .into_iter()
+            .filter(|l| memchr::memchr(b'\n', l).is_none())
+            .collect();
+        (!v.is_empty()).then_some(v)
+    };
+    let exact = required_literals(h).and_then(clean);
+    let folded = fold_case(h)
+        .and_then(|f| required_literals(&f))
+        .and_then(clean);
+    match (exact, folded) {
+        (Some(e), Some(f)) if quality(&f) > quality(&e) => Some((f, true)),
+        (Some(e), _) => Some((e, false)),
+        (None, f) => f.map(|f| (f, true)),
+    }
 }
 
 impl RuleSet {
@@ -211,66 +298,67 @@ impl RuleSet {
         n_alarms: usize,
         bufsize: usize,
     ) -> Result<RuleSet, (usize, RegexError)> {
-        let mut exact_hirs = Vec::with_capacity(patterns.len());
-        let mut scan_hirs = Vec::with_capacity(patterns.len());
-        let mut end_sensitive = false;
-        for (i, (p, _)) in patterns.iter().enumerate() {
-            let h = parse_regex(p).map_err(|e| (i, e))?;
-            end_sensitive |= looks_ahead(&h);
-            scan_hirs.push(for_scan(h.clone()));
-            exact_hirs.push(h);
-        }
         let base = meta::Config::new()
             .utf8_empty(false)
             .nfa_size_limit(Some(256 << 20))
-            // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at most
-            // 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB measured below).
-            .hybrid_cache_capacity(((8 << 20) + patterns.len() * (32 << 10)).min(40 << 20))
             .dfa(false);
-        let build = |hirs: &[Hir], kind: MatchKind| {
+        let build = |hirs: &[Hir], kind: MatchKind, cache: usize| {
             meta::Builder::new()
-                .configure(base.clone().match_kind(kind))
+                .configure(base.clone().match_kind(kind).hybrid_cache_capacity(cache))
                 .build_many_from_hir(hirs)
-                .map_err(|e| {
-                    (
-                        usize::MAX,
-                        RegexError(format!("cannot compile the rules: {e}")),
-                    )
-                })
+                .map_err(|e| RegexError(format!("cannot compile the rules: {e}")))
         };
-        // PERF: when every rule has a good required literal, a literal prefilter (Teddy or
-        // Aho-Corasick over all the literals at once) replaces the DFA scan: rules10 on the
-        // loghub corpus, 391 -> 1045 MB/s in memory. When some rule has none, the DFA takes
-        // every rule: a DFA pass plus a literal pass (whose extra candidates each cost an exact
-        // check) was slower than the DFA alone (rules100: 176 vs 270 MB/s).
-        let mut needles: Vec<Vec<u8>> = Vec::new();
-        let mut all_literal = true;
-        for h in &exact_hirs {
-            match required_literals(h) {
-                Some(lits) if needles.len() + lits.len() <= MAX_NEEDLES => needles.extend(lits),
-                _ => {
-                    all_literal = false;
-                    break;
+        // PERF: literal-first. Rules with required literals are found by one hashed multi-literal
+        // search (litscan.rs) and each candidate line is confirmed only against the rules whose
+        // literals it holds, one small regex each; the automata take only the rules without
+        // literals. rules100 in memory: see PERF.md ("literal-first").
+        let mut needles = Vec::new();
+        let mut one = Vec::with_capacity(patterns.len());
+        let mut dfa_exact = Vec::new();
+        let mut dfa_scan = Vec::new();
+        let mut ids = Vec::new();
+        let mut end_sensitive = false;
+        for (i, (p, _)) in patterns.iter().enumerate() {
+            let h = parse_regex(p).map_err(|e| (i, e))?;
+            let fast = |(l, _): &(Vec<Vec<u8>>, bool)| min_len(l) >= FAST_NEEDLE_LEN;
+            match rule_needles(&h).filter(|n| fast(n) && needles.len() < MAX_NEEDLES) {
+                Some((lits, ci)) => {
+                    needles.extend(lits.into_iter().map(|l| Needle {
+                        bytes: l.into(),
+                        ci,
+                        rule: i as u32,
+                    }));
+                    // The default lazy DFA cache is plenty for one rule.
+                    let re = build(std::slice::from_ref(&h), MatchKind::LeftmostFirst, 2 << 20)
+                        .map_err(|e| (i, e))?;
+                    one.push(Some(re));
+                }
+                None => {
+                    end_sensitive |= looks_ahead(&h);
+                    dfa_scan.push(for_scan(h.clone()));
+                    dfa_exact.push(h);
+                    ids.push(i as u32);
+                    one.push(None);
                 }
             }
         }
-        needles.sort();
-        needles.dedup();
-        let lits = if all_literal && !needles.is_empty() {
-            Prefilter::new(MatchKind::LeftmostFirst, &needles)
-        } else {
-            None
-        };
-        let scan = if lits.is_some() {
+        let dfa = if ids.is_empty() {
             None
         } else {
-            Some(build(&scan_hirs, MatchKind::LeftmostFirst)?)
+            // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at
+            // most 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB ~20 MB/s).
+            let cache = ((8 << 20) + ids.len() * (32 << 10)).min(40 << 20);
+            let err = |e| (usize::MAX, e);
+            Some(DfaPart {
+                scan: build(&dfa_scan, MatchKind::LeftmostFirst, cache).map_err(err)?,
+                exact: build(&dfa_exact, MatchKind::All, cache).map_err(err)?,
+                ids,
+            })
         };
-        let exact = build(&exact_hirs, MatchKind::All)?;
         Ok(RuleSet {
-            lits,
-            scan,
-            exact,
+            lits: LitScan::new(needles),
+            one,
+            dfa,
             rules: patterns.iter().map(|(_, r)| r.clone()).collect(),
             n_alarms,
             bufsize: bufsize.max(1),
@@ -323,11 +411,15 @@ impl RuleSet {
 
     /// Per-thread matching state for this rule set.
     pub fn matcher(&self) -> Matcher<'_> {
+        let words = self.rules.len().div_ceil(64);
         Matcher {
             set: self,
-            scan_cache: self.scan.as_ref().map(Regex::create_cache),
-            exact_cache: self.exact.create_cache(),
-            patset: PatternSet::new(self.rules.len()),
+            one_caches: self.one.iter().map(|_| None).collect(),
+            scan_cache: self.dfa.as_ref().map(|d| d.scan.create_cache()),
+            exact_cache: self.dfa.as_ref().map(|d| d.exact.create_cache()),
+            patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
+            named: Vec::with_capacity(self.rules.len().min(64)),
+            seen: vec![0; words],
             pos_bits: vec![0; self.n_alarms.div_ceil(64)],
             neg_bits: vec![0; self.n_alarms.div_ceil(64)],
             hits: Vec::with_capacity(self.n_alarms),
@@ -348,9 +440,14 @@ pub fn without_terminator(line: &[u8]) -> &[u8] {
 /// Matching state: caches and scratch, reused for every buffer (no allocation per line).
 pub struct Matcher<'r> {
     set: &'r RuleSet,
+    /// Per-rule regex caches, made at a rule's first candidate.
+    one_caches: Vec<Option<meta::Cache>>,
     scan_cache: Option<meta::Cache>,
-    exact_cache: meta::Cache,
+    exact_cache: Option<meta::Cache>,
     patset: PatternSet,
+    /// Rules whose literals the current line holds, each once (`seen` is their bitset).
+    named: Vec<u32>,
+    seen: Vec<u64>,
     pos_bits: Vec<u64>,
     neg_bits: Vec<u64>,
     hits: Vec<u32>,
@@ -399,7 +496,24 @@ impl<'r> Matcher<'r> {
         confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
     }
 
-    /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end).
+    /// The next candidate line at or after `pos` (a line start) that the literals find.
+    fn next_lit_line(&self, buf: &[u8], pos: usize, to: usize) -> Option<(usize, usize)> {
+        let at = self.set.lits.as_ref()?.find(buf, pos, to)?;
+        Some(line_around(buf, pos, at, to))
+    }
+
+    /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
+    fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<(usize, usize)> {
+        let (dfa, cache) = (self.set.dfa.as_ref()?, self.scan_cache.as_mut()?);
+        let input = Input::new(buf).range(pos..to).earliest(true);
+        let at = dfa.scan.search_half_with(cache, &input)?.offset();
+        let (start, end) = line_around(buf, pos, at, to);
+        // An empty match after the last `\n` is not a line.
+        (start < end).then_some((start, end))
+    }
+
+    /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end): the
+    /// candidate lines of the literal search and of the DFA part, merged in line order.
     fn scan_range(
         &mut self,
         buf: &[u8],
@@ -407,67 +521,101 @@ impl<'r> Matcher<'r> {
         to: usize,
         on_hit: &mut dyn FnMut(&[u8], &[u32]),
     ) -> usize {
-        let set = self.set;
         let mut confirmed = 0;
         let mut pos = from;
-        while pos < to {
-            // PERF: one literal or DFA search over the rest of the buffer, never a call per line.
-            let at = match (&set.lits, &set.scan, self.scan_cache.as_mut()) {
-                (Some(p), _, _) => p.find(buf, Span::from(pos..to)).map(|s| s.start),
-                (None, Some(re), Some(cache)) => {
-                    let input = Input::new(buf).range(pos..to).earliest(true);
-                    re.search_half_with(cache, &input).map(|hm| hm.offset())
-                }
-                _ => None,
+        // PERF: one literal search and one DFA search over the rest of the buffer, never a call
+        // per line; each remembers its next candidate line until the other catches up.
+        let mut lit = self.next_lit_line(buf, pos, to);
+        let mut dfa = self.next_dfa_line(buf, pos, to);
+        loop {
+            let (start, end, by_lit, by_dfa) = match (lit, dfa) {
+                (None, None) => break,
+                (Some((s, e)), None) => (s, e, true, false),
+                (None, Some((s, e))) => (s, e, false, true),
+                (Some((s, e)), Some((t, _))) if s < t => (s, e, true, false),
+                (Some(_), Some((t, f))) => (t, f, lit.is_some_and(|(s, _)| s == t), true),
             };
-            let Some(at) = at else {
-                break;
-            };
-            let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
-            let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
-            if start == end {
-                // An empty match after the last `\n`: not a line.
-                break;
-            }
             confirmed += 1;
-            self.confirm(&buf[start..end], on_hit);
+            self.confirm_as(&buf[start..end], by_lit, by_dfa, on_hit);
             pos = end;
+            if by_lit {
+                lit = self.next_lit_line(buf, pos, to);
+            }
+            if by_dfa {
+                dfa = self.next_dfa_line(buf, pos, to);
+            }
         }
         confirmed
     }
 
-    /// Exact check of one line (with terminator); reports it if it raises any alarm.
+    /// Exact check of one line (with terminator) against every rule; reports it if it raises
+    /// any alarm.
     pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
+        self.confirm_as(line, true, true, on_hit);
+    }
+
+    /// Exact check of one line against the rules its literals name (`by_lit`) and the DFA
+    /// part's rules (`by_dfa`).
+    fn confirm_as(
+        &mut self,
+        line: &[u8],
+        by_lit: bool,
+        by_dfa: bool,
+        on_hit: &mut dyn FnMut(&[u8], &[u32]),
+    ) {
         if line.starts_with(SELF_PREFIX) {
             return;
         }
-        let msg = &line[..line.len().min(self.set.bufsize)];
+        let set = self.set;
+        let msg = &line[..line.len().min(set.bufsize)];
         let text = if msg.len() == line.len() {
             without_terminator(msg)
         } else {
             msg
         };
-        self.patset.clear();
-        self.set.exact.which_overlapping_matches_with(
-            &mut self.exact_cache,
-            &Input::new(text),
-            &mut self.patset,
-        );
-        if self.patset.is_empty() {
-            return;
-        }
         self.pos_bits.fill(0);
         self.neg_bits.fill(0);
-        for pid in self.patset.iter() {
-            let rule = &self.set.rules[pid.as_usize()];
-            let bits = if rule.negate {
-                &mut self.neg_bits
-            } else {
-                &mut self.pos_bits
-            };
-            for &a in &rule.alarms {
-                bits[a as usize / 64] |= 1 << (a % 64);
+        let mut any = false;
+        if let (true, Some(lits)) = (by_lit, set.lits.as_ref()) {
+            // Which rules' literals the (cut) line holds: a match within the cut text holds
+            // one of its rule's literals within the cut text.
+            let (named, seen) = (&mut self.named, &mut self.seen);
+            named.clear();
+            lits.each(text, 0, text.len(), &mut |_, n| {
+                let (w, b) = (n.rule as usize / 64, 1u64 << (n.rule % 64));
+                if seen[w] & b == 0 {
+                    seen[w] |= b;
+                    named.push(n.rule);
+                }
+                true
+            });
+            for i in 0..self.named.len() {
+                let r = self.named[i] as usize;
+                self.seen[r / 64] &= !(1u64 << (r % 64));
+                let Some(re) = &set.one[r] else {
+                    continue;
+                };
+                let cache = self.one_caches[r].get_or_insert_with(|| re.create_cache());
+                if re.is_match_with(cache, &Input::new(text)) {
+                    any = true;
+                    mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[r]);
+                }
             }
+        }
+        if let (true, Some(dfa), Some(cache)) =
+            (by_dfa, set.dfa.as_ref(), self.exact_cache.as_mut())
+        {
+            self.patset.clear();
+            dfa.exact
+                .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
+            for pid in self.patset.iter() {
+                any = true;
+                let r = dfa.ids[pid.as_usize()] as usize;
+                mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[r]);
+            }
+        }
+        if !any {
+            return;
         }
         self.hits.clear();
         for (w, (p, n)) in self.pos_bits.iter().zip(&self.neg_bits).enumerate() {
@@ -482,6 +630,23 @@ impl<'r> Matcher<'r> {
             on_hit(msg, &self.hits);
         }
     }
+}
+
+/// Set the alarm bits a matching rule names.
+#[inline]
+fn mark(pos: &mut [u64], neg: &mut [u64], rule: &Rule) {
+    let bits = if rule.negate { neg } else { pos };
+    for &a in &rule.alarms {
+        bits[a as usize / 64] |= 1 << (a % 64);
+    }
+}
+
+/// The line of `buf[pos..to]` (`pos` a line start) holding position `at`.
+#[inline]
+fn line_around(buf: &[u8], pos: usize, at: usize, to: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
+    let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
+    (start, end)
 }
 
 #[cfg(test)]
@@ -623,16 +788,40 @@ mod tests {
     }
 
     #[test]
-    fn the_dfa_takes_every_rule_unless_all_have_literals() {
-        let s = set(&[("ERROR", &[0], false), ("^\\d+$", &[1], false)], 8192);
-        assert!(s.lits.is_none() && s.scan.is_some());
-        let got = hits(&s, b"12\nx ERROR\nok\n345\nERROR 9\n");
-        assert_eq!(got.len(), 4);
-        let only = set(&[("ERROR", &[0], false), ("(a|b)cde", &[1], false)], 8192);
-        assert!(only.lits.is_some() && only.scan.is_none());
-        let got = hits(&only, b"x\nbcde\nok\nERROR\n");
+    fn the_dfa_takes_only_the_rules_without_literals() {
+        let s = set(
+            &[
+                ("ERROR: disk", &[0], false),
+                ("^\\d+$", &[1], false),
+                ("(?i)warn", &[2], false),
+            ],
+            8192,
+        );
+        assert!(s.lits.is_some() && s.dfa.as_ref().is_some_and(|d| d.ids == [1, 2]));
+        let got = hits(&s, b"12\nx ERROR: disk\nok\n345\nERROR: disk 9\nWaRn\n");
         let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(lines, vec!["bcde\n", "ERROR\n"]);
+        assert_eq!(
+            lines,
+            vec![
+                "12\n",
+                "x ERROR: disk\n",
+                "345\n",
+                "ERROR: disk 9\n",
+                "WaRn\n"
+            ]
+        );
+        let only = set(
+            &[
+                ("ERROR: disk", &[0], false),
+                ("(abcd|bcde)fgh", &[1], false),
+                ("(?i)machine check", &[2], false),
+            ],
+            8192,
+        );
+        assert!(only.lits.is_some() && only.dfa.is_none());
+        let got = hits(&only, b"x\nbcdefgh\nok\nERROR: disk\nMACHINE Check\n");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["bcdefgh\n", "ERROR: disk\n", "MACHINE Check\n"]);
     }
 
     #[test]

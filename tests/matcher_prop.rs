@@ -41,23 +41,39 @@ fn rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
     )
 }
 
+/// Bytes, and now and then a piece of the long literals of [`literal_rule`] (in either case), so
+/// the literal-first search has something to find.
 fn input() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(
         prop_oneof![
-            Just(b'a'),
-            Just(b'b'),
-            Just(b'A'),
-            Just(b'1'),
-            Just(b' '),
-            Just(b'\n'),
-            Just(b'\n'),
-            Just(b'\r'),
-            Just(0u8),
-            Just(0xffu8),
-            Just(b'['),
+            8 => prop_oneof![
+                Just(b'a'),
+                Just(b'b'),
+                Just(b'A'),
+                Just(b'1'),
+                Just(b' '),
+                Just(b'\n'),
+                Just(b'\n'),
+                Just(b'\r'),
+                Just(0u8),
+                Just(0xffu8),
+                Just(b'['),
+            ]
+            .prop_map(|b| vec![b]),
+            1 => prop_oneof![
+                Just(&b"aab a1b"[..]),
+                Just(&b"AAB A1B"[..]),
+                Just(&b"ba1 1ab"[..]),
+                Just(&b"b a b a1"[..]),
+                Just(&b"aBa BaB"[..]),
+                Just(&b"a\x00b a\xffb"[..]),
+                Just(&b"aab a"[..]),
+            ]
+            .prop_map(|b| b.to_vec()),
         ],
-        0..200,
+        0..120,
     )
+    .prop_map(|v| v.concat())
 }
 
 fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink {
@@ -79,7 +95,8 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
     s
 }
 
-/// Rules that all carry a literal of 3+ bytes, so the literal prefilter replaces the DFA.
+/// Rules that all carry a literal: of 7+ bytes (the literal-first search takes them) or of 3
+/// (the DFA part takes them), each compared exactly or ignoring case.
 fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
     (
         prop_oneof![Just("^"), Just(""), Just("\\b"), Just("(?i)"), Just("\\d*")],
@@ -89,7 +106,13 @@ fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
             Just("b a"),
             Just("AbA"),
             Just("(aab|ba1)"),
-            Just("a\\x00b")
+            Just("a\\x00b"),
+            Just("aab a1b"),
+            Just("(aab a1b|ba1 1ab)"),
+            Just("b a b a1"),
+            Just("aBa BaB"),
+            Just("a\\x00b a\\xffb"),
+            Just("aab a[1b]b"),
         ],
         prop_oneof![Just(""), Just("$"), Just("\\d+"), Just(".*b"), Just("\\s")],
         proptest::collection::vec(0u32..4, 1..3),

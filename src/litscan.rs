@@ -1,0 +1,553 @@
+//! Many literals searched at once: the first stage of matching when rules have required literals.
+//!
+//! Role: given the literals every rule's matches must contain (see `rules::required_literals`),
+//! find the lines of a buffer that hold any of them, and for one line, which rules' literals it
+//! holds. Only those rules are then checked exactly, each with its own small regex (the
+//! "literal-first" design of Hyperscan: a literal hit names the rules to confirm).
+//!
+//! Shape: a hashed filter over short windows (a scalar cousin of Hyperscan's FDR). Every literal
+//! contributes its first `stride` windows of `width` bytes (3 or 4), with ASCII case ignored, to a
+//! bit table of 2^12..2^16 bits; the search reads one `u32` every `stride` bytes, hashes it and
+//! tests one bit. Any occurrence of a literal covers `stride` consecutive window positions, one of
+//! which is tested, so nothing is missed. A set bit sends the position to its bucket of
+//! (literal, offset) entries, each compared in full (exact bytes, or ASCII case-insensitively for
+//! literals taken from `(?i)` rules).
+//!
+//! Invariants: no allocation during a search; never reports a literal that is not in the
+//! haystack between the given bounds (windows are verified before they are reported); every
+//! occurrence between the bounds is reported by [`LitScan::each`].
+//!
+//! Rejected alternatives (measured, PERF.md): aho-corasick's DFA over the 219 literals of the
+//! 100-rule benchmark set (391–431 MB/s on a case-folded copy: slower than the lazy DFA of all
+//! rules); Teddy (limited to 64 literals); case-folded literals searched in a lowered copy of the
+//! buffer (an extra pass: the filter's masked key ignores case for free).
+
+/// One literal and the rule it stands for.
+#[derive(Debug, Clone)]
+pub struct Needle {
+    /// The bytes; lower case when `ci`.
+    pub bytes: Box<[u8]>,
+    /// Compare ignoring ASCII case.
+    pub ci: bool,
+    /// The rule (an index the caller chose).
+    pub rule: u32,
+}
+
+/// The compiled search.
+#[derive(Debug)]
+pub struct LitScan {
+    needles: Vec<Needle>,
+    width: usize,
+    stride: usize,
+    /// Clears bit 5 of each byte in the window (ASCII case) and, for width 3, the fourth byte.
+    mask: u32,
+    shift: u32,
+    /// The CPU has AVX2 (stride 4 then tests eight windows at once).
+    avx2: bool,
+    filter: Box<[u64]>,
+    /// Bucket `h` is `entries[starts[h]..starts[h + 1]]`.
+    starts: Box<[u32]>,
+    /// (needle index, offset of the window in the needle).
+    entries: Box<[(u32, u32)]>,
+}
+
+/// Widest stride: more windows per literal (a fuller filter) for fewer tests per byte.
+const MAX_STRIDE: usize = 4;
+
+#[inline(always)]
+fn hash(key: u32, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B1) >> shift) as usize
+}
+
+impl LitScan {
+    /// Build over `needles` (each at least 3 bytes long, none containing `\n`). None when
+    /// `needles` is empty or one is shorter than 3 bytes.
+    pub fn new(needles: Vec<Needle>) -> Option<LitScan> {
+        let min = needles.iter().map(|n| n.bytes.len()).min()?;
+        if min < 3 {
+            return None;
+        }
+        let width = min.min(4);
+        let stride = (min - width + 1).min(MAX_STRIDE);
+        let mask = if width == 4 { 0xDFDF_DFDF } else { 0x00DF_DFDF };
+        let windows = needles.len() * stride;
+        // About 1.5 % of the bits set (a 4-gram rarely hits by chance), between 4 Kbit and 256 Kbit.
+        // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
+        // ordinary text cost as much as the rare windows save.
+        let bits = (windows * 512).next_power_of_two().clamp(1 << 12, 1 << 18);
+        let log2 = bits.trailing_zeros();
+        let shift = 32 - log2;
+        let mut pairs: Vec<(usize, u32, u32)> = Vec::with_capacity(windows);
+        for (i, n) in needles.iter().enumerate() {
+            let base = rarest_base(&n.bytes, width, stride);
+            for off in base..base + stride {
+                let key = key_of(&n.bytes[off..off + width]) & mask;
+                pairs.push((hash(key, shift), i as u32, off as u32));
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut filter = vec![0u64; bits / 64].into_boxed_slice();
+        let mut starts = vec![0u32; bits + 1].into_boxed_slice();
+        for &(h, _, _) in &pairs {
+            filter[h / 64] |= 1 << (h % 64);
+            starts[h + 1] += 1;
+        }
+        for h in 0..bits {
+            starts[h + 1] += starts[h];
+        }
+        let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
+        Some(LitScan {
+            needles,
+            width,
+            stride,
+            mask,
+            shift,
+            avx2: cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2"),
+            filter,
+            starts,
+            entries,
+        })
+    }
+
+    /// (literals, window width, stride, filter bits).
+    pub fn shape(&self) -> (usize, usize, usize, usize) {
+        (
+            self.needles.len(),
+            self.width,
+            self.stride,
+            self.filter.len() * 64,
+        )
+    }
+    /// The literals.
+    pub fn needles(&self) -> &[Needle] {
+        &self.needles
+    }
+
+    /// The start of some literal occurring in `hay[from..to]` (not necessarily the leftmost,
+    /// but no occurrence ends before a line that holds one: see [`LitScan::each`]).
+    #[inline]
+    pub fn find(&self, hay: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut found = None;
+        self.each(hay, from, to, &mut |at, _| {
+            found = Some(at);
+            false
+        });
+        found
+    }
+
+    /// Call `on(start, needle)` for every occurrence of a literal in `hay[from..to]`, in the order
+    /// of the tested windows (a window lies within `stride` bytes of its literal's start), until
+    /// `on` returns false.
+    pub fn each(
+        &self,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) {
+        let to = to.min(hay.len());
+        if to < from + self.width {
+            return;
+        }
+        let last = to - self.width; // last window start
+        match self.stride {
+            1 => self.each_from::<1>(hay, from, from, to, last, on),
+            2 => self.each_from::<2>(hay, from, from, to, last, on),
+            3 => self.each_from::<3>(hay, from, from, to, last, on),
+            _ if self.avx2 => self.each_avx2(hay, from, to, last, on),
+            _ => self.each_from::<4>(hay, from, from, to, last, on),
+        }
+    }
+
+    /// [`LitScan::each`] for stride 4 with AVX2: eight windows (32 bytes) tested at once, the
+    /// scalar rounds only for blocks with a set bit and for the tail.
+    fn each_avx2(
+        &self,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        last: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) {
+        let mut q = from;
+        loop {
+            let (at, hit) = self.next_block(hay, q, last);
+            if !hit {
+                return self.each_from::<4>(hay, from, at, to, last, on);
+            }
+            for w in (at..at + 32).step_by(4) {
+                let Some(c) = hay.get(w..).and_then(|r| r.first_chunk::<4>()) else {
+                    break;
+                };
+                let h = hash(u32::from_le_bytes(*c) & self.mask, self.shift);
+                if (self.filter[h / 64] >> (h % 64)) & 1 != 0
+                    && !self.verify(hay, from, to, w, h, on)
+                {
+                    return;
+                }
+            }
+            q = at + 32;
+        }
+    }
+
+    /// The first 32-byte block from `q` on (in steps of 32, while its last window starts at or
+    /// before `last`) with a window whose filter bit is set: `(start, true)`; or where the blocks
+    /// ended: `(start, false)`.
+    #[inline]
+    fn next_block(&self, hay: &[u8], q: usize, last: usize) -> (usize, bool) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: `self.avx2` is set only when the CPU has AVX2 (`LitScan::new`).
+            unsafe { x86::next_block(&self.filter, self.mask, self.shift, hay, q, last) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (hay, last);
+            (q, false)
+        }
+    }
+
+    /// [`LitScan::each`] with the stride known at compile time (so the four windows of a round
+    /// are constant offsets into one 16-byte block).
+    #[inline(always)]
+    fn each_from<const S: usize>(
+        &self,
+        hay: &[u8],
+        from: usize,
+        start: usize,
+        to: usize,
+        last: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) {
+        let (mask, shift) = (self.mask, self.shift);
+        let filter = &self.filter[..];
+        let hit = |key: u32| -> Option<usize> {
+            let h = hash(key & mask, shift);
+            ((filter[h / 64] >> (h % 64)) & 1 != 0).then_some(h)
+        };
+        let word = |b: &[u8; 16], i: usize| -> u32 {
+            u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+        };
+        let mut q = start;
+        // PERF: four windows per round from one 16-byte block, one branch for the four bit
+        // tests; the bucket is visited only for windows whose bit is set.
+        while q + 3 * S <= last {
+            let Some(block) = hay.get(q..).and_then(|r| r.first_chunk::<16>()) else {
+                break;
+            };
+            let keys = [
+                word(block, 0),
+                word(block, S),
+                word(block, 2 * S),
+                word(block, 3 * S),
+            ];
+            let any = keys.iter().fold(0u64, |acc, &k| {
+                let h = hash(k & mask, shift);
+                acc | (filter[h / 64] >> (h % 64))
+            });
+            if any & 1 != 0 {
+                for (i, &key) in keys.iter().enumerate() {
+                    if let Some(h) = hit(key) {
+                        if !self.verify(hay, from, to, q + i * S, h, on) {
+                            return;
+                        }
+                    }
+                }
+            }
+            q += 4 * S;
+        }
+        while q <= last {
+            let key = match hay[q..].first_chunk::<4>() {
+                Some(c) => u32::from_le_bytes(*c),
+                None => tail_key(&hay[q..to]),
+            };
+            if let Some(h) = hit(key) {
+                if !self.verify(hay, from, to, q, h, on) {
+                    return;
+                }
+            }
+            q += S;
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn verify(
+        &self,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        q: usize,
+        h: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) -> bool {
+        let (a, b) = (self.starts[h] as usize, self.starts[h + 1] as usize);
+        for &(n, off) in &self.entries[a..b] {
+            let Some(p) = q.checked_sub(off as usize).filter(|&p| p >= from) else {
+                continue;
+            };
+            let needle = &self.needles[n as usize];
+            let Some(got) = hay
+                .get(p..p + needle.bytes.len())
+                .filter(|_| p + needle.bytes.len() <= to)
+            else {
+                continue;
+            };
+            let same = if needle.ci {
+                got.eq_ignore_ascii_case(&needle.bytes)
+            } else {
+                got == &needle.bytes[..]
+            };
+            if same && !on(p, needle) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// See `LitScan::next_block`. The filter's u64 words are read as little-endian u32 words
+    /// (bit `h` is bit `h % 32` of u32 word `h / 32`, as it is bit `h % 64` of u64 word `h / 64`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and `shift` must be `32 - log2(filter bits)`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn next_block(
+        filter: &[u64],
+        mask: u32,
+        shift: u32,
+        hay: &[u8],
+        mut q: usize,
+        last: usize,
+    ) -> (usize, bool) {
+        let vmask = _mm256_set1_epi32(mask as i32);
+        let mul = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
+        let count = _mm_cvtsi32_si128(shift as i32);
+        let low5 = _mm256_set1_epi32(31);
+        let one = _mm256_set1_epi32(1);
+        let words = filter.as_ptr().cast::<i32>();
+        // PERF: 32 bytes a round: eight 4-byte windows hashed in one multiply, their filter words
+        // fetched with one gather (rules100, scan alone: see PERF.md "AVX2").
+        while q + 32 <= hay.len() && q + 28 <= last {
+            // SAFETY: q + 32 <= hay.len(), so the 32 bytes read are in `hay`.
+            let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q).cast()) };
+            let h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
+            // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one of its
+            // u32 words.
+            let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };
+            let bits = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)), one);
+            if _mm256_testz_si256(bits, bits) == 0 {
+                return (q, true);
+            }
+            q += 32;
+        }
+        (q, false)
+    }
+}
+
+/// How rare each byte is in log text, ASCII case folded: -log2 of its frequency in the loghub
+/// samples of `../shared/corpus` (2.9 MB), rounded, 21 for bytes never seen there.
+#[rustfmt::skip]
+const RARITY: [u8; 128] = [
+    21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 7, 21, 21, 7, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21,
+    3, 15, 13, 9, 10, 21, 20, 15, 9, 9, 10, 16, 8, 6, 5, 8, 4, 4, 5, 6, 6, 6, 6, 6, 6, 6, 5, 11, 13, 7, 14, 19,
+    10, 5, 7, 5, 5, 4, 7, 7, 6, 5, 8, 7, 6, 6, 5, 5, 6, 10, 5, 5, 5, 6, 8, 7, 8, 7, 10, 8, 16, 8, 21, 8,
+    21, 5, 7, 5, 5, 4, 7, 7, 6, 5, 8, 7, 6, 6, 5, 5, 6, 10, 5, 5, 5, 6, 8, 7, 8, 7, 10, 14, 9, 14, 21, 21,
+];
+
+/// -log2 of the frequency of each pair of bytes below 128 (ASCII case folded, row = first
+/// byte) in the same samples, capped at 40: `scripts/gen-rarity.py` makes it.
+static BIGRAM_RARITY: &[u8; 128 * 128] = include_bytes!("data/bigram_rarity.bin");
+
+/// How unlikely a window is in ordinary log text, in bits: a first-order Markov estimate from
+/// [`BIGRAM_RARITY`] and [`RARITY`] (P(abcd) = P(ab) P(bc)/P(b) P(cd)/P(c)). Pairs inside common
+/// words ("work", "rror") score low; windows across word boundaries ("k is") score high.
+fn window_rarity(w: &[u8]) -> i32 {
+    let one = |b: u8| i32::from(RARITY.get(b as usize).copied().unwrap_or(21));
+    let two = |a: u8, b: u8| {
+        let (a, b) = (
+            a.to_ascii_lowercase() as usize,
+            b.to_ascii_lowercase() as usize,
+        );
+        if a < 128 && b < 128 {
+            i32::from(BIGRAM_RARITY[a * 128 + b])
+        } else {
+            40
+        }
+    };
+    let mut r = two(w[0], w[1]);
+    for i in 1..w.len() - 1 {
+        r += two(w[i], w[i + 1]) - one(w[i]);
+    }
+    r
+}
+
+/// Where in a literal its `stride` windows start: the place whose windows are least likely in
+/// ordinary text ([`window_rarity`]). A window of common bytes (" of ", "erro") would send most
+/// lines to the buckets.
+fn rarest_base(lit: &[u8], width: usize, stride: usize) -> usize {
+    // Expected chance hits per position, in units of 2^-63 (saturating).
+    let cost = |b: usize| -> u64 {
+        (b..b + stride)
+            .map(|o| 1u64 << (63 - window_rarity(&lit[o..o + width]).clamp(0, 63)))
+            .fold(0u64, u64::saturating_add)
+    };
+    (0..=lit.len() - width - stride + 1)
+        .min_by_key(|&b| cost(b))
+        .unwrap_or(0)
+}
+
+fn key_of(window: &[u8]) -> u32 {
+    let mut k = [0u8; 4];
+    let n = window.len().min(4);
+    k[..n].copy_from_slice(&window[..n]);
+    u32::from_le_bytes(k)
+}
+
+#[cold]
+fn tail_key(rest: &[u8]) -> u32 {
+    key_of(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(lits: &[(&str, bool)]) -> LitScan {
+        LitScan::new(
+            lits.iter()
+                .enumerate()
+                .map(|(i, (s, ci))| Needle {
+                    bytes: s.as_bytes().into(),
+                    ci: *ci,
+                    rule: i as u32,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    fn all(s: &LitScan, hay: &[u8]) -> Vec<(usize, u32)> {
+        let mut v = Vec::new();
+        s.each(hay, 0, hay.len(), &mut |p, n| {
+            v.push((p, n.rule));
+            true
+        });
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn finds_every_occurrence_at_every_alignment() {
+        let s = scan(&[("needle", false), ("hay stack", true), ("dle", false)]);
+        for pad in 0..9 {
+            let hay = format!("{}xneedle HAY STACK needlx hay stack", " ".repeat(pad));
+            let got = all(&s, hay.as_bytes());
+            let p = pad + 1;
+            assert_eq!(
+                got,
+                vec![(p, 0), (p + 3, 2), (p + 7, 1), (p + 24, 1)],
+                "pad {pad}"
+            );
+        }
+    }
+
+    /// Every occurrence, by brute force.
+    fn naive(lits: &[(Vec<u8>, bool)], hay: &[u8], from: usize, to: usize) -> Vec<(usize, u32)> {
+        let mut v = Vec::new();
+        for (i, (l, ci)) in lits.iter().enumerate() {
+            for p in from..to {
+                if let Some(w) = hay.get(p..p + l.len()).filter(|_| p + l.len() <= to) {
+                    if w == &l[..] || (*ci && w.eq_ignore_ascii_case(l)) {
+                        v.push((p, i as u32));
+                    }
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 3000, ..Default::default() })]
+        #[test]
+        fn each_equals_brute_force(
+            lits in proptest::collection::vec(
+                (proptest::collection::vec(proptest::sample::select(&b"abAB \x00\xff"[..]), 3..12),
+                 proptest::bool::ANY),
+                1..6),
+            parts in proptest::collection::vec(
+                (proptest::sample::select(&b"abAB \x00\xff"[..]), 0usize..24, proptest::bool::ANY),
+                0..120),
+            cut in (0usize..8, 0usize..8),
+        ) {
+            // Mostly single bytes; a part whose index is below the literal count is that
+            // literal (upper-cased when the flag says), so occurrences are common.
+            let mut hay = Vec::new();
+            for (b, i, upper) in parts {
+                match lits.get(i) {
+                    Some((l, _)) if upper => hay.extend(l.to_ascii_uppercase()),
+                    Some((l, _)) => hay.extend(l),
+                    None => hay.push(b),
+                }
+            }
+            let lits: Vec<(Vec<u8>, bool)> = lits
+                .into_iter()
+                .map(|(l, ci)| (if ci { l.to_ascii_lowercase() } else { l }, ci))
+                .collect();
+            let needles = lits.iter().enumerate().map(|(i, (l, ci))| Needle {
+                bytes: l.clone().into(), ci: *ci, rule: i as u32,
+            }).collect();
+            let Some(s) = LitScan::new(needles) else { return Ok(()); };
+            let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
+            let expected = if from <= to { naive(&lits, &hay, from, to) } else { vec![] };
+            for avx2 in [false, s.avx2] {
+                let t = LitScan { avx2, ..LitScan::new(s.needles.clone()).unwrap() };
+                let mut got = Vec::new();
+                t.each(&hay, from, to.max(from), &mut |p, n| { got.push((p, n.rule)); true });
+                got.sort();
+                got.dedup();
+                proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
+            }
+        }
+    }
+
+    #[test]
+    fn case_sensitive_literals_stay_exact() {
+        let s = scan(&[("ERROR", false), ("warn", true)]);
+        assert_eq!(all(&s, b"error ERROR WaRn"), vec![(6, 0), (12, 1)]);
+    }
+
+    #[test]
+    fn bounds_are_respected() {
+        let s = scan(&[("abcdef", false)]);
+        let hay = b"abcdefabcdef";
+        let mut v = Vec::new();
+        s.each(hay, 1, 12, &mut |p, _| {
+            v.push(p);
+            true
+        });
+        assert_eq!(v, vec![6]);
+        v.clear();
+        s.each(hay, 0, 11, &mut |p, _| {
+            v.push(p);
+            true
+        });
+        assert_eq!(v, vec![0]);
+        assert_eq!(s.find(hay, 7, 12), None);
+    }
+
+    #[test]
+    fn short_literals_and_short_haystacks() {
+        let s = scan(&[("abc", false)]);
+        assert_eq!(all(&s, b"abc"), vec![(0, 0)]);
+        assert_eq!(all(&s, b"ab"), vec![]);
+        assert_eq!(all(&s, b"xxabc"), vec![(2, 0)]);
+        assert!(LitScan::new(vec![]).is_none());
+    }
+}
