@@ -68,10 +68,13 @@ impl LitScan {
             return None;
         }
         let width = min.min(4);
-        let stride = (min - width + 1).min(MAX_STRIDE);
+        // PERF: stride 3 would not fit the AVX2 kernel's 4-byte lanes: 2 instead.
+        let stride = match (min - width + 1).min(MAX_STRIDE) {
+            3 => 2,
+            s => s,
+        };
         let mask = if width == 4 { 0xDFDF_DFDF } else { 0x00DF_DFDF };
         let windows = needles.len() * stride;
-        // About 1.5 % of the bits set (a 4-gram rarely hits by chance), between 4 Kbit and 256 Kbit.
         // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
         // ordinary text cost as much as the rare windows save.
         let bits = (windows * 512).next_power_of_two().clamp(1 << 12, 1 << 18);
@@ -151,18 +154,19 @@ impl LitScan {
             return;
         }
         let last = to - self.width; // last window start
-        match self.stride {
-            1 => self.each_from::<1>(hay, from, from, to, last, on),
-            2 => self.each_from::<2>(hay, from, from, to, last, on),
-            3 => self.each_from::<3>(hay, from, from, to, last, on),
-            _ if self.avx2 => self.each_avx2(hay, from, to, last, on),
-            _ => self.each_from::<4>(hay, from, from, to, last, on),
+        match (self.stride, self.avx2) {
+            (1, true) => self.each_avx2::<1>(hay, from, to, last, on),
+            (2, true) => self.each_avx2::<2>(hay, from, to, last, on),
+            (_, true) => self.each_avx2::<4>(hay, from, to, last, on),
+            (1, false) => self.each_from::<1>(hay, from, from, to, last, on),
+            (2, false) => self.each_from::<2>(hay, from, from, to, last, on),
+            (_, false) => self.each_from::<4>(hay, from, from, to, last, on),
         }
     }
 
-    /// [`LitScan::each`] for stride 4 with AVX2: eight windows (32 bytes) tested at once, the
-    /// scalar rounds only for blocks with a set bit and for the tail.
-    fn each_avx2(
+    /// [`LitScan::each`] with AVX2: the 32 / S windows of a 32-byte block tested at once, the
+    /// scalar path only for blocks with a set bit and for the tail.
+    fn each_avx2<const S: usize>(
         &self,
         hay: &[u8],
         from: usize,
@@ -172,18 +176,20 @@ impl LitScan {
     ) {
         let mut q = from;
         loop {
-            let (at, hit) = self.next_block(hay, q, last);
-            if !hit {
-                return self.each_from::<4>(hay, from, at, to, last, on);
+            let (at, mut lanes) = self.next_block::<S>(hay, q, last);
+            if lanes == 0 {
+                return self.each_from::<S>(hay, from, at, to, last, on);
             }
-            for w in (at..at + 32).step_by(4) {
+            // PERF: only the windows whose bit is set are hashed again and verified.
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                let w = at + (lane / 8) * S + (lane % 8) * 4;
                 let Some(c) = hay.get(w..).and_then(|r| r.first_chunk::<4>()) else {
-                    break;
+                    continue;
                 };
                 let h = hash(u32::from_le_bytes(*c) & self.mask, self.shift);
-                if (self.filter[h / 64] >> (h % 64)) & 1 != 0
-                    && !self.verify(hay, from, to, w, h, on)
-                {
+                if !self.verify(hay, from, to, w, h, on) {
                     return;
                 }
             }
@@ -192,19 +198,21 @@ impl LitScan {
     }
 
     /// The first 32-byte block from `q` on (in steps of 32, while its last window starts at or
-    /// before `last`) with a window whose filter bit is set: `(start, true)`; or where the blocks
-    /// ended: `(start, false)`.
+    /// before `last`) with a window (every `S` bytes) whose filter bit is set: `(start, lanes)`,
+    /// bit `8 j + i` of `lanes` set for the window at `start + j S + 4 i`; or where the blocks
+    /// ended: `(start, 0)`.
     #[inline]
-    fn next_block(&self, hay: &[u8], q: usize, last: usize) -> (usize, bool) {
+    fn next_block<const S: usize>(&self, hay: &[u8], q: usize, last: usize) -> (usize, u32) {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: `self.avx2` is set only when the CPU has AVX2 (`LitScan::new`).
-            unsafe { x86::next_block(&self.filter, self.mask, self.shift, hay, q, last) }
+            // SAFETY: `self.avx2` is set only when the CPU has AVX2 (`LitScan::new`), and
+            // `self.shift` is 32 - log2 of the filter's bit count.
+            unsafe { x86::next_block::<S>(&self.filter, self.mask, self.shift, hay, q, last) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (hay, last);
-            (q, false)
+            (q, 0)
         }
     }
 
@@ -317,36 +325,46 @@ mod x86 {
     /// # Safety
     /// The CPU must have AVX2, and `shift` must be `32 - log2(filter bits)`.
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn next_block(
+    pub(super) unsafe fn next_block<const S: usize>(
         filter: &[u64],
         mask: u32,
         shift: u32,
         hay: &[u8],
         mut q: usize,
         last: usize,
-    ) -> (usize, bool) {
+    ) -> (usize, u32) {
         let vmask = _mm256_set1_epi32(mask as i32);
         let mul = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
         let count = _mm_cvtsi32_si128(shift as i32);
         let low5 = _mm256_set1_epi32(31);
-        let one = _mm256_set1_epi32(1);
         let words = filter.as_ptr().cast::<i32>();
+        // The windows at q + j*S + 4*i for j < 4/S and i < 8: every S-th window of the block.
+        let loads = 4 / S;
         // PERF: 32 bytes a round: eight 4-byte windows hashed in one multiply, their filter words
-        // fetched with one gather (rules100, scan alone: see PERF.md "AVX2").
-        while q + 32 <= hay.len() && q + 28 <= last {
-            // SAFETY: q + 32 <= hay.len(), so the 32 bytes read are in `hay`.
-            let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q).cast()) };
-            let h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
-            // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one of its
-            // u32 words.
-            let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };
-            let bits = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)), one);
-            if _mm256_testz_si256(bits, bits) == 0 {
-                return (q, true);
+        // fetched with one gather, per load (rules100, search alone: scalar 1.5 GB/s, AVX2 see
+        // PERF.md).
+        while q + 36 <= hay.len() && q + 32 - S <= last {
+            let mut lanes = 0u32;
+            for j in 0..loads {
+                // SAFETY: q + j*S + 32 <= q + 35 < hay.len(): the 32 bytes read are in `hay`.
+                let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + j * S).cast()) };
+                let h = _mm256_srl_epi32(
+                    _mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul),
+                    count,
+                );
+                // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one
+                // of its u32 words.
+                let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };
+                // The tested bit moved to each lane's sign, gathered as 8 mask bits.
+                let bit = _mm256_slli_epi32::<31>(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)));
+                lanes |= (_mm256_movemask_ps(_mm256_castsi256_ps(bit)) as u32) << (8 * j);
+            }
+            if lanes != 0 {
+                return (q, lanes);
             }
             q += 32;
         }
-        (q, false)
+        (q, 0)
     }
 }
 

@@ -25,6 +25,7 @@
 //! refused at start-up with a clear error instead.
 
 use crate::litscan::{LitScan, Needle};
+use std::sync::OnceLock;
 use regex_automata::meta::{self, Regex};
 use regex_automata::{Input, MatchKind, PatternSet};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
@@ -54,7 +55,7 @@ pub struct RuleSet {
     lits: Option<LitScan>,
     /// One regex per rule, for confirming the rules a literal named (None for the rules the
     /// DFA part takes).
-    one: Vec<Option<Regex>>,
+    one: Vec<Option<OneRule>>,
     /// The rules without usable literals.
     dfa: Option<DfaPart>,
     rules: Vec<Rule>,
@@ -63,6 +64,49 @@ pub struct RuleSet {
     /// Some DFA-part rule can match at the end of a cut line only because it was cut (`$`,
     /// `\b`...): then lines longer than `bufsize` are confirmed one by one.
     end_sensitive: bool,
+}
+
+/// A rule the literal search finds: its regex, compiled at its first candidate line.
+#[derive(Debug)]
+struct OneRule {
+    hir: Hir,
+    re: OnceLock<Result<Regex, RegexError>>,
+}
+
+/// Above this [`nfa_weight`], a rule's own regex is compiled at start-up.
+const EAGER_WEIGHT: usize = 2_000;
+
+/// A rough size of a rule's automaton (bytes of literals, ranges of classes, repetitions
+/// multiplied out): small rules cannot exceed any compile limit.
+fn nfa_weight(h: &Hir) -> usize {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(hir::Literal(b)) => b.len(),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len(),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().len() * 4,
+        HirKind::Repetition(r) => {
+            let n = r.max.unwrap_or(r.min).max(r.min).max(1) as usize;
+            nfa_weight(&r.sub).saturating_mul(n)
+        }
+        HirKind::Capture(c) => nfa_weight(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().map(nfa_weight).fold(0, usize::saturating_add)
+        }
+    }
+}
+
+/// One rule's own regex (leftmost-first, byte-based, the default lazy DFA cache).
+fn one_regex(h: &Hir) -> Result<Regex, RegexError> {
+    meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(256 << 20))
+                .dfa(false)
+                .auto_prefilter(false),
+        )
+        .build_from_hir(h)
+        .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
 /// Rules matched by automata instead of literals: a scan automaton over the whole buffer, and
@@ -208,8 +252,14 @@ pub fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
     let mut best = prefix_literals(h);
     match h.kind() {
         HirKind::Concat(v) => {
+            // PERF: only suffixes that start with a literal, and only their next four parts (the
+            // prefixes of those are prefixes of the whole suffix's matches; literals are cut at
+            // 32 bytes anyway): 1,000 rules spent ~40 ms here cloning every suffix whole.
             for i in 1..v.len() {
-                best = better(best, prefix_literals(&Hir::concat(v[i..].to_vec())));
+                if matches!(v[i].kind(), HirKind::Literal(_)) {
+                    let part = Hir::concat(v[i..v.len().min(i + 4)].to_vec());
+                    best = better(best, prefix_literals(&part));
+                }
             }
             for child in v {
                 best = better(best, required_literals(child));
@@ -266,6 +316,24 @@ fn fold_case(h: &Hir) -> Option<Hir> {
     })
 }
 
+/// Whether some class holds an ASCII letter in both cases (`(?i)`, `[Cc]`, `\w`): only then
+/// can folding case give better literals.
+fn has_case_pair(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| {
+            (r.start()..=r.end()).any(|b| b.is_ascii_uppercase() && {
+                let l = b | 0x20;
+                c.ranges().iter().any(|q| q.start() <= l && l <= q.end())
+            })
+        }),
+        HirKind::Class(Class::Unicode(_)) => true,
+        HirKind::Repetition(r) => has_case_pair(&r.sub),
+        HirKind::Capture(c) => has_case_pair(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(has_case_pair),
+        _ => false,
+    }
+}
+
 /// The literals a rule's matches must contain, and whether they compare ignoring ASCII case:
 /// the better of the rule's own required literals and those of its case-folded form (which
 /// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece). Literals
@@ -280,14 +348,24 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
         (!v.is_empty()).then_some(v)
     };
     let exact = required_literals(h).and_then(clean);
-    let folded = fold_case(h)
-        .and_then(|f| required_literals(&f))
-        .and_then(clean);
+    let folded = if has_case_pair(h) {
+        fold_case(h)
+            .and_then(|f| required_literals(&f))
+            .and_then(clean)
+    } else {
+        None
+    };
     match (exact, folded) {
         (Some(e), Some(f)) if quality(&f) > quality(&e) => Some((f, true)),
         (Some(e), _) => Some((e, false)),
         (None, f) => f.map(|f| (f, true)),
     }
+}
+
+/// [`rule_needles`] when the literal-first search takes them (none shorter than
+/// [`FAST_NEEDLE_LEN`]).
+pub fn fast_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
+    rule_needles(h).filter(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN)
 }
 
 impl RuleSet {
@@ -312,26 +390,46 @@ impl RuleSet {
         // search (litscan.rs) and each candidate line is confirmed only against the rules whose
         // literals it holds, one small regex each; the automata take only the rules without
         // literals. rules100 in memory: see PERF.md ("literal-first").
+        let mut hirs = Vec::with_capacity(patterns.len());
+        let mut found = Vec::with_capacity(patterns.len());
+        for (i, (p, _)) in patterns.iter().enumerate() {
+            let h = parse_regex(p).map_err(|e| (i, e))?;
+            found.push(rule_needles(&h));
+            hirs.push(h);
+        }
+        // Literals shorter than FAST_NEEDLE_LEN shrink the search's stride for all: a few such
+        // rules go to the DFA part (whose regex finds them with its own prefilter), many stay.
+        let with = found.iter().flatten().count();
+        let short = found
+            .iter()
+            .flatten()
+            .filter(|(l, _)| min_len(l) < FAST_NEEDLE_LEN)
+            .count();
+        let keep_short = short > (with / 20).max(2);
         let mut needles = Vec::new();
         let mut one = Vec::with_capacity(patterns.len());
         let mut dfa_exact = Vec::new();
         let mut dfa_scan = Vec::new();
         let mut ids = Vec::new();
         let mut end_sensitive = false;
-        for (i, (p, _)) in patterns.iter().enumerate() {
-            let h = parse_regex(p).map_err(|e| (i, e))?;
-            let fast = |(l, _): &(Vec<Vec<u8>>, bool)| min_len(l) >= FAST_NEEDLE_LEN;
-            match rule_needles(&h).filter(|n| fast(n) && needles.len() < MAX_NEEDLES) {
+        for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
+            let fast = |(l, _): &(Vec<Vec<u8>>, bool)| keep_short || min_len(l) >= FAST_NEEDLE_LEN;
+            match lits.filter(|l| fast(l) && needles.len() < MAX_NEEDLES) {
                 Some((lits, ci)) => {
                     needles.extend(lits.into_iter().map(|l| Needle {
                         bytes: l.into(),
                         ci,
                         rule: i as u32,
                     }));
-                    // The default lazy DFA cache is plenty for one rule.
-                    let re = build(std::slice::from_ref(&h), MatchKind::LeftmostFirst, 2 << 20)
-                        .map_err(|e| (i, e))?;
-                    one.push(Some(re));
+                    // PERF: a rule's own regex is compiled at its first candidate line (1,000
+                    // of them took ~60 ms at start-up), except a large one, compiled now so
+                    // that a size error stops start-up like any regex error.
+                    let lazy = OnceLock::new();
+                    if nfa_weight(&h) > EAGER_WEIGHT {
+                        let re = one_regex(&h).map_err(|e| (i, e))?;
+                        let _ = lazy.set(Ok(re));
+                    }
+                    one.push(Some(OneRule { hir: h, re: lazy }));
                 }
                 None => {
                     end_sensitive |= looks_ahead(&h);
@@ -592,7 +690,12 @@ impl<'r> Matcher<'r> {
             for i in 0..self.named.len() {
                 let r = self.named[i] as usize;
                 self.seen[r / 64] &= !(1u64 << (r % 64));
-                let Some(re) = &set.one[r] else {
+                let Some(one) = &set.one[r] else {
+                    continue;
+                };
+                let Ok(re) = one.re.get_or_init(|| one_regex(&one.hir)) else {
+                    // Cannot happen for a rule of small weight (and large ones were compiled
+                    // at start-up, where an error stops logalarm); never matches then.
                     continue;
                 };
                 let cache = self.one_caches[r].get_or_insert_with(|| re.create_cache());
