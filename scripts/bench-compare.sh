@@ -3,6 +3,12 @@
 #
 #   scripts/bench-compare.sh                 # 1 GiB corpus, 10 and 100 rules, 3 runs each
 #   SIZE_MB=256 RUNS=1 scripts/bench-compare.sh
+#   RULESETS="10 100 1000" UWSGI_MB=16 scripts/bench-compare.sh
+#
+# Rule sets: ../shared/bench/rulesN.txt; 1000 is made from the 100 by varying each rule ten
+# times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
+# Floors: `newline_count` is `cat | memchr newline count` (the floor with a pipe); the header
+# prints the in-memory memchr newline count (the floor for splitting lines).
 #
 # Peers: rg --passthru (the same job: pass everything through, find matches), rg -c, GNU grep
 # -E -c (10 rules only unless GREP_ALL=1: it needs minutes for 100), Hyperscan/vectorscan block
@@ -31,8 +37,9 @@ need /usr/bin/time time
 need pkg-config pkg-config
 pkg-config --exists libhs 2>/dev/null || need __no_such_cmd libvectorscan-dev
 
-cargo build --release --quiet
+cargo build --release --quiet --bin logalarm --example nlcount
 LOGALARM=$ROOT/target/release/logalarm
+NLCOUNT=$ROOT/target/release/examples/nlcount
 
 CORPUS=$WORK/corpus-${SIZE_MB}.log
 [ -s "$CORPUS" ] || "$SHARED/corpus/make_corpus.sh" "$SIZE_MB" "$CORPUS"
@@ -83,9 +90,16 @@ uwsgi_run() { # uwsgi_run RULES: the whole uWSGI master life, corpus through its
 median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores; corpus $BYTES bytes, $LINES lines; median of $RUNS"
+echo "# memchr newline count in memory (best of 5): $($NLCOUNT "$CORPUS" 2>&1) MB/s"
 echo "# logalarm $($LOGALARM --version | cut -d' ' -f2), $(rg --version 2>/dev/null | sed -n 1p), $(grep --version | head -1), uwsgi $(uwsgi --version 2>/dev/null)${HS:+, vectorscan $(pkg-config --modversion libhs)}"
 for n in $RULESETS; do
   RULES=$SHARED/bench/rules$n.txt
+  if [ "$n" = 1000 ]; then
+    RULES=$WORK/rules1000.txt
+    for i in $(seq 0 9); do
+      while IFS= read -r r; do [ -n "$r" ] && printf '%s|v%dx%d\n' "$r" "$i" "${#r}"; done < "$SHARED/bench/rules100.txt"
+    done > "$RULES"
+  fi
   INI=$WORK/rules$n.ini
   { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"; } > "$INI"
   declare -A CMDS=(
@@ -95,14 +109,17 @@ for n in $RULESETS; do
     [logalarm_supervised]="$LOGALARM --ini $INI -- cat $CORPUS < /dev/null > /dev/null"
     [rg_passthru]="rg --passthru -f $RULES > /dev/null"
     [rg_count]="rg -c -f $RULES"
+    [newline_count]="$NLCOUNT"
   )
-  ORDER="logalarm logalarm_supervised rg_passthru rg_count"
+  ORDER="logalarm logalarm_supervised newline_count rg_passthru rg_count"
   if [ "$n" -le 10 ] || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
   if [ -n "$HS" ]; then CMDS[hyperscan]="$HS $RULES"; ORDER="$ORDER hyperscan"; fi
   printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
   for tool in $ORDER uwsgi; do
     [ "$tool" = uwsgi ] && ! command -v uwsgi >/dev/null && continue
+    # uWSGI runs each line through every PCRE in turn: 1,000 rules would take an hour.
+    [ "$tool" = uwsgi ] && [ "$n" -gt 100 ] && [ "${UWSGI_ALL:-0}" != 1 ] && continue
     : > "$WORK/times"
     for _ in $(seq "$RUNS"); do
       if [ "$tool" = uwsgi ]; then uwsgi_run "$RULES"; else measure "${CMDS[$tool]}"; fi >> "$WORK/times"
