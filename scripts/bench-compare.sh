@@ -60,7 +60,8 @@ fi
 measure() {
   local cmd=$1 t0 t1
   t0=$(date +%s.%N)
-  cat "$CORPUS" | /usr/bin/time -f '%M' -o "$WORK/rss" bash -c "$cmd" > "$WORK/out" 2>"$WORK/err" || { echo "FAILED: $cmd" >&2; tail -3 "$WORK/err" >&2; }
+  # (`|| true`: a tool that reads its own input, like logalarm_supervised, leaves cat to SIGPIPE.)
+  { cat "$CORPUS" || true; } | /usr/bin/time -f '%M' -o "$WORK/rss" bash -c "$cmd" > "$WORK/out" 2>"$WORK/err" || { echo "FAILED: $cmd" >&2; tail -3 "$WORK/err" >&2; }
   t1=$(date +%s.%N)
   echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
 }

@@ -1,36 +1,43 @@
-//! Log-alarm rules compiled into one multi-pattern automaton, matched in one pass per buffer.
+//! Log-alarm rules compiled for one pass per buffer: literal-first, automata for the rest.
 //!
 //! Role: given a buffer of whole lines, find every line that some `log-alarm`/`not-log-alarm`
 //! rule matches and report, for each, the alarms it raises (positive names minus negative names,
 //! each once, in the order the configuration first names them).
 //!
-//! Shape (ripgrep's "fast path"): two regex-automata `meta::Regex`es hold all rules at once.
-//! * `scan` searches the *whole buffer* for the earliest position where any rule could match.
-//!   Its patterns are rewritten so that no match can cross a line: `\n` is removed from every
-//!   class and literal, `^`/`\A` become "after `\n`, or `\r` not before `\n`" and `$`/`\z` become
-//!   "before `\r` or `\n`". It therefore finds a superset of the lines the rules match, and most
-//!   lines — which match nothing — cost only the DFA's per-byte step, never a per-line call.
-//! * `exact` (MatchKind::All) runs `which_overlapping_matches` on one candidate line, cut to
-//!   `log-master-bufsize` and without its terminator: the exact semantics, and the set of rules.
+//! Shape (Hyperscan's literal-first design, ripgrep's whole-buffer fast path):
+//! * Most rules have *required literals* ([`rule_needles`]: strings one of which every match
+//!   contains, case-folded for `(?i)` rules). One [`LitScan`] searches the *whole buffer* for all
+//!   of them at once; a line holding one is a candidate, and only the rules whose literals it
+//!   holds are confirmed, each with its own small regex ([`OneRule`], compiled at its first
+//!   candidate). Most lines, which hold no literal, cost a fraction of a nanosecond per byte.
+//! * The rules without literals of [`FAST_NEEDLE_LEN`] bytes form the *DFA part*: `scan`, one
+//!   regex-automata lazy DFA of all of them, rewritten so that no match can cross a line (`\n`
+//!   removed from every class and literal, `^`/`\A` become "after `\n`, or `\r` not before
+//!   `\n`", `$`/`\z` become "before `\r` or `\n`"), searches the whole buffer for candidates
+//!   (or Teddy over their literals, when they all have some); `exact` (MatchKind::All) gives
+//!   the set of them that a candidate line matches.
+//! * Both candidate streams are merged in line order; each line is confirmed cut to
+//!   `log-master-bufsize` and without its terminator: the exact semantics.
 //!
-//! Invariants: no loop over rules per line (the set of matched rules comes from one automaton
-//! run); no allocation per line (caches and scratch live in [`Matcher`]); regexes are byte-based
-//! like uWSGI's non-UTF PCRE (`unicode(false)`, `utf8(false)`: `.` is any byte but `\n`, `\w` and
-//! `(?i)` are ASCII), so any input bytes can be matched.
+//! Invariants: no loop over all rules per line (a line meets only the rules its literals name,
+//! and the DFA part's set comes from one automaton run); no allocation per line (caches and
+//! scratch live in [`Matcher`]); regexes are byte-based like uWSGI's non-UTF PCRE
+//! (`unicode(false)`, `utf8(false)`: `.` is any byte but `\n`, `\w` and `(?i)` are ASCII), so any
+//! input bytes can be matched.
 //!
-//! Rejected alternatives: a loop of one regex per rule (cost grows with the rule count); a dense
-//! DFA (does not finish building for 100 realistic rules, see ECOSYSTEM.md); matching the scan
-//! results directly (the multi-line anchors can also fire next to a lone `\r` inside a line, so
-//! every candidate is confirmed by `exact`); a PCRE2 fallback for look-around — such rules are
-//! refused at start-up with a clear error instead.
+//! Rejected alternatives (PERF.md has the figures): one automaton of all rules for every rule
+//! set (100 rules: 405 MB/s in memory, 1,000 rules: 20 MB/s); aho-corasick over all literals
+//! (slower than the lazy DFA at 100 rules); a dense DFA (does not finish building for 100
+//! realistic rules, see ECOSYSTEM.md); a PCRE2 fallback for look-around — such rules are refused
+//! at start-up with a clear error instead.
 
 use crate::litscan::{LitScan, Needle};
-use std::sync::OnceLock;
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{Input, MatchKind, PatternSet, Span};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
+use std::sync::OnceLock;
 
 /// Lines beginning with this are logalarm's (and uWSGI's) own diagnostics: never matched.
 pub const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
@@ -232,11 +239,14 @@ fn min_len(lits: &[Vec<u8>]) -> usize {
 /// How good a literal set is as a prefilter: a longer shortest literal (up to 32 bytes), less
 /// a byte for each doubling of the number of literals (`PacketResponder \d+` is better served by
 /// "PacketResponder " than by its ten expansions "PacketResponder 0".."9", which cost ten
-/// comparisons per hit); then fewer literals.
-fn quality(lits: &[Vec<u8>]) -> (i64, std::cmp::Reverse<usize>) {
+/// comparisons per hit); then longer literals on average (`R|v1x20`: the literals of `R` and
+/// "v1x20" beat the prefixes "WARN " and "v1x20"); then fewer literals.
+fn quality(lits: &[Vec<u8>]) -> (i64, usize, std::cmp::Reverse<usize>) {
     let doublings = i64::from(usize::BITS - lits.len().leading_zeros());
+    let total: usize = lits.iter().map(|l| l.len().min(32)).sum();
     (
         min_len(lits).min(32) as i64 - doublings,
+        total / lits.len().max(1),
         std::cmp::Reverse(lits.len()),
     )
 }
@@ -325,9 +335,11 @@ fn fold_case(h: &Hir) -> Option<Hir> {
 fn has_case_pair(h: &Hir) -> bool {
     match h.kind() {
         HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| {
-            (r.start()..=r.end()).any(|b| b.is_ascii_uppercase() && {
-                let l = b | 0x20;
-                c.ranges().iter().any(|q| q.start() <= l && l <= q.end())
+            (r.start()..=r.end()).any(|b| {
+                b.is_ascii_uppercase() && {
+                    let l = b | 0x20;
+                    c.ranges().iter().any(|q| q.start() <= l && l <= q.end())
+                }
             })
         }),
         HirKind::Class(Class::Unicode(_)) => true,
@@ -344,12 +356,22 @@ fn has_case_pair(h: &Hir) -> bool {
 /// holding `\n` are left out (no match within a line can contain one). None when neither form
 /// has literals of at least [`MIN_NEEDLE_LEN`] bytes.
 pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
+    // Literals holding `\n` go, and so do literals holding another one of the set (any line
+    // holding them holds the shorter one too).
     let clean = |v: Vec<Vec<u8>>| {
-        let v: Vec<Vec<u8>> = v
+        let mut v: Vec<Vec<u8>> = v
             .into_iter()
             .filter(|l| memchr::memchr(b'\n', l).is_none())
             .collect();
-        (!v.is_empty()).then_some(v)
+        v.sort_by_key(Vec::len);
+        v.dedup();
+        let mut kept: Vec<Vec<u8>> = Vec::with_capacity(v.len());
+        for l in v {
+            if !kept.iter().any(|k| memchr::memmem::find(&l, k).is_some()) {
+                kept.push(l);
+            }
+        }
+        (!kept.is_empty()).then_some(kept)
     };
     let exact = required_literals(h).and_then(clean);
     let folded = if has_case_pair(h) {
