@@ -140,8 +140,8 @@ impl LitScan {
     }
 
     /// Call `on(start, needle)` for every occurrence of a literal in `hay[from..to]`, in the order
-    /// of the tested windows (a window lies within `stride` bytes of its literal's start), until
-    /// `on` returns false.
+    /// of the tested windows, left to right (a window lies within `stride` bytes of its literal's
+    /// start), until `on` returns false.
     pub fn each(
         &self,
         hay: &[u8],
@@ -180,11 +180,18 @@ impl LitScan {
             if lanes == 0 {
                 return self.each_from::<S>(hay, from, at, to, last, on);
             }
-            // PERF: only the windows whose bit is set are hashed again and verified.
+            // Lane 8 j + i is the window at j S + 4 i: reorder to bit = offset in the block, so
+            // windows are visited left to right (`find` relies on it).
+            let mut offsets = 0u32;
             while lanes != 0 {
                 let lane = lanes.trailing_zeros() as usize;
                 lanes &= lanes - 1;
-                let w = at + (lane / 8) * S + (lane % 8) * 4;
+                offsets |= 1 << ((lane / 8) * S + (lane % 8) * 4);
+            }
+            // PERF: only the windows whose bit is set are hashed again and verified.
+            while offsets != 0 {
+                let w = at + offsets.trailing_zeros() as usize;
+                offsets &= offsets - 1;
                 let Some(c) = hay.get(w..).and_then(|r| r.first_chunk::<4>()) else {
                     continue;
                 };
@@ -530,6 +537,26 @@ mod tests {
                 got.dedup();
                 proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
             }
+        }
+    }
+
+    #[test]
+    fn find_gives_the_first_line_holding_a_literal() {
+        // Stride 1: the AVX2 lanes of a block are not in position order; `find` must still
+        // report the leftmost window first (a bug once reported the second line's literal).
+        let hay = b"AAB A1Baaa Ab a b a1\naaaaaaa\x00b a\xffbaaaa\n";
+        for avx2 in [false, true] {
+            let t = LitScan {
+                avx2,
+                ..scan(&[("aba", true), ("aab", false), ("b a", true)])
+            };
+            assert_eq!(t.find(hay, 0, hay.len()), Some(2), "avx2 {avx2}");
+            let mut order = Vec::new();
+            t.each(hay, 0, hay.len(), &mut |p, _| {
+                order.push(p);
+                true
+            });
+            assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
         }
     }
 
