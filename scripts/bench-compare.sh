@@ -4,6 +4,7 @@
 #   scripts/bench-compare.sh                 # 1 GiB corpus, 10 and 100 rules, 3 runs each
 #   SIZE_MB=256 RUNS=1 scripts/bench-compare.sh
 #   RULESETS="10 100 1000" UWSGI_MB=16 scripts/bench-compare.sh
+#   UWSGI=0 RUNS=1 scripts/bench-compare.sh     # without the uWSGI rows (minutes each)
 #
 # Rule sets: ../shared/bench/rulesN.txt; 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
@@ -118,7 +119,7 @@ for n in $RULESETS; do
   printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
   for tool in $ORDER uwsgi; do
-    [ "$tool" = uwsgi ] && ! command -v uwsgi >/dev/null && continue
+    [ "$tool" = uwsgi ] && { ! command -v uwsgi >/dev/null || [ "${UWSGI:-1}" = 0 ]; } && continue
     # uWSGI runs each line through every PCRE in turn: 1,000 rules would take an hour.
     [ "$tool" = uwsgi ] && [ "$n" -gt 100 ] && [ "${UWSGI_ALL:-0}" != 1 ] && continue
     : > "$WORK/times"
