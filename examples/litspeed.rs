@@ -1,7 +1,8 @@
 //! Throughput of the literal-first search alone (no confirmation, no pipeline):
 //! `cargo run --release --example litspeed -- RULES.txt CORPUS`.
-//! Prints the filter's shape, then MB/s and the literal occurrences found, three passes.
-use logalarm::litscan::{LitScan, Needle};
+//! Builds the rule set as logalarm does, then prints its literal search's shape, MB/s and the
+//! literal occurrences found, three passes.
+use logalarm::rules::RuleSet;
 use std::time::Instant;
 
 fn main() {
@@ -11,22 +12,17 @@ fn main() {
         std::process::exit(2);
     };
     let text = std::fs::read_to_string(rules).unwrap_or_default();
+    let pats: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     let data = std::fs::read(corpus).unwrap_or_default();
-    let mut needles = Vec::new();
-    for (i, l) in text.lines().filter(|l| !l.is_empty()).enumerate() {
-        let Ok(h) = logalarm::rules::parse_regex(l) else {
-            continue;
-        };
-        if let Some((lits, ci)) = logalarm::rules::fast_needles(&h) {
-            needles.extend(lits.into_iter().map(|b| Needle {
-                bytes: b.into(),
-                ci,
-                rule: i as u32,
-            }));
+    let set = match RuleSet::one_alarm(&pats, 8192) {
+        Ok(s) => s,
+        Err((i, e)) => {
+            eprintln!("rule {i}: {e}");
+            std::process::exit(1);
         }
-    }
-    let Some(s) = LitScan::new(needles) else {
-        eprintln!("no literals");
+    };
+    let Some(s) = set.literal_search() else {
+        eprintln!("no rule has literals the search takes");
         std::process::exit(1);
     };
     println!("(literals, width, stride, filter bits) = {:?}", s.shape());

@@ -122,10 +122,6 @@ impl LitScan {
             self.filter.len() * 64,
         )
     }
-    /// The literals.
-    pub fn needles(&self) -> &[Needle] {
-        &self.needles
-    }
 
     /// The start of some literal occurring in `hay[from..to]` (not necessarily the leftmost,
     /// but no occurrence ends before a line that holds one: see [`LitScan::each`]).
@@ -140,8 +136,9 @@ impl LitScan {
     }
 
     /// Call `on(start, needle)` for every occurrence of a literal in `hay[from..to]`, in the order
-    /// of the tested windows, left to right (a window lies within `stride` bytes of its literal's
-    /// start), until `on` returns false.
+    /// of the tested windows, left to right, until `on` returns false. A window lies inside its
+    /// literal (where the literal is rarest, not at its start), so occurrences of one line may
+    /// come in any order, but all of a line's come before any of a later line's.
     pub fn each(
         &self,
         hay: &[u8],
@@ -275,7 +272,7 @@ impl LitScan {
         while q <= last {
             let key = match hay[q..].first_chunk::<4>() {
                 Some(c) => u32::from_le_bytes(*c),
-                None => tail_key(&hay[q..to]),
+                None => key_of(&hay[q..to]),
             };
             if let Some(h) = hit(key) {
                 if !self.verify(hay, from, to, q, h, on) {
@@ -430,11 +427,6 @@ fn key_of(window: &[u8]) -> u32 {
     let n = window.len().min(4);
     k[..n].copy_from_slice(&window[..n]);
     u32::from_le_bytes(k)
-}
-
-#[cold]
-fn tail_key(rest: &[u8]) -> u32 {
-    key_of(rest)
 }
 
 #[cfg(test)]

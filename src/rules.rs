@@ -103,16 +103,20 @@ fn nfa_weight(h: &Hir) -> usize {
     }
 }
 
-/// One rule's own regex (leftmost-first, byte-based, the default lazy DFA cache).
+/// The regex settings of every automaton here: byte-based (empty matches may split a UTF-8
+/// sequence), a generous NFA limit, no dense DFA (it does not finish building for 100 rules).
+fn base_config() -> meta::Config {
+    meta::Config::new()
+        .utf8_empty(false)
+        .nfa_size_limit(Some(256 << 20))
+        .dfa(false)
+}
+
+/// One rule's own regex (leftmost-first, the default lazy DFA cache, no prefilter: the literal
+/// search already found its literal in the line).
 fn one_regex(h: &Hir) -> Result<Regex, RegexError> {
     meta::Builder::new()
-        .configure(
-            meta::Config::new()
-                .utf8_empty(false)
-                .nfa_size_limit(Some(256 << 20))
-                .dfa(false)
-                .auto_prefilter(false),
-        )
+        .configure(base_config().auto_prefilter(false))
         .build_from_hir(h)
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
@@ -388,12 +392,6 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
     }
 }
 
-/// [`rule_needles`] when the literal-first search takes them (none shorter than
-/// [`FAST_NEEDLE_LEN`]).
-pub fn fast_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
-    rule_needles(h).filter(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN)
-}
-
 impl RuleSet {
     /// Compile `patterns` (one regex and rule per entry). `bufsize` is `log-master-bufsize`.
     /// Alarm ranks in `Rule::alarms` must be below `n_alarms`.
@@ -402,13 +400,9 @@ impl RuleSet {
         n_alarms: usize,
         bufsize: usize,
     ) -> Result<RuleSet, (usize, RegexError)> {
-        let base = meta::Config::new()
-            .utf8_empty(false)
-            .nfa_size_limit(Some(256 << 20))
-            .dfa(false);
         let build = |hirs: &[Hir], kind: MatchKind, cache: usize| {
             meta::Builder::new()
-                .configure(base.clone().match_kind(kind).hybrid_cache_capacity(cache))
+                .configure(base_config().match_kind(kind).hybrid_cache_capacity(cache))
                 .build_many_from_hir(hirs)
                 .map_err(|e| RegexError(format!("cannot compile the rules: {e}")))
         };
@@ -441,10 +435,10 @@ impl RuleSet {
         // The DFA part's rules' literals, when they all have case-sensitive ones.
         let mut short_needles: Option<Vec<Vec<u8>>> = Some(Vec::new());
         for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
-            let fast = |(l, _): &(Vec<Vec<u8>>, bool)| keep_short || min_len(l) >= FAST_NEEDLE_LEN;
+            let fast = |l: &[Vec<u8>]| keep_short || min_len(l) >= FAST_NEEDLE_LEN;
             let lits = lits.filter(|_| needles.len() < MAX_NEEDLES);
             match lits {
-                Some((lits, ci)) if fast(&(lits.clone(), ci)) => {
+                Some((lits, ci)) if fast(&lits) => {
                     needles.extend(lits.into_iter().map(|l| Needle {
                         bytes: l.into(),
                         ci,
@@ -540,6 +534,11 @@ impl RuleSet {
     /// Whether there are no rules.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// The literal search (None when no rule has literals it takes): for probes and benches.
+    pub fn literal_search(&self) -> Option<&LitScan> {
+        self.lits.as_ref()
     }
 
     /// `log-master-bufsize`.
@@ -710,31 +709,23 @@ impl<'r> Matcher<'r> {
             return;
         }
         let set = self.set;
-        let msg = &line[..line.len().min(set.bufsize)];
-        let text = if msg.len() == line.len() {
-            without_terminator(msg)
-        } else {
-            msg
-        };
+        let (msg, text) = cut(line, set.bufsize);
         self.pos_bits.fill(0);
         self.neg_bits.fill(0);
         let mut any = false;
         if let (true, Some(lits)) = (by_lit, set.lits.as_ref()) {
             // Which rules' literals the (cut) line holds: a match within the cut text holds
-            // one of its rule's literals within the cut text.
+            // one of its rule's literals within the cut text. (A literal's window may lie
+            // anywhere in it, so the search that found the line cannot name them from its hit
+            // on: it runs again over the line.)
+            clear_named(&mut self.named, &mut self.seen);
             let (named, seen) = (&mut self.named, &mut self.seen);
-            named.clear();
             lits.each(text, 0, text.len(), &mut |_, n| {
-                let (w, b) = (n.rule as usize / 64, 1u64 << (n.rule % 64));
-                if seen[w] & b == 0 {
-                    seen[w] |= b;
-                    named.push(n.rule);
-                }
+                name(named, seen, n.rule);
                 true
             });
-            for i in 0..self.named.len() {
-                let r = self.named[i] as usize;
-                self.seen[r / 64] &= !(1u64 << (r % 64));
+            for &r in &self.named {
+                let r = r as usize;
                 let Some(one) = &set.one[r] else {
                     continue;
                 };
@@ -777,6 +768,36 @@ impl<'r> Matcher<'r> {
         if !self.hits.is_empty() {
             on_hit(msg, &self.hits);
         }
+    }
+}
+
+/// The message of a line (cut to `bufsize`) and the text its rules see (the message without
+/// its terminator when the line was not cut).
+#[inline]
+fn cut(line: &[u8], bufsize: usize) -> (&[u8], &[u8]) {
+    let msg = &line[..line.len().min(bufsize)];
+    if msg.len() == line.len() {
+        (msg, without_terminator(msg))
+    } else {
+        (msg, msg)
+    }
+}
+
+/// Add a rule to the named ones, once (`seen` is their bitset).
+#[inline]
+fn name(named: &mut Vec<u32>, seen: &mut [u64], rule: u32) {
+    let (w, b) = (rule as usize / 64, 1u64 << (rule % 64));
+    if seen[w] & b == 0 {
+        seen[w] |= b;
+        named.push(rule);
+    }
+}
+
+/// Forget the named rules.
+#[inline]
+fn clear_named(named: &mut Vec<u32>, seen: &mut [u64]) {
+    for r in named.drain(..) {
+        seen[r as usize / 64] &= !(1u64 << (r % 64));
     }
 }
 
