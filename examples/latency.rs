@@ -3,16 +3,43 @@
 //!
 //! `cargo run --release --example latency -- [CORPUS] [MB_PER_S] [PROBES]`
 //!
-//! Runs `target/release/logalarm` with `--binsh /bin/bash` and an alarm
-//! `cmd:echo "$EPOCHREALTIME $(cat)" >> FILE` (bash's builtin clock: the time the action's shell
-//! runs), feeds CORPUS at MB_PER_S (default 100) and, every 20 ms, a line `LATENCY_PROBE <n>`
-//! whose send time is recorded. Prints p50, p99 and max over PROBES (default 200) probes.
+//! Runs `target/release/logalarm` with an alarm `cmd:probe` and `--binsh` set to this very
+//! program, which, started as `PROGRAM -c probe`, first reads the clock, then the line on its
+//! stdin, and appends "TIME LINE" to a file: the time the action's process starts (exec of a
+//! small binary, no shell start-up). `--bash` measures the former way instead: `--binsh
+//! /bin/bash` and `cmd:echo "$EPOCHREALTIME $(cat)" >> FILE` (bash's start-up included).
+//! Feeds CORPUS at MB_PER_S (default 100) and, every 20 ms, a line `LATENCY_PROBE <n>` whose
+//! send time is recorded. Prints p50, p99 and max over PROBES (default 200) probes.
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Started by logalarm as the alarm's shell: `PROGRAM -c COMMAND`, the message on stdin.
+fn as_action() {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    if let Some(path) = std::env::var_os("LATENCY_OUT") {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+        {
+            let _ = f.write_all(format!("{t:.6} {}\n", line.trim_end()).as_bytes());
+        }
+    }
+}
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let all: Vec<String> = std::env::args().collect();
+    if all.get(1).map(String::as_str) == Some("-c") {
+        return as_action();
+    }
+    let bash = all.iter().any(|a| a == "--bash");
+    let args: Vec<String> = all.into_iter().filter(|a| a != "--bash").collect();
     let corpus = std::fs::read(args.get(1).map_or("/tmp/corpus256.log", String::as_str))
         .unwrap_or_else(|_| {
             b"2026-11-23 10:00:00,000 INFO [worker] request served in 3 ms\n".repeat(200_000)
@@ -23,20 +50,27 @@ fn main() {
     let _ = std::fs::create_dir_all(&dir);
     let out = dir.join("probes");
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/logalarm");
+    let me = std::env::current_exe().unwrap_or_default();
+    let (binsh, action) = if bash {
+        (
+            std::path::PathBuf::from("/bin/bash"),
+            format!("a cmd:echo \"$EPOCHREALTIME $(cat)\" >> {}", out.display()),
+        )
+    } else {
+        (me, "a cmd:probe".to_string())
+    };
     let mut child = Command::new(bin)
+        .arg("--binsh")
+        .arg(&binsh)
         .args([
-            "--binsh",
-            "/bin/bash",
             "--alarm-freq",
             "0",
             "--log-alarm",
             "a ^LATENCY_PROBE",
+            "--alarm",
         ])
-        .arg("--alarm")
-        .arg(format!(
-            "a cmd:echo \"$EPOCHREALTIME $(cat)\" >> {}",
-            out.display()
-        ))
+        .arg(action)
+        .env("LATENCY_OUT", &out)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
