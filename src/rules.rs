@@ -61,9 +61,10 @@ pub struct RuleSet {
     /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
     /// rules to confirm.
     lits: Option<LitScan>,
-    /// One regex per rule, for confirming the rules a literal named (None for the rules the
-    /// DFA part takes).
-    one: Vec<Option<OneRule>>,
+    /// Groups of the rules the literal search finds, and each rule's group (`NO_GROUP` for the
+    /// rules the DFA part takes).
+    groups: Vec<Group>,
+    group_of: Vec<u32>,
     /// The rules without usable literals.
     dfa: Option<DfaPart>,
     rules: Vec<Rule>,
@@ -74,12 +75,21 @@ pub struct RuleSet {
     end_sensitive: bool,
 }
 
-/// A rule the literal search finds: its regex, compiled at its first candidate line.
+/// Rules the literal search finds, confirmed together: rules that share a literal are named by
+/// the same lines, so one automaton run (`MatchKind::All`) confirms them all. Most groups hold
+/// one rule. Compiled at the group's first candidate line.
 #[derive(Debug)]
-struct OneRule {
-    hir: Hir,
+struct Group {
+    /// Rule index of each of the automaton's patterns.
+    rules: Vec<u32>,
+    hirs: Vec<Hir>,
     re: OnceLock<Result<Regex, RegexError>>,
 }
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// Most rules in one [`Group`].
+const MAX_GROUP: usize = 16;
 
 /// Above this [`nfa_weight`], a rule's own regex is compiled at start-up.
 const EAGER_WEIGHT: usize = 2_000;
@@ -112,12 +122,16 @@ fn base_config() -> meta::Config {
         .dfa(false)
 }
 
-/// One rule's own regex (leftmost-first, the default lazy DFA cache, no prefilter: the literal
-/// search already found its literal in the line).
-fn one_regex(h: &Hir) -> Result<Regex, RegexError> {
+/// A group's automaton (all its rules' matches, the default lazy DFA cache, no prefilter: the
+/// literal search already found a literal of theirs in the line).
+fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
     meta::Builder::new()
-        .configure(base_config().auto_prefilter(false))
-        .build_from_hir(h)
+        .configure(
+            base_config()
+                .match_kind(MatchKind::All)
+                .auto_prefilter(false),
+        )
+        .build_many_from_hir(hirs)
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
@@ -427,7 +441,10 @@ impl RuleSet {
             .count();
         let keep_short = short > (with / 20).max(2);
         let mut needles = Vec::new();
-        let mut one = Vec::with_capacity(patterns.len());
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_of = Vec::with_capacity(patterns.len());
+        let mut group_by_literal: std::collections::HashMap<(Vec<u8>, bool), u32> =
+            std::collections::HashMap::new();
         let mut dfa_exact = Vec::new();
         let mut dfa_scan = Vec::new();
         let mut ids = Vec::new();
@@ -439,20 +456,36 @@ impl RuleSet {
             let lits = lits.filter(|_| needles.len() < MAX_NEEDLES);
             match lits {
                 Some((lits, ci)) if fast(&lits) => {
+                    // A large rule is compiled now, so that a size error stops start-up like any
+                    // regex error (groups are compiled at their first candidate line).
+                    if nfa_weight(&h) > EAGER_WEIGHT {
+                        group_regex(std::slice::from_ref(&h)).map_err(|e| (i, e))?;
+                    }
+                    // PERF: rules sharing a literal are confirmed by one automaton run (the
+                    // 1,000-rule set, each rule ten times varied: see PERF.md "groups").
+                    let g = lits
+                        .iter()
+                        .filter_map(|l| group_by_literal.get(&(l.clone(), ci)).copied())
+                        .find(|&g| groups[g as usize].rules.len() < MAX_GROUP)
+                        .unwrap_or_else(|| {
+                            groups.push(Group {
+                                rules: Vec::new(),
+                                hirs: Vec::new(),
+                                re: OnceLock::new(),
+                            });
+                            (groups.len() - 1) as u32
+                        });
+                    groups[g as usize].rules.push(i as u32);
+                    groups[g as usize].hirs.push(h);
+                    group_of.push(g);
+                    for l in &lits {
+                        group_by_literal.entry((l.clone(), ci)).or_insert(g);
+                    }
                     needles.extend(lits.into_iter().map(|l| Needle {
                         bytes: l.into(),
                         ci,
                         rule: i as u32,
                     }));
-                    // PERF: a rule's own regex is compiled at its first candidate line (1,000
-                    // of them took ~60 ms at start-up), except a large one, compiled now so
-                    // that a size error stops start-up like any regex error.
-                    let lazy = OnceLock::new();
-                    if nfa_weight(&h) > EAGER_WEIGHT {
-                        let re = one_regex(&h).map_err(|e| (i, e))?;
-                        let _ = lazy.set(Ok(re));
-                    }
-                    one.push(Some(OneRule { hir: h, re: lazy }));
                 }
                 other => {
                     match (other, short_needles.as_mut()) {
@@ -463,7 +496,7 @@ impl RuleSet {
                     dfa_scan.push(for_scan(h.clone()));
                     dfa_exact.push(h);
                     ids.push(i as u32);
-                    one.push(None);
+                    group_of.push(NO_GROUP);
                 }
             }
         }
@@ -489,7 +522,8 @@ impl RuleSet {
         };
         Ok(RuleSet {
             lits: LitScan::new(needles),
-            one,
+            groups,
+            group_of,
             dfa,
             rules: patterns.iter().map(|(_, r)| r.clone()).collect(),
             n_alarms,
@@ -551,7 +585,9 @@ impl RuleSet {
         let words = self.rules.len().div_ceil(64);
         Matcher {
             set: self,
-            one_caches: self.one.iter().map(|_| None).collect(),
+            group_caches: self.groups.iter().map(|_| None).collect(),
+            group_set: PatternSet::new(MAX_GROUP),
+            groups_run: Vec::with_capacity(MAX_GROUP),
             scan_cache: self.dfa.as_ref().map(|d| d.scan.create_cache()),
             exact_cache: self.dfa.as_ref().map(|d| d.exact.create_cache()),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
@@ -577,8 +613,11 @@ pub fn without_terminator(line: &[u8]) -> &[u8] {
 /// Matching state: caches and scratch, reused for every buffer (no allocation per line).
 pub struct Matcher<'r> {
     set: &'r RuleSet,
-    /// Per-rule regex caches, made at a rule's first candidate.
-    one_caches: Vec<Option<meta::Cache>>,
+    /// Per-group caches, made at a group's first candidate.
+    group_caches: Vec<Option<meta::Cache>>,
+    group_set: PatternSet,
+    /// Groups already run for the current line.
+    groups_run: Vec<u32>,
     scan_cache: Option<meta::Cache>,
     exact_cache: Option<meta::Cache>,
     patset: PatternSet,
@@ -724,20 +763,26 @@ impl<'r> Matcher<'r> {
                 name(named, seen, n.rule);
                 true
             });
+            self.groups_run.clear();
             for &r in &self.named {
-                let r = r as usize;
-                let Some(one) = &set.one[r] else {
+                let g = set.group_of[r as usize];
+                if g == NO_GROUP || self.groups_run.contains(&g) {
                     continue;
-                };
-                let Ok(re) = one.re.get_or_init(|| one_regex(&one.hir)) else {
-                    // Cannot happen for a rule of small weight (and large ones were compiled
+                }
+                self.groups_run.push(g);
+                let group = &set.groups[g as usize];
+                let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
+                    // Cannot happen for rules of small weight (and large ones were compiled
                     // at start-up, where an error stops logalarm); never matches then.
                     continue;
                 };
-                let cache = self.one_caches[r].get_or_insert_with(|| re.create_cache());
-                if re.is_match_with(cache, &Input::new(text)) {
+                let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
+                self.group_set.clear();
+                re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
+                for pid in self.group_set.iter() {
                     any = true;
-                    mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[r]);
+                    let rule = group.rules[pid.as_usize()] as usize;
+                    mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
                 }
             }
         }
