@@ -8,8 +8,9 @@
 //! * Most rules have *required literals* ([`rule_needles`]: strings one of which every match
 //!   contains, case-folded for `(?i)` rules). One [`LitScan`] searches the *whole buffer* for all
 //!   of them at once; a line holding one is a candidate, and only the rules whose literals it
-//!   holds are confirmed, each with its own small regex ([`OneRule`], compiled at its first
-//!   candidate). Most lines, which hold no literal, cost a fraction of a nanosecond per byte.
+//!   holds are confirmed, by the small automaton of their [`Group`] (rules sharing a literal
+//!   share one; most hold one rule), compiled at its first candidate. Most lines, which hold no
+//!   literal, cost a fraction of a nanosecond per byte.
 //! * The rules without literals of [`FAST_NEEDLE_LEN`] bytes form the *DFA part*: `scan`, one
 //!   regex-automata lazy DFA of all of them, rewritten so that no match can cross a line (`\n`
 //!   removed from every class and literal, `^`/`\A` become "after `\n`, or `\r` not before
@@ -91,7 +92,7 @@ const NO_GROUP: u32 = u32::MAX;
 /// Most rules in one [`Group`].
 const MAX_GROUP: usize = 16;
 
-/// Above this [`nfa_weight`], a rule's own regex is compiled at start-up.
+/// Above this [`nfa_weight`], a rule is compiled alone at start-up (to report a size error).
 const EAGER_WEIGHT: usize = 2_000;
 
 /// A rough size of a rule's automaton (bytes of literals, ranges of classes, repetitions
@@ -422,7 +423,8 @@ impl RuleSet {
         };
         // PERF: literal-first. Rules with required literals are found by one hashed multi-literal
         // search (litscan.rs) and each candidate line is confirmed only against the rules whose
-        // literals it holds, one small regex each; the automata take only the rules without
+        // literals it holds, one small automaton per group of them; the DFA part takes only the
+        // rules without
         // literals. rules100 in memory: see PERF.md ("literal-first").
         let mut hirs = Vec::with_capacity(patterns.len());
         let mut found = Vec::with_capacity(patterns.len());
