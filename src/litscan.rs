@@ -5,10 +5,11 @@
 //! holds. Only those rules are then checked exactly, each with its own small regex (the
 //! "literal-first" design of Hyperscan: a literal hit names the rules to confirm).
 //!
-//! Shape: a hashed filter over short windows (a scalar cousin of Hyperscan's FDR). Every literal
-//! contributes its first `stride` windows of `width` bytes (3 or 4), with ASCII case ignored, to a
-//! bit table of 2^12..2^16 bits; the search reads one `u32` every `stride` bytes, hashes it and
-//! tests one bit. Any occurrence of a literal covers `stride` consecutive window positions, one of
+//! Shape: a hashed filter over short windows (a cousin of Hyperscan's FDR). Every literal
+//! contributes `stride` consecutive windows of `width` bytes (3 or 4), placed where they are
+//! rarest in log text, to a bit table of 2^12..2^18 bits (a literal compared ignoring case enters
+//! every case variant of its windows); the search reads one `u32` every `stride` bytes (eight at
+//! once with AVX2), hashes it and tests one bit. Any occurrence of a literal covers `stride` consecutive window positions, one of
 //! which is tested, so nothing is missed. A set bit sends the position to its bucket of
 //! (literal, offset) entries, each compared in full (exact bytes, or ASCII case-insensitively for
 //! literals taken from `(?i)` rules).
@@ -20,7 +21,7 @@
 //! Rejected alternatives (measured, PERF.md): aho-corasick's DFA over the 219 literals of the
 //! 100-rule benchmark set (391–431 MB/s on a case-folded copy: slower than the lazy DFA of all
 //! rules); Teddy (limited to 64 literals); case-folded literals searched in a lowered copy of the
-//! buffer (an extra pass: the filter's masked key ignores case for free).
+//! buffer (an extra pass: the filter holds every case variant of such a literal's windows).
 
 /// One literal and the rule it stands for.
 #[derive(Debug, Clone)]
@@ -73,21 +74,33 @@ impl LitScan {
             3 => 2,
             s => s,
         };
-        let mask = if width == 4 { 0xDFDF_DFDF } else { 0x00DF_DFDF };
-        let windows = needles.len() * stride;
-        // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
-        // ordinary text cost as much as the rare windows save.
-        let bits = (windows * 512).next_power_of_two().clamp(1 << 12, 1 << 18);
-        let log2 = bits.trailing_zeros();
-        let shift = 32 - log2;
-        let mut pairs: Vec<(usize, u32, u32)> = Vec::with_capacity(windows);
+        // PERF: the key keeps case (a literal compared ignoring case is entered under each
+        // case variant of its windows): with case masked out, "error" and "kernel" in ordinary
+        // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
+        // 256 MiB, 86 % in vain; see PERF.md "case kept").
+        let mask = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
+        let mut keys: Vec<(u32, u32, u32)> = Vec::with_capacity(needles.len() * stride);
         for (i, n) in needles.iter().enumerate() {
-            let base = rarest_base(&n.bytes, width, stride);
+            let base = rarest_base(&n.bytes, n.ci, width, stride);
             for off in base..base + stride {
-                let key = key_of(&n.bytes[off..off + width]) & mask;
-                pairs.push((hash(key, shift), i as u32, off as u32));
+                let w = &n.bytes[off..off + width];
+                if n.ci {
+                    each_case_variant(w, &mut |v| keys.push((key_of(v), i as u32, off as u32)));
+                } else {
+                    keys.push((key_of(w), i as u32, off as u32));
+                }
             }
         }
+        // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
+        // ordinary text cost as much as the rare windows save.
+        let bits = (keys.len() * 512)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 18);
+        let shift = 32 - bits.trailing_zeros();
+        let mut pairs: Vec<(usize, u32, u32)> = keys
+            .into_iter()
+            .map(|(k, n, o)| (hash(k, shift), n, o))
+            .collect();
         pairs.sort_unstable();
         pairs.dedup();
         let mut filter = vec![0u64; bits / 64].into_boxed_slice();
@@ -370,55 +383,66 @@ mod x86 {
     }
 }
 
-/// How rare each byte is in log text, ASCII case folded: -log2 of its frequency in the loghub
-/// samples of `../shared/corpus` (2.9 MB), rounded, 21 for bytes never seen there.
-#[rustfmt::skip]
-const RARITY: [u8; 128] = [
-    21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 7, 21, 21, 7, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21, 21,
-    3, 15, 13, 9, 10, 21, 20, 15, 9, 9, 10, 16, 8, 6, 5, 8, 4, 4, 5, 6, 6, 6, 6, 6, 6, 6, 5, 11, 13, 7, 14, 19,
-    10, 5, 7, 5, 5, 4, 7, 7, 6, 5, 8, 7, 6, 6, 5, 5, 6, 10, 5, 5, 5, 6, 8, 7, 8, 7, 10, 8, 16, 8, 21, 8,
-    21, 5, 7, 5, 5, 4, 7, 7, 6, 5, 8, 7, 6, 6, 5, 5, 6, 10, 5, 5, 5, 6, 8, 7, 8, 7, 10, 14, 9, 14, 21, 21,
-];
+/// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
+/// loghub samples of `../shared/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
+/// then single bytes capped at 21. `scripts/gen-rarity.py` makes it.
+static RARITY: &[u8; 128 * 128 + 128] = include_bytes!("data/rarity.bin");
 
-/// -log2 of the frequency of each pair of bytes below 128 (ASCII case folded, row = first
-/// byte) in the same samples, capped at 40: `scripts/gen-rarity.py` makes it.
-static BIGRAM_RARITY: &[u8; 128 * 128] = include_bytes!("data/bigram_rarity.bin");
-
-/// How unlikely a window is in ordinary log text, in bits: a first-order Markov estimate from
-/// [`BIGRAM_RARITY`] and [`RARITY`] (P(abcd) = P(ab) P(bc)/P(b) P(cd)/P(c)). Pairs inside common
-/// words ("work", "rror") score low; windows across word boundaries ("k is") score high.
-fn window_rarity(w: &[u8]) -> i32 {
-    let one = |b: u8| i32::from(RARITY.get(b as usize).copied().unwrap_or(21));
-    let two = |a: u8, b: u8| {
-        let (a, b) = (
-            a.to_ascii_lowercase() as usize,
-            b.to_ascii_lowercase() as usize,
-        );
-        if a < 128 && b < 128 {
-            i32::from(BIGRAM_RARITY[a * 128 + b])
-        } else {
-            40
+/// The chance of a window in ordinary log text: a first-order Markov estimate from [`RARITY`]
+/// (P(abcd) = P(ab) P(bc)/P(b) P(cd)/P(c)), summed over the window's case variants when `ci`.
+/// Pairs inside common words ("work", "rror") score high; windows across word boundaries ("k
+/// is") low; "RROR" lower than "rror".
+fn window_chance(w: &[u8], ci: bool) -> f64 {
+    let exact = |w: &[u8]| -> f64 {
+        let one = |b: u8| i32::from(RARITY.get(128 * 128 + b as usize).copied().unwrap_or(21));
+        let two = |a: u8, b: u8| match RARITY.get(a as usize * 128 + b as usize) {
+            Some(&r) if a < 128 && b < 128 => i32::from(r),
+            _ => 40,
+        };
+        let mut r = two(w[0], w[1]);
+        for i in 1..w.len() - 1 {
+            r += two(w[i], w[i + 1]) - one(w[i]);
         }
+        // 2^-r, r an integer: built, not computed (start-up with 1,000 rules).
+        f64::from_bits((1023 - r.clamp(0, 1022) as u64) << 52)
     };
-    let mut r = two(w[0], w[1]);
-    for i in 1..w.len() - 1 {
-        r += two(w[i], w[i + 1]) - one(w[i]);
+    if ci {
+        let mut sum = 0.0;
+        each_case_variant(w, &mut |v| sum += exact(v));
+        sum
+    } else {
+        exact(w)
     }
-    r
+}
+
+/// Call `on` with every ASCII case variant of a window of at most 4 bytes (at most 16).
+fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
+    let n = w.len().min(4);
+    let letters: Vec<usize> = (0..n).filter(|&i| w[i].is_ascii_alphabetic()).collect();
+    for flips in 0..1u32 << letters.len() {
+        let mut v = [0u8; 4];
+        v[..n].copy_from_slice(&w[..n]);
+        for (bit, &i) in letters.iter().enumerate() {
+            if flips & (1 << bit) != 0 {
+                v[i] ^= 0x20;
+            }
+        }
+        on(&v[..n]);
+    }
 }
 
 /// Where in a literal its `stride` windows start: the place whose windows are least likely in
-/// ordinary text ([`window_rarity`]). A window of common bytes (" of ", "erro") would send most
+/// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
 /// lines to the buckets.
-fn rarest_base(lit: &[u8], width: usize, stride: usize) -> usize {
-    // Expected chance hits per position, in units of 2^-63 (saturating).
-    let cost = |b: usize| -> u64 {
-        (b..b + stride)
-            .map(|o| 1u64 << (63 - window_rarity(&lit[o..o + width]).clamp(0, 63)))
-            .fold(0u64, u64::saturating_add)
+fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> usize {
+    let chance: Vec<f64> = lit.windows(width).map(|w| window_chance(w, ci)).collect();
+    let cost = |b: usize| -> f64 {
+        chance
+            .get(b..b + stride)
+            .map_or(f64::MAX, |c| c.iter().sum())
     };
     (0..=lit.len() - width - stride + 1)
-        .min_by_key(|&b| cost(b))
+        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
         .unwrap_or(0)
 }
 

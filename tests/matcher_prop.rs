@@ -96,7 +96,8 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
 }
 
 /// Rules that all carry a literal: of 7+ bytes (the literal-first search takes them) or of 3
-/// (the DFA part takes them), each compared exactly or ignoring case.
+/// (the DFA part takes them), each compared exactly or ignoring case; some are plain literals
+/// (a hit is a match), some have more literals after the first (gates).
 fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
     (
         prop_oneof![Just("^"), Just(""), Just("\\b"), Just("(?i)"), Just("\\d*")],
@@ -114,7 +115,18 @@ fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
             Just("a\\x00b a\\xffb"),
             Just("aab a[1b]b"),
         ],
-        prop_oneof![Just(""), Just("$"), Just("\\d+"), Just(".*b"), Just("\\s")],
+        // The later literals are the gates checked before a rule's automaton runs.
+        prop_oneof![
+            Just(""),
+            Just("$"),
+            Just("\\d+"),
+            Just(".*b"),
+            Just("\\s"),
+            Just(".*ba1 1ab"),
+            Just("\\d*(?i:aba)"),
+            Just(".*(aab|b a)"),
+            Just(" ?a1b"),
+        ],
         proptest::collection::vec(0u32..4, 1..3),
         proptest::bool::weighted(0.25),
     )
