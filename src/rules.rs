@@ -824,6 +824,7 @@ impl RuleSet {
             scan_cache: self.dfa.as_ref().map(|d| d.scan.create_cache()),
             exact_cache: self.dfa.as_ref().map(|d| d.exact.create_cache()),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
+            lit_hits: Vec::new(),
             named: Vec::with_capacity(self.rules.len().min(64)),
             seen: vec![0; words],
             pos_bits: vec![0; self.n_alarms.div_ceil(64)],
@@ -854,6 +855,9 @@ pub struct Matcher<'r> {
     scan_cache: Option<meta::Cache>,
     exact_cache: Option<meta::Cache>,
     patset: PatternSet,
+    /// The literal search's hits over the region being scanned: (literal start, rule), all of
+    /// a line's before any of a later line's. Reused: no allocation per line.
+    lit_hits: Vec<(usize, u32)>,
     /// Rules whose literals the current line holds, each once (`seen` is their bitset).
     named: Vec<u32>,
     seen: Vec<u64>,
@@ -905,10 +909,22 @@ impl<'r> Matcher<'r> {
         confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
     }
 
-    /// The next candidate line at or after `pos` (a line start) that the literals find.
-    fn next_lit_line(&self, buf: &[u8], pos: usize, to: usize) -> Option<(usize, usize)> {
-        let at = self.set.lits.as_ref()?.find(buf, pos, to)?;
-        Some(line_around(buf, pos, at, to))
+    /// The candidate line of `hits[i..]` (hits of the region `[pos, to)`, `pos` a line start):
+    /// its start and end, and its hits `hits[i..j]`.
+    fn next_lit_line(
+        hits: &[(usize, u32)],
+        i: usize,
+        buf: &[u8],
+        pos: usize,
+        to: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let &(at, _) = hits.get(i)?;
+        let (start, end) = line_around(buf, pos, at, to);
+        let j = hits[i..]
+            .iter()
+            .position(|&(p, _)| p >= end)
+            .map_or(hits.len(), |k| i + k);
+        Some((start, end, i, j))
     }
 
     /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
@@ -937,35 +953,51 @@ impl<'r> Matcher<'r> {
     ) -> usize {
         let mut confirmed = 0;
         let mut pos = from;
-        // PERF: one literal search and one DFA search over the rest of the buffer, never a call
-        // per line; each remembers its next candidate line until the other catches up.
-        let mut lit = self.next_lit_line(buf, pos, to);
+        // PERF: one literal search over the whole region, its hits kept in order: a candidate
+        // line's rules are named by its hits, without searching the line again (rules100:
+        // see PERF.md "hits kept"). The DFA part remembers its next candidate line until the
+        // literal hits catch up.
+        let mut hits = std::mem::take(&mut self.lit_hits);
+        hits.clear();
+        if let Some(lits) = self.set.lits.as_ref() {
+            lits.each(buf, from, to, &mut |p, n| {
+                hits.push((p, n.rule));
+                true
+            });
+        }
+        let mut lit = Self::next_lit_line(&hits, 0, buf, pos, to);
         let mut dfa = self.next_dfa_line(buf, pos, to);
         loop {
-            let (start, end, by_lit, by_dfa) = match (lit, dfa) {
+            // The earlier of the two candidate lines (both, when they are the same line).
+            let (by_lit, by_dfa) = match (lit, dfa) {
                 (None, None) => break,
-                (Some((s, e)), None) => (s, e, true, false),
-                (None, Some((s, e))) => (s, e, false, true),
-                (Some((s, e)), Some((t, _))) if s < t => (s, e, true, false),
-                (Some(_), Some((t, f))) => (t, f, lit.is_some_and(|(s, _)| s == t), true),
+                (Some(l), Some(d)) => (l.0 <= d.0, d.0 <= l.0),
+                (l, _) => (l.is_some(), l.is_none()),
+            };
+            let (start, end, names) = match (lit, dfa) {
+                (Some((s, e, i, j)), _) if by_lit => (s, e, Names::Hits(&hits[i..j])),
+                (_, Some((s, e))) => (s, e, Names::None),
+                _ => break,
             };
             confirmed += 1;
-            self.confirm_as(&buf[start..end], by_lit, by_dfa, on_hit);
+            self.confirm_as(&buf[start..end], names, by_dfa, on_hit);
             pos = end;
             if by_lit {
-                lit = self.next_lit_line(buf, pos, to);
+                let next = lit.map_or(hits.len(), |l| l.3);
+                lit = Self::next_lit_line(&hits, next, buf, pos, to);
             }
             if by_dfa {
                 dfa = self.next_dfa_line(buf, pos, to);
             }
         }
+        self.lit_hits = hits;
         confirmed
     }
 
     /// Exact check of one line (with terminator) against every rule; reports it if it raises
     /// any alarm.
     pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
-        self.confirm_as(line, true, true, on_hit);
+        self.confirm_as(line, Names::Search, true, on_hit);
     }
 
     /// Exact check of one line against the rules its literals name (`by_lit`) and the DFA
@@ -973,7 +1005,7 @@ impl<'r> Matcher<'r> {
     fn confirm_as(
         &mut self,
         line: &[u8],
-        by_lit: bool,
+        names: Names<'_>,
         by_dfa: bool,
         on_hit: &mut dyn FnMut(&[u8], &[u32]),
     ) {
@@ -985,17 +1017,27 @@ impl<'r> Matcher<'r> {
         self.pos_bits.fill(0);
         self.neg_bits.fill(0);
         let mut any = false;
-        if let (true, Some(lits)) = (by_lit, set.lits.as_ref()) {
-            // Which rules' literals the (cut) line holds: a match within the cut text holds
-            // one of its rule's literals within the cut text. (A literal's window may lie
-            // anywhere in it, so the search that found the line cannot name them from its hit
-            // on: it runs again over the line.)
+        // A cut line is searched again: a match within the cut text holds one of its rule's
+        // literals within the cut text (plain rules need exactly that).
+        let names = match names {
+            Names::Hits(_) if msg.len() < line.len() => Names::Search,
+            other => other,
+        };
+        if let (false, Some(lits)) = (matches!(names, Names::None), set.lits.as_ref()) {
+            // Which rules' literals the (cut) line holds.
             clear_named(&mut self.named, &mut self.seen);
             let (named, seen) = (&mut self.named, &mut self.seen);
-            lits.each(text, 0, text.len(), &mut |_, n| {
-                name(named, seen, n.rule);
-                true
-            });
+            match names {
+                Names::Hits(hits) => {
+                    for &(_, rule) in hits {
+                        name(named, seen, rule);
+                    }
+                }
+                _ => lits.each(text, 0, text.len(), &mut |_, n| {
+                    name(named, seen, n.rule);
+                    true
+                }),
+            }
             self.groups_run.clear();
             for &r in &self.named {
                 let g = set.group_of[r as usize];
@@ -1070,6 +1112,17 @@ impl<'r> Matcher<'r> {
             on_hit(msg, &self.hits);
         }
     }
+}
+
+/// How a candidate line's rules are named.
+#[derive(Clone, Copy)]
+enum Names<'h> {
+    /// Not a literal candidate (only the DFA part's rules run).
+    None,
+    /// By the literal search's hits in the line.
+    Hits(&'h [(usize, u32)]),
+    /// By searching the line (cut to `log-master-bufsize`) again.
+    Search,
 }
 
 /// The message of a line (cut to `bufsize`) and the text its rules see (the message without
