@@ -284,7 +284,13 @@ fn run_lane(
     for inst in by_id.iter_mut().flatten() {
         inst.action.start(&inst.name);
     }
+    let flush = |by_id: &mut Vec<Option<Instance>>| {
+        for inst in by_id.iter_mut().flatten() {
+            inst.action.flush(&ctx);
+        }
+    };
     let finish = |by_id: &mut Vec<Option<Instance>>| {
+        flush(by_id);
         for inst in by_id.iter_mut().flatten() {
             inst.action.finish(Duration::from_secs(3));
         }
@@ -311,6 +317,7 @@ fn run_lane(
                 shared.suppressed.fetch_add(1, Ordering::Relaxed);
             }
         }
+        flush(&mut by_id);
         if shared.closing.load(Ordering::SeqCst) && lane.queue.is_empty() {
             finish(&mut by_id);
             return;

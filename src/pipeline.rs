@@ -39,24 +39,39 @@ pub struct Stats {
 /// Smallest buffer: big reads are what make the path fast.
 pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
 
-/// Regions at least this large are matched in two halves on two threads.
+/// Regions at least this large are matched on two threads.
 pub const PARALLEL_MIN: usize = 128 * 1024;
 
-/// Hits of the second half of a region, kept until the first half has raised its own (alarms
-/// stay in line order). Reused across buffers: no allocation per line.
+/// Size of the pieces a region is cut into for two threads to share (cut at line ends).
+const PIECE: usize = 64 * 1024;
+
+/// The hits of one piece of a region, kept until the region is matched (alarms stay in line
+/// order). Reused across buffers: no allocation per line.
 #[derive(Default)]
 struct Deferred {
     /// (message start, message end, ranks start, ranks end) into the region and `ranks`.
     hits: Vec<(usize, usize, usize, usize)>,
     ranks: Vec<u32>,
+    /// Lines confirmed in the piece.
+    confirmed: usize,
+}
+
+impl Deferred {
+    fn clear(&mut self) {
+        self.hits.clear();
+        self.ranks.clear();
+        self.confirmed = 0;
+    }
 }
 
 /// The log path of one input.
 pub struct Pipeline<'r> {
     matcher: Matcher<'r>,
-    /// A second matcher for the second half of large regions (see [`PARALLEL_MIN`]).
+    /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]).
     helper: Option<Matcher<'r>>,
-    deferred: Deferred,
+    /// Piece bounds of the region being matched, and each piece's hits.
+    bounds: Vec<usize>,
+    deferred: Vec<std::sync::Mutex<Deferred>>,
     buf: LineBuffer,
     /// Inside a line longer than the buffer whose head was already matched.
     skipping: bool,
@@ -72,7 +87,8 @@ impl<'r> Pipeline<'r> {
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         Pipeline {
             helper: parallel.then(|| matcher.rules().matcher()),
-            deferred: Deferred::default(),
+            bounds: Vec::new(),
+            deferred: Vec::new(),
             matcher,
             buf: LineBuffer::with_capacity(cap),
             skipping: false,
@@ -156,42 +172,69 @@ impl<'r> Pipeline<'r> {
                     sink.alarm(a, msg);
                 }
             };
-            // PERF: a large region is split at a line boundary and its halves matched on two
-            // threads; the second half's hits wait in `deferred` so alarms keep line order.
-            let mid = match &self.helper {
-                Some(_) if lines.len() >= PARALLEL_MIN => {
-                    memchr::memchr(b'\n', &lines[lines.len() / 2..])
-                        .map(|i| lines.len() / 2 + i + 1)
-                }
-                _ => None,
-            }
-            .filter(|&m| m < lines.len());
-            let n = match (mid, self.helper.as_mut()) {
-                (Some(mid), Some(helper)) => {
-                    let (first, second) = lines.split_at(mid);
-                    let d = &mut self.deferred;
-                    d.hits.clear();
-                    d.ranks.clear();
-                    let base = second.as_ptr() as usize;
-                    let matcher = &mut self.matcher;
-                    let (n1, n2) = std::thread::scope(|s| {
-                        let h = s.spawn(|| {
-                            helper.scan_lines(second, &mut |msg, hits| {
-                                let start = msg.as_ptr() as usize - base;
-                                let r0 = d.ranks.len();
-                                d.ranks.extend_from_slice(hits);
-                                d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
-                            })
-                        });
-                        let n1 = matcher.scan_lines(first, &mut deliver);
-                        // A panic in the helper is a bug, not input: re-raise it here.
-                        let n2 = h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                        (n1, n2)
-                    });
-                    for &(a, b, r0, r1) in &self.deferred.hits {
-                        deliver(&second[a..b], &self.deferred.ranks[r0..r1]);
+            // PERF: a large region is cut at line ends into pieces of ~64 KiB that two threads
+            // take in turn, so neither waits long for the other when the scheduler runs `cat`
+            // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
+            // keep line order (see PERF.md "pieces").
+            let n = match self.helper.as_mut() {
+                Some(helper) if lines.len() >= PARALLEL_MIN => {
+                    let bounds = &mut self.bounds;
+                    bounds.clear();
+                    bounds.push(0);
+                    let mut at = 0;
+                    while lines.len() - at > PIECE {
+                        match memchr::memchr(b'\n', &lines[at + PIECE..]) {
+                            Some(i) if at + PIECE + i + 1 < lines.len() => {
+                                at += PIECE + i + 1;
+                                bounds.push(at);
+                            }
+                            _ => break,
+                        }
                     }
-                    n1 + n2
+                    bounds.push(lines.len());
+                    let pieces = bounds.len() - 1;
+                    if self.deferred.len() < pieces {
+                        self.deferred.resize_with(pieces, Default::default);
+                    }
+                    let next = std::sync::atomic::AtomicUsize::new(0);
+                    let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
+                    let work = |m: &mut Matcher<'r>| {
+                        loop {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if k >= pieces {
+                                return;
+                            }
+                            // A poisoned lock only means the other thread panicked, which is
+                            // re-raised below.
+                            let mut d = deferred[k].lock().unwrap_or_else(|e| e.into_inner());
+                            let d = &mut *d;
+                            d.clear();
+                            let base = lines.as_ptr() as usize;
+                            d.confirmed =
+                                m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
+                                    let start = msg.as_ptr() as usize - base;
+                                    let r0 = d.ranks.len();
+                                    d.ranks.extend_from_slice(hits);
+                                    d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
+                                });
+                        }
+                    };
+                    let matcher = &mut self.matcher;
+                    std::thread::scope(|s| {
+                        let h = s.spawn(|| work(helper));
+                        work(matcher);
+                        // A panic in the helper is a bug, not input: re-raise it here.
+                        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                    });
+                    let mut n = 0;
+                    for d in deferred {
+                        let d = d.lock().unwrap_or_else(|e| e.into_inner());
+                        for &(a, b, r0, r1) in &d.hits {
+                            deliver(&lines[a..b], &d.ranks[r0..r1]);
+                        }
+                        n += d.confirmed;
+                    }
+                    n
                 }
                 _ => self.matcher.scan_lines(lines, &mut deliver),
             };
@@ -305,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn parallel_halves_raise_the_same_alarms_in_line_order() {
+    fn parallel_pieces_raise_the_same_alarms_in_line_order() {
         let set = rules(8192);
         let mut input = Vec::new();
         let mut i = 0u32;

@@ -151,6 +151,13 @@ impl Action {
         }
     }
 
+    /// Called when the lane's queue is empty: write what was batched (`log:`).
+    pub fn flush(&mut self, ctx: &Ctx) {
+        if let Action::Log(l) = self {
+            l.flush(ctx);
+        }
+    }
+
     /// Called when the action's thread ends: deliver what is pending, at most `limit`.
     pub fn finish(&mut self, limit: std::time::Duration) {
         if let Action::Xmpp(x) = self {
