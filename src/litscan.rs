@@ -49,11 +49,25 @@ pub struct LitScan {
     /// Bucket `h` is `entries[starts[h]..starts[h + 1]]`.
     starts: Box<[u32]>,
     /// (needle index, offset of the window in the needle).
-    entries: Box<[(u32, u32)]>,
+    entries: Box<[(u32, i32)]>,
 }
 
 /// Widest stride: more windows per literal (a fuller filter) for fewer tests per byte.
 const MAX_STRIDE: usize = 4;
+
+/// Most filter keys all 6-byte literals may add with windows that start a byte before them
+/// (256 a window, times its case variants): each sets that many more bits of the filter.
+pub const MAX_OVERHANG_KEYS: usize = 1024;
+
+/// The filter keys a 6-byte literal's window before it takes (see [`MAX_OVERHANG_KEYS`]).
+pub fn overhang_keys(lit: &[u8], ci: bool) -> usize {
+    let letters = lit
+        .iter()
+        .take(3)
+        .filter(|b| ci && b.is_ascii_alphabetic())
+        .count();
+    256 << letters
+}
 
 #[inline(always)]
 fn hash(key: u32, shift: u32) -> usize {
@@ -68,9 +82,20 @@ impl LitScan {
         if min < 3 {
             return None;
         }
+        // PERF: 6-byte literals, when few, join the stride-4 search with a window that starts a
+        // byte before them (rules100's `\[(crit|alert|emerg)\]` no longer needs a pass of its
+        // own; see PERF.md "overhang").
+        let overhang = min == 6
+            && needles
+                .iter()
+                .filter(|n| n.bytes.len() == 6)
+                .map(|n| overhang_keys(&n.bytes, n.ci))
+                .sum::<usize>()
+                <= MAX_OVERHANG_KEYS;
         let width = min.min(4);
         // PERF: stride 3 would not fit the AVX2 kernel's 4-byte lanes: 2 instead.
         let stride = match (min - width + 1).min(MAX_STRIDE) {
+            _ if overhang => MAX_STRIDE,
             3 => 2,
             s => s,
         };
@@ -79,25 +104,51 @@ impl LitScan {
         // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
         // 256 MiB, 86 % in vain; see PERF.md "case kept").
         let mask = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
-        let mut keys: Vec<(u32, u32, u32)> = Vec::with_capacity(needles.len() * stride);
+        let mut keys: Vec<(u32, u32, i32)> = Vec::with_capacity(needles.len() * stride);
+        let mut spread = 0; // keys of windows that start before their literal
         for (i, n) in needles.iter().enumerate() {
-            let base = rarest_base(&n.bytes, n.ci, width, stride);
-            for off in base..base + stride {
+            let i = i as u32;
+            if overhang && n.bytes.len() < width + stride - 1 {
+                // Windows at -1, 0, 1, 2: the first is entered under every byte before the
+                // literal. An occurrence at the search's start is tested at 0, 1 or 2 (the
+                // tested windows are `from` + 4 k), so none is missed.
+                let head = &n.bytes[..width - 1];
+                let mut push = |v: &[u8]| {
+                    for b in 0..=255u8 {
+                        keys.push((key_of(&[b, v[0], v[1], v[2]]), i, -1));
+                    }
+                };
+                if n.ci {
+                    each_case_variant(head, &mut push);
+                } else {
+                    push(head);
+                }
+                spread += overhang_keys(&n.bytes, n.ci);
+            }
+            let (base, end) = match overhang && n.bytes.len() < width + stride - 1 {
+                true => (0, stride - 1),
+                false => {
+                    let b = rarest_base(&n.bytes, n.ci, width, stride);
+                    (b, b + stride)
+                }
+            };
+            for off in base..end {
                 let w = &n.bytes[off..off + width];
                 if n.ci {
-                    each_case_variant(w, &mut |v| keys.push((key_of(v), i as u32, off as u32)));
+                    each_case_variant(w, &mut |v| keys.push((key_of(v), i, off as i32)));
                 } else {
-                    keys.push((key_of(w), i as u32, off as u32));
+                    keys.push((key_of(w), i, off as i32));
                 }
             }
         }
         // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
-        // ordinary text cost as much as the rare windows save.
-        let bits = (keys.len() * 512)
+        // ordinary text cost as much as the rare windows save. (A window entered under 256 first
+        // bytes counts as one here: the table would only grow past its cap.)
+        let bits = ((keys.len() - spread + spread / 256) * 512)
             .next_power_of_two()
             .clamp(1 << 12, 1 << 18);
         let shift = 32 - bits.trailing_zeros();
-        let mut pairs: Vec<(usize, u32, u32)> = keys
+        let mut pairs: Vec<(usize, u32, i32)> = keys
             .into_iter()
             .map(|(k, n, o)| (hash(k, shift), n, o))
             .collect();
@@ -309,7 +360,7 @@ impl LitScan {
     ) -> bool {
         let (a, b) = (self.starts[h] as usize, self.starts[h + 1] as usize);
         for &(n, off) in &self.entries[a..b] {
-            let Some(p) = q.checked_sub(off as usize).filter(|&p| p >= from) else {
+            let Some(p) = q.checked_add_signed(-(off as isize)).filter(|&p| p >= from) else {
                 continue;
             };
             let needle = &self.needles[n as usize];
@@ -543,6 +594,54 @@ mod tests {
                 bytes: l.clone().into(), ci: *ci, rule: i as u32,
             }).collect();
             let Some(s) = LitScan::new(needles) else { return Ok(()); };
+            let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
+            let expected = if from <= to { naive(&lits, &hay, from, to) } else { vec![] };
+            for avx2 in [false, s.avx2] {
+                let t = LitScan { avx2, ..LitScan::new(s.needles.clone()).unwrap() };
+                let mut got = Vec::new();
+                t.each(&hay, from, to.max(from), &mut |p, n| { got.push((p, n.rule)); true });
+                got.sort();
+                got.dedup();
+                proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        /// 6-byte literals at stride 4, with a window before each (see `MAX_OVERHANG_KEYS`).
+        #[test]
+        fn six_byte_literals_equal_brute_force(
+            six in proptest::collection::vec(proptest::sample::select(&b"ab\n1 "[..]), 6),
+            longer in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(&b"ab1 "[..]), 6..10), 0..3),
+            ci in proptest::bool::weighted(0.3),
+            parts in proptest::collection::vec(
+                (proptest::sample::select(&b"abAB1 \n"[..]), 0usize..8), 0..80),
+            cut in (0usize..8, 0usize..8),
+        ) {
+            let six: Vec<u8> = six.into_iter().map(|b| if b == b'\n' { b'b' } else { b }).collect();
+            let mut lits = vec![(six, ci)];
+            lits.extend(longer.into_iter().map(|l| (l, false)));
+            let mut hay = Vec::new();
+            for (b, i) in parts {
+                match lits.get(i) {
+                    Some((l, _)) => hay.extend(l),
+                    None => hay.push(b),
+                }
+            }
+            let needles = lits.iter().enumerate().map(|(i, (l, ci))| Needle {
+                bytes: l.clone().into(), ci: *ci, rule: i as u32,
+            }).collect();
+            let Some(s) = LitScan::new(needles) else { return Ok(()); };
+            let keys: usize = lits
+                .iter()
+                .filter(|(l, _)| l.len() == 6)
+                .map(|(l, ci)| overhang_keys(l, *ci))
+                .sum();
+            if keys <= MAX_OVERHANG_KEYS {
+                proptest::prop_assert_eq!(s.stride, 4);
+            }
             let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
             let expected = if from <= to { naive(&lits, &hay, from, to) } else { vec![] };
             for avx2 in [false, s.avx2] {

@@ -450,10 +450,12 @@ const MAX_NEEDLES: usize = 50_000;
 const MAX_RULE_NEEDLES: usize = 16;
 const MIN_NEEDLE_LEN: usize = 3;
 /// The shortest literal the literal-first search takes: 4-byte windows at 4 offsets (its
-/// fastest stride). Rules with shorter literals go to the DFA part, whose regex then searches
-/// for them with its own literal prefilter.
-// PERF: rules100 has one such rule (`\[(crit|alert|emerg)\]`); with it the stride was 3 and
-// the literal search scalar (1.5 GB/s alone); without, 4 and AVX2 (see PERF.md).
+/// fastest stride); a few 6-byte ones are taken too (a window starting a byte before them:
+/// `litscan::MAX_OVERHANG_KEYS`). Rules with shorter literals go to the DFA part, whose regex
+/// then searches for them with its own literal prefilter.
+// PERF: rules100 has one 6-byte rule (`\[(crit|alert|emerg)\]`); with it in the search at
+// stride 2 the search was scalar (1.5 GB/s alone); in the DFA part it cost a Teddy pass of its
+// own (4-5 % of the pipe path's CPU); with an overhang window neither (see PERF.md).
 const FAST_NEEDLE_LEN: usize = 7;
 
 /// Literals every match of `h` must begin with, if they form a small finite set.
@@ -655,12 +657,24 @@ impl RuleSet {
         }
         // Literals shorter than FAST_NEEDLE_LEN shrink the search's stride for all: a few such
         // rules go to the DFA part (whose regex finds them with its own prefilter), many stay.
-        let with = found.iter().flatten().count();
-        let short = found
+        // 6-byte literals join the search at full stride when few (litscan's overhang windows).
+        let six_keys: usize = found
             .iter()
             .flatten()
-            .filter(|(l, _)| min_len(l) < FAST_NEEDLE_LEN)
-            .count();
+            .filter(|(l, _)| min_len(l) == FAST_NEEDLE_LEN - 1)
+            .flat_map(|(l, ci)| {
+                l.iter()
+                    .filter(|x| x.len() == FAST_NEEDLE_LEN - 1)
+                    .map(|x| crate::litscan::overhang_keys(x, *ci))
+            })
+            .sum();
+        let fast_len = |l: &[Vec<u8>]| {
+            min_len(l) >= FAST_NEEDLE_LEN
+                || (min_len(l) == FAST_NEEDLE_LEN - 1
+                    && six_keys <= crate::litscan::MAX_OVERHANG_KEYS)
+        };
+        let with = found.iter().flatten().count();
+        let short = found.iter().flatten().filter(|(l, _)| !fast_len(l)).count();
         let keep_short = short > (with / 20).max(2);
         let mut needles = Vec::new();
         let mut groups: Vec<Group> = Vec::new();
@@ -675,7 +689,7 @@ impl RuleSet {
         // The DFA part's rules' literals, when they all have case-sensitive ones.
         let mut short_needles: Option<Vec<Vec<u8>>> = Some(Vec::new());
         for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
-            let fast = |l: &[Vec<u8>]| keep_short || min_len(l) >= FAST_NEEDLE_LEN;
+            let fast = |l: &[Vec<u8>]| keep_short || fast_len(l);
             let lits = lits.filter(|_| needles.len() < MAX_NEEDLES);
             match lits {
                 Some((lits, ci)) if fast(&lits) => {

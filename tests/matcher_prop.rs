@@ -95,8 +95,8 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
     s
 }
 
-/// Rules that all carry a literal: of 7+ bytes (the literal-first search takes them) or of 3
-/// (the DFA part takes them), each compared exactly or ignoring case; some are plain literals
+/// Rules that all carry a literal: of 7+ bytes (the literal-first search takes them), of 6
+/// (taken too when few) or of 3 (the DFA part takes them), each compared exactly or ignoring case; some are plain literals
 /// (a hit is a match), some have more literals after the first (gates).
 fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
     (
@@ -114,6 +114,8 @@ fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
             Just("aBa BaB"),
             Just("a\\x00b a\\xffb"),
             Just("aab a[1b]b"),
+            Just("aab a1"),
+            Just("(ba1 1a|b a b)"),
         ],
         // The later literals are the gates checked before a rule's automaton runs.
         prop_oneof![
