@@ -284,13 +284,10 @@ fn run_lane(
     for inst in by_id.iter_mut().flatten() {
         inst.action.start(&inst.name);
     }
-    let flush = |by_id: &mut Vec<Option<Instance>>| {
-        for inst in by_id.iter_mut().flatten() {
-            inst.action.flush(&ctx);
-        }
-    };
-    let finish = |by_id: &mut Vec<Option<Instance>>| {
-        flush(by_id);
+    // The lane's `log:` lines, written when its queue is empty.
+    let mut batch = Vec::new();
+    let finish = |by_id: &mut Vec<Option<Instance>>, batch: &mut Vec<u8>| {
+        crate::action::log::write_batch(batch, &ctx);
         for inst in by_id.iter_mut().flatten() {
             inst.action.finish(Duration::from_secs(3));
         }
@@ -304,22 +301,23 @@ fn run_lane(
                     "[uwsgi-alarm] grace period over: {left} queued alarm(s) of {} not run",
                     lane.label
                 );
-                finish(&mut by_id);
+                finish(&mut by_id, &mut batch);
                 return;
             }
             let Some(Some(inst)) = by_id.get_mut(ev.alarm as usize) else {
                 continue;
             };
             if inst.flood.admit(&ev.msg, Instant::now()) {
-                inst.action.fire(&inst.name, &ev.msg, ev.raised, &ctx);
+                inst.action
+                    .fire(&inst.name, &ev.msg, ev.raised, &ctx, &mut batch);
                 shared.ran.fetch_add(1, Ordering::Relaxed);
             } else {
                 shared.suppressed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        flush(&mut by_id);
+        crate::action::log::write_batch(&mut batch, &ctx);
         if shared.closing.load(Ordering::SeqCst) && lane.queue.is_empty() {
-            finish(&mut by_id);
+            finish(&mut by_id, &mut batch);
             return;
         }
         parker.park_timeout(Duration::from_millis(500));

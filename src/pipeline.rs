@@ -64,14 +64,19 @@ impl Deferred {
     }
 }
 
-/// The log path of one input.
-pub struct Pipeline<'r> {
+/// The matching half of a pipeline: matchers, caches and scratch.
+struct Matching<'r> {
     matcher: Matcher<'r>,
     /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]).
     helper: Option<Matcher<'r>>,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
+}
+
+/// The log path of one input.
+pub struct Pipeline<'r> {
+    ms: Matching<'r>,
     buf: LineBuffer,
     /// Inside a line longer than the buffer whose head was already matched.
     skipping: bool,
@@ -86,10 +91,12 @@ impl<'r> Pipeline<'r> {
         let parallel = !matcher.rules().is_empty()
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         Pipeline {
-            helper: parallel.then(|| matcher.rules().matcher()),
-            bounds: Vec::new(),
-            deferred: Vec::new(),
-            matcher,
+            ms: Matching {
+                helper: parallel.then(|| matcher.rules().matcher()),
+                bounds: Vec::new(),
+                deferred: Vec::new(),
+                matcher,
+            },
             buf: LineBuffer::with_capacity(cap),
             skipping: false,
             stats: Stats::default(),
@@ -154,6 +161,34 @@ impl<'r> Pipeline<'r> {
         Ok(())
     }
 
+    /// Bytes read elsewhere (`chunk`, any boundaries): like [`feed`](Self::feed), but the whole
+    /// lines inside the chunk are passed and matched where they are, not copied into the roll
+    /// buffer; only the pieces of lines at its two ends are.
+    pub fn feed_chunk(&mut self, chunk: &[u8], sink: &mut dyn Sink) -> io::Result<()> {
+        let mut rest = chunk;
+        if !self.buf.filled().is_empty() || self.skipping {
+            // The line the roll buffer holds ends in this chunk (or goes on past it).
+            match memchr::memchr(b'\n', rest) {
+                Some(i) => {
+                    self.feed(&rest[..=i], sink)?;
+                    rest = &rest[i + 1..];
+                }
+                None => return self.feed(rest, sink),
+            }
+        }
+        // PERF: the chunk's whole lines where they are: no copy (see PERF.md "reader thread").
+        if let Some(j) = memchr::memrchr(b'\n', rest) {
+            let lines = &rest[..=j];
+            self.stats.bytes += lines.len() as u64;
+            let written = sink.pass(lines);
+            let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
+            self.stats.confirmed += n as u64;
+            written?;
+            rest = &rest[j + 1..];
+        }
+        self.feed(rest, sink)
+    }
+
     /// Pass and match the first `upto` unprocessed bytes (they end at a line end).
     fn process(&mut self, upto: usize, sink: &mut dyn Sink) -> io::Result<()> {
         let written = sink.pass(&self.buf.filled()[..upto]);
@@ -165,79 +200,7 @@ impl<'r> Pipeline<'r> {
         }
         if from < upto {
             let lines = &self.buf.filled()[from..upto];
-            let alarms = &mut self.stats.alarms;
-            let mut deliver = |msg: &[u8], hits: &[u32]| {
-                for &a in hits {
-                    *alarms += 1;
-                    sink.alarm(a, msg);
-                }
-            };
-            // PERF: a large region is cut at line ends into pieces of ~64 KiB that two threads
-            // take in turn, so neither waits long for the other when the scheduler runs `cat`
-            // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
-            // keep line order (see PERF.md "pieces").
-            let n = match self.helper.as_mut() {
-                Some(helper) if lines.len() >= PARALLEL_MIN => {
-                    let bounds = &mut self.bounds;
-                    bounds.clear();
-                    bounds.push(0);
-                    let mut at = 0;
-                    while lines.len() - at > PIECE {
-                        match memchr::memchr(b'\n', &lines[at + PIECE..]) {
-                            Some(i) if at + PIECE + i + 1 < lines.len() => {
-                                at += PIECE + i + 1;
-                                bounds.push(at);
-                            }
-                            _ => break,
-                        }
-                    }
-                    bounds.push(lines.len());
-                    let pieces = bounds.len() - 1;
-                    if self.deferred.len() < pieces {
-                        self.deferred.resize_with(pieces, Default::default);
-                    }
-                    let next = std::sync::atomic::AtomicUsize::new(0);
-                    let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
-                    let work = |m: &mut Matcher<'r>| {
-                        loop {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            if k >= pieces {
-                                return;
-                            }
-                            // A poisoned lock only means the other thread panicked, which is
-                            // re-raised below.
-                            let mut d = deferred[k].lock().unwrap_or_else(|e| e.into_inner());
-                            let d = &mut *d;
-                            d.clear();
-                            let base = lines.as_ptr() as usize;
-                            d.confirmed =
-                                m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
-                                    let start = msg.as_ptr() as usize - base;
-                                    let r0 = d.ranks.len();
-                                    d.ranks.extend_from_slice(hits);
-                                    d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
-                                });
-                        }
-                    };
-                    let matcher = &mut self.matcher;
-                    std::thread::scope(|s| {
-                        let h = s.spawn(|| work(helper));
-                        work(matcher);
-                        // A panic in the helper is a bug, not input: re-raise it here.
-                        h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                    });
-                    let mut n = 0;
-                    for d in deferred {
-                        let d = d.lock().unwrap_or_else(|e| e.into_inner());
-                        for &(a, b, r0, r1) in &d.hits {
-                            deliver(&lines[a..b], &d.ranks[r0..r1]);
-                        }
-                        n += d.confirmed;
-                    }
-                    n
-                }
-                _ => self.matcher.scan_lines(lines, &mut deliver),
-            };
+            let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
         }
         self.buf.consume(upto);
@@ -247,13 +210,92 @@ impl<'r> Pipeline<'r> {
     fn raise_line(&mut self, len: usize, sink: &mut dyn Sink) {
         let line = &self.buf.filled()[..len];
         let alarms = &mut self.stats.alarms;
-        self.matcher.confirm(line, &mut |msg, hits| {
+        self.ms.matcher.confirm(line, &mut |msg, hits| {
             for &a in hits {
                 *alarms += 1;
                 sink.alarm(a, msg);
             }
         });
         self.stats.confirmed += 1;
+    }
+}
+
+impl<'r> Matching<'r> {
+    /// Match whole `lines` and raise their alarms into `sink`, in line order; `alarms` counts
+    /// them. Returns the number of lines confirmed.
+    fn scan(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
+        let mut deliver = |msg: &[u8], hits: &[u32]| {
+            for &a in hits {
+                *alarms += 1;
+                sink.alarm(a, msg);
+            }
+        };
+        // PERF: a large region is cut at line ends into pieces of ~64 KiB that two threads
+        // take in turn, so neither waits long for the other when the scheduler runs `cat`
+        // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
+        // keep line order (see PERF.md "pieces").
+        match self.helper.as_mut() {
+            Some(helper) if lines.len() >= PARALLEL_MIN => {
+                let bounds = &mut self.bounds;
+                bounds.clear();
+                bounds.push(0);
+                let mut at = 0;
+                while lines.len() - at > PIECE {
+                    match memchr::memchr(b'\n', &lines[at + PIECE..]) {
+                        Some(i) if at + PIECE + i + 1 < lines.len() => {
+                            at += PIECE + i + 1;
+                            bounds.push(at);
+                        }
+                        _ => break,
+                    }
+                }
+                bounds.push(lines.len());
+                let pieces = bounds.len() - 1;
+                if self.deferred.len() < pieces {
+                    self.deferred.resize_with(pieces, Default::default);
+                }
+                let next = std::sync::atomic::AtomicUsize::new(0);
+                let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
+                let work = |m: &mut Matcher<'r>| {
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if k >= pieces {
+                            return;
+                        }
+                        // A poisoned lock only means the other thread panicked, which is
+                        // re-raised below.
+                        let mut d = deferred[k].lock().unwrap_or_else(|e| e.into_inner());
+                        let d = &mut *d;
+                        d.clear();
+                        let base = lines.as_ptr() as usize;
+                        d.confirmed =
+                            m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
+                                let start = msg.as_ptr() as usize - base;
+                                let r0 = d.ranks.len();
+                                d.ranks.extend_from_slice(hits);
+                                d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
+                            });
+                    }
+                };
+                let matcher = &mut self.matcher;
+                std::thread::scope(|s| {
+                    let h = s.spawn(|| work(helper));
+                    work(matcher);
+                    // A panic in the helper is a bug, not input: re-raise it here.
+                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+                });
+                let mut n = 0;
+                for d in deferred {
+                    let d = d.lock().unwrap_or_else(|e| e.into_inner());
+                    for &(a, b, r0, r1) in &d.hits {
+                        deliver(&lines[a..b], &d.ranks[r0..r1]);
+                    }
+                    n += d.confirmed;
+                }
+                n
+            }
+            _ => self.matcher.scan_lines(lines, &mut deliver),
+        }
     }
 }
 
@@ -363,7 +405,7 @@ mod tests {
         }
         let big = run(&set, 4 * PARALLEL_MIN, &[&input]);
         let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
-        seq.helper = None;
+        seq.ms.helper = None;
         let mut s = CollectSink::default();
         seq.feed(&input, &mut s).unwrap();
         seq.finish(&mut s).unwrap();

@@ -10,21 +10,17 @@ use crate::sys;
 #[derive(Debug)]
 pub struct Log {
     prefix: String,
-    /// Lines not yet written: written when the lane's queue is empty ([`Log::flush`]) or when
-    /// they reach [`PENDING_MAX`].
-    pending: Vec<u8>,
     /// The date of the last line: (Unix second, ctime text).
     date: (u64, String),
 }
 
-/// Most bytes of lines kept before they are written.
-const PENDING_MAX: usize = 64 * 1024;
+/// Most bytes of lines a lane keeps before it writes them (see [`Log::fire`]).
+pub const BATCH_MAX: usize = 64 * 1024;
 
 impl Log {
     pub fn parse(arg: &str) -> Log {
         Log {
             prefix: arg.to_string(),
-            pending: Vec::new(),
             date: (u64::MAX, String::new()),
         }
     }
@@ -49,7 +45,10 @@ impl Log {
         out.push(b'\n');
     }
 
-    pub fn fire(&mut self, msg: &[u8], ctx: &Ctx) {
+    /// Add the line for `msg` to the lane's `batch` (shared by the lane's `log:` alarms, so
+    /// lines keep the order of their alarms); the lane writes it when its queue is empty
+    /// ([`write_batch`]) or when it reaches [`BATCH_MAX`].
+    pub fn fire(&mut self, msg: &[u8], ctx: &Ctx, batch: &mut Vec<u8>) {
         // PERF: the date is formatted once a second and lines are written in batches, one
         // write per drained queue instead of one per alarm (rules10 through a pipe: 150 k
         // alarms a GiB; see PERF.md "log: batches").
@@ -59,24 +58,22 @@ impl Log {
         if now != self.date.0 {
             self.date = (now, sys::ctime_now());
         }
-        let mut pending = std::mem::take(&mut self.pending);
-        self.append(&mut pending, &self.date.1, msg);
-        self.pending = pending;
-        if self.pending.len() >= PENDING_MAX {
-            self.flush(ctx);
+        self.append(batch, &self.date.1, msg);
+        if batch.len() >= BATCH_MAX {
+            write_batch(batch, ctx);
         }
     }
+}
 
-    /// Write the pending lines.
-    pub fn flush(&mut self, ctx: &Ctx) {
-        if self.pending.is_empty() {
-            return;
-        }
-        if let Err(e) = ctx.output.write_record(&self.pending) {
-            eprintln!("[uwsgi-alarm-log] {e}");
-        }
-        self.pending.clear();
+/// Write a lane's batch of `log:` lines into the log output.
+pub fn write_batch(batch: &mut Vec<u8>, ctx: &Ctx) {
+    if batch.is_empty() {
+        return;
     }
+    if let Err(e) = ctx.output.write_record(batch) {
+        eprintln!("[uwsgi-alarm-log] {e}");
+    }
+    batch.clear();
 }
 
 #[cfg(test)]

@@ -128,10 +128,18 @@ impl Action {
 
     /// Run the action for one message (already truncated and past anti-flood), raised at
     /// `raised`.
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+    /// Run for one alarm. `batch` collects the lane's `log:` lines (see `log::Log::fire`).
+    pub fn fire(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        raised: Instant,
+        ctx: &Ctx,
+        batch: &mut Vec<u8>,
+    ) {
         match self {
             Action::Cmd(c) => c.fire(alarm, msg, ctx),
-            Action::Log(l) => l.fire(msg, ctx),
+            Action::Log(l) => l.fire(msg, ctx, batch),
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
             Action::Speech(s) => s.fire(msg, ctx),
@@ -148,13 +156,6 @@ impl Action {
     pub fn start(&mut self, alarm: &str) {
         if let Action::Xmpp(x) = self {
             x.start(alarm);
-        }
-    }
-
-    /// Called when the lane's queue is empty: write what was batched (`log:`).
-    pub fn flush(&mut self, ctx: &Ctx) {
-        if let Action::Log(l) = self {
-            l.flush(ctx);
         }
     }
 
