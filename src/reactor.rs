@@ -5,15 +5,21 @@
 //! stream only ever switches inputs between whole lines; react to SIGTERM/SIGINT (stop reading,
 //! or forward to supervised processes and wait for them), SIGHUP (reopen `--logto`, forward) and
 //! SIGCHLD (reap, report crashes, restart).
+//! Standard input is read by a thread of its own ([`Prefetch`]) into a few 1 MiB buffers whose
+//! whole lines the pipeline processes in place, so the kernel's copy out of the pipe overlaps
+//! matching; the thread wakes the poll through a `mio::Waker`, and its buffers come back through
+//! a bounded channel (a slow log path stops the reading: back-pressure, as before).
 //! Invariants: a ready input is read at most [`READS_PER_TURN`] times before the others get a
 //! turn, and is remembered as ready (mio is edge-triggered) until a read says `WouldBlock`; reads
-//! go straight into the pipeline's roll buffer; lanes are woken once per read, not per alarm;
+//! of the other inputs go straight into the pipeline's roll buffer; lanes are woken once per
+//! read, not per alarm;
 //! the output is written with blocking writes, so a slow output slows the reading
 //! (back-pressure) instead of growing a buffer, and a process writing faster than that is slowed
 //! by its full pipe, never dropped. A regular file on stdin (`logalarm < file`) cannot be
 //! polled: it is always "ready" until its end.
-//! Rejected alternative: a reader thread per input plus channels — more copies and a second
-//! place where lines could be reordered.
+//! Rejected alternative: a reader thread per input — supervised processes and tails are read
+//! here (there may be hundreds, each slow); one channel per input keeps each input's order, and
+//! inputs only switch between whole lines, as before.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
