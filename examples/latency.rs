@@ -7,9 +7,12 @@
 //! program, which, started as `PROGRAM -c probe`, first reads the clock, then the line on its
 //! stdin, and appends "TIME LINE" to a file: the time the action's process starts (exec of a
 //! small binary, no shell start-up). `--bash` measures the former way instead: `--binsh
-//! /bin/bash` and `cmd:echo "$EPOCHREALTIME $(cat)" >> FILE` (bash's start-up included).
+//! /bin/bash` and `cmd:echo "$EPOCHREALTIME $(cat)" >> FILE` (bash's start-up included);
+//! `--static` uses `scripts/latency_probe.c`, the same probe in C built with `cc -static` (no
+//! dynamic loader runs before its clock read).
 //! Feeds CORPUS at MB_PER_S (default 100) and, every 20 ms, a line `LATENCY_PROBE <n>` whose
 //! send time is recorded. Prints p50, p99 and max over PROBES (default 200) probes.
+//! `LOGALARM_BIN=PATH` runs another build of logalarm.
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,7 +42,11 @@ fn main() {
         return as_action();
     }
     let bash = all.iter().any(|a| a == "--bash");
-    let args: Vec<String> = all.into_iter().filter(|a| a != "--bash").collect();
+    let static_probe = all.iter().any(|a| a == "--static");
+    let args: Vec<String> = all
+        .into_iter()
+        .filter(|a| a != "--bash" && a != "--static")
+        .collect();
     let corpus = std::fs::read(args.get(1).map_or("/tmp/corpus256.log", String::as_str))
         .unwrap_or_else(|_| {
             b"2026-11-23 10:00:00,000 INFO [worker] request served in 3 ms\n".repeat(200_000)
@@ -49,17 +56,34 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("logalarm-latency-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);
     let out = dir.join("probes");
-    let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/logalarm");
+    // LOGALARM_BIN: another build to compare.
+    let bin = std::env::var("LOGALARM_BIN").unwrap_or_else(|_| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/logalarm").to_string()
+    });
     let me = std::env::current_exe().unwrap_or_default();
     let (binsh, action) = if bash {
         (
             std::path::PathBuf::from("/bin/bash"),
             format!("a cmd:echo \"$EPOCHREALTIME $(cat)\" >> {}", out.display()),
         )
+    } else if static_probe {
+        // The same probe in C, linked statically: no dynamic loader before its first clock read.
+        let probe = dir.join("probe");
+        let src = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/latency_probe.c");
+        let built = Command::new("cc")
+            .args(["-O2", "-static", "-o"])
+            .arg(&probe)
+            .arg(src)
+            .status();
+        if !built.is_ok_and(|s| s.success()) {
+            eprintln!("cannot build {src} with cc -static");
+            std::process::exit(1);
+        }
+        (probe, "a cmd:probe".to_string())
     } else {
         (me, "a cmd:probe".to_string())
     };
-    let mut child = Command::new(bin)
+    let mut child = Command::new(&bin)
         .arg("--binsh")
         .arg(&binsh)
         .args([
