@@ -105,7 +105,6 @@ impl LitScan {
         // 256 MiB, 86 % in vain; see PERF.md "case kept").
         let mask = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
         let mut keys: Vec<(u32, u32, i32)> = Vec::with_capacity(needles.len() * stride);
-        let mut spread = 0; // keys of windows that start before their literal
         for (i, n) in needles.iter().enumerate() {
             let i = i as u32;
             if overhang && n.bytes.len() < width + stride - 1 {
@@ -123,7 +122,6 @@ impl LitScan {
                 } else {
                     push(head);
                 }
-                spread += overhang_keys(&n.bytes, n.ci);
             }
             let (base, end) = match overhang && n.bytes.len() < width + stride - 1 {
                 true => (0, stride - 1),
@@ -141,10 +139,12 @@ impl LitScan {
                 }
             }
         }
-        // PERF: a filter about 0.2 % full (512 bits a window): at 1.5 % full, chance hits of
-        // ordinary text cost as much as the rare windows save. (A window entered under 256 first
-        // bytes counts as one here: the table would only grow past its cap.)
-        let bits = ((keys.len() - spread + spread / 256) * 512)
+        // PERF: a filter about 0.2 % full (512 bits a key): at 1.5 % full, chance hits of
+        // ordinary text cost as much as the rare windows save. Keys of windows entered under
+        // 256 first bytes count too: sized by windows alone, a set of two rules (`NEEDLE \w+`,
+        // ` FATAL`) got 4,096 bits 6 % full and ran at a quarter of its speed (criterion
+        // matcher/rate).
+        let bits = (keys.len() * 512)
             .next_power_of_two()
             .clamp(1 << 12, 1 << 18);
         let shift = 32 - bits.trailing_zeros();
