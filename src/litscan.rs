@@ -469,11 +469,17 @@ fn window_chance(w: &[u8], ci: bool) -> f64 {
 /// Call `on` with every ASCII case variant of a window of at most 4 bytes (at most 16).
 fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
     let n = w.len().min(4);
-    let letters: Vec<usize> = (0..n).filter(|&i| w[i].is_ascii_alphabetic()).collect();
-    for flips in 0..1u32 << letters.len() {
+    let (mut letters, mut count) = ([0usize; 4], 0);
+    for (i, b) in w.iter().take(n).enumerate() {
+        if b.is_ascii_alphabetic() {
+            letters[count] = i;
+            count += 1;
+        }
+    }
+    for flips in 0..1u32 << count {
         let mut v = [0u8; 4];
         v[..n].copy_from_slice(&w[..n]);
-        for (bit, &i) in letters.iter().enumerate() {
+        for (bit, &i) in letters[..count].iter().enumerate() {
             if flips & (1 << bit) != 0 {
                 v[i] ^= 0x20;
             }
@@ -482,11 +488,26 @@ fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
     }
 }
 
+impl LitScan {
+    /// The literals searched for rule `rule`.
+    pub fn literals_of(&self, rule: u32) -> Vec<Vec<u8>> {
+        self.needles
+            .iter()
+            .filter(|n| n.rule == rule)
+            .map(|n| n.bytes.to_vec())
+            .collect()
+    }
+}
+
 /// Where in a literal its `stride` windows start: the place whose windows are least likely in
 /// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
 /// lines to the buckets.
 fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> usize {
-    let chance: Vec<f64> = lit.windows(width).map(|w| window_chance(w, ci)).collect();
+    // Literals are cut at 32 bytes (`rules::prefix_literals`): 29 windows at most.
+    let mut chance = [f64::MAX; 64];
+    for (c, w) in chance.iter_mut().zip(lit.windows(width)) {
+        *c = window_chance(w, ci);
+    }
     let cost = |b: usize| -> f64 {
         chance
             .get(b..b + stride)
