@@ -77,6 +77,17 @@ fn input() -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink {
+    run_as(set, input, chunks, cap, false)
+}
+
+/// `in_place`: chunks go through `feed_chunk` (standard input's path) instead of `feed`.
+fn run_as(
+    set: &RuleSet,
+    input: &[u8],
+    chunks: &[usize],
+    cap: usize,
+    in_place: bool,
+) -> CollectSink {
     let mut p = Pipeline::new(set.matcher(), cap);
     let mut s = CollectSink::default();
     let mut rest = input;
@@ -87,7 +98,11 @@ fn run(set: &RuleSet, input: &[u8], chunks: &[usize], cap: usize) -> CollectSink
             .copied()
             .unwrap_or(1)
             .clamp(1, rest.len());
-        p.feed(&rest[..n], &mut s).unwrap();
+        if in_place {
+            p.feed_chunk(&rest[..n], &mut s).unwrap();
+        } else {
+            p.feed(&rest[..n], &mut s).unwrap();
+        }
         rest = &rest[n..];
         i += 1;
     }
@@ -190,6 +205,10 @@ fn check(
         prop_assert_eq!(&whole.out, &input);
         prop_assert_eq!(&chunked, &whole);
         prop_assert_eq!(&bytewise, &whole);
+        let in_place = run_as(&set, &input, &chunks, 64, true);
+        prop_assert_eq!(&in_place, &whole);
+        let in_place_big = run_as(&set, &input, &chunks, 1 << 16, true);
+        prop_assert_eq!(&in_place_big, &whole);
         let mut got: Vec<(Vec<u8>, Vec<u32>)> = Vec::new();
         for (a, m) in &whole.alarms {
             match got.last_mut() {

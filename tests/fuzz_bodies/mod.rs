@@ -110,8 +110,14 @@ pub fn pipeline(data: &[u8]) {
     let mut i = 0;
     while pos < input.len() {
         let n = ((i * 31 + chunk_seed) % 23 + 1).min(input.len() - pos);
-        p.feed(&input[pos..pos + n], &mut s)
-            .expect("collect sink never fails");
+        // Copied into the roll buffer (child pipes, tails) or processed in place (standard
+        // input's reader thread), mixed so every transition between the two is exercised.
+        if (i + data[2] as usize / 3) % 3 == 0 {
+            p.feed(&input[pos..pos + n], &mut s)
+        } else {
+            p.feed_chunk(&input[pos..pos + n], &mut s)
+        }
+        .expect("collect sink never fails");
         pos += n;
         i += 1;
     }
