@@ -112,7 +112,7 @@ pub fn pipeline(data: &[u8]) {
         let n = ((i * 31 + chunk_seed) % 23 + 1).min(input.len() - pos);
         // Copied into the roll buffer (child pipes, tails) or processed in place (standard
         // input's reader thread), mixed so every transition between the two is exercised.
-        if (i + data[2] as usize / 3) % 3 == 0 {
+        if (i + data[2] as usize / 3).is_multiple_of(3) {
             p.feed(&input[pos..pos + n], &mut s)
         } else {
             p.feed_chunk(&input[pos..pos + n], &mut s)
