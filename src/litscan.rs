@@ -187,18 +187,6 @@ impl LitScan {
         )
     }
 
-    /// The start of some literal occurring in `hay[from..to]` (not necessarily the leftmost,
-    /// but no occurrence ends before a line that holds one: see [`LitScan::each`]).
-    #[inline]
-    pub fn find(&self, hay: &[u8], from: usize, to: usize) -> Option<usize> {
-        let mut found = None;
-        self.each(hay, from, to, &mut |at, _| {
-            found = Some(at);
-            false
-        });
-        found
-    }
-
     /// Call `on(start, needle)` for every occurrence of a literal in `hay[from..to]`, in the order
     /// of the tested windows, left to right, until `on` returns false. A window lies inside its
     /// literal (where the literal is rarest, not at its start), so occurrences of one line may
@@ -242,7 +230,7 @@ impl LitScan {
                 return self.each_from::<S>(hay, from, at, to, last, on);
             }
             // Lane 8 j + i is the window at j S + 4 i: reorder to bit = offset in the block, so
-            // windows are visited left to right (`find` relies on it).
+            // windows are visited left to right (the matcher relies on it).
             let mut offsets = 0u32;
             while lanes != 0 {
                 let lane = lanes.trailing_zeros() as usize;
@@ -569,6 +557,16 @@ mod tests {
     }
 
     /// Every occurrence, by brute force.
+    /// The first occurrence [`LitScan::each`] reports.
+    fn first(s: &LitScan, hay: &[u8], from: usize, to: usize) -> Option<usize> {
+        let mut found = None;
+        s.each(hay, from, to, &mut |at, _| {
+            found = Some(at);
+            false
+        });
+        found
+    }
+
     fn naive(lits: &[(Vec<u8>, bool)], hay: &[u8], from: usize, to: usize) -> Vec<(usize, u32)> {
         let mut v = Vec::new();
         for (i, (l, ci)) in lits.iter().enumerate() {
@@ -615,17 +613,39 @@ mod tests {
                 bytes: l.clone().into(), ci: *ci, rule: i as u32,
             }).collect();
             let Some(s) = LitScan::new(needles) else { return Ok(()); };
-            let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
-            let expected = if from <= to { naive(&lits, &hay, from, to) } else { vec![] };
-            for avx2 in [false, s.avx2] {
-                let t = LitScan { avx2, ..LitScan::new(s.needles.clone()).unwrap() };
-                let mut got = Vec::new();
-                t.each(&hay, from, to.max(from), &mut |p, n| { got.push((p, n.rule)); true });
-                got.sort();
-                got.dedup();
-                proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
-            }
+            agrees_with_naive(&s, &lits, &hay, cut)?;
         }
+    }
+
+    /// `s` (with AVX2 and without) finds in `hay`, cut by `cut` bytes at each end, exactly
+    /// the occurrences of `lits` a brute-force search finds.
+    fn agrees_with_naive(
+        s: &LitScan,
+        lits: &[(Vec<u8>, bool)],
+        hay: &[u8],
+        cut: (usize, usize),
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
+        let expected = if from <= to {
+            naive(lits, hay, from, to)
+        } else {
+            vec![]
+        };
+        for avx2 in [false, s.avx2] {
+            let t = LitScan {
+                avx2,
+                ..LitScan::new(s.needles.clone()).unwrap()
+            };
+            let mut got = Vec::new();
+            t.each(hay, from, to.max(from), &mut |p, n| {
+                got.push((p, n.rule));
+                true
+            });
+            got.sort();
+            got.dedup();
+            proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
+        }
+        Ok(())
     }
 
     proptest::proptest! {
@@ -663,21 +683,12 @@ mod tests {
             if keys <= MAX_OVERHANG_KEYS {
                 proptest::prop_assert_eq!(s.stride, 4);
             }
-            let (from, to) = (cut.0.min(hay.len()), hay.len().saturating_sub(cut.1));
-            let expected = if from <= to { naive(&lits, &hay, from, to) } else { vec![] };
-            for avx2 in [false, s.avx2] {
-                let t = LitScan { avx2, ..LitScan::new(s.needles.clone()).unwrap() };
-                let mut got = Vec::new();
-                t.each(&hay, from, to.max(from), &mut |p, n| { got.push((p, n.rule)); true });
-                got.sort();
-                got.dedup();
-                proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
-            }
+            agrees_with_naive(&s, &lits, &hay, cut)?;
         }
     }
 
     #[test]
-    fn find_gives_the_first_line_holding_a_literal() {
+    fn the_first_hit_is_in_the_first_line_holding_a_literal() {
         // Stride 1: the AVX2 lanes of a block are not in position order; `find` must still
         // report the leftmost window first (a bug once reported the second line's literal).
         let hay = b"AAB A1Baaa Ab a b a1\naaaaaaa\x00b a\xffbaaaa\n";
@@ -686,7 +697,7 @@ mod tests {
                 avx2,
                 ..scan(&[("aba", true), ("aab", false), ("b a", true)])
             };
-            assert_eq!(t.find(hay, 0, hay.len()), Some(2), "avx2 {avx2}");
+            assert_eq!(first(&t, hay, 0, hay.len()), Some(2), "avx2 {avx2}");
             let mut order = Vec::new();
             t.each(hay, 0, hay.len(), &mut |p, _| {
                 order.push(p);
@@ -718,7 +729,7 @@ mod tests {
             true
         });
         assert_eq!(v, vec![0]);
-        assert_eq!(s.find(hay, 7, 12), None);
+        assert_eq!(first(&s, hay, 7, 12), None);
     }
 
     #[test]
