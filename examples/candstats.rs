@@ -1,20 +1,10 @@
 //! Per rule: how many lines its literals name (candidates) and how many it matches, the 25
 //! rules with most candidates first (which literals send lines to confirmation in vain):
 //! `cargo run --release --example candstats -- RULES.txt CORPUS`.
-use logalarm::rules::RuleSet;
+mod common;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let (Some(rules), Some(corpus)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: candstats RULES CORPUS");
-        std::process::exit(2);
-    };
-    let text = std::fs::read_to_string(rules).unwrap_or_default();
-    let pats: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
-    let data = std::fs::read(corpus).unwrap_or_default();
-    let Ok(set) = RuleSet::one_alarm(&pats, 8192) else {
-        std::process::exit(1);
-    };
+    let (set, data, pats) = common::rules_and_corpus("candstats");
     let Some(s) = set.literal_search() else {
         std::process::exit(1);
     };

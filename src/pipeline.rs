@@ -251,6 +251,10 @@ impl<'r> Matching<'r> {
                 }
                 bounds.push(lines.len());
                 let pieces = bounds.len() - 1;
+                if pieces < 2 {
+                    // One long line: nothing to share, no thread to start.
+                    return self.matcher.scan_lines(lines, &mut deliver);
+                }
                 if self.deferred.len() < pieces {
                     self.deferred.resize_with(pieces, Default::default);
                 }
@@ -414,6 +418,18 @@ mod tests {
         assert!(big.alarms == s.alarms, "parallel and sequential differ");
         let small: Vec<&[u8]> = input.chunks(1000).collect();
         assert!(run(&set, 4096, &small).alarms == s.alarms);
+    }
+
+    #[test]
+    fn one_line_longer_than_the_parallel_minimum_is_matched_once() {
+        let set = rules(8192);
+        let mut input = b"ERR ".to_vec();
+        input.resize(2 * PARALLEL_MIN, b'y');
+        input.extend_from_slice(b"\nERR\n");
+        let s = run(&set, 4 * PARALLEL_MIN, &[&input]);
+        assert_eq!(s.out, input);
+        assert_eq!(s.alarms.len(), 2);
+        assert_eq!(s.alarms[1], (0, b"ERR\n".to_vec()));
     }
 
     #[test]

@@ -1,0 +1,28 @@
+//! What the developer probes share: `PROBE RULES.txt CORPUS` on the command line, a rules file
+//! of one regex per line, each raising alarm 0.
+
+use logalarm::rules::RuleSet;
+
+/// The rule set, the corpus and the rules file's patterns named on the command line; exits
+/// with a usage line or the failing rule otherwise.
+pub fn rules_and_corpus(probe: &str) -> (RuleSet, Vec<u8>, Vec<String>) {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(rules), Some(corpus)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: {probe} RULES CORPUS");
+        std::process::exit(2);
+    };
+    let text = std::fs::read_to_string(rules).unwrap_or_default();
+    let pats: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let t = std::time::Instant::now();
+    let set = match RuleSet::one_alarm(&pats, 8192) {
+        Ok(s) => s,
+        Err((i, e)) => {
+            eprintln!("rule {i}: {e}");
+            std::process::exit(1);
+        }
+    };
+    eprintln!("compile: {:?}", t.elapsed());
+    let data = std::fs::read(corpus).unwrap_or_default();
+    let pats = pats.into_iter().map(String::from).collect();
+    (set, data, pats)
+}
