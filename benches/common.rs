@@ -1,5 +1,5 @@
-//! Shared bench inputs: the loghub samples (../shared/corpus, CRLF normalised) and the rule sets
-//! of ../shared/bench, with synthetic stand-ins when those are not next to the repository.
+//! Bench inputs: the loghub samples of `tests/data/corpus` (CRLF normalised), the rule sets of
+//! `benches/rules`, and synthetic lines of chosen shapes.
 
 #![allow(dead_code)]
 
@@ -13,48 +13,36 @@ pub fn build(pats: &[String]) -> RuleSet {
     RuleSet::one_alarm(&v, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
 }
 
-pub fn shared() -> PathBuf {
-    std::env::var_os("LOGALARM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared")))
+/// The repository's own data (`tests/data/corpus`, `benches/rules`).
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// About 3 MiB of real, mixed log lines.
+/// About 3 MiB of real, mixed log lines: every loghub sample of `tests/data/corpus/loghub`,
+/// CRLF normalised. A missing or empty directory is a panic (the bench would measure nothing).
 pub fn corpus() -> Vec<u8> {
+    let dir = root().join("tests/data/corpus/loghub");
+    let rd = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
     let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(shared().join("corpus/loghub")) {
-        let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        files.sort();
-        for f in files {
-            if let Ok(b) = std::fs::read(&f) {
-                out.extend(b.into_iter().filter(|&c| c != b'\r'));
-            }
-        }
+    for f in files {
+        let b = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        out.extend(b.into_iter().filter(|&c| c != b'\r'));
     }
-    if out.is_empty() {
-        for i in 0..40_000 {
-            out.extend_from_slice(
-                format!(
-                    "2026-11-23 10:00:{:02},123 INFO [worker-{i}] request served in {i} ms\n",
-                    i % 60
-                )
-                .as_bytes(),
-            );
-        }
-    }
+    assert!(!out.is_empty(), "{}: no log samples", dir.display());
     out
 }
 
-/// Rule set `rules{n}.txt`, or a synthetic one.
+/// Rule set `benches/rules/rules{n}.txt` (a missing file is a panic).
 pub fn rules(n: usize) -> Vec<String> {
-    match std::fs::read_to_string(shared().join(format!("bench/rules{n}.txt"))) {
-        Ok(t) => t
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect(),
-        Err(_) => (0..n).map(|i| format!("ERROR code {i}\\d+")).collect(),
-    }
+    let p = root().join(format!("benches/rules/rules{n}.txt"));
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Lines of `len` bytes, one in `every` containing `NEEDLE` (0: none).

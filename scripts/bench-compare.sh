@@ -6,7 +6,7 @@
 #   RULESETS="10 100 1000" UWSGI_MB=16 scripts/bench-compare.sh
 #   UWSGI=0 RUNS=1 scripts/bench-compare.sh     # without the uWSGI rows (minutes each)
 #
-# Rule sets: ../shared/bench/rulesN.txt; 1000 is made from the 100 by varying each rule ten
+# Rule sets: benches/rules/rulesN.txt; 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
 # Floors: `newline_count` is `cat | memchr newline count` (the floor with a pipe); the header
 # prints the in-memory memchr newline count (the floor for splitting lines).
@@ -22,7 +22,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-SHARED=${SHARED:-$ROOT/../shared}
 SIZE_MB=${SIZE_MB:-1024}
 RUNS=${RUNS:-3}
 RULESETS=${RULESETS:-"10 100"}
@@ -43,7 +42,7 @@ LOGALARM=$ROOT/target/release/logalarm
 NLCOUNT=$ROOT/target/release/examples/nlcount
 
 CORPUS=$WORK/corpus-${SIZE_MB}.log
-[ -s "$CORPUS" ] || "$SHARED/corpus/make_corpus.sh" "$SIZE_MB" "$CORPUS"
+[ -s "$CORPUS" ] || scripts/make_corpus.sh "$SIZE_MB" "$CORPUS"
 BYTES=$(stat -c %s "$CORPUS")
 UWSGI_MB=${UWSGI_MB:-128}
 UCORPUS=$WORK/corpus-${SIZE_MB}-first${UWSGI_MB}.log
@@ -95,11 +94,11 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores; corpus $BYTES by
 echo "# memchr newline count in memory (best of 5): $($NLCOUNT "$CORPUS" 2>&1) MB/s"
 echo "# logalarm $($LOGALARM --version | cut -d' ' -f2), $(rg --version 2>/dev/null | sed -n 1p), $(grep --version | head -1), uwsgi $(uwsgi --version 2>/dev/null)${HS:+, vectorscan $(pkg-config --modversion libhs)}"
 for n in $RULESETS; do
-  RULES=$SHARED/bench/rules$n.txt
+  RULES=$ROOT/benches/rules/rules$n.txt
   if [ "$n" = 1000 ]; then
     RULES=$WORK/rules1000.txt
     for i in $(seq 0 9); do
-      while IFS= read -r r; do [ -n "$r" ] && printf '%s|v%dx%d\n' "$r" "$i" "${#r}"; done < "$SHARED/bench/rules100.txt"
+      while IFS= read -r r; do [ -n "$r" ] && printf '%s|v%dx%d\n' "$r" "$i" "${#r}"; done < "$ROOT/benches/rules/rules100.txt"
     done > "$RULES"
   fi
   INI=$WORK/rules$n.ini

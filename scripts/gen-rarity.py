@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate src/data/rarity.bin: how rare bytes and byte pairs are in log text, case kept.
 128*128 bytes for the pairs (a, b) below 128 (row a, column b), then 128 bytes for the single
-bytes: round(-log2 P) over the log samples given (default ../shared/corpus/loghub), capped at
+bytes: round(-log2 P) over the log samples given (default tests/data/corpus/loghub), capped at
 40 (pairs) and 21 (bytes). litscan.rs uses it to place each literal's filter windows where they
 are least likely to occur in ordinary log text (summing over case variants for literals compared
 ignoring case).
@@ -9,7 +9,7 @@ ignoring case).
 usage: scripts/gen-rarity.py [DIR] > src/data/rarity.bin"""
 import math, os, sys
 
-root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '../../shared/corpus/loghub')
+root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), '../tests/data/corpus/loghub')
 pairs = [0] * (128 * 128)
 singles = [0] * 128
 total = 0

@@ -423,7 +423,7 @@ mod x86 {
 }
 
 /// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
-/// loghub samples of `../shared/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
+/// loghub samples of `tests/data/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
 /// then single bytes capped at 21. `scripts/gen-rarity.py` makes it.
 static RARITY: &[u8; 128 * 128 + 128] = include_bytes!("data/rarity.bin");
 

@@ -1,4 +1,4 @@
-//! Monitors other than log lines, and the inputs that are not plain streams (SPEC section 5).
+//! Monitors other than log lines, and the inputs that are not plain streams 
 //!
 //! Role: the state machines the reactor drives — `alarm-fd` watches ([`FdWatch`]), listen-queue
 //! watches for `alarm-backlog` ([`Backlog`]), followed files for `--tail` ([`Tail`]), and the

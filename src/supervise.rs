@@ -375,7 +375,7 @@ impl Supervisor {
     }
 }
 
-/// The `alarm-segfault` message (SPEC section 5).
+/// The `alarm-segfault` message (README, "alarm-segfault").
 pub fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -> String {
     let text = String::from_utf8_lossy(tail);
     let lines: Vec<&str> = text.lines().collect();

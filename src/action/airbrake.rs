@@ -205,7 +205,7 @@ impl Airbrake {
     }
 }
 
-/// Read a message: a backtrace (section 5 of SPEC) gives frames, anything else is the message.
+/// Read a message: a crash report with a backtrace gives frames, anything else is the message.
 pub fn report(msg: &[u8]) -> Report {
     let text = String::from_utf8_lossy(msg);
     let text = text.trim_end_matches(['\n', '\r']);

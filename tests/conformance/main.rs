@@ -34,7 +34,7 @@ struct Case {
     config: String,
     #[serde(default)]
     lines: Vec<String>,
-    /// Lines taken from a corpus file under ../shared/corpus (path, first line, count).
+    /// Lines taken from a corpus file under tests/data/corpus (path, first line, count).
     #[serde(default)]
     corpus: Option<(String, usize, usize)>,
     #[serde(default)]
@@ -87,10 +87,18 @@ fn parse_records(text: &str) -> Vec<String> {
     v
 }
 
-fn lines_of(case: &Case, shared: &Path) -> Vec<String> {
+fn lines_of(case: &Case, data: &Path) -> Vec<String> {
     let mut lines = case.lines.clone();
     if let Some((file, first, count)) = &case.corpus {
-        let text = std::fs::read_to_string(shared.join("corpus").join(file)).unwrap_or_default();
+        let path = data.join(file);
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (corpus input of a case)", path.display()));
+        assert!(
+            text.lines().count() >= first + count,
+            "{}: fewer than {} lines",
+            path.display(),
+            first + count
+        );
         lines.extend(
             text.lines()
                 .skip(*first)
@@ -300,10 +308,10 @@ fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path, fd5: Option<&str>)
 /// alarms logalarm ran (its master drops alarm runs under load: a non-blocking pipe to its
 /// alarm thread), is repeated (four times at most), since its result says nothing about alarm
 /// semantics. A logalarm bug shows in every run, so it still fails.
-fn run_case(path: &Path, shared: &Path) -> Result<(), String> {
+fn run_case(path: &Path, corpus: &Path) -> Result<(), String> {
     let mut last = Ok(());
     for _ in 0..5 {
-        match run_case_once(path, shared) {
+        match run_case_once(path, corpus) {
             Err(e) if e.starts_with("LOST ") || e.starts_with("DROPPED ") => last = Err(e),
             other => return other,
         }
@@ -311,12 +319,12 @@ fn run_case(path: &Path, shared: &Path) -> Result<(), String> {
     last
 }
 
-fn run_case_once(path: &Path, shared: &Path) -> Result<(), String> {
+fn run_case_once(path: &Path, corpus: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(path).unwrap();
     let case: Case = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     let dir = tempfile::tempdir().unwrap();
-    let lines = lines_of(&case, shared);
+    let lines = lines_of(&case, corpus);
     let mut results = Vec::new();
     for side in ["uwsgi", "logalarm"] {
         let sdir = dir.path().join(side);
@@ -486,9 +494,7 @@ fn conformance_with_real_uwsgi() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = std::env::var_os("LOGALARM_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../shared"));
+    let corpus = root.join("tests/data/corpus");
     let mut cases: Vec<PathBuf> = std::fs::read_dir(root.join("tests/conformance/cases"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -507,7 +513,7 @@ fn conformance_with_real_uwsgi() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(case) = cases.get(i) else { break };
-                if let Err(e) = run_case(case, &shared) {
+                if let Err(e) = run_case(case, &corpus) {
                     failures.lock().unwrap().push(e);
                 }
             });

@@ -1,6 +1,6 @@
 //! The naive oracle shared by the property tests, the scenario runner and the fuzz replays:
 //! split lines one by one, run every rule in order with its own `regex::bytes::Regex`, union
-//! the positive rules' alarms, subtract the negative rules' alarms (SPEC section 3).
+//! the positive rules' alarms, subtract the negative rules' alarms (README, `not-log-alarm`).
 
 use regex::bytes::{Regex, RegexBuilder};
 
