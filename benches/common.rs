@@ -10,7 +10,7 @@ use logalarm::rules::RuleSet;
 /// Every pattern raising alarm 0, with the default `log-master-bufsize`.
 pub fn build(pats: &[String]) -> RuleSet {
     let v: Vec<&str> = pats.iter().map(String::as_str).collect();
-    RuleSet::one_alarm(&v, 8192).unwrap_or_else(|(i, e)| panic!("rule {i}: {e}"))
+    RuleSet::one_alarm(&v, 8192).unwrap_or_else(|e| panic!("rule {:?}: {e}", e.rule))
 }
 
 /// The repository's own data (`tests/data/corpus`, `benches/rules`).

@@ -23,6 +23,34 @@ use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::sync::{Parker, Unparker};
 
 use crate::action::{Action, Ctx};
+use crate::output::Output;
+use crate::plan::DispatchPlan;
+use crate::pipeline::Sink;
+
+/// The log path's sink: bytes to the output, alarms to the dispatcher.
+#[derive(Debug)]
+pub(crate) struct LogSink<'a> {
+    pub(crate) output: &'a Output,
+    pub(crate) dispatcher: &'a mut Dispatcher,
+}
+
+impl LogSink<'_> {
+    /// Wake the lanes that got alarms since the last flush (once per read, not per alarm).
+    pub(crate) fn flush(&mut self) {
+        self.dispatcher.flush();
+    }
+}
+
+impl Sink for LogSink<'_> {
+    #[inline]
+    fn pass(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.output.write(bytes)
+    }
+    #[inline]
+    fn alarm(&mut self, alarm: u32, msg: &[u8]) {
+        self.dispatcher.raise(alarm, msg);
+    }
+}
 
 /// One raised alarm on its way to its action.
 #[derive(Debug)]
@@ -111,13 +139,12 @@ pub struct Summary {
 
 impl Dispatcher {
     /// Start the lanes for `instances` (index = alarm id). `cheap` puts all on lane 0.
-    pub fn start(
+    pub(crate) fn start(
         instances: Vec<Instance>,
-        cheap: bool,
-        queue_capacity: usize,
-        msg_size: usize,
+        settings: &DispatchPlan,
         ctx: Ctx,
     ) -> std::io::Result<Dispatcher> {
+        let (cheap, queue_capacity, msg_size) = (settings.cheap, settings.queue, settings.msg_size);
         let ctx = Arc::new(ctx);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
@@ -321,6 +348,16 @@ fn run_lane(
             return;
         }
         parker.park_timeout(Duration::from_millis(500));
+    }
+}
+
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("route", &self.route)
+            .field("msg_size", &self.msg_size)
+            .finish_non_exhaustive()
     }
 }
 

@@ -1,21 +1,75 @@
 //! logalarm: a standalone, high-throughput re-implementation of the uWSGI alarm subsystem.
 //!
-//! The log path: [`reactor`] reads input into a [`linebuf::LineBuffer`], [`pipeline`] passes
-//! every byte to the [`output`] and asks [`rules`] (one multi-pattern automaton) which lines
-//! raise which alarms; [`dispatch`] queues them to the threads that run the [`action`]s.
-//! [`config`] reads uWSGI options, [`plan`] checks and compiles them, [`app`] ties it together.
+//! # Using it as a library
+//! A Rust service can run logalarm's log path in-process: build a [`Plan`] from uWSGI options
+//! ([`parse_args`] or [`parse_ini_str`], then [`build_plan`]), take its [`RuleSet`]
+//! ([`Plan::rules`]) and feed bytes through a [`Pipeline`] into your own [`Sink`], which receives
+//! every byte to pass on and every raised alarm (rank, message). [`main`] is the whole program.
+//!
+//! ```
+//! use logalarm::{build_plan, parse_args, Pipeline, Sink};
+//!
+//! struct Collect(Vec<(u32, Vec<u8>)>);
+//! impl Sink for Collect {
+//!     fn pass(&mut self, _bytes: &[u8]) -> std::io::Result<()> {
+//!         Ok(())
+//!     }
+//!     fn alarm(&mut self, alarm: u32, msg: &[u8]) {
+//!         self.0.push((alarm, msg.to_vec()));
+//!     }
+//! }
+//!
+//! let config = parse_args(["--alarm", "disk log:", "--log-alarm", "disk No space left"]).unwrap();
+//! let plan = build_plan(&config).unwrap();
+//! let mut pipeline = Pipeline::new(plan.rules().matcher(), 64 * 1024);
+//! let mut sink = Collect(Vec::new());
+//! pipeline.feed(b"ok\nwrite failed: No space left on device\n", &mut sink).unwrap();
+//! pipeline.finish(&mut sink).unwrap();
+//! assert_eq!(sink.0, vec![(0, b"write failed: No space left on device".to_vec())]);
+//! ```
+//!
+//! # Layout
+//! The log path: [`reactor`](crate) reads the inputs (`source/`: stdin, tails, UDP, pipes of
+//! supervised processes) into a `linebuf::LineBuffer`; `pipeline` passes every byte to the
+//! `output` and asks `rules` (literal-first, `litscan`, then automata) which lines raise which
+//! alarms; `dispatch` queues them to the threads that run the `action`s. `monitor/` raises
+//! alarms from outside the log (`alarm-fd`, `alarm-backlog`, `--alarm-socket`), `supervise`
+//! runs processes and reports crashes (`alarm-segfault`). `config` reads uWSGI options, `plan`
+//! checks and compiles them into the [`Plan`], `app` runs it. `report` writes logalarm's own
+//! `[uwsgi-alarm…]` lines, `backoff` is the retry policy, `sys` holds every libc call. README's
+//! "How the code is laid out" has one line per file.
 
-pub mod action;
-pub mod app;
-pub mod config;
-pub mod dispatch;
-pub mod linebuf;
-pub mod litscan;
-pub mod monitor;
-pub mod output;
-pub mod pipeline;
-pub mod plan;
-pub mod reactor;
-pub mod rules;
-pub mod supervise;
-pub mod sys;
+mod action;
+mod app;
+mod backoff;
+mod config;
+mod dispatch;
+mod linebuf;
+mod litscan;
+mod monitor;
+mod output;
+mod pipeline;
+mod plan;
+mod raise;
+mod reactor;
+mod report;
+mod rules;
+mod source;
+mod supervise;
+mod sys;
+
+pub use app::main;
+pub use config::{parse_args, parse_ini_str, Config, ConfigError, Origin};
+pub use pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
+pub use plan::{build as build_plan, Plan};
+pub use rules::{Matcher, RegexError, Rule, RuleError, RuleSet};
+
+/// Helpers for logalarm's own tests, benches, fuzz targets and probes: not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    pub use crate::config::{help_text, OptDef, OPTIONS};
+    pub use crate::litscan::LitScan;
+    pub use crate::monitor::socket::split_raise;
+    pub use crate::pipeline::{CollectSink, CountSink};
+    pub use crate::rules::{parse_regex, rule_needles};
+}

@@ -178,6 +178,14 @@ fn write_some(fd: RawFd, buf: &[u8]) -> Result<(), (usize, io::Error)> {
     Ok(())
 }
 
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

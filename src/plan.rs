@@ -8,37 +8,134 @@
 //! name is an error in every option that names one, and a duplicate alarm name is an error.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::action::Action;
-use crate::config::{Config, ConfigError, Origin};
-use crate::rules::{Rule, RuleSet};
+use crate::config::{AlarmFdDef, Config, ConfigError, Origin, RuleDef};
+use crate::monitor::backlog::{self, Watched};
+use crate::rules::{Rule, RuleError, RuleSet};
+use crate::source::udp;
+use crate::supervise::Program;
 
 /// One alarm, resolved.
 #[derive(Debug)]
-pub struct AlarmPlan {
-    pub name: String,
-    /// `NAME TYPE:ARG` with secrets masked.
-    pub display: String,
-    pub action: Action,
+pub(crate) struct AlarmPlan {
+    pub(crate) name: String,
+    pub(crate) action: Action,
 }
 
-/// The runnable configuration.
+/// How alarms are queued and run (`alarm-*` options).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DispatchPlan {
+    /// `alarm-cheap`: every action on the main alarm thread.
+    pub(crate) cheap: bool,
+    /// `alarm-queue`: events each lane's queue holds.
+    pub(crate) queue: usize,
+    /// `alarm-msg-size`: longest message, longer ones are cut.
+    pub(crate) msg_size: usize,
+    /// `alarm-freq`: the anti-flood window.
+    pub(crate) freq: Duration,
+    /// `alarm-grace`: how long queued alarms and supervised processes get at shutdown.
+    pub(crate) grace: Duration,
+}
+
+/// The monitors and extra inputs, checked but not yet opened (see `monitor::Monitors::open`).
+#[derive(Debug, Default)]
+pub(crate) struct MonitorPlan {
+    pub(crate) alarm_fds: Vec<AlarmFdDef>,
+    /// `--watch-socket`: (as written, address).
+    pub(crate) watch: Vec<(String, Watched)>,
+    /// Ranks of the `alarm-backlog` alarms.
+    pub(crate) backlog: Vec<u32>,
+    /// Ranks of the `alarm-segfault` alarms.
+    pub(crate) segfault: Vec<u32>,
+    pub(crate) tails: Vec<PathBuf>,
+    pub(crate) tail_from_start: bool,
+    /// `--udp`: (as written, address, origin).
+    pub(crate) udp: Vec<(String, SocketAddr, Origin)>,
+    pub(crate) alarm_sockets: Vec<(PathBuf, Origin)>,
+}
+
+/// The runnable configuration: everything the runtime receives (`app::run` reads nothing else).
 #[derive(Debug)]
 pub struct Plan {
-    /// Indexed by alarm id.
-    pub alarms: Vec<AlarmPlan>,
-    pub rules: RuleSet,
+    /// Indexed by alarm rank.
+    pub(crate) alarms: Vec<AlarmPlan>,
+    /// Alarm name → rank (the one map: the alarm socket and every monitor use it).
+    pub(crate) names: HashMap<String, u32>,
+    pub(crate) rules: RuleSet,
+    pub(crate) monitors: MonitorPlan,
+    pub(crate) dispatch: DispatchPlan,
+    /// Supervised processes: daemons, mules, then `-- CMD`.
+    pub(crate) programs: Vec<Program>,
+    pub(crate) binsh: PathBuf,
+    /// `--logto`, or standard output.
+    pub(crate) logto: Option<PathBuf>,
     /// Start-up warnings (unknown action keys).
-    pub warnings: Vec<String>,
-    /// Ranks of the `alarm-segfault` alarms.
-    pub segfault: Vec<u32>,
-    /// Ranks of the `alarm-backlog` alarms.
-    pub backlog: Vec<u32>,
+    pub(crate) warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The rank of alarm `name` (checked to exist when the plan was built).
+    pub(crate) fn rank(&self, name: &str) -> u32 {
+        self.names.get(name).copied().unwrap_or(0)
+    }
+
+    /// The compiled rules: feed a [`crate::Pipeline`] with `rules().matcher()`.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Start-up warnings, one line each.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
 }
 
 /// Check and compile a configuration.
 pub fn build(c: &Config) -> Result<Plan, ConfigError> {
-    // Alarms: names unique, types known and available.
+    let by_name = unique_names(c)?;
+    check_references(c, &by_name)?;
+    let order = rank_order(c, &by_name);
+    let mut warnings = Vec::new();
+    let alarms = order
+        .iter()
+        .map(|&i| resolve_alarm(c, i, &mut warnings))
+        .collect::<Result<Vec<_>, _>>()?;
+    let names: HashMap<String, u32> = alarms
+        .iter()
+        .enumerate()
+        .map(|(rank, a)| (a.name.clone(), rank as u32))
+        .collect();
+    if alarms.iter().any(|a| matches!(a.action, Action::Cmd(_))) && !c.binsh.exists() {
+        let msg = format!("invalid binsh: {}: no such file", c.binsh.display());
+        return Err(ConfigError::new(msg, &Origin::Cli));
+    }
+    let rules = compile_rules(c, &names)?;
+    let monitors = monitors(c, &names)?;
+    Ok(Plan {
+        alarms,
+        names,
+        rules,
+        monitors,
+        dispatch: DispatchPlan {
+            cheap: c.alarm_cheap,
+            queue: c.alarm_queue,
+            msg_size: c.alarm_msg_size,
+            freq: c.alarm_freq,
+            grace: c.alarm_grace,
+        },
+        programs: programs(c),
+        binsh: c.binsh.clone(),
+        logto: c.logto.clone(),
+        warnings,
+    })
+}
+
+/// Alarm name → index in `c.alarms`; a name defined twice is an error.
+fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigError> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, a) in c.alarms.iter().enumerate() {
         if let Some(&first) = by_name.get(a.name.as_str()) {
@@ -54,7 +151,20 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }
         by_name.insert(&a.name, i);
     }
-    let check_name = |opt: &str, name: &str, value: &str, o: &Origin| {
+    Ok(by_name)
+}
+
+fn rule_option(r: &RuleDef) -> &'static str {
+    if r.negate {
+        "not-log-alarm"
+    } else {
+        "log-alarm"
+    }
+}
+
+/// Every option that names an alarm names a defined one.
+fn check_references(c: &Config, by_name: &HashMap<&str, usize>) -> Result<(), ConfigError> {
+    let check = |opt: &str, name: &str, value: &str, o: &Origin| {
         if by_name.contains_key(name) {
             Ok(())
         } else {
@@ -66,26 +176,17 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     };
     for r in &c.rules {
         for n in &r.names {
-            check_name(
-                if r.negate {
-                    "not-log-alarm"
-                } else {
-                    "log-alarm"
-                },
-                n,
-                &r.raw,
-                &r.origin,
-            )?;
+            check(rule_option(r), n, &r.raw, &r.origin)?;
         }
     }
-    for s in c.alarm_backlog.iter() {
-        check_name("alarm-backlog", &s.value, &s.value, &s.origin)?;
+    for s in &c.alarm_backlog {
+        check("alarm-backlog", &s.value, &s.value, &s.origin)?;
     }
-    for s in c.alarm_segfault.iter() {
-        check_name("alarm-segfault", &s.value, &s.value, &s.origin)?;
+    for s in &c.alarm_segfault {
+        check("alarm-segfault", &s.value, &s.value, &s.origin)?;
     }
     for d in &c.alarm_fds {
-        check_name("alarm-fd", &d.name, &d.name, &d.origin)?;
+        check("alarm-fd", &d.name, &d.name, &d.origin)?;
     }
     if let (Some(b), true) = (c.alarm_backlog.first(), c.watch_socket.is_empty()) {
         return Err(ConfigError::new(
@@ -96,110 +197,138 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             &b.origin,
         ));
     }
+    Ok(())
+}
 
-    // Ranks: first named by a rule first, then the rest in definition order.
-    let mut rank_of: Vec<Option<u32>> = vec![None; c.alarms.len()];
-    let mut order: Vec<usize> = Vec::with_capacity(c.alarms.len());
+/// Indexes into `c.alarms` in rank order: first named by a rule first, then the rest in
+/// definition order (so the matcher's bitset order is the order alarms are raised in).
+fn rank_order(c: &Config, by_name: &HashMap<&str, usize>) -> Vec<usize> {
+    let mut ranked = vec![false; c.alarms.len()];
+    let mut order = Vec::with_capacity(c.alarms.len());
     let named = c.rules.iter().flat_map(|r| r.names.iter());
-    for n in named {
-        let i = by_name[n.as_str()];
-        if rank_of[i].is_none() {
-            rank_of[i] = Some(order.len() as u32);
+    let all = named.filter_map(|n| by_name.get(n.as_str()).copied());
+    for i in all.chain(0..c.alarms.len()) {
+        if !std::mem::replace(&mut ranked[i], true) {
             order.push(i);
         }
     }
-    for (i, r) in rank_of.iter_mut().enumerate() {
-        if r.is_none() {
-            *r = Some(order.len() as u32);
-            order.push(i);
-        }
-    }
-    let mut alarms = Vec::with_capacity(order.len());
-    let mut warnings = Vec::new();
-    for &i in &order {
-        let a = &c.alarms[i];
-        let mut w = Vec::new();
-        let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
-            ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
-        })?;
-        if let Action::Mule(m) = &action {
-            if c.mule.is_empty() || m.n > c.mule.len() {
-                return Err(ConfigError::new(
-                    format!(
-                        "invalid alarm: {}: there {} {} mule(s) (start them with --mule \"CMD\")",
-                        a.redacted(),
-                        if c.mule.len() == 1 { "is" } else { "are" },
-                        c.mule.len()
-                    ),
-                    &a.origin,
-                ));
-            }
-        }
-        if matches!(action, Action::Signal(_)) && c.attach_daemon.is_empty() && c.command.is_empty()
-        {
+    order
+}
+
+/// Parse alarm `i`'s action and check what it needs (mules, supervised processes).
+fn resolve_alarm(
+    c: &Config,
+    i: usize,
+    warnings: &mut Vec<String>,
+) -> Result<AlarmPlan, ConfigError> {
+    let a = &c.alarms[i];
+    let mut w = Vec::new();
+    let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
+        ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
+    })?;
+    if let Action::Mule(m) = &action {
+        if c.mule.is_empty() || m.n > c.mule.len() {
             return Err(ConfigError::new(
                 format!(
-                    "invalid alarm: {}: signal alarms signal supervised processes, and there is none (add --attach-daemon \"CMD\" or -- CMD ARGS...)",
-                    a.redacted()
+                    "invalid alarm: {}: there {} {} mule(s) (start them with --mule \"CMD\")",
+                    a.redacted(),
+                    if c.mule.len() == 1 { "is" } else { "are" },
+                    c.mule.len()
                 ),
                 &a.origin,
             ));
         }
-        warnings.extend(
-            w.into_iter()
-                .map(|w| format!("alarm {}: {w}{}", a.redacted(), a.origin)),
-        );
-        alarms.push(AlarmPlan {
-            name: a.name.clone(),
-            display: a.redacted(),
-            action,
-        });
     }
-    let rank = |n: &str| rank_of[by_name[n]].unwrap_or(0);
+    if matches!(action, Action::Signal(_)) && c.attach_daemon.is_empty() && c.command.is_empty() {
+        return Err(ConfigError::new(
+            format!(
+                "invalid alarm: {}: signal alarms signal supervised processes, and there is none (add --attach-daemon \"CMD\" or -- CMD ARGS...)",
+                a.redacted()
+            ),
+            &a.origin,
+        ));
+    }
+    warnings.extend(
+        w.into_iter()
+            .map(|w| format!("alarm {}: {w}{}", a.redacted(), a.origin)),
+    );
+    Ok(AlarmPlan {
+        name: a.name.clone(),
+        action,
+    })
+}
+
+fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, ConfigError> {
+    let rank = |n: &str| names.get(n).copied().unwrap_or(0);
     let patterns: Vec<(&str, Rule)> = c
         .rules
         .iter()
         .map(|r| {
-            (
-                r.regex.as_str(),
-                Rule {
-                    alarms: r.names.iter().map(|n| rank(n)).collect(),
-                    negate: r.negate,
-                },
-            )
+            let alarms = r.names.iter().map(|n| rank(n)).collect();
+            let rule = Rule {
+                alarms,
+                negate: r.negate,
+            };
+            (r.regex.as_str(), rule)
         })
         .collect();
-    let rules = RuleSet::new(&patterns, alarms.len(), c.log_master_bufsize).map_err(|(i, e)| {
-        match c.rules.get(i) {
-            Some(r) => ConfigError::new(
-                format!(
-                    "invalid {}: {}: {}",
-                    if r.negate {
-                        "not-log-alarm"
-                    } else {
-                        "log-alarm"
-                    },
-                    r.raw,
-                    e
-                ),
-                &r.origin,
-            ),
-            None => ConfigError::new(format!("invalid log-alarm: {e}"), &Origin::Cli),
+    RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(|e: RuleError| {
+        match e.rule.and_then(|i| c.rules.get(i)) {
+            Some(r) => {
+                let msg = format!("invalid {}: {}: {}", rule_option(r), r.raw, e.error);
+                ConfigError::new(msg, &r.origin)
+            }
+            None => ConfigError::new(format!("invalid log-alarm: {}", e.error), &Origin::Cli),
         }
-    })?;
-    let segfault = c.alarm_segfault.iter().map(|s| rank(&s.value)).collect();
-    let backlog = c.alarm_backlog.iter().map(|s| rank(&s.value)).collect();
-    Ok(Plan {
-        alarms,
-        rules,
-        warnings,
-        segfault,
-        backlog,
     })
 }
 
+fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, ConfigError> {
+    let rank = |n: &str| names.get(n).copied().unwrap_or(0);
+    let mut watch = Vec::new();
+    for w in &c.watch_socket {
+        let what = backlog::parse_watch(&w.value).map_err(|e| {
+            ConfigError::new(format!("invalid watch-socket: {}: {e}", w.value), &w.origin)
+        })?;
+        watch.push((w.value.clone(), what));
+    }
+    let mut udp = Vec::new();
+    for u in &c.udp {
+        let addr = udp::resolve(&u.value).map_err(|e| {
+            ConfigError::new(format!("invalid udp: {}: {e}", u.value), &u.origin)
+        })?;
+        udp.push((u.value.clone(), addr, u.origin.clone()));
+    }
+    Ok(MonitorPlan {
+        alarm_fds: c.alarm_fds.clone(),
+        watch,
+        backlog: c.alarm_backlog.iter().map(|s| rank(&s.value)).collect(),
+        segfault: c.alarm_segfault.iter().map(|s| rank(&s.value)).collect(),
+        tails: c.tail.iter().map(|t| t.value.clone()).collect(),
+        tail_from_start: c.tail_from_start,
+        udp,
+        alarm_sockets: c
+            .alarm_socket
+            .iter()
+            .map(|s| (s.value.clone(), s.origin.clone()))
+            .collect(),
+    })
+}
+
+/// Daemons, then mules (numbered in order), then `-- CMD`.
+fn programs(c: &Config) -> Vec<Program> {
+    let daemons = c.attach_daemon.iter().map(|d| Program::Daemon(d.value.clone()));
+    let mules = c
+        .mule
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Program::Mule(m.value.clone(), i));
+    let main = (!c.command.is_empty()).then(|| Program::Main(c.command.clone()));
+    daemons.chain(mules).chain(main).collect()
+}
+
 /// `--alarm-list`: the types, then the configured alarms (secrets masked).
-pub fn alarm_list(c: &Config) -> String {
+pub(crate) fn alarm_list(c: &Config) -> String {
     let mut s = String::from("*** logalarm alarm types ***\n");
     for (name, built, doc) in crate::action::TYPES {
         s.push_str(&format!(

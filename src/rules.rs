@@ -56,6 +56,25 @@ pub struct Rule {
 #[error("{0}")]
 pub struct RegexError(pub String);
 
+/// A rule set that cannot be compiled: which rule (when one can be named) and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{error}")]
+pub struct RuleError {
+    /// The index of the rule, or `None` when the rules without literals, compiled together,
+    /// are too large as a whole.
+    pub rule: Option<usize>,
+    pub error: RegexError,
+}
+
+impl RuleError {
+    fn of(rule: usize) -> impl Fn(RegexError) -> RuleError {
+        move |error| RuleError {
+            rule: Some(rule),
+            error,
+        }
+    }
+}
+
 /// All rules, compiled.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -634,7 +653,7 @@ impl RuleSet {
         patterns: &[(&str, Rule)],
         n_alarms: usize,
         bufsize: usize,
-    ) -> Result<RuleSet, (usize, RegexError)> {
+    ) -> Result<RuleSet, RuleError> {
         let build = |hirs: &[Hir], kind: MatchKind, cache: usize| {
             meta::Builder::new()
                 .configure(base_config().match_kind(kind).hybrid_cache_capacity(cache))
@@ -649,7 +668,7 @@ impl RuleSet {
         let mut hirs = Vec::with_capacity(patterns.len());
         let mut found = Vec::with_capacity(patterns.len());
         for (i, (p, _)) in patterns.iter().enumerate() {
-            let h = parse_regex(p).map_err(|e| (i, e))?;
+            let h = parse_regex(p).map_err(RuleError::of(i))?;
             found.push(rule_needles(&h));
             hirs.push(h);
         }
@@ -694,7 +713,7 @@ impl RuleSet {
                     // A large rule is compiled now, so that a size error stops start-up like any
                     // regex error (groups are compiled at their first candidate line).
                     if nfa_weight(&h) > EAGER_WEIGHT {
-                        group_regex(std::slice::from_ref(&h)).map_err(|e| (i, e))?;
+                        group_regex(std::slice::from_ref(&h)).map_err(RuleError::of(i))?;
                     }
                     // PERF: rules sharing a literal are confirmed by one automaton run (the
                     // 1,000-rule set, each rule ten times varied: see PERF.md "groups").
@@ -750,7 +769,7 @@ impl RuleSet {
             // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at
             // most 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB ~20 MB/s).
             let cache = ((8 << 20) + ids.len() * (32 << 10)).min(40 << 20);
-            let err = |e| (usize::MAX, e);
+            let err = |error| RuleError { rule: None, error };
             // PERF: when every DFA-part rule has literals (short ones), Teddy over them finds the
             // candidate lines: meta's own prefilter for `\[(crit|alert|emerg)\]` was memchr of
             // `[` (rules100 on one core: 851-930 MB/s with the rule, 931-1011 without it).
@@ -782,7 +801,7 @@ impl RuleSet {
         rules: &[(&str, &[u32], bool)],
         n_alarms: usize,
         bufsize: usize,
-    ) -> Result<RuleSet, (usize, RegexError)> {
+    ) -> Result<RuleSet, RuleError> {
         let pats: Vec<(&str, Rule)> = rules
             .iter()
             .map(|(p, a, n)| {
@@ -799,7 +818,7 @@ impl RuleSet {
     }
 
     /// Every pattern raises alarm 0 (benches and probes over plain rule files).
-    pub fn one_alarm(patterns: &[&str], bufsize: usize) -> Result<RuleSet, (usize, RegexError)> {
+    pub fn one_alarm(patterns: &[&str], bufsize: usize) -> Result<RuleSet, RuleError> {
         let triples: Vec<(&str, &[u32], bool)> =
             patterns.iter().map(|p| (*p, &[0u32][..], false)).collect();
         RuleSet::from_triples(&triples, 1, bufsize)

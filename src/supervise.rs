@@ -20,6 +20,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::backoff::Backoff;
+use crate::report::report;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub enum Program {
@@ -56,8 +59,8 @@ pub type Mules = Arc<Mutex<Vec<Option<std::process::ChildStdin>>>>;
 const TAIL_BYTES: usize = 4096;
 /// Lines of that output the report quotes.
 const TAIL_LINES: usize = 10;
-const BACKOFF_BASE: Duration = Duration::from_secs(1);
-const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Restarts wait 1 s, doubling up to 60 s.
+const RESTART: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// A process that ran this long before exiting restarts after the base delay again.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
@@ -66,7 +69,7 @@ struct Slot {
     child: Option<Child>,
     started: Instant,
     restart_at: Option<Instant>,
-    backoff: Duration,
+    backoff: Backoff,
     /// The last bytes it wrote (stdout and stderr, in the order they were read).
     tail: Vec<u8>,
 }
@@ -142,7 +145,7 @@ impl Supervisor {
                     child: None,
                     started: now,
                     restart_at: Some(now),
-                    backoff: BACKOFF_BASE,
+                    backoff: RESTART,
                     tail: Vec::new(),
                 })
                 .collect(),
@@ -186,13 +189,14 @@ impl Supervisor {
                     if let Program::Main(_) = s.program {
                         return Err(format!("cannot run {}: {e}", s.program.label()));
                     }
-                    eprintln!(
-                        "[uwsgi-alarm] cannot start daemon \"{}\": {e}; retrying in {}s",
+                    let wait = s.backoff.next_delay();
+                    report!(
+                        Alarm,
+                        "cannot start daemon \"{}\": {e}; retrying in {}s",
                         s.program.label(),
-                        s.backoff.as_secs()
+                        wait.as_secs()
                     );
-                    s.restart_at = Some(now + s.backoff);
-                    s.backoff = (s.backoff * 2).min(BACKOFF_CAP);
+                    s.restart_at = Some(now + wait);
                 }
             }
         }
@@ -322,17 +326,18 @@ impl Supervisor {
             Program::Daemon(_) => "daemon",
         };
         if main || stopping {
-            eprintln!("[uwsgi-alarm] {what} \"{label}\" (pid {pid}) {how}");
+            report!(Alarm, "{what} \"{label}\" (pid {pid}) {how}");
         } else {
             if now.duration_since(s.started) >= HEALTHY_RUN {
-                s.backoff = BACKOFF_BASE;
+                s.backoff.reset();
             }
-            eprintln!(
-                "[uwsgi-alarm] {what} \"{label}\" (pid {pid}) {how}; restarting in {}s",
-                s.backoff.as_secs()
+            let wait = s.backoff.next_delay();
+            report!(
+                Alarm,
+                "{what} \"{label}\" (pid {pid}) {how}; restarting in {}s",
+                wait.as_secs()
             );
-            s.restart_at = Some(now + s.backoff);
-            s.backoff = (s.backoff * 2).min(BACKOFF_CAP);
+            s.restart_at = Some(now + wait);
         }
         Exit {
             slot,
@@ -394,6 +399,15 @@ pub fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -
     }
     m.push_str("*** end of backtrace ***");
     m
+}
+
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("stopping", &self.stopping)
+            .finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

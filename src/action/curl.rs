@@ -171,7 +171,7 @@ impl Curl {
 
     pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
         if self.smtp {
-            let mail = self.mail(alarm, msg, &sys::rfc5322_now(), &sys::uname().nodename);
+            let mail = self.mail(alarm, msg, &sys::time::rfc5322_now(), &sys::uname().nodename);
             let sender = self.sender();
             let to = &self.mail_to;
             self.end
@@ -204,7 +204,7 @@ fn send_mail(
         Ok(())
     };
     setup(easy).map_err(|e| delivery::classify(&e, 0, true))?;
-    let _envelope = sys::MailEnvelope::set(easy, &format!("<{from}>"), &addresses(to))
+    let _envelope = sys::curl::MailEnvelope::set(easy, &format!("<{from}>"), &addresses(to))
         .map_err(Failure::Permanent)?;
     let mut rest = mail;
     let result = {

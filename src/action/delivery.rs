@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use ::curl::easy::{Easy, List};
 
+use crate::backoff::{Backoff, Jitter};
+
 /// One alarm's remote end: its URL, how it is reached (transport), how persistently (retry),
 /// what its reports must hide, and its libcurl handle. `curl:` and `airbrake:` are each an
 /// `Endpoint` plus what they send.
@@ -281,7 +283,7 @@ impl Transport {
         if let Some(d) = &self.ca_dir {
             easy.capath(d)?;
         }
-        crate::sys::curl_use_ssl(easy, self.ssl)?;
+        crate::sys::curl::curl_use_ssl(easy, self.ssl)?;
         if let Some(u) = &self.user {
             easy.username(u)?;
         }
@@ -309,9 +311,8 @@ impl Default for Retry {
     }
 }
 
-/// First back-off; it doubles per attempt up to [`BACKOFF_CAP`].
-pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
-pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Retries wait 0.5 s, doubling per attempt up to 30 s, with equal jitter.
+pub(crate) const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 impl Retry {
     pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
@@ -326,45 +327,6 @@ impl Retry {
             _ => return Ok(false),
         }
         Ok(true)
-    }
-}
-
-/// The wait before retry number `n` (1-based): `BASE * 2^(n-1)`, capped, then "equal jitter":
-/// a uniform draw from its upper half, so that alarms failing together do not retry together.
-pub fn backoff(n: u32, jitter: &mut Jitter) -> Duration {
-    let full = BACKOFF_BASE
-        .saturating_mul(1u32 << n.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    let half = full / 2;
-    half + half.mul_f64(jitter.next_unit())
-}
-
-/// A small xorshift generator for jitter (not for anything secret).
-#[derive(Debug)]
-pub struct Jitter(u64);
-
-impl Jitter {
-    pub fn new() -> Jitter {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0x9e37_79b9);
-        Jitter(t ^ ((std::process::id() as u64) << 32) | 1)
-    }
-    /// Uniform in [0, 1).
-    pub fn next_unit(&mut self) -> f64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-impl Default for Jitter {
-    fn default() -> Self {
-        Jitter::new()
     }
 }
 
@@ -547,7 +509,7 @@ pub fn deliver(
                     who.line(&format!("{why}; given up after {n} attempt(s)"));
                     return false;
                 }
-                let wait = backoff(n, jitter);
+                let wait = BACKOFF.jittered(n, jitter);
                 who.line(&format!(
                     "{why}; retry {n} of {} in {:.1}s",
                     retry.retries,
@@ -601,8 +563,9 @@ mod tests {
     fn backoff_doubles_caps_and_jitters() {
         let mut j = Jitter::new();
         for n in 1..40 {
-            let d = backoff(n, &mut j);
-            let full = (BACKOFF_BASE * 2u32.pow((n - 1).min(16))).min(BACKOFF_CAP);
+            let d = BACKOFF.jittered(n, &mut j);
+            let full = (Duration::from_millis(500) * 2u32.pow((n - 1).min(16)))
+                .min(Duration::from_secs(30));
             assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
         }
     }

@@ -56,7 +56,7 @@ impl Log {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if now != self.date.0 {
-            self.date = (now, sys::ctime_now());
+            self.date = (now, sys::time::ctime_now());
         }
         self.append(batch, &self.date.1, msg);
         if batch.len() >= BATCH_MAX {

@@ -21,11 +21,13 @@ use crossbeam_queue::ArrayQueue;
 use super::airbrake::xml;
 use super::delivery::{self, Secret, Secrets};
 use super::Ctx;
+use crate::backoff::Backoff;
 use crate::sys::strophe;
 
 /// Messages kept while offline.
 pub const QUEUE: usize = 1024;
-const RETRY_CAP: Duration = Duration::from_secs(60);
+/// Reconnects wait 1 s, doubling up to 60 s.
+const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// An `xmpp:` action.
 #[derive(Debug)]
@@ -206,7 +208,7 @@ impl Job {
             Some((h, p)) => (Some(h.as_str()), *p),
             None => (None, 0),
         };
-        let mut retry = Duration::from_secs(1);
+        let mut retry = RECONNECT;
         let mut next_attempt = Instant::now();
         let mut connecting = false;
         let mut stop_since: Option<Instant> = None;
@@ -249,9 +251,9 @@ impl Job {
                 match client.connect(host, port) {
                     Ok(()) => connecting = true,
                     Err(e) => {
-                        self.line(&secrets, &format!("{e}; retrying in {}s", retry.as_secs()));
-                        next_attempt = Instant::now() + retry;
-                        retry = (retry * 2).min(RETRY_CAP);
+                        let wait = retry.next_delay();
+                        self.line(&secrets, &format!("{e}; retrying in {}s", wait.as_secs()));
+                        next_attempt = Instant::now() + wait;
                     }
                 }
             }
@@ -259,7 +261,7 @@ impl Job {
                 match ev {
                     strophe::Event::Online => {
                         connecting = false;
-                        retry = Duration::from_secs(1);
+                        retry.reset();
                         self.line(&secrets, "online");
                     }
                     strophe::Event::Offline { reason, bad_cert } => {
@@ -274,12 +276,12 @@ impl Job {
                         } else {
                             ""
                         };
+                        let wait = retry.next_delay();
                         self.line(
                             &secrets,
-                            &format!("{reason}{hint}; reconnecting in {}s", retry.as_secs()),
+                            &format!("{reason}{hint}; reconnecting in {}s", wait.as_secs()),
                         );
-                        next_attempt = Instant::now() + retry;
-                        retry = (retry * 2).min(RETRY_CAP);
+                        next_attempt = Instant::now() + wait;
                     }
                 }
             }

@@ -1,0 +1,85 @@
+//! `logalarm raise --socket PATH NAME MESSAGE...`: the client of `--alarm-socket`.
+//!
+//! Role: raise an alarm in a running logalarm (the standalone `uwsgi.alarm(name, msg)`), for
+//! scripts and cron jobs. It binds an abstract address so the server can answer, sends one
+//! `NAME MESSAGE` datagram and waits up to 2 s for the answer: exit 0 when the alarm was queued,
+//! 1 with the reason otherwise.
+//! Invariant: never touches the log path; the server's protocol is `monitor::socket`.
+
+use std::ffi::OsString;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::Path;
+use std::time::Duration;
+
+const USAGE: &str = "usage: logalarm raise --socket PATH NAME [MESSAGE...]";
+
+/// Run the client with `args` (after `raise`). Returns the exit status.
+pub(crate) fn main(args: &[OsString]) -> i32 {
+    let Some((path, name, msg)) = parse(args) else {
+        eprintln!("{USAGE}");
+        return 1;
+    };
+    let sock = match bind() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("logalarm raise: {e}");
+            return 1;
+        }
+    };
+    let path = Path::new(&path);
+    let datagram = format!("{name} {msg}");
+    if let Err(e) = sock.send_to(datagram.as_bytes(), path) {
+        eprintln!(
+            "logalarm raise: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
+            path.display(),
+            path.display()
+        );
+        return 1;
+    }
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 512];
+    match sock.recv(&mut buf) {
+        Ok(n) if &buf[..n] == b"ok\n" => 0,
+        Ok(n) => {
+            let why = String::from_utf8_lossy(&buf[..n]);
+            eprintln!("logalarm raise: {}", why.trim_end());
+            1
+        }
+        Err(e) => {
+            eprintln!("logalarm raise: no answer from {}: {e}", path.display());
+            1
+        }
+    }
+}
+
+/// `--socket PATH` (or `--alarm-socket`, `--socket=PATH`), NAME, and the message words.
+fn parse(args: &[OsString]) -> Option<(OsString, String, String)> {
+    let mut socket = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--socket" || s == "--alarm-socket" {
+            socket = it.next().cloned();
+        } else if let Some(v) = s.strip_prefix("--socket=") {
+            socket = Some(v.into());
+        } else {
+            rest.push(s.into_owned());
+        }
+    }
+    let name = rest.first()?.clone();
+    Some((socket?, name, rest[1..].join(" ")))
+}
+
+/// A socket the server can answer: an abstract address unique to this call, else unbound.
+fn bind() -> std::io::Result<UnixDatagram> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let me = format!("logalarm-raise-{}-{nanos:?}", std::process::id());
+    SocketAddr::from_abstract_name(me.as_bytes())
+        .and_then(|a| UnixDatagram::bind_addr(&a))
+        .or_else(|_| UnixDatagram::unbound())
+}

@@ -1,0 +1,84 @@
+//! Local dates in the two shapes logalarm writes: C's `ctime()` (uWSGI's own log lines) and
+//! RFC 5322 (mail `Date:` headers).
+//!
+//! Role: the `localtime_r` call and the formatting around it. Invariant: never fails; a date the
+//! C library cannot convert prints as a fixed placeholder of the same shape.
+//! Rejected alternative: `chrono`/`time` — a dependency for two formats and the local offset,
+//! which `localtime_r` gives with the system's time zone rules.
+
+/// The local time now, broken down; `None` if the C library cannot convert it.
+fn local_now() -> Option<libc::tm> {
+    // SAFETY: `time(NULL)` has no preconditions.
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    // SAFETY: an all-zero `tm` is a valid value for the out-parameter.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
+    let ok = unsafe { !libc::localtime_r(&now, &mut tm).is_null() };
+    ok.then_some(tm)
+}
+
+const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+fn day_month(tm: &libc::tm) -> (&'static str, &'static str) {
+    (
+        DAYS.get(tm.tm_wday as usize).copied().unwrap_or("???"),
+        MONTHS.get(tm.tm_mon as usize).copied().unwrap_or("???"),
+    )
+}
+
+/// The local time formatted as C's `ctime()` does, without the newline:
+/// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
+pub fn ctime_now() -> String {
+    let Some(tm) = local_now() else {
+        return String::from("??? ??? ?? ??:??:?? ????");
+    };
+    let (day, month) = day_month(&tm);
+    format!(
+        "{} {}{:>3} {:02}:{:02}:{:02} {}",
+        day,
+        month,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        tm.tm_year + 1900
+    )
+}
+
+/// The local date for a mail `Date:` header (RFC 5322): `Mon, 23 Nov 2026 19:03:42 +0100`.
+pub fn rfc5322_now() -> String {
+    let Some(tm) = local_now() else {
+        return String::from("Thu, 01 Jan 1970 00:00:00 +0000");
+    };
+    let (day, month) = day_month(&tm);
+    let off = tm.tm_gmtoff / 60;
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} {}{:02}{:02}",
+        day,
+        tm.tm_mday,
+        month,
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        if off < 0 { '-' } else { '+' },
+        off.abs() / 60,
+        off.abs() % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ctime_has_the_ctime_shape() {
+        let s = ctime_now();
+        assert_eq!(s.len(), 24, "{s:?}");
+        assert_eq!(&s[3..4], " ");
+        assert_eq!(&s[13..14], ":");
+    }
+}
