@@ -5,10 +5,10 @@
 
 use std::path::PathBuf;
 
-use logalarm::rules::RuleSet;
+use logalarm::RuleSet;
 
 /// Every pattern raising alarm 0, with the default `log-master-bufsize`.
-pub fn build(pats: &[String]) -> RuleSet {
+pub(crate) fn build(pats: &[String]) -> RuleSet {
     let v: Vec<&str> = pats.iter().map(String::as_str).collect();
     RuleSet::one_alarm(&v, 8192).unwrap_or_else(|e| panic!("rule {:?}: {e}", e.rule))
 }
@@ -20,7 +20,7 @@ fn root() -> PathBuf {
 
 /// About 3 MiB of real, mixed log lines: every loghub sample of `tests/data/corpus/loghub`,
 /// CRLF normalised. A missing or empty directory is a panic (the bench would measure nothing).
-pub fn corpus() -> Vec<u8> {
+pub(crate) fn corpus() -> Vec<u8> {
     let dir = root().join("tests/data/corpus/loghub");
     let rd = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut files: Vec<_> = rd.filter_map(|e| e.ok()).map(|e| e.path()).collect();
@@ -35,7 +35,7 @@ pub fn corpus() -> Vec<u8> {
 }
 
 /// Rule set `benches/rules/rules{n}.txt` (a missing file is a panic).
-pub fn rules(n: usize) -> Vec<String> {
+pub(crate) fn rules(n: usize) -> Vec<String> {
     let p = root().join(format!("benches/rules/rules{n}.txt"));
     std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -46,7 +46,7 @@ pub fn rules(n: usize) -> Vec<String> {
 }
 
 /// Lines of `len` bytes, one in `every` containing `NEEDLE` (0: none).
-pub fn synthetic(total: usize, len: usize, every: usize) -> Vec<u8> {
+pub(crate) fn synthetic(total: usize, len: usize, every: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(total + len);
     let mut i = 0usize;
     while out.len() < total {

@@ -1,7 +1,8 @@
 //! The whole in-memory log path: roll buffer, split, match, pass through, raise (into a counting
 //! sink), by rule count, match rate and line length.
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use logalarm::pipeline::{CountSink, Pipeline};
+use logalarm::testing::CountSink;
+use logalarm::Pipeline;
 
 mod common;
 
@@ -20,13 +21,13 @@ fn pipeline(c: &mut Criterion) {
     for n in [10usize, 100] {
         let set = common::build(&common::rules(n));
         g.bench_with_input(BenchmarkId::new("rules", n), &corpus, |b, buf| {
-            let mut p = Pipeline::new(set.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
+            let mut p = Pipeline::new(set.matcher(), logalarm::DEFAULT_CAPACITY);
             b.iter(|| run(&mut p, buf))
         });
     }
     let none = common::build(&[]);
     g.bench_with_input(BenchmarkId::new("rules", 0), &corpus, |b, buf| {
-        let mut p = Pipeline::new(none.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
+        let mut p = Pipeline::new(none.matcher(), logalarm::DEFAULT_CAPACITY);
         b.iter(|| run(&mut p, buf))
     });
     g.finish();
@@ -44,7 +45,7 @@ fn pipeline(c: &mut Criterion) {
                 BenchmarkId::new(format!("len{len}"), name),
                 &buf,
                 |b, buf| {
-                    let mut p = Pipeline::new(set.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
+                    let mut p = Pipeline::new(set.matcher(), logalarm::DEFAULT_CAPACITY);
                     b.iter(|| run(&mut p, buf))
                 },
             );

@@ -4,8 +4,8 @@ fn main() {
     let path = std::env::args().nth(1).unwrap_or_default();
     let text = std::fs::read_to_string(&path).unwrap_or_default();
     for l in text.lines().filter(|l| !l.is_empty()) {
-        match logalarm::rules::parse_regex(l) {
-            Ok(h) => match logalarm::rules::rule_needles(&h) {
+        match logalarm::testing::parse_regex(l) {
+            Ok(h) => match logalarm::testing::rule_needles(&h) {
                 Some((lits, ci)) => {
                     let shown: Vec<String> = lits
                         .iter()

@@ -1,6 +1,7 @@
 //! Quick throughput probe: `cargo run --release --example scanspeed -- RULES.txt CORPUS`.
 //! Runs the in-memory pipeline (no I/O) over a corpus with one alarm per rule set.
-use logalarm::pipeline::{CountSink, Pipeline};
+use logalarm::testing::CountSink;
+use logalarm::Pipeline;
 use std::time::Instant;
 
 mod common;
@@ -8,7 +9,7 @@ mod common;
 fn main() {
     let (set, data, _) = common::rules_and_corpus("scanspeed");
     for _ in 0..3 {
-        let mut p = Pipeline::new(set.matcher(), logalarm::pipeline::DEFAULT_CAPACITY);
+        let mut p = Pipeline::new(set.matcher(), logalarm::DEFAULT_CAPACITY);
         let mut s = CountSink::default();
         let t = Instant::now();
         let _ = p.feed(&data, &mut s);

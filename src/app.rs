@@ -4,7 +4,9 @@
 //! can reason about; returns the process exit status. [`run`] reads as the table of contents of
 //! a run; each step lives in its own module and receives only the [`Plan`].
 //! Invariants: start-up errors are one line on standard error and status 1; a broken log output
-//! is one line and status 1 after queued alarms ran; the exit summary is the last line.
+//! is one line and status 1 after queued alarms ran. A run that ends normally and raised or
+//! lost an alarm ends with one summary line of the counters (bytes, alarms raised, ran,
+//! suppressed, dropped); an error exit ends with the error alone.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -15,6 +17,7 @@ use crate::config;
 use crate::dispatch::{AntiFlood, Dispatcher, Instance, Summary};
 use crate::monitor::Monitors;
 use crate::output::Output;
+use crate::pipeline::Stats;
 use crate::plan::{self, Plan};
 use crate::reactor::{self, End, Signals};
 use crate::report::report;
@@ -123,6 +126,7 @@ pub(crate) fn run(plan: Plan) -> i32 {
     };
     // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).
     let stdin = (!supervisor.has_main()).then_some(0);
+    let mut totals = Stats::default();
     let cx = reactor::Ctx {
         output: &output,
         dispatcher: &mut dispatcher,
@@ -132,17 +136,23 @@ pub(crate) fn run(plan: Plan) -> i32 {
         backlog: &monitor_plan.backlog,
         names: &names,
         grace: dispatch.grace,
+        totals: &mut totals,
     };
     let result = reactor::run(&rules, stdin, monitors, cx);
     if result.is_err() {
         output.stop_retrying();
     }
     let summary = dispatcher.shutdown(dispatch.grace);
-    finish(result, &summary, dispatch.grace)
+    finish(result, &summary, &totals, dispatch.grace)
 }
 
 /// The exit status, after the shutdown reports.
-fn finish(result: std::io::Result<End>, summary: &Summary, grace: std::time::Duration) -> i32 {
+fn finish(
+    result: std::io::Result<End>,
+    summary: &Summary,
+    totals: &Stats,
+    grace: std::time::Duration,
+) -> i32 {
     if summary.unfinished > 0 {
         report!(
             Alarm,
@@ -150,6 +160,21 @@ fn finish(result: std::io::Result<End>, summary: &Summary, grace: std::time::Dur
             summary.unfinished,
             grace.as_secs()
         );
+    }
+    let raised_or_lost = totals.alarms + summary.dropped + summary.commands_dropped > 0;
+    if result.is_ok() && raised_or_lost {
+        report!(
+        Alarm,
+        "exit: {} bytes passed, {} lines matched exactly, {} alarms raised, {} ran, {} suppressed by anti-flood, {} dropped (queue full), {} cmd commands started, {} cmd alarms dropped (64 running)",
+        totals.bytes,
+        totals.confirmed,
+        totals.alarms,
+        summary.ran,
+        summary.suppressed,
+        summary.dropped,
+        summary.commands,
+        summary.commands_dropped
+    );
     }
     match result {
         Ok(End::Command(code)) => code,

@@ -24,8 +24,9 @@ use crossbeam_utils::sync::{Parker, Unparker};
 
 use crate::action::{Action, Ctx};
 use crate::output::Output;
-use crate::plan::DispatchPlan;
 use crate::pipeline::Sink;
+use crate::plan::DispatchPlan;
+use crate::report::{report, DropCount};
 
 /// The log path's sink: bytes to the output, alarms to the dispatcher.
 #[derive(Debug)]
@@ -54,7 +55,7 @@ impl Sink for LogSink<'_> {
 
 /// One raised alarm on its way to its action.
 #[derive(Debug)]
-pub struct Event {
+pub(crate) struct Event {
     pub alarm: u32,
     pub msg: Box<[u8]>,
     /// When the line was matched (for `max_age`).
@@ -65,14 +66,14 @@ pub struct Event {
 /// the last message this instance ran and less than `freq` has passed since that run.
 /// Suppressed messages do not move the window. `freq == 0` disables it.
 #[derive(Debug, Default)]
-pub struct AntiFlood {
+pub(crate) struct AntiFlood {
     freq: Duration,
     last: Vec<u8>,
     last_run: Option<Instant>,
 }
 
 impl AntiFlood {
-    pub fn new(freq: Duration) -> AntiFlood {
+    pub(crate) fn new(freq: Duration) -> AntiFlood {
         AntiFlood {
             freq,
             last: Vec::new(),
@@ -81,7 +82,7 @@ impl AntiFlood {
     }
 
     /// Whether `msg` may run at `now`; if so, it becomes the reference.
-    pub fn admit(&mut self, msg: &[u8], now: Instant) -> bool {
+    pub(crate) fn admit(&mut self, msg: &[u8], now: Instant) -> bool {
         if let Some(t) = self.last_run {
             if msg == self.last.as_slice() && now.saturating_duration_since(t) < self.freq {
                 return false;
@@ -95,7 +96,7 @@ impl AntiFlood {
 }
 
 /// A configured alarm instance, owned by the thread of its lane.
-pub struct Instance {
+pub(crate) struct Instance {
     pub name: String,
     pub action: Action,
     pub flood: AntiFlood,
@@ -115,24 +116,27 @@ struct Shared {
 }
 
 /// Producer side, owned by the reader.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     route: Vec<u16>,
     touched: Vec<bool>,
     msg_size: usize,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    reported_drops: Vec<u64>,
-    last_report: Option<Instant>,
+    /// What was reported of each lane's `dropped`.
+    drops: Vec<DropCount>,
     ctx: Arc<Ctx>,
 }
 
 /// What happened at shutdown.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     pub ran: u64,
     pub suppressed: u64,
     pub dropped: u64,
+    /// `cmd:` commands started, and alarms dropped because 64 were running.
+    pub(crate) commands: u64,
+    pub(crate) commands_dropped: u64,
     /// Threads still running an action when the grace period ended.
     pub unfinished: usize,
 }
@@ -195,15 +199,14 @@ impl Dispatcher {
             msg_size,
             shared,
             threads,
-            reported_drops: vec![0; n],
-            last_report: None,
+            drops: (0..n).map(|_| DropCount::default()).collect(),
             ctx,
         })
     }
 
     /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks.
     #[inline]
-    pub fn raise(&mut self, alarm: u32, msg: &[u8]) {
+    pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
         let Some(&lane) = self.route.get(alarm as usize) else {
             return;
         };
@@ -221,7 +224,7 @@ impl Dispatcher {
     }
 
     /// Wake the lanes that got events, and report drops (at most once a second).
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         for (i, t) in self.touched.iter_mut().enumerate() {
             if *t {
                 self.lanes[i].unparker.unpark();
@@ -233,31 +236,21 @@ impl Dispatcher {
 
     fn report_drops(&mut self, force: bool) {
         let now = Instant::now();
-        if !force
-            && self
-                .last_report
-                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            return;
-        }
-        for (i, lane) in self.lanes.iter().enumerate() {
-            let d = lane.dropped.load(Ordering::Relaxed);
-            if d > self.reported_drops[i] {
-                eprintln!(
-                    "[uwsgi-alarm] queue of {} full: {} alarm(s) dropped ({} in all)",
-                    lane.label,
-                    d - self.reported_drops[i],
-                    d
+        for (lane, drops) in self.lanes.iter().zip(&mut self.drops) {
+            let total = lane.dropped.load(Ordering::Relaxed);
+            if let Some((new, total)) = drops.due_of(total, now, force) {
+                report!(
+                    Alarm,
+                    "queue of {} full: {new} alarm(s) dropped ({total} in all)",
+                    lane.label
                 );
-                self.reported_drops[i] = d;
-                self.last_report = Some(now);
             }
         }
     }
 
     /// Let queued alarms run for at most `grace`, wait for `cmd` children within the same
     /// deadline, and stop the lanes.
-    pub fn shutdown(mut self, grace: Duration) -> Summary {
+    pub(crate) fn shutdown(mut self, grace: Duration) -> Summary {
         let deadline = Instant::now() + grace;
         self.shared.closing.store(true, Ordering::SeqCst);
         for l in &self.lanes {
@@ -277,7 +270,10 @@ impl Dispatcher {
         }
         let children = self.ctx.children.wait_all(deadline);
         if children > 0 {
-            eprintln!("[uwsgi-alarm] {children} cmd alarm command(s) still running at exit");
+            report!(
+                Alarm,
+                "{children} cmd alarm command(s) still running at exit"
+            );
         }
         self.report_drops(true);
         Summary {
@@ -289,6 +285,8 @@ impl Dispatcher {
                 .map(|l| l.dropped.load(Ordering::Relaxed))
                 .sum(),
             unfinished: unfinished + children,
+            commands: self.ctx.children.started() as u64,
+            commands_dropped: self.ctx.children.dropped(),
         }
     }
 }
@@ -324,8 +322,9 @@ fn run_lane(
             if ctx.stopping.load(Ordering::Relaxed) {
                 let left = 1 + lane.queue.len() as u64;
                 lane.dropped.fetch_add(left, Ordering::Relaxed);
-                eprintln!(
-                    "[uwsgi-alarm] grace period over: {left} queued alarm(s) of {} not run",
+                report!(
+                    Alarm,
+                    "grace period over: {left} queued alarm(s) of {} not run",
                     lane.label
                 );
                 finish(&mut by_id, &mut batch);
@@ -350,7 +349,6 @@ fn run_lane(
         parker.park_timeout(Duration::from_millis(500));
     }
 }
-
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -19,13 +19,15 @@
 //!     }
 //! }
 //!
-//! let config = parse_args(["--alarm", "disk log:", "--log-alarm", "disk No space left"]).unwrap();
+//! let args = ["--alarm", "disk log:", "--log-alarm", "disk No space left"];
+//! let config = parse_args(args.iter().map(Into::into)).unwrap();
 //! let plan = build_plan(&config).unwrap();
 //! let mut pipeline = Pipeline::new(plan.rules().matcher(), 64 * 1024);
 //! let mut sink = Collect(Vec::new());
 //! pipeline.feed(b"ok\nwrite failed: No space left on device\n", &mut sink).unwrap();
 //! pipeline.finish(&mut sink).unwrap();
-//! assert_eq!(sink.0, vec![(0, b"write failed: No space left on device".to_vec())]);
+//! // The message is the line as read, with its newline (as uWSGI passes it).
+//! assert_eq!(sink.0, vec![(0, b"write failed: No space left on device\n".to_vec())]);
 //! ```
 //!
 //! # Layout

@@ -11,7 +11,7 @@
 //! the caller instead (see `pipeline`).
 
 /// Fixed-capacity roll buffer.
-pub struct LineBuffer {
+pub(crate) struct LineBuffer {
     buf: Box<[u8]>,
     start: usize,
     end: usize,
@@ -19,7 +19,7 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     /// A buffer of `capacity` bytes (at least 1).
-    pub fn with_capacity(capacity: usize) -> LineBuffer {
+    pub(crate) fn with_capacity(capacity: usize) -> LineBuffer {
         LineBuffer {
             buf: vec![0; capacity.max(1)].into_boxed_slice(),
             start: 0,
@@ -27,25 +27,20 @@ impl LineBuffer {
         }
     }
 
-    /// Total capacity.
-    pub fn capacity(&self) -> usize {
-        self.buf.len()
-    }
-
     /// The unprocessed bytes.
     #[inline]
-    pub fn filled(&self) -> &[u8] {
+    pub(crate) fn filled(&self) -> &[u8] {
         &self.buf[self.start..self.end]
     }
 
     /// Whether the unprocessed bytes fill the whole buffer (a line longer than the buffer).
-    pub fn is_full(&self) -> bool {
+    pub(crate) fn is_full(&self) -> bool {
         self.end - self.start == self.buf.len()
     }
 
     /// Room to read into. Rolls the unprocessed bytes to the front first when less than an
     /// eighth of the buffer is left. Empty only when [`is_full`](Self::is_full).
-    pub fn spare(&mut self) -> &mut [u8] {
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
         let cap = self.buf.len();
         if self.start > 0 && cap - self.end < cap / 8 + 1 {
             // PERF: only the unfinished last line is copied, and only once per buffer fill.
@@ -57,17 +52,17 @@ impl LineBuffer {
     }
 
     /// The first `n` bytes of the spare room as they are (no roll): what a read just put there.
-    pub fn just_read(&self, n: usize) -> &[u8] {
+    pub(crate) fn just_read(&self, n: usize) -> &[u8] {
         &self.buf[self.end..(self.end + n).min(self.buf.len())]
     }
 
     /// `n` bytes were written at the front of [`spare`](Self::spare).
-    pub fn commit(&mut self, n: usize) {
+    pub(crate) fn commit(&mut self, n: usize) {
         self.end = (self.end + n).min(self.buf.len());
     }
 
     /// Mark the first `n` unprocessed bytes as processed.
-    pub fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);
         if self.start == self.end {
             self.start = 0;

@@ -57,10 +57,10 @@ const MAX_STRIDE: usize = 4;
 
 /// Most filter keys all 6-byte literals may add with windows that start a byte before them
 /// (256 a window, times its case variants): each sets that many more bits of the filter.
-pub const MAX_OVERHANG_KEYS: usize = 1024;
+pub(crate) const MAX_OVERHANG_KEYS: usize = 1024;
 
 /// The filter keys a 6-byte literal's window before it takes (see [`MAX_OVERHANG_KEYS`]).
-pub fn overhang_keys(lit: &[u8], ci: bool) -> usize {
+pub(crate) fn overhang_keys(lit: &[u8], ci: bool) -> usize {
     let letters = lit
         .iter()
         .take(3)

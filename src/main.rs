@@ -1,6 +1,6 @@
 //! `logalarm`: parse, run, exit. Everything else is in the library.
 
 fn main() {
-    let code = logalarm::app::main(std::env::args_os().skip(1).collect());
+    let code = logalarm::main(std::env::args_os().skip(1).collect());
     std::process::exit(code);
 }

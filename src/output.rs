@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::report::report;
 use crate::sys;
 
 struct State {
@@ -47,7 +48,7 @@ impl Target {
 }
 
 /// The shared log output.
-pub struct Output {
+pub(crate) struct Output {
     target: Mutex<State>,
     stopping: AtomicBool,
 }
@@ -69,7 +70,7 @@ fn is_transient(e: &io::Error) -> bool {
 
 impl Output {
     /// Write to standard output.
-    pub fn stdout() -> Output {
+    pub(crate) fn stdout() -> Output {
         Output {
             target: Mutex::new(State {
                 target: Target::Stdout,
@@ -80,7 +81,7 @@ impl Output {
     }
 
     /// Append to `path` (created if missing).
-    pub fn file(path: &Path) -> io::Result<Output> {
+    pub(crate) fn file(path: &Path) -> io::Result<Output> {
         let file = open_log(path)?;
         Ok(Output {
             target: Mutex::new(State {
@@ -95,7 +96,7 @@ impl Output {
     }
 
     /// Write log bytes as one chunk. Transient failures are retried (see the module doc).
-    pub fn write(&self, bytes: &[u8]) -> io::Result<()> {
+    pub(crate) fn write(&self, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
         self.write_locked(&mut state, bytes)
     }
@@ -103,7 +104,7 @@ impl Output {
     /// Write a whole line produced by an action (`log:` alarms, `cmd:` output). When the log
     /// stream was left inside a line (its input ended without `\n`), a `\n` goes first so the
     /// two do not join.
-    pub fn write_record(&self, line: &[u8]) -> io::Result<()> {
+    pub(crate) fn write_record(&self, line: &[u8]) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
         if !state.at_line_start {
             self.write_locked(&mut state, b"\n")?;
@@ -123,18 +124,16 @@ impl Output {
                 Ok(()) => {
                     state.at_line_start = last == b'\n';
                     if reported {
-                        eprintln!(
-                            "[uwsgi-alarm] log output {} writable again",
-                            target.describe()
-                        );
+                        report!(Alarm, "log output {} writable again", target.describe());
                     }
                     return Ok(());
                 }
                 Err((written, e)) if is_transient(&e) && !self.stopping.load(Ordering::Relaxed) => {
                     rest = &rest[written..];
                     if !reported {
-                        eprintln!(
-                            "[uwsgi-alarm] cannot write log output {}: {e}; retrying every second",
+                        report!(
+                            Alarm,
+                            "cannot write log output {}: {e}; retrying every second",
                             target.describe()
                         );
                         reported = true;
@@ -152,7 +151,7 @@ impl Output {
     }
 
     /// Reopen `--logto` (after logrotate moved it). No-op for standard output.
-    pub fn reopen(&self) -> io::Result<()> {
+    pub(crate) fn reopen(&self) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
         if let Target::File { path, file } = &mut state.target {
             *file = open_log(path)?;
@@ -161,7 +160,7 @@ impl Output {
     }
 
     /// Stop retrying transient failures (shutdown).
-    pub fn stop_retrying(&self) {
+    pub(crate) fn stop_retrying(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 }
@@ -178,11 +177,9 @@ fn write_some(fd: RawFd, buf: &[u8]) -> Result<(), (usize, io::Error)> {
     Ok(())
 }
 
-
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Output")
-            .finish_non_exhaustive()
+        f.debug_struct("Output").finish_non_exhaustive()
     }
 }
 

@@ -36,11 +36,20 @@ pub struct Stats {
     pub alarms: u64,
 }
 
+impl Stats {
+    /// Add another input's counters (published when the input is closed).
+    pub(crate) fn add(&mut self, o: &Stats) {
+        self.bytes += o.bytes;
+        self.confirmed += o.confirmed;
+        self.alarms += o.alarms;
+    }
+}
+
 /// Smallest buffer: big reads are what make the path fast.
 pub const DEFAULT_CAPACITY: usize = 1024 * 1024;
 
 /// Regions at least this large are matched on two threads.
-pub const PARALLEL_MIN: usize = 128 * 1024;
+pub(crate) const PARALLEL_MIN: usize = 128 * 1024;
 
 /// Size of the pieces a region is cut into for two threads to share (cut at line ends).
 const PIECE: usize = 64 * 1024;
@@ -336,7 +345,6 @@ impl Sink for CountSink {
         self.alarms += 1;
     }
 }
-
 
 impl std::fmt::Debug for Pipeline<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

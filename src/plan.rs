@@ -294,9 +294,8 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
     }
     let mut udp = Vec::new();
     for u in &c.udp {
-        let addr = udp::resolve(&u.value).map_err(|e| {
-            ConfigError::new(format!("invalid udp: {}: {e}", u.value), &u.origin)
-        })?;
+        let addr = udp::resolve(&u.value)
+            .map_err(|e| ConfigError::new(format!("invalid udp: {}: {e}", u.value), &u.origin))?;
         udp.push((u.value.clone(), addr, u.origin.clone()));
     }
     Ok(MonitorPlan {
@@ -317,7 +316,10 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
 
 /// Daemons, then mules (numbered in order), then `-- CMD`.
 fn programs(c: &Config) -> Vec<Program> {
-    let daemons = c.attach_daemon.iter().map(|d| Program::Daemon(d.value.clone()));
+    let daemons = c
+        .attach_daemon
+        .iter()
+        .map(|d| Program::Daemon(d.value.clone()));
     let mules = c
         .mule
         .iter()

@@ -61,7 +61,9 @@ pub(crate) fn format(tag: Tag, args: fmt::Arguments<'_>) -> String {
 
 /// Write [`format`]'s text to standard error in one write.
 pub(crate) fn line(tag: Tag, args: fmt::Arguments<'_>) {
-    let _ = std::io::stderr().lock().write_all(format(tag, args).as_bytes());
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(format(tag, args).as_bytes());
 }
 
 /// `report!(Tag, "format", args...)`: one tagged diagnostic on standard error.
@@ -91,11 +93,6 @@ impl DropCount {
         self.total += n;
     }
 
-    /// Everything counted so far.
-    pub(crate) fn total(&self) -> u64 {
-        self.total
-    }
-
     /// Take the counts to report at `now`: `(new since the last report, total)`, or `None` when
     /// nothing is new or the last report is too recent (unless `force`).
     pub(crate) fn due(&mut self, now: Instant, force: bool) -> Option<(u64, u64)> {
@@ -107,7 +104,11 @@ impl DropCount {
         if total <= self.reported {
             return None;
         }
-        if !force && self.last.is_some_and(|t| now.saturating_duration_since(t) < EVERY) {
+        if !force
+            && self
+                .last
+                .is_some_and(|t| now.saturating_duration_since(t) < EVERY)
+        {
             return None;
         }
         let new = total - self.reported;
@@ -140,6 +141,6 @@ mod tests {
         d.add(1);
         assert_eq!(d.due(t0 + Duration::from_millis(1001), true), Some((1, 6)));
         assert_eq!(d.due(t0 + Duration::from_secs(9), true), None);
-        assert_eq!(d.total(), 6);
+        assert_eq!(d.total, 6);
     }
 }

@@ -41,7 +41,7 @@ use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 use std::sync::OnceLock;
 
 /// Lines beginning with this are logalarm's (and uWSGI's) own diagnostics: never matched.
-pub const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
+pub(crate) const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
 
 /// One compiled rule, as the matcher needs it.
 #[derive(Debug, Clone)]
@@ -520,7 +520,7 @@ fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8
 /// literals"): the prefix literals of `h` or of any suffix of a concatenation, a required
 /// literal of any concatenated part, the union over alternation branches. None when no set with
 /// literals of at least [`MIN_NEEDLE_LEN`] bytes exists.
-pub fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
+pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
     let mut best = prefix_literals(h);
     match h.kind() {
         HirKind::Concat(v) => {
@@ -867,7 +867,7 @@ impl RuleSet {
 
 /// The bytes of a line without its `\n` (and a `\r` before it).
 #[inline]
-pub fn without_terminator(line: &[u8]) -> &[u8] {
+pub(crate) fn without_terminator(line: &[u8]) -> &[u8] {
     match line {
         [rest @ .., b'\r', b'\n'] => rest,
         [rest @ .., b'\n'] => rest,
@@ -876,6 +876,7 @@ pub fn without_terminator(line: &[u8]) -> &[u8] {
 }
 
 /// Matching state: caches and scratch, reused for every buffer (no allocation per line).
+#[derive(Debug)]
 pub struct Matcher<'r> {
     set: &'r RuleSet,
     /// Per-group caches, made at a group's first candidate.

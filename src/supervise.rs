@@ -25,7 +25,7 @@ use crate::report::report;
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub enum Program {
+pub(crate) enum Program {
     /// `--attach-daemon`: `$binsh -c CMD`, stdin from /dev/null, restarted when it exits.
     Daemon(String),
     /// `-- CMD ARGS...`: run directly with logalarm's stdin; when it ends, logalarm ends.
@@ -36,7 +36,7 @@ pub enum Program {
 }
 
 impl Program {
-    pub fn label(&self) -> String {
+    pub(crate) fn label(&self) -> String {
         match self {
             Program::Daemon(c) | Program::Mule(c, _) => c.clone(),
             Program::Main(argv) => argv
@@ -49,11 +49,11 @@ impl Program {
 }
 
 /// Live process groups, for `signal:` alarms.
-pub type Pids = Arc<Mutex<Vec<i32>>>;
+pub(crate) type Pids = Arc<Mutex<Vec<i32>>>;
 
 /// The stdin pipes of the mules (index = mule number - 1; `None` while one is down), for
 /// `mule:` alarms. Non-blocking.
-pub type Mules = Arc<Mutex<Vec<Option<std::process::ChildStdin>>>>;
+pub(crate) type Mules = Arc<Mutex<Vec<Option<std::process::ChildStdin>>>>;
 
 /// How many bytes of a process's latest output are kept for its crash report.
 const TAIL_BYTES: usize = 4096;
@@ -76,20 +76,17 @@ struct Slot {
 
 /// A process that ended.
 #[derive(Debug)]
-pub struct Exit {
-    pub slot: usize,
-    pub pid: i32,
-    pub status: ExitStatus,
+pub(crate) struct Exit {
     /// The `alarm-segfault` message, when it crashed.
-    pub crash: Option<String>,
+    pub(crate) crash: Option<String>,
     /// Whether it was the `-- CMD` process.
-    pub main: bool,
+    pub(crate) main: bool,
 }
 
 /// New pipes of a started process: (slot, stdout, stderr).
-pub type Started = (usize, OwnedFd, OwnedFd);
+pub(crate) type Started = (usize, OwnedFd, OwnedFd);
 
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     slots: Vec<Slot>,
     binsh: PathBuf,
     pids: Pids,
@@ -98,7 +95,7 @@ pub struct Supervisor {
 }
 
 /// Signals that mean the process crashed.
-pub const CRASH_SIGNALS: [i32; 5] = [
+pub(crate) const CRASH_SIGNALS: [i32; 5] = [
     libc::SIGSEGV,
     libc::SIGBUS,
     libc::SIGFPE,
@@ -106,7 +103,7 @@ pub const CRASH_SIGNALS: [i32; 5] = [
     libc::SIGABRT,
 ];
 
-pub fn signal_name(sig: i32) -> &'static str {
+pub(crate) fn signal_name(sig: i32) -> &'static str {
     match sig {
         libc::SIGSEGV => "SIGSEGV",
         libc::SIGBUS => "SIGBUS",
@@ -126,7 +123,12 @@ pub fn signal_name(sig: i32) -> &'static str {
 }
 
 impl Supervisor {
-    pub fn new(programs: Vec<Program>, binsh: PathBuf, pids: Pids, mules: Mules) -> Supervisor {
+    pub(crate) fn new(
+        programs: Vec<Program>,
+        binsh: PathBuf,
+        pids: Pids,
+        mules: Mules,
+    ) -> Supervisor {
         let now = Instant::now();
         let n_mules = programs
             .iter()
@@ -156,24 +158,24 @@ impl Supervisor {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
     /// Whether a `-- CMD` is supervised (then logalarm's stdin is the command's).
-    pub fn has_main(&self) -> bool {
+    pub(crate) fn has_main(&self) -> bool {
         self.slots
             .iter()
             .any(|s| matches!(s.program, Program::Main(_)))
     }
 
-    pub fn running(&self) -> usize {
+    pub(crate) fn running(&self) -> usize {
         self.slots.iter().filter(|s| s.child.is_some()).count()
     }
 
     /// Start what is due. Failures to start are reported and retried with back-off, except
     /// for `-- CMD`, whose failure is returned (logalarm then exits).
-    pub fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, String> {
+    pub(crate) fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, String> {
         let mut started = Vec::new();
         if self.stopping {
             return Ok(started);
@@ -252,7 +254,7 @@ impl Supervisor {
     }
 
     /// Remember what slot `i` wrote (for its crash report).
-    pub fn note_output(&mut self, i: usize, bytes: &[u8]) {
+    pub(crate) fn note_output(&mut self, i: usize, bytes: &[u8]) {
         let Some(s) = self.slots.get_mut(i) else {
             return;
         };
@@ -265,7 +267,7 @@ impl Supervisor {
     }
 
     /// Processes that have ended (without blocking).
-    pub fn exited(&mut self) -> Vec<(usize, i32, ExitStatus)> {
+    pub(crate) fn exited(&mut self) -> Vec<(usize, i32, ExitStatus)> {
         let mut out = Vec::new();
         for (i, s) in self.slots.iter_mut().enumerate() {
             let Some(child) = s.child.as_mut() else {
@@ -277,7 +279,7 @@ impl Supervisor {
                     s.child = None;
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("[uwsgi-alarm] waiting for {}: {e}", s.program.label()),
+                Err(e) => report!(Alarm, "waiting for {}: {e}", s.program.label()),
             }
         }
         if !out.is_empty() {
@@ -297,7 +299,7 @@ impl Supervisor {
 
     /// Report an exit (after the reactor read what the process left in its pipes): the
     /// `[uwsgi-alarm]` line, the crash message, the restart.
-    pub fn report(&mut self, slot: usize, pid: i32, status: ExitStatus) -> Exit {
+    pub(crate) fn report(&mut self, slot: usize, pid: i32, status: ExitStatus) -> Exit {
         let now = Instant::now();
         let stopping = self.stopping;
         let s = &mut self.slots[slot];
@@ -339,17 +341,11 @@ impl Supervisor {
             );
             s.restart_at = Some(now + wait);
         }
-        Exit {
-            slot,
-            pid,
-            status,
-            crash,
-            main,
-        }
+        Exit { crash, main }
     }
 
     /// Send `sig` to every live process group.
-    pub fn signal_all(&self, sig: i32) {
+    pub(crate) fn signal_all(&self, sig: i32) {
         for s in &self.slots {
             if let Some(c) = &s.child {
                 let _ = crate::sys::kill(-(c.id() as i32), sig);
@@ -358,17 +354,13 @@ impl Supervisor {
     }
 
     /// Stop restarting; forward `sig`.
-    pub fn stop(&mut self, sig: i32) {
+    pub(crate) fn stop(&mut self, sig: i32) {
         self.stopping = true;
         self.signal_all(sig);
     }
 
-    pub fn stopping(&self) -> bool {
-        self.stopping
-    }
-
     /// The next restart, for the reactor's poll timeout.
-    pub fn next_due(&self) -> Option<Instant> {
+    pub(crate) fn next_due(&self) -> Option<Instant> {
         if self.stopping {
             return None;
         }
@@ -381,7 +373,7 @@ impl Supervisor {
 }
 
 /// The `alarm-segfault` message (README, "alarm-segfault").
-pub fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -> String {
+pub(crate) fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -> String {
     let text = String::from_utf8_lossy(tail);
     let lines: Vec<&str> = text.lines().collect();
     let last = &lines[lines.len().saturating_sub(TAIL_LINES)..];
@@ -400,7 +392,6 @@ pub fn crash_message(pid: i32, label: &str, sig: i32, core: bool, tail: &[u8]) -
     m.push_str("*** end of backtrace ***");
     m
 }
-
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

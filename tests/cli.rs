@@ -375,7 +375,7 @@ fn help_documents_every_option() {
     let out = run(&["--help"], Vec::new());
     assert!(out.status.success());
     let s = String::from_utf8(out.stdout).unwrap();
-    for opt in logalarm::config::OPTIONS {
+    for opt in logalarm::testing::OPTIONS {
         assert!(s.contains(&format!("--{}", opt.name)), "{}", opt.name);
     }
 }

@@ -3,8 +3,9 @@
 
 mod oracle;
 
-use logalarm::pipeline::{CollectSink, Pipeline};
-use logalarm::rules::{Rule, RuleSet};
+use logalarm::testing::CollectSink;
+use logalarm::Pipeline;
+use logalarm::{Rule, RuleSet};
 use proptest::prelude::*;
 
 /// Regex pieces that exercise anchors, classes, alternation, repetition, `\s` (which contains

@@ -8,7 +8,8 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use logalarm::pipeline::{CollectSink, Pipeline};
+use logalarm::testing::CollectSink;
+use logalarm::Pipeline;
 
 #[derive(serde::Deserialize)]
 struct Scenario {
@@ -109,10 +110,10 @@ fn run_one(path: &std::path::Path) {
     assert_eq!(rest, want_rest, "{}: pass-through differs", path.display());
 
     // 2. The library pipeline under three chunkings.
-    let config = logalarm::config::parse_args(args.iter().map(Into::into)).unwrap();
-    let plan = logalarm::plan::build(&config).unwrap();
+    let config = logalarm::parse_args(args.iter().map(Into::into)).unwrap();
+    let plan = logalarm::build_plan(&config).unwrap();
     let run = |chunk: &dyn Fn(usize) -> usize| {
-        let mut p = Pipeline::new(plan.rules.matcher(), 64);
+        let mut p = Pipeline::new(plan.rules().matcher(), 64);
         let mut s = CollectSink::default();
         let mut pos = 0;
         let mut i = 0;

@@ -1,11 +1,11 @@
 //! What the developer probes share: `PROBE RULES.txt CORPUS` on the command line, a rules file
 //! of one regex per line, each raising alarm 0.
 
-use logalarm::rules::RuleSet;
+use logalarm::RuleSet;
 
 /// The rule set, the corpus and the rules file's patterns named on the command line; exits
 /// with a usage line or the failing rule otherwise.
-pub fn rules_and_corpus(probe: &str) -> (RuleSet, Vec<u8>, Vec<String>) {
+pub(crate) fn rules_and_corpus(probe: &str) -> (RuleSet, Vec<u8>, Vec<String>) {
     let args: Vec<String> = std::env::args().collect();
     let (Some(rules), Some(corpus)) = (args.get(1), args.get(2)) else {
         eprintln!("usage: {probe} RULES CORPUS");
@@ -16,8 +16,8 @@ pub fn rules_and_corpus(probe: &str) -> (RuleSet, Vec<u8>, Vec<String>) {
     let t = std::time::Instant::now();
     let set = match RuleSet::one_alarm(&pats, 8192) {
         Ok(s) => s,
-        Err((i, e)) => {
-            eprintln!("rule {i}: {e}");
+        Err(e) => {
+            eprintln!("rule {:?}: {e}", e.rule);
             std::process::exit(1);
         }
     };

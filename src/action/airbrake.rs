@@ -22,7 +22,7 @@ enum Api {
 
 /// An `airbrake:` action.
 #[derive(Debug)]
-pub struct Airbrake {
+pub(crate) struct Airbrake {
     end: Endpoint,
     apikey: Secret,
     env: String,
@@ -32,20 +32,20 @@ pub struct Airbrake {
 
 /// One backtrace frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub file: String,
     pub method: String,
 }
 
 /// What a notice reports: the error message and the frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
+pub(crate) struct Report {
     pub message: String,
     pub frames: Vec<Frame>,
 }
 
 impl Airbrake {
-    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Airbrake, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Airbrake, String> {
         let (url, pairs) = delivery::split_args(arg);
         let Some(scheme) = delivery::scheme(&url).filter(|s| s == "http" || s == "https") else {
             return Err(format!(
@@ -92,7 +92,7 @@ impl Airbrake {
     }
 
     /// The XML v2.3 notice for `msg`, raised by `alarm`, on machine `u`.
-    pub fn xml_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
+    pub(crate) fn xml_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
         let r = report(msg);
         let mut x = String::with_capacity(1024 + msg.len());
         x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<notice version=\"2.3\">\n");
@@ -147,7 +147,7 @@ impl Airbrake {
     }
 
     /// The JSON v3 notice.
-    pub fn json_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
+    pub(crate) fn json_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
         let r = report(msg);
         let frames: Vec<String> = r
             .frames
@@ -179,7 +179,7 @@ impl Airbrake {
         )
     }
 
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
         let u = sys::uname();
         let (body, headers) = match self.api {
             Api::V2 => (
@@ -206,7 +206,7 @@ impl Airbrake {
 }
 
 /// Read a message: a crash report with a backtrace gives frames, anything else is the message.
-pub fn report(msg: &[u8]) -> Report {
+pub(crate) fn report(msg: &[u8]) -> Report {
     let text = String::from_utf8_lossy(msg);
     let text = text.trim_end_matches(['\n', '\r']);
     if !text.starts_with("*** backtrace of") {
@@ -255,7 +255,7 @@ fn frame(line: &str) -> Option<Frame> {
 
 /// Escape text for XML 1.0 content and attributes; characters XML 1.0 cannot hold at all
 /// (controls other than tab, LF, CR) become U+FFFD.
-pub fn xml(s: &str) -> String {
+pub(crate) fn xml(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -273,7 +273,7 @@ pub fn xml(s: &str) -> String {
 }
 
 /// A JSON string literal.
-pub fn json(s: &str) -> String {
+pub(crate) fn json(s: &str) -> String {
     let mut o = String::with_capacity(s.len() + 2);
     o.push('"');
     for c in s.chars() {

@@ -14,20 +14,21 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Ctx;
 use crate::output::Output;
+use crate::report::{report, DropCount};
 
 /// Most `cmd` children running at once.
-pub const MAX_CHILDREN: usize = 64;
+pub(crate) const MAX_CHILDREN: usize = 64;
 
 /// Longest piece of child output held while waiting for its end of line.
 const MAX_OUTPUT_LINE: usize = 64 * 1024;
 
 /// Running children: a counter with a wait for zero (shutdown).
 #[derive(Default)]
-pub struct Children {
+pub(crate) struct Children {
     live: Mutex<usize>,
     zero: Condvar,
     started: AtomicUsize,
@@ -54,7 +55,7 @@ impl Children {
     }
 
     /// Wait until no child runs, at most until `deadline`. Returns how many still run.
-    pub fn wait_all(&self, deadline: Instant) -> usize {
+    pub(crate) fn wait_all(&self, deadline: Instant) -> usize {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         while *live > 0 {
             let now = Instant::now();
@@ -70,57 +71,51 @@ impl Children {
     }
 
     /// Commands started so far.
-    pub fn started(&self) -> usize {
+    pub(crate) fn started(&self) -> usize {
         self.started.load(Ordering::Relaxed)
     }
 
     /// Alarms dropped because too many commands were running.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 }
 
 /// A `cmd:` action.
 #[derive(Debug)]
-pub struct Cmd {
+pub(crate) struct Cmd {
     command: String,
-    last_report: Option<Instant>,
-    unreported: u64,
+    /// Alarms dropped because [`MAX_CHILDREN`] commands were running.
+    dropped: DropCount,
 }
 
 impl Cmd {
-    pub fn parse(arg: &str) -> Result<Cmd, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Cmd, String> {
         if arg.trim().is_empty() {
             return Err("cmd: needs a command".to_string());
         }
         Ok(Cmd {
             command: arg.to_string(),
-            last_report: None,
-            unreported: 0,
+            dropped: DropCount::default(),
         })
     }
 
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
         if !ctx.children.try_acquire() {
             ctx.children.dropped.fetch_add(1, Ordering::Relaxed);
-            self.unreported += 1;
-            let now = Instant::now();
-            if self
-                .last_report
-                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-            {
-                eprintln!(
-                    "[uwsgi-alarm-cmd] alarm \"{alarm}\": {} alarm(s) dropped, {MAX_CHILDREN} commands already running",
-                    self.unreported
+            self.dropped.add(1);
+            if let Some((new, _)) = self.dropped.due(Instant::now(), false) {
+                report!(
+                    Cmd,
+                    "alarm \"{alarm}\": {new} alarm(s) dropped, {MAX_CHILDREN} commands already running"
                 );
-                self.unreported = 0;
-                self.last_report = Some(now);
             }
             return;
         }
         if let Err(e) = self.spawn(msg, ctx) {
-            eprintln!(
-                "[uwsgi-alarm-cmd] alarm \"{alarm}\": cannot run {}: {e}",
+            report!(
+                Cmd,
+                "alarm \"{alarm}\": cannot run {}: {e}",
                 ctx.binsh.display()
             );
             ctx.children.release();
@@ -186,14 +181,14 @@ fn forward_lines(mut r: impl Read, output: &Output) {
             None => continue,
         };
         if let Err(e) = output.write_record(&buf[..cut]) {
-            eprintln!("[uwsgi-alarm-cmd] {e}");
+            report!(Cmd, "{e}");
         }
         buf.drain(..cut);
     }
     if !buf.is_empty() {
         buf.push(b'\n');
         if let Err(e) = output.write_record(&buf) {
-            eprintln!("[uwsgi-alarm-cmd] {e}");
+            report!(Cmd, "{e}");
         }
     }
 }

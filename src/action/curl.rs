@@ -17,7 +17,7 @@ use crate::sys;
 
 /// A `curl:` action.
 #[derive(Debug)]
-pub struct Curl {
+pub(crate) struct Curl {
     end: Endpoint,
     smtp: bool,
     method: String,
@@ -32,7 +32,7 @@ static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Curl {
     /// Parse the argument; unknown keys are pushed to `warnings`.
-    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Curl, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Curl, String> {
         let (url, pairs) = delivery::split_args(arg);
         if url.is_empty() {
             return Err("no URL: expected curl:URL[;key=val...]".into());
@@ -104,7 +104,7 @@ impl Curl {
     }
 
     /// The HTTP body: the optional header block, then the message.
-    pub fn http_body(&self, msg: &[u8]) -> Vec<u8> {
+    pub(crate) fn http_body(&self, msg: &[u8]) -> Vec<u8> {
         let mut body = Vec::with_capacity(msg.len() + 64);
         if !self.mail_to.is_empty() {
             body.extend_from_slice(format!("To: {}\r\n", self.mail_to_raw).as_bytes());
@@ -120,7 +120,7 @@ impl Curl {
     }
 
     /// The whole mail (headers and body, CRLF line ends) for `msg` raised by `alarm`.
-    pub fn mail(&self, alarm: &str, msg: &[u8], date: &str, host: &str) -> Vec<u8> {
+    pub(crate) fn mail(&self, alarm: &str, msg: &[u8], date: &str, host: &str) -> Vec<u8> {
         let seq = MAIL_SEQ.fetch_add(1, Ordering::Relaxed);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -169,9 +169,14 @@ impl Curl {
         m
     }
 
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
         if self.smtp {
-            let mail = self.mail(alarm, msg, &sys::time::rfc5322_now(), &sys::uname().nodename);
+            let mail = self.mail(
+                alarm,
+                msg,
+                &sys::time::rfc5322_now(),
+                &sys::uname().nodename,
+            );
             let sender = self.sender();
             let to = &self.mail_to;
             self.end

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 use ::curl::easy::{Easy, List};
 
 use crate::backoff::{Backoff, Jitter};
+use crate::report::Tag;
 
 /// One alarm's remote end: its URL, how it is reached (transport), how persistently (retry),
 /// what its reports must hide, and its libcurl handle. `curl:` and `airbrake:` are each an
 /// `Endpoint` plus what they send.
 #[derive(Debug)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub url: String,
     /// The URL with any password masked, for failure lines.
     pub shown: String,
@@ -35,7 +36,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// `kind` is the alarm type (for masking the URL as `--alarm-list` does).
-    pub fn new(kind: &str, url: String) -> Endpoint {
+    pub(crate) fn new(kind: &str, url: String) -> Endpoint {
         let mut secrets = Secrets::default();
         if let Some(p) = url_password(&url) {
             secrets.add(&Secret::new(p));
@@ -52,7 +53,7 @@ impl Endpoint {
     }
 
     /// Take `key=v` if it is a transport or retry key. `Ok(false)`: not one of these.
-    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
         if self.transport.key(key, v)? {
             if let Some(p) = &self.transport.pass {
                 self.secrets.add(p);
@@ -63,17 +64,17 @@ impl Endpoint {
     }
 
     /// One more secret to keep out of reports (an API key).
-    pub fn hide(&mut self, s: &Secret) {
+    pub(crate) fn hide(&mut self, s: &Secret) {
         self.secrets.add(s);
     }
 
     #[cfg(test)]
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         self.secrets.scrub(text)
     }
 
     /// [`deliver`] one alarm: `attempt(handle, transport, url)` until it succeeds or gives up.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         alarm: &str,
         raised: Instant,
@@ -82,7 +83,7 @@ impl Endpoint {
     ) -> bool {
         let mut easy = self.easy.take();
         let who = Reporter {
-            tag: "[uwsgi-alarm-curl]",
+            tag: Tag::Curl,
             alarm,
             target: &self.shown,
             secrets: &self.secrets,
@@ -96,7 +97,7 @@ impl Endpoint {
     }
 
     /// [`deliver`] one HTTP request (`method`, `headers`, `body`).
-    pub fn http(
+    pub(crate) fn http(
         &mut self,
         alarm: &str,
         raised: Instant,
@@ -113,7 +114,7 @@ impl Endpoint {
 }
 
 /// The scheme of `URL`, lower-cased, if it has one.
-pub fn scheme(url: &str) -> Option<String> {
+pub(crate) fn scheme(url: &str) -> Option<String> {
     match url.split_once("://") {
         Some((s, _)) if !s.is_empty() => Some(s.to_ascii_lowercase()),
         _ => None,
@@ -150,13 +151,13 @@ impl std::fmt::Debug for Handle {
 
 /// A password or API key: never printed, never in `Debug`.
 #[derive(Clone, Default)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
-    pub fn new(s: &str) -> Secret {
+    pub(crate) fn new(s: &str) -> Secret {
         Secret(s.to_string())
     }
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -169,16 +170,16 @@ impl std::fmt::Debug for Secret {
 
 /// Every secret of one alarm, to mask in whatever it reports.
 #[derive(Debug, Clone, Default)]
-pub struct Secrets(Vec<Secret>);
+pub(crate) struct Secrets(Vec<Secret>);
 
 impl Secrets {
-    pub fn add(&mut self, s: &Secret) {
+    pub(crate) fn add(&mut self, s: &Secret) {
         if !s.0.is_empty() {
             self.0.push(s.clone());
         }
     }
     /// `text` with every secret replaced by `***`.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.0 {
             out = out.replace(s.expose(), "***");
@@ -189,7 +190,7 @@ impl Secrets {
 
 /// Split `URL;key=val;...` into the URL and its pairs, as uWSGI does (a `url=` key overrides
 /// the first token). A token without `=` is a key with an empty value.
-pub fn split_args(arg: &str) -> (String, Vec<(&str, &str)>) {
+pub(crate) fn split_args(arg: &str) -> (String, Vec<(&str, &str)>) {
     let mut tokens = arg.split(';');
     let mut url = tokens.next().unwrap_or("").trim().to_string();
     let mut pairs = Vec::new();
@@ -208,7 +209,7 @@ pub fn split_args(arg: &str) -> (String, Vec<(&str, &str)>) {
 }
 
 /// A boolean key: absent or `0`/`false`/`no`/`off` is false; anything else (even empty) true.
-pub fn flag(v: &str) -> bool {
+pub(crate) fn flag(v: &str) -> bool {
     !matches!(
         v.trim().to_ascii_lowercase().as_str(),
         "0" | "false" | "no" | "off"
@@ -226,7 +227,7 @@ fn seconds(key: &str, v: &str) -> Result<Duration, String> {
 
 /// How one alarm talks to its endpoint: timeouts, TLS and credentials.
 #[derive(Debug, Clone)]
-pub struct Transport {
+pub(crate) struct Transport {
     pub timeout: Duration,
     pub conn_timeout: Duration,
     /// Require TLS (`CURLOPT_USE_SSL`: STARTTLS for smtp://).
@@ -257,7 +258,7 @@ impl Default for Transport {
 
 impl Transport {
     /// Take `key=v` if it is a transport key. `Ok(false)`: not one of ours.
-    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
         match key {
             "timeout" => self.timeout = seconds(key, v)?,
             "conn_timeout" => self.conn_timeout = seconds(key, v)?,
@@ -271,7 +272,7 @@ impl Transport {
     }
 
     /// Set these options on `easy` (a zero timeout means none, as in libcurl).
-    pub fn apply(&self, easy: &mut Easy) -> Result<(), ::curl::Error> {
+    pub(crate) fn apply(&self, easy: &mut Easy) -> Result<(), ::curl::Error> {
         easy.signal(false)?;
         easy.timeout(self.timeout)?;
         easy.connect_timeout(self.conn_timeout)?;
@@ -297,7 +298,7 @@ impl Transport {
 /// Retry policy: `retries=N` (default 3) more attempts after the first, and `max_age=SECONDS`
 /// (default 300): an alarm older than that is given up.
 #[derive(Debug, Clone, Copy)]
-pub struct Retry {
+pub(crate) struct Retry {
     pub retries: u32,
     pub max_age: Duration,
 }
@@ -312,10 +313,11 @@ impl Default for Retry {
 }
 
 /// Retries wait 0.5 s, doubling per attempt up to 30 s, with equal jitter.
-pub(crate) const BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+pub(crate) const BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 impl Retry {
-    pub fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
         match key {
             "retries" => {
                 self.retries = match v.trim().parse::<u32>() {
@@ -332,7 +334,7 @@ impl Retry {
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Worth another attempt: connection refused, timeout, HTTP 5xx/429/408, SMTP 4xx.
     Transient(String),
     /// Not worth retrying: other HTTP 4xx, authentication, certificates, bad URL, SMTP 5xx.
@@ -340,7 +342,7 @@ pub enum Failure {
 }
 
 /// Classify a libcurl error. `reply` is the last response code (HTTP status or SMTP reply).
-pub fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
+pub(crate) fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
     let mut why = format!("curl_easy_perform() failed: {}", err.description());
     if let Some(extra) = err.extra_description() {
         if !extra.is_empty() && extra != err.description() {
@@ -376,7 +378,7 @@ pub fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
 }
 
 /// Classify an HTTP status that libcurl reported as a completed transfer.
-pub fn classify_status(status: u32, answer: &[u8]) -> Result<(), Failure> {
+pub(crate) fn classify_status(status: u32, answer: &[u8]) -> Result<(), Failure> {
     if (100..400).contains(&status) {
         return Ok(());
     }
@@ -394,7 +396,7 @@ pub fn classify_status(status: u32, answer: &[u8]) -> Result<(), Failure> {
 
 /// One HTTP request: `method` with `body` (Content-Length set), response body kept (capped) for
 /// the failure line. The handle is reused, so connections are kept alive between alarms.
-pub fn http_request(
+pub(crate) fn http_request(
     easy: &mut Easy,
     url: &str,
     method: &str,
@@ -434,14 +436,18 @@ pub fn http_request(
 }
 
 /// Check at start-up that the linked libcurl speaks `scheme`.
-pub fn check_protocol(scheme: &str) -> Result<(), String> {
+pub(crate) fn check_protocol(scheme: &str) -> Result<(), String> {
     ::curl::init();
     let v = ::curl::Version::get();
     let protocols: Vec<&str> = v.protocols().collect();
     check_protocol_in(scheme, &protocols, v.version())
 }
 
-pub fn check_protocol_in(scheme: &str, protocols: &[&str], version: &str) -> Result<(), String> {
+pub(crate) fn check_protocol_in(
+    scheme: &str,
+    protocols: &[&str],
+    version: &str,
+) -> Result<(), String> {
     if protocols.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
         return Ok(());
     }
@@ -454,9 +460,9 @@ pub fn check_protocol_in(scheme: &str, protocols: &[&str], version: &str) -> Res
 }
 
 /// Who is delivering, for the lines [`deliver`] writes.
-pub struct Reporter<'a> {
-    /// `[uwsgi-alarm-curl]`.
-    pub tag: &'a str,
+pub(crate) struct Reporter<'a> {
+    /// `Curl`.
+    pub tag: Tag,
     pub alarm: &'a str,
     /// The endpoint, password masked.
     pub target: &'a str,
@@ -465,12 +471,14 @@ pub struct Reporter<'a> {
 
 impl Reporter<'_> {
     fn line(&self, what: &str) {
-        eprintln!(
-            "{} {} (alarm \"{}\", {})",
+        crate::report::line(
             self.tag,
-            self.secrets.scrub(what),
-            self.alarm,
-            self.target
+            format_args!(
+                "{} (alarm \"{}\", {})",
+                self.secrets.scrub(what),
+                self.alarm,
+                self.target
+            ),
         );
     }
 }
@@ -478,7 +486,7 @@ impl Reporter<'_> {
 /// Run `attempt` until it succeeds, fails permanently, runs out of retries, the alarm gets older
 /// than `max_age`, or logalarm stops (`stop`). Every failure is one line. Returns whether the
 /// alarm was delivered.
-pub fn deliver(
+pub(crate) fn deliver(
     who: &Reporter<'_>,
     retry: Retry,
     raised: Instant,
@@ -640,7 +648,7 @@ mod tests {
         let stop = AtomicBool::new(false);
         let secrets = Secrets::default();
         let who = Reporter {
-            tag: "[uwsgi-alarm-curl]",
+            tag: Tag::Curl,
             alarm: "t",
             target: "test",
             secrets: &secrets,

@@ -4,21 +4,22 @@
 //! with exactly one `\n` at its end. The date is `ctime()`'s, as uWSGI's `uwsgi_log_verbose`.
 
 use super::Ctx;
+use crate::report::report;
 use crate::sys;
 
 /// A `log:` action.
 #[derive(Debug)]
-pub struct Log {
+pub(crate) struct Log {
     prefix: String,
     /// The date of the last line: (Unix second, ctime text).
     date: (u64, String),
 }
 
 /// Most bytes of lines a lane keeps before it writes them (see [`Log::fire`]).
-pub const BATCH_MAX: usize = 64 * 1024;
+pub(crate) const BATCH_MAX: usize = 64 * 1024;
 
 impl Log {
-    pub fn parse(arg: &str) -> Log {
+    pub(crate) fn parse(arg: &str) -> Log {
         Log {
             prefix: arg.to_string(),
             date: (u64::MAX, String::new()),
@@ -26,7 +27,8 @@ impl Log {
     }
 
     /// The line this action writes for `msg` at date `date`.
-    pub fn format(&self, date: &str, msg: &[u8]) -> Vec<u8> {
+    #[cfg(test)]
+    fn format(&self, date: &str, msg: &[u8]) -> Vec<u8> {
         let mut line = Vec::new();
         self.append(&mut line, date, msg);
         line
@@ -48,7 +50,7 @@ impl Log {
     /// Add the line for `msg` to the lane's `batch` (shared by the lane's `log:` alarms, so
     /// lines keep the order of their alarms); the lane writes it when its queue is empty
     /// ([`write_batch`]) or when it reaches [`BATCH_MAX`].
-    pub fn fire(&mut self, msg: &[u8], ctx: &Ctx, batch: &mut Vec<u8>) {
+    pub(crate) fn fire(&mut self, msg: &[u8], ctx: &Ctx, batch: &mut Vec<u8>) {
         // PERF: the date is formatted once a second and lines are written in batches, one
         // write per drained queue instead of one per alarm (rules10 through a pipe: 150 k
         // alarms a GiB; see PERF.md "log: batches").
@@ -66,12 +68,12 @@ impl Log {
 }
 
 /// Write a lane's batch of `log:` lines into the log output.
-pub fn write_batch(batch: &mut Vec<u8>, ctx: &Ctx) {
+pub(crate) fn write_batch(batch: &mut Vec<u8>, ctx: &Ctx) {
     if batch.is_empty() {
         return;
     }
     if let Err(e) = ctx.output.write_record(batch) {
-        eprintln!("[uwsgi-alarm-log] {e}");
+        report!(Log, "{e}");
     }
     batch.clear();
 }

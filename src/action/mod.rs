@@ -6,15 +6,15 @@
 //! error and never stops logalarm; secrets never appear in what an action reports.
 //! Rejected alternative: `Box<dyn Action>` — the set of types is closed and known at build time.
 
-pub mod airbrake;
-pub mod cmd;
-pub mod curl;
-pub mod delivery;
-pub mod log;
-pub mod mule;
-pub mod signal;
-pub mod speech;
-pub mod xmpp;
+pub(crate) mod airbrake;
+pub(crate) mod cmd;
+pub(crate) mod curl;
+pub(crate) mod delivery;
+pub(crate) mod log;
+pub(crate) mod mule;
+pub(crate) mod signal;
+pub(crate) mod speech;
+pub(crate) mod xmpp;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -24,7 +24,7 @@ use std::time::Instant;
 use crate::output::Output;
 
 /// Every alarm type of uWSGI's alarm subsystem, and whether this build has it.
-pub const TYPES: &[(&str, bool, &str)] = &[
+pub(crate) const TYPES: &[(&str, bool, &str)] = &[
     (
         "cmd",
         true,
@@ -64,7 +64,7 @@ pub const TYPES: &[(&str, bool, &str)] = &[
 ];
 
 /// What actions need from the running process.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub output: Arc<Output>,
     pub binsh: PathBuf,
     pub children: Arc<cmd::Children>,
@@ -78,7 +78,7 @@ pub struct Ctx {
 
 /// A configured action.
 #[derive(Debug)]
-pub enum Action {
+pub(crate) enum Action {
     Cmd(cmd::Cmd),
     Log(log::Log),
     Curl(Box<curl::Curl>),
@@ -93,7 +93,11 @@ impl Action {
     /// Build an action from its type and argument. The error says what is wrong (without
     /// quoting the argument, which may hold a secret: the caller quotes it redacted).
     /// Warnings (unknown keys) are pushed to `warnings`.
-    pub fn parse(kind: &str, arg: &str, warnings: &mut Vec<String>) -> Result<Action, String> {
+    pub(crate) fn parse(
+        kind: &str,
+        arg: &str,
+        warnings: &mut Vec<String>,
+    ) -> Result<Action, String> {
         match kind {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
@@ -119,7 +123,7 @@ impl Action {
     }
 
     /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
-    pub fn blocking(&self) -> bool {
+    pub(crate) fn blocking(&self) -> bool {
         match self {
             Action::Cmd(_) | Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
             Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) | Action::Xmpp(_) => true,
@@ -129,7 +133,7 @@ impl Action {
     /// Run the action for one message (already truncated and past anti-flood), raised at
     /// `raised`.
     /// Run for one alarm. `batch` collects the lane's `log:` lines (see `log::Log::fire`).
-    pub fn fire(
+    pub(crate) fn fire(
         &mut self,
         alarm: &str,
         msg: &[u8],
@@ -153,14 +157,14 @@ impl Action {
 impl Action {
     /// Called once on the action's own thread before its first event (XMPP connects here, so
     /// the account is online while logalarm runs).
-    pub fn start(&mut self, alarm: &str) {
+    pub(crate) fn start(&mut self, alarm: &str) {
         if let Action::Xmpp(x) = self {
             x.start(alarm);
         }
     }
 
     /// Called when the action's thread ends: deliver what is pending, at most `limit`.
-    pub fn finish(&mut self, limit: std::time::Duration) {
+    pub(crate) fn finish(&mut self, limit: std::time::Duration) {
         if let Action::Xmpp(x) = self {
             x.finish(limit);
         }
@@ -168,6 +172,6 @@ impl Action {
 }
 
 /// Names of the types this build can run.
-pub fn available() -> Vec<&'static str> {
+pub(crate) fn available() -> Vec<&'static str> {
     TYPES.iter().filter(|t| t.1).map(|t| t.0).collect()
 }

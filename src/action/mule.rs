@@ -8,23 +8,22 @@
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::Ctx;
+use crate::report::{report, DropCount};
 
 /// A `mule:` action.
 #[derive(Debug)]
-pub struct Mule {
+pub(crate) struct Mule {
     /// 0: any mule; else the mule's number (1-based).
     pub n: usize,
     next: usize,
-    dropped: u64,
-    reported: u64,
-    last_report: Option<Instant>,
+    dropped: DropCount,
 }
 
 impl Mule {
-    pub fn parse(arg: &str) -> Result<Mule, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Mule, String> {
         let arg = arg.trim();
         let n = if arg.is_empty() {
             0
@@ -36,13 +35,11 @@ impl Mule {
         Ok(Mule {
             n,
             next: 0,
-            dropped: 0,
-            reported: 0,
-            last_report: None,
+            dropped: DropCount::default(),
         })
     }
 
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
         let body = msg.strip_suffix(b"\n").unwrap_or(msg);
         let mut line = Vec::with_capacity(body.len() + 1);
         line.extend_from_slice(body);
@@ -69,21 +66,14 @@ impl Mule {
         }
         drop(mules);
         if !sent {
-            self.dropped += 1;
+            self.dropped.add(1);
         }
-        if self.dropped > self.reported
-            && self
-                .last_report
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            eprintln!(
-                "[uwsgi-alarm-mule] alarm \"{alarm}\": mule {} is not running or not reading: {} message(s) dropped ({} in all)",
+        if let Some((new, total)) = self.dropped.due(Instant::now(), false) {
+            report!(
+                Mule,
+                "alarm \"{alarm}\": mule {} is not running or not reading: {new} message(s) dropped ({total} in all)",
                 if self.n == 0 { "(any)".to_string() } else { self.n.to_string() },
-                self.dropped - self.reported,
-                self.dropped
             );
-            self.reported = self.dropped;
-            self.last_report = Some(Instant::now());
         }
     }
 }

@@ -6,33 +6,36 @@
 //! runs on the main alarm thread.
 
 use super::Ctx;
+use crate::report::report;
 
 /// A `signal:` action.
 #[derive(Debug)]
-pub struct Signal {
+pub(crate) struct Signal {
     pub signum: i32,
 }
 
 impl Signal {
-    pub fn parse(arg: &str) -> Result<Signal, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Signal, String> {
         match arg.trim().parse::<i32>() {
             Ok(n) if (1..=64).contains(&n) => Ok(Signal { signum: n }),
             _ => Err(format!("`{}` is not a signal number (1 to 64)", arg.trim())),
         }
     }
 
-    pub fn fire(&mut self, alarm: &str, ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, ctx: &Ctx) {
         let pids: Vec<i32> = ctx.pids.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if pids.is_empty() {
-            eprintln!(
-                "[uwsgi-alarm-signal] alarm \"{alarm}\": no supervised process is running; signal {} not sent",
+            report!(
+                Signal,
+                "alarm \"{alarm}\": no supervised process is running; signal {} not sent",
                 self.signum
             );
         }
         for pid in pids {
             if let Err(e) = crate::sys::kill(-pid, self.signum) {
-                eprintln!(
-                    "[uwsgi-alarm-signal] alarm \"{alarm}\": signal {} to process group {pid}: {e}",
+                report!(
+                    Signal,
+                    "alarm \"{alarm}\": signal {} to process group {pid}: {e}",
                     self.signum
                 );
             }

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::Ctx;
+use crate::report::report;
 
 #[cfg(target_os = "macos")]
 const PROGRAM: &str = "say";
@@ -22,13 +23,13 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// A `speech:` action.
 #[derive(Debug)]
-pub struct Speech {
+pub(crate) struct Speech {
     voice: Option<String>,
     wav: Option<PathBuf>,
 }
 
 impl Speech {
-    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Speech, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Speech, String> {
         let mut tokens = arg.split(';');
         let voice = tokens.next().unwrap_or("").trim();
         let mut s = Speech {
@@ -102,9 +103,9 @@ impl Speech {
         Ok(())
     }
 
-    pub fn fire(&mut self, msg: &[u8], _ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, msg: &[u8], _ctx: &Ctx) {
         if let Err(e) = self.speak(msg) {
-            eprintln!("[uwsgi-alarm-speech] {e}");
+            report!(Speech, "{e}");
         }
     }
 

@@ -22,21 +22,20 @@ use super::airbrake::xml;
 use super::delivery::{self, Secret, Secrets};
 use super::Ctx;
 use crate::backoff::Backoff;
+use crate::report::{report, DropCount};
 use crate::sys::strophe;
 
 /// Messages kept while offline.
-pub const QUEUE: usize = 1024;
+pub(crate) const QUEUE: usize = 1024;
 /// Reconnects wait 1 s, doubling up to 60 s.
 const RECONNECT: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// An `xmpp:` action.
 #[derive(Debug)]
-pub struct Xmpp {
+pub(crate) struct Xmpp {
     /// What the client thread runs with (it gets a clone; the queue and flag are shared).
     job: Job,
-    dropped: u64,
-    reported: u64,
-    last_report: Option<Instant>,
+    dropped: DropCount,
     thread: Option<JoinHandleDebug>,
 }
 
@@ -49,7 +48,7 @@ impl std::fmt::Debug for JoinHandleDebug {
 }
 
 impl Xmpp {
-    pub fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Xmpp, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Xmpp, String> {
         let mut parts = arg.split(';');
         let jid = parts.next().unwrap_or("").trim().to_string();
         let pass = parts.next().unwrap_or("");
@@ -79,9 +78,7 @@ impl Xmpp {
                 queue: Arc::new(ArrayQueue::new(QUEUE)),
                 stop: Arc::new(AtomicBool::new(false)),
             },
-            dropped: 0,
-            reported: 0,
-            last_report: None,
+            dropped: DropCount::default(),
             thread: None,
         };
         for p in parts.filter(|p| !p.is_empty()) {
@@ -110,7 +107,7 @@ impl Xmpp {
     }
 
     /// Start the client thread (at start-up: the account is online while logalarm runs).
-    pub fn start(&mut self, alarm: &str) {
+    pub(crate) fn start(&mut self, alarm: &str) {
         if self.thread.is_some() {
             return;
         }
@@ -124,33 +121,26 @@ impl Xmpp {
         {
             Ok(h) => self.thread = Some(JoinHandleDebug(h)),
             Err(e) => {
-                eprintln!("[uwsgi-alarm-xmpp] alarm \"{alarm}\": cannot start its thread: {e}")
+                report!(Xmpp, "alarm \"{alarm}\": cannot start its thread: {e}")
             }
         }
     }
 
-    pub fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) {
         self.start(alarm);
         if self.job.queue.push(msg.into()).is_err() {
-            self.dropped += 1;
+            self.dropped.add(1);
         }
-        let d = self.dropped;
-        if d > self.reported
-            && self
-                .last_report
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            eprintln!(
-                "[uwsgi-alarm-xmpp] alarm \"{alarm}\": {} message(s) dropped while offline ({d} in all)",
-                d - self.reported
+        if let Some((new, total)) = self.dropped.due(Instant::now(), false) {
+            report!(
+                Xmpp,
+                "alarm \"{alarm}\": {new} message(s) dropped while offline ({total} in all)"
             );
-            self.reported = d;
-            self.last_report = Some(Instant::now());
         }
     }
 
     /// Send what is queued (when online), go offline, stop the thread (at most `limit`).
-    pub fn finish(&mut self, limit: Duration) {
+    pub(crate) fn finish(&mut self, limit: Duration) {
         self.job.stop.store(true, Ordering::SeqCst);
         if let Some(JoinHandleDebug(h)) = self.thread.take() {
             let end = Instant::now() + limit;
@@ -178,8 +168,9 @@ struct Job {
 
 impl Job {
     fn line(&self, secrets: &Secrets, what: &str) {
-        eprintln!(
-            "[uwsgi-alarm-xmpp] {} (alarm \"{}\", {})",
+        report!(
+            Xmpp,
+            "{} (alarm \"{}\", {})",
             secrets.scrub(what),
             self.alarm,
             self.jid

@@ -12,7 +12,7 @@ use std::path::Path;
 
 /// One `key = value` line of an accepted section.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IniEntry {
+pub(crate) struct IniEntry {
     pub key: String,
     pub value: String,
     /// 1-based line number in the file.
@@ -24,7 +24,7 @@ const SECTIONS: [&str; 2] = ["uwsgi", "logalarm"];
 
 /// Parse ini text. Lines outside an accepted section are ignored; a line without `=` inside one
 /// is a key with an empty value (uWSGI treats `master` alone as `master = true`).
-pub fn parse(text: &str) -> Vec<IniEntry> {
+pub(crate) fn parse(text: &str) -> Vec<IniEntry> {
     let mut out = Vec::new();
     let mut in_section = false;
     for (idx, raw) in text.lines().enumerate() {
@@ -54,7 +54,7 @@ pub fn parse(text: &str) -> Vec<IniEntry> {
 }
 
 /// Read and parse an ini file.
-pub fn load(path: &Path) -> std::io::Result<Vec<IniEntry>> {
+pub(crate) fn load(path: &Path) -> std::io::Result<Vec<IniEntry>> {
     let bytes = std::fs::read(path)?;
     let text = String::from_utf8(bytes).map_err(|e| {
         std::io::Error::new(

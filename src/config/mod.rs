@@ -8,7 +8,7 @@
 //! Rejected alternative: clap — uWSGI's option grammar (aliases, ini files as argument streams,
 //! optional boolean values) fits one small table better than a derive macro.
 
-pub mod ini;
+pub(crate) mod ini;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -165,7 +165,7 @@ impl Default for Config {
 }
 
 /// Largest accepted `log-master-bufsize` / `alarm-msg-size`: memory stays bounded.
-pub const MAX_BUFSIZE: usize = 16 << 20;
+pub(crate) const MAX_BUFSIZE: usize = 16 << 20;
 /// Nesting limit for `ini` inside ini files.
 const MAX_INI_DEPTH: usize = 8;
 
@@ -181,6 +181,7 @@ pub enum Arity {
 type Apply = fn(&mut Config, &str, &Origin, &mut Loader) -> Result<(), ConfigError>;
 
 /// One option: its uWSGI name, aliases, arity, help text and parser.
+#[derive(Debug)]
 pub struct OptDef {
     pub name: &'static str,
     pub aliases: &'static [&'static str],
@@ -478,7 +479,7 @@ pub static OPTIONS: &[OptDef] = &[
 ];
 
 /// Find an option by name or alias.
-pub fn lookup(name: &str) -> Option<&'static OptDef> {
+pub(crate) fn lookup(name: &str) -> Option<&'static OptDef> {
     OPTIONS
         .iter()
         .find(|d| d.name == name || d.aliases.contains(&name))
@@ -486,7 +487,7 @@ pub fn lookup(name: &str) -> Option<&'static OptDef> {
 
 /// State while loading: ini nesting, to refuse include loops.
 #[derive(Default)]
-pub struct Loader {
+pub(crate) struct Loader {
     stack: Vec<PathBuf>,
 }
 
@@ -631,7 +632,7 @@ fn sourced<T>(value: T, origin: &Origin) -> Sourced<T> {
 }
 
 /// `NAME TYPE:ARG`: the name ends at the first space, the type at the first `:` after it.
-pub fn parse_alarm(v: &str, o: &Origin) -> Result<AlarmDef, ConfigError> {
+pub(crate) fn parse_alarm(v: &str, o: &Origin) -> Result<AlarmDef, ConfigError> {
     let v = v.trim();
     let bad = || {
         ConfigError::new(
@@ -656,7 +657,7 @@ pub fn parse_alarm(v: &str, o: &Origin) -> Result<AlarmDef, ConfigError> {
 }
 
 /// `NAME[,NAME...] REGEX` (the regex may be empty: it matches every line).
-pub fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, ConfigError> {
+pub(crate) fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, ConfigError> {
     let opt = if negate { "not-log-alarm" } else { "log-alarm" };
     let (names, regex) = match v.split_once(' ') {
         Some(p) => p,
@@ -687,7 +688,7 @@ pub fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, ConfigEr
 }
 
 /// `NAME FD[:BYTES] MESSAGE`. The `:BYTES` suffix is read from the FD token only.
-pub fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigError> {
+pub(crate) fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigError> {
     let bad = |why: &str| {
         ConfigError::new(
             format!("invalid alarm-fd: {v}: {why} (expected \"NAME FD[:BYTES] MESSAGE\")"),
@@ -789,7 +790,7 @@ const SECRET_KEYS: [&str; 6] = [
 
 /// Mask the secrets in an alarm argument: `key=value` secrets, URL passwords
 /// (`scheme://user:PASS@host`) and the password field of `xmpp:JID;PASSWORD;...`.
-pub fn redact_arg(kind: &str, arg: &str) -> String {
+pub(crate) fn redact_arg(kind: &str, arg: &str) -> String {
     let mut parts: Vec<String> = arg.split(';').map(str::to_string).collect();
     for (i, p) in parts.iter_mut().enumerate() {
         if kind == "xmpp" && i == 1 && !p.contains('=') {
@@ -808,7 +809,7 @@ pub fn redact_arg(kind: &str, arg: &str) -> String {
 }
 
 /// Mask a whole option value that may hold an alarm definition.
-pub fn redact_value(v: &str) -> String {
+pub(crate) fn redact_value(v: &str) -> String {
     match v
         .split_once(' ')
         .and_then(|(n, r)| r.split_once(':').map(|(k, a)| (n, k, a)))

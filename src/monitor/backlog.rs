@@ -89,7 +89,6 @@ impl Backlog {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,7 +77,10 @@ impl FdWatch {
             let room = (self.want - self.have).min(scratch.len());
             match sys::read_fd(self.fd, &mut scratch[..room]) {
                 Ok(0) => {
-                    return FdEvent::Closed(format!("fd {}: end of file: no longer watched", self.fd))
+                    return FdEvent::Closed(format!(
+                        "fd {}: end of file: no longer watched",
+                        self.fd
+                    ))
                 }
                 Ok(n) => {
                     self.have += n;

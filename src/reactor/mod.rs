@@ -27,7 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::dispatch::{Dispatcher, LogSink};
 use crate::monitor::Monitors;
 use crate::output::Output;
-use crate::pipeline::{Pipeline, DEFAULT_CAPACITY};
+use crate::pipeline::{Pipeline, Stats, DEFAULT_CAPACITY};
 use crate::report::report;
 use crate::rules::RuleSet;
 use crate::source::stdin::Prefetch;
@@ -40,8 +40,8 @@ mod signals;
 mod source;
 
 pub(crate) use shutdown::End;
-pub(crate) use signals::Signals;
 use shutdown::{Decision, OnTerm, Shutdown};
+pub(crate) use signals::Signals;
 use source::{Entry, Input, Source, Table};
 
 /// Reads of one input before the others get a turn.
@@ -75,6 +75,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) names: &'a HashMap<String, u32>,
     /// How long supervised processes get to stop after a forwarded SIGTERM/SIGINT.
     pub(crate) grace: Duration,
+    /// Every closed input's counters are added here.
+    pub(crate) totals: &'a mut Stats,
 }
 
 /// Read standard input (`stdin`, unless a `-- CMD` owns it), every supervised process's output
@@ -149,7 +151,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             sockets,
         } = monitors;
         for tail in tails {
-            let pipeline = Pipeline::new(rules.matcher(), CHILD_CAPACITY);
+            let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
             let input = Input::Tail(tail);
             table.insert(poll.registry(), Source::Log { input, pipeline })?;
         }
@@ -157,7 +159,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             let shown = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
             sock.set_nonblocking(true)?;
             let input = Input::Udp(Udp::new(mio::net::UdpSocket::from_std(sock)));
-            let pipeline = Pipeline::new(rules.matcher(), CHILD_CAPACITY);
+            let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
             table
                 .insert(poll.registry(), Source::Log { input, pipeline })
                 .map_err(|e| io::Error::new(e.kind(), format!("udp {shown}: {e}")))?;
@@ -201,7 +203,11 @@ impl<'a, 'r> Reactor<'a, 'r> {
 
     /// Start the supervised processes that are due and add their pipes.
     fn start_due(&mut self, now: Instant) -> io::Result<()> {
-        let started = self.cx.supervisor.start_due(now).map_err(io::Error::other)?;
+        let started = self
+            .cx
+            .supervisor
+            .start_due(now)
+            .map_err(io::Error::other)?;
         for (slot, out, err) in started {
             for fd in [out, err] {
                 self.add_child(fd, slot)?;
@@ -215,7 +221,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
         sys::set_nonblocking(raw, true)?;
         // PERF: as for stdin, a 1 MiB pipe: a fast writer wakes the reactor 16x less often.
         let _ = sys::grow_pipe(raw, 1 << 20);
-        let pipeline = Pipeline::new(self.rules.matcher(), CHILD_CAPACITY);
+        let pipeline = Box::new(Pipeline::new(self.rules.matcher(), CHILD_CAPACITY));
         let input = Input::Child { fd, slot };
         self.table
             .insert(self.poll.registry(), Source::Log { input, pipeline })?;
@@ -255,7 +261,9 @@ impl<'a, 'r> Reactor<'a, 'r> {
         });
         let due = [
             self.cx.supervisor.next_due(),
-            self.shutdown.deadline().map(|d| d + Duration::from_millis(5)),
+            self.shutdown
+                .deadline()
+                .map(|d| d + Duration::from_millis(5)),
             tails.then_some(self.last_tail + TAIL_EVERY),
             (!self.backlogs.is_empty()).then_some(self.last_backlog + BACKLOG_EVERY),
         ];
@@ -346,6 +354,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             let mut sink = self.sink();
             let res = pipeline.finish(&mut sink);
             sink.flush();
+            self.cx.totals.add(&pipeline.stats);
             res?;
         }
         Ok(())
@@ -362,7 +371,9 @@ impl<'a, 'r> Reactor<'a, 'r> {
             output: ctx.output,
             dispatcher: &mut *ctx.dispatcher,
         };
-        internal.finish(&mut sink)
+        let res = internal.finish(&mut sink);
+        ctx.totals.add(&internal.stats);
+        res
     }
 
     /// Followed files become ready, listen queues are checked, when their time comes.
@@ -437,9 +448,10 @@ impl<'a, 'r> Reactor<'a, 'r> {
     /// Whether the run is over.
     fn check_end(&mut self, now: Instant) -> Option<End> {
         if !self.shutdown.stopping() {
-            let watching = self.table.iter().any(|e| {
-                e.source.is_stdin() || matches!(e.source, Source::AlarmFd(_))
-            });
+            let watching = self
+                .table
+                .iter()
+                .any(|e| e.source.is_stdin() || matches!(e.source, Source::AlarmFd(_)));
             let done = self.cx.supervisor.is_empty() && !watching && !self.endless;
             return done.then_some(End::Eof);
         }
@@ -473,7 +485,12 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-fn add_stdin<'r>(poll: &Poll, table: &mut Table<'r>, rules: &'r RuleSet, fd: RawFd) -> io::Result<()> {
+fn add_stdin<'r>(
+    poll: &Poll,
+    table: &mut Table<'r>,
+    rules: &'r RuleSet,
+    fd: RawFd,
+) -> io::Result<()> {
     let ctx =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
     if sys::fd_kind(fd).map_err(|e| ctx("fstat", e))? == FdKind::Pollable {
@@ -483,7 +500,7 @@ fn add_stdin<'r>(poll: &Poll, table: &mut Table<'r>, rules: &'r RuleSet, fd: Raw
     let token: Token = table.next_token();
     let waker = mio::Waker::new(poll.registry(), token).map_err(|e| ctx("cannot poll it", e))?;
     let prefetch = Prefetch::start(fd, waker).map_err(|e| ctx("cannot start its reader", e))?;
-    let pipeline = Pipeline::new(rules.matcher(), DEFAULT_CAPACITY);
+    let pipeline = Box::new(Pipeline::new(rules.matcher(), DEFAULT_CAPACITY));
     let input = Input::Stdin(prefetch);
     table.insert(poll.registry(), Source::Log { input, pipeline })?;
     Ok(())

@@ -29,9 +29,13 @@ const AFTER_KILL: Duration = Duration::from_secs(2);
 enum State {
     Running,
     /// The stop signal was sent; SIGKILL at `deadline`.
-    Stopping { deadline: Instant },
+    Stopping {
+        deadline: Instant,
+    },
     /// SIGKILL was sent; give up on open pipes at `deadline`.
-    Killed { deadline: Instant },
+    Killed {
+        deadline: Instant,
+    },
 }
 
 /// What a terminating signal means now.
@@ -51,7 +55,9 @@ pub(crate) enum OnTerm {
 pub(crate) enum Decision {
     Continue,
     /// The grace period is over: send SIGKILL (and say how many were still running).
-    Kill { running: usize },
+    Kill {
+        running: usize,
+    },
     End(End),
 }
 
@@ -163,7 +169,11 @@ mod tests {
         let mut s = Shutdown::new(GRACE);
         assert_eq!(s.decide(t0, 2, true), Decision::Continue);
         assert_eq!(s.on_term(t0, 2), OnTerm::Forward);
-        assert_eq!(s.on_term(t0, 2), OnTerm::Ignore, "a second signal changes nothing");
+        assert_eq!(
+            s.on_term(t0, 2),
+            OnTerm::Ignore,
+            "a second signal changes nothing"
+        );
         assert_eq!(s.deadline(), Some(t0 + GRACE));
         assert_eq!(s.decide(t0 + GRACE / 2, 1, true), Decision::Continue);
         assert_eq!(s.decide(t0 + GRACE, 1, true), Decision::Kill { running: 1 });
@@ -180,7 +190,10 @@ mod tests {
         assert_eq!(s.decide(t0 + GRACE, 1, true), Decision::Kill { running: 1 });
         let t1 = t0 + GRACE;
         assert_eq!(s.decide(t1 + AFTER_KILL / 2, 1, true), Decision::Continue);
-        assert_eq!(s.decide(t1 + AFTER_KILL, 1, true), Decision::End(End::Signal));
+        assert_eq!(
+            s.decide(t1 + AFTER_KILL, 1, true),
+            Decision::End(End::Signal)
+        );
     }
 
     #[test]
@@ -188,7 +201,11 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Shutdown::new(GRACE);
         s.on_term(t0, 1);
-        assert_eq!(s.decide(t0, 0, true), Decision::Continue, "last lines unread");
+        assert_eq!(
+            s.decide(t0, 0, true),
+            Decision::Continue,
+            "last lines unread"
+        );
         assert_eq!(s.decide(t0, 0, false), Decision::End(End::Signal));
     }
 

@@ -45,7 +45,8 @@ pub(super) enum Source<'r> {
     Signal,
     Log {
         input: Input,
-        pipeline: Pipeline<'r>,
+        // Boxed: a pipeline is large, the other sources are a few words.
+        pipeline: Box<Pipeline<'r>>,
     },
     AlarmFd(FdWatch),
     AlarmSocket(AlarmSocket),

@@ -83,7 +83,6 @@ impl Prefetch {
     }
 }
 
-
 impl Prefetch {
     /// Process the buffers the thread has read. `Idle` when none waits.
     pub(crate) fn serve(
@@ -116,7 +115,6 @@ impl Prefetch {
 
 impl std::fmt::Debug for Prefetch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prefetch")
-            .finish_non_exhaustive()
+        f.debug_struct("Prefetch").finish_non_exhaustive()
     }
 }

@@ -57,11 +57,7 @@ impl Tail {
             }
             Err(e) => {
                 if !self.missing {
-                    report!(
-                        Alarm,
-                        "tail {}: {e}: waiting for it",
-                        self.path.display()
-                    );
+                    report!(Alarm, "tail {}: {e}: waiting for it", self.path.display());
                     self.missing = true;
                 }
                 self.file = None;
@@ -120,7 +116,11 @@ impl Tail {
 impl Tail {
     /// Read what the file gained into `pipeline`. A read error is reported and the file is
     /// looked at again at the next turn.
-    pub(crate) fn serve(&mut self, pipeline: &mut Pipeline<'_>, sink: &mut LogSink<'_>) -> io::Result<Step> {
+    pub(crate) fn serve(
+        &mut self,
+        pipeline: &mut Pipeline<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> io::Result<Step> {
         match self.read(pipeline.spare()) {
             Ok(0) => Ok(Step::Idle),
             Ok(n) => {

@@ -8,7 +8,7 @@
 /// The SMTP envelope of one libcurl easy handle: `MAIL FROM` and the `RCPT TO` list, which
 /// the safe `curl` API does not expose. The recipient list lives as long as this value, so it
 /// must outlive the transfer.
-pub struct MailEnvelope {
+pub(crate) struct MailEnvelope {
     rcpts: *mut curl_sys::curl_slist,
 }
 
@@ -17,7 +17,7 @@ unsafe impl Send for MailEnvelope {}
 
 impl MailEnvelope {
     /// Set `MAIL FROM` and `RCPT TO` on `easy`. Strings with NUL bytes are refused.
-    pub fn set(
+    pub(crate) fn set(
         easy: &curl::easy::Easy,
         from: &str,
         rcpts: &[String],
@@ -66,7 +66,7 @@ impl Drop for MailEnvelope {
 }
 
 /// `CURLOPT_USE_SSL`: require TLS (STARTTLS for smtp://) when `require`, else use it if offered.
-pub fn curl_use_ssl(easy: &curl::easy::Easy, require: bool) -> Result<(), curl::Error> {
+pub(crate) fn curl_use_ssl(easy: &curl::easy::Easy, require: bool) -> Result<(), curl::Error> {
     let level: libc::c_long = if require {
         curl_sys::CURLUSESSL_ALL as libc::c_long
     } else {

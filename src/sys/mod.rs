@@ -27,7 +27,7 @@ macro_rules! syscall {
 }
 
 /// Set or clear `O_NONBLOCK` on `fd`. Returns whether it was set before.
-pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
     let flags = syscall!(fcntl(fd, libc::F_GETFL))?;
     let was = flags & libc::O_NONBLOCK != 0;
     let new = if on {
@@ -43,7 +43,7 @@ pub fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<bool> {
 
 /// What kind of file a descriptor refers to, as far as polling is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FdKind {
+pub(crate) enum FdKind {
     /// Regular files and block devices: epoll refuses them, they are always readable.
     Regular,
     /// Pipes, sockets, ttys, character devices: pollable.
@@ -51,7 +51,7 @@ pub enum FdKind {
 }
 
 /// Classify `fd` with `fstat`.
-pub fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
+pub(crate) fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
     // SAFETY: an all-zero `stat` is a valid value for the out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
@@ -68,19 +68,19 @@ pub fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
 
 /// Grow a pipe's kernel buffer to `size` bytes (Linux `F_SETPIPE_SZ`); best effort, returns
 /// the new size. Fewer, larger reads cost far fewer context switches than 64 KiB ones.
-pub fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {
+pub(crate) fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     syscall!(fcntl(fd, libc::F_SETPIPE_SZ, size)).map(|n| n as usize)
 }
 
 /// Send `sig` to `pid`.
-pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+pub(crate) fn kill(pid: i32, sig: i32) -> io::Result<()> {
     syscall!(kill(pid, sig)).map(|_| ())
 }
 
 /// `uname(2)`: what airbrake notices report about the machine.
 #[derive(Debug, Clone, Default)]
-pub struct Uname {
+pub(crate) struct Uname {
     pub sysname: String,
     pub nodename: String,
     pub release: String,
@@ -88,7 +88,7 @@ pub struct Uname {
     pub machine: String,
 }
 
-pub fn uname() -> Uname {
+pub(crate) fn uname() -> Uname {
     // SAFETY: an all-zero `utsname` is a valid out-parameter.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
     // SAFETY: `u` is a valid, writable utsname.
@@ -113,7 +113,7 @@ pub fn uname() -> Uname {
 }
 /// One `write(2)` of `buf` to `fd`, retrying on `EINTR` and waiting with `poll` on `EAGAIN` (the
 /// descriptor may be non-blocking because another process shares it). Returns bytes written (> 0).
-pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is a valid readable slice of `buf.len()` bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
@@ -136,7 +136,7 @@ pub fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// `read(2)` into `buf`, retrying on `EINTR`.
-pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is a valid writable slice of `buf.len()` bytes.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
@@ -153,7 +153,7 @@ pub fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// Wait until `fd` has one of `events` (`POLLIN`/`POLLOUT`), at most `timeout_ms` (-1: forever).
 /// Returns whether it became ready.
-pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
+pub(crate) fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd,
         events,
@@ -174,19 +174,19 @@ pub fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<
 }
 
 /// Whether `fd` is an open descriptor of this process.
-pub fn fd_is_open(fd: RawFd) -> bool {
+pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     syscall!(fcntl(fd, libc::F_GETFD)).is_ok()
 }
 
 /// What `/proc/self/fd/FD` points to (`pipe:[123]`, `anon_inode:[eventfd]`, a path).
-pub fn fd_target(fd: RawFd) -> String {
+pub(crate) fn fd_target(fd: RawFd) -> String {
     std::fs::read_link(format!("/proc/self/fd/{fd}"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
 /// Free room in the pipe whose write end is `fd`: its size minus the unread bytes.
-pub fn pipe_free(fd: RawFd) -> io::Result<usize> {
+pub(crate) fn pipe_free(fd: RawFd) -> io::Result<usize> {
     let size = syscall!(fcntl(fd, libc::F_GETPIPE_SZ))?;
     let mut queued: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the valid pointer.
@@ -196,10 +196,10 @@ pub fn pipe_free(fd: RawFd) -> io::Result<usize> {
     Ok((size.max(0) as usize).saturating_sub(queued.max(0) as usize))
 }
 
-pub mod curl;
-pub mod sock_diag;
-pub mod strophe;
-pub mod time;
+pub(crate) mod curl;
+pub(crate) mod sock_diag;
+pub(crate) mod strophe;
+pub(crate) mod time;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use std::io;
 
 /// A listening socket's accept queue: how many connections wait, and its maximum (backlog).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenQueue {
+pub(crate) struct ListenQueue {
     pub queue: u32,
     pub max: u32,
 }
@@ -104,7 +104,7 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 
 /// The accept queue of the listening TCP socket bound to `addr` (any process's), via
 /// sock_diag. An unspecified address on either side matches any address with that port.
-pub fn tcp_listen_queue(addr: std::net::SocketAddr) -> io::Result<Option<ListenQueue>> {
+pub(crate) fn tcp_listen_queue(addr: std::net::SocketAddr) -> io::Result<Option<ListenQueue>> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -143,7 +143,7 @@ pub fn tcp_listen_queue(addr: std::net::SocketAddr) -> io::Result<Option<ListenQ
 }
 
 /// The accept queue of the listening unix stream socket bound to `path`, via sock_diag.
-pub fn unix_listen_queue(path: &std::path::Path) -> io::Result<Option<ListenQueue>> {
+pub(crate) fn unix_listen_queue(path: &std::path::Path) -> io::Result<Option<ListenQueue>> {
     // unix_diag_req: family, protocol, pad[2], states, ino, show, cookie[2].
     let mut req = vec![libc::AF_UNIX as u8, 0, 0, 0];
     req.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());

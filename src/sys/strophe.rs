@@ -107,7 +107,7 @@ fn lib() -> Result<&'static Lib, String> {
 }
 
 /// Whether libstrophe can be loaded (a start-up check).
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     lib().map(|_| ())
 }
 
@@ -147,7 +147,7 @@ extern "C" fn certfail(_: *const c_void, err: *const c_char) -> c_int {
 
 /// What happened on the connection since the last look.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     Online,
     /// Disconnected or failed to connect: the reason (libstrophe's last error, or the
     /// certificate problem).
@@ -199,7 +199,7 @@ extern "C" fn conn_handler(
 }
 
 /// One XMPP client connection (one thread).
-pub struct Client {
+pub(crate) struct Client {
     lib: &'static Lib,
     ctx: *mut Ctx,
     conn: *mut Conn,
@@ -208,7 +208,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(
+    pub(crate) fn new(
         jid: &str,
         pass: &str,
         insecure: bool,
@@ -260,7 +260,7 @@ impl Client {
     }
 
     /// Start connecting (to `host:port` instead of the JID's domain when given).
-    pub fn connect(&mut self, host: Option<&str>, port: u16) -> Result<(), String> {
+    pub(crate) fn connect(&mut self, host: Option<&str>, port: u16) -> Result<(), String> {
         let host = host.and_then(|h| CString::new(h).ok());
         let rc = (self.lib.connect_client)(
             self.conn,
@@ -278,21 +278,21 @@ impl Client {
     }
 
     /// Run the event loop for up to `ms` milliseconds; return what happened.
-    pub fn run(&mut self, ms: u64) -> Vec<Event> {
+    pub(crate) fn run(&mut self, ms: u64) -> Vec<Event> {
         (self.lib.run_once)(self.ctx, ms as c_ulong);
         std::mem::take(&mut self.state.events)
     }
 
-    pub fn online(&self) -> bool {
+    pub(crate) fn online(&self) -> bool {
         self.state.online
     }
 
     /// Send raw XML (a whole stanza).
-    pub fn send(&mut self, xml: &str) {
+    pub(crate) fn send(&mut self, xml: &str) {
         (self.lib.send_raw)(self.conn, xml.as_ptr().cast(), xml.len());
     }
 
-    pub fn disconnect(&mut self) {
+    pub(crate) fn disconnect(&mut self) {
         (self.lib.disconnect)(self.conn);
     }
 }

@@ -31,7 +31,7 @@ fn day_month(tm: &libc::tm) -> (&'static str, &'static str) {
 
 /// The local time formatted as C's `ctime()` does, without the newline:
 /// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
-pub fn ctime_now() -> String {
+pub(crate) fn ctime_now() -> String {
     let Some(tm) = local_now() else {
         return String::from("??? ??? ?? ??:??:?? ????");
     };
@@ -49,7 +49,7 @@ pub fn ctime_now() -> String {
 }
 
 /// The local date for a mail `Date:` header (RFC 5322): `Mon, 23 Nov 2026 19:03:42 +0100`.
-pub fn rfc5322_now() -> String {
+pub(crate) fn rfc5322_now() -> String {
     let Some(tm) = local_now() else {
         return String::from("Thu, 01 Jan 1970 00:00:00 +0000");
     };

@@ -6,34 +6,35 @@
 #[path = "../oracle/mod.rs"]
 mod oracle;
 
-use logalarm::pipeline::{CollectSink, Pipeline};
-use logalarm::rules::RuleSet;
+use logalarm::testing::CollectSink;
+use logalarm::Pipeline;
+use logalarm::RuleSet;
 
 /// Config parsing: the bytes are a NUL-separated argument list, and the same bytes as an ini
 /// file. Any result is fine; a panic is not. Errors must be one line.
-pub fn config(data: &[u8]) {
+pub(crate) fn config(data: &[u8]) {
     // `--alarm-socket` datagrams come from any local process.
-    let _ = logalarm::monitor::split_raise(data);
+    let _ = logalarm::testing::split_raise(data);
     let args: Vec<std::ffi::OsString> = data
         .split(|&b| b == 0)
         .map(|a| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a).to_os_string())
         // Never read files named by the fuzzer.
         .filter(|a| !a.to_string_lossy().contains("ini"))
         .collect();
-    if let Ok(c) = logalarm::config::parse_args(args) {
-        check(logalarm::plan::build(&c).err());
+    if let Ok(c) = logalarm::parse_args(args) {
+        check(logalarm::build_plan(&c).err());
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if !text.contains("ini") {
-            match logalarm::config::parse_ini_str(text, "fuzz.ini") {
-                Ok(c) => check(logalarm::plan::build(&c).err()),
+            match logalarm::parse_ini_str(text, "fuzz.ini") {
+                Ok(c) => check(logalarm::build_plan(&c).err()),
                 Err(e) => check(Some(e)),
             }
         }
     }
 }
 
-fn check(e: Option<logalarm::config::ConfigError>) {
+fn check(e: Option<logalarm::ConfigError>) {
     if let Some(e) = e {
         let s = e.to_string();
         assert!(!s.is_empty());
@@ -95,7 +96,7 @@ fn compiled() -> &'static Vec<Vec<Compiled>> {
 
 /// The pipeline: arbitrary bytes in arbitrary chunks → no panic, output identical to input,
 /// alarms equal to the naive oracle's.
-pub fn pipeline(data: &[u8]) {
+pub(crate) fn pipeline(data: &[u8]) {
     if data.len() < 3 {
         return;
     }

@@ -4,19 +4,19 @@
 
 use regex::bytes::{Regex, RegexBuilder};
 
-pub struct OracleRule {
-    pub re: Regex,
-    pub alarms: Vec<u32>,
-    pub negate: bool,
+pub(crate) struct OracleRule {
+    pub(crate) re: Regex,
+    pub(crate) alarms: Vec<u32>,
+    pub(crate) negate: bool,
 }
 
-pub fn compile(pattern: &str, alarms: Vec<u32>, negate: bool) -> Option<OracleRule> {
+pub(crate) fn compile(pattern: &str, alarms: Vec<u32>, negate: bool) -> Option<OracleRule> {
     let re = RegexBuilder::new(pattern).unicode(false).build().ok()?;
     Some(OracleRule { re, alarms, negate })
 }
 
 /// Alarms raised per line: `(message, alarm ranks sorted)`.
-pub fn run(rules: &[OracleRule], input: &[u8], bufsize: usize) -> Vec<(Vec<u8>, Vec<u32>)> {
+pub(crate) fn run(rules: &[OracleRule], input: &[u8], bufsize: usize) -> Vec<(Vec<u8>, Vec<u32>)> {
     let mut out = Vec::new();
     let mut rest = input;
     while !rest.is_empty() {

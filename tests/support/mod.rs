@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_logalarm"))
 }
 
 /// Spawn the binary with piped stdin, stdout and stderr.
-pub fn spawn_open(args: &[&str]) -> Child {
+pub(crate) fn spawn_open(args: &[&str]) -> Child {
     bin()
         .args(args)
         .stdin(Stdio::piped())
@@ -24,7 +24,7 @@ pub fn spawn_open(args: &[&str]) -> Child {
 
 /// Spawn the binary with stdin from /dev/null (its inputs are elsewhere) and piped stdout and
 /// stderr.
-pub fn spawn_detached(args: &[&str]) -> Child {
+pub(crate) fn spawn_detached(args: &[&str]) -> Child {
     bin()
         .args(args)
         .stdin(Stdio::null())
@@ -35,7 +35,7 @@ pub fn spawn_detached(args: &[&str]) -> Child {
 }
 
 /// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
-pub fn run(args: &[&str], input: Vec<u8>) -> Output {
+pub(crate) fn run(args: &[&str], input: Vec<u8>) -> Output {
     let mut child = spawn_open(args);
     let mut stdin = child.stdin.take().unwrap();
     let w = std::thread::spawn(move || {
@@ -47,7 +47,7 @@ pub fn run(args: &[&str], input: Vec<u8>) -> Output {
 }
 
 /// Read `path` until `pred` holds or `secs` pass; the last content either way.
-pub fn wait_for(path: &Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8> {
+pub(crate) fn wait_for(path: &Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8> {
     let t = Instant::now();
     loop {
         let got = std::fs::read(path).unwrap_or_default();
@@ -59,7 +59,7 @@ pub fn wait_for(path: &Path, pred: impl Fn(&[u8]) -> bool, secs: u64) -> Vec<u8>
 }
 
 /// Wait until `pred` holds; fail the test after `secs` seconds naming `what`.
-pub fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
     let t = Instant::now();
     while !pred() {
         assert!(
@@ -72,7 +72,7 @@ pub fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) {
 
 /// Whether `program` runs; under CI (`CI` set) a missing one fails the test, since
 /// `scripts/test.sh` installs it.
-pub fn have(program: &str, check: &[&str]) -> bool {
+pub(crate) fn have(program: &str, check: &[&str]) -> bool {
     let ok = Command::new(program)
         .args(check)
         .stdout(Stdio::null())
@@ -91,13 +91,13 @@ pub fn have(program: &str, check: &[&str]) -> bool {
 
 /// A CA and a leaf it signed for localhost/127.0.0.1, plus a leaf signed by another CA that
 /// nobody trusts.
-pub struct Tls {
-    pub dir: tempfile::TempDir,
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    pub rogue_cert: PathBuf,
-    pub rogue_key: PathBuf,
+pub(crate) struct Tls {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) ca: PathBuf,
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) rogue_cert: PathBuf,
+    pub(crate) rogue_key: PathBuf,
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -114,7 +114,7 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl Tls {
-    pub fn new() -> Tls {
+    pub(crate) fn new() -> Tls {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::write(
@@ -199,15 +199,15 @@ impl Tls {
 }
 
 /// A test server process: killed when dropped. `banner` is its first stdout line.
-pub struct Server {
+pub(crate) struct Server {
     child: Child,
-    pub banner: String,
-    pub records: PathBuf,
+    pub(crate) banner: String,
+    pub(crate) records: PathBuf,
 }
 
 impl Server {
     /// Start `python3 tests/servers/SCRIPT --records FILE ARGS...` and read its banner.
-    pub fn start(script: &str, records: &Path, args: &[&str]) -> Server {
+    pub(crate) fn start(script: &str, records: &Path, args: &[&str]) -> Server {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/servers")
             .join(script);
@@ -233,7 +233,7 @@ impl Server {
     }
 
     /// The records written so far, one JSON value per line.
-    pub fn records(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn records(&self) -> Vec<serde_json::Value> {
         std::fs::read_to_string(&self.records)
             .unwrap_or_default()
             .lines()
@@ -242,7 +242,7 @@ impl Server {
     }
 
     /// Wait until at least `n` records exist (or `secs` pass).
-    pub fn wait_records(&self, n: usize, secs: u64) -> Vec<serde_json::Value> {
+    pub(crate) fn wait_records(&self, n: usize, secs: u64) -> Vec<serde_json::Value> {
         let t = Instant::now();
         loop {
             let r = self.records();
@@ -262,7 +262,7 @@ impl Drop for Server {
 }
 
 /// A JSON string field whose chars are bytes (the recorders write bodies as latin-1).
-pub fn latin1(v: &serde_json::Value) -> Vec<u8> {
+pub(crate) fn latin1(v: &serde_json::Value) -> Vec<u8> {
     v.as_str()
         .unwrap_or_default()
         .chars()
