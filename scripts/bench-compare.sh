@@ -5,6 +5,7 @@
 #   SIZE_MB=256 RUNS=1 scripts/bench-compare.sh
 #   RULESETS="10 100 1000" UWSGI_MB=16 scripts/bench-compare.sh
 #   UWSGI=0 RUNS=1 scripts/bench-compare.sh     # without the uWSGI rows (minutes each)
+#   LOGALARM_OLD=/tmp/old/logalarm UWSGI=0 scripts/bench-compare.sh   # an older build beside
 #
 # Rule sets: benches/rules/rulesN.txt; 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
@@ -113,24 +114,30 @@ for n in $RULESETS; do
     [newline_count]="$NLCOUNT"
   )
   ORDER="logalarm logalarm_supervised newline_count rg_passthru rg_count"
+  # LOGALARM_OLD=path/to/logalarm: an earlier build beside this one, in the same runs.
+  if [ -n "${LOGALARM_OLD:-}" ]; then CMDS[logalarm_old]="$LOGALARM_OLD --ini $INI > /dev/null"; ORDER="logalarm logalarm_old ${ORDER#logalarm }"; fi
   if [ "$n" -le 10 ] || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
   if [ -n "$HS" ]; then CMDS[hyperscan]="$HS $RULES"; ORDER="$ORDER hyperscan"; fi
   printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
-  for tool in $ORDER uwsgi; do
-    [ "$tool" = uwsgi ] && { ! command -v uwsgi >/dev/null || [ "${UWSGI:-1}" = 0 ]; } && continue
-    # uWSGI runs each line through every PCRE in turn: 1,000 rules would take an hour.
-    [ "$tool" = uwsgi ] && [ "$n" -gt 100 ] && [ "${UWSGI_ALL:-0}" != 1 ] && continue
-    : > "$WORK/times"
-    for _ in $(seq "$RUNS"); do
-      if [ "$tool" = uwsgi ]; then uwsgi_run "$RULES"; else measure "${CMDS[$tool]}"; fi >> "$WORK/times"
-      [ "$tool" = uwsgi ] && [ "$RUNS" -gt 1 ] && break   # one run: it takes minutes
-    done
-    secs=$(awk '{print $1}' "$WORK/times" | median)
-    rss=$(awk '{print $2}' "$WORK/times" | median)
+  # Interleaved: run k of every tool before run k+1 of any, so drift (thermal, other load)
+  # spreads over all rows alike.
+  for tool in $ORDER; do : > "$WORK/times.$tool"; done
+  for _ in $(seq "$RUNS"); do
+    for tool in $ORDER; do measure "${CMDS[$tool]}" >> "$WORK/times.$tool"; done
+  done
+  if command -v uwsgi >/dev/null && [ "${UWSGI:-1}" != 0 ] && { [ "$n" -le 100 ] || [ "${UWSGI_ALL:-0}" = 1 ]; }; then
+    # uWSGI runs each line through every PCRE in turn (1,000 rules would take an hour), and
+    # one run takes minutes: one run only.
+    uwsgi_run "$RULES" > "$WORK/times.uwsgi"
+    echo "# uwsgi: $(grep -c 'error managing signal' "$WORK/uwsgi/out.log" || true) alarms raised, $(grep -vc -e 'error managing signal' "$WORK/uwsgi/out.log" || true) lines logged of $ULINES" >&2
+    ORDER="$ORDER uwsgi"
+  fi
+  for tool in $ORDER; do
+    secs=$(awk '{print $1}' "$WORK/times.$tool" | median)
+    rss=$(awk '{print $2}' "$WORK/times.$tool" | median)
     mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
     [ -z "$base" ] && base=$mbs
-    [ "$tool" = uwsgi ] && echo "# uwsgi: $(grep -c 'error managing signal' "$WORK/uwsgi/out.log" || true) alarms raised, $(grep -vc -e 'error managing signal' "$WORK/uwsgi/out.log" || true) lines logged of $ULINES" >&2
     printf '%-14s %10.2f %10.0f %14.0f %10.1f %9.2fx\n' "$tool" "$secs" "$mbs" "$(echo "$LINES / $secs" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$(echo "$mbs / $base" | bc -l)"
   done
   unset CMDS

@@ -2,7 +2,7 @@
 //! equal to the naive oracle's.
 #![no_main]
 
-#[path = "../../tests/fuzz_bodies/mod.rs"]
+#[path = "../../tests/integration/fuzz_bodies.rs"]
 mod fuzz_bodies;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_bodies::pipeline(data));

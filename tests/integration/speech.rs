@@ -1,8 +1,7 @@
 //! `speech:` with the real espeak-ng: a WAV file is written, and its duration grows with the
 //! length of the message.
 
-mod support;
-
+use crate::support;
 use std::path::Path;
 
 /// Duration in seconds from a WAV file's header (`fmt ` byte rate, `data` size).

@@ -3,14 +3,13 @@
 //! server (aiosmtpd) with plain, AUTH, STARTTLS and implicit-TLS ports. Every test runs the
 //! real `logalarm` binary and asserts on what the servers recorded.
 
-mod support;
-
+use crate::support;
 use std::path::Path;
 use std::process::Output;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use support::{have, latin1, Server, Tls};
+use crate::support::{have, latin1, Server, Tls};
 
 fn tls() -> &'static Tls {
     static TLS: OnceLock<Tls> = OnceLock::new();

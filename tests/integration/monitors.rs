@@ -3,14 +3,12 @@
 //! really full; `--tail` across rotation and truncation; `--udp`; `--alarm-socket` with the
 //! `logalarm raise` client.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{bin, spawn_detached, wait_until};
+use crate::support::{bin, spawn_detached, wait_until};
 
 fn read_all(path: &std::path::Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()

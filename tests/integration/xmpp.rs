@@ -3,15 +3,13 @@
 //! running, a `/resource`, queued messages across a server restart, a wrong password and an
 //! untrusted certificate.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::{bin, wait_until, Tls};
+use crate::support::{bin, wait_until, Tls};
 
 struct Prosody {
     dir: tempfile::TempDir,

@@ -2,13 +2,12 @@
 //! crashes (a process that really segfaults) and `signal:` alarms. Every test runs the real
 //! binary and real processes.
 
-mod support;
-
+use crate::support;
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bin, spawn_detached, wait_until};
+use crate::support::{bin, spawn_detached, wait_until};
 
 /// Read the child's stdout on a thread; returns a handle to what was read so far.
 fn collect(child: &mut Child) -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {

@@ -17,9 +17,6 @@
 //! check both name the offending value. Skipped (with a message) when `uwsgi` is not installed;
 //! `scripts/test.sh` installs it.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -337,7 +334,7 @@ fn run_case_once(path: &Path, corpus: &Path) -> Result<(), String> {
         let _recorder = if case.curl.is_empty() {
             None
         } else {
-            let r = support::Server::start("http_recorder.py", &out, &["--tagged"]);
+            let r = crate::support::Server::start("http_recorder.py", &out, &["--tagged"]);
             for c in &case.curl {
                 let (name, keys) = c.split_once(';').unwrap_or((c.as_str(), ""));
                 let keys = if keys.is_empty() {

@@ -1,7 +1,7 @@
 //! Replays every input kept in `fuzz/regressions/<target>/` (crashes found by fuzzing, and
 //! seeds) through the fuzz targets' bodies, as ordinary tests.
 
-mod fuzz_bodies;
+use crate::fuzz_bodies;
 
 fn replay(target: &str, f: fn(&[u8])) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

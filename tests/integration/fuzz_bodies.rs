@@ -1,9 +1,9 @@
-//! Bodies of the fuzz targets, shared by `fuzz/` (cargo-fuzz) and `tests/fuzz_replay.rs`, which
+//! Bodies of the fuzz targets, shared by `fuzz/` (cargo-fuzz) and `tests/integration/fuzz_replay.rs`, which
 //! replays every input kept in `fuzz/regressions/` as an ordinary test.
 
 #![allow(dead_code)]
 
-#[path = "../oracle/mod.rs"]
+#[path = "oracle.rs"]
 mod oracle;
 
 use logalarm::testing::CollectSink;

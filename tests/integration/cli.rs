@@ -1,12 +1,10 @@
 //! The binary, end to end: pass-through, start-up errors, cmd and log actions, signals, output
 //! failures. Every test runs the real `logalarm` executable.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use support::{bin, run, spawn_open, wait_for};
+use crate::support::{bin, run, spawn_open, wait_for};
 
 fn xorshift(seed: &mut u64) -> u64 {
     *seed ^= *seed << 13;

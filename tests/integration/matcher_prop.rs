@@ -1,7 +1,7 @@
 //! Property tests: the one-pass matcher equals the naive per-line, per-rule oracle, and the
 //! pipeline gives identical output and alarms whatever the read chunking.
 
-mod oracle;
+use crate::oracle;
 
 use logalarm::testing::CollectSink;
 use logalarm::Pipeline;

@@ -1,0 +1,227 @@
+//! What a candidate line must pass before a rule's automaton runs: gates and plain rules.
+//!
+//! Role: a rule found by one of its literals often has other required parts: [`Gate`]s are
+//! literal sets of those parts (one literal of each must be in the line), checked with a memmem
+//! each before the automaton; a rule that *is* its literals ([`is_plain`]: a plain string, an
+//! alternation of them, one `(?i)` string) needs no automaton at all.
+//! Invariants: a gate never rejects a line the rule matches (its literals come from the rule's
+//! required parts); gates are made at a rule's first candidate line, not at start-up.
+//! Rejected alternative: making gates at start-up — 7-11 ms of the 1,000-rule set's start-up.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// What a line named by a rule's literals must pass before the rule's automaton runs.
+#[derive(Debug, Default)]
+pub(super) struct Check {
+    /// The rule matches exactly the lines holding one of its literals (a plain string, an
+    /// alternation of them, or one string under `(?i)`): being named is matching.
+    pub(super) plain: bool,
+    /// Literals of the rule's other parts: a match holds one literal of each gate. Made at the
+    /// rule's first candidate line, like its group's automaton.
+    // PERF: made at start-up, they cost 7-11 ms of the 1,000-rule set's start-up.
+    pub(super) gates: OnceLock<Vec<Gate>>,
+}
+
+/// One of these literals is in every match of a rule.
+#[derive(Debug)]
+pub(super) struct Gate(pub(super) Vec<GateLit>);
+
+#[derive(Debug)]
+pub(super) enum GateLit {
+    Exact(Box<memchr::memmem::Finder<'static>>),
+    /// Lower case, compared ignoring ASCII case.
+    Folded(Box<[u8]>),
+}
+
+/// Most gates a rule gets (the best ones: each costs a search of the line).
+pub(super) const MAX_GATES: usize = 3;
+
+impl Gate {
+    #[inline]
+    pub(super) fn holds(&self, text: &[u8]) -> bool {
+        self.0.iter().any(|l| match l {
+            GateLit::Exact(f) => f.find(text).is_some(),
+            GateLit::Folded(lower) => contains_folded(text, lower),
+        })
+    }
+}
+
+/// Whether `hay` holds `lower` (lower case) ignoring ASCII case.
+pub(super) fn contains_folded(hay: &[u8], lower: &[u8]) -> bool {
+    let Some((&first, rest)) = lower.split_first() else {
+        return true;
+    };
+    let mut i = 0;
+    while let Some(j) = hay
+        .get(i..)
+        .and_then(|h| memchr::memchr2(first, first.to_ascii_uppercase(), h))
+    {
+        let p = i + j + 1;
+        if hay
+            .get(p..p + rest.len())
+            .is_some_and(|t| t.eq_ignore_ascii_case(rest))
+        {
+            return true;
+        }
+        i = p;
+    }
+    false
+}
+
+/// A set of literals (each compared exactly, or ignoring ASCII case when its flag is set) one
+/// of which every match holds.
+pub(super) type LitSet = Vec<(Vec<u8>, bool)>;
+
+/// Most literals in one gate.
+pub(super) const MAX_GATE_LITS: usize = 8;
+
+/// Literal sets every match of `h` holds one of: one per part of a concatenation (runs of
+/// single-byte parts form one part: `(?i:error)` is five classes, `9 time\(s\)` a literal), and
+/// for an alternation, unions of one set of each branch.
+pub(super) fn required_sets(h: &Hir) -> Vec<LitSet> {
+    let one = |h: &Hir| -> Vec<LitSet> {
+        // PERF: a plain literal part needs no extractor (1,000 rules: start-up 52 -> ? ms).
+        if let HirKind::Literal(hir::Literal(b)) = h.kind() {
+            return if b.len() >= MIN_NEEDLE_LEN && memchr::memchr(b'\n', b).is_none() {
+                vec![vec![(b.to_vec(), false)]]
+            } else {
+                Vec::new()
+            };
+        }
+        rule_needles(h)
+            .map(|(lits, ci)| vec![lits.into_iter().map(|l| (l, ci)).collect()])
+            .unwrap_or_default()
+    };
+    match h.kind() {
+        HirKind::Concat(parts) => {
+            let mut sets = Vec::new();
+            let mut run: Vec<Hir> = Vec::new();
+            for p in parts {
+                if matches!(p.kind(), HirKind::Literal(_) | HirKind::Class(_)) {
+                    run.push(p.clone());
+                    continue;
+                }
+                match run.len() {
+                    0 => {}
+                    1 => sets.extend(one(&run[0])),
+                    _ => sets.extend(one(&Hir::concat(std::mem::take(&mut run)))),
+                }
+                run.clear();
+                sets.extend(required_sets(p));
+            }
+            match run.len() {
+                0 => {}
+                1 => sets.extend(one(&run[0])),
+                _ => sets.extend(one(&Hir::concat(run))),
+            }
+            sets
+        }
+        HirKind::Alternation(branches) => {
+            let per: Vec<Vec<LitSet>> = branches.iter().map(required_sets).collect();
+            let most = per.iter().map(Vec::len).max().unwrap_or(0);
+            if per.iter().any(Vec::is_empty) {
+                return Vec::new();
+            }
+            (0..most)
+                .map(|j| {
+                    per.iter()
+                        .flat_map(|sets| sets[j.min(sets.len() - 1)].iter().cloned())
+                        .collect()
+                })
+                .collect()
+        }
+        HirKind::Capture(c) => required_sets(&c.sub),
+        HirKind::Repetition(r) if r.min >= 1 => required_sets(&r.sub),
+        HirKind::Literal(_) | HirKind::Class(_) => one(h),
+        _ => Vec::new(),
+    }
+}
+
+/// The gates of a rule whose literal search looks for `chosen`: its other required literal sets
+/// (`PacketResponder \d+ for block blk_-?\d+ Interrupted`, found by "PacketResponder ", must also
+/// hold " for block blk_" and " Interrupted"), best first.
+pub(super) fn gates_of(h: &Hir, chosen: &[Vec<u8>]) -> Vec<Gate> {
+    let inside_chosen = |l: &[u8]| {
+        chosen
+            .iter()
+            .any(|c| contains_folded(c, &l.to_ascii_lowercase()))
+    };
+    let mut found: Vec<LitSet> = required_sets(h)
+        .into_iter()
+        .filter(|set| set.len() <= MAX_GATE_LITS)
+        // A gate all of whose literals the chosen literal may hold tells nothing.
+        .filter(|set| !set.iter().all(|(l, _)| inside_chosen(l)))
+        .collect();
+    let lens = |set: &LitSet| quality(&set.iter().map(|(l, _)| l.clone()).collect::<Vec<_>>());
+    found.sort_by_cached_key(|set| std::cmp::Reverse(lens(set)));
+    found.dedup();
+    found.truncate(MAX_GATES);
+    found
+        .into_iter()
+        .map(|set| {
+            Gate(
+                set.into_iter()
+                    .map(|(l, ci)| {
+                        if ci {
+                            GateLit::Folded(l.into())
+                        } else {
+                            GateLit::Exact(Box::new(memchr::memmem::Finder::new(&l).into_owned()))
+                        }
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Whether `h` matches exactly the lines that hold one of `needles` (compared ignoring ASCII
+/// case when `ci`): then a literal hit is a match.
+pub(super) fn is_plain(h: &Hir, needles: &[Vec<u8>], ci: bool) -> bool {
+    fn literals<'h>(h: &'h Hir, out: &mut Vec<&'h [u8]>) -> bool {
+        match h.kind() {
+            HirKind::Literal(hir::Literal(b)) => {
+                out.push(b);
+                true
+            }
+            HirKind::Capture(c) => literals(&c.sub, out),
+            HirKind::Alternation(v) => v.iter().all(|c| literals(c, out)),
+            _ => false,
+        }
+    }
+    /// The lower-case string `h` matches ignoring ASCII case, and nothing else.
+    fn folded(h: &Hir, out: &mut Vec<u8>) -> bool {
+        match h.kind() {
+            HirKind::Literal(hir::Literal(b)) => {
+                out.extend_from_slice(b);
+                !b.iter().any(u8::is_ascii_alphabetic)
+            }
+            HirKind::Class(Class::Bytes(c)) => match c.ranges() {
+                [one] if one.start() == one.end() && !one.start().is_ascii_alphabetic() => {
+                    out.push(one.start());
+                    true
+                }
+                [up, low]
+                    if up.start() == up.end()
+                        && low.start() == low.end()
+                        && up.start().is_ascii_uppercase()
+                        && low.start() == up.start().to_ascii_lowercase() =>
+                {
+                    out.push(low.start());
+                    true
+                }
+                _ => false,
+            },
+            HirKind::Capture(c) => folded(&c.sub, out),
+            HirKind::Concat(v) => v.iter().all(|c| folded(c, out)),
+            _ => false,
+        }
+    }
+    if ci {
+        let mut f = Vec::new();
+        matches!(needles, [one] if folded(h, &mut f) && f == *one)
+    } else {
+        let mut lits = Vec::new();
+        literals(h, &mut lits) && needles.iter().all(|n| lits.contains(&&n[..]))
+    }
+}

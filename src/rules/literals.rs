@@ -1,0 +1,196 @@
+//! Required literals: the strings one of which every match of a rule contains.
+//!
+//! Role: [`rule_needles`] picks, per rule, the literal set the whole-buffer search
+//! (`litscan`) looks for — the best of the rule's prefix literals and of its required inner
+//! parts, case-folded for `(?i)` rules — by a quality that prefers fewer, longer, rarer literals.
+//! Invariants: a line that the rule matches holds one of its literals (so a line without any is
+//! never confirmed); at most [`MAX_RULE_NEEDLES`] literals per rule and [`MAX_NEEDLES`] in all.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Most literals handed to the prefilter.
+pub(super) const MAX_NEEDLES: usize = 50_000;
+/// Most literals one rule may contribute (a `(?i)` word has 2^n case variants: beyond this, the
+/// extractor settles for shorter prefixes), and the shortest useful literal.
+pub(super) const MAX_RULE_NEEDLES: usize = 16;
+pub(super) const MIN_NEEDLE_LEN: usize = 3;
+/// The shortest literal the literal-first search takes: 4-byte windows at 4 offsets (its
+/// fastest stride); a few 6-byte ones are taken too (a window starting a byte before them:
+/// `litscan::MAX_OVERHANG_KEYS`). Rules with shorter literals go to the DFA part, whose regex
+/// then searches for them with its own literal prefilter.
+// PERF: rules100 has one 6-byte rule (`\[(crit|alert|emerg)\]`); with it in the search at
+// stride 2 the search was scalar (1.5 GB/s alone); in the DFA part it cost a Teddy pass of its
+// own (4-5 % of the pipe path's CPU); with an overhang window neither (see PERF.md).
+pub(super) const FAST_NEEDLE_LEN: usize = 7;
+
+/// Literals every match of `h` must begin with, if they form a small finite set.
+pub(super) fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
+    let mut ex = Extractor::new();
+    ex.kind(ExtractKind::Prefix)
+        .limit_literal_len(32)
+        .limit_total(MAX_RULE_NEEDLES);
+    let seq = ex.extract(h);
+    let lits = seq.literals()?;
+    if lits.is_empty() || lits.len() > MAX_RULE_NEEDLES {
+        return None;
+    }
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// The shortest literal's length.
+pub(super) fn min_len(lits: &[Vec<u8>]) -> usize {
+    lits.iter().map(Vec::len).min().unwrap_or(0)
+}
+
+/// How good a literal set is as a prefilter: a longer shortest literal (up to 32 bytes), less
+/// a byte for each doubling of the number of literals (`PacketResponder \d+` is better served by
+/// "PacketResponder " than by its ten expansions "PacketResponder 0".."9", which cost ten
+/// comparisons per hit); then longer literals on average (`R|v1x20`: the literals of `R` and
+/// "v1x20" beat the prefixes "WARN " and "v1x20"); then fewer literals.
+pub(super) fn quality(lits: &[Vec<u8>]) -> (i64, usize, std::cmp::Reverse<usize>) {
+    let doublings = i64::from(usize::BITS - lits.len().leading_zeros());
+    let total: usize = lits.iter().map(|l| l.len().min(32)).sum();
+    (
+        min_len(lits).min(32) as i64 - doublings,
+        total / lits.len().max(1),
+        std::cmp::Reverse(lits.len()),
+    )
+}
+
+pub(super) fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if quality(&b) > quality(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// A set of literals such that every match of `h` *contains* one of them (ripgrep's "inner
+/// literals"): the prefix literals of `h` or of any suffix of a concatenation, a required
+/// literal of any concatenated part, the union over alternation branches. None when no set with
+/// literals of at least [`MIN_NEEDLE_LEN`] bytes exists.
+pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
+    let mut best = prefix_literals(h);
+    match h.kind() {
+        HirKind::Concat(v) => {
+            // PERF: only suffixes that start with a literal, and only their next four parts (the
+            // prefixes of those are prefixes of the whole suffix's matches; literals are cut at
+            // 32 bytes anyway): 1,000 rules spent ~40 ms here cloning every suffix whole.
+            for i in 1..v.len() {
+                if matches!(v[i].kind(), HirKind::Literal(_)) {
+                    let part = Hir::concat(v[i..v.len().min(i + 4)].to_vec());
+                    best = better(best, prefix_literals(&part));
+                }
+            }
+            for child in v {
+                best = better(best, required_literals(child));
+            }
+        }
+        HirKind::Alternation(v) => {
+            let mut union = Vec::new();
+            for child in v {
+                match required_literals(child) {
+                    Some(l) if union.len() + l.len() <= MAX_RULE_NEEDLES => union.extend(l),
+                    _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
+                }
+            }
+            best = better(best, Some(union));
+        }
+        HirKind::Repetition(r) if r.min >= 1 => best = better(best, required_literals(&r.sub)),
+        HirKind::Capture(c) => best = better(best, required_literals(&c.sub)),
+        _ => {}
+    }
+    best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
+}
+
+/// ASCII case folded out of a rule: literals and classes in lower case. A line matching the rule
+/// matches the folded rule once lowered, so the folded rule's required literals, compared
+/// ignoring case, are required literals of the rule. None for trees with Unicode classes.
+pub(super) fn fold_case(h: &Hir) -> Option<Hir> {
+    Some(match h.kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(hir::Literal(bytes)) => Hir::literal(bytes.to_ascii_lowercase()),
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut folded = hir::ClassBytes::new(c.iter().flat_map(|r| {
+                let (lo, hi) = (r.start().max(b'A'), r.end().min(b'Z'));
+                let lower = (lo <= hi).then(|| hir::ClassBytesRange::new(lo | 0x20, hi | 0x20));
+                std::iter::once(*r).chain(lower)
+            }));
+            folded.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
+                b'A', b'Z',
+            )]));
+            Hir::class(Class::Bytes(folded))
+        }
+        HirKind::Class(Class::Unicode(_)) => return None,
+        HirKind::Look(look) => Hir::look(*look),
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(fold_case(&r.sub)?),
+        }),
+        HirKind::Capture(c) => fold_case(&c.sub)?,
+        HirKind::Concat(v) => Hir::concat(v.iter().map(fold_case).collect::<Option<_>>()?),
+        HirKind::Alternation(v) => {
+            Hir::alternation(v.iter().map(fold_case).collect::<Option<_>>()?)
+        }
+    })
+}
+
+/// Whether some class holds an ASCII letter in both cases (`(?i)`, `[Cc]`, `\w`): only then
+/// can folding case give better literals.
+pub(super) fn has_case_pair(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| {
+            (r.start()..=r.end()).any(|b| {
+                b.is_ascii_uppercase() && {
+                    let l = b | 0x20;
+                    c.ranges().iter().any(|q| q.start() <= l && l <= q.end())
+                }
+            })
+        }),
+        HirKind::Class(Class::Unicode(_)) => true,
+        HirKind::Repetition(r) => has_case_pair(&r.sub),
+        HirKind::Capture(c) => has_case_pair(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(has_case_pair),
+        _ => false,
+    }
+}
+
+/// The literals a rule's matches must contain, and whether they compare ignoring ASCII case:
+/// the better of the rule's own required literals and those of its case-folded form (which
+/// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece). Literals
+/// holding `\n` are left out (no match within a line can contain one). None when neither form
+/// has literals of at least [`MIN_NEEDLE_LEN`] bytes.
+pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
+    // Literals holding `\n` go, and so do literals holding another one of the set (any line
+    // holding them holds the shorter one too).
+    let clean = |v: Vec<Vec<u8>>| {
+        let mut v: Vec<Vec<u8>> = v
+            .into_iter()
+            .filter(|l| memchr::memchr(b'\n', l).is_none())
+            .collect();
+        v.sort_by_key(Vec::len);
+        v.dedup();
+        let mut kept: Vec<Vec<u8>> = Vec::with_capacity(v.len());
+        for l in v {
+            if !kept.iter().any(|k| memchr::memmem::find(&l, k).is_some()) {
+                kept.push(l);
+            }
+        }
+        (!kept.is_empty()).then_some(kept)
+    };
+    let exact = required_literals(h).and_then(clean);
+    let folded = if has_case_pair(h) {
+        fold_case(h)
+            .and_then(|f| required_literals(&f))
+            .and_then(clean)
+    } else {
+        None
+    };
+    match (exact, folded) {
+        (Some(e), Some(f)) if quality(&f) > quality(&e) => Some((f, true)),
+        (Some(e), _) => Some((e, false)),
+        (None, f) => f.map(|f| (f, true)),
+    }
+}

@@ -1,0 +1,349 @@
+//! The hot matcher: candidate lines found over a whole buffer, confirmed rule by rule.
+//!
+//! Role: a [`Matcher`] holds one thread's caches and scratch for a [`RuleSet`]; it merges the
+//! literal search's hits and the DFA part's candidates in line order and gives, per matching
+//! line, the alarms it raises.
+//! Invariants: no allocation per line (scratch reused); no loop over all rules per line; a
+//! line is confirmed cut to `log-master-bufsize` and without its terminator.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The bytes of a line without its `\n` (and a `\r` before it).
+#[inline]
+pub(crate) fn without_terminator(line: &[u8]) -> &[u8] {
+    match line {
+        [rest @ .., b'\r', b'\n'] => rest,
+        [rest @ .., b'\n'] => rest,
+        _ => line,
+    }
+}
+
+/// Matching state: caches and scratch, reused for every buffer (no allocation per line).
+#[derive(Debug)]
+pub struct Matcher<'r> {
+    pub(super) set: &'r RuleSet,
+    /// Per-group caches, made at a group's first candidate.
+    pub(super) group_caches: Vec<Option<meta::Cache>>,
+    pub(super) group_set: PatternSet,
+    /// Groups already run for the current line.
+    pub(super) groups_run: Vec<u32>,
+    pub(super) scan_cache: Option<meta::Cache>,
+    pub(super) exact_cache: Option<meta::Cache>,
+    pub(super) patset: PatternSet,
+    /// The literal search's hits over the region being scanned: (literal start, rule), all of
+    /// a line's before any of a later line's. Reused: no allocation per line.
+    pub(super) lit_hits: Vec<(usize, u32)>,
+    /// Rules whose literals the current line holds, each once (`seen` is their bitset).
+    pub(super) named: Vec<u32>,
+    pub(super) seen: Vec<u64>,
+    pub(super) pos_bits: Vec<u64>,
+    pub(super) neg_bits: Vec<u64>,
+    pub(super) hits: Vec<u32>,
+}
+
+impl<'r> Matcher<'r> {
+    /// The rule set this matcher runs.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.set
+    }
+
+    /// Report every line of `buf` that raises alarms: `on_hit(message, alarm_ranks)`, in line
+    /// order. `buf` holds whole lines; only its last line may lack a `\n`. The message is the
+    /// line with its terminator, cut to `log-master-bufsize`. Returns the number of lines
+    /// confirmed (matched at least one rule, or were checked because they were cut).
+    pub fn scan_lines(&mut self, buf: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) -> usize {
+        if self.set.rules.is_empty() {
+            return 0;
+        }
+        let bufsize = self.set.bufsize;
+        if !self.set.end_sensitive || buf.len() <= bufsize {
+            return self.scan_range(buf, 0, buf.len(), on_hit);
+        }
+        // Some rule could match at the cut of a line longer than bufsize, which the scan cannot
+        // see (it sees the whole line): find such lines and confirm them one by one.
+        // PERF: one `memrchr` per window of `bufsize` bytes, not a step per line: every line that
+        // starts in a window and ends at its last `\n` is short; only a window without any `\n`
+        // starts a long line.
+        let mut confirmed = 0;
+        let mut pos = 0; // scanned up to here
+        let mut p = 0; // the line starting here is not known to be short yet
+        while p + bufsize < buf.len() {
+            match memchr::memrchr(b'\n', &buf[p..p + bufsize]) {
+                Some(j) => p += j + 1,
+                None => {
+                    let end = memchr::memchr(b'\n', &buf[p + bufsize..])
+                        .map_or(buf.len(), |i| p + bufsize + i + 1);
+                    confirmed += self.scan_range(buf, pos, p, on_hit);
+                    confirmed += 1;
+                    self.confirm(&buf[p..end], on_hit);
+                    pos = end;
+                    p = end;
+                }
+            }
+        }
+        confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
+    }
+
+    /// The candidate line of `hits[i..]` (hits of the region `[pos, to)`, `pos` a line start):
+    /// its start and end, and its hits `hits[i..j]`.
+    fn next_lit_line(
+        hits: &[(usize, u32)],
+        i: usize,
+        buf: &[u8],
+        pos: usize,
+        to: usize,
+    ) -> Option<(usize, usize, usize, usize)> {
+        let &(at, _) = hits.get(i)?;
+        let (start, end) = line_around(buf, pos, at, to);
+        let j = hits[i..]
+            .iter()
+            .position(|&(p, _)| p >= end)
+            .map_or(hits.len(), |k| i + k);
+        Some((start, end, i, j))
+    }
+
+    /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
+    fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<(usize, usize)> {
+        let (dfa, cache) = (self.set.dfa.as_ref()?, self.scan_cache.as_mut()?);
+        let at = match &dfa.pre {
+            Some(pre) => pre.find(buf, Span::from(pos..to))?.start,
+            None => {
+                let input = Input::new(buf).range(pos..to).earliest(true);
+                dfa.scan.search_half_with(cache, &input)?.offset()
+            }
+        };
+        let (start, end) = line_around(buf, pos, at, to);
+        // An empty match after the last `\n` is not a line.
+        (start < end).then_some((start, end))
+    }
+
+    /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end): the
+    /// candidate lines of the literal search and of the DFA part, merged in line order.
+    fn scan_range(
+        &mut self,
+        buf: &[u8],
+        from: usize,
+        to: usize,
+        on_hit: &mut dyn FnMut(&[u8], &[u32]),
+    ) -> usize {
+        let mut confirmed = 0;
+        let mut pos = from;
+        // PERF: one literal search over the whole region, its hits kept in order: a candidate
+        // line's rules are named by its hits, without searching the line again (rules100:
+        // see PERF.md "hits kept"). The DFA part remembers its next candidate line until the
+        // literal hits catch up.
+        let mut hits = std::mem::take(&mut self.lit_hits);
+        hits.clear();
+        if let Some(lits) = self.set.lits.as_ref() {
+            lits.each(buf, from, to, &mut |p, n| {
+                hits.push((p, n.rule));
+                true
+            });
+        }
+        let mut lit = Self::next_lit_line(&hits, 0, buf, pos, to);
+        let mut dfa = self.next_dfa_line(buf, pos, to);
+        loop {
+            // The earlier of the two candidate lines (both, when they are the same line).
+            let (by_lit, by_dfa) = match (lit, dfa) {
+                (None, None) => break,
+                (Some(l), Some(d)) => (l.0 <= d.0, d.0 <= l.0),
+                (l, _) => (l.is_some(), l.is_none()),
+            };
+            let (start, end, names) = match (lit, dfa) {
+                (Some((s, e, i, j)), _) if by_lit => (s, e, Names::Hits(&hits[i..j])),
+                (_, Some((s, e))) => (s, e, Names::None),
+                _ => break,
+            };
+            confirmed += 1;
+            self.confirm_as(&buf[start..end], names, by_dfa, on_hit);
+            pos = end;
+            if by_lit {
+                let next = lit.map_or(hits.len(), |l| l.3);
+                lit = Self::next_lit_line(&hits, next, buf, pos, to);
+            }
+            if by_dfa {
+                dfa = self.next_dfa_line(buf, pos, to);
+            }
+        }
+        self.lit_hits = hits;
+        confirmed
+    }
+
+    /// Exact check of one line (with terminator) against every rule; reports it if it raises
+    /// any alarm.
+    pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
+        self.confirm_as(line, Names::Search, true, on_hit);
+    }
+
+    /// Exact check of one line against the rules its literals name (`by_lit`) and the DFA
+    /// part's rules (`by_dfa`).
+    fn confirm_as(
+        &mut self,
+        line: &[u8],
+        names: Names<'_>,
+        by_dfa: bool,
+        on_hit: &mut dyn FnMut(&[u8], &[u32]),
+    ) {
+        if line.starts_with(SELF_PREFIX) {
+            return;
+        }
+        let set = self.set;
+        let (msg, text) = cut(line, set.bufsize);
+        self.pos_bits.fill(0);
+        self.neg_bits.fill(0);
+        let mut any = false;
+        // A cut line is searched again: a match within the cut text holds one of its rule's
+        // literals within the cut text (plain rules need exactly that).
+        let names = match names {
+            Names::Hits(_) if msg.len() < line.len() => Names::Search,
+            other => other,
+        };
+        if let (false, Some(lits)) = (matches!(names, Names::None), set.lits.as_ref()) {
+            // Which rules' literals the (cut) line holds.
+            clear_named(&mut self.named, &mut self.seen);
+            let (named, seen) = (&mut self.named, &mut self.seen);
+            match names {
+                Names::Hits(hits) => {
+                    for &(_, rule) in hits {
+                        name(named, seen, rule);
+                    }
+                }
+                _ => lits.each(text, 0, text.len(), &mut |_, n| {
+                    name(named, seen, n.rule);
+                    true
+                }),
+            }
+            self.groups_run.clear();
+            for &r in &self.named {
+                let g = set.group_of[r as usize];
+                let Some(group) = set.groups.get(g as usize) else {
+                    continue;
+                };
+                let check = &set.checks[r as usize];
+                let gates = check.gates.get_or_init(|| {
+                    group
+                        .rules
+                        .iter()
+                        .position(|&x| x == r)
+                        .map(|i| gates_of(&group.hirs[i], &lits.literals_of(r)))
+                        .unwrap_or_default()
+                });
+                if !gates.iter().all(|g| g.holds(text)) {
+                    continue;
+                }
+                if check.plain {
+                    any = true;
+                    mark(
+                        &mut self.pos_bits,
+                        &mut self.neg_bits,
+                        &set.rules[r as usize],
+                    );
+                    continue;
+                }
+                if self.groups_run.contains(&g) {
+                    continue;
+                }
+                self.groups_run.push(g);
+                let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
+                    // Cannot happen for rules of small weight (and large ones were compiled
+                    // at start-up, where an error stops logalarm); never matches then.
+                    continue;
+                };
+                let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
+                self.group_set.clear();
+                re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
+                for pid in self.group_set.iter() {
+                    any = true;
+                    let rule = group.rules[pid.as_usize()] as usize;
+                    mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
+                }
+            }
+        }
+        if let (true, Some(dfa), Some(cache)) =
+            (by_dfa, set.dfa.as_ref(), self.exact_cache.as_mut())
+        {
+            self.patset.clear();
+            dfa.exact
+                .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
+            for pid in self.patset.iter() {
+                any = true;
+                let r = dfa.ids[pid.as_usize()] as usize;
+                mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[r]);
+            }
+        }
+        if !any {
+            return;
+        }
+        self.hits.clear();
+        for (w, (p, n)) in self.pos_bits.iter().zip(&self.neg_bits).enumerate() {
+            let mut bits = p & !n;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                self.hits.push(w as u32 * 64 + b);
+                bits &= bits - 1;
+            }
+        }
+        if !self.hits.is_empty() {
+            on_hit(msg, &self.hits);
+        }
+    }
+}
+
+/// How a candidate line's rules are named.
+#[derive(Clone, Copy)]
+pub(super) enum Names<'h> {
+    /// Not a literal candidate (only the DFA part's rules run).
+    None,
+    /// By the literal search's hits in the line.
+    Hits(&'h [(usize, u32)]),
+    /// By searching the line (cut to `log-master-bufsize`) again.
+    Search,
+}
+
+/// The message of a line (cut to `bufsize`) and the text its rules see (the message without
+/// its terminator when the line was not cut).
+#[inline]
+pub(super) fn cut(line: &[u8], bufsize: usize) -> (&[u8], &[u8]) {
+    let msg = &line[..line.len().min(bufsize)];
+    if msg.len() == line.len() {
+        (msg, without_terminator(msg))
+    } else {
+        (msg, msg)
+    }
+}
+
+/// Add a rule to the named ones, once (`seen` is their bitset).
+#[inline]
+pub(super) fn name(named: &mut Vec<u32>, seen: &mut [u64], rule: u32) {
+    let (w, b) = (rule as usize / 64, 1u64 << (rule % 64));
+    if seen[w] & b == 0 {
+        seen[w] |= b;
+        named.push(rule);
+    }
+}
+
+/// Forget the named rules.
+#[inline]
+pub(super) fn clear_named(named: &mut Vec<u32>, seen: &mut [u64]) {
+    for r in named.drain(..) {
+        seen[r as usize / 64] &= !(1u64 << (r % 64));
+    }
+}
+
+/// Set the alarm bits a matching rule names.
+#[inline]
+pub(super) fn mark(pos: &mut [u64], neg: &mut [u64], rule: &Rule) {
+    let bits = if rule.negate { neg } else { pos };
+    for &a in &rule.alarms {
+        bits[a as usize / 64] |= 1 << (a % 64);
+    }
+}
+
+/// The line of `buf[pos..to]` (`pos` a line start) holding position `at`.
+#[inline]
+pub(super) fn line_around(buf: &[u8], pos: usize, at: usize, to: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
+    let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
+    (start, end)
+}

@@ -1,0 +1,630 @@
+//! Log-alarm rules compiled for one pass per buffer: literal-first, automata for the rest.
+//!
+//! Role: given a buffer of whole lines, find every line that some `log-alarm`/`not-log-alarm`
+//! rule matches and report, for each, the alarms it raises (positive names minus negative names,
+//! each once, in the order the configuration first names them).
+//!
+//! Shape (Hyperscan's literal-first design, ripgrep's whole-buffer fast path):
+//! * Most rules have *required literals* ([`rule_needles`]: strings one of which every match
+//!   contains, case-folded for `(?i)` rules). One [`LitScan`] searches the *whole buffer* for all
+//!   of them at once; a line holding one is a candidate, and only the rules whose literals it
+//!   holds are confirmed, by the small automaton of their [`Group`] (rules sharing a literal
+//!   share one; most hold one rule), compiled at its first candidate. Most lines, which hold no
+//!   literal, cost a fraction of a nanosecond per byte.
+//! * The rules without literals of [`FAST_NEEDLE_LEN`] bytes form the *DFA part*: `scan`, one
+//!   regex-automata lazy DFA of all of them, rewritten so that no match can cross a line (`\n`
+//!   removed from every class and literal, `^`/`\A` become "after `\n`, or `\r` not before
+//!   `\n`", `$`/`\z` become "before `\r` or `\n`"), searches the whole buffer for candidates
+//!   (or Teddy over their literals, when they all have some); `exact` (MatchKind::All) gives
+//!   the set of them that a candidate line matches.
+//! * Both candidate streams are merged in line order; each line is confirmed cut to
+//!   `log-master-bufsize` and without its terminator: the exact semantics.
+//!
+//! Invariants: no loop over all rules per line (a line meets only the rules its literals name,
+//! and the DFA part's set comes from one automaton run); no allocation per line (caches and
+//! scratch live in [`Matcher`]); regexes are byte-based like uWSGI's non-UTF PCRE
+//! (`unicode(false)`, `utf8(false)`: `.` is any byte but `\n`, `\w` and `(?i)` are ASCII), so any
+//! input bytes can be matched.
+//!
+//! Rejected alternatives (PERF.md has the figures): one automaton of all rules for every rule
+//! set (100 rules: 405 MB/s in memory, 1,000 rules: 20 MB/s); aho-corasick over all literals
+//! (slower than the lazy DFA at 100 rules); a dense DFA (does not finish building for 100
+//! realistic rules: 600 s and 2.4 GB RSS without finishing); a PCRE2 fallback for look-around — such rules are refused
+//! at start-up with a clear error instead.
+
+use crate::litscan::{LitScan, Needle};
+use regex_automata::meta::{self, Regex};
+use regex_automata::util::prefilter::Prefilter;
+use regex_automata::{Input, MatchKind, PatternSet, Span};
+use regex_syntax::hir::literal::{ExtractKind, Extractor};
+use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
+use std::sync::OnceLock;
+
+mod gate;
+mod literals;
+mod matcher;
+mod syntax;
+
+use gate::*;
+pub use literals::rule_needles;
+use literals::*;
+pub use matcher::Matcher;
+pub use syntax::parse_regex;
+use syntax::*;
+
+/// Lines beginning with this are logalarm's (and uWSGI's) own diagnostics: never matched.
+pub(crate) const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
+
+/// One compiled rule, as the matcher needs it.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Alarm ranks this rule names (see [`RuleSet::new`]).
+    pub alarms: Vec<u32>,
+    pub negate: bool,
+}
+
+/// Why a rule's regex was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct RegexError(pub String);
+
+/// A rule set that cannot be compiled: which rule (when one can be named) and why.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{error}")]
+pub struct RuleError {
+    /// The index of the rule, or `None` when the rules without literals, compiled together,
+    /// are too large as a whole.
+    pub rule: Option<usize>,
+    pub error: RegexError,
+}
+
+impl RuleError {
+    fn of(rule: usize) -> impl Fn(RegexError) -> RuleError {
+        move |error| RuleError {
+            rule: Some(rule),
+            error,
+        }
+    }
+}
+
+/// All rules, compiled.
+#[derive(Debug)]
+pub struct RuleSet {
+    /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
+    /// rules to confirm.
+    lits: Option<LitScan>,
+    /// Groups of the rules the literal search finds, and each rule's group (`NO_GROUP` for the
+    /// rules the DFA part takes).
+    groups: Vec<Group>,
+    group_of: Vec<u32>,
+    /// Per rule, what a line the literal search names it for must also pass (empty for the
+    /// DFA part's rules).
+    checks: Vec<Check>,
+    /// The rules without usable literals.
+    dfa: Option<DfaPart>,
+    rules: Vec<Rule>,
+    n_alarms: usize,
+    bufsize: usize,
+    /// Some DFA-part rule can match at the end of a cut line only because it was cut (`$`,
+    /// `\b`...): then lines longer than `bufsize` are confirmed one by one.
+    end_sensitive: bool,
+}
+
+/// Rules the literal search finds, confirmed together: rules that share a literal are named by
+/// the same lines, so one automaton run (`MatchKind::All`) confirms them all. Most groups hold
+/// one rule. Compiled at the group's first candidate line.
+#[derive(Debug)]
+struct Group {
+    /// Rule index of each of the automaton's patterns.
+    rules: Vec<u32>,
+    hirs: Vec<Hir>,
+    re: OnceLock<Result<Regex, RegexError>>,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// Most rules in one [`Group`].
+const MAX_GROUP: usize = 16;
+
+/// Above this [`nfa_weight`], a rule is compiled alone at start-up (to report a size error).
+const EAGER_WEIGHT: usize = 2_000;
+
+/// A rough size of a rule's automaton (bytes of literals, ranges of classes, repetitions
+/// multiplied out): small rules cannot exceed any compile limit.
+fn nfa_weight(h: &Hir) -> usize {
+    match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(hir::Literal(b)) => b.len(),
+        HirKind::Class(Class::Bytes(c)) => c.ranges().len(),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().len() * 4,
+        HirKind::Repetition(r) => {
+            let n = r.max.unwrap_or(r.min).max(r.min).max(1) as usize;
+            nfa_weight(&r.sub).saturating_mul(n)
+        }
+        HirKind::Capture(c) => nfa_weight(&c.sub),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            v.iter().map(nfa_weight).fold(0, usize::saturating_add)
+        }
+    }
+}
+
+/// The regex settings of every automaton here: byte-based (empty matches may split a UTF-8
+/// sequence), a generous NFA limit, no dense DFA (it does not finish building for 100 rules).
+fn base_config() -> meta::Config {
+    meta::Config::new()
+        .utf8_empty(false)
+        .nfa_size_limit(Some(256 << 20))
+        .dfa(false)
+}
+
+/// A group's automaton (all its rules' matches, the default lazy DFA cache, no prefilter: the
+/// literal search already found a literal of theirs in the line).
+fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
+    meta::Builder::new()
+        .configure(
+            base_config()
+                .match_kind(MatchKind::All)
+                .auto_prefilter(false),
+        )
+        .build_many_from_hir(hirs)
+        .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
+}
+
+/// Rules matched by automata instead of literals: a scan automaton over the whole buffer, and
+/// an exact one giving the set of rules on a candidate line.
+#[derive(Debug)]
+struct DfaPart {
+    /// The literals of all these rules, when they all have case-sensitive ones: used instead
+    /// of `scan` to find candidate lines.
+    pre: Option<Prefilter>,
+    scan: Regex,
+    exact: Regex,
+    /// Rule index of each of the automata's patterns.
+    ids: Vec<u32>,
+}
+
+impl RuleSet {
+    /// Compile `patterns` (one regex and rule per entry). `bufsize` is `log-master-bufsize`.
+    /// Alarm ranks in `Rule::alarms` must be below `n_alarms`.
+    pub fn new(
+        patterns: &[(&str, Rule)],
+        n_alarms: usize,
+        bufsize: usize,
+    ) -> Result<RuleSet, RuleError> {
+        let build = |hirs: &[Hir], kind: MatchKind, cache: usize| {
+            meta::Builder::new()
+                .configure(base_config().match_kind(kind).hybrid_cache_capacity(cache))
+                .build_many_from_hir(hirs)
+                .map_err(|e| RegexError(format!("cannot compile the rules: {e}")))
+        };
+        // PERF: literal-first. Rules with required literals are found by one hashed multi-literal
+        // search (litscan.rs) and each candidate line is confirmed only against the rules whose
+        // literals it holds, one small automaton per group of them; the DFA part takes only the
+        // rules without
+        // literals. rules100 in memory: see PERF.md ("literal-first").
+        let mut hirs = Vec::with_capacity(patterns.len());
+        let mut found = Vec::with_capacity(patterns.len());
+        for (i, (p, _)) in patterns.iter().enumerate() {
+            let h = parse_regex(p).map_err(RuleError::of(i))?;
+            found.push(rule_needles(&h));
+            hirs.push(h);
+        }
+        // Literals shorter than FAST_NEEDLE_LEN shrink the search's stride for all: a few such
+        // rules go to the DFA part (whose regex finds them with its own prefilter), many stay.
+        // 6-byte literals join the search at full stride when few (litscan's overhang windows).
+        let six_keys: usize = found
+            .iter()
+            .flatten()
+            .filter(|(l, _)| min_len(l) == FAST_NEEDLE_LEN - 1)
+            .flat_map(|(l, ci)| {
+                l.iter()
+                    .filter(|x| x.len() == FAST_NEEDLE_LEN - 1)
+                    .map(|x| crate::litscan::overhang_keys(x, *ci))
+            })
+            .sum();
+        let fast_len = |l: &[Vec<u8>]| {
+            min_len(l) >= FAST_NEEDLE_LEN
+                || (min_len(l) == FAST_NEEDLE_LEN - 1
+                    && six_keys <= crate::litscan::MAX_OVERHANG_KEYS)
+        };
+        let with = found.iter().flatten().count();
+        let short = found.iter().flatten().filter(|(l, _)| !fast_len(l)).count();
+        let keep_short = short > (with / 20).max(2);
+        let mut needles = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
+        let mut group_of = Vec::with_capacity(patterns.len());
+        let mut checks = Vec::with_capacity(patterns.len());
+        let mut group_by_literal: std::collections::HashMap<(Vec<u8>, bool), u32> =
+            std::collections::HashMap::new();
+        let mut dfa_exact = Vec::new();
+        let mut dfa_scan = Vec::new();
+        let mut ids = Vec::new();
+        let mut end_sensitive = false;
+        // The DFA part's rules' literals, when they all have case-sensitive ones.
+        let mut short_needles: Option<Vec<Vec<u8>>> = Some(Vec::new());
+        for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
+            let fast = |l: &[Vec<u8>]| keep_short || fast_len(l);
+            let lits = lits.filter(|_| needles.len() < MAX_NEEDLES);
+            match lits {
+                Some((lits, ci)) if fast(&lits) => {
+                    // A large rule is compiled now, so that a size error stops start-up like any
+                    // regex error (groups are compiled at their first candidate line).
+                    if nfa_weight(&h) > EAGER_WEIGHT {
+                        group_regex(std::slice::from_ref(&h)).map_err(RuleError::of(i))?;
+                    }
+                    // PERF: rules sharing a literal are confirmed by one automaton run (the
+                    // 1,000-rule set, each rule ten times varied: see PERF.md "groups").
+                    let g = lits
+                        .iter()
+                        .filter_map(|l| group_by_literal.get(&(l.clone(), ci)).copied())
+                        .find(|&g| groups[g as usize].rules.len() < MAX_GROUP)
+                        .unwrap_or_else(|| {
+                            groups.push(Group {
+                                rules: Vec::new(),
+                                hirs: Vec::new(),
+                                re: OnceLock::new(),
+                            });
+                            (groups.len() - 1) as u32
+                        });
+                    // PERF: a candidate line is checked for the rule's other literals before its
+                    // automaton runs, and a plain literal rule needs no automaton (rules100:
+                    // see PERF.md "gates").
+                    checks.push(Check {
+                        plain: is_plain(&h, &lits, ci),
+
+                        gates: OnceLock::new(),
+                    });
+                    groups[g as usize].rules.push(i as u32);
+                    groups[g as usize].hirs.push(h);
+                    group_of.push(g);
+                    for l in &lits {
+                        group_by_literal.entry((l.clone(), ci)).or_insert(g);
+                    }
+                    needles.extend(lits.into_iter().map(|l| Needle {
+                        bytes: l.into(),
+                        ci,
+                        rule: i as u32,
+                    }));
+                }
+                other => {
+                    match (other, short_needles.as_mut()) {
+                        (Some((l, false)), Some(all)) => all.extend(l),
+                        _ => short_needles = None,
+                    }
+                    end_sensitive |= looks_ahead(&h);
+                    dfa_scan.push(for_scan(h.clone()));
+                    dfa_exact.push(h);
+                    ids.push(i as u32);
+                    group_of.push(NO_GROUP);
+                    checks.push(Check::default());
+                }
+            }
+        }
+        let dfa = if ids.is_empty() {
+            None
+        } else {
+            // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at
+            // most 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB ~20 MB/s).
+            let cache = ((8 << 20) + ids.len() * (32 << 10)).min(40 << 20);
+            let err = |error| RuleError { rule: None, error };
+            // PERF: when every DFA-part rule has literals (short ones), Teddy over them finds the
+            // candidate lines: meta's own prefilter for `\[(crit|alert|emerg)\]` was memchr of
+            // `[` (rules100 on one core: 851-930 MB/s with the rule, 931-1011 without it).
+            let pre = short_needles
+                .filter(|n| !n.is_empty())
+                .and_then(|n| Prefilter::new(MatchKind::LeftmostFirst, &n));
+            Some(DfaPart {
+                pre,
+                scan: build(&dfa_scan, MatchKind::LeftmostFirst, cache).map_err(err)?,
+                exact: build(&dfa_exact, MatchKind::All, cache).map_err(err)?,
+                ids,
+            })
+        };
+        Ok(RuleSet {
+            lits: LitScan::new(needles),
+            groups,
+            group_of,
+            checks,
+            dfa,
+            rules: patterns.iter().map(|(_, r)| r.clone()).collect(),
+            n_alarms,
+            bufsize: bufsize.max(1),
+            end_sensitive,
+        })
+    }
+
+    /// Compile `(regex, alarm ranks, negate)` triples (tests, benches, fuzzing).
+    pub fn from_triples(
+        rules: &[(&str, &[u32], bool)],
+        n_alarms: usize,
+        bufsize: usize,
+    ) -> Result<RuleSet, RuleError> {
+        let pats: Vec<(&str, Rule)> = rules
+            .iter()
+            .map(|(p, a, n)| {
+                (
+                    *p,
+                    Rule {
+                        alarms: a.to_vec(),
+                        negate: *n,
+                    },
+                )
+            })
+            .collect();
+        RuleSet::new(&pats, n_alarms, bufsize)
+    }
+
+    /// Every pattern raises alarm 0 (benches and probes over plain rule files).
+    pub fn one_alarm(patterns: &[&str], bufsize: usize) -> Result<RuleSet, RuleError> {
+        let triples: Vec<(&str, &[u32], bool)> =
+            patterns.iter().map(|p| (*p, &[0u32][..], false)).collect();
+        RuleSet::from_triples(&triples, 1, bufsize)
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// The literal search (None when no rule has literals it takes): for probes and benches.
+    pub fn literal_search(&self) -> Option<&LitScan> {
+        self.lits.as_ref()
+    }
+
+    /// `log-master-bufsize`.
+    pub fn bufsize(&self) -> usize {
+        self.bufsize
+    }
+
+    /// Per-thread matching state for this rule set.
+    pub fn matcher(&self) -> Matcher<'_> {
+        let words = self.rules.len().div_ceil(64);
+        Matcher {
+            set: self,
+            group_caches: self.groups.iter().map(|_| None).collect(),
+            group_set: PatternSet::new(MAX_GROUP),
+            groups_run: Vec::with_capacity(MAX_GROUP),
+            scan_cache: self.dfa.as_ref().map(|d| d.scan.create_cache()),
+            exact_cache: self.dfa.as_ref().map(|d| d.exact.create_cache()),
+            patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
+            lit_hits: Vec::new(),
+            named: Vec::with_capacity(self.rules.len().min(64)),
+            seen: vec![0; words],
+            pos_bits: vec![0; self.n_alarms.div_ceil(64)],
+            neg_bits: vec![0; self.n_alarms.div_ceil(64)],
+            hits: Vec::with_capacity(self.n_alarms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rules: &[(&str, &[u32], bool)], bufsize: usize) -> RuleSet {
+        RuleSet::from_triples(rules, 8, bufsize).unwrap()
+    }
+
+    fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {
+        let mut m = s.matcher();
+        let mut out = Vec::new();
+        m.scan_lines(buf, &mut |l, a| {
+            out.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
+        });
+        out
+    }
+
+    #[test]
+    fn finds_lines_and_alarms() {
+        let s = set(&[("ERR", &[0], false), ("^WARN", &[1], false)], 8192);
+        let got = hits(&s, b"ok\nan ERR here\nWARN x\nxWARN\nERR and WARN\n");
+        assert_eq!(
+            got,
+            vec![
+                ("an ERR here\n".into(), vec![0]),
+                ("WARN x\n".into(), vec![1]),
+                ("ERR and WARN\n".into(), vec![0]),
+            ]
+        );
+    }
+
+    #[test]
+    fn anchors_are_per_line_and_crlf_aware() {
+        let s = set(&[("^a$", &[0], false), ("\\Ab\\z", &[1], false)], 8192);
+        let got = hits(&s, b"a\r\nxa\nb\nb\r\na\n\nab\na");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["a\r\n", "b\n", "b\r\n", "a\n", "a"]);
+    }
+
+    #[test]
+    fn lone_cr_inside_a_line_is_not_a_line_end() {
+        let s = set(
+            &[
+                ("a$", &[0], false),
+                ("^b", &[1], false),
+                ("a.b", &[2], false),
+            ],
+            8192,
+        );
+        let got = hits(&s, b"xa\rby\n");
+        assert_eq!(got, vec![("xa\rby\n".into(), vec![2])]);
+    }
+
+    #[test]
+    fn classes_never_cross_lines() {
+        let s = set(
+            &[
+                ("a\\sb", &[0], false),
+                ("a[^x]b", &[1], false),
+                ("a\\nb", &[2], false),
+            ],
+            8192,
+        );
+        assert!(hits(&s, b"a\nb\n").is_empty());
+        assert_eq!(hits(&s, b"a b\n"), vec![("a b\n".into(), vec![0, 1])]);
+    }
+
+    #[test]
+    fn negative_rules_subtract_only_their_names() {
+        let s = set(
+            &[
+                ("x", &[0, 1], false),
+                ("skip", &[0], true),
+                ("y", &[2], false),
+            ],
+            8192,
+        );
+        let got = hits(&s, b"x\nx skip\nskip y\nx y skip\n");
+        assert_eq!(
+            got,
+            vec![
+                ("x\n".into(), vec![0, 1]),
+                ("x skip\n".into(), vec![1]),
+                ("skip y\n".into(), vec![2]),
+                ("x y skip\n".into(), vec![1, 2]),
+            ]
+        );
+    }
+
+    #[test]
+    fn self_prefix_is_never_matched() {
+        let s = set(&[("", &[0], false)], 8192);
+        let got = hits(&s, b"[uwsgi-alarm-curl] x\n[uwsgi-alarX\n");
+        assert_eq!(got, vec![("[uwsgi-alarX\n".into(), vec![0])]);
+    }
+
+    #[test]
+    fn empty_regex_matches_every_line_including_empty_ones() {
+        let s = set(&[("", &[0], false)], 8192);
+        assert_eq!(hits(&s, b"\n\nx\n").len(), 3);
+    }
+
+    #[test]
+    fn bufsize_cuts_match_text_and_message() {
+        let s = set(&[("abc$", &[0], false), ("zzz", &[1], false)], 5);
+        let got = hits(&s, b"xxabcdef\nzzz\nxxxxxxzzz\n");
+        assert_eq!(
+            got,
+            vec![("xxabc".into(), vec![0]), ("zzz\n".into(), vec![1])]
+        );
+    }
+
+    #[test]
+    fn bytes_not_utf8() {
+        let s = set(
+            &[("\\xff.\\x00", &[0], false), ("(?i)error", &[1], false)],
+            8192,
+        );
+        let got = hits(&s, b"\xff\xfe\x00\nERROR\n\xc3(\n");
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn plain_rules_and_gates() {
+        let plain = |p: &str| {
+            let h = parse_regex(p).unwrap();
+            let (lits, ci) = rule_needles(&h).unwrap();
+            is_plain(&h, &lits, ci)
+        };
+        assert!(plain("Connection refused"));
+        assert!(plain("(?i)machine check"));
+        assert!(plain("kernel panic|rts panic"));
+        // Case kept for some letters, a class, a cut literal, an anchor: the automaton decides.
+        assert!(!plain("[Cc]onnection refused"));
+        assert!(!plain("(?i)machine CHECK|OutOfMemoryError"));
+        assert!(!plain("^Connection refused"));
+        assert!(!plain(r"Connection refused\d"));
+        assert!(!plain(&"x".repeat(40)));
+        let gates = |p: &str| {
+            let h = parse_regex(p).unwrap();
+            let (lits, _) = rule_needles(&h).unwrap();
+            gates_of(&h, &lits)
+        };
+        let g = gates("open through proxy \\S+:\\d+ (?i:error)");
+        assert_eq!(g.len(), 1);
+        assert!(g[0].holds(b"x open through proxy h:1 ERROR"));
+        assert!(!g[0].holds(b"x open through proxy h:1 HTTPS"));
+        let g = gates("PacketResponder \\d+ for block blk_-?\\d+ Interrupted");
+        assert_eq!(g.len(), 2);
+        assert!(gates("Connection refused").is_empty());
+        // A part the chosen literal holds is no gate.
+        assert!(gates("abcdefgh.*bcd").is_empty());
+        // Alternation: one set of each branch.
+        let g = gates(r"open through proxy \S+:\d+ (?i:error)|v3x69");
+        assert_eq!(g.len(), 1);
+        assert!(g[0].holds(b"open through proxy h:1 eRRor"));
+        assert!(g[0].holds(b"open through proxy h:1 v3x69"));
+        assert!(!g[0].holds(b"open through proxy h:1 HTTPS"));
+        assert!(contains_folded(b"xxERrorx", b"error"));
+        assert!(!contains_folded(b"xxERrox", b"error"));
+        assert!(contains_folded(b"abc", b""));
+    }
+
+    #[test]
+    fn required_literals_are_inner_literals() {
+        let lits = |p: &str| required_literals(&parse_regex(p).unwrap());
+        assert_eq!(
+            lits("^\\d{4}-\\d\\d (ERROR|FATAL) \\["),
+            Some(vec![b" ERROR [".to_vec(), b" FATAL [".to_vec()])
+        );
+        assert_eq!(
+            lits("Failed password for \\S+"),
+            Some(vec![b"Failed password for ".to_vec()])
+        );
+        assert_eq!(lits("^\\d+$"), None);
+        assert_eq!(lits("ab|\\d+"), None);
+        assert!(lits("(?i)machine check").is_some());
+    }
+
+    #[test]
+    fn the_dfa_takes_only_the_rules_without_literals() {
+        let s = set(
+            &[
+                ("ERROR: disk", &[0], false),
+                ("^\\d+$", &[1], false),
+                ("(?i)warn", &[2], false),
+            ],
+            8192,
+        );
+        assert!(s.lits.is_some() && s.dfa.as_ref().is_some_and(|d| d.ids == [1, 2]));
+        let got = hits(&s, b"12\nx ERROR: disk\nok\n345\nERROR: disk 9\nWaRn\n");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "12\n",
+                "x ERROR: disk\n",
+                "345\n",
+                "ERROR: disk 9\n",
+                "WaRn\n"
+            ]
+        );
+        let only = set(
+            &[
+                ("ERROR: disk", &[0], false),
+                ("(abcd|bcde)fgh", &[1], false),
+                ("(?i)machine check", &[2], false),
+            ],
+            8192,
+        );
+        assert!(only.lits.is_some() && only.dfa.is_none());
+        let got = hits(&only, b"x\nbcdefgh\nok\nERROR: disk\nMACHINE Check\n");
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, vec!["bcdefgh\n", "ERROR: disk\n", "MACHINE Check\n"]);
+    }
+
+    #[test]
+    fn unsupported_syntax_is_a_clear_error() {
+        let e = parse_regex("a(?=b)").unwrap_err();
+        assert!(e.0.contains("look-around"), "{}", e.0);
+        let e = parse_regex("(a)\\1").unwrap_err();
+        assert!(e.0.contains("backreference"), "{}", e.0);
+        let e = parse_regex("(unclosed").unwrap_err();
+        assert!(e.0.contains("offset"), "{}", e.0);
+    }
+}

@@ -1,0 +1,86 @@
+//! Rule syntax: a uWSGI rule parsed into a byte-based HIR, and the rewrite that keeps the
+//! one-pass automaton inside lines.
+//!
+//! Role: [`parse_regex`] parses with uWSGI's non-UTF PCRE semantics where the Rust syntax
+//! allows (bytes, ASCII classes and case folding) and refuses what it cannot run with an error
+//! that names the offset and, where known, how to rewrite; [`for_scan`] rewrites a rule for the
+//! whole-buffer automaton (`\n` out of every class, `^`/`$` at line ends); [`looks_ahead`] says
+//! whether a rule could match at the end of a cut line only because it was cut.
+//! Invariant: the rewrite only ever narrows matches to what the rule matches within one line.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// Parse one rule's regex the way uWSGI's PCRE reads it (byte-based, case-sensitive, `.` not
+/// matching newline) into a syntax tree.
+pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
+    let mut parser = regex_syntax::ParserBuilder::new()
+        .unicode(false)
+        .utf8(false)
+        .build();
+    parser.parse(pattern).map_err(|e| {
+        let (kind, offset) = match &e {
+            regex_syntax::Error::Parse(p) => (p.kind().to_string(), p.span().start.offset),
+            regex_syntax::Error::Translate(t) => (t.kind().to_string(), t.span().start.offset),
+            other => (other.to_string(), 0),
+        };
+        let hint = if kind.contains("look-around") || kind.contains("backreference") {
+            " (logalarm matches all rules in one automaton, which cannot do look-around or backreferences: rewrite the rule, or split it into a log-alarm and a not-log-alarm)"
+        } else {
+            ""
+        };
+        RegexError(format!("regex error at offset {offset}: {kind}{hint}"))
+    })
+}
+
+/// Rewrite a rule so that it cannot match across `\n` and its anchors work at line boundaries
+/// inside a buffer of many lines. Matches of the original on a line are matches of the result
+/// at the same place in the buffer (the result may match a little more: candidates only).
+pub(super) fn for_scan(h: Hir) -> Hir {
+    match h.into_kind() {
+        HirKind::Empty => Hir::empty(),
+        HirKind::Literal(hir::Literal(bytes)) => {
+            if memchr::memchr(b'\n', &bytes).is_some() {
+                Hir::fail()
+            } else {
+                Hir::literal(bytes)
+            }
+        }
+        HirKind::Class(Class::Bytes(mut c)) => {
+            c.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
+                b'\n', b'\n',
+            )]));
+            Hir::class(Class::Bytes(c))
+        }
+        HirKind::Class(Class::Unicode(mut c)) => {
+            c.difference(&hir::ClassUnicode::new([hir::ClassUnicodeRange::new(
+                '\n', '\n',
+            )]));
+            Hir::class(Class::Unicode(c))
+        }
+        HirKind::Look(look) => Hir::look(match look {
+            Look::Start | Look::StartLF | Look::StartCRLF => Look::StartCRLF,
+            Look::End | Look::EndLF | Look::EndCRLF => Look::EndCRLF,
+            other => other,
+        }),
+        HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: r.max,
+            greedy: r.greedy,
+            sub: Box::new(for_scan(*r.sub)),
+        }),
+        HirKind::Capture(c) => for_scan(*c.sub),
+        HirKind::Concat(v) => Hir::concat(v.into_iter().map(for_scan).collect()),
+        HirKind::Alternation(v) => Hir::alternation(v.into_iter().map(for_scan).collect()),
+    }
+}
+
+/// Does this tree contain an assertion about what follows a position (end anchors, word
+/// boundaries)? Such a rule can match a cut line at the cut only.
+pub(super) fn looks_ahead(h: &Hir) -> bool {
+    let ls = h.properties().look_set();
+    ls.contains(Look::End)
+        || ls.contains(Look::EndLF)
+        || ls.contains(Look::EndCRLF)
+        || ls.contains_word()
+}
