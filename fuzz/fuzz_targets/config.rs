@@ -3,5 +3,7 @@
 
 #[path = "../../tests/integration/fuzz_bodies.rs"]
 mod fuzz_bodies;
+#[path = "../../tests/integration/oracle.rs"]
+mod oracle;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_bodies::config(data));

@@ -3,8 +3,7 @@
 
 #![allow(dead_code)]
 
-#[path = "oracle.rs"]
-mod oracle;
+use crate::oracle;
 
 use logalarm::testing::CollectSink;
 use logalarm::Pipeline;
