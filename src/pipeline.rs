@@ -2,8 +2,10 @@
 //!
 //! Role: drive a [`LineBuffer`] and a [`Matcher`] over one input stream and report to a
 //! [`Sink`]: `pass` gets every byte (whole lines, in order), `alarm` gets each alarm a line
-//! raises. It knows nothing of descriptors or threads, so tests, benches and fuzz targets run
-//! exactly the code the reactor runs.
+//! raises. It knows nothing of descriptors, polling or the alarm threads, so tests, benches and
+//! fuzz targets run exactly the code the reactor runs. Its one thread of its own: a region of
+//! at least [`PARALLEL_MIN`] bytes is matched by two threads (scoped, joined before `feed`
+//! returns), in ~64 KiB pieces cut at line ends.
 //!
 //! Invariants: output is byte-identical to input, whatever the chunking; each line is passed
 //! before its alarms are raised (so a `log:` alarm's line follows the line that raised it); a line

@@ -198,7 +198,7 @@ pub static OPTIONS: &[OptDef] = &[
         aliases: &[],
         arity: Arity::Value,
         value_name: "\"NAME TYPE:ARG\"",
-        doc: "define an alarm (types: cmd, log; see --alarm-list)",
+        doc: "define an alarm (types: cmd, signal, mule, log, curl, xmpp, speech, airbrake; see --alarm-list)",
         apply: |c, v, o, _| {
             let def = parse_alarm(v, o)?;
             c.alarms.push(def);

@@ -6,7 +6,8 @@
 //! [`curl`] (libcurl options the safe crate lacks), [`strophe`] (libstrophe, loaded at run time).
 //! Invariant: every `unsafe` block carries a `// SAFETY:` comment and every wrapper returns
 //! `io::Result` built from `errno`. The only `unsafe` outside `sys` is the AVX2 kernel of the
-//! literal search (`litscan/avx2.rs`), which is CPU intrinsics, not system calls.
+//! literal search (`litscan/avx2.rs`, and its one call in `litscan/mod.rs`), which is CPU
+//! intrinsics, not system calls.
 //! Rejected alternative: `nix` — a large dependency for a handful of calls.
 
 use std::io;

@@ -23,6 +23,12 @@
 //! rules); Teddy (limited to 64 literals); case-folded literals searched in a lowered copy of the
 //! buffer (an extra pass: the filter holds every case variant of such a literal's windows).
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod rarity;
+
+use rarity::{each_case_variant, rarest_base};
+
 /// One literal and the rule it stands for.
 #[derive(Debug, Clone)]
 pub struct Needle {
@@ -263,7 +269,7 @@ impl LitScan {
         {
             // SAFETY: `self.avx2` is set only when the CPU has AVX2 (`LitScan::new`), and
             // `self.shift` is 32 - log2 of the filter's bit count.
-            unsafe { x86::next_block::<S>(&self.filter, self.mask, self.shift, hay, q, last) }
+            unsafe { avx2::next_block::<S>(&self.filter, self.mask, self.shift, hay, q, last) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -371,111 +377,6 @@ impl LitScan {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    /// See `LitScan::next_block`. The filter's u64 words are read as little-endian u32 words
-    /// (bit `h` is bit `h % 32` of u32 word `h / 32`, as it is bit `h % 64` of u64 word `h / 64`).
-    ///
-    /// # Safety
-    /// The CPU must have AVX2, and `shift` must be `32 - log2(filter bits)`.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn next_block<const S: usize>(
-        filter: &[u64],
-        mask: u32,
-        shift: u32,
-        hay: &[u8],
-        mut q: usize,
-        last: usize,
-    ) -> (usize, u32) {
-        let vmask = _mm256_set1_epi32(mask as i32);
-        let mul = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
-        let count = _mm_cvtsi32_si128(shift as i32);
-        let low5 = _mm256_set1_epi32(31);
-        let words = filter.as_ptr().cast::<i32>();
-        // The windows at q + j*S + 4*i for j < 4/S and i < 8: every S-th window of the block.
-        let loads = 4 / S;
-        // PERF: 32 bytes a round: eight 4-byte windows hashed in one multiply, their filter words
-        // fetched with one gather, per load (rules100, search alone: scalar 1.5 GB/s, AVX2 see
-        // PERF.md).
-        while q + 36 <= hay.len() && q + 32 - S <= last {
-            let mut lanes = 0u32;
-            for j in 0..loads {
-                // SAFETY: q + j*S + 32 <= q + 35 < hay.len(): the 32 bytes read are in `hay`.
-                let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + j * S).cast()) };
-                let h =
-                    _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
-                // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one
-                // of its u32 words.
-                let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };
-                // The tested bit moved to each lane's sign, gathered as 8 mask bits.
-                let bit = _mm256_slli_epi32::<31>(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)));
-                lanes |= (_mm256_movemask_ps(_mm256_castsi256_ps(bit)) as u32) << (8 * j);
-            }
-            if lanes != 0 {
-                return (q, lanes);
-            }
-            q += 32;
-        }
-        (q, 0)
-    }
-}
-
-/// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
-/// loghub samples of `tests/data/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
-/// then single bytes capped at 21. `scripts/gen-rarity.py` makes it.
-static RARITY: &[u8; 128 * 128 + 128] = include_bytes!("data/rarity.bin");
-
-/// The chance of a window in ordinary log text: a first-order Markov estimate from [`RARITY`]
-/// (P(abcd) = P(ab) P(bc)/P(b) P(cd)/P(c)), summed over the window's case variants when `ci`.
-/// Pairs inside common words ("work", "rror") score high; windows across word boundaries ("k
-/// is") low; "RROR" lower than "rror".
-fn window_chance(w: &[u8], ci: bool) -> f64 {
-    let exact = |w: &[u8]| -> f64 {
-        let one = |b: u8| i32::from(RARITY.get(128 * 128 + b as usize).copied().unwrap_or(21));
-        let two = |a: u8, b: u8| match RARITY.get(a as usize * 128 + b as usize) {
-            Some(&r) if a < 128 && b < 128 => i32::from(r),
-            _ => 40,
-        };
-        let mut r = two(w[0], w[1]);
-        for i in 1..w.len() - 1 {
-            r += two(w[i], w[i + 1]) - one(w[i]);
-        }
-        // 2^-r, r an integer: built, not computed (start-up with 1,000 rules).
-        f64::from_bits((1023 - r.clamp(0, 1022) as u64) << 52)
-    };
-    if ci {
-        let mut sum = 0.0;
-        each_case_variant(w, &mut |v| sum += exact(v));
-        sum
-    } else {
-        exact(w)
-    }
-}
-
-/// Call `on` with every ASCII case variant of a window of at most 4 bytes (at most 16).
-fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
-    let n = w.len().min(4);
-    let (mut letters, mut count) = ([0usize; 4], 0);
-    for (i, b) in w.iter().take(n).enumerate() {
-        if b.is_ascii_alphabetic() {
-            letters[count] = i;
-            count += 1;
-        }
-    }
-    for flips in 0..1u32 << count {
-        let mut v = [0u8; 4];
-        v[..n].copy_from_slice(&w[..n]);
-        for (bit, &i) in letters[..count].iter().enumerate() {
-            if flips & (1 << bit) != 0 {
-                v[i] ^= 0x20;
-            }
-        }
-        on(&v[..n]);
-    }
-}
-
 impl LitScan {
     /// The literals searched for rule `rule`.
     pub fn literals_of(&self, rule: u32) -> Vec<Vec<u8>> {
@@ -485,25 +386,6 @@ impl LitScan {
             .map(|n| n.bytes.to_vec())
             .collect()
     }
-}
-
-/// Where in a literal its `stride` windows start: the place whose windows are least likely in
-/// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
-/// lines to the buckets.
-fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> usize {
-    // Literals are cut at 32 bytes (`rules::prefix_literals`): 29 windows at most.
-    let mut chance = [f64::MAX; 64];
-    for (c, w) in chance.iter_mut().zip(lit.windows(width)) {
-        *c = window_chance(w, ci);
-    }
-    let cost = |b: usize| -> f64 {
-        chance
-            .get(b..b + stride)
-            .map_or(f64::MAX, |c| c.iter().sum())
-    };
-    (0..=lit.len() - width - stride + 1)
-        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
-        .unwrap_or(0)
 }
 
 fn key_of(window: &[u8]) -> u32 {

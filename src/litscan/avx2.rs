@@ -1,0 +1,56 @@
+//! The AVX2 kernel of the literal search: eight windows hashed and tested per instruction.
+//!
+//! Role: [`next_block`] finds the next block of 32 positions where the filter has a bit set
+//! for some window, for a stride of 1, 2 or 4. The scalar loop in `mod.rs` is the reference and
+//! the fallback (CPUs without AVX2, the last bytes of a buffer).
+//! Invariants: reads stay inside `hay` (bounds written in each `// SAFETY:` comment); the lanes
+//! returned are not in position order for strides 1 and 2 (lane bit `8*j + i` is the window at
+//! `q + j*S + 4*i`): the caller visits a block's hit windows left to right. This and `sys` are the only rooms with `unsafe`.
+//! Rejected alternative: `std::simd` (nightly only).
+use std::arch::x86_64::*;
+
+/// See `LitScan::next_block`. The filter's u64 words are read as little-endian u32 words
+/// (bit `h` is bit `h % 32` of u32 word `h / 32`, as it is bit `h % 64` of u64 word `h / 64`).
+///
+/// # Safety
+/// The CPU must have AVX2, and `shift` must be `32 - log2(filter bits)`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn next_block<const S: usize>(
+    filter: &[u64],
+    mask: u32,
+    shift: u32,
+    hay: &[u8],
+    mut q: usize,
+    last: usize,
+) -> (usize, u32) {
+    let vmask = _mm256_set1_epi32(mask as i32);
+    let mul = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
+    let count = _mm_cvtsi32_si128(shift as i32);
+    let low5 = _mm256_set1_epi32(31);
+    let words = filter.as_ptr().cast::<i32>();
+    // The windows at q + j*S + 4*i for j < 4/S and i < 8: every S-th window of the block.
+    let loads = 4 / S;
+    // PERF: 32 bytes a round: eight 4-byte windows hashed in one multiply, their filter words
+    // fetched with one gather, per load (rules100, search alone: scalar 1.5 GB/s, AVX2 see
+    // PERF.md).
+    while q + 36 <= hay.len() && q + 32 - S <= last {
+        let mut lanes = 0u32;
+        for j in 0..loads {
+            // SAFETY: q + j*S + 32 <= q + 35 < hay.len(): the 32 bytes read are in `hay`.
+            let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + j * S).cast()) };
+            let h =
+                _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
+            // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one
+            // of its u32 words.
+            let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };
+            // The tested bit moved to each lane's sign, gathered as 8 mask bits.
+            let bit = _mm256_slli_epi32::<31>(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)));
+            lanes |= (_mm256_movemask_ps(_mm256_castsi256_ps(bit)) as u32) << (8 * j);
+        }
+        if lanes != 0 {
+            return (q, lanes);
+        }
+        q += 32;
+    }
+    (q, 0)
+}

@@ -1,0 +1,86 @@
+//! How likely a window of bytes is in ordinary log text: where to place a literal's filter
+//! windows.
+//!
+//! Role: [`rarest_base`] picks the offset in a literal whose windows are least likely in log
+//! text, from a first-order Markov model of byte pairs ([`RARITY`], made by
+//! `scripts/gen-rarity.py` from the loghub samples of `tests/data/corpus`). A literal's windows
+//! placed on common text (" of ", "erro") would send most lines to the buckets.
+//! Invariants: only placement depends on the model — a wrong estimate costs speed, never a
+//! missed match (every window of every literal is in the filter).
+//! Rejected alternative: single-byte frequencies (memchr's heuristic) — they cannot tell
+//! "rror" inside words from "k is" across them.
+
+/// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
+/// loghub samples of `tests/data/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
+/// then single bytes capped at 21. `scripts/gen-rarity.py` makes it.
+static RARITY: &[u8; 128 * 128 + 128] = include_bytes!("../data/rarity.bin");
+
+/// The chance of a window in ordinary log text: a first-order Markov estimate from [`RARITY`]
+/// (P(abcd) = P(ab) P(bc)/P(b) P(cd)/P(c)), summed over the window's case variants when `ci`.
+/// Pairs inside common words ("work", "rror") score high; windows across word boundaries ("k
+/// is") low; "RROR" lower than "rror".
+pub(super) fn window_chance(w: &[u8], ci: bool) -> f64 {
+    let exact = |w: &[u8]| -> f64 {
+        let one = |b: u8| i32::from(RARITY.get(128 * 128 + b as usize).copied().unwrap_or(21));
+        let two = |a: u8, b: u8| match RARITY.get(a as usize * 128 + b as usize) {
+            Some(&r) if a < 128 && b < 128 => i32::from(r),
+            _ => 40,
+        };
+        let mut r = two(w[0], w[1]);
+        for i in 1..w.len() - 1 {
+            r += two(w[i], w[i + 1]) - one(w[i]);
+        }
+        // 2^-r, r an integer: built, not computed (start-up with 1,000 rules).
+        f64::from_bits((1023 - r.clamp(0, 1022) as u64) << 52)
+    };
+    if ci {
+        let mut sum = 0.0;
+        each_case_variant(w, &mut |v| sum += exact(v));
+        sum
+    } else {
+        exact(w)
+    }
+}
+
+/// Call `on` with every ASCII case variant of a window of at most 4 bytes (at most 16).
+pub(super) fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
+    let n = w.len().min(4);
+    let (mut letters, mut count) = ([0usize; 4], 0);
+    for (i, b) in w.iter().take(n).enumerate() {
+        if b.is_ascii_alphabetic() {
+            letters[count] = i;
+            count += 1;
+        }
+    }
+    for flips in 0..1u32 << count {
+        let mut v = [0u8; 4];
+        v[..n].copy_from_slice(&w[..n]);
+        for (bit, &i) in letters[..count].iter().enumerate() {
+            if flips & (1 << bit) != 0 {
+                v[i] ^= 0x20;
+            }
+        }
+        on(&v[..n]);
+    }
+}
+
+
+/// Where in a literal its `stride` windows start: the place whose windows are least likely in
+/// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
+/// lines to the buckets.
+pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> usize {
+    // Literals are cut at 32 bytes (`rules::prefix_literals`): 29 windows at most.
+    let mut chance = [f64::MAX; 64];
+    for (c, w) in chance.iter_mut().zip(lit.windows(width)) {
+        *c = window_chance(w, ci);
+    }
+    let cost = |b: usize| -> f64 {
+        chance
+            .get(b..b + stride)
+            .map_or(f64::MAX, |c| c.iter().sum())
+    };
+    (0..=lit.len() - width - stride + 1)
+        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
+        .unwrap_or(0)
+}
+
