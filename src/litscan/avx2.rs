@@ -38,8 +38,7 @@ pub(super) unsafe fn next_block<const S: usize>(
         for j in 0..loads {
             // SAFETY: q + j*S + 32 <= q + 35 < hay.len(): the 32 bytes read are in `hay`.
             let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + j * S).cast()) };
-            let h =
-                _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
+            let h = _mm256_srl_epi32(_mm256_mullo_epi32(_mm256_and_si256(v, vmask), mul), count);
             // SAFETY: h < 2^(32 - shift) = the filter's bit count, so h / 32 indexes one
             // of its u32 words.
             let w = unsafe { _mm256_i32gather_epi32::<4>(words, _mm256_srli_epi32::<5>(h)) };

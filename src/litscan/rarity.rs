@@ -64,7 +64,6 @@ pub(super) fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
     }
 }
 
-
 /// Where in a literal its `stride` windows start: the place whose windows are least likely in
 /// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
 /// lines to the buckets.
@@ -83,4 +82,3 @@ pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> 
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
         .unwrap_or(0)
 }
-

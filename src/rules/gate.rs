@@ -225,3 +225,18 @@ pub(super) fn is_plain(h: &Hir, needles: &[Vec<u8>], ci: bool) -> bool {
         literals(h, &mut lits) && needles.iter().all(|n| lits.contains(&&n[..]))
     }
 }
+
+impl RuleSet {
+    /// The gates of rule `r` of `group` (made at its first candidate line).
+    pub(super) fn gates_for(&self, group: &Group, r: u32) -> Vec<Gate> {
+        let Some(lits) = self.lits.as_ref() else {
+            return Vec::new();
+        };
+        group
+            .rules
+            .iter()
+            .position(|&x| x == r)
+            .map(|i| gates_of(&group.hirs[i], &lits.literals_of(r)))
+            .unwrap_or_default()
+    }
+}

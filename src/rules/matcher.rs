@@ -8,6 +8,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use std::ops::Range;
 
 /// The bytes of a line without its `\n` (and a `\r` before it).
 #[inline]
@@ -85,26 +86,28 @@ impl<'r> Matcher<'r> {
         confirmed + self.scan_range(buf, pos, buf.len(), on_hit)
     }
 
-    /// The candidate line of `hits[i..]` (hits of the region `[pos, to)`, `pos` a line start):
-    /// its start and end, and its hits `hits[i..j]`.
+    /// The candidate line of `hits[i..]` (hits of the region `[pos, to)`, `pos` a line start).
     fn next_lit_line(
         hits: &[(usize, u32)],
         i: usize,
         buf: &[u8],
         pos: usize,
         to: usize,
-    ) -> Option<(usize, usize, usize, usize)> {
+    ) -> Option<LitLine> {
         let &(at, _) = hits.get(i)?;
         let (start, end) = line_around(buf, pos, at, to);
         let j = hits[i..]
             .iter()
             .position(|&(p, _)| p >= end)
             .map_or(hits.len(), |k| i + k);
-        Some((start, end, i, j))
+        Some(LitLine {
+            line: start..end,
+            hits: i..j,
+        })
     }
 
     /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
-    fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<(usize, usize)> {
+    fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<Range<usize>> {
         let (dfa, cache) = (self.set.dfa.as_ref()?, self.scan_cache.as_mut()?);
         let at = match &dfa.pre {
             Some(pre) => pre.find(buf, Span::from(pos..to))?.start,
@@ -115,7 +118,7 @@ impl<'r> Matcher<'r> {
         };
         let (start, end) = line_around(buf, pos, at, to);
         // An empty match after the last `\n` is not a line.
-        (start < end).then_some((start, end))
+        (start < end).then_some(start..end)
     }
 
     /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end): the
@@ -145,21 +148,21 @@ impl<'r> Matcher<'r> {
         let mut dfa = self.next_dfa_line(buf, pos, to);
         loop {
             // The earlier of the two candidate lines (both, when they are the same line).
-            let (by_lit, by_dfa) = match (lit, dfa) {
+            let (by_lit, by_dfa) = match (&lit, &dfa) {
                 (None, None) => break,
-                (Some(l), Some(d)) => (l.0 <= d.0, d.0 <= l.0),
+                (Some(l), Some(d)) => (l.line.start <= d.start, d.start <= l.line.start),
                 (l, _) => (l.is_some(), l.is_none()),
             };
-            let (start, end, names) = match (lit, dfa) {
-                (Some((s, e, i, j)), _) if by_lit => (s, e, Names::Hits(&hits[i..j])),
-                (_, Some((s, e))) => (s, e, Names::None),
+            let (line, names) = match (&lit, &dfa) {
+                (Some(l), _) if by_lit => (l.line.clone(), Names::Hits(&hits[l.hits.clone()])),
+                (_, Some(d)) => (d.clone(), Names::None),
                 _ => break,
             };
             confirmed += 1;
-            self.confirm_as(&buf[start..end], names, by_dfa, on_hit);
-            pos = end;
+            pos = line.end;
+            self.confirm_as(&buf[line], names, by_dfa, on_hit);
             if by_lit {
-                let next = lit.map_or(hits.len(), |l| l.3);
+                let next = lit.as_ref().map_or(hits.len(), |l| l.hits.end);
                 lit = Self::next_lit_line(&hits, next, buf, pos, to);
             }
             if by_dfa {
@@ -176,8 +179,8 @@ impl<'r> Matcher<'r> {
         self.confirm_as(line, Names::Search, true, on_hit);
     }
 
-    /// Exact check of one line against the rules its literals name (`by_lit`) and the DFA
-    /// part's rules (`by_dfa`).
+    /// Exact check of one line against the rules its literals name (`names`) and the DFA
+    /// part's rules (`by_dfa`); reports it if it raises any alarm.
     fn confirm_as(
         &mut self,
         line: &[u8],
@@ -188,93 +191,116 @@ impl<'r> Matcher<'r> {
         if line.starts_with(SELF_PREFIX) {
             return;
         }
-        let set = self.set;
-        let (msg, text) = cut(line, set.bufsize);
+        let (msg, text) = cut(line, self.set.bufsize);
         self.pos_bits.fill(0);
         self.neg_bits.fill(0);
-        let mut any = false;
         // A cut line is searched again: a match within the cut text holds one of its rule's
         // literals within the cut text (plain rules need exactly that).
         let names = match names {
             Names::Hits(_) if msg.len() < line.len() => Names::Search,
             other => other,
         };
-        if let (false, Some(lits)) = (matches!(names, Names::None), set.lits.as_ref()) {
-            // Which rules' literals the (cut) line holds.
-            clear_named(&mut self.named, &mut self.seen);
-            let (named, seen) = (&mut self.named, &mut self.seen);
-            match names {
-                Names::Hits(hits) => {
-                    for &(_, rule) in hits {
-                        name(named, seen, rule);
-                    }
-                }
-                _ => lits.each(text, 0, text.len(), &mut |_, n| {
-                    name(named, seen, n.rule);
-                    true
-                }),
-            }
-            self.groups_run.clear();
-            for &r in &self.named {
-                let g = set.group_of[r as usize];
-                let Some(group) = set.groups.get(g as usize) else {
-                    continue;
-                };
-                let check = &set.checks[r as usize];
-                let gates = check.gates.get_or_init(|| {
-                    group
-                        .rules
-                        .iter()
-                        .position(|&x| x == r)
-                        .map(|i| gates_of(&group.hirs[i], &lits.literals_of(r)))
-                        .unwrap_or_default()
-                });
-                if !gates.iter().all(|g| g.holds(text)) {
-                    continue;
-                }
-                if check.plain {
-                    any = true;
-                    mark(
-                        &mut self.pos_bits,
-                        &mut self.neg_bits,
-                        &set.rules[r as usize],
-                    );
-                    continue;
-                }
-                if self.groups_run.contains(&g) {
-                    continue;
-                }
-                self.groups_run.push(g);
-                let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
-                    // Cannot happen for rules of small weight (and large ones were compiled
-                    // at start-up, where an error stops logalarm); never matches then.
-                    continue;
-                };
-                let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
-                self.group_set.clear();
-                re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
-                for pid in self.group_set.iter() {
-                    any = true;
-                    let rule = group.rules[pid.as_usize()] as usize;
-                    mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
-                }
-            }
+        let mut any = false;
+        if !matches!(names, Names::None) && self.name_rules(text, names) {
+            any |= self.confirm_named(text);
         }
-        if let (true, Some(dfa), Some(cache)) =
-            (by_dfa, set.dfa.as_ref(), self.exact_cache.as_mut())
-        {
-            self.patset.clear();
-            dfa.exact
-                .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
-            for pid in self.patset.iter() {
+        if by_dfa {
+            any |= self.confirm_dfa_part(text);
+        }
+        if any {
+            self.report(msg, on_hit);
+        }
+    }
+
+    /// Fill `named` with the rules whose literals `text` holds. False when no rule has
+    /// literals.
+    fn name_rules(&mut self, text: &[u8], names: Names<'_>) -> bool {
+        let Some(lits) = self.set.lits.as_ref() else {
+            return false;
+        };
+        clear_named(&mut self.named, &mut self.seen);
+        let (named, seen) = (&mut self.named, &mut self.seen);
+        match names {
+            Names::Hits(hits) => {
+                for &(_, rule) in hits {
+                    name(named, seen, rule);
+                }
+            }
+            _ => lits.each(text, 0, text.len(), &mut |_, n| {
+                name(named, seen, n.rule);
+                true
+            }),
+        }
+        true
+    }
+
+    /// Confirm the `named` rules on `text`: their gates, then plain rules at once, then each
+    /// group's automaton once. Marks the alarms of the rules that match; returns whether any
+    /// did.
+    fn confirm_named(&mut self, text: &[u8]) -> bool {
+        let set = self.set;
+        let mut any = false;
+        self.groups_run.clear();
+        for &r in &self.named {
+            let g = set.group_of[r as usize];
+            let Some(group) = set.groups.get(g as usize) else {
+                continue;
+            };
+            let check = &set.checks[r as usize];
+            let gates = check.gates.get_or_init(|| set.gates_for(group, r));
+            if !gates.iter().all(|g| g.holds(text)) {
+                continue;
+            }
+            if check.plain {
                 any = true;
-                let r = dfa.ids[pid.as_usize()] as usize;
-                mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[r]);
+                mark(
+                    &mut self.pos_bits,
+                    &mut self.neg_bits,
+                    &set.rules[r as usize],
+                );
+                continue;
+            }
+            if self.groups_run.contains(&g) {
+                continue;
+            }
+            self.groups_run.push(g);
+            let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
+                // Cannot happen for rules of small weight (and large ones were compiled
+                // at start-up, where an error stops logalarm); never matches then.
+                continue;
+            };
+            let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
+            self.group_set.clear();
+            re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
+            for pid in self.group_set.iter() {
+                any = true;
+                let rule = group.rules[pid.as_usize()] as usize;
+                mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
             }
         }
-        if !any {
-            return;
+        any
+    }
+
+    /// Confirm the DFA part's rules on `text` (one automaton run gives all of them).
+    fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
+        let (Some(dfa), Some(cache)) = (self.set.dfa.as_ref(), self.exact_cache.as_mut()) else {
+            return false;
+        };
+        self.patset.clear();
+        dfa.exact
+            .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
+        let mut any = false;
+        for pid in self.patset.iter() {
+            any = true;
+            let r = dfa.ids[pid.as_usize()] as usize;
+            mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
         }
+        any
+    }
+
+    /// Report `msg` with the alarms marked: positive names minus negative names, in rank
+    /// order.
+    fn report(&mut self, msg: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
         self.hits.clear();
         for (w, (p, n)) in self.pos_bits.iter().zip(&self.neg_bits).enumerate() {
             let mut bits = p & !n;
@@ -288,6 +314,15 @@ impl<'r> Matcher<'r> {
             on_hit(msg, &self.hits);
         }
     }
+}
+
+/// A candidate line of the literal search.
+#[derive(Debug, Clone)]
+pub(super) struct LitLine {
+    /// Where the line is in the buffer (with its terminator).
+    pub(super) line: Range<usize>,
+    /// Its hits in the region's hit list.
+    pub(super) hits: Range<usize>,
 }
 
 /// How a candidate line's rules are named.

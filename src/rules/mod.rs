@@ -191,17 +191,10 @@ impl RuleSet {
         n_alarms: usize,
         bufsize: usize,
     ) -> Result<RuleSet, RuleError> {
-        let build = |hirs: &[Hir], kind: MatchKind, cache: usize| {
-            meta::Builder::new()
-                .configure(base_config().match_kind(kind).hybrid_cache_capacity(cache))
-                .build_many_from_hir(hirs)
-                .map_err(|e| RegexError(format!("cannot compile the rules: {e}")))
-        };
         // PERF: literal-first. Rules with required literals are found by one hashed multi-literal
-        // search (litscan.rs) and each candidate line is confirmed only against the rules whose
+        // search (litscan) and each candidate line is confirmed only against the rules whose
         // literals it holds, one small automaton per group of them; the DFA part takes only the
-        // rules without
-        // literals. rules100 in memory: see PERF.md ("literal-first").
+        // rules without literals. rules100 in memory: see PERF.md ("literal-first").
         let mut hirs = Vec::with_capacity(patterns.len());
         let mut found = Vec::with_capacity(patterns.len());
         for (i, (p, _)) in patterns.iter().enumerate() {
@@ -209,127 +202,26 @@ impl RuleSet {
             found.push(rule_needles(&h));
             hirs.push(h);
         }
-        // Literals shorter than FAST_NEEDLE_LEN shrink the search's stride for all: a few such
-        // rules go to the DFA part (whose regex finds them with its own prefilter), many stay.
-        // 6-byte literals join the search at full stride when few (litscan's overhang windows).
-        let six_keys: usize = found
-            .iter()
-            .flatten()
-            .filter(|(l, _)| min_len(l) == FAST_NEEDLE_LEN - 1)
-            .flat_map(|(l, ci)| {
-                l.iter()
-                    .filter(|x| x.len() == FAST_NEEDLE_LEN - 1)
-                    .map(|x| crate::litscan::overhang_keys(x, *ci))
-            })
-            .sum();
-        let fast_len = |l: &[Vec<u8>]| {
-            min_len(l) >= FAST_NEEDLE_LEN
-                || (min_len(l) == FAST_NEEDLE_LEN - 1
-                    && six_keys <= crate::litscan::MAX_OVERHANG_KEYS)
-        };
-        let with = found.iter().flatten().count();
-        let short = found.iter().flatten().filter(|(l, _)| !fast_len(l)).count();
-        let keep_short = short > (with / 20).max(2);
-        let mut needles = Vec::new();
-        let mut groups: Vec<Group> = Vec::new();
-        let mut group_of = Vec::with_capacity(patterns.len());
-        let mut checks = Vec::with_capacity(patterns.len());
-        let mut group_by_literal: std::collections::HashMap<(Vec<u8>, bool), u32> =
-            std::collections::HashMap::new();
-        let mut dfa_exact = Vec::new();
-        let mut dfa_scan = Vec::new();
-        let mut ids = Vec::new();
-        let mut end_sensitive = false;
-        // The DFA part's rules' literals, when they all have case-sensitive ones.
-        let mut short_needles: Option<Vec<Vec<u8>>> = Some(Vec::new());
+        let fast = FastLiterals::of(&found);
+        let mut b = Builder::default();
         for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
-            let fast = |l: &[Vec<u8>]| keep_short || fast_len(l);
-            let lits = lits.filter(|_| needles.len() < MAX_NEEDLES);
+            let lits = lits.filter(|_| b.needles.len() < MAX_NEEDLES);
             match lits {
-                Some((lits, ci)) if fast(&lits) => {
-                    // A large rule is compiled now, so that a size error stops start-up like any
-                    // regex error (groups are compiled at their first candidate line).
-                    if nfa_weight(&h) > EAGER_WEIGHT {
-                        group_regex(std::slice::from_ref(&h)).map_err(RuleError::of(i))?;
-                    }
-                    // PERF: rules sharing a literal are confirmed by one automaton run (the
-                    // 1,000-rule set, each rule ten times varied: see PERF.md "groups").
-                    let g = lits
-                        .iter()
-                        .filter_map(|l| group_by_literal.get(&(l.clone(), ci)).copied())
-                        .find(|&g| groups[g as usize].rules.len() < MAX_GROUP)
-                        .unwrap_or_else(|| {
-                            groups.push(Group {
-                                rules: Vec::new(),
-                                hirs: Vec::new(),
-                                re: OnceLock::new(),
-                            });
-                            (groups.len() - 1) as u32
-                        });
-                    // PERF: a candidate line is checked for the rule's other literals before its
-                    // automaton runs, and a plain literal rule needs no automaton (rules100:
-                    // see PERF.md "gates").
-                    checks.push(Check {
-                        plain: is_plain(&h, &lits, ci),
-
-                        gates: OnceLock::new(),
-                    });
-                    groups[g as usize].rules.push(i as u32);
-                    groups[g as usize].hirs.push(h);
-                    group_of.push(g);
-                    for l in &lits {
-                        group_by_literal.entry((l.clone(), ci)).or_insert(g);
-                    }
-                    needles.extend(lits.into_iter().map(|l| Needle {
-                        bytes: l.into(),
-                        ci,
-                        rule: i as u32,
-                    }));
-                }
-                other => {
-                    match (other, short_needles.as_mut()) {
-                        (Some((l, false)), Some(all)) => all.extend(l),
-                        _ => short_needles = None,
-                    }
-                    end_sensitive |= looks_ahead(&h);
-                    dfa_scan.push(for_scan(h.clone()));
-                    dfa_exact.push(h);
-                    ids.push(i as u32);
-                    group_of.push(NO_GROUP);
-                    checks.push(Check::default());
-                }
+                Some((lits, ci)) if fast.takes(&lits) => b.literal_rule(i, h, lits, ci)?,
+                other => b.dfa_rule(i, h, other),
             }
         }
-        let dfa = if ids.is_empty() {
-            None
-        } else {
-            // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at
-            // most 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB ~20 MB/s).
-            let cache = ((8 << 20) + ids.len() * (32 << 10)).min(40 << 20);
-            let err = |error| RuleError { rule: None, error };
-            // PERF: when every DFA-part rule has literals (short ones), Teddy over them finds the
-            // candidate lines: meta's own prefilter for `\[(crit|alert|emerg)\]` was memchr of
-            // `[` (rules100 on one core: 851-930 MB/s with the rule, 931-1011 without it).
-            let pre = short_needles
-                .filter(|n| !n.is_empty())
-                .and_then(|n| Prefilter::new(MatchKind::LeftmostFirst, &n));
-            Some(DfaPart {
-                pre,
-                scan: build(&dfa_scan, MatchKind::LeftmostFirst, cache).map_err(err)?,
-                exact: build(&dfa_exact, MatchKind::All, cache).map_err(err)?,
-                ids,
-            })
-        };
+        let dfa = b.dfa_part()?;
         Ok(RuleSet {
-            lits: LitScan::new(needles),
-            groups,
-            group_of,
-            checks,
+            lits: LitScan::new(b.needles),
+            groups: b.groups,
+            group_of: b.group_of,
+            checks: b.checks,
             dfa,
             rules: patterns.iter().map(|(_, r)| r.clone()).collect(),
             n_alarms,
             bufsize: bufsize.max(1),
-            end_sensitive,
+            end_sensitive: b.end_sensitive,
         })
     }
 
@@ -399,6 +291,178 @@ impl RuleSet {
             neg_bits: vec![0; self.n_alarms.div_ceil(64)],
             hits: Vec::with_capacity(self.n_alarms),
         }
+    }
+}
+
+/// Which rules' literals the literal search takes. Literals shorter than [`FAST_NEEDLE_LEN`]
+/// shrink the search's stride for all: a few such rules go to the DFA part (whose regex finds
+/// them with its own prefilter), many stay. 6-byte literals join the search at full stride when
+/// few (litscan's overhang windows).
+#[derive(Debug)]
+struct FastLiterals {
+    six_fit: bool,
+    keep_short: bool,
+}
+
+impl FastLiterals {
+    fn of(found: &[Option<(Vec<Vec<u8>>, bool)>]) -> FastLiterals {
+        let six_keys: usize = found
+            .iter()
+            .flatten()
+            .filter(|(l, _)| min_len(l) == FAST_NEEDLE_LEN - 1)
+            .flat_map(|(l, ci)| {
+                l.iter()
+                    .filter(|x| x.len() == FAST_NEEDLE_LEN - 1)
+                    .map(|x| crate::litscan::overhang_keys(x, *ci))
+            })
+            .sum();
+        let mut f = FastLiterals {
+            six_fit: six_keys <= crate::litscan::MAX_OVERHANG_KEYS,
+            keep_short: false,
+        };
+        let with = found.iter().flatten().count();
+        let short = found.iter().flatten().filter(|(l, _)| !f.long(l)).count();
+        f.keep_short = short > (with / 20).max(2);
+        f
+    }
+
+    fn long(&self, l: &[Vec<u8>]) -> bool {
+        min_len(l) >= FAST_NEEDLE_LEN || (min_len(l) == FAST_NEEDLE_LEN - 1 && self.six_fit)
+    }
+
+    fn takes(&self, l: &[Vec<u8>]) -> bool {
+        self.keep_short || self.long(l)
+    }
+}
+
+/// The parts of a [`RuleSet`] while its rules are placed one by one.
+#[derive(Debug)]
+struct Builder {
+    needles: Vec<Needle>,
+    groups: Vec<Group>,
+    group_of: Vec<u32>,
+    checks: Vec<Check>,
+    /// A literal (and whether compared ignoring case) → the group that first took it.
+    group_by_literal: std::collections::HashMap<(Vec<u8>, bool), u32>,
+    /// The DFA part: its rules as written, rewritten for the scan, and their indexes.
+    dfa_exact: Vec<Hir>,
+    dfa_scan: Vec<Hir>,
+    ids: Vec<u32>,
+    end_sensitive: bool,
+    /// The DFA part's rules' literals, while they all have case-sensitive ones.
+    short_needles: Option<Vec<Vec<u8>>>,
+}
+
+impl Default for Builder {
+    fn default() -> Builder {
+        Builder {
+            needles: Vec::new(),
+            groups: Vec::new(),
+            group_of: Vec::new(),
+            checks: Vec::new(),
+            group_by_literal: std::collections::HashMap::new(),
+            dfa_exact: Vec::new(),
+            dfa_scan: Vec::new(),
+            ids: Vec::new(),
+            end_sensitive: false,
+            short_needles: Some(Vec::new()),
+        }
+    }
+}
+
+impl Builder {
+    /// Rule `i` is found by the literal search through `lits`.
+    fn literal_rule(
+        &mut self,
+        i: usize,
+        h: Hir,
+        lits: Vec<Vec<u8>>,
+        ci: bool,
+    ) -> Result<(), RuleError> {
+        // A large rule is compiled now, so that a size error stops start-up like any regex
+        // error (groups are compiled at their first candidate line).
+        if nfa_weight(&h) > EAGER_WEIGHT {
+            group_regex(std::slice::from_ref(&h)).map_err(RuleError::of(i))?;
+        }
+        // PERF: rules sharing a literal are confirmed by one automaton run (the 1,000-rule set,
+        // each rule ten times varied: see PERF.md "groups").
+        let shared = lits
+            .iter()
+            .filter_map(|l| self.group_by_literal.get(&(l.clone(), ci)).copied())
+            .find(|&g| self.groups[g as usize].rules.len() < MAX_GROUP);
+        let g = shared.unwrap_or_else(|| {
+            self.groups.push(Group {
+                rules: Vec::new(),
+                hirs: Vec::new(),
+                re: OnceLock::new(),
+            });
+            (self.groups.len() - 1) as u32
+        });
+        // PERF: a candidate line is checked for the rule's other literals before its automaton
+        // runs, and a plain literal rule needs no automaton (rules100: see PERF.md "gates").
+        self.checks.push(Check {
+            plain: is_plain(&h, &lits, ci),
+            gates: OnceLock::new(),
+        });
+        self.groups[g as usize].rules.push(i as u32);
+        self.groups[g as usize].hirs.push(h);
+        self.group_of.push(g);
+        for l in &lits {
+            self.group_by_literal.entry((l.clone(), ci)).or_insert(g);
+        }
+        self.needles.extend(lits.into_iter().map(|l| Needle {
+            bytes: l.into(),
+            ci,
+            rule: i as u32,
+        }));
+        Ok(())
+    }
+
+    /// Rule `i` goes to the DFA part (`lits`: its literals, if it has any).
+    fn dfa_rule(&mut self, i: usize, h: Hir, lits: Option<(Vec<Vec<u8>>, bool)>) {
+        match (lits, self.short_needles.as_mut()) {
+            (Some((l, false)), Some(all)) => all.extend(l),
+            _ => self.short_needles = None,
+        }
+        self.end_sensitive |= looks_ahead(&h);
+        self.dfa_scan.push(for_scan(h.clone()));
+        self.dfa_exact.push(h);
+        self.ids.push(i as u32);
+        self.group_of.push(NO_GROUP);
+        self.checks.push(Check::default());
+    }
+
+    /// Compile the DFA part, if it has rules.
+    fn dfa_part(&mut self) -> Result<Option<DfaPart>, RuleError> {
+        if self.ids.is_empty() {
+            return Ok(None);
+        }
+        // PERF: the lazy DFA's cache grows with the rule count (8 MiB + 32 KiB a rule, at most
+        // 40 MiB): 1,000 rules thrash an 8 MiB cache (5.6 MB/s; 40 MiB ~20 MB/s).
+        let cache = ((8 << 20) + self.ids.len() * (32 << 10)).min(40 << 20);
+        let build = |hirs: &[Hir], kind: MatchKind| {
+            meta::Builder::new()
+                .configure(base_config().match_kind(kind).hybrid_cache_capacity(cache))
+                .build_many_from_hir(hirs)
+                .map_err(|e| RuleError {
+                    rule: None,
+                    error: RegexError(format!("cannot compile the rules: {e}")),
+                })
+        };
+        // PERF: when every DFA-part rule has literals (short ones), Teddy over them finds the
+        // candidate lines: meta's own prefilter for `\[(crit|alert|emerg)\]` was memchr of `[`
+        // (rules100 on one core: 851-930 MB/s with the rule, 931-1011 without it).
+        let pre = self
+            .short_needles
+            .take()
+            .filter(|n| !n.is_empty())
+            .and_then(|n| Prefilter::new(MatchKind::LeftmostFirst, &n));
+        Ok(Some(DfaPart {
+            pre,
+            scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
+            exact: build(&self.dfa_exact, MatchKind::All)?,
+            ids: std::mem::take(&mut self.ids),
+        }))
     }
 }
 
