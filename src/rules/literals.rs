@@ -9,6 +9,9 @@
 #[allow(unused_imports)]
 use super::*;
 
+/// A rule's literals and whether they are compared ignoring ASCII case (lower case then).
+pub(super) type RuleLiterals = (Vec<Vec<u8>>, bool);
+
 /// Most literals handed to the prefilter.
 pub(super) const MAX_NEEDLES: usize = 50_000;
 /// Most literals one rule may contribute (a `(?i)` word has 2^n case variants: beyond this, the

@@ -305,7 +305,7 @@ struct FastLiterals {
 }
 
 impl FastLiterals {
-    fn of(found: &[Option<(Vec<Vec<u8>>, bool)>]) -> FastLiterals {
+    fn of(found: &[Option<RuleLiterals>]) -> FastLiterals {
         let six_keys: usize = found
             .iter()
             .flatten()
@@ -419,7 +419,7 @@ impl Builder {
     }
 
     /// Rule `i` goes to the DFA part (`lits`: its literals, if it has any).
-    fn dfa_rule(&mut self, i: usize, h: Hir, lits: Option<(Vec<Vec<u8>>, bool)>) {
+    fn dfa_rule(&mut self, i: usize, h: Hir, lits: Option<RuleLiterals>) {
         match (lits, self.short_needles.as_mut()) {
             (Some((l, false)), Some(all)) => all.extend(l),
             _ => self.short_needles = None,
