@@ -183,7 +183,7 @@ impl Job {
         let cafile = std::env::var("SSL_CERT_FILE")
             .ok()
             .filter(|f| !f.is_empty());
-        let mut client = match strophe::Client::new(
+        let client = match strophe::Client::new(
             &self.jid,
             self.pass.expose(),
             self.insecure,
@@ -195,89 +195,130 @@ impl Job {
                 return;
             }
         };
-        let (host, port) = match &self.server {
-            Some((h, p)) => (Some(h.as_str()), *p),
-            None => (None, 0),
+        let mut s = Session {
+            job: &self,
+            secrets,
+            client,
+            retry: RECONNECT,
+            next_attempt: Instant::now(),
+            connecting: false,
         };
-        let mut retry = RECONNECT;
-        let mut next_attempt = Instant::now();
-        let mut connecting = false;
         let mut stop_since: Option<Instant> = None;
         loop {
             let stopping = self.stop.load(Ordering::Relaxed);
             if stopping && stop_since.is_none() {
                 stop_since = Some(Instant::now());
             }
-            if client.online() {
-                while let Some(msg) = self.queue.pop() {
-                    let body = xml(String::from_utf8_lossy(&msg).trim_end_matches(['\n', '\r']));
-                    for to in &self.to {
-                        client.send(&format!(
-                            "<message to=\"{}\" type=\"chat\"><body>{body}</body></message>",
-                            xml(to)
-                        ));
-                    }
-                }
+            if s.client.online() {
+                s.send_queued();
                 if stopping {
-                    client.send("<presence type=\"unavailable\"/>");
-                    client.disconnect();
-                    for _ in 0..20 {
-                        client.run(50);
-                        if !client.online() {
-                            break;
-                        }
-                    }
+                    s.sign_off();
                     return;
                 }
             } else if stopping {
                 let left = self.queue.len();
                 if left > 0 {
-                    self.line(
-                        &secrets,
-                        &format!("{left} message(s) not sent: offline at exit"),
-                    );
+                    s.line(&format!("{left} message(s) not sent: offline at exit"));
                 }
                 return;
-            } else if !connecting && Instant::now() >= next_attempt {
-                match client.connect(host, port) {
-                    Ok(()) => connecting = true,
-                    Err(e) => {
-                        let wait = retry.next_delay();
-                        self.line(&secrets, &format!("{e}; retrying in {}s", wait.as_secs()));
-                        next_attempt = Instant::now() + wait;
-                    }
-                }
+            } else {
+                s.connect_if_due();
             }
-            for ev in client.run(50) {
-                match ev {
-                    strophe::Event::Online => {
-                        connecting = false;
-                        retry.reset();
-                        self.line(&secrets, "online");
-                    }
-                    strophe::Event::Offline { reason, bad_cert } => {
-                        connecting = false;
-                        let reason = if reason.starts_with("auth") {
-                            format!("login refused (wrong JID or password?): {reason}")
-                        } else {
-                            reason
-                        };
-                        let hint = if bad_cert {
-                            ": give its CA in SSL_CERT_FILE, or add ;ssl_insecure=1 after the recipients"
-                        } else {
-                            ""
-                        };
-                        let wait = retry.next_delay();
-                        self.line(
-                            &secrets,
-                            &format!("{reason}{hint}; reconnecting in {}s", wait.as_secs()),
-                        );
-                        next_attempt = Instant::now() + wait;
-                    }
-                }
-            }
+            s.events();
             if stop_since.is_some_and(|t| t.elapsed() > Duration::from_secs(3)) {
                 return;
+            }
+        }
+    }
+}
+
+/// The client thread's connection and its reconnect schedule.
+struct Session<'j> {
+    job: &'j Job,
+    secrets: Secrets,
+    client: strophe::Client,
+    retry: Backoff,
+    next_attempt: Instant,
+    /// A connection attempt is under way (its outcome comes as an event).
+    connecting: bool,
+}
+
+impl Session<'_> {
+    fn line(&self, what: &str) {
+        self.job.line(&self.secrets, what);
+    }
+
+    /// Send every queued message to every recipient.
+    fn send_queued(&mut self) {
+        while let Some(msg) = self.job.queue.pop() {
+            let body = xml(String::from_utf8_lossy(&msg).trim_end_matches(['\n', '\r']));
+            for to in &self.job.to {
+                self.client.send(&format!(
+                    "<message to=\"{}\" type=\"chat\"><body>{body}</body></message>",
+                    xml(to)
+                ));
+            }
+        }
+    }
+
+    /// Say goodbye (presence unavailable) and wait up to a second for the server to close.
+    fn sign_off(&mut self) {
+        self.client.send("<presence type=\"unavailable\"/>");
+        self.client.disconnect();
+        for _ in 0..20 {
+            self.client.run(50);
+            if !self.client.online() {
+                break;
+            }
+        }
+    }
+
+    fn connect_if_due(&mut self) {
+        if self.connecting || Instant::now() < self.next_attempt {
+            return;
+        }
+        let (host, port) = match &self.job.server {
+            Some((h, p)) => (Some(h.as_str()), *p),
+            None => (None, 0),
+        };
+        match self.client.connect(host, port) {
+            Ok(()) => self.connecting = true,
+            Err(e) => {
+                let wait = self.retry.next_delay();
+                self.line(&format!("{e}; retrying in {}s", wait.as_secs()));
+                self.next_attempt = Instant::now() + wait;
+            }
+        }
+    }
+
+    /// Run the client's event loop for up to 50 ms and act on what happened.
+    fn events(&mut self) {
+        for ev in self.client.run(50) {
+            match ev {
+                strophe::Event::Online => {
+                    self.connecting = false;
+                    self.retry.reset();
+                    self.line("online");
+                }
+                strophe::Event::Offline { reason, bad_cert } => {
+                    self.connecting = false;
+                    let reason = if reason.starts_with("auth") {
+                        format!("login refused (wrong JID or password?): {reason}")
+                    } else {
+                        reason
+                    };
+                    let hint = if bad_cert {
+                        ": give its CA in SSL_CERT_FILE, or add ;ssl_insecure=1 after the recipients"
+                    } else {
+                        ""
+                    };
+                    let wait = self.retry.next_delay();
+                    self.line(&format!(
+                        "{reason}{hint}; reconnecting in {}s",
+                        wait.as_secs()
+                    ));
+                    self.next_attempt = Instant::now() + wait;
+                }
             }
         }
     }

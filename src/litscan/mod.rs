@@ -110,41 +110,7 @@ impl LitScan {
         // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
         // 256 MiB, 86 % in vain; see PERF.md "case kept").
         let mask = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
-        let mut keys: Vec<(u32, u32, i32)> = Vec::with_capacity(needles.len() * stride);
-        for (i, n) in needles.iter().enumerate() {
-            let i = i as u32;
-            if overhang && n.bytes.len() < width + stride - 1 {
-                // Windows at -1, 0, 1, 2: the first is entered under every byte before the
-                // literal. An occurrence at the search's start is tested at 0, 1 or 2 (the
-                // tested windows are `from` + 4 k), so none is missed.
-                let head = &n.bytes[..width - 1];
-                let mut push = |v: &[u8]| {
-                    for b in 0..=255u8 {
-                        keys.push((key_of(&[b, v[0], v[1], v[2]]), i, -1));
-                    }
-                };
-                if n.ci {
-                    each_case_variant(head, &mut push);
-                } else {
-                    push(head);
-                }
-            }
-            let (base, end) = match overhang && n.bytes.len() < width + stride - 1 {
-                true => (0, stride - 1),
-                false => {
-                    let b = rarest_base(&n.bytes, n.ci, width, stride);
-                    (b, b + stride)
-                }
-            };
-            for off in base..end {
-                let w = &n.bytes[off..off + width];
-                if n.ci {
-                    each_case_variant(w, &mut |v| keys.push((key_of(v), i, off as i32)));
-                } else {
-                    keys.push((key_of(w), i, off as i32));
-                }
-            }
-        }
+        let keys = window_keys(&needles, width, stride, overhang);
         // PERF: a filter about 0.2 % full (512 bits a key): at 1.5 % full, chance hits of
         // ordinary text cost as much as the rare windows save. Keys of windows entered under
         // 256 first bytes count too: sized by windows alone, a set of two rules (`NEEDLE \w+`,
@@ -154,21 +120,7 @@ impl LitScan {
             .next_power_of_two()
             .clamp(1 << 12, 1 << 18);
         let shift = 32 - bits.trailing_zeros();
-        let mut pairs: Vec<(usize, u32, i32)> = keys
-            .into_iter()
-            .map(|(k, n, o)| (hash(k, shift), n, o))
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut filter = vec![0u64; bits / 64].into_boxed_slice();
-        let mut starts = vec![0u32; bits + 1].into_boxed_slice();
-        for &(h, _, _) in &pairs {
-            filter[h / 64] |= 1 << (h % 64);
-            starts[h + 1] += 1;
-        }
-        for h in 0..bits {
-            starts[h + 1] += starts[h];
-        }
+        let (filter, starts, pairs) = table(keys, bits, shift);
         let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
         Some(LitScan {
             needles,
@@ -386,6 +338,78 @@ impl LitScan {
             .map(|n| n.bytes.to_vec())
             .collect()
     }
+}
+
+/// Every filter key of every literal: (window key, literal index, offset of the window in the
+/// literal; -1 for an overhang window starting a byte before it).
+fn window_keys(
+    needles: &[Needle],
+    width: usize,
+    stride: usize,
+    overhang: bool,
+) -> Vec<(u32, u32, i32)> {
+    let mut keys: Vec<(u32, u32, i32)> = Vec::with_capacity(needles.len() * stride);
+    for (i, n) in needles.iter().enumerate() {
+        let i = i as u32;
+        let short = overhang && n.bytes.len() < width + stride - 1;
+        if short {
+            // Windows at -1, 0, 1, 2: the first is entered under every byte before the
+            // literal. An occurrence at the search's start is tested at 0, 1 or 2 (the
+            // tested windows are `from` + 4 k), so none is missed.
+            let head = &n.bytes[..width - 1];
+            let mut push = |v: &[u8]| {
+                for b in 0..=255u8 {
+                    keys.push((key_of(&[b, v[0], v[1], v[2]]), i, -1));
+                }
+            };
+            if n.ci {
+                each_case_variant(head, &mut push);
+            } else {
+                push(head);
+            }
+        }
+        let (base, end) = if short {
+            (0, stride - 1)
+        } else {
+            let b = rarest_base(&n.bytes, n.ci, width, stride);
+            (b, b + stride)
+        };
+        for off in base..end {
+            let w = &n.bytes[off..off + width];
+            if n.ci {
+                each_case_variant(w, &mut |v| keys.push((key_of(v), i, off as i32)));
+            } else {
+                keys.push((key_of(w), i, off as i32));
+            }
+        }
+    }
+    keys
+}
+
+/// The filter of `bits` bits, the bucket starts (prefix sums) and the sorted, deduplicated
+/// (bucket, literal, offset) entries for `keys`.
+#[allow(clippy::type_complexity)]
+fn table(
+    keys: Vec<(u32, u32, i32)>,
+    bits: usize,
+    shift: u32,
+) -> (Box<[u64]>, Box<[u32]>, Vec<(usize, u32, i32)>) {
+    let mut pairs: Vec<(usize, u32, i32)> = keys
+        .into_iter()
+        .map(|(k, n, o)| (hash(k, shift), n, o))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut filter = vec![0u64; bits / 64].into_boxed_slice();
+    let mut starts = vec![0u32; bits + 1].into_boxed_slice();
+    for &(h, _, _) in &pairs {
+        filter[h / 64] |= 1 << (h % 64);
+        starts[h + 1] += 1;
+    }
+    for h in 0..bits {
+        starts[h + 1] += starts[h];
+    }
+    (filter, starts, pairs)
 }
 
 fn key_of(window: &[u8]) -> u32 {
