@@ -5,8 +5,15 @@
 //! key in an `Authorization: Bearer` header (so it never sits in a URL). A segfault backtrace
 //! message (`*** backtrace of PID ***` ... `*** end of backtrace ***`) becomes frames; any other
 //! message becomes the error message with an empty backtrace.
+//! The XML is written with quick-xml's `Writer` and the JSON with `serde_json` (escaping is
+//! theirs; only XML 1.0's forbidden control characters are replaced first, [`xml_safe`]).
 
+use std::borrow::Cow;
 use std::time::Instant;
+
+use quick_xml::events::{BytesDecl, BytesText, Event};
+use quick_xml::Writer;
+use serde_json::json;
 
 use super::delivery::{self, Endpoint, Secret};
 use super::Ctx;
@@ -94,89 +101,104 @@ impl Airbrake {
     /// The XML v2.3 notice for `msg`, raised by `alarm`, on machine `u`.
     pub(crate) fn xml_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
         let r = report(msg);
-        let mut x = String::with_capacity(1024 + msg.len());
-        x.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<notice version=\"2.3\">\n");
-        x.push_str(&format!(
-            "  <api-key>{}</api-key>\n",
-            xml(self.apikey.expose())
-        ));
-        x.push_str(&format!(
-            "  <notifier>\n    <name>logalarm</name>\n    <version>{}</version>\n    <url>{}</url>\n  </notifier>\n",
-            env!("CARGO_PKG_VERSION"),
-            NOTIFIER_URL
-        ));
-        x.push_str("  <error>\n    <class>RuntimeError</class>\n");
-        x.push_str(&format!("    <message>{}</message>\n", xml(&r.message)));
-        x.push_str("    <backtrace>\n");
-        for f in &r.frames {
-            x.push_str(&format!(
-                "      <line method=\"{}\" file=\"{}\" number=\"0\"/>\n",
-                xml(&f.method),
-                xml(&f.file)
-            ));
-        }
-        x.push_str("    </backtrace>\n  </error>\n");
-        x.push_str(&format!(
-            "  <request>\n    <url>logalarm://{}/{}</url>\n    <component>{}</component>\n",
-            xml(&u.nodename),
-            xml(alarm),
-            xml(alarm)
-        ));
-        if let Some(s) = &self.subject {
-            x.push_str(&format!("    <action>{}</action>\n", xml(s)));
-        }
-        x.push_str("    <cgi-data>\n");
-        for (k, v) in [
-            ("version", env!("CARGO_PKG_VERSION")),
-            ("os_sysname", &u.sysname),
-            ("os_version", &format!("{} {}", u.release, u.version)),
-            ("machine", &u.machine),
-            ("nodename", &u.nodename),
-        ] {
-            x.push_str(&format!("      <var key=\"{k}\">{}</var>\n", xml(v)));
-        }
-        x.push_str("    </cgi-data>\n  </request>\n");
-        x.push_str(&format!(
-            "  <server-environment>\n    <environment-name>{}</environment-name>\n    <app-version>{}</app-version>\n    <hostname>{}</hostname>\n  </server-environment>\n",
-            xml(&self.env),
-            env!("CARGO_PKG_VERSION"),
-            xml(&u.nodename)
-        ));
-        x.push_str("</notice>\n");
+        let mut w = Writer::new_with_indent(Vec::with_capacity(1024 + msg.len()), b' ', 2);
+        // Writing into a Vec cannot fail.
+        let _ = self.write_notice(&mut w, alarm, &r, u);
+        let mut x = String::from_utf8(w.into_inner()).unwrap_or_default();
+        x.push('\n');
         x
+    }
+
+    fn write_notice(
+        &self,
+        w: &mut Writer<Vec<u8>>,
+        alarm: &str,
+        r: &Report,
+        u: &sys::Uname,
+    ) -> std::io::Result<()> {
+        let version = env!("CARGO_PKG_VERSION");
+        w.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-8"), None)))?;
+        w.create_element("notice")
+            .with_attribute(("version", "2.3"))
+            .write_inner_content(|w| {
+                text(w, "api-key", self.apikey.expose())?;
+                w.create_element("notifier").write_inner_content(|w| {
+                    text(w, "name", "logalarm")?;
+                    text(w, "version", version)?;
+                    text(w, "url", NOTIFIER_URL)
+                })?;
+                w.create_element("error").write_inner_content(|w| {
+                    text(w, "class", "RuntimeError")?;
+                    text(w, "message", &r.message)?;
+                    w.create_element("backtrace").write_inner_content(|w| {
+                        for f in &r.frames {
+                            w.create_element("line")
+                                .with_attribute(("method", xml_safe(&f.method).as_ref()))
+                                .with_attribute(("file", xml_safe(&f.file).as_ref()))
+                                .with_attribute(("number", "0"))
+                                .write_empty()?;
+                        }
+                        Ok(())
+                    })?;
+                    Ok(())
+                })?;
+                w.create_element("request").write_inner_content(|w| {
+                    text(w, "url", &format!("logalarm://{}/{alarm}", u.nodename))?;
+                    text(w, "component", alarm)?;
+                    if let Some(s) = &self.subject {
+                        text(w, "action", s)?;
+                    }
+                    let os_version = format!("{} {}", u.release, u.version);
+                    w.create_element("cgi-data").write_inner_content(|w| {
+                        for (k, v) in [
+                            ("version", version),
+                            ("os_sysname", &u.sysname),
+                            ("os_version", &os_version),
+                            ("machine", &u.machine),
+                            ("nodename", &u.nodename),
+                        ] {
+                            w.create_element("var")
+                                .with_attribute(("key", k))
+                                .write_text_content(BytesText::new(&xml_safe(v)))?;
+                        }
+                        Ok(())
+                    })?;
+                    Ok(())
+                })?;
+                w.create_element("server-environment")
+                    .write_inner_content(|w| {
+                        text(w, "environment-name", &self.env)?;
+                        text(w, "app-version", version)?;
+                        text(w, "hostname", &u.nodename)
+                    })?;
+                Ok(())
+            })?;
+        Ok(())
     }
 
     /// The JSON v3 notice.
     pub(crate) fn json_notice(&self, alarm: &str, msg: &[u8], u: &sys::Uname) -> String {
         let r = report(msg);
-        let frames: Vec<String> = r
+        let backtrace: Vec<serde_json::Value> = r
             .frames
             .iter()
-            .map(|f| {
-                format!(
-                    "{{\"file\":{},\"function\":{},\"line\":0}}",
-                    json(&f.file),
-                    json(&f.method)
-                )
-            })
+            .map(|f| json!({"file": f.file, "function": f.method, "line": 0}))
             .collect();
-        format!(
-            "{{\"errors\":[{{\"type\":\"RuntimeError\",\"message\":{},\"backtrace\":[{}]}}],\
-             \"context\":{{\"notifier\":{{\"name\":\"logalarm\",\"version\":{},\"url\":{}}},\
-             \"environment\":{},\"component\":{},\"action\":{},\"hostname\":{},\"os\":{},\
-             \"version\":{},\"severity\":\"error\"}},\"params\":{{\"alarm\":{}}}}}",
-            json(&r.message),
-            frames.join(","),
-            json(env!("CARGO_PKG_VERSION")),
-            json(NOTIFIER_URL),
-            json(&self.env),
-            json(alarm),
-            json(self.subject.as_deref().unwrap_or("")),
-            json(&u.nodename),
-            json(&format!("{} {} {}", u.sysname, u.release, u.machine)),
-            json(env!("CARGO_PKG_VERSION")),
-            json(alarm)
-        )
+        json!({
+            "errors": [{"type": "RuntimeError", "message": r.message, "backtrace": backtrace}],
+            "context": {
+                "notifier": {"name": "logalarm", "version": env!("CARGO_PKG_VERSION"), "url": NOTIFIER_URL},
+                "environment": self.env,
+                "component": alarm,
+                "action": self.subject.as_deref().unwrap_or(""),
+                "hostname": u.nodename,
+                "os": format!("{} {} {}", u.sysname, u.release, u.machine),
+                "version": env!("CARGO_PKG_VERSION"),
+                "severity": "error",
+            },
+            "params": {"alarm": alarm},
+        })
+        .to_string()
     }
 
     pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
@@ -253,42 +275,35 @@ fn frame(line: &str) -> Option<Frame> {
     })
 }
 
-/// Escape text for XML 1.0 content and attributes; characters XML 1.0 cannot hold at all
-/// (controls other than tab, LF, CR) become U+FFFD.
-pub(crate) fn xml(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            '\t' | '\n' | '\r' => o.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => o.push('\u{FFFD}'),
-            c => o.push(c),
-        }
-    }
-    o
+/// `<name>value</name>`, the value escaped.
+fn text(w: &mut Writer<Vec<u8>>, name: &str, value: &str) -> std::io::Result<()> {
+    w.create_element(name)
+        .write_text_content(BytesText::new(&xml_safe(value)))?;
+    Ok(())
 }
 
-/// A JSON string literal.
-pub(crate) fn json(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\r' => o.push_str("\\r"),
-            '\t' => o.push_str("\\t"),
-            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
-            c => o.push(c),
-        }
+/// Text XML 1.0 can hold: characters it cannot hold at all (controls other than tab, LF, CR,
+/// U+FFFE, U+FFFF) become U+FFFD. quick-xml escapes markup but leaves these as they are.
+fn xml_safe(s: &str) -> Cow<'_, str> {
+    let bad = |c: char| {
+        ((c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r'))
+            || c == '\u{FFFE}'
+            || c == '\u{FFFF}'
+    };
+    if !s.chars().any(bad) {
+        return Cow::Borrowed(s);
     }
-    o.push('"');
-    o
+    Cow::Owned(
+        s.chars()
+            .map(|c| if bad(c) { '\u{FFFD}' } else { c })
+            .collect(),
+    )
+}
+
+/// Escape text for XML 1.0 content and attributes (quick-xml's escaping of `<>&'"`, after
+/// [`xml_safe`]): the bodies of XMPP messages.
+pub(crate) fn xml(s: &str) -> String {
+    quick_xml::escape::escape(xml_safe(s).as_ref()).into_owned()
 }
 
 #[cfg(test)]
@@ -315,7 +330,11 @@ mod tests {
     #[test]
     fn escaping() {
         assert_eq!(xml("a<b>&\"'\u{1}"), "a&lt;b&gt;&amp;&quot;&apos;\u{FFFD}");
-        assert_eq!(json("a\"\\\n\u{2}"), "\"a\\\"\\\\\\n\\u0002\"");
+        // The JSON notice carries any message text intact.
+        let a = Airbrake::parse("http://e/n;apikey=K;api=v3", &mut Vec::new()).unwrap();
+        let j = a.json_notice("x", "a\"\\\n\u{2}".as_bytes(), &sys::uname());
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["errors"][0]["message"], "a\"\\\n\u{2}");
     }
 
     #[test]
