@@ -127,7 +127,7 @@ pub(crate) fn run(plan: Plan) -> i32 {
     // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).
     let stdin = (!supervisor.has_main()).then_some(0);
     let mut totals = Stats::default();
-    let cx = reactor::Ctx {
+    let cx = reactor::Env {
         output: &output,
         dispatcher: &mut dispatcher,
         signals,

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use crate::action::{Action, Ctx};
+use crate::action::{Action, Ctx, Runner};
 use crate::output::Output;
 use crate::pipeline::Sink;
 use crate::plan::DispatchPlan;
@@ -309,17 +309,16 @@ fn run_lane(
     for inst in by_id.iter_mut().flatten() {
         inst.action.start(&inst.name);
     }
-    // The lane's `log:` lines, written when its queue is empty.
-    let mut batch = Vec::new();
-    let finish = |by_id: &mut Vec<Option<Instance>>, batch: &mut Vec<u8>| {
-        crate::action::log::write_batch(batch, &ctx);
+    let mut run = Runner::new(ctx);
+    let finish = |by_id: &mut Vec<Option<Instance>>, run: &mut Runner| {
+        run.end_batch();
         for inst in by_id.iter_mut().flatten() {
             inst.action.finish(Duration::from_secs(3));
         }
     };
     loop {
         while let Some(ev) = lane.queue.pop() {
-            if ctx.stopping.load(Ordering::Relaxed) {
+            if run.ctx().stopping.load(Ordering::Relaxed) {
                 let left = 1 + lane.queue.len() as u64;
                 lane.dropped.fetch_add(left, Ordering::Relaxed);
                 report!(
@@ -327,23 +326,22 @@ fn run_lane(
                     "grace period over: {left} queued alarm(s) of {} not run",
                     lane.label
                 );
-                finish(&mut by_id, &mut batch);
+                finish(&mut by_id, &mut run);
                 return;
             }
             let Some(Some(inst)) = by_id.get_mut(ev.alarm as usize) else {
                 continue;
             };
             if inst.flood.admit(&ev.msg, Instant::now()) {
-                inst.action
-                    .fire(&inst.name, &ev.msg, ev.raised, &ctx, &mut batch);
+                inst.action.fire(&inst.name, &ev.msg, ev.raised, &mut run);
                 shared.ran.fetch_add(1, Ordering::Relaxed);
             } else {
                 shared.suppressed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        crate::action::log::write_batch(&mut batch, &ctx);
+        run.end_batch();
         if shared.closing.load(Ordering::SeqCst) && lane.queue.is_empty() {
-            finish(&mut by_id, &mut batch);
+            finish(&mut by_id, &mut run);
             return;
         }
         parker.park_timeout(Duration::from_millis(500));

@@ -27,7 +27,7 @@ pub(crate) const MAX_CHILDREN: usize = 64;
 const MAX_OUTPUT_LINE: usize = 64 * 1024;
 
 /// Running children: a counter with a wait for zero (shutdown).
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Children {
     live: Mutex<usize>,
     zero: Condvar,

@@ -64,6 +64,7 @@ pub(crate) const TYPES: &[(&str, bool, &str)] = &[
 ];
 
 /// What actions need from the running process.
+#[derive(Debug)]
 pub(crate) struct Ctx {
     pub output: Arc<Output>,
     pub binsh: PathBuf,
@@ -74,6 +75,34 @@ pub(crate) struct Ctx {
     pub pids: crate::supervise::Pids,
     /// The mules' stdin pipes (for `mule:`).
     pub mules: crate::supervise::Mules,
+}
+
+/// One lane's view while its thread runs actions: the process-wide [`Ctx`] and what the lane's
+/// actions batch until its queue is drained (the `log:` lines, so that lines of different
+/// alarms keep the order their alarms ran in, in one write).
+#[derive(Debug)]
+pub(crate) struct Runner {
+    ctx: Arc<Ctx>,
+    /// `log:` lines not yet written (see `log::Log::fire`).
+    log_batch: Vec<u8>,
+}
+
+impl Runner {
+    pub(crate) fn new(ctx: Arc<Ctx>) -> Runner {
+        Runner {
+            ctx,
+            log_batch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn ctx(&self) -> &Ctx {
+        &self.ctx
+    }
+
+    /// The lane's queue is drained (or the lane ends): write what its actions batched.
+    pub(crate) fn end_batch(&mut self) {
+        log::write_batch(&mut self.log_batch, &self.ctx);
+    }
 }
 
 /// A configured action.
@@ -130,20 +159,16 @@ impl Action {
         }
     }
 
-    /// Run the action for one message (already truncated and past anti-flood), raised at
-    /// `raised`.
-    /// Run for one alarm. `batch` collects the lane's `log:` lines (see `log::Log::fire`).
-    pub(crate) fn fire(
-        &mut self,
-        alarm: &str,
-        msg: &[u8],
-        raised: Instant,
-        ctx: &Ctx,
-        batch: &mut Vec<u8>,
-    ) {
+    /// Run the action for one message of alarm `alarm` (already truncated and past
+    /// anti-flood), raised at `raised`, on lane `run`.
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, run: &mut Runner) {
+        if let Action::Log(l) = self {
+            return l.fire(msg, &run.ctx, &mut run.log_batch);
+        }
+        let ctx = &*run.ctx;
         match self {
             Action::Cmd(c) => c.fire(alarm, msg, ctx),
-            Action::Log(l) => l.fire(msg, ctx, batch),
+            Action::Log(_) => {}
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
             Action::Speech(s) => s.fire(msg, ctx),

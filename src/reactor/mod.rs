@@ -61,7 +61,7 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// What the reactor drives, besides its inputs.
 #[derive(Debug)]
-pub(crate) struct Ctx<'a> {
+pub(crate) struct Env<'a> {
     pub(crate) output: &'a Output,
     pub(crate) dispatcher: &'a mut Dispatcher,
     pub(crate) signals: Signals,
@@ -86,7 +86,7 @@ pub(crate) fn run(
     rules: &RuleSet,
     stdin: Option<RawFd>,
     monitors: Monitors,
-    cx: Ctx<'_>,
+    cx: Env<'_>,
 ) -> io::Result<End> {
     let mut r = Reactor::new(rules, stdin, monitors, cx)?;
     let end = loop {
@@ -116,7 +116,7 @@ struct Reactor<'a, 'r> {
     /// What logalarm itself writes into the log stream (listen-queue reports): matched like
     /// any input, never read from a descriptor.
     internal: Pipeline<'r>,
-    cx: Ctx<'a>,
+    cx: Env<'a>,
     backlogs: Vec<crate::monitor::backlog::Backlog>,
     shutdown: Shutdown,
     /// Tails, UDP sockets, alarm sockets or listen-queue watches keep logalarm running after
@@ -132,7 +132,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
         rules: &'r RuleSet,
         stdin: Option<RawFd>,
         monitors: Monitors,
-        mut cx: Ctx<'a>,
+        mut cx: Env<'a>,
     ) -> io::Result<Self> {
         let poll = Poll::new()?;
         let mut table = Table::default();
