@@ -83,6 +83,14 @@ pub(crate) struct Exit {
     pub(crate) main: bool,
 }
 
+/// `-- CMD` could not be started (logalarm then exits).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot run {label}: {source}")]
+pub(crate) struct StartError {
+    label: String,
+    source: std::io::Error,
+}
+
 /// New pipes of a started process: (slot, stdout, stderr).
 pub(crate) type Started = (usize, OwnedFd, OwnedFd);
 
@@ -175,7 +183,7 @@ impl Supervisor {
 
     /// Start what is due. Failures to start are reported and retried with back-off, except
     /// for `-- CMD`, whose failure is returned (logalarm then exits).
-    pub(crate) fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, String> {
+    pub(crate) fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, StartError> {
         let mut started = Vec::new();
         if self.stopping {
             return Ok(started);
@@ -189,7 +197,10 @@ impl Supervisor {
                 Err(e) => {
                     let s = &mut self.slots[i];
                     if let Program::Main(_) = s.program {
-                        return Err(format!("cannot run {}: {e}", s.program.label()));
+                        return Err(StartError {
+                            label: s.program.label(),
+                            source: e,
+                        });
                     }
                     let wait = s.backoff.next_delay();
                     report!(

@@ -16,6 +16,7 @@ use quick_xml::Writer;
 use serde_json::json;
 
 use super::delivery::{self, Endpoint, Secret};
+use super::ActionError;
 use super::Ctx;
 use crate::sys;
 
@@ -52,13 +53,13 @@ pub(crate) struct Report {
 }
 
 impl Airbrake {
-    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Airbrake, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Airbrake, ActionError> {
         let (url, pairs) = delivery::split_args(arg);
         let Some(scheme) = delivery::scheme(&url).filter(|s| s == "http" || s == "https") else {
-            return Err(format!(
+            return Err(ActionError::from(format!(
                 "`{}` is not an http:// or https:// URL: expected airbrake:URL[;apikey=KEY...]",
                 crate::config::redact_arg("airbrake", &url)
-            ));
+            )));
         };
         delivery::check_protocol(&scheme)?;
         let mut a = Airbrake {
@@ -81,9 +82,9 @@ impl Airbrake {
                         "v2" | "v2.3" | "2" => Api::V2,
                         "v3" | "3" => Api::V3,
                         _ => {
-                            return Err(format!(
+                            return Err(ActionError::from(format!(
                                 "api={v}: expected v2 (XML, the default) or v3 (JSON)"
-                            ))
+                            )))
                         }
                     }
                 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+use super::ActionError;
 use super::Ctx;
 use crate::output::Output;
 use crate::report::{report, DropCount};
@@ -90,9 +91,9 @@ pub(crate) struct Cmd {
 }
 
 impl Cmd {
-    pub(crate) fn parse(arg: &str) -> Result<Cmd, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Cmd, ActionError> {
         if arg.trim().is_empty() {
-            return Err("cmd: needs a command".to_string());
+            return Err(ActionError::from("cmd: needs a command"));
         }
         Ok(Cmd {
             command: arg.to_string(),

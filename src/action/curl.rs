@@ -12,6 +12,7 @@ use std::time::Instant;
 use ::curl::easy::Easy;
 
 use super::delivery::{self, Endpoint, Failure, Transport};
+use super::ActionError;
 use super::Ctx;
 use crate::sys;
 
@@ -32,16 +33,16 @@ static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Curl {
     /// Parse the argument; unknown keys are pushed to `warnings`.
-    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Curl, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Curl, ActionError> {
         let (url, pairs) = delivery::split_args(arg);
         if url.is_empty() {
-            return Err("no URL: expected curl:URL[;key=val...]".into());
+            return Err(ActionError::from("no URL: expected curl:URL[;key=val...]"));
         }
         let Some(scheme) = delivery::scheme(&url) else {
-            return Err(format!(
+            return Err(ActionError::from(format!(
                 "`{}` is not a URL: expected scheme://host/... (http, https, smtp, smtps)",
                 crate::config::redact_arg("curl", &url)
-            ));
+            )));
         };
         delivery::check_protocol(&scheme)?;
         let smtp = scheme == "smtp" || scheme == "smtps";
@@ -62,7 +63,9 @@ impl Curl {
                 "method" => {
                     let m = v.trim().to_ascii_uppercase();
                     if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                        return Err(format!("method={v}: expected an HTTP method such as POST"));
+                        return Err(ActionError::from(format!(
+                            "method={v}: expected an HTTP method such as POST"
+                        )));
                     }
                     c.method = m;
                 }
@@ -81,11 +84,15 @@ impl Curl {
             }
         }
         if c.smtp && c.mail_to.is_empty() {
-            return Err("an smtp:// or smtps:// alarm needs mail_to=ADDRESS[,ADDRESS...]".into());
+            return Err(ActionError::from(
+                "an smtp:// or smtps:// alarm needs mail_to=ADDRESS[,ADDRESS...]",
+            ));
         }
         for s in c.mail_to.iter().chain(c.mail_from.iter()) {
             if s.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-                return Err("mail_to and mail_from must not hold control characters".into());
+                return Err(ActionError::from(
+                    "mail_to and mail_from must not hold control characters",
+                ));
             }
         }
         Ok(c)
@@ -210,7 +217,7 @@ fn send_mail(
     };
     setup(easy).map_err(|e| delivery::classify(&e, 0, true))?;
     let _envelope = sys::curl::MailEnvelope::set(easy, &format!("<{from}>"), &addresses(to))
-        .map_err(Failure::Permanent)?;
+        .map_err(|e| Failure::Permanent(e.to_string()))?;
     let mut rest = mail;
     let result = {
         let mut t = easy.transfer();
@@ -249,7 +256,7 @@ fn addresses(to: &[String]) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn parse(arg: &str) -> Result<Curl, String> {
+    fn parse(arg: &str) -> Result<Curl, ActionError> {
         Curl::parse(arg, &mut Vec::new())
     }
 
@@ -287,13 +294,21 @@ mod tests {
     #[test]
     fn bad_arguments_are_refused_and_unknown_keys_warned() {
         assert!(parse("").is_err());
-        assert!(parse("nourl").unwrap_err().contains("not a URL"));
-        assert!(parse("smtp://h").unwrap_err().contains("mail_to"));
+        assert!(parse("nourl")
+            .unwrap_err()
+            .to_string()
+            .contains("not a URL"));
+        assert!(parse("smtp://h")
+            .unwrap_err()
+            .to_string()
+            .contains("mail_to"));
         assert!(parse("http://h;timeout=x")
             .unwrap_err()
+            .to_string()
             .contains("timeout=x"));
         assert!(parse("http://h;retries=-1")
             .unwrap_err()
+            .to_string()
             .contains("retries"));
         assert!(parse("http://h;method=P O").is_err());
         let mut w = Vec::new();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use ::curl::easy::{Easy, List};
 
+use super::ActionError;
 use crate::backoff::{Backoff, Jitter};
 use crate::report::Tag;
 
@@ -53,7 +54,7 @@ impl Endpoint {
     }
 
     /// Take `key=v` if it is a transport or retry key. `Ok(false)`: not one of these.
-    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, ActionError> {
         if self.transport.key(key, v)? {
             if let Some(p) = &self.transport.pass {
                 self.secrets.add(p);
@@ -216,12 +217,12 @@ pub(crate) fn flag(v: &str) -> bool {
     )
 }
 
-fn seconds(key: &str, v: &str) -> Result<Duration, String> {
+fn seconds(key: &str, v: &str) -> Result<Duration, ActionError> {
     match v.trim().parse::<u64>() {
         Ok(n) if n <= 86_400 => Ok(Duration::from_secs(n)),
-        _ => Err(format!(
+        _ => Err(ActionError::from(format!(
             "{key}={v}: expected a whole number of seconds (0 to 86400)"
-        )),
+        ))),
     }
 }
 
@@ -258,7 +259,7 @@ impl Default for Transport {
 
 impl Transport {
     /// Take `key=v` if it is a transport key. `Ok(false)`: not one of ours.
-    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, ActionError> {
         match key {
             "timeout" => self.timeout = seconds(key, v)?,
             "conn_timeout" => self.conn_timeout = seconds(key, v)?,
@@ -317,12 +318,16 @@ pub(crate) const BACKOFF: Backoff =
     Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 impl Retry {
-    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, String> {
+    pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, ActionError> {
         match key {
             "retries" => {
                 self.retries = match v.trim().parse::<u32>() {
                     Ok(n) if n <= 100 => n,
-                    _ => return Err(format!("retries={v}: expected a number from 0 to 100")),
+                    _ => {
+                        return Err(ActionError::from(format!(
+                            "retries={v}: expected a number from 0 to 100"
+                        )))
+                    }
                 }
             }
             "max_age" => self.max_age = seconds(key, v)?,
@@ -436,7 +441,7 @@ pub(crate) fn http_request(
 }
 
 /// Check at start-up that the linked libcurl speaks `scheme`.
-pub(crate) fn check_protocol(scheme: &str) -> Result<(), String> {
+pub(crate) fn check_protocol(scheme: &str) -> Result<(), ActionError> {
     ::curl::init();
     let v = ::curl::Version::get();
     let protocols: Vec<&str> = v.protocols().collect();
@@ -447,16 +452,16 @@ pub(crate) fn check_protocol_in(
     scheme: &str,
     protocols: &[&str],
     version: &str,
-) -> Result<(), String> {
+) -> Result<(), ActionError> {
     if protocols.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
         return Ok(());
     }
-    Err(format!(
+    Err(ActionError::from(format!(
         "the libcurl this logalarm is linked to ({version}) does not support {scheme}:// \
          (it supports: {}); install Debian's libcurl with `apt-get install libcurl4-openssl-dev` \
          and rebuild logalarm so that it links to it",
         protocols.join(" ")
-    ))
+    )))
 }
 
 /// Who is delivering, for the lines [`deliver`] writes.
@@ -639,7 +644,9 @@ mod tests {
         for p in ["http", "https", "smtp", "smtps"] {
             check_protocol(p).unwrap();
         }
-        let e = check_protocol_in("smtp", &["http"], "8.0").unwrap_err();
+        let e = check_protocol_in("smtp", &["http"], "8.0")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("libcurl4-openssl-dev"), "{e}");
     }
 

@@ -77,6 +77,37 @@ pub(crate) struct Ctx {
     pub mules: crate::supervise::Mules,
 }
 
+/// Why an alarm's `TYPE:ARG` was refused. The message says what is wrong without quoting the
+/// argument, which may hold a secret (the caller quotes it redacted, with the option's origin).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum ActionError {
+    #[error("unknown alarm type `{kind}` (available: {available})")]
+    UnknownType { kind: String, available: String },
+    #[error("alarm type `{kind}` is not available in this build of logalarm yet (available: {available})")]
+    NotInBuild { kind: String, available: String },
+    /// The argument of a known type is wrong (which key, which value, what was expected).
+    #[error("{0}")]
+    Argument(String),
+}
+
+impl From<String> for ActionError {
+    fn from(why: String) -> ActionError {
+        ActionError::Argument(why)
+    }
+}
+
+impl From<crate::sys::strophe::StropheError> for ActionError {
+    fn from(e: crate::sys::strophe::StropheError) -> ActionError {
+        ActionError::Argument(e.to_string())
+    }
+}
+
+impl From<&str> for ActionError {
+    fn from(why: &str) -> ActionError {
+        ActionError::Argument(why.to_string())
+    }
+}
+
 /// One lane's view while its thread runs actions: the process-wide [`Ctx`] and what the lane's
 /// actions batch until its queue is drained (the `log:` lines, so that lines of different
 /// alarms keep the order their alarms ran in, in one write).
@@ -126,7 +157,7 @@ impl Action {
         kind: &str,
         arg: &str,
         warnings: &mut Vec<String>,
-    ) -> Result<Action, String> {
+    ) -> Result<Action, ActionError> {
         match kind {
             "cmd" => Ok(Action::Cmd(cmd::Cmd::parse(arg)?)),
             "log" => Ok(Action::Log(log::Log::parse(arg))),
@@ -139,14 +170,14 @@ impl Action {
                 arg, warnings,
             )?))),
             _ => match TYPES.iter().find(|(name, _, _)| *name == kind) {
-                Some(_) => Err(format!(
-                    "alarm type `{kind}` is not available in this build of logalarm yet (available: {})",
-                    available().join(", ")
-                )),
-                None => Err(format!(
-                    "unknown alarm type `{kind}` (available: {})",
-                    available().join(", ")
-                )),
+                Some(_) => Err(ActionError::NotInBuild {
+                    kind: kind.to_string(),
+                    available: available().join(", "),
+                }),
+                None => Err(ActionError::UnknownType {
+                    kind: kind.to_string(),
+                    available: available().join(", "),
+                }),
             },
         }
     }

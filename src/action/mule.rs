@@ -10,6 +10,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
+use super::ActionError;
 use super::Ctx;
 use crate::report::{report, DropCount};
 
@@ -23,7 +24,7 @@ pub(crate) struct Mule {
 }
 
 impl Mule {
-    pub(crate) fn parse(arg: &str) -> Result<Mule, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Mule, ActionError> {
         let arg = arg.trim();
         let n = if arg.is_empty() {
             0
@@ -86,6 +87,6 @@ mod tests {
     fn mule_numbers() {
         assert_eq!(Mule::parse("2").unwrap().n, 2);
         assert_eq!(Mule::parse("").unwrap().n, 0);
-        assert!(Mule::parse("x").unwrap_err().contains("`x`"));
+        assert!(Mule::parse("x").unwrap_err().to_string().contains("`x`"));
     }
 }

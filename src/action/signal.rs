@@ -5,6 +5,7 @@
 //! alarm of this type without any supervised process is a start-up error (see `plan`). Cheap: it
 //! runs on the main alarm thread.
 
+use super::ActionError;
 use super::Ctx;
 use crate::report::report;
 
@@ -15,10 +16,13 @@ pub(crate) struct Signal {
 }
 
 impl Signal {
-    pub(crate) fn parse(arg: &str) -> Result<Signal, String> {
+    pub(crate) fn parse(arg: &str) -> Result<Signal, ActionError> {
         match arg.trim().parse::<i32>() {
             Ok(n) if (1..=64).contains(&n) => Ok(Signal { signum: n }),
-            _ => Err(format!("`{}` is not a signal number (1 to 64)", arg.trim())),
+            _ => Err(ActionError::from(format!(
+                "`{}` is not a signal number (1 to 64)",
+                arg.trim()
+            ))),
         }
     }
 
@@ -52,6 +56,9 @@ mod tests {
         assert_eq!(Signal::parse("17").unwrap().signum, 17);
         assert!(Signal::parse("0").is_err());
         assert!(Signal::parse("65").is_err());
-        assert!(Signal::parse("USR1").unwrap_err().contains("USR1"));
+        assert!(Signal::parse("USR1")
+            .unwrap_err()
+            .to_string()
+            .contains("USR1"));
     }
 }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::ActionError;
 use super::Ctx;
 use crate::report::report;
 
@@ -29,7 +30,7 @@ pub(crate) struct Speech {
 }
 
 impl Speech {
-    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Speech, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Speech, ActionError> {
         let mut tokens = arg.split(';');
         let voice = tokens.next().unwrap_or("").trim();
         let mut s = Speech {
@@ -39,13 +40,13 @@ impl Speech {
         for t in tokens.filter(|t| !t.is_empty()) {
             match t.split_once('=') {
                 Some(("wav", p)) if !p.trim().is_empty() => s.wav = Some(PathBuf::from(p.trim())),
-                Some(("wav", _)) => return Err("wav= needs a file path".into()),
+                Some(("wav", _)) => return Err(ActionError::from("wav= needs a file path")),
                 _ => warnings.push(format!("unknown speech key `{t}` ignored")),
             }
         }
         if let Some(v) = &s.voice {
             if v.starts_with('-') || v.chars().any(char::is_whitespace) {
-                return Err(format!("`{v}` is not a voice name"));
+                return Err(ActionError::from(format!("`{v}` is not a voice name")));
             }
         }
         s.check()?;
@@ -75,7 +76,7 @@ impl Speech {
     }
 
     /// The synthesizer exists and knows the voice: speak an empty text to nowhere.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ActionError> {
         let mut c = Command::new(PROGRAM);
         if cfg!(target_os = "macos") {
             c.arg("");
@@ -94,11 +95,11 @@ impl Speech {
             }
         })?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(ActionError::from(format!(
                 "{PROGRAM} refused voice `{}`: {} (list voices with `{PROGRAM} --voices`)",
                 self.voice.as_deref().unwrap_or("default"),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         Ok(())
     }
@@ -109,7 +110,7 @@ impl Speech {
         }
     }
 
-    fn speak(&self, msg: &[u8]) -> Result<(), String> {
+    fn speak(&self, msg: &[u8]) -> Result<(), ActionError> {
         let mut child = self
             .command()
             .stdin(Stdio::piped())
@@ -131,18 +132,21 @@ impl Speech {
                     if let Some(mut e) = child.stderr.take() {
                         let _ = std::io::Read::read_to_string(&mut e, &mut err);
                     }
-                    return Err(format!("{PROGRAM} failed ({st}): {}", err.trim()));
+                    return Err(ActionError::from(format!(
+                        "{PROGRAM} failed ({st}): {}",
+                        err.trim()
+                    )));
                 }
                 Ok(None) if start.elapsed() > LIMIT => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(format!(
+                    return Err(ActionError::from(format!(
                         "{PROGRAM} still speaking after {}s: killed",
                         LIMIT.as_secs()
-                    ));
+                    )));
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("waiting for {PROGRAM}: {e}")),
+                Err(e) => return Err(ActionError::from(format!("waiting for {PROGRAM}: {e}"))),
             }
         }
     }
@@ -163,6 +167,7 @@ mod tests {
         assert!(Speech::parse("--help", &mut Vec::new()).is_err());
         assert!(Speech::parse("nosuchvoice", &mut Vec::new())
             .unwrap_err()
+            .to_string()
             .contains("refused voice"));
         assert!(Speech::parse(";wav=", &mut Vec::new()).is_err());
     }

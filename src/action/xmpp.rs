@@ -20,6 +20,7 @@ use crossbeam_queue::ArrayQueue;
 
 use super::airbrake::xml;
 use super::delivery::{self, Secret, Secrets};
+use super::ActionError;
 use super::Ctx;
 use crate::backoff::Backoff;
 use crate::report::{report, DropCount};
@@ -48,15 +49,15 @@ impl std::fmt::Debug for JoinHandleDebug {
 }
 
 impl Xmpp {
-    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Xmpp, String> {
+    pub(crate) fn parse(arg: &str, warnings: &mut Vec<String>) -> Result<Xmpp, ActionError> {
         let mut parts = arg.split(';');
         let jid = parts.next().unwrap_or("").trim().to_string();
         let pass = parts.next().unwrap_or("");
         let to = parts.next().unwrap_or("");
         if jid.is_empty() || !jid.contains('@') {
-            return Err(
-                "expected xmpp:JID;PASSWORD;TO[,TO...] (the JID is user@domain[/resource])".into(),
-            );
+            return Err(ActionError::from(
+                "expected xmpp:JID;PASSWORD;TO[,TO...] (the JID is user@domain[/resource])",
+            ));
         }
         let to: Vec<String> = to
             .split(',')
@@ -65,7 +66,9 @@ impl Xmpp {
             .map(str::to_string)
             .collect();
         if to.is_empty() {
-            return Err("no recipient: expected xmpp:JID;PASSWORD;TO[,TO...]".into());
+            return Err(ActionError::from(
+                "no recipient: expected xmpp:JID;PASSWORD;TO[,TO...]",
+            ));
         }
         let mut x = Xmpp {
             job: Job {
@@ -89,12 +92,18 @@ impl Xmpp {
                     let (h, port) = match v.rsplit_once(':') {
                         Some((h, p)) => match p.parse::<u16>() {
                             Ok(port) => (h.trim_matches(['[', ']']).to_string(), port),
-                            Err(_) => return Err(format!("server={v}: the port is not a number")),
+                            Err(_) => {
+                                return Err(ActionError::from(format!(
+                                    "server={v}: the port is not a number"
+                                )))
+                            }
                         },
                         None => (v.to_string(), 5222),
                     };
                     if h.is_empty() {
-                        return Err(format!("server={v}: expected HOST[:PORT]"));
+                        return Err(ActionError::from(format!(
+                            "server={v}: expected HOST[:PORT]"
+                        )));
                     }
                     x.job.server = Some((h, port));
                 }
@@ -191,7 +200,7 @@ impl Job {
         ) {
             Ok(c) => c,
             Err(e) => {
-                self.line(&secrets, &e);
+                self.line(&secrets, &e.to_string());
                 return;
             }
         };
@@ -345,6 +354,7 @@ mod tests {
         assert!(Xmpp::parse("nojid;pw;c@d", &mut Vec::new()).is_err());
         assert!(Xmpp::parse("a@b;pw", &mut Vec::new())
             .unwrap_err()
+            .to_string()
             .contains("recipient"));
         assert!(Xmpp::parse("a@b;pw;c@d;server=h:x", &mut Vec::new()).is_err());
     }

@@ -5,6 +5,17 @@
 //! Invariant: a recipient list outlives the transfer that uses it (it lives in [`MailEnvelope`],
 //! which the caller keeps until the transfer is done).
 
+/// Why the SMTP envelope could not be set.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum EnvelopeError {
+    #[error("{0} holds a NUL byte")]
+    Nul(&'static str),
+    #[error("out of memory building the recipient list")]
+    OutOfMemory,
+    #[error("{0}")]
+    Curl(curl::Error),
+}
+
 /// The SMTP envelope of one libcurl easy handle: `MAIL FROM` and the `RCPT TO` list, which
 /// the safe `curl` API does not expose. The recipient list lives as long as this value, so it
 /// must outlive the transfer.
@@ -21,20 +32,19 @@ impl MailEnvelope {
         easy: &curl::easy::Easy,
         from: &str,
         rcpts: &[String],
-    ) -> Result<MailEnvelope, String> {
-        let from =
-            std::ffi::CString::new(from).map_err(|_| "mail_from holds a NUL byte".to_string())?;
+    ) -> Result<MailEnvelope, EnvelopeError> {
+        let from = std::ffi::CString::new(from).map_err(|_| EnvelopeError::Nul("mail_from"))?;
         let mut env = MailEnvelope {
             rcpts: std::ptr::null_mut(),
         };
         for r in rcpts {
-            let c = std::ffi::CString::new(r.as_str())
-                .map_err(|_| "mail_to holds a NUL byte".to_string())?;
+            let c =
+                std::ffi::CString::new(r.as_str()).map_err(|_| EnvelopeError::Nul("mail_to"))?;
             // SAFETY: `c` is a valid C string (copied by libcurl); `env.rcpts` is null or a list
             // this function built.
             let next = unsafe { curl_sys::curl_slist_append(env.rcpts, c.as_ptr()) };
             if next.is_null() {
-                return Err("out of memory building the recipient list".into());
+                return Err(EnvelopeError::OutOfMemory);
             }
             env.rcpts = next;
         }
@@ -50,7 +60,7 @@ impl MailEnvelope {
             }
         };
         if rc != curl_sys::CURLE_OK {
-            return Err(curl::Error::new(rc).to_string());
+            return Err(EnvelopeError::Curl(curl::Error::new(rc)));
         }
         Ok(env)
     }

@@ -9,6 +9,23 @@
 //! Rejected alternative: linking at build time — `cargo run` on a machine without
 //! libstrophe-dev would not build at all.
 
+/// Why libstrophe could not be loaded, set up or connected (its own words where it has some).
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub(crate) struct StropheError(String);
+
+impl From<String> for StropheError {
+    fn from(why: String) -> StropheError {
+        StropheError(why)
+    }
+}
+
+impl From<&str> for StropheError {
+    fn from(why: &str) -> StropheError {
+        StropheError(why.to_string())
+    }
+}
+
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_long, c_ulong, c_void, CStr, CString};
 use std::sync::OnceLock;
@@ -54,12 +71,14 @@ unsafe impl Send for Lib {}
 // SAFETY: as above; the pointers are only read.
 unsafe impl Sync for Lib {}
 
-fn load() -> Result<Lib, String> {
+fn load() -> Result<Lib, StropheError> {
     let name = c"libstrophe.so.0";
     // SAFETY: dlopen with a valid C string; the handle is kept for the process's life.
     let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
     if h.is_null() {
-        return Err("libstrophe is not installed (Debian: apt-get install libstrophe0)".into());
+        return Err(StropheError::from(
+            "libstrophe is not installed (Debian: apt-get install libstrophe0)",
+        ));
     }
     macro_rules! sym {
         ($name:literal as $t:ty) => {{
@@ -67,10 +86,10 @@ fn load() -> Result<Lib, String> {
             // SAFETY: `h` is a live handle and `n` a valid C string.
             let p = unsafe { libc::dlsym(h, n.as_ptr()) };
             if p.is_null() {
-                return Err(format!(
+                return Err(StropheError::from(format!(
                     "libstrophe lacks {} (version 0.12 or newer needed)",
                     $name
-                ));
+                )));
             }
             // SAFETY: the symbol is the libstrophe function of that name, whose C signature
             // (strophe.h, 0.12) matches the field's type.
@@ -95,8 +114,8 @@ fn load() -> Result<Lib, String> {
     })
 }
 
-fn lib() -> Result<&'static Lib, String> {
-    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+fn lib() -> Result<&'static Lib, StropheError> {
+    static LIB: OnceLock<Result<Lib, StropheError>> = OnceLock::new();
     LIB.get_or_init(|| {
         let l = load()?;
         (l.initialize)();
@@ -107,7 +126,7 @@ fn lib() -> Result<&'static Lib, String> {
 }
 
 /// Whether libstrophe can be loaded (a start-up check).
-pub(crate) fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), StropheError> {
     lib().map(|_| ())
 }
 
@@ -213,7 +232,7 @@ impl Client {
         pass: &str,
         insecure: bool,
         cafile: Option<&str>,
-    ) -> Result<Client, String> {
+    ) -> Result<Client, StropheError> {
         let lib = lib()?;
         let log = Box::new(Log {
             handler: log_handler,
@@ -223,12 +242,14 @@ impl Client {
         let pass = CString::new(pass).map_err(|_| "the password holds a NUL byte".to_string())?;
         let ctx = (lib.ctx_new)(std::ptr::null(), &*log);
         if ctx.is_null() {
-            return Err("libstrophe could not create a context".into());
+            return Err(StropheError::from("libstrophe could not create a context"));
         }
         let conn = (lib.conn_new)(ctx);
         if conn.is_null() {
             (lib.ctx_free)(ctx);
-            return Err("libstrophe could not create a connection".into());
+            return Err(StropheError::from(
+                "libstrophe could not create a connection",
+            ));
         }
         (lib.set_jid)(conn, jid.as_ptr());
         (lib.set_pass)(conn, pass.as_ptr());
@@ -260,7 +281,7 @@ impl Client {
     }
 
     /// Start connecting (to `host:port` instead of the JID's domain when given).
-    pub(crate) fn connect(&mut self, host: Option<&str>, port: u16) -> Result<(), String> {
+    pub(crate) fn connect(&mut self, host: Option<&str>, port: u16) -> Result<(), StropheError> {
         let host = host.and_then(|h| CString::new(h).ok());
         let rc = (self.lib.connect_client)(
             self.conn,
@@ -273,7 +294,9 @@ impl Client {
             Ok(())
         } else {
             let why = LAST.with(|l| l.borrow_mut().0.take());
-            Err(why.unwrap_or_else(|| format!("cannot connect (libstrophe error {rc})")))
+            Err(StropheError::from(why.unwrap_or_else(|| {
+                format!("cannot connect (libstrophe error {rc})")
+            })))
         }
     }
 
