@@ -35,7 +35,7 @@ need_pkg pkg-config pkg-config
 # Before the first build: curl-sys links Debian's libcurl (with SMTP) only when this is there;
 # without it, it silently builds a bundled libcurl that has no SMTP.
 need_lib libcurl libcurl4-openssl-dev
-need_pkg uwsgi uwsgi-core          # the oracle of tests/conformance
+need_pkg uwsgi uwsgi-core          # the oracle of the conformance tests
 [ -e /usr/lib/uwsgi/plugins/alarm_curl_plugin.so ] || need_pkg __never_a_command__ uwsgi-plugin-alarm-curl
 need_pkg openssl openssl           # TLS material for the HTTPS/SMTPS test servers
 need_pkg xmllint libxml2-utils     # airbrake notices against the v2.3 schema

@@ -1,7 +1,7 @@
 //! Differential conformance: the real uWSGI 2.0 and logalarm on the same configuration and the
 //! same input, compared live in every run (no expected output is copied from a run).
 //!
-//! One case (`cases/*.toml`) is an alarm configuration (an ini fragment), the names of its
+//! One case (`tests/cases/*.toml`, see `case.rs`) is an alarm configuration (an ini fragment), the names of its
 //! alarms, and log lines (with an optional delay between them). The harness turns every alarm
 //! into a `cmd:` that appends a tagged record (`NAME<TAB>message`) to a file, writes the fragment
 //! to `alarms.ini`, and runs
@@ -21,47 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-#[derive(serde::Deserialize)]
-struct Case {
-    description: String,
-    /// Alarm names: each becomes `alarm = NAME cmd:...record...`.
-    #[serde(default)]
-    alarms: Vec<String>,
-    /// The rest of the configuration (rules, alarm-freq, ...), ini syntax.
-    config: String,
-    #[serde(default)]
-    lines: Vec<String>,
-    /// Lines taken from a corpus file under tests/data/corpus (path, first line, count).
-    #[serde(default)]
-    corpus: Option<(String, usize, usize)>,
-    #[serde(default)]
-    delay_ms: u64,
-    /// For documented deviations: the records each side must produce ("NAME\tmessage").
-    #[serde(default)]
-    deviation: Option<String>,
-    #[serde(default)]
-    expect_uwsgi: Option<Vec<String>>,
-    #[serde(default)]
-    expect_logalarm: Option<Vec<String>>,
-    /// Start-up error case: both must exit non-zero and name this text.
-    #[serde(default)]
-    error_names: Option<String>,
-    /// Deviation where uWSGI accepts the configuration and logalarm refuses it, naming this.
-    #[serde(default)]
-    logalarm_error_names: Option<String>,
-    /// Raw writes instead of `lines`: each string is written with one `write()` (several lines
-    /// in one write test the framing deviation).
-    #[serde(default)]
-    writes: Vec<String>,
-    /// `curl:` alarms over HTTP: each `NAME[;key=val...]` becomes
-    /// `alarm = NAME curl:http://127.0.0.1:PORT/NAME[;key=val...]` against a request recorder
-    /// (tests/servers/http_recorder.py) whose records are `NAME<TAB>METHOD body`.
-    #[serde(default)]
-    curl: Vec<String>,
-    /// A shell snippet whose standard output both get as descriptor 5 (for `alarm-fd`).
-    #[serde(default)]
-    fd5: Option<String>,
-}
+use crate::case::{self, Case};
 
 const SEP: &str = "\u{1e}";
 
@@ -82,28 +42,6 @@ fn parse_records(text: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn lines_of(case: &Case, data: &Path) -> Vec<String> {
-    let mut lines = case.lines.clone();
-    if let Some((file, first, count)) = &case.corpus {
-        let path = data.join(file);
-        let text = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (corpus input of a case)", path.display()));
-        assert!(
-            text.lines().count() >= first + count,
-            "{}: fewer than {} lines",
-            path.display(),
-            first + count
-        );
-        lines.extend(
-            text.lines()
-                .skip(*first)
-                .take(*count)
-                .map(|l| l.trim_end_matches('\r').to_string()),
-        );
-    }
-    lines
 }
 
 fn write_script(
@@ -305,10 +243,10 @@ fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path, fd5: Option<&str>)
 /// alarms logalarm ran (its master drops alarm runs under load: a non-blocking pipe to its
 /// alarm thread), is repeated (four times at most), since its result says nothing about alarm
 /// semantics. A logalarm bug shows in every run, so it still fails.
-fn run_case(path: &Path, corpus: &Path) -> Result<(), String> {
+fn run_case(path: &Path) -> Result<(), String> {
     let mut last = Ok(());
     for _ in 0..5 {
-        match run_case_once(path, corpus) {
+        match run_case_once(path) {
             Err(e) if e.starts_with("LOST ") || e.starts_with("DROPPED ") => last = Err(e),
             other => return other,
         }
@@ -316,12 +254,11 @@ fn run_case(path: &Path, corpus: &Path) -> Result<(), String> {
     last
 }
 
-fn run_case_once(path: &Path, corpus: &Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let case: Case = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+fn run_case_once(path: &Path) -> Result<(), String> {
+    let case: Case = case::load(path);
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
     let dir = tempfile::tempdir().unwrap();
-    let lines = lines_of(&case, corpus);
+    let lines = case.lines();
     let mut results = Vec::new();
     for side in ["uwsgi", "logalarm"] {
         let sdir = dir.path().join(side);
@@ -490,16 +427,12 @@ fn conformance_with_real_uwsgi() {
         eprintln!("SKIPPED: uwsgi is not installed (scripts/test.sh installs uwsgi-core)");
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let corpus = root.join("tests/data/corpus");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(root.join("tests/conformance/cases"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    let mut cases: Vec<PathBuf> = case::paths(40)
+        .into_iter()
+        .filter(|p| case::load(p).uwsgi)
         .collect();
-    cases.sort();
-    assert!(cases.len() >= 25, "only {} cases", cases.len());
-    // `LOGALARM_CASES=curl cargo test --test conformance` runs the cases whose name holds `curl`.
+    assert!(cases.len() >= 25, "only {} uWSGI cases", cases.len());
+    // `LOGALARM_CASES=curl cargo test conformance` runs the cases whose name holds `curl`.
     if let Ok(only) = std::env::var("LOGALARM_CASES") {
         cases.retain(|p| p.to_string_lossy().contains(&only));
     }
@@ -510,7 +443,7 @@ fn conformance_with_real_uwsgi() {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(case) = cases.get(i) else { break };
-                if let Err(e) = run_case(case, &corpus) {
+                if let Err(e) = run_case(case) {
                     failures.lock().unwrap().push(e);
                 }
             });

@@ -444,7 +444,7 @@ fn airbrake_notices_validate_against_the_v2_3_schema_and_v3_is_json() {
     assert_eq!(xml["headers"]["content-type"], "text/xml; charset=utf-8");
     let body = dir.path().join("notice.xml");
     std::fs::write(&body, latin1(&xml["body"])).unwrap();
-    // The Airbrake v2.3 notice schema, kept in the repository (tests/data).
+    // The Airbrake v2.3 notice schema, kept in the repository (tests/data/airbrake_2_3.xsd).
     let xsd = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/airbrake_2_3.xsd");
     let v = std::process::Command::new("xmllint")
         .args(["--noout", "--schema"])

@@ -3,12 +3,14 @@
 //! recorders, prosody, espeak-ng, uWSGI), started on loopback by `support`.
 //!
 //! - `cli`: pass-through, start-up errors, cmd/log actions, signals, output failures;
-//! - `scenarios`: the scenario files of `tests/data/*.toml`, through the library and the binary;
-//! - `conformance`: the real uWSGI beside logalarm on `tests/conformance/cases/*.toml`;
+//! - `case`: the one scenario format, `tests/cases/*.toml`, which the next two run;
+//! - `scenarios`: every self-contained case through the binary and the library (3 chunkings);
+//! - `conformance`: every case not marked `uwsgi = false`, the real uWSGI beside logalarm;
 //! - `matcher_prop`: property tests against the naive `oracle`;
 //! - `fuzz_replay`: the fuzz targets' kept inputs (`fuzz/regressions`) through `fuzz_bodies`;
 //! - `monitors`, `supervise`, `curl`, `xmpp`, `speech`: one per monitor or action family.
 
+mod case;
 mod cli;
 mod conformance;
 mod curl;
