@@ -9,32 +9,10 @@ cd "$(dirname "$0")/.."
 
 say() { printf '\n== %s\n' "$*"; }
 
-apt_ready=0
-need_pkg() { # need_pkg COMMAND DEBIAN-PACKAGE...
-  command -v "$1" >/dev/null 2>&1 && return 0
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-    echo "missing $1: install ${*:2}" >&2
-    return 1
-  fi
-  if [ $apt_ready = 0 ]; then
-    apt-get update -qq
-    apt_ready=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${@:2}" >/dev/null
-}
-
-need_lib() { # need_lib PKG-CONFIG-NAME DEBIAN-PACKAGE
-  pkg-config --exists "$1" 2>/dev/null && return 0
-  need_pkg __never_a_command__ "$2"
-}
-
 say "dependencies"
+# The build's own needs (cc, pkg-config, libcurl with its headers) and the helpers below.
+source scripts/setup.sh
 need_pkg python3 python3
-need_pkg cc gcc
-need_pkg pkg-config pkg-config
-# Before the first build: curl-sys links Debian's libcurl (with SMTP) only when this is there;
-# without it, it silently builds a bundled libcurl that has no SMTP.
-need_lib libcurl libcurl4-openssl-dev
 need_pkg uwsgi uwsgi-core          # the oracle of the conformance tests
 [ -e /usr/lib/uwsgi/plugins/alarm_curl_plugin.so ] || need_pkg __never_a_command__ uwsgi-plugin-alarm-curl
 need_pkg openssl openssl           # TLS material for the HTTPS/SMTPS test servers

@@ -12,8 +12,13 @@
 
 /// Fixed-capacity roll buffer.
 pub(crate) struct LineBuffer {
+    /// The storage; its length is the capacity and never changes.
     buf: Box<[u8]>,
+    /// Where the unprocessed bytes begin: everything before was handed out and consumed.
+    /// Moves forward as lines are consumed; back to 0 when the buffer rolls.
     start: usize,
+    /// Where the unprocessed bytes end and the spare room (the next read's target) begins:
+    /// `start <= end <= buf.len()`.
     end: usize,
 }
 

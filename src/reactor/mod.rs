@@ -350,8 +350,16 @@ impl<'a, 'r> Reactor<'a, 'r> {
         let Some(source) = self.table.remove(self.poll.registry(), t) else {
             return Ok(());
         };
-        if let Source::Log { mut pipeline, .. } = source {
+        if let Source::Log {
+            mut pipeline,
+            mut input,
+        } = source
+        {
             let mut sink = self.sink();
+            if let Input::Stdin(p) = &mut input {
+                // What its thread already read is written too (SIGTERM mid-stream).
+                p.finish(&mut pipeline, &mut sink)?;
+            }
             let res = pipeline.finish(&mut sink);
             sink.flush();
             self.cx.totals.add(&pipeline.stats);

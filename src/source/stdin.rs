@@ -11,7 +11,7 @@
 //! `cat |` left both cores idle a third of the time (PERF.md, "reader thread").
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::mpsc::TryRecvError;
 use std::sync::Arc;
 
@@ -33,6 +33,8 @@ pub(crate) struct Prefetch {
     /// Kept open here too: a waker dropped by the ending thread would close its descriptor and
     /// take a wake-up not yet polled with it.
     _waker: Arc<mio::Waker>,
+    /// Dropped to tell the thread to read nothing more (its read end becomes readable).
+    stop: Option<std::io::PipeWriter>,
 }
 
 impl Prefetch {
@@ -45,6 +47,7 @@ impl Prefetch {
         let kept = waker.clone();
         let (full_tx, full) = std::sync::mpsc::sync_channel(STDIN_CHUNKS);
         let (empty, empty_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDIN_CHUNKS);
+        let (stop_rx, stop) = std::io::pipe()?;
         for _ in 0..STDIN_CHUNKS {
             let _ = empty.send(Vec::new());
         }
@@ -55,13 +58,16 @@ impl Prefetch {
                 while let Ok(mut buf) = empty_rx.recv() {
                     buf.resize(DEFAULT_CAPACITY, 0);
                     let got = loop {
+                        // Never start a read once logalarm stopped reading (SIGTERM): what
+                        // was read is then all written, nothing read is dropped.
+                        match sys::wait_readable_unless(fd, stop_rx.as_raw_fd()) {
+                            Ok(true) => {}
+                            Ok(false) => return,
+                            Err(e) => break Err(e),
+                        }
                         match sys::read_fd(fd, &mut buf) {
-                            // An inherited non-blocking descriptor: wait for data.
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                                if let Err(e) = sys::wait_fd(fd, libc::POLLIN, -1) {
-                                    break Err(e);
-                                }
-                            }
+                            // An inherited non-blocking descriptor: wait again.
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                             other => break other,
                         }
                     };
@@ -79,37 +85,66 @@ impl Prefetch {
             full,
             empty,
             _waker: kept,
+            stop: Some(stop),
         })
     }
 }
 
 impl Prefetch {
-    /// Process the buffers the thread has read. `Idle` when none waits.
+    /// Process the next buffer the thread has read. `Idle` when none waits.
     pub(crate) fn serve(
         &mut self,
         pipeline: &mut Pipeline<'_>,
         sink: &mut LogSink<'_>,
     ) -> io::Result<Step> {
-        let (buf, got) = match self.full.try_recv() {
+        let chunk = match self.full.try_recv() {
             Ok(chunk) => chunk,
             Err(TryRecvError::Empty) => return Ok(Step::Idle),
             Err(TryRecvError::Disconnected) => return Ok(Step::End),
         };
+        if matches!(chunk.1, Ok(0)) {
+            return Ok(Step::End);
+        }
+        self.process(chunk, pipeline, sink).map(|()| Step::More)
+    }
+
+    /// Stop reading and process every buffer the thread already read (logalarm is stopping:
+    /// every byte read from standard input is written before it exits).
+    pub(crate) fn finish(
+        &mut self,
+        pipeline: &mut Pipeline<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> io::Result<()> {
+        drop(self.stop.take());
+        // The thread ends at its next wait: at most the read in progress comes after this.
+        while let Ok(chunk) = self.full.recv() {
+            if matches!(chunk.1, Ok(0)) {
+                break;
+            }
+            self.process(chunk, pipeline, sink)?;
+        }
+        Ok(())
+    }
+
+    /// Feed one buffer's whole lines in place and hand the buffer back (never blocks: the
+    /// channel holds every buffer).
+    fn process(
+        &mut self,
+        (buf, got): (Vec<u8>, io::Result<usize>),
+        pipeline: &mut Pipeline<'_>,
+        sink: &mut LogSink<'_>,
+    ) -> io::Result<()> {
         let n = match got {
-            Ok(0) => return Ok(Step::End),
             Ok(n) => n,
             Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot read log input: {e}"),
-                ))
+                let why = format!("cannot read log input: {e}");
+                return Err(io::Error::new(e.kind(), why));
             }
         };
         let res = pipeline.feed_chunk(&buf[..n], sink);
-        // Never blocks: the channel holds every buffer.
         let _ = self.empty.try_send(buf);
         sink.flush();
-        res.map(|()| Step::More)
+        res
     }
 }
 

@@ -174,6 +174,35 @@ pub(crate) fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::
     }
 }
 
+/// Wait until `fd` is readable (or at its end) or `stop` is. Returns false when `stop` is
+/// (checked first: once asked to stop, nothing more is read).
+pub(crate) fn wait_readable_unless(fd: RawFd, stop: RawFd) -> io::Result<bool> {
+    let mut pfds = [
+        libc::pollfd {
+            fd: stop,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `pfds` is an array of two valid pollfds.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        return Ok(pfds[0].revents == 0);
+    }
+}
+
 /// Whether `fd` is an open descriptor of this process.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     syscall!(fcntl(fd, libc::F_GETFD)).is_ok()

@@ -19,6 +19,7 @@ mod fuzz_replay;
 mod matcher_prop;
 mod monitors;
 mod oracle;
+mod reliability;
 mod scenarios;
 mod speech;
 mod supervise;

@@ -1,0 +1,144 @@
+//! What logalarm must not lose when it is stopped: every byte it read from standard input is
+//! written before it exits (SIGTERM and SIGINT mid-stream, fast and slow outputs).
+//!
+//! The input pipe's read end is kept open here too, so the bytes logalarm never read can be
+//! counted after it exits: bytes written into the pipe = bytes logalarm wrote out + bytes left
+//! in the pipe, exactly, and what it wrote out is the input's prefix.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Line `i` of the input: distinct, so a lost or repeated range shows.
+fn line(i: u64) -> String {
+    format!("{i:012} ERROR something happened in worker {}\n", i % 97)
+}
+
+fn stop_mid_stream(sig: i32, slow_output: bool) {
+    let (read_end, mut write_end) = std::io::pipe().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+        // A rule that matches no line: a stop mid-line leaves a partial last line, and one that
+        // raised a `log:` alarm would get a newline of its own (the alarm line must not join it).
+        .args(["--alarm", "a log:A", "--log-alarm", "a NO SUCH LINE"])
+        .stdin(Stdio::from(read_end.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The writer: lines until told to stop; what it wrote is the input.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut sent = Vec::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut chunk = String::new();
+                for _ in 0..256 {
+                    chunk.push_str(&line(i));
+                    i += 1;
+                }
+                if write_end.write_all(chunk.as_bytes()).is_err() {
+                    break;
+                }
+                sent.extend_from_slice(chunk.as_bytes());
+            }
+            sent
+        })
+    };
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+            if slow_output {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        out
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    let t = Instant::now();
+    let status = child.wait().unwrap();
+    let out = reader.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    // Unblock the writer (the pipe may be full) and count what logalarm never read.
+    let mut left = Vec::new();
+    let fd = read_end.as_raw_fd();
+    let mut r = read_end;
+    // SAFETY: `fd` is our open read end.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut buf = vec![0u8; 1 << 20];
+    let sent = loop {
+        match r.read(&mut buf) {
+            Ok(n) if n > 0 => left.extend_from_slice(&buf[..n]),
+            _ => {
+                if writer.is_finished() {
+                    // Whatever the writer put in after its last chunk.
+                    while let Ok(n) = r.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        left.extend_from_slice(&buf[..n]);
+                    }
+                    break writer.join().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+    // The output is the input, in order, nothing missing.
+    let passed = out;
+    assert!(passed.len() > 1 << 20, "only {} bytes out", passed.len());
+    assert!(
+        sent.starts_with(&passed),
+        "the output is not the input's prefix ({} bytes out)",
+        passed.len()
+    );
+    assert_eq!(
+        passed.len() + left.len(),
+        sent.len(),
+        "read but never written: {} bytes (sent {}, written {}, left in the pipe {})",
+        sent.len() - passed.len() - left.len(),
+        sent.len(),
+        passed.len(),
+        left.len()
+    );
+}
+
+#[test]
+fn sigterm_mid_stream_writes_everything_read_fast_output() {
+    stop_mid_stream(libc::SIGTERM, false);
+}
+
+#[test]
+fn sigterm_mid_stream_writes_everything_read_slow_output() {
+    stop_mid_stream(libc::SIGTERM, true);
+}
+
+#[test]
+fn sigint_mid_stream_writes_everything_read() {
+    stop_mid_stream(libc::SIGINT, true);
+}
