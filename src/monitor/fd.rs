@@ -34,8 +34,9 @@ pub(crate) struct FdWatch {
 pub(crate) enum FdEvent {
     /// This many complete events (each raises every entry's alarm); still watched.
     Events(usize),
-    /// End of file or a read error: reported, no longer watched; raise once more.
-    Closed(String),
+    /// End of file or a read error after this many complete events (the bytes that came with
+    /// the end count too): reported, no longer watched; raise once more.
+    Closed(usize, String),
 }
 
 impl FdWatch {
@@ -77,10 +78,8 @@ impl FdWatch {
             let room = (self.want - self.have).min(scratch.len());
             match sys::read_fd(self.fd, &mut scratch[..room]) {
                 Ok(0) => {
-                    return FdEvent::Closed(format!(
-                        "fd {}: end of file: no longer watched",
-                        self.fd
-                    ))
+                    let why = format!("fd {}: end of file: no longer watched", self.fd);
+                    return FdEvent::Closed(events, why);
                 }
                 Ok(n) => {
                     self.have += n;
@@ -92,10 +91,10 @@ impl FdWatch {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return FdEvent::Events(events),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return FdEvent::Closed(format!(
-                        "fd {}: read error: {e}: no longer watched",
-                        self.fd
-                    ))
+                    return FdEvent::Closed(
+                        events,
+                        format!("fd {}: read error: {e}: no longer watched", self.fd),
+                    )
                 }
             }
         }
@@ -106,9 +105,9 @@ impl FdWatch {
     pub(crate) fn serve(&mut self, dispatcher: &mut Dispatcher) -> bool {
         let (times, open) = match self.on_readable() {
             FdEvent::Events(n) => (n, true),
-            FdEvent::Closed(why) => {
+            FdEvent::Closed(n, why) => {
                 report!(Fd, "{why}");
-                (1, false)
+                (n + 1, false)
             }
         };
         for _ in 0..times {

@@ -294,6 +294,23 @@ impl<'a, 'r> Reactor<'a, 'r> {
                 }
             }
         }
+        for sig in self.cx.signals.take_usr() {
+            // Passed on to supervised processes (nginx reopens its logs on SIGUSR1); logalarm
+            // itself has no use for them and must not die of them.
+            let name = crate::supervise::signal_name(sig);
+            if self.cx.supervisor.is_empty() {
+                report!(
+                    Alarm,
+                    "{name} received: ignored (logalarm reopens --logto on SIGHUP)"
+                );
+            } else {
+                report!(
+                    Alarm,
+                    "{name} received: passed on to the supervised processes"
+                );
+                self.cx.supervisor.signal_all(sig);
+            }
+        }
         if self.cx.signals.take_hup() {
             if let Err(e) = self.cx.output.reopen() {
                 report!(Alarm, "cannot reopen the log output: {e}");

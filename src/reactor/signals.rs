@@ -17,16 +17,22 @@ pub(crate) struct Signals {
     term: Arc<AtomicUsize>,
     hup: Arc<AtomicBool>,
     chld: Arc<AtomicBool>,
+    /// SIGUSR1 and SIGUSR2 received (forwarded, never fatal).
+    usr1: Arc<AtomicBool>,
+    usr2: Arc<AtomicBool>,
     pub(super) wake: mio::net::UnixStream,
     _ids: Vec<signal_hook::SigId>,
 }
 
 impl Signals {
-    /// Install handlers for SIGTERM, SIGINT, SIGHUP and SIGCHLD.
+    /// Install handlers for SIGTERM, SIGINT, SIGHUP, SIGCHLD, SIGUSR1 and SIGUSR2 (whose
+    /// default action would kill logalarm: uWSGI and nginx users send them out of habit).
     pub(crate) fn install() -> io::Result<Signals> {
         let term = Arc::new(AtomicUsize::new(0));
         let hup = Arc::new(AtomicBool::new(false));
         let chld = Arc::new(AtomicBool::new(false));
+        let usr1 = Arc::new(AtomicBool::new(false));
+        let usr2 = Arc::new(AtomicBool::new(false));
         let (r, w) = StdUnixStream::pair()?;
         r.set_nonblocking(true)?;
         w.set_nonblocking(true)?;
@@ -44,12 +50,18 @@ impl Signals {
             libc::SIGHUP,
             w.try_clone()?,
         )?);
+        for (sig, flag) in [(libc::SIGUSR1, &usr1), (libc::SIGUSR2, &usr2)] {
+            ids.push(signal_hook::flag::register(sig, flag.clone())?);
+            ids.push(signal_hook::low_level::pipe::register(sig, w.try_clone()?)?);
+        }
         ids.push(signal_hook::flag::register(libc::SIGCHLD, chld.clone())?);
         ids.push(signal_hook::low_level::pipe::register(libc::SIGCHLD, w)?);
         Ok(Signals {
             term,
             hup,
             chld,
+            usr1,
+            usr2,
             wake: mio::net::UnixStream::from_std(r),
             _ids: ids,
         })
@@ -66,6 +78,19 @@ impl Signals {
     /// Whether SIGHUP came since the last call.
     pub(super) fn take_hup(&self) -> bool {
         self.hup.swap(false, Ordering::Relaxed)
+    }
+
+    /// The user signals (SIGUSR1, SIGUSR2) that came since the last call.
+    pub(super) fn take_usr(&self) -> impl Iterator<Item = i32> {
+        let one = self
+            .usr1
+            .swap(false, Ordering::Relaxed)
+            .then_some(libc::SIGUSR1);
+        let two = self
+            .usr2
+            .swap(false, Ordering::Relaxed)
+            .then_some(libc::SIGUSR2);
+        one.into_iter().chain(two)
     }
 
     /// Whether SIGCHLD came since the last call.

@@ -84,6 +84,31 @@ fn alarm_fd_on_a_pipe_counts_bytes_and_raises_once_more_at_eof() {
 }
 
 #[test]
+fn alarm_fd_bytes_that_arrive_with_the_end_of_file_count() {
+    // Four bytes and the end of the file in one read: four events, then one for the end.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rec");
+    let bin = env!("CARGO_BIN_EXE_logalarm");
+    let script = format!(
+        "exec {bin} --alarm-freq 0 --alarm \"$A\" --alarm-fd 'a 5 m' 5< <(printf wxyz) < /dev/null"
+    );
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(&script)
+        .env("A", recorder("a", &f))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = read_all(&f);
+    assert_eq!(rec.lines().filter(|l| *l == "a\tm").count(), 5, "{rec}");
+}
+
+#[test]
 fn alarm_fd_on_a_fifo_and_an_eventfd() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rec");

@@ -142,3 +142,54 @@ fn sigterm_mid_stream_writes_everything_read_slow_output() {
 fn sigint_mid_stream_writes_everything_read() {
     stop_mid_stream(libc::SIGINT, true);
 }
+
+#[test]
+fn sigusr1_and_sigusr2_do_not_kill_it() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+        .args(["--alarm", "a log:A", "--log-alarm", "a ERROR"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"before\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    for sig in [libc::SIGUSR1, libc::SIGUSR2] {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    stdin.write_all(b"ERROR after\n").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {err}", out.status);
+    assert!(err.contains("SIGUSR1 received: ignored"), "{err}");
+    assert!(err.contains("SIGUSR2 received: ignored"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("before\nERROR after\n"), "{text}");
+    assert!(text.contains(" - ALARM: A ERROR after"), "{text}");
+}
+
+#[test]
+fn a_closed_standard_output_is_an_exit_status_not_a_panic() {
+    for args in [
+        &["--version"][..],
+        &["--help"],
+        &["--alarm", "a log:", "--alarm-list"],
+    ] {
+        let (r, w) = std::io::pipe().unwrap();
+        drop(r);
+        let out = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+            .args(args)
+            .stdout(Stdio::from(w))
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
