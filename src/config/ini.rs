@@ -22,10 +22,27 @@ pub(crate) struct IniEntry {
 /// Sections whose keys are logalarm options.
 const SECTIONS: [&str; 2] = ["uwsgi", "logalarm"];
 
+/// Largest ini file read (`--ini /dev/zero` must not take the machine's memory).
+pub(crate) const MAX_INI_BYTES: u64 = 16 << 20;
+
+/// An ini file's accepted entries, and what was skipped.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Parsed {
+    pub(crate) entries: Vec<IniEntry>,
+    /// Whether an accepted section (`[uwsgi]`, `[logalarm]`) was there at all.
+    pub(crate) accepted: bool,
+    /// Sections skipped whose name differs from an accepted one only in case (uWSGI skips
+    /// them too: its section names are compared exactly).
+    pub(crate) near_misses: Vec<(String, usize)>,
+}
+
 /// Parse ini text. Lines outside an accepted section are ignored; a line without `=` inside one
-/// is a key with an empty value (uWSGI treats `master` alone as `master = true`).
-pub(crate) fn parse(text: &str) -> Vec<IniEntry> {
-    let mut out = Vec::new();
+/// is a key with an empty value (uWSGI treats `master` alone as `master = true`). A UTF-8 byte
+/// order mark at the start is skipped (uWSGI would read `\u{FEFF}[uwsgi]` as no section).
+pub(crate) fn parse(text: &str) -> Parsed {
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let mut p = Parsed::default();
+    let out = &mut p.entries;
     let mut in_section = false;
     for (idx, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -35,6 +52,10 @@ pub(crate) fn parse(text: &str) -> Vec<IniEntry> {
         if let Some(rest) = line.strip_prefix('[') {
             let name = rest.strip_suffix(']').unwrap_or(rest).trim();
             in_section = SECTIONS.contains(&name);
+            p.accepted |= in_section;
+            if !in_section && SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+                p.near_misses.push((name.to_string(), idx + 1));
+            }
             continue;
         }
         if !in_section {
@@ -50,12 +71,22 @@ pub(crate) fn parse(text: &str) -> Vec<IniEntry> {
             line: idx + 1,
         });
     }
-    out
+    p
 }
 
-/// Read and parse an ini file.
-pub(crate) fn load(path: &Path) -> std::io::Result<Vec<IniEntry>> {
-    let bytes = std::fs::read(path)?;
+/// Read and parse an ini file (at most [`MAX_INI_BYTES`]).
+pub(crate) fn load(path: &Path) -> std::io::Result<Parsed> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_INI_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_INI_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_INI_BYTES >> 20),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
@@ -77,7 +108,9 @@ mod tests {
         let text = "; comment\n[other]\nalarm = no\n[uwsgi]\nalarm = a cmd:cat\n# c\n\
                     log-alarm = a \\d+ x;y\nalarm = b log:\nmaster\n[logalarm]\nalarm-freq=0\n";
         let got = parse(text);
+        assert!(got.accepted);
         let kv: Vec<(&str, &str, usize)> = got
+            .entries
             .iter()
             .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
             .collect();
@@ -96,6 +129,17 @@ mod tests {
     #[test]
     fn value_keeps_inner_equals() {
         let got = parse("[uwsgi]\nalarm = m curl:http://x/?a=b;method=POST\n");
-        assert_eq!(got[0].value, "m curl:http://x/?a=b;method=POST");
+        assert_eq!(got.entries[0].value, "m curl:http://x/?a=b;method=POST");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_and_sections_compare_exactly() {
+        let got = parse("\u{FEFF}[uwsgi]\nalarm-freq = 1\n");
+        assert!(got.accepted);
+        assert_eq!(got.entries.len(), 1);
+        let got = parse("[uWSGI]\nalarm-freq = 1\n");
+        assert!(!got.accepted && got.entries.is_empty());
+        assert_eq!(got.near_misses, vec![("uWSGI".to_string(), 1)]);
+        assert!(!parse("alarm-freq = 1\n").accepted);
     }
 }

@@ -41,13 +41,43 @@ pub struct ConfigError {
     pub origin: Origin,
 }
 
+/// Longest error message kept whole: a 10 MB rule must not become a 10 MB error line.
+const MAX_MESSAGE: usize = 1024;
+
 impl ConfigError {
+    /// An error about `origin`; a message over [`MAX_MESSAGE`] bytes keeps its head and its
+    /// tail (the reason is at the end) around a note of how much was cut.
     pub fn new(message: impl Into<String>, origin: &Origin) -> Self {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE {
+            let head = floor_char_boundary(&message, MAX_MESSAGE / 2);
+            let tail = ceil_char_boundary(&message, message.len() - MAX_MESSAGE / 2);
+            message = format!(
+                "{} […{} bytes cut…] {}",
+                &message[..head],
+                tail - head,
+                &message[tail..]
+            );
+        }
         ConfigError {
-            message: message.into(),
+            message,
             origin: origin.clone(),
         }
     }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// `--alarm NAME TYPE:ARG`, split but not yet interpreted.
@@ -168,6 +198,8 @@ impl Default for Config {
 pub(crate) const MAX_BUFSIZE: usize = 16 << 20;
 /// Nesting limit for `ini` inside ini files.
 const MAX_INI_DEPTH: usize = 8;
+/// Most ini files read in all (includes fanning out must not read for ever).
+const MAX_INI_FILES: usize = 64;
 
 /// Whether an option takes a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,10 +517,12 @@ pub(crate) fn lookup(name: &str) -> Option<&'static OptDef> {
         .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
-/// State while loading: ini nesting, to refuse include loops.
-#[derive(Default)]
+/// State while loading: ini nesting, to refuse include loops, and the files read so far.
+#[derive(Debug, Default)]
 pub(crate) struct Loader {
     stack: Vec<PathBuf>,
+    /// Ini files read in all (at most [`MAX_INI_FILES`]).
+    files: usize,
 }
 
 impl Loader {
@@ -503,9 +537,20 @@ impl Loader {
                 origin,
             ));
         }
-        let entries = ini::load(&path).map_err(|e| {
+        self.files += 1;
+        if self.files > MAX_INI_FILES {
+            return Err(ConfigError::new(
+                format!(
+                    "invalid ini: {}: more than {MAX_INI_FILES} ini files in all",
+                    path.display()
+                ),
+                origin,
+            ));
+        }
+        let parsed = ini::load(&path).map_err(|e| {
             ConfigError::new(format!("invalid ini: {}: {}", path.display(), e), origin)
         })?;
+        let entries = accepted_entries(parsed, &path, c, origin)?;
         self.stack.push(path.clone());
         let res = self.apply_entries(c, entries, &path);
         self.stack.pop();
@@ -553,6 +598,39 @@ impl Loader {
     }
 }
 
+/// The entries of an ini file's accepted sections; a file without any is an error (uWSGI
+/// only warns, and then runs without the alarms the file was meant to define), and sections
+/// that differ from `[uwsgi]` only in case get a warning.
+fn accepted_entries(
+    parsed: ini::Parsed,
+    path: &std::path::Path,
+    c: &mut Config,
+    origin: &Origin,
+) -> Result<Vec<ini::IniEntry>, ConfigError> {
+    for (name, line) in &parsed.near_misses {
+        c.warnings.push(format!(
+            "section [{name}] of {}:{line} ignored: section names are compared exactly, as uWSGI does (write [uwsgi])",
+            path.display()
+        ));
+    }
+    if parsed.accepted {
+        return Ok(parsed.entries);
+    }
+    let hint = match parsed.near_misses.first() {
+        Some((name, _)) => {
+            format!(" (it has [{name}]: section names are compared exactly, as uWSGI does)")
+        }
+        None => " (put `[uwsgi]` before the options)".to_string(),
+    };
+    Err(ConfigError::new(
+        format!(
+            "invalid ini: {}: no [uwsgi] or [logalarm] section{hint}",
+            path.display()
+        ),
+        origin,
+    ))
+}
+
 /// Parse ini text as if it were a file named `name` given with `--ini` (fuzzing, tests).
 /// `ini` options inside it are read from disk as usual.
 pub fn parse_ini_str(text: &str, name: &str) -> Result<Config, ConfigError> {
@@ -560,7 +638,8 @@ pub fn parse_ini_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let mut loader = Loader::default();
     let path = PathBuf::from(name);
     loader.stack.push(path.clone());
-    loader.apply_entries(&mut c, ini::parse(text), &path)?;
+    let entries = accepted_entries(ini::parse(text), &path, &mut c, &Origin::Cli)?;
+    loader.apply_entries(&mut c, entries, &path)?;
     Ok(c)
 }
 
@@ -1019,6 +1098,61 @@ mod tests {
 
         let e = parse_args(args(&["--ini", "/nonexistent/x.ini"])).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x.ini"), "{e}");
+    }
+
+    #[test]
+    fn ini_files_without_their_section_too_large_or_too_many_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        let load = |text: &[u8]| {
+            std::fs::write(&p, text).unwrap();
+            parse_args(args(&["--ini", p.to_str().unwrap()]))
+        };
+        let c = load(b"\xef\xbb\xbf[uwsgi]\nalarm = a log:\n").unwrap();
+        assert_eq!(c.alarms.len(), 1, "a byte order mark is skipped");
+        let e = load(b"[uWSGI]\nalarm = a log:\n").unwrap_err().to_string();
+        assert!(
+            e.contains("no [uwsgi] or [logalarm] section") && e.contains("[uWSGI]"),
+            "{e}"
+        );
+        let e = load(b"alarm = a log:\n").unwrap_err().to_string();
+        assert!(e.contains("put `[uwsgi]` before"), "{e}");
+        let c = load(b"[uwsgi]\nalarm = a log:\n[UWSGI]\nalarm = b log:\n").unwrap();
+        assert_eq!(c.alarms.len(), 1);
+        assert!(c.warnings[0].contains("[UWSGI]"), "{:?}", c.warnings);
+        let mut big = b"[uwsgi]\n".to_vec();
+        big.resize(17 << 20, b';');
+        let e = load(&big).unwrap_err().to_string();
+        assert!(e.contains("larger than 16 MiB"), "{e}");
+        // Ten includes of one file, six levels deep: refused at 64 files, not read for ever.
+        for level in 0..6 {
+            let next = dir.path().join(format!("l{}.ini", level + 1));
+            let mut text = String::from("[uwsgi]\n");
+            for _ in 0..10 {
+                text.push_str(&format!("ini = {}\n", next.display()));
+            }
+            std::fs::write(dir.path().join(format!("l{level}.ini")), text).unwrap();
+        }
+        std::fs::write(dir.path().join("l6.ini"), "[uwsgi]\n").unwrap();
+        let top = dir.path().join("l0.ini");
+        let e = parse_args(args(&["--ini", top.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 64 ini files"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_value_makes_a_short_error() {
+        let rule = format!("a ({}", "x".repeat(10 << 20));
+        let e = parse_args(args(&["--alarm", "a log:", "--log-alarm", &rule]))
+            .and_then(|c| crate::plan::build(&c).map(|_| c))
+            .unwrap_err()
+            .to_string();
+        assert!(e.len() < 2048, "{} bytes", e.len());
+        assert!(
+            e.starts_with("invalid log-alarm: a (xxx") && e.contains("bytes cut"),
+            "{e}"
+        );
     }
 
     #[test]
