@@ -294,7 +294,7 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
     }
     let mut udp = Vec::new();
     for u in &c.udp {
-        let addr = udp::resolve(&u.value)
+        let addr = udp::bind_address(&u.value)
             .map_err(|e| ConfigError::new(format!("invalid udp: {}: {e}", u.value), &u.origin))?;
         udp.push((u.value.clone(), addr, u.origin.clone()));
     }

@@ -445,7 +445,7 @@ pub static OPTIONS: &[OptDef] = &[
         aliases: &[],
         arity: Arity::Value,
         value_name: "HOST:PORT",
-        doc: "receive log lines as UDP datagrams",
+        doc: "receive log lines as UDP datagrams (:PORT = loopback only)",
         apply: |c, v, o, _| {
             c.udp.push(sourced(non_empty("udp", v, o)?.to_string(), o));
             Ok(())

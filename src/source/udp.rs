@@ -25,8 +25,19 @@ pub(crate) enum AddrError {
 
 /// Resolve `host:port` / `[v6]:port` / `:port` (all addresses) to one socket address.
 pub(crate) fn resolve(s: &str) -> Result<SocketAddr, AddrError> {
+    resolve_with(s, "0.0.0.0")
+}
+
+/// The address `--udp` binds: `:port` is loopback only (a datagram from anywhere could raise
+/// an alarm, and a `cmd:` alarm runs a command); `0.0.0.0:port` says "every address" in so
+/// many words.
+pub(crate) fn bind_address(s: &str) -> Result<SocketAddr, AddrError> {
+    resolve_with(s, "127.0.0.1")
+}
+
+fn resolve_with(s: &str, no_host: &str) -> Result<SocketAddr, AddrError> {
     let full = if s.starts_with(':') {
-        format!("0.0.0.0{s}")
+        format!("{no_host}{s}")
     } else {
         s.to_string()
     };
@@ -82,6 +93,14 @@ mod tests {
     #[test]
     fn port_alone_means_every_address() {
         assert_eq!(resolve(":9000").unwrap(), "0.0.0.0:9000".parse().unwrap());
+        assert_eq!(
+            bind_address(":9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(
+            bind_address("0.0.0.0:9000").unwrap(),
+            "0.0.0.0:9000".parse().unwrap()
+        );
         assert!(resolve("nonsense").is_err());
     }
 }

@@ -310,6 +310,24 @@ fn udp_datagrams_are_lines() {
 }
 
 #[test]
+fn udp_port_alone_binds_loopback_only() {
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut child = spawn_detached(&["--udp", &format!(":{port}")]);
+    // /proc/net/udp: local address as hex IP:PORT (127.0.0.1 is 0100007F on little-endian).
+    let bound = |ip: &str| {
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap();
+        let want = format!("{ip}:{port:04X} ");
+        table.lines().any(|l| l.contains(&want))
+    };
+    wait_until("the socket", 5, || bound("0100007F"));
+    assert!(!bound("00000000"), "bound to every address");
+    assert_eq!(stop(child), 0);
+}
+
+#[test]
 fn alarm_socket_and_the_raise_client() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("alarm.sock");
