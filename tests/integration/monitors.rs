@@ -315,7 +315,7 @@ fn udp_port_alone_binds_loopback_only() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap().port()
     };
-    let mut child = spawn_detached(&["--udp", &format!(":{port}")]);
+    let child = spawn_detached(&["--udp", &format!(":{port}")]);
     // /proc/net/udp: local address as hex IP:PORT (127.0.0.1 is 0100007F on little-endian).
     let bound = |ip: &str| {
         let table = std::fs::read_to_string("/proc/net/udp").unwrap();
