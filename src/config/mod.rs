@@ -92,12 +92,7 @@ pub struct AlarmDef {
 impl AlarmDef {
     /// The definition as the user wrote it, with secrets masked.
     pub fn redacted(&self) -> String {
-        format!(
-            "{} {}:{}",
-            self.name,
-            self.kind,
-            redact_arg(&self.kind, &self.arg)
-        )
+        redact_value(&format!("{} {}:{}", self.name, self.kind, self.arg))
     }
 }
 
@@ -872,7 +867,8 @@ const SECRET_KEYS: [&str; 6] = [
 pub(crate) fn redact_arg(kind: &str, arg: &str) -> String {
     let mut parts: Vec<String> = arg.split(';').map(str::to_string).collect();
     for (i, p) in parts.iter_mut().enumerate() {
-        if kind == "xmpp" && i == 1 && !p.contains('=') {
+        // The second field of xmpp:JID;PASSWORD;TO is the password whatever it holds (`=`).
+        if kind == "xmpp" && i == 1 {
             *p = "***".to_string();
             continue;
         }
@@ -887,15 +883,29 @@ pub(crate) fn redact_arg(kind: &str, arg: &str) -> String {
     parts.join(";")
 }
 
-/// Mask a whole option value that may hold an alarm definition.
+/// Mask a whole option value that may hold an alarm definition. URL passwords are masked
+/// wherever they are, also in a mistyped definition (`curl http://u:pw@h`, a space for the
+/// colon, whose "type" would be `curl http`).
 pub(crate) fn redact_value(v: &str) -> String {
-    match v
+    let structured = match v
         .split_once(' ')
         .and_then(|(n, r)| r.split_once(':').map(|(k, a)| (n, k, a)))
     {
         Some((name, kind, arg)) => format!("{name} {kind}:{}", redact_arg(kind, arg)),
         None => redact_arg("", v),
+    };
+    let mut out = String::with_capacity(structured.len());
+    let mut rest = structured.as_str();
+    // Each piece from one `://` to the next gets its `user:password@` masked.
+    while let Some(i) = rest[1.min(rest.len())..].find("://").map(|i| i + 1) {
+        let start = rest[..i].rfind([' ', ';', ',', '=']).map_or(0, |j| j + 1);
+        out.push_str(&rest[..start]);
+        let end = rest[i + 3..].find(' ').map_or(rest.len(), |j| i + 3 + j);
+        out.push_str(&redact_url_password(&rest[start..end]));
+        rest = &rest[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 fn redact_url_password(s: &str) -> String {
@@ -1169,6 +1179,17 @@ mod tests {
         );
         let e = parse_args(args(&["--alarm", "mnospace;auth_pass=secret"])).unwrap_err();
         assert!(!e.to_string().contains("secret"), "{e}");
+        // A password holding `=`, and a URL password in a mistyped definition.
+        assert_eq!(redact_arg("xmpp", "a@b;p=w;c@d"), "a@b;***;c@d");
+        assert_eq!(redact_value("x xmpp:a@b;p=w;c@d"), "x xmpp:a@b;***;c@d");
+        assert_eq!(
+            redact_value("m curl http://u:pw@h/x"),
+            "m curl http://u:***@h/x"
+        );
+        assert_eq!(
+            redact_value("m curl:smtp://u:pw@h;mail_to=a https://v:pw2@i"),
+            "m curl:smtp://u:***@h;mail_to=a https://v:***@i"
+        );
     }
 
     #[test]

@@ -193,3 +193,29 @@ fn a_closed_standard_output_is_an_exit_status_not_a_panic() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn passwords_stay_out_of_listings_and_errors_whatever_they_hold() {
+    for alarm in [
+        "x xmpp:a@localhost;pa=ss;b@localhost",
+        "m curl http://user:hunter2pw@host/x",
+    ] {
+        for extra in [&["--alarm-list"][..], &[]] {
+            let out = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+                .args(["--alarm", alarm])
+                .args(extra)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                !all.contains("pa=ss") && !all.contains("hunter2pw"),
+                "{alarm} {extra:?}: {all}"
+            );
+        }
+    }
+}
