@@ -60,11 +60,20 @@ const PIECE: usize = 64 * 1024;
 /// order). Reused across buffers: no allocation per line.
 #[derive(Default)]
 struct Deferred {
-    /// (message start, message end, ranks start, ranks end) into the region and `ranks`.
-    hits: Vec<(usize, usize, usize, usize)>,
+    /// Each matching line of the piece, in order.
+    hits: Vec<DeferredHit>,
     ranks: Vec<u32>,
     /// Lines confirmed in the piece.
     confirmed: usize,
+}
+
+/// A matching line found by the helper thread, delivered in line order afterwards.
+#[derive(Debug, Clone)]
+struct DeferredHit {
+    /// The message's place in the region.
+    msg: std::ops::Range<usize>,
+    /// Its alarm ranks' place in [`Deferred::ranks`].
+    ranks: std::ops::Range<usize>,
 }
 
 impl Deferred {
@@ -288,7 +297,10 @@ impl<'r> Matching<'r> {
                                 let start = msg.as_ptr() as usize - base;
                                 let r0 = d.ranks.len();
                                 d.ranks.extend_from_slice(hits);
-                                d.hits.push((start, start + msg.len(), r0, d.ranks.len()));
+                                d.hits.push(DeferredHit {
+                                    msg: start..start + msg.len(),
+                                    ranks: r0..d.ranks.len(),
+                                });
                             });
                     }
                 };
@@ -302,8 +314,8 @@ impl<'r> Matching<'r> {
                 let mut n = 0;
                 for d in deferred {
                     let d = d.lock().unwrap_or_else(|e| e.into_inner());
-                    for &(a, b, r0, r1) in &d.hits {
-                        deliver(&lines[a..b], &d.ranks[r0..r1]);
+                    for h in &d.hits {
+                        deliver(&lines[h.msg.clone()], &d.ranks[h.ranks.clone()]);
                     }
                     n += d.confirmed;
                 }
