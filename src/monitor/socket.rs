@@ -4,12 +4,17 @@
 //! ([`split_raise`]) and raises alarm NAME with MESSAGE. A client that bound an address
 //! (`logalarm raise`, see `raise.rs`) gets an answer: `ok`, or why not.
 //! Invariants: one datagram raises at most one alarm; an unknown name or a malformed datagram is
-//! reported and answered, never fatal; the socket file is removed when the socket is dropped.
+//! reported and answered, never fatal.
+//! Who may raise: the socket is created mode 0600 (under a umask of 0177, so there is no moment
+//! when it is open to others): logalarm's own user and root. A path where a live socket answers
+//! (another logalarm) is refused at start-up; a stale socket file is replaced. At exit the file
+//! is removed only if it is still the socket this instance bound (same device and inode), so an
+//! instance never deletes another's socket.
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 
@@ -22,21 +27,33 @@ pub(crate) struct AlarmSocket {
     path: PathBuf,
     sock: UnixDatagram,
     buf: Vec<u8>,
+    /// (device, inode) of the socket file this instance created: removed at exit only if the
+    /// path still names it.
+    file: (u64, u64),
 }
 
 impl AlarmSocket {
-    /// Bind `path` (a stale socket file of an earlier run is replaced; a live one makes the
-    /// bind fail). The socket is non-blocking.
+    /// Bind `path`, mode 0600. A stale socket file of an earlier run is replaced; a socket
+    /// that answers is another instance's, and an error. The socket is non-blocking.
     pub(crate) fn bind(path: &Path) -> io::Result<AlarmSocket> {
         if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+            let probe = UnixDatagram::unbound()?;
+            if probe.connect(path).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "a live socket is there (another logalarm?): choose another path, or stop it",
+                ));
+            }
             let _ = std::fs::remove_file(path);
         }
-        let sock = UnixDatagram::bind(path)?;
+        let sock = crate::sys::with_umask(0o177, || UnixDatagram::bind(path))?;
         sock.set_nonblocking(true)?;
+        let meta = std::fs::symlink_metadata(path)?;
         Ok(AlarmSocket {
             path: path.to_path_buf(),
             sock,
             buf: vec![0u8; 65536],
+            file: (meta.dev(), meta.ino()),
         })
     }
 
@@ -86,7 +103,11 @@ impl AlarmSocket {
 
 impl Drop for AlarmSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.file);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -203,6 +203,18 @@ pub(crate) fn wait_readable_unless(fd: RawFd, stop: RawFd) -> io::Result<bool> {
     }
 }
 
+/// Run `f` with the process's umask set to `mask`, then restore it. For files that must never
+/// exist with wider permissions (sockets: there is no fchmod before bind). Start-up only: the
+/// umask is process-wide.
+pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
+    // SAFETY: umask has no preconditions and cannot fail.
+    let old = unsafe { libc::umask(mask) };
+    let r = f();
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    r
+}
+
 /// Whether `fd` is an open descriptor of this process.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     syscall!(fcntl(fd, libc::F_GETFD)).is_ok()

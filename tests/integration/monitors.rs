@@ -367,3 +367,46 @@ fn alarm_socket_and_the_raise_client() {
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("is logalarm running"));
 }
+
+#[test]
+fn the_alarm_socket_is_private_and_never_taken_over() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("alarm.sock");
+    let path = sock.to_str().unwrap();
+    let raise = |name: &str| {
+        bin()
+            .args(["raise", "--socket", path, name, "m"])
+            .output()
+            .unwrap()
+    };
+    let first = spawn_detached(&["--alarm-socket", path, "--alarm", "a log:A"]);
+    wait_until("the socket", 5, || sock.exists());
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    // A second instance on the same path refuses to start; the first keeps its socket.
+    let second = bin()
+        .args(["--alarm-socket", path, "--alarm", "b log:B"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("invalid alarm-socket") && err.contains("live socket"),
+        "{err}"
+    );
+    assert_eq!(raise("a").status.code(), Some(0), "the first still answers");
+    // Its file removed by hand and the path reused: the first must not delete the new one.
+    std::fs::remove_file(&sock).unwrap();
+    let third = spawn_detached(&["--alarm-socket", path, "--alarm", "c log:C"]);
+    wait_until("the new socket", 5, || sock.exists());
+    assert_eq!(stop(first), 0);
+    assert!(
+        sock.exists(),
+        "the first instance deleted a socket it did not own"
+    );
+    assert_eq!(raise("c").status.code(), Some(0), "the third still answers");
+    assert_eq!(stop(third), 0);
+    assert!(!sock.exists(), "its own socket is removed at exit");
+}
