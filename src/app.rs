@@ -82,6 +82,12 @@ pub(crate) fn run(plan: Plan) -> i32 {
         },
         None => Arc::new(Output::stdout()),
     };
+    // Passwords and keys live in this process's memory: no core dump may carry them.
+    if plan.alarms.iter().any(|a| a.action.may_hold_secrets()) {
+        if let Err(e) = crate::sys::set_not_dumpable() {
+            report!(Alarm, "cannot make the process non-dumpable: {e}");
+        }
+    }
     let monitors = match Monitors::open(&plan.monitors, |n| plan.rank(n)) {
         Ok(m) => m,
         Err(e) => return fail(e),

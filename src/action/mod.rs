@@ -182,6 +182,14 @@ impl Action {
         }
     }
 
+    /// Whether the action may hold a secret (a password, an API key): curl, airbrake, xmpp.
+    pub(crate) fn may_hold_secrets(&self) -> bool {
+        matches!(
+            self,
+            Action::Curl(_) | Action::Airbrake(_) | Action::Xmpp(_)
+        )
+    }
+
     /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
     pub(crate) fn blocking(&self) -> bool {
         match self {

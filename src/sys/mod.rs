@@ -215,6 +215,12 @@ pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// Make the process non-dumpable (`PR_SET_DUMPABLE` 0): no core file, no ptrace or
+/// `/proc/PID/mem` by its own user. For a process holding secrets in memory.
+pub(crate) fn set_not_dumpable() -> io::Result<()> {
+    syscall!(prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong)).map(|_| ())
+}
+
 /// Whether `fd` is an open descriptor of this process.
 pub(crate) fn fd_is_open(fd: RawFd) -> bool {
     syscall!(fcntl(fd, libc::F_GETFD)).is_ok()

@@ -219,3 +219,56 @@ fn passwords_stay_out_of_listings_and_errors_whatever_they_hold() {
         }
     }
 }
+
+/// The owner of `/proc/PID/environ`: the process's user, or root when it is not dumpable.
+fn proc_owner(pid: u32) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/environ")).unwrap().uid()
+}
+
+#[test]
+fn a_process_holding_secrets_is_not_dumpable() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "needs root and setpriv");
+        return;
+    }
+    // A copy of the binary that user nobody can run.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("logalarm");
+    std::fs::copy(env!("CARGO_BIN_EXE_logalarm"), &bin).unwrap();
+    let owner_with = |alarm: &str| {
+        let mut child = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["--alarm", alarm])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let owner = proc_owner(child.id());
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        owner
+    };
+    assert_eq!(
+        owner_with("a log:A"),
+        65534,
+        "no secrets: an ordinary process"
+    );
+    assert_eq!(
+        owner_with("m curl:http://127.0.0.1:9/x;auth_user=u;auth_pass=s3cret"),
+        0,
+        "holding a password: not dumpable"
+    );
+}
