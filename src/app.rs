@@ -149,6 +149,10 @@ pub(crate) fn run(plan: Plan) -> i32 {
         output.stop_retrying();
     }
     let summary = dispatcher.shutdown(dispatch.grace);
+    // The last records, if the stream ended inside a line.
+    if let Err(e) = output.end_line() {
+        report!(Alarm, "{e}");
+    }
     finish(result, &summary, &totals, dispatch.grace)
 }
 

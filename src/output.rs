@@ -25,7 +25,15 @@ struct State {
     target: Target,
     /// The last byte written was `\n` (or nothing was written).
     at_line_start: bool,
+    /// Records (action lines) that came while the log stream was inside a line: written right
+    /// after that line's end, never inside it (a line longer than the buffer is passed in
+    /// pieces, and its alarm is raised from its head). At most [`MAX_PENDING`] bytes.
+    pending: Vec<u8>,
 }
+
+/// Most bytes of records held back while a line is being written; beyond it they are written
+/// on a line of their own at once (a line that never ends must not hold alarms for ever).
+const MAX_PENDING: usize = 4 << 20;
 
 enum Target {
     Stdout,
@@ -75,6 +83,7 @@ impl Output {
             target: Mutex::new(State {
                 target: Target::Stdout,
                 at_line_start: true,
+                pending: Vec::new(),
             }),
             stopping: AtomicBool::new(false),
         }
@@ -90,26 +99,61 @@ impl Output {
                     file,
                 },
                 at_line_start: true,
+                pending: Vec::new(),
             }),
             stopping: AtomicBool::new(false),
         })
     }
 
     /// Write log bytes as one chunk. Transient failures are retried (see the module doc).
+    /// Records held back while a line was being written follow that line's end.
     pub(crate) fn write(&self, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        self.write_locked(&mut state, bytes)
+        if state.pending.is_empty() {
+            return self.write_locked(&mut state, bytes);
+        }
+        match memchr::memchr(b'\n', bytes) {
+            Some(i) => {
+                self.write_locked(&mut state, &bytes[..=i])?;
+                let pending = std::mem::take(&mut state.pending);
+                self.write_locked(&mut state, &pending)?;
+                self.write_locked(&mut state, &bytes[i + 1..])
+            }
+            None => self.write_locked(&mut state, bytes),
+        }
     }
 
-    /// Write a whole line produced by an action (`log:` alarms, `cmd:` output). When the log
-    /// stream was left inside a line (its input ended without `\n`), a `\n` goes first so the
-    /// two do not join.
+    /// Write whole lines produced by an action (`log:` alarms, `cmd:` output). While the log
+    /// stream is inside a line they wait for its end (see [`Output::write`]).
     pub(crate) fn write_record(&self, line: &[u8]) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        if !state.at_line_start {
-            self.write_locked(&mut state, b"\n")?;
+        if state.at_line_start {
+            return self.write_locked(&mut state, line);
         }
-        self.write_locked(&mut state, line)
+        state.pending.extend_from_slice(line);
+        if state.pending.len() > MAX_PENDING {
+            return self.end_line_locked(&mut state);
+        }
+        Ok(())
+    }
+
+    /// An input ended, or logalarm is ending: records still held back are written now, after
+    /// a `\n` if the stream was left inside a line (an input whose last line has none), so the
+    /// two do not join.
+    pub(crate) fn end_line(&self) -> io::Result<()> {
+        let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        self.end_line_locked(&mut state)
+    }
+
+    fn end_line_locked(&self, state: &mut State) -> io::Result<()> {
+        if state.pending.is_empty() {
+            return Ok(());
+        }
+        if !state.at_line_start {
+            self.write_locked(state, b"\n")?;
+        }
+        let pending = std::mem::take(&mut state.pending);
+        self.write_locked(state, &pending)
     }
 
     fn write_locked(&self, state: &mut State, bytes: &[u8]) -> io::Result<()> {

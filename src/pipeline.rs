@@ -159,6 +159,12 @@ impl<'r> Pipeline<'r> {
         }
     }
 
+    /// Whether the input's bytes passed so far end inside a line (an unterminated last line,
+    /// or a line longer than the buffer not yet ended).
+    pub(crate) fn inside_line(&self) -> bool {
+        self.skipping || !self.buf.filled().is_empty()
+    }
+
     /// End of input: the last line (without `\n`) is a line too.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         let len = self.buf.filled().len();

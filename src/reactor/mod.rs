@@ -377,10 +377,15 @@ impl<'a, 'r> Reactor<'a, 'r> {
                 // What its thread already read is written too (SIGTERM mid-stream).
                 p.finish(&mut pipeline, &mut sink)?;
             }
+            let inside_line = pipeline.inside_line();
             let res = pipeline.finish(&mut sink);
             sink.flush();
             self.cx.totals.add(&pipeline.stats);
             res?;
+            if inside_line {
+                // Its last line has no `\n`: records held back for its end come now.
+                self.cx.output.end_line()?;
+            }
         }
         Ok(())
     }

@@ -223,7 +223,9 @@ fn passwords_stay_out_of_listings_and_errors_whatever_they_hold() {
 /// The owner of `/proc/PID/environ`: the process's user, or root when it is not dumpable.
 fn proc_owner(pid: u32) -> u32 {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(format!("/proc/{pid}/environ")).unwrap().uid()
+    std::fs::metadata(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .uid()
 }
 
 #[test]
@@ -271,4 +273,58 @@ fn a_process_holding_secrets_is_not_dumpable() {
         0,
         "holding a password: not dumpable"
     );
+}
+
+#[test]
+fn a_log_alarm_of_a_long_line_comes_after_the_line_never_inside_it() {
+    // Lines of 5 MB and 3 MB (longer than the 1 MiB buffer: passed in pieces, their alarm
+    // raised from their head), a short line between and after them.
+    let mut input = Vec::new();
+    for (len, tail) in [(5usize << 20, "one"), (3 << 20, "two")] {
+        input.extend_from_slice(b"ERROR big ");
+        input.resize(input.len() + len, b'x');
+        input.extend_from_slice(format!(" {tail}\nshort line\n").as_bytes());
+    }
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "a log:A",
+            "--log-alarm",
+            "a ^ERROR big",
+            "--alarm-freq",
+            "0",
+        ],
+        input.clone(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&[u8]> = out.stdout.split_inclusive(|&b| b == b'\n').collect();
+    let is_alarm = |l: &[u8]| memchr::memmem::find(l, b" - ALARM: A ERROR big ").is_some();
+    let shape: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            if is_alarm(l) {
+                "ALARM".to_string()
+            } else {
+                format!("{} bytes", l.len())
+            }
+        })
+        .collect();
+    assert_eq!(lines.iter().filter(|l| is_alarm(l)).count(), 2, "{shape:?}");
+    let passed: Vec<u8> = lines
+        .iter()
+        .filter(|l| !is_alarm(l))
+        .flat_map(|l| l.iter().copied())
+        .collect();
+    assert!(passed == input, "the input was altered: {shape:?}");
+    // Each alarm line directly follows the long line that raised it.
+    assert!(
+        is_alarm(lines[1]) && lines[0].ends_with(b" one\n"),
+        "{shape:?}"
+    );
+    let two = lines.iter().position(|l| l.ends_with(b" two\n")).unwrap();
+    assert!(is_alarm(lines[two + 1]), "{shape:?}");
 }
