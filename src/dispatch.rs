@@ -7,7 +7,8 @@
 //! a lane of its own, so a slow endpoint only delays its own alarm.
 //!
 //! Invariants: the reader never blocks, never locks, and allocates only for a line that raises
-//! an alarm (its message is copied). When a queue is full the *new* event is dropped (the
+//! an alarm (its message is copied). When a queue is full the *new* event of a `log:` alarm waits
+//! for room (back-pressure: the log path slows, the alarm is never lost); any other is dropped (the
 //! producer side drops), counted, and reported on standard error at most once a second. Lanes
 //! are woken once per buffer, not per event (`Parker`/`Unparker`). Anti-flood runs where the
 //! action runs, so "the last message that instance actually ran" is exact.
@@ -119,6 +120,9 @@ struct Shared {
 pub(crate) struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     route: Vec<u16>,
+    /// Per alarm: never dropped — a full queue makes the reader wait for room (`log:` alarms:
+    /// one formatted line each, nothing for them to wait on but the output).
+    lossless: Vec<bool>,
     touched: Vec<bool>,
     msg_size: usize,
     shared: Arc<Shared>,
@@ -158,6 +162,10 @@ impl Dispatcher {
         // Group instances per lane: lane 0 first, then one per blocking instance.
         let mut groups: Vec<(String, Vec<(u32, Instance)>)> = vec![("main".into(), Vec::new())];
         let mut route = Vec::with_capacity(instances.len());
+        let lossless = instances
+            .iter()
+            .map(|i| matches!(i.action, Action::Log(_)))
+            .collect();
         for (id, inst) in instances.into_iter().enumerate() {
             let lane = if !cheap && inst.action.blocking() {
                 groups.push((format!("alarm \"{}\"", inst.name), Vec::new()));
@@ -195,6 +203,7 @@ impl Dispatcher {
         Ok(Dispatcher {
             lanes,
             route,
+            lossless,
             touched: vec![false; n],
             msg_size,
             shared,
@@ -204,7 +213,8 @@ impl Dispatcher {
         })
     }
 
-    /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks.
+    /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks, except for a
+    /// lossless alarm whose queue is full: then the reader waits for room.
     #[inline]
     pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
         let Some(&lane) = self.route.get(alarm as usize) else {
@@ -217,10 +227,39 @@ impl Dispatcher {
             msg: msg.into(),
             raised: Instant::now(),
         };
-        if self.lanes[lane].queue.push(ev).is_err() {
-            self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+        if let Err(ev) = self.lanes[lane].queue.push(ev) {
+            if self.lossless[alarm as usize] {
+                self.wait_for_room(lane, ev);
+            } else {
+                self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.touched[lane] = true;
+    }
+
+    /// Back-pressure: wake the lane and wait until `ev` fits in its queue (the log path slows
+    /// instead of losing the alarm). A lane whose thread is gone cannot make room: dropped and
+    /// counted then.
+    #[cold]
+    fn wait_for_room(&mut self, lane: usize, mut ev: Event) {
+        let mut spins = 0u32;
+        loop {
+            self.lanes[lane].unparker.unpark();
+            match self.lanes[lane].queue.push(ev) {
+                Ok(()) => return,
+                Err(back) => ev = back,
+            }
+            if self.threads.get(lane).is_none_or(|t| t.is_finished()) {
+                self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
     }
 
     /// Wake the lanes that got events, and report drops (at most once a second).

@@ -328,3 +328,40 @@ fn a_log_alarm_of_a_long_line_comes_after_the_line_never_inside_it() {
     let two = lines.iter().position(|l| l.ends_with(b" two\n")).unwrap();
     assert!(is_alarm(lines[two + 1]), "{shape:?}");
 }
+
+#[test]
+fn log_alarms_are_never_dropped_whatever_the_rate() {
+    // 200,000 matching lines, most of them in reads far larger than the 1,024-event queue.
+    let n = 200_000;
+    let mut input = Vec::new();
+    for i in 0..n {
+        input.extend_from_slice(format!("ERROR {i}\n").as_bytes());
+    }
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "a log:A",
+            "--log-alarm",
+            "a ^ERROR",
+            "--alarm-freq",
+            "0",
+        ],
+        input.clone(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("alarm(s) dropped"), "{err}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let alarms = text
+        .lines()
+        .filter(|l| l.contains(" - ALARM: A ERROR "))
+        .count();
+    assert_eq!(alarms, n, "{err}");
+    let passed: String = text
+        .lines()
+        .filter(|l| !l.contains(" - ALARM: "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(passed.as_bytes() == input, "the log stream was altered");
+    assert!(err.contains("200000 alarms raised, 200000 ran"), "{err}");
+}
