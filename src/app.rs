@@ -76,7 +76,7 @@ fn print(text: &str) -> i32 {
 /// supervised processes, run the reactor, then let queued alarms finish.
 pub(crate) fn run(plan: Plan) -> i32 {
     let output = match &plan.logto {
-        Some(p) => match Output::file(p) {
+        Some(p) => match Output::file(p, plan.logto_follow_symlinks) {
             Ok(o) => Arc::new(o),
             Err(e) => return fail(format_args!("invalid logto: {}: {e}", p.display())),
         },

@@ -12,7 +12,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -37,7 +37,12 @@ const MAX_PENDING: usize = 4 << 20;
 
 enum Target {
     Stdout,
-    File { path: PathBuf, file: File },
+    File {
+        path: PathBuf,
+        file: File,
+        /// `--logto-follow-symlinks`: reopening may follow a symbolic link too.
+        follow: bool,
+    },
 }
 
 impl Target {
@@ -61,12 +66,34 @@ pub(crate) struct Output {
     stopping: AtomicBool,
 }
 
-fn open_log(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
+/// Open `path` for appending. A symbolic link in a directory that others may write to is
+/// refused unless `follow`: a link planted there would make logalarm (often root) append to any
+/// file. Links in directories only their owner writes (`/dev/stdout`) are followed.
+fn open_log(path: &Path, follow: bool) -> io::Result<File> {
+    let open = |flags| {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_NOFOLLOW) {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            let shared = std::fs::metadata(dir.unwrap_or(Path::new(".")))
+                .map_or(true, |m| m.permissions().mode() & 0o022 != 0);
+            if shared && !follow {
+                return Err(io::Error::new(
+                    e.kind(),
+                    "is a symbolic link in a directory others may write to: logalarm does not \
+                     follow it (give its target, or add --logto-follow-symlinks)",
+                ));
+            }
+            open(0)
+        }
+        other => other,
+    }
 }
 
 fn is_transient(e: &io::Error) -> bool {
@@ -89,14 +116,15 @@ impl Output {
         }
     }
 
-    /// Append to `path` (created if missing).
-    pub(crate) fn file(path: &Path) -> io::Result<Output> {
-        let file = open_log(path)?;
+    /// Append to `path` (created if missing; a symbolic link only if `follow`).
+    pub(crate) fn file(path: &Path, follow: bool) -> io::Result<Output> {
+        let file = open_log(path, follow)?;
         Ok(Output {
             target: Mutex::new(State {
                 target: Target::File {
                     path: path.to_path_buf(),
                     file,
+                    follow,
                 },
                 at_line_start: true,
                 pending: Vec::new(),
@@ -197,8 +225,8 @@ impl Output {
     /// Reopen `--logto` (after logrotate moved it). No-op for standard output.
     pub(crate) fn reopen(&self) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        if let Target::File { path, file } = &mut state.target {
-            *file = open_log(path)?;
+        if let Target::File { path, file, follow } = &mut state.target {
+            *file = open_log(path, *follow)?;
         }
         Ok(())
     }
@@ -235,8 +263,23 @@ mod tests {
     fn appends_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
-        let o = Output::file(&p).unwrap();
+        let o = Output::file(&p, false).unwrap();
         o.write(b"a\n").unwrap();
+        // A link in a directory others may write to is refused, unless told; in one only
+        // its owner writes, followed.
+        use std::os::unix::fs::PermissionsExt;
+        let shared = dir.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let target = dir.path().join("victim");
+        std::fs::write(&target, "keep\n").unwrap();
+        let link = shared.join("log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = Output::file(&link, false).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(Output::file(&link, true).is_ok());
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(Output::file(&link, false).is_ok());
         std::fs::rename(&p, dir.path().join("log.1")).unwrap();
         o.write(b"b\n").unwrap();
         o.reopen().unwrap();
@@ -250,7 +293,7 @@ mod tests {
         if !Path::new("/dev/full").exists() {
             return;
         }
-        let o = Output::file(Path::new("/dev/full")).unwrap();
+        let o = Output::file(Path::new("/dev/full"), false).unwrap();
         o.stop_retrying();
         let e = o.write(b"x\n").unwrap_err();
         assert!(e.to_string().contains("/dev/full"), "{e}");

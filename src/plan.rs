@@ -73,6 +73,8 @@ pub struct Plan {
     pub(crate) binsh: PathBuf,
     /// `--logto`, or standard output.
     pub(crate) logto: Option<PathBuf>,
+    /// `--logto-follow-symlinks`.
+    pub(crate) logto_follow_symlinks: bool,
     /// Start-up warnings (unknown action keys).
     pub(crate) warnings: Vec<String>,
 }
@@ -130,6 +132,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         programs: programs(c),
         binsh: c.binsh.clone(),
         logto: c.logto.clone(),
+        logto_follow_symlinks: c.logto_follow_symlinks,
         warnings,
     })
 }

@@ -145,6 +145,8 @@ pub struct Config {
     pub attach_daemon: Vec<Sourced<String>>,
     pub tail: Vec<Sourced<PathBuf>>,
     pub tail_from_start: bool,
+    /// `--logto` may be a symbolic link (off: one logalarm did not create is refused).
+    pub logto_follow_symlinks: bool,
     pub udp: Vec<Sourced<String>>,
     pub watch_socket: Vec<Sourced<String>>,
     pub mule: Vec<Sourced<String>>,
@@ -177,6 +179,7 @@ impl Default for Config {
             attach_daemon: Vec::new(),
             tail: Vec::new(),
             tail_from_start: false,
+            logto_follow_symlinks: false,
             udp: Vec::new(),
             watch_socket: Vec::new(),
             mule: Vec::new(),
@@ -409,6 +412,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "write the log stream to PATH instead of stdout (reopened on SIGHUP)",
         apply: |c, v, o, _| {
             c.logto = Some(PathBuf::from(non_empty("logto", v, o)?));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "logto-follow-symlinks",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "let --logto be a symbolic link (refused otherwise: a planted link could make logalarm overwrite another file)",
+        apply: |c, v, o, _| {
+            c.logto_follow_symlinks = parse_bool("logto-follow-symlinks", v, o)?;
             Ok(())
         },
     },
