@@ -75,19 +75,11 @@ fn print(text: &str) -> i32 {
 /// Run `plan` to its end: open the output and the monitors, start the alarm threads and the
 /// supervised processes, run the reactor, then let queued alarms finish.
 pub(crate) fn run(plan: Plan) -> i32 {
-    let output = match &plan.logto {
-        Some(p) => match Output::file(p, plan.logto_follow_symlinks) {
-            Ok(o) => Arc::new(o),
-            Err(e) => return fail(format_args!("invalid logto: {}: {e}", p.display())),
-        },
-        None => Arc::new(Output::stdout()),
+    let output = match open_output(&plan) {
+        Ok(o) => Arc::new(o),
+        Err(e) => return fail(e),
     };
-    // Passwords and keys live in this process's memory: no core dump may carry them.
-    if plan.alarms.iter().any(|a| a.action.may_hold_secrets()) {
-        if let Err(e) = crate::sys::set_not_dumpable() {
-            report!(Alarm, "cannot make the process non-dumpable: {e}");
-        }
-    }
+    protect_secrets(&plan);
     let monitors = match Monitors::open(&plan.monitors, |n| plan.rank(n)) {
         Ok(m) => m,
         Err(e) => return fail(e),
@@ -154,6 +146,25 @@ pub(crate) fn run(plan: Plan) -> i32 {
         report!(Alarm, "{e}");
     }
     finish(result, &summary, &totals, dispatch.grace)
+}
+
+/// `--logto` or standard output.
+fn open_output(plan: &Plan) -> std::io::Result<Output> {
+    match &plan.logto {
+        Some(p) => Output::file(p, plan.logto_follow_symlinks).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("invalid logto: {}: {e}", p.display()))
+        }),
+        None => Ok(Output::stdout()),
+    }
+}
+
+/// Passwords and keys live in this process's memory: no core dump may carry them.
+fn protect_secrets(plan: &Plan) {
+    if plan.alarms.iter().any(|a| a.action.may_hold_secrets()) {
+        if let Err(e) = crate::sys::set_not_dumpable() {
+            report!(Alarm, "cannot make the process non-dumpable: {e}");
+        }
+    }
 }
 
 /// The exit status, after the shutdown reports.

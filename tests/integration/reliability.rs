@@ -320,13 +320,12 @@ fn a_log_alarm_of_a_long_line_comes_after_the_line_never_inside_it() {
         .flat_map(|l| l.iter().copied())
         .collect();
     assert!(passed == input, "the input was altered: {shape:?}");
-    // Each alarm line directly follows the long line that raised it.
-    assert!(
-        is_alarm(lines[1]) && lines[0].ends_with(b" one\n"),
-        "{shape:?}"
-    );
+    // Each alarm line comes after the line that raised it: right after it when the alarm ran
+    // while the line was still being written, later when the lane ran after its end.
+    let alarms: Vec<usize> = (0..lines.len()).filter(|&i| is_alarm(lines[i])).collect();
     let two = lines.iter().position(|l| l.ends_with(b" two\n")).unwrap();
-    assert!(is_alarm(lines[two + 1]), "{shape:?}");
+    assert!(lines[0].ends_with(b" one\n") && alarms[0] >= 1, "{shape:?}");
+    assert!(alarms[1] > two, "{shape:?}");
 }
 
 #[test]
