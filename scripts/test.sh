@@ -52,8 +52,13 @@ if command -v cargo-fuzz >/dev/null 2>&1; then
     for t in config pipeline; do
       # New inputs go to fuzz/corpus (ignored by git); regressions/ is read as seeds only.
       mkdir -p fuzz/corpus/"$t"
-      (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" corpus/"$t" regressions/"$t" -- \
-         -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -3)
+      # A crash prints the panic and the input's path; copy that input into regressions/ to keep it.
+      if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$t" corpus/"$t" regressions/"$t" -- \
+              -max_total_time="$secs" -rss_limit_mb=2048 > /tmp/logalarm-fuzz-"$t".log 2>&1); then
+        grep -m8 -E "panicked|SUMMARY|Test unit written|artifact" /tmp/logalarm-fuzz-"$t".log
+        exit 1
+      fi
+      tail -1 /tmp/logalarm-fuzz-"$t".log
     done
   fi
 else

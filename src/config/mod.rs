@@ -911,7 +911,7 @@ pub(crate) fn redact_value(v: &str) -> String {
     let mut out = String::with_capacity(structured.len());
     let mut rest = structured.as_str();
     // Each piece from one `://` to the next gets its `user:password@` masked.
-    while let Some(i) = rest[1.min(rest.len())..].find("://").map(|i| i + 1) {
+    while let Some(i) = rest.find("://") {
         let start = rest[..i].rfind([' ', ';', ',', '=']).map_or(0, |j| j + 1);
         out.push_str(&rest[..start]);
         let end = rest[i + 3..].find(' ').map_or(rest.len(), |j| i + 3 + j);
