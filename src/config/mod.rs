@@ -45,7 +45,7 @@ pub struct ConfigError {
 const MAX_MESSAGE: usize = 1024;
 
 impl ConfigError {
-    /// An error about `origin`; a message over [`MAX_MESSAGE`] bytes keeps its head and its
+    /// An error about `origin`; a message over `MAX_MESSAGE` (1 KiB) bytes keeps its head and its
     /// tail (the reason is at the end) around a note of how much was cut.
     pub fn new(message: impl Into<String>, origin: &Origin) -> Self {
         let mut message = message.into();

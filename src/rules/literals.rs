@@ -164,7 +164,7 @@ pub(super) fn has_case_pair(h: &Hir) -> bool {
 /// the better of the rule's own required literals and those of its case-folded form (which
 /// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece). Literals
 /// holding `\n` are left out (no match within a line can contain one). None when neither form
-/// has literals of at least [`MIN_NEEDLE_LEN`] bytes.
+/// has literals of at least `MIN_NEEDLE_LEN` (3) bytes.
 pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
     // Literals holding `\n` go, and so do literals holding another one of the set (any line
     // holding them holds the shorter one too).
