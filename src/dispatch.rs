@@ -307,11 +307,18 @@ impl Dispatcher {
                 unfinished += 1;
             }
         }
-        let children = self.ctx.children.wait_all(deadline);
+        let mut children = self.ctx.children.wait_all(deadline);
         if children > 0 {
+            // They would run on after logalarm, their output lost: stopped, and what they
+            // wrote until then is forwarded (at most a second more).
+            let killed = self.ctx.children.kill_all();
+            children = self
+                .ctx
+                .children
+                .wait_all(Instant::now() + Duration::from_secs(1));
             report!(
                 Alarm,
-                "{children} cmd alarm command(s) still running at exit"
+                "{killed} cmd alarm command(s) still running after the grace period: killed"
             );
         }
         self.report_drops(true);

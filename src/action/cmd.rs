@@ -11,6 +11,7 @@
 //! output handling on the log path's thread.
 
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -27,10 +28,12 @@ pub(crate) const MAX_CHILDREN: usize = 64;
 /// Longest piece of child output held while waiting for its end of line.
 const MAX_OUTPUT_LINE: usize = 64 * 1024;
 
-/// Running children: a counter with a wait for zero (shutdown).
+/// Running children: a counter with a wait for zero (shutdown), and their process groups (each
+/// command runs in a group of its own, so what its shell started can be stopped with it).
 #[derive(Default, Debug)]
 pub(crate) struct Children {
     live: Mutex<usize>,
+    groups: Mutex<Vec<i32>>,
     zero: Condvar,
     started: AtomicUsize,
     dropped: AtomicU64,
@@ -52,6 +55,25 @@ impl Children {
         *live = live.saturating_sub(1);
         if *live == 0 {
             self.zero.notify_all();
+        }
+    }
+
+    /// Kill the process groups of the commands still running (the grace period is over): their
+    /// output then ends and is forwarded. Returns how many were killed.
+    pub(crate) fn kill_all(&self) -> usize {
+        let groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        for &g in groups.iter() {
+            let _ = crate::sys::kill(-g, libc::SIGKILL);
+        }
+        groups.len()
+    }
+
+    fn track(&self, pid: i32, running: bool) {
+        let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+        if running {
+            groups.push(pid);
+        } else {
+            groups.retain(|&g| g != pid);
         }
     }
 
@@ -127,7 +149,8 @@ impl Cmd {
         let (out_r, out_w) = std::io::pipe()?;
         let mut child = {
             let mut cmd = Command::new(&ctx.binsh);
-            cmd.arg("-c")
+            cmd.process_group(0)
+                .arg("-c")
                 .arg(&self.command)
                 .stdin(Stdio::piped())
                 .stdout(out_w.try_clone()?)
@@ -135,6 +158,8 @@ impl Cmd {
             cmd.spawn()?
             // `cmd`, holding our copies of the write ends, is dropped here: EOF will come.
         };
+        let pid = child.id() as i32;
+        ctx.children.track(pid, true);
         let stdin = child.stdin.take();
         let msg = msg.to_vec();
         let output = ctx.output.clone();
@@ -152,6 +177,7 @@ impl Cmd {
                     forward_lines(out_r, &output);
                 });
                 let _ = child.wait();
+                children.track(pid, false);
                 children.release();
             });
         if let Err(e) = spawned {

@@ -364,3 +364,70 @@ fn log_alarms_are_never_dropped_whatever_the_rate() {
     assert!(passed.as_bytes() == input, "the log stream was altered");
     assert!(err.contains("200000 alarms raised, 200000 ran"), "{err}");
 }
+
+#[test]
+fn commands_still_running_after_the_grace_period_are_killed_their_output_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    // The command writes a line, then would sleep for a minute (in a child of its shell).
+    let alarm = format!(
+        "a cmd:echo started; echo $$ > {}; sleep 60; echo never",
+        pidfile.display()
+    );
+    let t = Instant::now();
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            &alarm,
+            "--log-alarm",
+            "a ERROR",
+            "--alarm-grace",
+            "1",
+        ],
+        b"ERROR one\n".to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        err.contains("1 cmd alarm command(s) still running after the grace period: killed"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("started\n") && !text.contains("never"),
+        "{text}"
+    );
+    // Its shell and the sleep it started are gone.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let running = group_members_running(pid);
+    assert!(
+        running.is_empty(),
+        "still running in group {pid}: {running:?}"
+    );
+}
+
+/// The processes of process group `pgrp` that are not zombies (a killed process whose parent
+/// is gone may wait a while to be reaped): (pid, state, command).
+fn group_members_running(pgrp: i32) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp ...: fields after the last ')'.
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgrp.to_string() && fields[0] != "Z" {
+            found.push(stat[..close + 1].to_string() + " " + fields[0]);
+        }
+    }
+    found
+}
