@@ -19,7 +19,7 @@ fn line(i: u64) -> String {
 
 fn stop_mid_stream(sig: i32, slow_output: bool) {
     let (read_end, mut write_end) = std::io::pipe().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+    let mut child = crate::support::bin()
         // A rule that matches no line: a stop mid-line leaves a partial last line, and one that
         // raised a `log:` alarm would get a newline of its own (the alarm line must not join it).
         .args(["--alarm", "a log:A", "--log-alarm", "a NO SUCH LINE"])
@@ -145,13 +145,7 @@ fn sigint_mid_stream_writes_everything_read() {
 
 #[test]
 fn sigusr1_and_sigusr2_do_not_kill_it() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logalarm"))
-        .args(["--alarm", "a log:A", "--log-alarm", "a ERROR"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = crate::support::spawn_open(&["--alarm", "a log:A", "--log-alarm", "a ERROR"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"before\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -182,7 +176,7 @@ fn a_closed_standard_output_is_an_exit_status_not_a_panic() {
     ] {
         let (r, w) = std::io::pipe().unwrap();
         drop(r);
-        let out = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+        let out = crate::support::bin()
             .args(args)
             .stdout(Stdio::from(w))
             .stderr(Stdio::piped())
@@ -201,7 +195,7 @@ fn passwords_stay_out_of_listings_and_errors_whatever_they_hold() {
         "m curl http://user:hunter2pw@host/x",
     ] {
         for extra in [&["--alarm-list"][..], &[]] {
-            let out = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+            let out = crate::support::bin()
                 .args(["--alarm", alarm])
                 .args(extra)
                 .stdin(Stdio::null())
