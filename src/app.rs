@@ -39,7 +39,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return print(&format!("logalarm {}\n", env!("CARGO_PKG_VERSION")));
     }
     for w in &config.warnings {
-        eprintln!("logalarm: warning: {w}");
+        crate::report::plain(format_args!("logalarm: warning: {w}"));
     }
     if config.alarm_list && print(&plan::alarm_list(&config)) != 0 {
         return 1;
@@ -52,13 +52,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return 0;
     }
     for w in plan.warnings() {
-        eprintln!("logalarm: warning: {w}");
+        crate::report::plain(format_args!("logalarm: warning: {w}"));
     }
     run(plan)
 }
 
 fn fail(e: impl std::fmt::Display) -> i32 {
-    eprintln!("{e}");
+    crate::report::plain(format_args!("{e}"));
     1
 }
 
@@ -116,9 +116,11 @@ pub(crate) fn run(plan: Plan) -> i32 {
             name: a.name,
             action: a.action,
             flood: AntiFlood::new(dispatch.freq),
+            overflow: a.overflow,
         })
         .collect();
-    let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx) {
+    output.stop_after(signals.stop_flag(), dispatch.grace);
+    let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx, signals.stop_flag()) {
         Ok(d) => d,
         Err(e) => return fail(format_args!("logalarm: {e}")),
     };
@@ -182,20 +184,41 @@ fn finish(
             grace.as_secs()
         );
     }
-    let raised_or_lost = totals.alarms + summary.dropped + summary.commands_dropped > 0;
-    if result.is_ok() && raised_or_lost {
+    let lost = summary.dropped + summary.discarded;
+    if result.is_ok() && totals.alarms + lost > 0 {
         report!(
-        Alarm,
-        "exit: {} bytes passed, {} lines matched exactly, {} alarms raised, {} ran, {} suppressed by anti-flood, {} dropped (queue full), {} cmd commands started, {} cmd alarms dropped (64 running)",
-        totals.bytes,
-        totals.confirmed,
-        totals.alarms,
-        summary.ran,
-        summary.suppressed,
-        summary.dropped,
-        summary.commands,
-        summary.commands_dropped
-    );
+            Alarm,
+            "exit: {} bytes passed, {} lines matched exactly, {} alarms raised, {} ran, {} suppressed by anti-flood, {} dropped, {} discarded at shutdown, {} failed, {} cmd commands started",
+            totals.bytes,
+            totals.confirmed,
+            totals.alarms,
+            summary.ran,
+            summary.suppressed,
+            summary.dropped,
+            summary.discarded,
+            summary.failed,
+            summary.commands
+        );
+        for a in summary
+            .alarms
+            .iter()
+            .filter(|a| a.raised + a.dropped + a.discarded > 0)
+        {
+            report!(
+                Alarm,
+                "exit: \"{}\" ({} alarm, overflow {}): raised {}, ran {}, suppressed {}, dropped {} ({} digest(s) sent), discarded {}, failed {}",
+                a.name,
+                a.kind,
+                a.overflow,
+                a.raised,
+                a.ran,
+                a.suppressed,
+                a.dropped,
+                a.digests,
+                a.discarded,
+                a.failed
+            );
+        }
     }
     match result {
         Ok(End::Command(code)) => code,

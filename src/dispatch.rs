@@ -6,24 +6,32 @@
 //! non-blocking actions, and every action with `alarm-cheap`); each blocking alarm instance gets
 //! a lane of its own, so a slow endpoint only delays its own alarm.
 //!
-//! Invariants: the reader never blocks, never locks, and allocates only for a line that raises
-//! an alarm (its message is copied). When a queue is full the *new* event of a `log:` alarm waits
-//! for room (back-pressure: the log path slows, the alarm is never lost); any other is dropped (the
-//! producer side drops), counted, and reported on standard error at most once a second. Lanes
+//! Overflow: what happens to an alarm that finds its queue full (or its action without room:
+//! 64 `cmd:` commands running) is the alarm's [`Overflow`] policy. `drop` counts it and keeps
+//! the first and last message: when room returns the lane sends one *digest* through the
+//! alarm's own action ("N alarms dropped between T1 and T2; first: …; last: …"). `block` makes
+//! the reader wait for room (the log path slows, nothing is lost; `log:` alarms always block);
+//! after SIGTERM/SIGINT it waits at most `alarm-grace`, then discards and counts. `spool`
+//! blocks too, but its lane only appends to a file on disk (see `spool`), so it rarely waits.
+//!
+//! Invariants: the reader never locks and allocates only for a line that raises an alarm (its
+//! message is copied), except when an alarm is dropped (the digest keeps two messages). Lanes
 //! are woken once per buffer, not per event (`Parker`/`Unparker`). Anti-flood runs where the
-//! action runs, so "the last message that instance actually ran" is exact.
+//! action runs, so "the last message that instance actually ran" is exact. Every alarm raised
+//! ends counted in exactly one of: ran, suppressed, dropped, discarded at shutdown
+//! ([`AlarmSummary`]).
 //! Rejected alternatives: a `Mutex<VecDeque>` (the reader would lock per event); unbounded
 //! channels (memory grows without bound when an action is down).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use crate::action::{Action, Ctx, Runner};
+use crate::action::{Action, Ctx, Outcome, Runner};
 use crate::output::Output;
 use crate::pipeline::Sink;
 use crate::plan::DispatchPlan;
@@ -45,12 +53,46 @@ impl LogSink<'_> {
 
 impl Sink for LogSink<'_> {
     #[inline]
+    fn region(&mut self, len: usize) {
+        self.dispatcher.after = self.output.passed() + len as u64;
+    }
+    #[inline]
     fn pass(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.output.write(bytes)
     }
     #[inline]
     fn alarm(&mut self, alarm: u32, msg: &[u8]) {
         self.dispatcher.raise(alarm, msg);
+    }
+}
+
+/// What an alarm does when its queue is full or its action has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overflow {
+    /// Count it; summarise the lost ones in a digest through the alarm's action.
+    Drop,
+    /// The reader waits for room: the log stream slows instead.
+    Block,
+    /// A bounded queue on disk that outlives an outage and a restart (delivery actions).
+    Spool,
+}
+
+impl Overflow {
+    pub(crate) fn parse(s: &str) -> Option<Overflow> {
+        match s {
+            "drop" => Some(Overflow::Drop),
+            "block" => Some(Overflow::Block),
+            "spool" => Some(Overflow::Spool),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Overflow::Drop => "drop",
+            Overflow::Block => "block",
+            Overflow::Spool => "spool",
+        }
     }
 }
 
@@ -61,6 +103,9 @@ pub(crate) struct Event {
     pub msg: Box<[u8]>,
     /// When the line was matched (for `max_age`).
     pub raised: Instant,
+    /// The log output's position after the region that raised it: a `log:` line is written
+    /// there, never before the line it reports.
+    pub after: u64,
 }
 
 /// Anti-flood for one alarm instance, exactly as uWSGI: a message is suppressed when it equals
@@ -101,71 +146,190 @@ pub(crate) struct Instance {
     pub name: String,
     pub action: Action,
     pub flood: AntiFlood,
+    pub overflow: Overflow,
+}
+
+/// Alarms of one alarm lost since its last digest.
+#[derive(Debug, Clone)]
+struct Lost {
+    count: u64,
+    first_at: SystemTime,
+    last_at: SystemTime,
+    first: Vec<u8>,
+    last: Vec<u8>,
+}
+
+/// Longest sample message quoted in a digest.
+const DIGEST_SAMPLE: usize = 512;
+
+impl Lost {
+    fn new(msg: &[u8]) -> Lost {
+        let now = SystemTime::now();
+        let sample = msg[..msg.len().min(DIGEST_SAMPLE)].to_vec();
+        Lost {
+            count: 1,
+            first_at: now,
+            last_at: now,
+            first: sample.clone(),
+            last: sample,
+        }
+    }
+
+    fn add(&mut self, msg: &[u8]) {
+        self.count += 1;
+        self.last_at = SystemTime::now();
+        self.last.clear();
+        self.last
+            .extend_from_slice(&msg[..msg.len().min(DIGEST_SAMPLE)]);
+    }
+
+    /// Put back a digest that could not run, merged with what was lost since.
+    fn merge(&mut self, newer: Lost) {
+        self.count += newer.count;
+        self.last_at = newer.last_at;
+        self.last = newer.last;
+    }
+
+    /// The digest's text.
+    fn message(&self, alarm: &str) -> Vec<u8> {
+        let text = |m: &[u8]| {
+            String::from_utf8_lossy(m)
+                .trim_end_matches(['\n', '\r'])
+                .to_string()
+        };
+        format!(
+            "logalarm: {} alarm(s) of \"{alarm}\" dropped between {} and {} (no room); first: {}; last: {}\n",
+            self.count,
+            crate::sys::time::local_iso(self.first_at),
+            crate::sys::time::local_iso(self.last_at),
+            text(&self.first),
+            text(&self.last)
+        )
+        .into_bytes()
+    }
+}
+
+/// One alarm's counters: written by its lane (and the reader), read at exit.
+#[derive(Debug, Default)]
+struct Counters {
+    ran: AtomicU64,
+    suppressed: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+    discarded: AtomicU64,
+    digests: AtomicU64,
+}
+
+/// What one alarm shares between the reader and its lane.
+#[derive(Debug, Default)]
+struct AlarmShared {
+    counts: Counters,
+    /// Lost alarms not yet summarised (the `drop` policy).
+    lost: Mutex<Option<Lost>>,
+}
+
+impl AlarmShared {
+    /// Count one alarm lost for want of room and keep it for the digest.
+    fn lose(&self, msg: &[u8]) {
+        self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        match lost.as_mut() {
+            Some(l) => l.add(msg),
+            None => *lost = Some(Lost::new(msg)),
+        }
+    }
+}
+
+/// One alarm's fate, at exit.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct AlarmSummary {
+    pub name: String,
+    pub kind: &'static str,
+    pub overflow: &'static str,
+    pub raised: u64,
+    pub ran: u64,
+    pub suppressed: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub discarded: u64,
+    pub digests: u64,
 }
 
 struct Lane {
     label: String,
     queue: ArrayQueue<Event>,
     unparker: Unparker,
+    /// Dropped at this lane's queue (the rate-limited report).
     dropped: AtomicU64,
 }
 
 struct Shared {
     closing: AtomicBool,
-    suppressed: AtomicU64,
-    ran: AtomicU64,
+    alarms: Vec<AlarmShared>,
 }
 
 /// Producer side, owned by the reader.
 pub(crate) struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     route: Vec<u16>,
-    /// Per alarm: never dropped — a full queue makes the reader wait for room (`log:` alarms:
-    /// one formatted line each, nothing for them to wait on but the output).
-    lossless: Vec<bool>,
+    overflow: Vec<Overflow>,
+    /// Per alarm: raised (counted by the reader alone).
+    raised: Vec<u64>,
+    /// Per alarm: (name, type), for the summary.
+    labels: Vec<(String, &'static str)>,
     touched: Vec<bool>,
     msg_size: usize,
+    /// See [`Event::after`]; set by [`LogSink`] before each region.
+    after: u64,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     /// What was reported of each lane's `dropped`.
     drops: Vec<DropCount>,
     ctx: Arc<Ctx>,
+    /// Set by SIGTERM/SIGINT: a blocked reader waits at most `grace` more.
+    stop: Arc<AtomicBool>,
+    stop_seen: Option<Instant>,
+    grace: Duration,
 }
 
 /// What happened at shutdown.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Summary {
     pub ran: u64,
     pub suppressed: u64,
     pub dropped: u64,
-    /// `cmd:` commands started, and alarms dropped because 64 were running.
+    pub discarded: u64,
+    pub failed: u64,
+    /// `cmd:` commands started.
     pub(crate) commands: u64,
-    pub(crate) commands_dropped: u64,
     /// Threads still running an action when the grace period ended.
     pub unfinished: usize,
+    /// Per alarm, in rank order.
+    pub alarms: Vec<AlarmSummary>,
 }
 
 impl Dispatcher {
     /// Start the lanes for `instances` (index = alarm id). `cheap` puts all on lane 0.
+    /// `stop` is set by SIGTERM/SIGINT.
     pub(crate) fn start(
         instances: Vec<Instance>,
         settings: &DispatchPlan,
         ctx: Ctx,
+        stop: Arc<AtomicBool>,
     ) -> std::io::Result<Dispatcher> {
         let (cheap, queue_capacity, msg_size) = (settings.cheap, settings.queue, settings.msg_size);
         let ctx = Arc::new(ctx);
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
-            suppressed: AtomicU64::new(0),
-            ran: AtomicU64::new(0),
+            alarms: (0..instances.len())
+                .map(|_| AlarmShared::default())
+                .collect(),
         });
         // Group instances per lane: lane 0 first, then one per blocking instance.
         let mut groups: Vec<(String, Vec<(u32, Instance)>)> = vec![("main".into(), Vec::new())];
         let mut route = Vec::with_capacity(instances.len());
-        let lossless = instances
-            .iter()
-            .map(|i| matches!(i.action, Action::Log(_)))
-            .collect();
+        let mut overflow = Vec::with_capacity(instances.len());
+        let mut labels = Vec::with_capacity(instances.len());
         for (id, inst) in instances.into_iter().enumerate() {
             let lane = if !cheap && inst.action.blocking() {
                 groups.push((format!("alarm \"{}\"", inst.name), Vec::new()));
@@ -174,6 +338,8 @@ impl Dispatcher {
                 0
             };
             route.push(lane as u16);
+            overflow.push(inst.overflow);
+            labels.push((inst.name.clone(), inst.action.kind()));
             groups[lane].1.push((id as u32, inst));
         }
         let mut lanes = Vec::new();
@@ -203,43 +369,56 @@ impl Dispatcher {
         Ok(Dispatcher {
             lanes,
             route,
-            lossless,
+            raised: vec![0; overflow.len()],
+            overflow,
+            labels,
             touched: vec![false; n],
             msg_size,
+            after: 0,
             shared,
             threads,
             drops: (0..n).map(|_| DropCount::default()).collect(),
             ctx,
+            stop,
+            stop_seen: None,
+            grace: settings.grace,
         })
     }
 
-    /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks, except for a
-    /// lossless alarm whose queue is full: then the reader waits for room.
+    /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks, except when the
+    /// queue is full and the alarm's policy is `block` or `spool`: then the reader waits for
+    /// room.
     #[inline]
     pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
-        let Some(&lane) = self.route.get(alarm as usize) else {
+        let a = alarm as usize;
+        let Some(&lane) = self.route.get(a) else {
             return;
         };
+        self.raised[a] += 1;
         let lane = lane as usize;
         let msg = &msg[..msg.len().min(self.msg_size)];
         let ev = Event {
             alarm,
             msg: msg.into(),
             raised: Instant::now(),
+            after: self.after,
         };
         if let Err(ev) = self.lanes[lane].queue.push(ev) {
-            if self.lossless[alarm as usize] {
-                self.wait_for_room(lane, ev);
-            } else {
-                self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+            match self.overflow[a] {
+                Overflow::Drop => {
+                    self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+                    self.shared.alarms[a].lose(&ev.msg);
+                }
+                Overflow::Block | Overflow::Spool => self.wait_for_room(lane, ev),
             }
         }
         self.touched[lane] = true;
     }
 
     /// Back-pressure: wake the lane and wait until `ev` fits in its queue (the log path slows
-    /// instead of losing the alarm). A lane whose thread is gone cannot make room: dropped and
-    /// counted then.
+    /// instead of losing the alarm). A lane whose thread is gone cannot make room, and after
+    /// SIGTERM/SIGINT the wait is bounded by `alarm-grace`: the alarm is then discarded and
+    /// counted.
     #[cold]
     fn wait_for_room(&mut self, lane: usize, mut ev: Event) {
         let mut spins = 0u32;
@@ -249,17 +428,28 @@ impl Dispatcher {
                 Ok(()) => return,
                 Err(back) => ev = back,
             }
-            if self.threads.get(lane).is_none_or(|t| t.is_finished()) {
-                self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
+            let gone = self.threads.get(lane).is_none_or(|t| t.is_finished());
+            if gone || self.stop_waiting() {
+                let counts = &self.shared.alarms[ev.alarm as usize].counts;
+                counts.discarded.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             spins += 1;
             if spins < 64 {
                 std::thread::yield_now();
             } else {
-                std::thread::sleep(std::time::Duration::from_micros(100));
+                std::thread::sleep(Duration::from_micros(100));
             }
         }
+    }
+
+    /// Whether a stop was requested longer than `alarm-grace` ago.
+    fn stop_waiting(&mut self) -> bool {
+        if !self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let since = *self.stop_seen.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.grace
     }
 
     /// Wake the lanes that got events, and report drops (at most once a second).
@@ -288,7 +478,7 @@ impl Dispatcher {
     }
 
     /// Let queued alarms run for at most `grace`, wait for `cmd` children within the same
-    /// deadline, and stop the lanes.
+    /// deadline, and stop the lanes. What is still queued then is discarded and counted.
     pub(crate) fn shutdown(mut self, grace: Duration) -> Summary {
         let deadline = Instant::now() + grace;
         self.shared.closing.store(true, Ordering::SeqCst);
@@ -300,11 +490,13 @@ impl Dispatcher {
         }
         self.ctx.stopping.store(true, Ordering::SeqCst);
         let mut unfinished = 0;
-        for t in self.threads.drain(..) {
+        for (t, lane) in self.threads.drain(..).zip(&self.lanes) {
             if t.is_finished() {
                 let _ = t.join();
             } else {
                 unfinished += 1;
+                // Its thread is inside an action: what waits behind it will not run.
+                discard_queue(lane, &self.shared);
             }
         }
         let mut children = self.ctx.children.wait_all(deadline);
@@ -322,18 +514,134 @@ impl Dispatcher {
             );
         }
         self.report_drops(true);
+        let alarms: Vec<AlarmSummary> = self
+            .labels
+            .iter()
+            .enumerate()
+            .map(|(i, (name, kind))| {
+                let c = &self.shared.alarms[i].counts;
+                let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
+                AlarmSummary {
+                    name: name.clone(),
+                    kind,
+                    overflow: self.overflow[i].name(),
+                    raised: self.raised[i],
+                    ran: get(&c.ran),
+                    suppressed: get(&c.suppressed),
+                    failed: get(&c.failed),
+                    dropped: get(&c.dropped),
+                    discarded: get(&c.discarded),
+                    digests: get(&c.digests),
+                }
+            })
+            .collect();
+        let sum = |f: fn(&AlarmSummary) -> u64| alarms.iter().map(f).sum();
         Summary {
-            ran: self.shared.ran.load(Ordering::Relaxed),
-            suppressed: self.shared.suppressed.load(Ordering::Relaxed),
-            dropped: self
-                .lanes
-                .iter()
-                .map(|l| l.dropped.load(Ordering::Relaxed))
-                .sum(),
+            ran: sum(|a| a.ran),
+            suppressed: sum(|a| a.suppressed),
+            dropped: sum(|a| a.dropped),
+            discarded: sum(|a| a.discarded),
+            failed: sum(|a| a.failed),
             unfinished: unfinished + children,
             commands: self.ctx.children.started() as u64,
-            commands_dropped: self.ctx.children.dropped(),
+            alarms,
         }
+    }
+}
+
+/// Empty `lane`'s queue, counting each event as discarded at shutdown.
+fn discard_queue(lane: &Lane, shared: &Shared) -> u64 {
+    let mut n = 0;
+    while let Some(ev) = lane.queue.pop() {
+        if let Some(a) = shared.alarms.get(ev.alarm as usize) {
+            a.counts.discarded.fetch_add(1, Ordering::Relaxed);
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The instances of one lane, indexed by alarm id, and when each last sent a digest.
+struct LaneAlarms {
+    by_id: Vec<Option<(Instance, Option<Instant>)>>,
+}
+
+impl LaneAlarms {
+    fn new(group: Vec<(u32, Instance)>) -> LaneAlarms {
+        let mut by_id: Vec<Option<(Instance, Option<Instant>)>> = Vec::new();
+        for (id, inst) in group {
+            let id = id as usize;
+            if by_id.len() <= id {
+                by_id.resize_with(id + 1, || None);
+            }
+            by_id[id] = Some((inst, None));
+        }
+        LaneAlarms { by_id }
+    }
+
+    /// Run one event: anti-flood, the action, the counts.
+    fn run(&mut self, ev: &Event, shared: &Shared, run: &mut Runner) {
+        let Some(Some((inst, _))) = self.by_id.get_mut(ev.alarm as usize) else {
+            return;
+        };
+        let a = &shared.alarms[ev.alarm as usize];
+        if !inst.flood.admit(&ev.msg, Instant::now()) {
+            a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        run.set_after(ev.after);
+        match inst.action.fire(&inst.name, &ev.msg, ev.raised, run) {
+            Outcome::Done => {
+                a.counts.ran.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Failed => {
+                a.counts.ran.fetch_add(1, Ordering::Relaxed);
+                a.counts.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Outcome::Dropped => a.lose(&ev.msg),
+        }
+    }
+
+    /// Send the digest of each alarm that lost alarms, at most one a second per alarm (all
+    /// that are left when `last`). Returns whether one is still waiting (its action had no
+    /// room).
+    fn digests(&mut self, shared: &Shared, run: &mut Runner, last: bool) -> bool {
+        let mut waiting = false;
+        for (id, slot) in self.by_id.iter_mut().enumerate() {
+            let Some((inst, sent)) = slot else {
+                continue;
+            };
+            if !last && sent.is_some_and(|t| t.elapsed() < crate::report::EVERY) {
+                continue;
+            }
+            let a = &shared.alarms[id];
+            let Some(lost) = a.lost.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+                continue;
+            };
+            *sent = Some(Instant::now());
+            let msg = lost.message(&inst.name);
+            // A digest bypasses anti-flood: it is the news that alarms were lost.
+            match inst.action.fire(&inst.name, &msg, Instant::now(), run) {
+                Outcome::Dropped => {
+                    // Still no room: kept for the next try, with what is lost meanwhile.
+                    let mut slot = a.lost.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut back = lost;
+                    if let Some(newer) = slot.take() {
+                        back.merge(newer);
+                    }
+                    *slot = Some(back);
+                    waiting = true;
+                }
+                _ => {
+                    a.counts.digests.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        waiting
+    }
+
+    fn instances(&mut self) -> impl Iterator<Item = &mut Instance> {
+        self.by_id.iter_mut().flatten().map(|(i, _)| i)
     }
 }
 
@@ -344,53 +652,51 @@ fn run_lane(
     shared: Arc<Shared>,
     ctx: Arc<Ctx>,
 ) {
-    let mut by_id: Vec<Option<Instance>> = Vec::new();
-    for (id, inst) in group {
-        let id = id as usize;
-        if by_id.len() <= id {
-            by_id.resize_with(id + 1, || None);
-        }
-        by_id[id] = Some(inst);
-    }
-    for inst in by_id.iter_mut().flatten() {
+    let mut alarms = LaneAlarms::new(group);
+    for inst in alarms.instances() {
         inst.action.start(&inst.name);
     }
     let mut run = Runner::new(ctx);
-    let finish = |by_id: &mut Vec<Option<Instance>>, run: &mut Runner| {
+    let finish = |alarms: &mut LaneAlarms, run: &mut Runner| {
         run.end_batch();
-        for inst in by_id.iter_mut().flatten() {
+        for inst in alarms.instances() {
             inst.action.finish(Duration::from_secs(3));
         }
     };
+    let mut digest_check = Instant::now();
     loop {
         while let Some(ev) = lane.queue.pop() {
             if run.ctx().stopping.load(Ordering::Relaxed) {
-                let left = 1 + lane.queue.len() as u64;
-                lane.dropped.fetch_add(left, Ordering::Relaxed);
+                let a = &shared.alarms[ev.alarm as usize];
+                a.counts.discarded.fetch_add(1, Ordering::Relaxed);
+                let left = 1 + discard_queue(&lane, &shared);
                 report!(
                     Alarm,
                     "grace period over: {left} queued alarm(s) of {} not run",
                     lane.label
                 );
-                finish(&mut by_id, &mut run);
+                finish(&mut alarms, &mut run);
                 return;
             }
-            let Some(Some(inst)) = by_id.get_mut(ev.alarm as usize) else {
-                continue;
-            };
-            if inst.flood.admit(&ev.msg, Instant::now()) {
-                inst.action.fire(&inst.name, &ev.msg, ev.raised, &mut run);
-                shared.ran.fetch_add(1, Ordering::Relaxed);
-            } else {
-                shared.suppressed.fetch_add(1, Ordering::Relaxed);
+            alarms.run(&ev, &shared, &mut run);
+            if digest_check.elapsed() >= crate::report::EVERY {
+                // A storm that keeps the queue full still gets its digests, once a second.
+                digest_check = Instant::now();
+                alarms.digests(&shared, &mut run, false);
             }
         }
         run.end_batch();
-        if shared.closing.load(Ordering::SeqCst) && lane.queue.is_empty() {
-            finish(&mut by_id, &mut run);
+        let closing = shared.closing.load(Ordering::SeqCst);
+        let waiting = alarms.digests(&shared, &mut run, closing);
+        run.end_batch();
+        let over = run.ctx().stopping.load(Ordering::Relaxed);
+        if closing && lane.queue.is_empty() && (!waiting || over) {
+            finish(&mut alarms, &mut run);
             return;
         }
-        parker.park_timeout(Duration::from_millis(500));
+        // A digest waiting for room is tried again soon; otherwise wait for events.
+        let nap = if waiting { 20 } else { 500 };
+        parker.park_timeout(Duration::from_millis(nap));
     }
 }
 

@@ -3,10 +3,18 @@
 //!
 //! Role: write whole chunks atomically with respect to each other (one lock per chunk, never per
 //! line), reopen the file on SIGHUP, and turn write failures into one clear line instead of a
-//! crash loop. Invariants: a chunk is written entirely or the error is returned; a full disk
-//! (`ENOSPC`, `EDQUOT`, `EIO`) is reported once and retried every second — the log path then
-//! stalls, which back-pressures the input instead of losing lines — until it succeeds (reported
-//! once more) or shutdown is requested; a closed output (`EPIPE`) is fatal for the log path.
+//! crash loop. Records (action lines) carry the log position they must follow: a `log:` alarm
+//! is raised before its line is written (so alarms fire while the output is stuck), and its
+//! line waits until the log stream has passed that position and is at a line end.
+//!
+//! Invariants: a chunk is written entirely or the error is returned; a full disk (`ENOSPC`,
+//! `EDQUOT`, `EIO`) is reported once and retried every second, and a pipe whose reader is stuck
+//! is waited on — the log path then stalls, which back-pressures the input instead of losing
+//! lines — until it succeeds (reported once more), or SIGTERM/SIGINT came more than
+//! `alarm-grace` ago, or shutdown gives up: then the error says how many bytes were not written.
+//! A closed output (`EPIPE`) is fatal for the log path. Standard output that is a pipe or a
+//! socket is made non-blocking while logalarm runs (restored at exit), so that a stuck reader
+//! never makes a write uninterruptible.
 //! Rejected alternative: `std::io::Stdout` — its line buffering would write per line.
 
 use std::fs::{File, OpenOptions};
@@ -14,9 +22,9 @@ use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::report::report;
 use crate::sys;
@@ -25,18 +33,27 @@ struct State {
     target: Target,
     /// The last byte written was `\n` (or nothing was written).
     at_line_start: bool,
-    /// Records (action lines) that came while the log stream was inside a line: written right
-    /// after that line's end, never inside it (a line longer than the buffer is passed in
-    /// pieces, and its alarm is raised from its head). At most [`MAX_PENDING`] bytes.
+    /// Log bytes written so far (the position records refer to).
+    passed: u64,
+    /// Records waiting for the log stream to reach `pending_after` and a line end: a line
+    /// longer than the buffer is passed in pieces, and its alarm is raised from its head;
+    /// every alarm is raised before its line is written. At most [`MAX_PENDING`] bytes.
     pending: Vec<u8>,
+    pending_after: u64,
 }
 
 /// Most bytes of records held back while a line is being written; beyond it they are written
 /// on a line of their own at once (a line that never ends must not hold alarms for ever).
 const MAX_PENDING: usize = 4 << 20;
 
+/// How often a stuck write looks at whether it should give up.
+const TICK: Duration = Duration::from_millis(100);
+
 enum Target {
-    Stdout,
+    Stdout {
+        /// Made non-blocking by logalarm (restored when dropped).
+        nonblocking: bool,
+    },
     File {
         path: PathBuf,
         file: File,
@@ -48,13 +65,13 @@ enum Target {
 impl Target {
     fn fd(&self) -> RawFd {
         match self {
-            Target::Stdout => 1,
+            Target::Stdout { .. } => 1,
             Target::File { file, .. } => file.as_raw_fd(),
         }
     }
     fn describe(&self) -> String {
         match self {
-            Target::Stdout => "standard output".to_string(),
+            Target::Stdout { .. } => "standard output".to_string(),
             Target::File { path, .. } => path.display().to_string(),
         }
     }
@@ -63,13 +80,18 @@ impl Target {
 /// The shared log output.
 pub(crate) struct Output {
     target: Mutex<State>,
+    /// Mirror of `State::passed` for the reader (which alone writes log bytes).
+    passed: AtomicU64,
+    /// Shutdown gave up: fail at once instead of retrying.
     stopping: AtomicBool,
+    /// Set by SIGTERM/SIGINT, and how long a stuck write may go on after it.
+    stop_signal: OnceLock<(Arc<AtomicBool>, Duration)>,
 }
 
 /// Open `path` for appending. A symbolic link in a directory that others may write to is
 /// refused unless `follow`: a link planted there would make logalarm (often root) append to any
 /// file. Links in directories only their owner writes (`/dev/stdout`) are followed.
-fn open_log(path: &Path, follow: bool) -> io::Result<File> {
+pub(crate) fn open_log(path: &Path, follow: bool) -> io::Result<File> {
     let open = |flags| {
         OpenOptions::new()
             .create(true)
@@ -104,61 +126,84 @@ fn is_transient(e: &io::Error) -> bool {
 }
 
 impl Output {
-    /// Write to standard output.
-    pub(crate) fn stdout() -> Output {
+    fn with(target: Target) -> Output {
         Output {
             target: Mutex::new(State {
-                target: Target::Stdout,
+                target,
                 at_line_start: true,
+                passed: 0,
                 pending: Vec::new(),
+                pending_after: 0,
             }),
+            passed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
+            stop_signal: OnceLock::new(),
         }
+    }
+
+    /// Write to standard output (non-blocking while logalarm runs if it is a pipe or socket).
+    pub(crate) fn stdout() -> Output {
+        let nonblocking =
+            sys::is_pipe_or_socket(1) && sys::set_nonblocking(1, true).is_ok_and(|was| !was);
+        Output::with(Target::Stdout { nonblocking })
     }
 
     /// Append to `path` (created if missing; a symbolic link only if `follow`).
     pub(crate) fn file(path: &Path, follow: bool) -> io::Result<Output> {
         let file = open_log(path, follow)?;
-        Ok(Output {
-            target: Mutex::new(State {
-                target: Target::File {
-                    path: path.to_path_buf(),
-                    file,
-                    follow,
-                },
-                at_line_start: true,
-                pending: Vec::new(),
-            }),
-            stopping: AtomicBool::new(false),
-        })
+        Ok(Output::with(Target::File {
+            path: path.to_path_buf(),
+            file,
+            follow,
+        }))
+    }
+
+    /// After `flag` is set (SIGTERM/SIGINT), a stuck write gives up `grace` later.
+    pub(crate) fn stop_after(&self, flag: Arc<AtomicBool>, grace: Duration) {
+        let _ = self.stop_signal.set((flag, grace));
+    }
+
+    /// Log bytes written so far.
+    pub(crate) fn passed(&self) -> u64 {
+        self.passed.load(Ordering::Relaxed)
     }
 
     /// Write log bytes as one chunk. Transient failures are retried (see the module doc).
-    /// Records held back while a line was being written follow that line's end.
+    /// Records waiting for a position inside the chunk follow the end of the line there.
     pub(crate) fn write(&self, bytes: &[u8]) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        if state.pending.is_empty() {
-            return self.write_locked(&mut state, bytes);
-        }
-        match memchr::memchr(b'\n', bytes) {
+        let cut = match state.pending.is_empty() {
+            true => None,
+            false => record_cut(&state, bytes),
+        };
+        match cut {
+            None => self.write_log(&mut state, bytes),
             Some(i) => {
-                self.write_locked(&mut state, &bytes[..=i])?;
+                self.write_log(&mut state, &bytes[..i])?;
                 let pending = std::mem::take(&mut state.pending);
                 self.write_locked(&mut state, &pending)?;
-                self.write_locked(&mut state, &bytes[i + 1..])
+                self.write_log(&mut state, &bytes[i..])
             }
-            None => self.write_locked(&mut state, bytes),
         }
     }
 
-    /// Write whole lines produced by an action (`log:` alarms, `cmd:` output). While the log
-    /// stream is inside a line they wait for its end (see [`Output::write`]).
-    pub(crate) fn write_record(&self, line: &[u8]) -> io::Result<()> {
+    /// Write log bytes and advance the position.
+    fn write_log(&self, state: &mut State, bytes: &[u8]) -> io::Result<()> {
+        self.write_locked(state, bytes)?;
+        state.passed += bytes.len() as u64;
+        self.passed.store(state.passed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Write whole lines produced by an action (`log:` alarms, `cmd:` output), once the log
+    /// stream has passed position `after` and is at a line end (see [`Output::write`]).
+    pub(crate) fn write_record(&self, line: &[u8], after: u64) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
-        if state.at_line_start {
+        if state.pending.is_empty() && state.at_line_start && after <= state.passed {
             return self.write_locked(&mut state, line);
         }
         state.pending.extend_from_slice(line);
+        state.pending_after = state.pending_after.max(after);
         if state.pending.len() > MAX_PENDING {
             return self.end_line_locked(&mut state);
         }
@@ -184,15 +229,30 @@ impl Output {
         self.write_locked(state, &pending)
     }
 
+    /// Whether a stuck write should give up now (`since`: when the stop was first seen).
+    fn give_up(&self, since: &mut Option<Instant>) -> bool {
+        if self.stopping.load(Ordering::Relaxed) {
+            return true;
+        }
+        match self.stop_signal.get() {
+            Some((flag, grace)) if flag.load(Ordering::Relaxed) => {
+                since.get_or_insert_with(Instant::now).elapsed() >= *grace
+            }
+            _ => false,
+        }
+    }
+
     fn write_locked(&self, state: &mut State, bytes: &[u8]) -> io::Result<()> {
         let Some(&last) = bytes.last() else {
             return Ok(());
         };
         let target = &state.target;
+        let fd = target.fd();
         let mut reported = false;
+        let mut stop_seen = None;
         let mut rest = bytes;
         loop {
-            match write_some(target.fd(), rest) {
+            let e = match write_some(fd, rest) {
                 Ok(()) => {
                     state.at_line_start = last == b'\n';
                     if reported {
@@ -200,24 +260,40 @@ impl Output {
                     }
                     return Ok(());
                 }
-                Err((written, e)) if is_transient(&e) && !self.stopping.load(Ordering::Relaxed) => {
+                Err((written, e)) => {
                     rest = &rest[written..];
-                    if !reported {
-                        report!(
-                            Alarm,
-                            "cannot write log output {}: {e}; retrying every second",
-                            target.describe()
-                        );
-                        reported = true;
-                    }
-                    std::thread::sleep(Duration::from_secs(1));
+                    e
                 }
-                Err((_, e)) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot write log output {}: {e}", target.describe()),
-                    ))
+            };
+            let stuck = e.kind() == io::ErrorKind::WouldBlock;
+            if !(stuck || is_transient(&e)) || self.give_up(&mut stop_seen) {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot write log output {}: {e}; {} byte(s) not written",
+                        target.describe(),
+                        rest.len()
+                    ),
+                ));
+            }
+            if stuck {
+                // A pipe whose reader does not read: wait for room, a tick at a time.
+                let _ = sys::wait_fd(fd, libc::POLLOUT, TICK.as_millis() as i32);
+                continue;
+            }
+            if !reported {
+                report!(
+                    Alarm,
+                    "cannot write log output {}: {e}; retrying every second",
+                    target.describe()
+                );
+                reported = true;
+            }
+            for _ in 0..10 {
+                if self.give_up(&mut stop_seen) {
+                    break;
                 }
+                std::thread::sleep(TICK);
             }
         }
     }
@@ -235,6 +311,29 @@ impl Output {
     pub(crate) fn stop_retrying(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        let state = self.target.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Target::Stdout { nonblocking: true } = state.target {
+            let _ = sys::set_nonblocking(1, false);
+        }
+    }
+}
+
+/// Where in `bytes` (written at the state's position) the pending records go: after the first
+/// line end at or beyond their position; `None` if not inside `bytes`.
+fn record_cut(state: &State, bytes: &[u8]) -> Option<usize> {
+    let k = usize::try_from(state.pending_after.saturating_sub(state.passed)).ok()?;
+    if k > bytes.len() {
+        return None;
+    }
+    if k == 0 && state.at_line_start {
+        return Some(0);
+    }
+    let from = k.saturating_sub(1);
+    memchr::memchr(b'\n', &bytes[from..]).map(|i| from + i + 1)
 }
 
 /// Write all of `buf`; on error, say how much was written.

@@ -7,8 +7,9 @@
 //! at least [`PARALLEL_MIN`] bytes is matched by two threads (scoped, joined before `feed`
 //! returns), in ~64 KiB pieces cut at line ends.
 //!
-//! Invariants: output is byte-identical to input, whatever the chunking; each line is passed
-//! before its alarms are raised (so a `log:` alarm's line follows the line that raised it); a line
+//! Invariants: output is byte-identical to input, whatever the chunking; a region's alarms are
+//! raised before it is passed (see [`Sink`]; the output places a `log:` alarm's line after the
+//! region that raised it); a line
 //! longer than the buffer is passed through in pieces, its first `log-master-bufsize` bytes are
 //! matched once (its message), and the rest is never matched; no allocation per line.
 //! Rejected alternative: writing line by line — one write per buffer is what makes pass-through
@@ -19,8 +20,14 @@ use std::io;
 use crate::linebuf::LineBuffer;
 use crate::rules::Matcher;
 
-/// Where the log path delivers.
+/// Where the log path delivers. For each region of the stream, the pipeline calls
+/// [`region`](Sink::region), then [`alarm`](Sink::alarm) for each alarm its lines raise, then
+/// [`pass`](Sink::pass): alarms are raised before their lines are written, so that an output
+/// that blocks cannot hold them back.
 pub trait Sink {
+    /// The next `len` bytes passed will be one region: the alarms raised until then come from
+    /// its lines.
+    fn region(&mut self, _len: usize) {}
     /// Write log bytes to the output (whole lines, except the pieces of an over-long line and a
     /// last line without `\n`).
     fn pass(&mut self, bytes: &[u8]) -> io::Result<()>;
@@ -146,12 +153,13 @@ impl<'r> Pipeline<'r> {
             }
             None if self.buf.is_full() => {
                 // A line longer than the whole buffer: match its head once, pass it in pieces.
-                let written = sink.pass(self.buf.filled());
+                let len = self.buf.filled().len();
+                sink.region(len);
                 if !self.skipping {
-                    self.raise_line(self.buf.filled().len(), sink);
+                    self.raise_line(len, sink);
                     self.skipping = true;
                 }
-                let len = self.buf.filled().len();
+                let written = sink.pass(self.buf.filled());
                 self.buf.consume(len);
                 written
             }
@@ -206,10 +214,10 @@ impl<'r> Pipeline<'r> {
         if let Some(j) = memchr::memrchr(b'\n', rest) {
             let lines = &rest[..=j];
             self.stats.bytes += lines.len() as u64;
-            let written = sink.pass(lines);
+            sink.region(lines.len());
             let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
-            written?;
+            sink.pass(lines)?;
             rest = &rest[j + 1..];
         }
         self.feed(rest, sink)
@@ -217,7 +225,7 @@ impl<'r> Pipeline<'r> {
 
     /// Pass and match the first `upto` unprocessed bytes (they end at a line end).
     fn process(&mut self, upto: usize, sink: &mut dyn Sink) -> io::Result<()> {
-        let written = sink.pass(&self.buf.filled()[..upto]);
+        sink.region(upto);
         let mut from = 0;
         if self.skipping {
             // The tail of an over-long line ends at the first newline: never matched.
@@ -229,6 +237,7 @@ impl<'r> Pipeline<'r> {
             let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
         }
+        let written = sink.pass(&self.buf.filled()[..upto]);
         self.buf.consume(upto);
         written
     }

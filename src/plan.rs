@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::action::Action;
 use crate::config::{AlarmFdDef, Config, ConfigError, Origin, RuleDef};
+use crate::dispatch::Overflow;
 use crate::monitor::backlog::{self, Watched};
 use crate::rules::{Rule, RuleError, RuleSet};
 use crate::source::udp;
@@ -24,6 +25,15 @@ use crate::supervise::Program;
 pub(crate) struct AlarmPlan {
     pub(crate) name: String,
     pub(crate) action: Action,
+    pub(crate) overflow: Overflow,
+}
+
+/// `--alarm-spool` and its limits.
+#[derive(Debug, Clone)]
+pub(crate) struct SpoolPlan {
+    pub(crate) dir: PathBuf,
+    pub(crate) max_size: u64,
+    pub(crate) max_age: Duration,
 }
 
 /// How alarms are queued and run (`alarm-*` options).
@@ -75,6 +85,8 @@ pub struct Plan {
     pub(crate) logto: Option<PathBuf>,
     /// `--logto-follow-symlinks`.
     pub(crate) logto_follow_symlinks: bool,
+    /// Where `spool` alarms keep their queues.
+    pub(crate) spool: Option<SpoolPlan>,
     /// Start-up warnings (unknown action keys).
     pub(crate) warnings: Vec<String>,
 }
@@ -101,10 +113,11 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     let by_name = unique_names(c)?;
     check_references(c, &by_name)?;
     let order = rank_order(c, &by_name);
+    let overflow = overflow_policies(c, &by_name)?;
     let mut warnings = Vec::new();
     let alarms = order
         .iter()
-        .map(|&i| resolve_alarm(c, i, &mut warnings))
+        .map(|&i| resolve_alarm(c, i, overflow[i], &mut warnings))
         .collect::<Result<Vec<_>, _>>()?;
     let names: HashMap<String, u32> = alarms
         .iter()
@@ -133,8 +146,81 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         binsh: c.binsh.clone(),
         logto: c.logto.clone(),
         logto_follow_symlinks: c.logto_follow_symlinks,
+        spool: c.alarm_spool.as_ref().map(|dir| SpoolPlan {
+            dir: dir.clone(),
+            max_size: c.alarm_spool_max_size,
+            max_age: c.alarm_spool_max_age,
+        }),
         warnings,
     })
+}
+
+/// The types whose alarms may be spooled: they deliver to a remote end that can be down.
+const SPOOLABLE: [&str; 3] = ["curl", "airbrake", "xmpp"];
+
+/// The policy of an alarm of type `kind` without an `alarm-overflow`: `log:` blocks (one line,
+/// never a reason to lose it); delivery types spool when `--alarm-spool` is given; the rest
+/// drop with a digest (uWSGI drops; a stalled log path would stall the service behind it).
+fn default_overflow(c: &Config, kind: &str) -> Overflow {
+    match kind {
+        "log" => Overflow::Block,
+        k if SPOOLABLE.contains(&k) && c.alarm_spool.is_some() => Overflow::Spool,
+        _ => Overflow::Drop,
+    }
+}
+
+/// Each alarm's overflow policy (indexed like `c.alarms`).
+fn overflow_policies(
+    c: &Config,
+    by_name: &HashMap<&str, usize>,
+) -> Result<Vec<Overflow>, ConfigError> {
+    let mut policies: Vec<Overflow> = c
+        .alarms
+        .iter()
+        .map(|a| default_overflow(c, &a.kind))
+        .collect();
+    for o in &c.alarm_overflow {
+        let err = |why: String| {
+            ConfigError::new(
+                format!("invalid alarm-overflow: {}: {why}", o.value),
+                &o.origin,
+            )
+        };
+        let (names, policy) = o
+            .value
+            .trim()
+            .rsplit_once(char::is_whitespace)
+            .ok_or_else(|| err("expected \"NAME[,NAME...] POLICY\"".to_string()))?;
+        let policy = Overflow::parse(policy.trim()).ok_or_else(|| {
+            err(format!(
+                "unknown policy `{}` (drop, block or spool)",
+                policy.trim()
+            ))
+        })?;
+        for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let Some(&i) = by_name.get(name) else {
+                return Err(err(format!("no alarm named \"{name}\"")));
+            };
+            let kind = c.alarms[i].kind.as_str();
+            if kind == "log" && policy != Overflow::Block {
+                return Err(err(format!(
+                    "alarm \"{name}\" is a log: alarm: its lines are never dropped (its policy is block)"
+                )));
+            }
+            if policy == Overflow::Spool && !SPOOLABLE.contains(&kind) {
+                return Err(err(format!(
+                    "alarm \"{name}\" is a {kind}: alarm: only curl, airbrake and xmpp alarms can be spooled"
+                )));
+            }
+            if policy == Overflow::Spool && c.alarm_spool.is_none() {
+                return Err(err(
+                    "spool needs a directory: add --alarm-spool DIR".to_string()
+                ));
+            }
+            policies[i] = policy;
+        }
+    }
+    Ok(policies)
 }
 
 /// Alarm name → index in `c.alarms`; a name defined twice is an error.
@@ -222,11 +308,12 @@ fn rank_order(c: &Config, by_name: &HashMap<&str, usize>) -> Vec<usize> {
 fn resolve_alarm(
     c: &Config,
     i: usize,
+    overflow: Overflow,
     warnings: &mut Vec<String>,
 ) -> Result<AlarmPlan, ConfigError> {
     let a = &c.alarms[i];
     let mut w = Vec::new();
-    let action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
+    let mut action = Action::parse(&a.kind, &a.arg, &mut w).map_err(|why| {
         ConfigError::new(format!("invalid alarm: {}: {why}", a.redacted()), &a.origin)
     })?;
     if let Action::Mule(m) = &action {
@@ -255,9 +342,13 @@ fn resolve_alarm(
         w.into_iter()
             .map(|w| format!("alarm {}: {w}{}", a.redacted(), a.origin)),
     );
+    if let Action::Cmd(cmd) = &mut action {
+        cmd.block = overflow == Overflow::Block;
+    }
     Ok(AlarmPlan {
         name: a.name.clone(),
         action,
+        overflow,
     })
 }
 
@@ -346,9 +437,13 @@ pub(crate) fn alarm_list(c: &Config) -> String {
         ));
     }
     s.push_str("*** configured alarms ***\n");
-    for a in &c.alarms {
-        s.push_str(&a.redacted());
-        s.push('\n');
+    let policies = unique_names(c).and_then(|by_name| overflow_policies(c, &by_name));
+    for (i, a) in c.alarms.iter().enumerate() {
+        let policy = match &policies {
+            Ok(p) => p[i].name(),
+            Err(_) => "invalid (see the error)",
+        };
+        s.push_str(&format!("{}\t(overflow: {policy})\n", a.redacted()));
     }
     s.push_str("*** log-alarm rules ***\n");
     for r in &c.rules {

@@ -17,24 +17,24 @@ const USAGE: &str = "usage: logalarm raise --socket PATH NAME [MESSAGE...]";
 /// Run the client with `args` (after `raise`). Returns the exit status.
 pub(crate) fn main(args: &[OsString]) -> i32 {
     let Some((path, name, msg)) = parse(args) else {
-        eprintln!("{USAGE}");
+        crate::report::plain(format_args!("{USAGE}"));
         return 1;
     };
     let sock = match bind() {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("logalarm raise: {e}");
+            crate::report::plain(format_args!("logalarm raise: {e}"));
             return 1;
         }
     };
     let path = Path::new(&path);
     let datagram = format!("{name} {msg}");
     if let Err(e) = sock.send_to(datagram.as_bytes(), path) {
-        eprintln!(
+        crate::report::plain(format_args!(
             "logalarm raise: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
             path.display(),
             path.display()
-        );
+        ));
         return 1;
     }
     let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
@@ -43,11 +43,14 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         Ok(n) if &buf[..n] == b"ok\n" => 0,
         Ok(n) => {
             let why = String::from_utf8_lossy(&buf[..n]);
-            eprintln!("logalarm raise: {}", why.trim_end());
+            crate::report::plain(format_args!("logalarm raise: {}", why.trim_end()));
             1
         }
         Err(e) => {
-            eprintln!("logalarm raise: no answer from {}: {e}", path.display());
+            crate::report::plain(format_args!(
+                "logalarm raise: no answer from {}: {e}",
+                path.display()
+            ));
             1
         }
     }

@@ -59,11 +59,37 @@ pub(crate) fn format(tag: Tag, args: fmt::Arguments<'_>) -> String {
     out
 }
 
-/// Write [`format`]'s text to standard error in one write.
+/// Write [`format`]'s text to standard error in one write. Standard error may share a
+/// non-blocking pipe with standard output (see `output`): a full pipe is waited on, at most
+/// a second.
 pub(crate) fn line(tag: Tag, args: fmt::Arguments<'_>) {
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(format(tag, args).as_bytes());
+    write_stderr(format(tag, args).as_bytes());
+}
+
+/// An untagged line on standard error (start-up errors and warnings), never a panic: a
+/// closed or broken standard error is ignored, there is nowhere left to say it.
+pub(crate) fn plain(args: fmt::Arguments<'_>) {
+    let mut text = args.to_string();
+    text.push('\n');
+    write_stderr(text.as_bytes());
+}
+
+fn write_stderr(text: &[u8]) {
+    let mut rest = text;
+    let mut err = std::io::stderr().lock();
+    let mut waits = 0;
+    while !rest.is_empty() {
+        match err.write(rest) {
+            Ok(0) => return,
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && waits < 10 => {
+                waits += 1;
+                let _ = crate::sys::wait_fd(2, libc::POLLOUT, 100);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// `report!(Tag, "format", args...)`: one tagged diagnostic on standard error.

@@ -202,7 +202,8 @@ impl Airbrake {
         .to_string()
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+    /// Deliver one notice; whether it arrived.
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) -> bool {
         let u = sys::uname();
         let (body, headers) = match self.api {
             Api::V2 => (
@@ -224,7 +225,7 @@ impl Airbrake {
             "POST",
             &headers,
             body.as_bytes(),
-        );
+        )
     }
 }
 

@@ -13,7 +13,7 @@
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -36,7 +36,6 @@ pub(crate) struct Children {
     groups: Mutex<Vec<i32>>,
     zero: Condvar,
     started: AtomicUsize,
-    dropped: AtomicU64,
 }
 
 impl Children {
@@ -48,6 +47,27 @@ impl Children {
         *live += 1;
         self.started.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// [`Children::try_acquire`], waiting for a running command to end (the `block` overflow
+    /// policy) until one does or `stop` is set.
+    fn acquire_wait(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
+        loop {
+            if self.try_acquire() {
+                return true;
+            }
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if *live >= MAX_CHILDREN {
+                // `release` notifies only at zero: poll, a command's end is not urgent to
+                // the millisecond.
+                let _ = self
+                    .zero
+                    .wait_timeout(live, std::time::Duration::from_millis(5));
+            }
+        }
     }
 
     fn release(&self) {
@@ -97,11 +117,6 @@ impl Children {
     pub(crate) fn started(&self) -> usize {
         self.started.load(Ordering::Relaxed)
     }
-
-    /// Alarms dropped because too many commands were running.
-    pub(crate) fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 /// A `cmd:` action.
@@ -110,6 +125,8 @@ pub(crate) struct Cmd {
     command: String,
     /// Alarms dropped because [`MAX_CHILDREN`] commands were running.
     dropped: DropCount,
+    /// The `block` overflow policy: wait for a running command to end instead of dropping.
+    pub(crate) block: bool,
 }
 
 impl Cmd {
@@ -120,12 +137,17 @@ impl Cmd {
         Ok(Cmd {
             command: arg.to_string(),
             dropped: DropCount::default(),
+            block: false,
         })
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
-        if !ctx.children.try_acquire() {
-            ctx.children.dropped.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) -> super::Outcome {
+        let room = if self.block {
+            ctx.children.acquire_wait(&ctx.stopping)
+        } else {
+            ctx.children.try_acquire()
+        };
+        if !room {
             self.dropped.add(1);
             if let Some((new, _)) = self.dropped.due(Instant::now(), false) {
                 report!(
@@ -133,7 +155,7 @@ impl Cmd {
                     "alarm \"{alarm}\": {new} alarm(s) dropped, {MAX_CHILDREN} commands already running"
                 );
             }
-            return;
+            return super::Outcome::Dropped;
         }
         if let Err(e) = self.spawn(msg, ctx) {
             report!(
@@ -142,7 +164,9 @@ impl Cmd {
                 ctx.binsh.display()
             );
             ctx.children.release();
+            return super::Outcome::Failed;
         }
+        super::Outcome::Done
     }
 
     fn spawn(&self, msg: &[u8], ctx: &Ctx) -> std::io::Result<()> {
@@ -207,14 +231,14 @@ fn forward_lines(mut r: impl Read, output: &Output) {
             None if buf.len() >= MAX_OUTPUT_LINE => buf.len(),
             None => continue,
         };
-        if let Err(e) = output.write_record(&buf[..cut]) {
+        if let Err(e) = output.write_record(&buf[..cut], 0) {
             report!(Cmd, "{e}");
         }
         buf.drain(..cut);
     }
     if !buf.is_empty() {
         buf.push(b'\n');
-        if let Err(e) = output.write_record(&buf) {
+        if let Err(e) = output.write_record(&buf, 0) {
             report!(Cmd, "{e}");
         }
     }

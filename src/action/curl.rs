@@ -176,7 +176,8 @@ impl Curl {
         m
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) {
+    /// Deliver one alarm; whether it arrived.
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) -> bool {
         if self.smtp {
             let mail = self.mail(
                 alarm,
@@ -189,12 +190,12 @@ impl Curl {
             self.end
                 .deliver(alarm, raised, &ctx.stopping, |easy, transport, url| {
                     send_mail(easy, url, transport, &sender, to, &mail)
-                });
+                })
         } else {
             let body = self.http_body(msg);
             let headers = ["Content-Type: text/plain".to_string()];
             self.end
-                .http(alarm, raised, &ctx.stopping, &self.method, &headers, &body);
+                .http(alarm, raised, &ctx.stopping, &self.method, &headers, &body)
         }
     }
 }

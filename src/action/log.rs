@@ -50,7 +50,7 @@ impl Log {
     /// Add the line for `msg` to the lane's `batch` (shared by the lane's `log:` alarms, so
     /// lines keep the order of their alarms); the lane writes it when its queue is empty
     /// ([`write_batch`]) or when it reaches [`BATCH_MAX`].
-    pub(crate) fn fire(&mut self, msg: &[u8], ctx: &Ctx, batch: &mut Vec<u8>) {
+    pub(crate) fn fire(&mut self, msg: &[u8], ctx: &Ctx, batch: &mut Vec<u8>, after: u64) {
         // PERF: the date is formatted once a second and lines are written in batches, one
         // write per drained queue instead of one per alarm (rules10 through a pipe: 150 k
         // alarms a GiB; see PERF.md "log: batches").
@@ -62,17 +62,17 @@ impl Log {
         }
         self.append(batch, &self.date.1, msg);
         if batch.len() >= BATCH_MAX {
-            write_batch(batch, ctx);
+            write_batch(batch, after, ctx);
         }
     }
 }
 
-/// Write a lane's batch of `log:` lines into the log output.
-pub(crate) fn write_batch(batch: &mut Vec<u8>, ctx: &Ctx) {
+/// Write a lane's batch of `log:` lines into the log output, after log position `after`.
+pub(crate) fn write_batch(batch: &mut Vec<u8>, after: u64, ctx: &Ctx) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = ctx.output.write_record(batch) {
+    if let Err(e) = ctx.output.write_record(batch, after) {
         report!(Log, "{e}");
     }
     batch.clear();

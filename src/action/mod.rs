@@ -116,6 +116,8 @@ pub(crate) struct Runner {
     ctx: Arc<Ctx>,
     /// `log:` lines not yet written (see `log::Log::fire`).
     log_batch: Vec<u8>,
+    /// The log output position the batch must follow (see `dispatch::Event::after`).
+    after: u64,
 }
 
 impl Runner {
@@ -123,6 +125,7 @@ impl Runner {
         Runner {
             ctx,
             log_batch: Vec::new(),
+            after: 0,
         }
     }
 
@@ -130,9 +133,36 @@ impl Runner {
         &self.ctx
     }
 
+    /// The next action runs for an event raised by the region ending at log position `after`.
+    pub(crate) fn set_after(&mut self, after: u64) {
+        self.after = self.after.max(after);
+    }
+
     /// The lane's queue is drained (or the lane ends): write what its actions batched.
     pub(crate) fn end_batch(&mut self) {
-        log::write_batch(&mut self.log_batch, &self.ctx);
+        log::write_batch(&mut self.log_batch, self.after, &self.ctx);
+    }
+}
+
+/// What became of one run of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Ran (or was handed to its connection, for `xmpp:`).
+    Done,
+    /// Ran and failed (reported by the action).
+    Failed,
+    /// Not run for want of room (64 `cmd:` commands running, a mule not reading, the XMPP
+    /// queue full): counted and summarised like a full alarm queue.
+    Dropped,
+}
+
+impl Outcome {
+    fn of(ok: bool) -> Outcome {
+        if ok {
+            Outcome::Done
+        } else {
+            Outcome::Failed
+        }
     }
 }
 
@@ -200,20 +230,41 @@ impl Action {
 
     /// Run the action for one message of alarm `alarm` (already truncated and past
     /// anti-flood), raised at `raised`, on lane `run`.
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, run: &mut Runner) {
+    pub(crate) fn fire(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        raised: Instant,
+        run: &mut Runner,
+    ) -> Outcome {
         if let Action::Log(l) = self {
-            return l.fire(msg, &run.ctx, &mut run.log_batch);
+            l.fire(msg, &run.ctx, &mut run.log_batch, run.after);
+            return Outcome::Done;
         }
         let ctx = &*run.ctx;
         match self {
             Action::Cmd(c) => c.fire(alarm, msg, ctx),
-            Action::Log(_) => {}
-            Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
-            Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
-            Action::Speech(s) => s.fire(msg, ctx),
-            Action::Signal(s) => s.fire(alarm, ctx),
+            Action::Log(_) => Outcome::Done,
+            Action::Curl(c) => Outcome::of(c.fire(alarm, msg, raised, ctx)),
+            Action::Airbrake(a) => Outcome::of(a.fire(alarm, msg, raised, ctx)),
+            Action::Speech(s) => Outcome::of(s.fire(msg, ctx)),
+            Action::Signal(s) => Outcome::of(s.fire(alarm, ctx)),
             Action::Mule(m) => m.fire(alarm, msg, ctx),
             Action::Xmpp(x) => x.fire(alarm, msg, ctx),
+        }
+    }
+
+    /// The type's name, as in `TYPE:ARG`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Action::Cmd(_) => "cmd",
+            Action::Log(_) => "log",
+            Action::Curl(_) => "curl",
+            Action::Airbrake(_) => "airbrake",
+            Action::Speech(_) => "speech",
+            Action::Signal(_) => "signal",
+            Action::Mule(_) => "mule",
+            Action::Xmpp(_) => "xmpp",
         }
     }
 }

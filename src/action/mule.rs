@@ -40,7 +40,7 @@ impl Mule {
         })
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], ctx: &Ctx) -> super::Outcome {
         let body = msg.strip_suffix(b"\n").unwrap_or(msg);
         let mut line = Vec::with_capacity(body.len() + 1);
         line.extend_from_slice(body);
@@ -75,6 +75,11 @@ impl Mule {
                 "alarm \"{alarm}\": mule {} is not running or not reading: {new} message(s) dropped ({total} in all)",
                 if self.n == 0 { "(any)".to_string() } else { self.n.to_string() },
             );
+        }
+        if sent {
+            super::Outcome::Done
+        } else {
+            super::Outcome::Dropped
         }
     }
 }

@@ -26,8 +26,10 @@ impl Signal {
         }
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, ctx: &Ctx) {
+    /// Signal every supervised process group; whether at least one got it.
+    pub(crate) fn fire(&mut self, alarm: &str, ctx: &Ctx) -> bool {
         let pids: Vec<i32> = ctx.pids.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut sent = false;
         if pids.is_empty() {
             report!(
                 Signal,
@@ -36,14 +38,16 @@ impl Signal {
             );
         }
         for pid in pids {
-            if let Err(e) = crate::sys::kill(-pid, self.signum) {
-                report!(
+            match crate::sys::kill(-pid, self.signum) {
+                Ok(()) => sent = true,
+                Err(e) => report!(
                     Signal,
                     "alarm \"{alarm}\": signal {} to process group {pid}: {e}",
                     self.signum
-                );
+                ),
             }
         }
+        sent
     }
 }
 

@@ -104,9 +104,14 @@ impl Speech {
         Ok(())
     }
 
-    pub(crate) fn fire(&mut self, msg: &[u8], _ctx: &Ctx) {
-        if let Err(e) = self.speak(msg) {
-            report!(Speech, "{e}");
+    /// Speak one message; whether espeak-ng succeeded.
+    pub(crate) fn fire(&mut self, msg: &[u8], _ctx: &Ctx) -> bool {
+        match self.speak(msg) {
+            Ok(()) => true,
+            Err(e) => {
+                report!(Speech, "{e}");
+                false
+            }
         }
     }
 

@@ -135,10 +135,12 @@ impl Xmpp {
         }
     }
 
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) {
+    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) -> super::Outcome {
         self.start(alarm);
+        let mut outcome = super::Outcome::Done;
         if self.job.queue.push(msg.into()).is_err() {
             self.dropped.add(1);
+            outcome = super::Outcome::Dropped;
         }
         if let Some((new, total)) = self.dropped.due(Instant::now(), false) {
             report!(
@@ -146,6 +148,7 @@ impl Xmpp {
                 "alarm \"{alarm}\": {new} message(s) dropped while offline ({total} in all)"
             );
         }
+        outcome
     }
 
     /// Send what is queued (when online), go offline, stop the thread (at most `limit`).

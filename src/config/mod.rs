@@ -151,6 +151,14 @@ pub struct Config {
     pub watch_socket: Vec<Sourced<String>>,
     pub mule: Vec<Sourced<String>>,
     pub alarm_socket: Vec<Sourced<PathBuf>>,
+    /// `--alarm-overflow "NAME[,NAME...] POLICY"`, as written.
+    pub alarm_overflow: Vec<Sourced<String>>,
+    /// `--alarm-spool DIR`: where `spool` alarms keep what waits for delivery.
+    pub alarm_spool: Option<PathBuf>,
+    /// Most bytes each alarm's spool holds.
+    pub alarm_spool_max_size: u64,
+    /// Oldest alarm a spool still delivers.
+    pub alarm_spool_max_age: Duration,
     /// `-- CMD ARGS...`
     pub command: Vec<OsString>,
     pub help: bool,
@@ -184,6 +192,10 @@ impl Default for Config {
             watch_socket: Vec::new(),
             mule: Vec::new(),
             alarm_socket: Vec::new(),
+            alarm_overflow: Vec::new(),
+            alarm_spool: None,
+            alarm_spool_max_size: 64 << 20,
+            alarm_spool_max_age: Duration::from_secs(86_400),
             command: Vec::new(),
             help: false,
             version: false,
@@ -492,6 +504,51 @@ pub static OPTIONS: &[OptDef] = &[
         apply: |c, v, o, _| {
             c.alarm_socket
                 .push(sourced(PathBuf::from(non_empty("alarm-socket", v, o)?), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-overflow",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] POLICY\"",
+        doc: "logalarm: what an alarm does when its queue is full: drop (count, then send a digest), block (slow the log stream), spool (queue on disk; curl, airbrake, xmpp)",
+        apply: |c, v, o, _| {
+            c.alarm_overflow.push(sourced(non_empty("alarm-overflow", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-spool",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "DIR",
+        doc: "logalarm: directory of the on-disk queues of spool alarms (makes spool the default for curl, airbrake and xmpp alarms)",
+        apply: |c, v, o, _| {
+            c.alarm_spool = Some(PathBuf::from(non_empty("alarm-spool", v, o)?));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-spool-max-size",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "BYTES",
+        doc: "logalarm: most bytes each alarm's spool holds, K/M/G suffixes (default 64M); beyond it new alarms are dropped and counted",
+        apply: |c, v, o, _| {
+            c.alarm_spool_max_size = parse_size("alarm-spool-max-size", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-spool-max-age",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "SECONDS",
+        doc: "logalarm: spooled alarms older than this are discarded and counted (default 86400)",
+        apply: |c, v, o, _| {
+            c.alarm_spool_max_age =
+                Duration::from_secs(parse_uint("alarm-spool-max-age", v, o, 1, 30 * 86_400)?);
             Ok(())
         },
     },
@@ -864,6 +921,37 @@ fn parse_uint(opt: &str, v: &str, o: &Origin, min: u64, max: u64) -> Result<u64,
             o,
         )),
     }
+}
+
+/// A size in bytes with an optional K, M or G suffix (powers of 1024), 4 KiB to 1 TiB.
+fn parse_size(opt: &str, v: &str, o: &Origin) -> Result<u64, ConfigError> {
+    let t = v.trim();
+    let (digits, unit) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                _ => {
+                    return Err(ConfigError::new(
+                        format!("invalid {opt}: `{t}`: the suffix may be K, M or G"),
+                        o,
+                    ))
+                }
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n = parse_uint(opt, digits, o, 0, u64::MAX >> 30)?;
+    let bytes = n << unit;
+    if !(4096..=1 << 40).contains(&bytes) {
+        return Err(ConfigError::new(
+            format!("invalid {opt}: `{t}`: must be between 4K and 1024G"),
+            o,
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Keys whose values are secrets in `key=value` alarm arguments.

@@ -15,6 +15,9 @@ use std::sync::Arc;
 pub(crate) struct Signals {
     /// The terminating signal received (SIGTERM or SIGINT), 0 if none.
     term: Arc<AtomicUsize>,
+    /// Set by SIGTERM or SIGINT and never cleared: read by code that may block outside the
+    /// reactor (a full alarm queue, a stuck output).
+    stop: Arc<AtomicBool>,
     hup: Arc<AtomicBool>,
     chld: Arc<AtomicBool>,
     /// SIGUSR1 and SIGUSR2 received (forwarded, never fatal).
@@ -29,6 +32,7 @@ impl Signals {
     /// default action would kill logalarm: uWSGI and nginx users send them out of habit).
     pub(crate) fn install() -> io::Result<Signals> {
         let term = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
         let hup = Arc::new(AtomicBool::new(false));
         let chld = Arc::new(AtomicBool::new(false));
         let usr1 = Arc::new(AtomicBool::new(false));
@@ -43,6 +47,7 @@ impl Signals {
                 term.clone(),
                 sig as usize,
             )?);
+            ids.push(signal_hook::flag::register(sig, stop.clone())?);
             ids.push(signal_hook::low_level::pipe::register(sig, w.try_clone()?)?);
         }
         ids.push(signal_hook::flag::register(libc::SIGHUP, hup.clone())?);
@@ -58,6 +63,7 @@ impl Signals {
         ids.push(signal_hook::low_level::pipe::register(libc::SIGCHLD, w)?);
         Ok(Signals {
             term,
+            stop,
             hup,
             chld,
             usr1,
@@ -65,6 +71,11 @@ impl Signals {
             wake: mio::net::UnixStream::from_std(r),
             _ids: ids,
         })
+    }
+
+    /// The flag SIGTERM and SIGINT set (and nothing clears).
+    pub(crate) fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
     }
 
     /// The terminating signal received since the last call (SIGTERM or SIGINT), if any.

@@ -67,6 +67,19 @@ pub(crate) fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
     )
 }
 
+/// Whether `fd` is a pipe (FIFO) or a socket: a write to it can block for as long as its
+/// reader does not read.
+pub(crate) fn is_pipe_or_socket(fd: RawFd) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value for the out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
+    if syscall!(fstat(fd, &mut st)).is_err() {
+        return false;
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    fmt == libc::S_IFIFO || fmt == libc::S_IFSOCK
+}
+
 /// Grow a pipe's kernel buffer to `size` bytes (Linux `F_SETPIPE_SZ`); best effort, returns
 /// the new size. Fewer, larger reads cost far fewer context switches than 64 KiB ones.
 pub(crate) fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {

@@ -9,7 +9,11 @@
 /// The local time now, broken down; `None` if the C library cannot convert it.
 fn local_now() -> Option<libc::tm> {
     // SAFETY: `time(NULL)` has no preconditions.
-    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    local(unsafe { libc::time(std::ptr::null_mut()) })
+}
+
+/// `now` (seconds since the epoch) as local time, broken down.
+fn local(now: libc::time_t) -> Option<libc::tm> {
     // SAFETY: an all-zero `tm` is a valid value for the out-parameter.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
@@ -45,6 +49,25 @@ pub(crate) fn ctime_now() -> String {
         tm.tm_min,
         tm.tm_sec,
         tm.tm_year + 1900
+    )
+}
+
+/// `t` as local time, `2026-12-01 17:40:03` (the times in digests).
+pub(crate) fn local_iso(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(tm) = libc::time_t::try_from(secs).ok().and_then(local) else {
+        return String::from("????-??-?? ??:??:??");
+    };
+    format!(
+        "{}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
     )
 }
 
