@@ -267,10 +267,20 @@ impl Output {
             };
             let stuck = e.kind() == io::ErrorKind::WouldBlock;
             if !(stuck || is_transient(&e)) || self.give_up(&mut stop_seen) {
+                let why = if stuck {
+                    "its reader is not reading".to_string()
+                } else {
+                    e.to_string()
+                };
+                let when = if stuck || is_transient(&e) {
+                    "logalarm is stopping: "
+                } else {
+                    ""
+                };
                 return Err(io::Error::new(
                     e.kind(),
                     format!(
-                        "cannot write log output {}: {e}; {} byte(s) not written",
+                        "cannot write log output {}: {why}; {when}{} byte(s) not written",
                         target.describe(),
                         rest.len()
                     ),

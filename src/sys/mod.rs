@@ -125,22 +125,18 @@ pub(crate) fn uname() -> Uname {
         machine: field(&u.machine),
     }
 }
-/// One `write(2)` of `buf` to `fd`, retrying on `EINTR` and waiting with `poll` on `EAGAIN` (the
-/// descriptor may be non-blocking because another process shares it). Returns bytes written (> 0).
+/// One `write(2)` of `buf` to `fd`, retrying on `EINTR`. Returns bytes written (> 0); a
+/// non-blocking descriptor without room is `WouldBlock` (the caller decides how long to wait).
 pub(crate) fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: `buf` is a valid readable slice of `buf.len()` bytes.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
         if n < 0 {
             let err = io::Error::last_os_error();
-            match err.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => {
-                    wait_fd(fd, libc::POLLOUT, -1)?;
-                    continue;
-                }
-                _ => return Err(err),
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
+            return Err(err);
         }
         if n == 0 && !buf.is_empty() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));

@@ -8,6 +8,7 @@
 //! - `conformance`: every case not marked `uwsgi = false`, the real uWSGI beside logalarm;
 //! - `matcher_prop`: property tests against the naive `oracle`;
 //! - `fuzz_replay`: the fuzz targets' kept inputs (`fuzz/regressions`) through `fuzz_bodies`;
+//! - `overflow`: storms per overflow policy, stuck outputs, a full disk;
 //! - `monitors`, `supervise`, `curl`, `xmpp`, `speech`: one per monitor or action family.
 
 mod case;
@@ -19,6 +20,7 @@ mod fuzz_replay;
 mod matcher_prop;
 mod monitors;
 mod oracle;
+mod overflow;
 mod reliability;
 mod scenarios;
 mod speech;

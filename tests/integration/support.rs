@@ -269,3 +269,9 @@ pub(crate) fn latin1(v: &serde_json::Value) -> Vec<u8> {
         .map(|c| c as u32 as u8)
         .collect()
 }
+
+/// Send `sig` to `child`.
+pub(crate) fn signal(child: &std::process::Child, sig: i32) {
+    // SAFETY: kill has no memory preconditions; the pid is our own child's.
+    unsafe { libc::kill(child.id() as i32, sig) };
+}
