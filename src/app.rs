@@ -14,13 +14,14 @@ use std::sync::Arc;
 
 use crate::action::{cmd::Children, Ctx};
 use crate::config;
-use crate::dispatch::{AntiFlood, Dispatcher, Instance, Summary};
+use crate::dispatch::{AntiFlood, Dispatcher, Instance, Overflow, Summary};
 use crate::monitor::Monitors;
 use crate::output::Output;
 use crate::pipeline::Stats;
 use crate::plan::{self, Plan};
 use crate::reactor::{self, End, Signals};
 use crate::report::report;
+use crate::spool::Spool;
 use crate::supervise::{Mules, Pids, Supervisor};
 
 /// Run logalarm with `args` (without the program name). Returns the exit status.
@@ -108,17 +109,34 @@ pub(crate) fn run(plan: Plan) -> i32 {
         rules,
         monitors: monitor_plan,
         dispatch,
+        spool,
         ..
     } = plan;
-    let instances = alarms
-        .into_iter()
-        .map(|a| Instance {
+    let mut instances = Vec::with_capacity(alarms.len());
+    for a in alarms {
+        let spool = match (&a.overflow, &spool) {
+            (Overflow::Spool, Some(sp)) => {
+                match Spool::open(&sp.dir, &a.name, sp.max_size, sp.max_age) {
+                    Ok(s) => Some(Arc::new(s)),
+                    Err(e) => {
+                        return fail(format_args!(
+                            "invalid alarm-spool: {}: alarm \"{}\": {e}",
+                            sp.dir.display(),
+                            a.name
+                        ))
+                    }
+                }
+            }
+            _ => None,
+        };
+        instances.push(Instance {
             name: a.name,
             action: a.action,
             flood: AntiFlood::new(dispatch.freq),
             overflow: a.overflow,
-        })
-        .collect();
+            spool,
+        });
+    }
     output.stop_after(signals.stop_flag(), dispatch.grace);
     let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx, signals.stop_flag()) {
         Ok(d) => d,
@@ -206,7 +224,7 @@ fn finish(
         {
             report!(
                 Alarm,
-                "exit: \"{}\" ({} alarm, overflow {}): raised {}, ran {}, suppressed {}, dropped {} ({} digest(s) sent), discarded {}, failed {}",
+                "exit: \"{}\" ({} alarm, overflow {}): raised {}, ran {}, suppressed {}, dropped {} ({} digest(s) sent), discarded {}, failed {}{}",
                 a.name,
                 a.kind,
                 a.overflow,
@@ -216,7 +234,12 @@ fn finish(
                 a.dropped,
                 a.digests,
                 a.discarded,
-                a.failed
+                a.failed,
+                if a.overflow == "spool" {
+                    format!(", spooled {}, kept in the spool {}", a.spooled, a.kept)
+                } else {
+                    String::new()
+                }
             );
         }
     }

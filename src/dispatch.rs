@@ -31,11 +31,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::sync::{Parker, Unparker};
 
+use crate::action::delivery::Failure;
 use crate::action::{Action, Ctx, Outcome, Runner};
+use crate::backoff::Backoff;
 use crate::output::Output;
 use crate::pipeline::Sink;
 use crate::plan::DispatchPlan;
 use crate::report::{report, DropCount};
+use crate::spool::{Feed, Spool};
 
 /// The log path's sink: bytes to the output, alarms to the dispatcher.
 #[derive(Debug)]
@@ -147,6 +150,8 @@ pub(crate) struct Instance {
     pub action: Action,
     pub flood: AntiFlood,
     pub overflow: Overflow,
+    /// The `spool` policy's queue on disk (opened at start-up).
+    pub spool: Option<Arc<Spool>>,
 }
 
 /// Alarms of one alarm lost since its last digest.
@@ -218,6 +223,8 @@ struct Counters {
     dropped: AtomicU64,
     discarded: AtomicU64,
     digests: AtomicU64,
+    /// Written to the spool (delivered later: `ran` counts deliveries).
+    spooled: AtomicU64,
 }
 
 /// What one alarm shares between the reader and its lane.
@@ -253,6 +260,9 @@ pub(crate) struct AlarmSummary {
     pub dropped: u64,
     pub discarded: u64,
     pub digests: u64,
+    pub spooled: u64,
+    /// Left in the spool at exit, for the next start.
+    pub kept: u64,
 }
 
 struct Lane {
@@ -266,6 +276,14 @@ struct Lane {
 struct Shared {
     closing: AtomicBool,
     alarms: Vec<AlarmShared>,
+}
+
+/// The delivery thread of a `spool` alarm.
+struct Worker {
+    alarm: usize,
+    spool: Arc<Spool>,
+    unparker: Unparker,
+    thread: JoinHandle<()>,
 }
 
 /// Producer side, owned by the reader.
@@ -283,6 +301,7 @@ pub(crate) struct Dispatcher {
     after: u64,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    workers: Vec<Worker>,
     /// What was reported of each lane's `dropped`.
     drops: Vec<DropCount>,
     ctx: Arc<Ctx>,
@@ -330,7 +349,12 @@ impl Dispatcher {
         let mut route = Vec::with_capacity(instances.len());
         let mut overflow = Vec::with_capacity(instances.len());
         let mut labels = Vec::with_capacity(instances.len());
-        for (id, inst) in instances.into_iter().enumerate() {
+        let mut workers = Vec::new();
+        for (id, mut inst) in instances.into_iter().enumerate() {
+            labels.push((inst.name.clone(), inst.action.kind()));
+            if let Some(spool) = inst.spool.clone() {
+                workers.push(start_worker(&mut inst, id, spool, &shared, &ctx)?);
+            }
             let lane = if !cheap && inst.action.blocking() {
                 groups.push((format!("alarm \"{}\"", inst.name), Vec::new()));
                 groups.len() - 1
@@ -339,7 +363,6 @@ impl Dispatcher {
             };
             route.push(lane as u16);
             overflow.push(inst.overflow);
-            labels.push((inst.name.clone(), inst.action.kind()));
             groups[lane].1.push((id as u32, inst));
         }
         let mut lanes = Vec::new();
@@ -377,6 +400,7 @@ impl Dispatcher {
             after: 0,
             shared,
             threads,
+            workers,
             drops: (0..n).map(|_| DropCount::default()).collect(),
             ctx,
             stop,
@@ -488,7 +512,36 @@ impl Dispatcher {
         while self.threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(2));
         }
+        // The lanes have written their last alarms into the spools: the delivery threads
+        // deliver what they can within the same deadline, the rest stays for the next start.
+        for w in &self.workers {
+            w.unparker.unpark();
+        }
+        while self.workers.iter().any(|w| !w.thread.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
         self.ctx.stopping.store(true, Ordering::SeqCst);
+        let mut kept = vec![0u64; self.labels.len()];
+        for w in self.workers.drain(..) {
+            w.unparker.unpark();
+            let end = Instant::now() + Duration::from_secs(1);
+            while !w.thread.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            if w.thread.is_finished() {
+                let _ = w.thread.join();
+            }
+            kept[w.alarm] = w.spool.pending();
+            if kept[w.alarm] > 0 {
+                report!(
+                    Alarm,
+                    "alarm \"{}\": {} alarm(s) kept in its spool {} for the next start",
+                    self.labels[w.alarm].0,
+                    kept[w.alarm],
+                    w.spool.dir().display()
+                );
+            }
+        }
         let mut unfinished = 0;
         for (t, lane) in self.threads.drain(..).zip(&self.lanes) {
             if t.is_finished() {
@@ -532,6 +585,8 @@ impl Dispatcher {
                     dropped: get(&c.dropped),
                     discarded: get(&c.discarded),
                     digests: get(&c.digests),
+                    spooled: get(&c.spooled),
+                    kept: kept[i],
                 }
             })
             .collect();
@@ -599,6 +654,9 @@ impl LaneAlarms {
                 a.counts.failed.fetch_add(1, Ordering::Relaxed);
             }
             Outcome::Dropped => a.lose(&ev.msg),
+            Outcome::Spooled => {
+                a.counts.spooled.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -697,6 +755,184 @@ fn run_lane(
         // A digest waiting for room is tried again soon; otherwise wait for events.
         let nap = if waiting { 20 } else { 500 };
         parker.park_timeout(Duration::from_millis(nap));
+    }
+}
+
+/// Start the delivery thread of spooled `inst` (alarm `id`): it takes the real action, the lane
+/// keeps a [`Feed`] that appends to the spool.
+fn start_worker(
+    inst: &mut Instance,
+    id: usize,
+    spool: Arc<Spool>,
+    shared: &Arc<Shared>,
+    ctx: &Arc<Ctx>,
+) -> std::io::Result<Worker> {
+    let parker = Parker::new();
+    let unparker = parker.unparker().clone();
+    let kind = inst.action.kind();
+    let feed = Action::Spooled(Feed::new(spool.clone(), unparker.clone(), kind));
+    let mut action = std::mem::replace(&mut inst.action, feed);
+    action.set_once();
+    let (name, sp, sh, c) = (
+        inst.name.clone(),
+        spool.clone(),
+        shared.clone(),
+        ctx.clone(),
+    );
+    let thread = std::thread::Builder::new()
+        .name(format!("logalarm-spool{id}"))
+        .spawn(move || {
+            action.start(&name);
+            let mut d = Delivery {
+                name: &name,
+                alarm: id,
+                spool: &sp,
+                shared: &sh,
+                run: Runner::new(c),
+                failing: None,
+                retry: SPOOL_RETRY,
+            };
+            d.run(&mut action, &parker);
+            action.finish(Duration::from_secs(1));
+        })?;
+    Ok(Worker {
+        alarm: id,
+        spool,
+        unparker,
+        thread,
+    })
+}
+
+/// How a spool's delivery thread waits after a transient failure.
+const SPOOL_RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+
+/// How often a spool whose endpoint stays down says so.
+const SPOOL_REPORT: Duration = Duration::from_secs(60);
+
+/// A spool's delivery loop: oldest first, one at a time, at least once.
+struct Delivery<'a> {
+    name: &'a str,
+    alarm: usize,
+    spool: &'a Spool,
+    shared: &'a Shared,
+    run: Runner,
+    /// Since when deliveries fail: (first failure, attempts, last report).
+    failing: Option<(Instant, u64, Instant)>,
+    retry: Backoff,
+}
+
+impl Delivery<'_> {
+    fn run(&mut self, action: &mut Action, parker: &Parker) {
+        let counts = &self.shared.alarms[self.alarm].counts;
+        loop {
+            self.report_skipped();
+            if self.run.ctx().stopping.load(Ordering::Relaxed) {
+                return;
+            }
+            let closing = self.shared.closing.load(Ordering::SeqCst);
+            let rec = match self.spool.peek() {
+                Ok(Some(rec)) => rec,
+                Ok(None) if closing => return,
+                Ok(None) => {
+                    parker.park_timeout(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => {
+                    self.failed(&format!("cannot read the spool: {e}"), parker);
+                    if closing {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match action.attempt(self.name, &rec.msg, Instant::now(), &mut self.run) {
+                Err(Failure::Transient(why)) => {
+                    // Kept; at shutdown it waits for the next start.
+                    if closing {
+                        return;
+                    }
+                    self.failed(&why, parker);
+                    continue;
+                }
+                Err(Failure::Permanent(_)) => {
+                    counts.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(()) => self.recovered(),
+            }
+            counts.ran.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.spool.ack() {
+                report!(
+                    Alarm,
+                    "alarm \"{}\": cannot update its spool: {e}",
+                    self.name
+                );
+            }
+        }
+    }
+
+    /// A transient failure: say so (the first, then once a minute), wait the back-off.
+    fn failed(&mut self, why: &str, parker: &Parker) {
+        let now = Instant::now();
+        let wait = self.retry.next_delay();
+        let (first, attempts, last) = self.failing.get_or_insert((now, 0, now));
+        *attempts += 1;
+        if *attempts == 1 || now.duration_since(*last) >= SPOOL_REPORT {
+            *last = now;
+            report!(
+                Alarm,
+                "{why}; {} alarm(s) kept in the spool, next attempt in {}s ({} attempt(s) since {}s ago)",
+                self.spool.pending(),
+                wait.as_secs(),
+                attempts,
+                now.duration_since(*first).as_secs()
+            );
+        }
+        let end = now + wait;
+        while Instant::now() < end {
+            if self.run.ctx().stopping.load(Ordering::Relaxed)
+                || self.shared.closing.load(Ordering::Relaxed)
+            {
+                return;
+            }
+            parker.park_timeout(Duration::from_millis(100).min(end - Instant::now()));
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some((first, attempts, _)) = self.failing.take() {
+            report!(
+                Alarm,
+                "alarm \"{}\": delivering again after {} failed attempt(s) over {}s; {} alarm(s) waiting in the spool",
+                self.name,
+                attempts,
+                first.elapsed().as_secs(),
+                self.spool.pending()
+            );
+        }
+        self.retry.reset();
+    }
+
+    fn report_skipped(&self) {
+        let s = self.spool.take_skipped();
+        let counts = &self.shared.alarms[self.alarm].counts;
+        if s.expired > 0 {
+            counts.discarded.fetch_add(s.expired, Ordering::Relaxed);
+            report!(
+                Alarm,
+                "alarm \"{}\": {} spooled alarm(s) older than alarm-spool-max-age discarded",
+                self.name,
+                s.expired
+            );
+        }
+        if s.damaged_bytes > 0 {
+            report!(
+                Alarm,
+                "alarm \"{}\": {} damaged byte(s) of its spool {} skipped",
+                self.name,
+                s.damaged_bytes,
+                self.spool.dir().display()
+            );
+        }
     }
 }
 

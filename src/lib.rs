@@ -34,7 +34,8 @@
 //! The log path: [`reactor`](crate) reads the inputs (`source/`: stdin, tails, UDP, pipes of
 //! supervised processes) into a `linebuf::LineBuffer`; `pipeline` passes every byte to the
 //! `output` and asks `rules` (literal-first, `litscan`, then automata) which lines raise which
-//! alarms; `dispatch` queues them to the threads that run the `action`s. `monitor/` raises
+//! alarms; `dispatch` queues them to the threads that run the `action`s (`spool` keeps a
+//! delivery alarm's queue on disk). `monitor/` raises
 //! alarms from outside the log (`alarm-fd`, `alarm-backlog`, `--alarm-socket`), `supervise`
 //! runs processes and reports crashes (`alarm-segfault`). `config` reads uWSGI options, `plan`
 //! checks and compiles them into the [`Plan`], `app` runs it. `report` writes logalarm's own
@@ -57,6 +58,7 @@ mod reactor;
 mod report;
 mod rules;
 mod source;
+mod spool;
 mod supervise;
 mod sys;
 

@@ -31,7 +31,7 @@ enum Api {
 /// An `airbrake:` action.
 #[derive(Debug)]
 pub(crate) struct Airbrake {
-    end: Endpoint,
+    pub(crate) end: Endpoint,
     apikey: Secret,
     env: String,
     api: Api,
@@ -202,8 +202,14 @@ impl Airbrake {
         .to_string()
     }
 
-    /// Deliver one notice; whether it arrived.
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) -> bool {
+    /// Deliver one notice; `Err` when it did not arrive.
+    pub(crate) fn fire(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        raised: Instant,
+        ctx: &Ctx,
+    ) -> Result<(), delivery::Failure> {
         let u = sys::uname();
         let (body, headers) = match self.api {
             Api::V2 => (

@@ -19,7 +19,7 @@ use crate::sys;
 /// A `curl:` action.
 #[derive(Debug)]
 pub(crate) struct Curl {
-    end: Endpoint,
+    pub(crate) end: Endpoint,
     smtp: bool,
     method: String,
     mail_to: Vec<String>,
@@ -176,8 +176,14 @@ impl Curl {
         m
     }
 
-    /// Deliver one alarm; whether it arrived.
-    pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], raised: Instant, ctx: &Ctx) -> bool {
+    /// Deliver one alarm; `Err` when it did not arrive.
+    pub(crate) fn fire(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        raised: Instant,
+        ctx: &Ctx,
+    ) -> Result<(), delivery::Failure> {
         if self.smtp {
             let mail = self.mail(
                 alarm,

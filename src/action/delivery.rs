@@ -33,6 +33,9 @@ pub(crate) struct Endpoint {
     secrets: Secrets,
     easy: Handle,
     jitter: Jitter,
+    /// Spooled: one attempt per call, a transient failure returned (unreported) to the spool's
+    /// delivery thread, which keeps the alarm and retries later.
+    pub(crate) once: bool,
 }
 
 impl Endpoint {
@@ -50,6 +53,7 @@ impl Endpoint {
             secrets,
             easy: Handle::default(),
             jitter: Jitter::new(),
+            once: false,
         }
     }
 
@@ -74,14 +78,16 @@ impl Endpoint {
         self.secrets.scrub(text)
     }
 
-    /// [`deliver`] one alarm: `attempt(handle, transport, url)` until it succeeds or gives up.
+    /// [`deliver`] one alarm: `attempt(handle, transport, url)` until it succeeds or gives up
+    /// (once, when spooled: a transient failure is then returned with its text, secrets
+    /// masked, and not reported).
     pub(crate) fn deliver(
         &mut self,
         alarm: &str,
         raised: Instant,
         stop: &AtomicBool,
         mut attempt: impl FnMut(&mut Easy, &Transport, &str) -> Result<(), Failure>,
-    ) -> bool {
+    ) -> Result<(), Failure> {
         let mut easy = self.easy.take();
         let who = Reporter {
             tag: Tag::Curl,
@@ -90,11 +96,24 @@ impl Endpoint {
             secrets: &self.secrets,
         };
         let (transport, url) = (&self.transport, self.url.as_str());
-        let ok = deliver(&who, self.retry, raised, stop, &mut self.jitter, || {
+        let result = if self.once {
+            match attempt(&mut easy, transport, url) {
+                Err(Failure::Permanent(why)) => {
+                    who.line(&format!("{why}; not retried"));
+                    Err(Failure::Permanent(why))
+                }
+                Err(Failure::Transient(why)) => Err(Failure::Transient(who.text(&why))),
+                Ok(()) => Ok(()),
+            }
+        } else if deliver(&who, self.retry, raised, stop, &mut self.jitter, || {
             attempt(&mut easy, transport, url)
-        });
+        }) {
+            Ok(())
+        } else {
+            Err(Failure::Permanent("given up".into()))
+        };
         self.easy.put(easy);
-        ok
+        result
     }
 
     /// [`deliver`] one HTTP request (`method`, `headers`, `body`).
@@ -106,7 +125,7 @@ impl Endpoint {
         method: &str,
         headers: &[String],
         body: &[u8],
-    ) -> bool {
+    ) -> Result<(), Failure> {
         self.deliver(alarm, raised, stop, |easy, transport, url| {
             transport.apply(easy).map_err(|e| classify(&e, 0, false))?;
             http_request(easy, url, method, headers, body)
@@ -475,16 +494,17 @@ pub(crate) struct Reporter<'a> {
 }
 
 impl Reporter<'_> {
+    fn text(&self, what: &str) -> String {
+        format!(
+            "{} (alarm \"{}\", {})",
+            self.secrets.scrub(what),
+            self.alarm,
+            self.target
+        )
+    }
+
     fn line(&self, what: &str) {
-        crate::report::line(
-            self.tag,
-            format_args!(
-                "{} (alarm \"{}\", {})",
-                self.secrets.scrub(what),
-                self.alarm,
-                self.target
-            ),
-        );
+        crate::report::line(self.tag, format_args!("{}", self.text(what)));
     }
 }
 

@@ -152,8 +152,10 @@ pub(crate) enum Outcome {
     /// Ran and failed (reported by the action).
     Failed,
     /// Not run for want of room (64 `cmd:` commands running, a mule not reading, the XMPP
-    /// queue full): counted and summarised like a full alarm queue.
+    /// queue full, the spool full): counted and summarised like a full alarm queue.
     Dropped,
+    /// Written to the alarm's spool: its delivery thread takes it from there.
+    Spooled,
 }
 
 impl Outcome {
@@ -177,6 +179,8 @@ pub(crate) enum Action {
     Signal(signal::Signal),
     Mule(mule::Mule),
     Xmpp(Box<xmpp::Xmpp>),
+    /// A `spool` alarm as its lane sees it: the real action runs on its delivery thread.
+    Spooled(crate::spool::Feed),
 }
 
 impl Action {
@@ -224,7 +228,11 @@ impl Action {
     pub(crate) fn blocking(&self) -> bool {
         match self {
             Action::Cmd(_) | Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
-            Action::Curl(_) | Action::Airbrake(_) | Action::Speech(_) | Action::Xmpp(_) => true,
+            Action::Curl(_)
+            | Action::Airbrake(_)
+            | Action::Speech(_)
+            | Action::Xmpp(_)
+            | Action::Spooled(_) => true,
         }
     }
 
@@ -245,12 +253,43 @@ impl Action {
         match self {
             Action::Cmd(c) => c.fire(alarm, msg, ctx),
             Action::Log(_) => Outcome::Done,
-            Action::Curl(c) => Outcome::of(c.fire(alarm, msg, raised, ctx)),
-            Action::Airbrake(a) => Outcome::of(a.fire(alarm, msg, raised, ctx)),
+            Action::Curl(c) => Outcome::of(c.fire(alarm, msg, raised, ctx).is_ok()),
+            Action::Airbrake(a) => Outcome::of(a.fire(alarm, msg, raised, ctx).is_ok()),
             Action::Speech(s) => Outcome::of(s.fire(msg, ctx)),
             Action::Signal(s) => Outcome::of(s.fire(alarm, ctx)),
             Action::Mule(m) => m.fire(alarm, msg, ctx),
             Action::Xmpp(x) => x.fire(alarm, msg, ctx),
+            Action::Spooled(f) => f.fire(alarm, msg),
+        }
+    }
+
+    /// One delivery attempt of a spooled alarm (curl, airbrake): `Err(Transient)` keeps it in
+    /// the spool for a later attempt.
+    pub(crate) fn attempt(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        raised: Instant,
+        run: &mut Runner,
+    ) -> Result<(), delivery::Failure> {
+        let ctx = &*run.ctx;
+        match self {
+            Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
+            Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
+            other => match other.fire(alarm, msg, raised, run) {
+                Outcome::Done | Outcome::Spooled => Ok(()),
+                Outcome::Failed => Err(delivery::Failure::Permanent("failed".into())),
+                Outcome::Dropped => Err(delivery::Failure::Transient("no room".into())),
+            },
+        }
+    }
+
+    /// From now on [`Action::attempt`] tries once (the spool retries).
+    pub(crate) fn set_once(&mut self) {
+        match self {
+            Action::Curl(c) => c.end.once = true,
+            Action::Airbrake(a) => a.end.once = true,
+            _ => {}
         }
     }
 
@@ -265,6 +304,7 @@ impl Action {
             Action::Signal(_) => "signal",
             Action::Mule(_) => "mule",
             Action::Xmpp(_) => "xmpp",
+            Action::Spooled(f) => f.kind,
         }
     }
 }

@@ -288,3 +288,72 @@ fn a_full_disk_alarms_honours_sigterm_and_recovers() {
     drop(stdin);
     drop(disk);
 }
+
+#[test]
+fn spool_delivers_everything_after_an_outage_and_a_restart_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // A port nobody listens on: the endpoint is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let alarm = format!("hook curl:http://127.0.0.1:{port}/alert");
+    let spool_s = spool.display().to_string();
+    let args = [
+        "--alarm",
+        alarm.as_str(),
+        "--log-alarm",
+        "hook ^ERROR",
+        "--alarm-freq",
+        "0",
+        "--alarm-spool",
+        spool_s.as_str(),
+        "--alarm-grace",
+        "1",
+    ];
+    // 1. Down the whole run: every alarm is kept on disk, none lost, none run.
+    let first = crate::support::run(&args, errors(5));
+    let err = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{err}");
+    assert!(err.contains("overflow spool"), "{err}");
+    assert_eq!(counter(&err, "hook", "spooled"), 5, "{err}");
+    assert_eq!(counter(&err, "hook", "kept in the spool"), 5, "{err}");
+    assert_eq!(counter(&err, "hook", "ran"), 0, "{err}");
+    assert!(!err.contains(":pw@"), "{err}");
+
+    // 2. Restarted, still down, two more; a second logalarm on the same spool is refused.
+    let mut child = spawn_open(&args);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"ERROR 5\nERROR 6\n").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let rival = crate::support::run(&args, Vec::new());
+    let rival_err = String::from_utf8_lossy(&rival.stderr);
+    assert_eq!(rival.status.code(), Some(1), "{rival_err}");
+    assert!(
+        rival_err.contains("is in use by another logalarm"),
+        "{rival_err}"
+    );
+    // 3. The endpoint comes back where it was: everything arrives, once, oldest first.
+    let records = dir.path().join("records");
+    let srv =
+        crate::support::Server::start("http_recorder.py", &records, &["--port", &port.to_string()]);
+    let got = srv.wait_records(7, 20);
+    let bodies: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(crate::support::latin1(&r["body"])).unwrap())
+        .collect();
+    let want: Vec<String> = (0..7).map(|i| format!("ERROR {i}\n")).collect();
+    assert_eq!(bodies, want);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("Couldn't connect to server"), "{err}");
+    assert!(err.contains("delivering again after "), "{err}");
+    assert_eq!(counter(&err, "hook", "ran"), 7, "{err}");
+    assert_eq!(counter(&err, "hook", "kept in the spool"), 0, "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(srv.records().len(), 7, "nothing delivered twice");
+}

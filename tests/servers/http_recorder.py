@@ -4,7 +4,8 @@
 Prints its port on the first line of stdout, then appends one JSON object per request to
 --records: method, path, headers (lower-case names), decoded basic auth, body (latin-1, so
 every byte survives), the status it answered. --statuses gives the answers in order (the last
-one repeats); --delay makes it hang before answering (timeout tests).
+one repeats); --delay makes it hang before answering (timeout tests); --port picks the port
+(an endpoint that comes back where it was).
 """
 import argparse, base64, http.server, json, ssl, sys, threading, time
 
@@ -14,6 +15,7 @@ p.add_argument("--cert")
 p.add_argument("--key")
 p.add_argument("--statuses", default="200")
 p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--port", type=int, default=0, help="listen on this port (0: any free one)")
 p.add_argument("--tagged", action="store_true",
                help="write conformance records instead: PATH-without-slash TAB METHOD SPACE body RS LF")
 a = p.parse_args()
@@ -81,7 +83,8 @@ class H(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = handle_any
 
 
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+http.server.ThreadingHTTPServer.allow_reuse_address = True
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", a.port), H)
 srv.daemon_threads = True
 if a.cert:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
