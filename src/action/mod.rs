@@ -276,6 +276,7 @@ impl Action {
         match self {
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
+            Action::Xmpp(x) => x.attempt(alarm, msg, ctx),
             other => match other.fire(alarm, msg, raised, run) {
                 Outcome::Done | Outcome::Spooled => Ok(()),
                 Outcome::Failed => Err(delivery::Failure::Permanent("failed".into())),

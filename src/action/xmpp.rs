@@ -80,6 +80,7 @@ impl Xmpp {
                 insecure: false,
                 queue: Arc::new(ArrayQueue::new(QUEUE)),
                 stop: Arc::new(AtomicBool::new(false)),
+                online: Arc::new(AtomicBool::new(false)),
             },
             dropped: DropCount::default(),
             thread: None,
@@ -135,6 +136,29 @@ impl Xmpp {
         }
     }
 
+    /// One attempt of a spooled message: accepted only while the account is online (otherwise
+    /// the spool keeps it), never queued in memory while offline.
+    pub(crate) fn attempt(
+        &mut self,
+        alarm: &str,
+        msg: &[u8],
+        ctx: &Ctx,
+    ) -> Result<(), super::delivery::Failure> {
+        self.start(alarm);
+        if !self.job.online.load(Ordering::SeqCst) {
+            return Err(super::delivery::Failure::Transient(format!(
+                "not connected to the XMPP server (alarm \"{alarm}\", {})",
+                self.job.jid
+            )));
+        }
+        match self.fire(alarm, msg, ctx) {
+            super::Outcome::Dropped => Err(super::delivery::Failure::Transient(format!(
+                "XMPP queue full (alarm \"{alarm}\")"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) fn fire(&mut self, alarm: &str, msg: &[u8], _ctx: &Ctx) -> super::Outcome {
         self.start(alarm);
         let mut outcome = super::Outcome::Done;
@@ -176,6 +200,8 @@ struct Job {
     insecure: bool,
     queue: Arc<ArrayQueue<Box<[u8]>>>,
     stop: Arc<AtomicBool>,
+    /// The account is online (set by the client thread).
+    online: Arc<AtomicBool>,
 }
 
 impl Job {
@@ -221,7 +247,9 @@ impl Job {
             if stopping && stop_since.is_none() {
                 stop_since = Some(Instant::now());
             }
-            if s.client.online() {
+            let online = s.client.online();
+            self.online.store(online, Ordering::SeqCst);
+            if online {
                 s.send_queued();
                 if stopping {
                     s.sign_off();

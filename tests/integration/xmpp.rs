@@ -148,6 +148,11 @@ struct Running {
 }
 
 fn logalarm(alarm: &str, ca: &Path) -> Running {
+    logalarm_with(alarm, ca, &[])
+}
+
+/// [`logalarm`] with more options.
+fn logalarm_with(alarm: &str, ca: &Path, extra: &[&str]) -> Running {
     let mut child = bin()
         .args([
             "--alarm",
@@ -157,6 +162,7 @@ fn logalarm(alarm: &str, ca: &Path) -> Running {
             "--alarm-freq",
             "0",
         ])
+        .args(extra)
         .env("SSL_CERT_FILE", ca)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -264,6 +270,42 @@ fn messages_queued_during_a_server_restart_arrive_after_it() {
     });
     let (code, err) = run.end();
     assert_eq!(code, Some(0), "{err}");
+}
+
+#[test]
+fn spooled_messages_wait_on_disk_for_a_server_that_is_down_and_a_restart() {
+    let Some(tls) = ready() else { return };
+    let mut p = Prosody::new(&tls);
+    let spool = tempfile::tempdir().unwrap();
+    let spool_s = spool.path().display().to_string();
+    let alarm = format!(
+        "j xmpp:alarm@localhost;alarmpw;ops@localhost;server=127.0.0.1:{}",
+        p.port
+    );
+    let extra = ["--alarm-spool", spool_s.as_str(), "--alarm-grace", "1"];
+    // The server is down for a whole run: both messages stay in the spool.
+    let mut run = logalarm_with(&alarm, &tls.ca, &extra);
+    run.line("ALARM first while down");
+    run.line("ALARM second while down");
+    let (code, err) = run.end();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("2 alarm(s) kept in its spool"), "{err}");
+    // Up again, logalarm restarted: they arrive, in order, once online.
+    p.start();
+    let mut run = logalarm_with(&alarm, &tls.ca, &extra);
+    wait_until("delivery", 20, || {
+        p.offline("ops").contains("second while down")
+    });
+    run.line("ALARM third");
+    wait_until("the third", 10, || p.offline("ops").contains("ALARM third"));
+    let (code, err) = run.end();
+    assert_eq!(code, Some(0), "{err}");
+    let stored = p.offline("ops");
+    let first = stored.find("first while down").unwrap();
+    let second = stored.find("second while down").unwrap();
+    assert!(first < second, "{stored}");
+    assert_eq!(stored.matches("first while down").count(), 1, "{stored}");
+    assert!(!err.contains("alarmpw"), "{err}");
 }
 
 #[test]
