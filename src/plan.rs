@@ -65,6 +65,10 @@ pub(crate) struct MonitorPlan {
     pub(crate) tail_from_start: bool,
     /// `--udp`: (as written, address, origin).
     pub(crate) udp: Vec<(String, SocketAddr, Origin)>,
+    /// `--udp-allow` (empty: every sender).
+    pub(crate) udp_allow: Vec<udp::Net>,
+    /// `--udp-sender`.
+    pub(crate) udp_sender: bool,
     pub(crate) alarm_sockets: Vec<(PathBuf, Origin)>,
 }
 
@@ -130,6 +134,13 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     }
     let rules = compile_rules(c, &names)?;
     let monitors = monitors(c, &names)?;
+    for (shown, addr, _) in &monitors.udp {
+        if !addr.ip().is_loopback() && monitors.udp_allow.is_empty() {
+            warnings.push(format!(
+                "udp {shown}: datagrams from any sender are read as log lines and may raise alarms (restrict them with --udp-allow NETWORKS)"
+            ));
+        }
+    }
     Ok(Plan {
         alarms,
         names,
@@ -392,7 +403,17 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
             .map_err(|e| ConfigError::new(format!("invalid udp: {}: {e}", u.value), &u.origin))?;
         udp.push((u.value.clone(), addr, u.origin.clone()));
     }
+    let mut udp_allow = Vec::new();
+    for a in &c.udp_allow {
+        for net in a.value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            udp_allow.push(udp::Net::parse(net).map_err(|e| {
+                ConfigError::new(format!("invalid udp-allow: {}: {e}", a.value), &a.origin)
+            })?);
+        }
+    }
     Ok(MonitorPlan {
+        udp_allow,
+        udp_sender: c.udp_sender,
         alarm_fds: c.alarm_fds.clone(),
         watch,
         backlog: c.alarm_backlog.iter().map(|s| rank(&s.value)).collect(),

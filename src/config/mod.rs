@@ -148,6 +148,10 @@ pub struct Config {
     /// `--logto` may be a symbolic link (off: one logalarm did not create is refused).
     pub logto_follow_symlinks: bool,
     pub udp: Vec<Sourced<String>>,
+    /// `--udp-allow`: networks `--udp` accepts datagrams from, as written.
+    pub udp_allow: Vec<Sourced<String>>,
+    /// `--udp-sender`: prefix each datagram line with its sender.
+    pub udp_sender: bool,
     pub watch_socket: Vec<Sourced<String>>,
     pub mule: Vec<Sourced<String>>,
     pub alarm_socket: Vec<Sourced<PathBuf>>,
@@ -189,6 +193,8 @@ impl Default for Config {
             tail_from_start: false,
             logto_follow_symlinks: false,
             udp: Vec::new(),
+            udp_allow: Vec::new(),
+            udp_sender: false,
             watch_socket: Vec::new(),
             mule: Vec::new(),
             alarm_socket: Vec::new(),
@@ -469,6 +475,28 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "receive log lines as UDP datagrams (:PORT = loopback only)",
         apply: |c, v, o, _| {
             c.udp.push(sourced(non_empty("udp", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "udp-allow",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "CIDR[,CIDR...]",
+        doc: "logalarm: accept --udp datagrams only from these networks (e.g. 10.0.0.0/8,::1); others are dropped and counted",
+        apply: |c, v, o, _| {
+            c.udp_allow.push(sourced(non_empty("udp-allow", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "udp-sender",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "logalarm: put the sender's address in front of each line of a --udp datagram (\"[1.2.3.4:514] line\"), so rules and messages see it",
+        apply: |c, v, o, _| {
+            c.udp_sender = parse_bool("udp-sender", v, o)?;
             Ok(())
         },
     },

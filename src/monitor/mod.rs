@@ -47,6 +47,8 @@ pub(crate) struct Monitors {
     pub(crate) tails: Vec<Tail>,
     /// Bound `--udp` sockets.
     pub(crate) udp: Vec<std::net::UdpSocket>,
+    /// `--udp-allow` and `--udp-sender`.
+    pub(crate) udp_options: crate::source::udp::Options,
     pub(crate) sockets: Vec<AlarmSocket>,
 }
 
@@ -94,6 +96,10 @@ impl Monitors {
             backlogs,
             tails,
             udp,
+            udp_options: crate::source::udp::Options {
+                allow: spec.udp_allow.clone(),
+                sender: spec.udp_sender,
+            },
             sockets,
         })
     }

@@ -148,6 +148,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             backlogs,
             tails,
             udp,
+            udp_options,
             sockets,
         } = monitors;
         for tail in tails {
@@ -158,7 +159,10 @@ impl<'a, 'r> Reactor<'a, 'r> {
         for sock in udp {
             let shown = sock.local_addr().map(|a| a.to_string()).unwrap_or_default();
             sock.set_nonblocking(true)?;
-            let input = Input::Udp(Udp::new(mio::net::UdpSocket::from_std(sock)));
+            let input = Input::Udp(Udp::new(
+                mio::net::UdpSocket::from_std(sock),
+                udp_options.clone(),
+            ));
             let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
             table
                 .insert(poll.registry(), Source::Log { input, pipeline })

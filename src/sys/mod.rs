@@ -271,3 +271,72 @@ mod tests {
         assert!(set_nonblocking(r.as_raw_fd(), false).unwrap());
     }
 }
+
+/// Ask the kernel to count datagrams it drops on `fd` for want of receive buffer room
+/// (`SO_RXQ_OVFL`): [`recv_from`] then reports the running count.
+pub(crate) fn count_drops(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_RXQ_OVFL,
+        (&on as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t
+    ))
+    .map(|_| ())
+}
+
+/// One datagram from `fd` into `buf`: its length, its sender (if IPv4/IPv6), and the kernel's
+/// count of datagrams dropped on this socket so far (if [`count_drops`] is on).
+pub(crate) fn recv_from(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<std::net::SocketAddr>, Option<u32>)> {
+    // SAFETY: all-zero sockaddr_storage/msghdr are valid initial values.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // Room for one u32 control message, aligned.
+    let mut control = [0u64; 8];
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: every pointer in `msg` points to live buffers of the stated sizes.
+    let n = syscall!(recvmsg(fd, &mut msg, 0))? as usize;
+    let mut dropped = None;
+    // SAFETY: CMSG_* walk the control buffer the kernel filled, within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                dropped = Some(std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>()));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let sender = match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a =
+                unsafe { *(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(std::net::SocketAddr::from((ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a =
+                unsafe { *(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(std::net::SocketAddr::from((ip, u16::from_be(a.sin6_port))))
+        }
+        _ => None,
+    };
+    Ok((n, sender, dropped))
+}

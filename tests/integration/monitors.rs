@@ -410,3 +410,97 @@ fn the_alarm_socket_is_private_and_never_taken_over() {
     assert_eq!(stop(third), 0);
     assert!(!sock.exists(), "its own socket is removed at exit");
 }
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+#[test]
+fn udp_allow_refuses_other_senders_and_udp_sender_names_them() {
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let me = c.local_addr().unwrap();
+    // Only 10.0.0.0/8 may send: a loopback sender is refused, counted, reported.
+    let mut child = spawn_detached(&["--udp", &addr, "--udp-allow", "10.0.0.0/8,192.168.0.0/16"]);
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    wait_until("the refusal", 5, || {
+        c.send_to(b"FATAL spoofed\n", &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        text(&err).contains("from senders outside --udp-allow dropped")
+    });
+    assert_eq!(stop(child), 0);
+    assert!(text(&out).is_empty(), "{}", text(&out));
+    // Allowed, and named in front of each line.
+    let mut child = spawn_detached(&["--udp", &addr, "--udp-allow", "127.0.0.0/8", "--udp-sender"]);
+    let out = collect(child.stdout.take().unwrap());
+    wait_until("the lines", 5, || {
+        c.send_to(b"one\ntwo", &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        text(&out).contains("two\n")
+    });
+    assert_eq!(stop(child), 0);
+    assert!(
+        text(&out).starts_with(&format!("[{me}] one\n[{me}] two\n")),
+        "{}",
+        text(&out)
+    );
+    // Every address without --udp-allow: said at start-up.
+    let mut child = spawn_detached(&["--udp", &format!("0.0.0.0:{}", free_udp_port())]);
+    let err = collect(child.stderr.take().unwrap());
+    wait_until("the warning", 5, || text(&err).contains("--udp-allow"));
+    assert_eq!(stop(child), 0);
+    assert!(
+        text(&err).contains("datagrams from any sender are read as log lines"),
+        "{}",
+        text(&err)
+    );
+}
+
+#[test]
+fn udp_datagrams_the_kernel_drops_are_counted_exactly() {
+    let addr = format!("127.0.0.1:{}", free_udp_port());
+    let mut child = spawn_detached(&["--udp", &addr]);
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    wait_until("the socket", 5, || {
+        c.send_to(b"warm-up\n", &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        text(&out).contains("warm-up\n")
+    });
+    let warm = text(&out).matches("warm-up\n").count();
+    // Stopped, its receive buffer overflows; resumed, it reads what the kernel kept.
+    crate::support::signal(&child, libc::SIGSTOP);
+    let sent = 20_000;
+    for i in 0..sent {
+        c.send_to(format!("datagram {i}\n").as_bytes(), &addr)
+            .unwrap();
+    }
+    crate::support::signal(&child, libc::SIGCONT);
+    std::thread::sleep(Duration::from_millis(500));
+    let received = text(&out)
+        .lines()
+        .filter(|l| l.starts_with("datagram "))
+        .count();
+    // The kernel stamps its count on the datagrams queued after a drop: the next one says it.
+    wait_until("the drop report", 5, || {
+        c.send_to(b"after\n", &addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        text(&err).contains("the kernel dropped")
+    });
+    assert_eq!(stop(child), 0);
+    let e = text(&err);
+    let dropped: usize = e
+        .lines()
+        .filter_map(|l| l.split("the kernel dropped ").nth(1))
+        .filter_map(|r| r.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(dropped > 0 && received > 0, "{e}");
+    assert_eq!(
+        received + dropped,
+        sent,
+        "received + dropped = sent ({warm} warm-up): {e}"
+    );
+}
