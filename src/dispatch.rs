@@ -271,6 +271,9 @@ struct Lane {
     unparker: Unparker,
     /// Dropped at this lane's queue (the rate-limited report).
     dropped: AtomicU64,
+    /// The alarm whose action runs now, plus one (0: none): an action still running when
+    /// the grace period ends is counted as discarded.
+    running: AtomicU64,
 }
 
 struct Shared {
@@ -374,6 +377,7 @@ impl Dispatcher {
                 queue: ArrayQueue::new(queue_capacity.max(1)),
                 unparker: parker.unparker().clone(),
                 dropped: AtomicU64::new(0),
+                running: AtomicU64::new(0),
             });
             let (l, s, c) = (lane.clone(), shared.clone(), ctx.clone());
             let name = if lanes.is_empty() {
@@ -548,7 +552,15 @@ impl Dispatcher {
                 let _ = t.join();
             } else {
                 unfinished += 1;
-                // Its thread is inside an action: what waits behind it will not run.
+                // Its thread is inside an action: that one and what waits behind it will
+                // not end or run.
+                let running = lane.running.swap(0, Ordering::SeqCst);
+                if let Some(a) = running
+                    .checked_sub(1)
+                    .and_then(|a| self.shared.alarms.get(a as usize))
+                {
+                    a.counts.discarded.fetch_add(1, Ordering::Relaxed);
+                }
                 discard_queue(lane, &self.shared);
             }
         }
@@ -635,17 +647,25 @@ impl LaneAlarms {
     }
 
     /// Run one event: anti-flood, the action, the counts.
-    fn run(&mut self, ev: &Event, shared: &Shared, run: &mut Runner) {
+    /// Returns false when the shutdown gave up on this lane while the action ran (it counted
+    /// the event as discarded; the lane ends).
+    fn run(&mut self, ev: &Event, shared: &Shared, run: &mut Runner, lane: &Lane) -> bool {
         let Some(Some((inst, _))) = self.by_id.get_mut(ev.alarm as usize) else {
-            return;
+            return true;
         };
         let a = &shared.alarms[ev.alarm as usize];
         if !inst.flood.admit(&ev.msg, Instant::now()) {
             a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return true;
         }
         run.set_after(ev.after);
-        match inst.action.fire(&inst.name, &ev.msg, ev.raised, run) {
+        lane.running
+            .store(u64::from(ev.alarm) + 1, Ordering::SeqCst);
+        let outcome = inst.action.fire(&inst.name, &ev.msg, ev.raised, run);
+        if lane.running.swap(0, Ordering::SeqCst) == 0 {
+            return false;
+        }
+        match outcome {
             Outcome::Done => {
                 a.counts.ran.fetch_add(1, Ordering::Relaxed);
             }
@@ -658,6 +678,7 @@ impl LaneAlarms {
                 a.counts.spooled.fetch_add(1, Ordering::Relaxed);
             }
         }
+        true
     }
 
     /// Send the digest of each alarm that lost alarms, at most one a second per alarm (all
@@ -736,7 +757,10 @@ fn run_lane(
                 finish(&mut alarms, &mut run);
                 return;
             }
-            alarms.run(&ev, &shared, &mut run);
+            if !alarms.run(&ev, &shared, &mut run, &lane) {
+                // Counted as discarded by the shutdown while it ran: not counted twice.
+                return;
+            }
             if digest_check.elapsed() >= crate::report::EVERY {
                 // A storm that keeps the queue full still gets its digests, once a second.
                 digest_check = Instant::now();

@@ -92,10 +92,17 @@ pub(crate) struct Output {
 /// refused unless `follow`: a link planted there would make logalarm (often root) append to any
 /// file. Links in directories only their owner writes (`/dev/stdout`) are followed.
 pub(crate) fn open_log(path: &Path, follow: bool) -> io::Result<File> {
+    open_refusing_links(path, follow, true)
+}
+
+/// [`open_log`], appending or truncating (`wav=` files), with the same rule for links.
+pub(crate) fn open_refusing_links(path: &Path, follow: bool, append: bool) -> io::Result<File> {
     let open = |flags| {
         OpenOptions::new()
             .create(true)
-            .append(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
             .mode(0o644)
             .custom_flags(flags)
             .open(path)
@@ -106,10 +113,17 @@ pub(crate) fn open_log(path: &Path, follow: bool) -> io::Result<File> {
             let shared = std::fs::metadata(dir.unwrap_or(Path::new(".")))
                 .map_or(true, |m| m.permissions().mode() & 0o022 != 0);
             if shared && !follow {
+                let how = if append {
+                    "add --logto-follow-symlinks"
+                } else {
+                    "add ;wav_follow_symlinks=1 to the alarm"
+                };
                 return Err(io::Error::new(
                     e.kind(),
-                    "is a symbolic link in a directory others may write to: logalarm does not \
-                     follow it (give its target, or add --logto-follow-symlinks)",
+                    format!(
+                        "is a symbolic link in a directory others may write to: logalarm does \
+                         not follow it (give its target, or {how})"
+                    ),
                 ));
             }
             open(0)

@@ -2,7 +2,9 @@
 //!
 //! The text goes to the synthesizer's standard input, never onto its command line; the voice is
 //! one argument of its own. `wav=PATH` writes the audio to that file (overwritten per alarm)
-//! instead of the sound device: for tests and headless servers. The synthesizer and the voice
+//! instead of the sound device: for tests and headless servers. logalarm opens that file itself
+//! and refuses a symbolic link in a directory others may write to (as `--logto`), unless
+//! `wav_follow_symlinks=1`. The synthesizer and the voice
 //! are checked at start-up. Each alarm waits for the synthesizer (at most 60 s, then it is
 //! killed), so speech never overlaps itself; it runs on the alarm's own thread.
 
@@ -27,6 +29,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 pub(crate) struct Speech {
     voice: Option<String>,
     wav: Option<PathBuf>,
+    /// `wav_follow_symlinks=1`: `wav=` may be a symbolic link in a directory others write to.
+    follow: bool,
 }
 
 impl Speech {
@@ -36,11 +40,13 @@ impl Speech {
         let mut s = Speech {
             voice: (!voice.is_empty()).then(|| voice.to_string()),
             wav: None,
+            follow: false,
         };
         for t in tokens.filter(|t| !t.is_empty()) {
             match t.split_once('=') {
                 Some(("wav", p)) if !p.trim().is_empty() => s.wav = Some(PathBuf::from(p.trim())),
                 Some(("wav", _)) => return Err(ActionError::from("wav= needs a file path")),
+                Some(("wav_follow_symlinks", v)) => s.follow = super::delivery::flag(v),
                 _ => warnings.push(format!("unknown speech key `{t}` ignored")),
             }
         }
@@ -68,8 +74,10 @@ impl Speech {
             if let Some(v) = &self.voice {
                 c.arg("-v").arg(v);
             }
-            if let Some(w) = &self.wav {
-                c.arg("-w").arg(w);
+            if self.wav.is_some() {
+                // logalarm opened the file (refusing a planted link): espeak-ng writes it
+                // through its standard output, and can still seek to fill in the WAV sizes.
+                c.arg("-w").arg("/dev/stdout");
             }
         }
         c
@@ -116,10 +124,18 @@ impl Speech {
     }
 
     fn speak(&self, msg: &[u8]) -> Result<(), ActionError> {
+        let stdout = match &self.wav {
+            Some(w) if !cfg!(target_os = "macos") => {
+                let f = crate::output::open_refusing_links(w, self.follow, false)
+                    .map_err(|e| format!("wav={}: {e}", w.display()))?;
+                Stdio::from(f)
+            }
+            _ => Stdio::null(),
+        };
         let mut child = self
             .command()
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot run {PROGRAM}: {e}"))?;

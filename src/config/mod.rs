@@ -12,6 +12,7 @@ pub(crate) mod ini;
 
 use std::ffi::OsString;
 use std::fmt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -680,7 +681,8 @@ impl Loader {
                             &o,
                         ));
                     }
-                    (def.apply)(c, value, &o, self)?;
+                    let value = expand(def.name, value, &o)?;
+                    (def.apply)(c, &value, &o, self)?;
                 }
                 None => c.warnings.push(format!(
                     "ignoring option `{}`: not a logalarm option{}",
@@ -792,9 +794,79 @@ where
                 }
             },
         };
+        let value = expand(def.name, &value, &cli)?;
         (def.apply)(&mut c, &value, &cli, &mut loader)?;
     }
     Ok(c)
+}
+
+/// Largest file `@(PATH)` reads (a password, a key; never a log).
+const MAX_AT_FILE: u64 = 1 << 20;
+
+/// uWSGI's expansions in option values, on the command line and in ini files alike:
+/// `$(NAME)` is the environment variable NAME (left as written when it is not set), `@(PATH)`
+/// is the content of the file PATH without its final newline (an unreadable file is an error).
+/// So a password can live in a file or the environment instead of the command line. The text
+/// inserted is not expanded again.
+fn expand<'a>(opt: &str, v: &'a str, o: &Origin) -> Result<std::borrow::Cow<'a, str>, ConfigError> {
+    if !v.contains("$(") && !v.contains("@(") {
+        return Ok(std::borrow::Cow::Borrowed(v));
+    }
+    let mut out = String::with_capacity(v.len());
+    let mut rest = v;
+    while let Some(i) = rest.find(['$', '@']) {
+        let (head, tail) = rest.split_at(i);
+        out.push_str(head);
+        let close = tail.find(')');
+        match (tail.as_bytes().get(1), close) {
+            (Some(b'('), Some(end)) => {
+                let inner = &tail[2..end];
+                if tail.starts_with('$') {
+                    match std::env::var(inner) {
+                        Ok(val) if !inner.is_empty() => out.push_str(&val),
+                        _ => out.push_str(&tail[..=end]),
+                    }
+                } else {
+                    out.push_str(&read_at_file(opt, inner, o)?);
+                }
+                rest = &tail[end + 1..];
+            }
+            _ => {
+                out.push_str(&tail[..1]);
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// The content of `@(PATH)` (never quoted in errors: it may be a secret).
+fn read_at_file(opt: &str, path: &str, o: &Origin) -> Result<String, ConfigError> {
+    let err = |why: String| ConfigError::new(format!("invalid {opt}: @({path}): {why}"), o);
+    // Non-blocking open: a FIFO must not hang start-up; only a regular file is read.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| err(e.to_string()))?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(err("not a regular file".to_string()));
+    }
+    let mut text = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_AT_FILE + 1), &mut text)
+        .map_err(|e| err(e.to_string()))?;
+    if text.len() as u64 > MAX_AT_FILE {
+        return Err(err(format!("larger than {MAX_AT_FILE} bytes")));
+    }
+    let mut text = String::from_utf8(text).map_err(|_| err("not UTF-8".to_string()))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
 }
 
 fn sourced<T>(value: T, origin: &Origin) -> Sourced<T> {
@@ -1086,6 +1158,41 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn env_and_file_expansion_as_uwsgi() {
+        // (Checked against uWSGI 2.0.21's --show-config: same results.)
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cr3t\n").unwrap();
+        let home = std::env::var("HOME").unwrap();
+        let v = format!(
+            "m curl:smtp://h;mail_to=a@b;auth_pass=@({});x=$(HOME)$(LOGALARM_SURELY_UNSET) @(",
+            pw.display()
+        );
+        let c = parse_args(args(&["--alarm", &v])).unwrap();
+        assert_eq!(
+            c.alarms[0].arg,
+            format!("smtp://h;mail_to=a@b;auth_pass=s3cr3t;x={home}$(LOGALARM_SURELY_UNSET) @(")
+        );
+        assert!(!c.alarms[0].redacted().contains("s3cr3t"));
+        let e = parse_args(args(&[
+            "--alarm",
+            "m curl:http://h/;auth_pass=@(/nonexistent/pw)",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("invalid alarm: @(/nonexistent/pw): No such file"),
+            "{e}"
+        );
+        let ini = format!(
+            "[uwsgi]\nalarm = m curl:http://h/;auth_pass=@({})\n",
+            pw.display()
+        );
+        let c = parse_ini_str(&ini, "t.ini").unwrap();
+        assert!(c.alarms[0].arg.ends_with("auth_pass=s3cr3t"));
     }
 
     #[test]

@@ -69,3 +69,92 @@ fn unknown_voice_is_a_startup_error() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn a_wav_link_planted_in_a_shared_directory_is_not_followed_unless_told() {
+    use std::os::unix::fs::PermissionsExt;
+    if !support::have("espeak-ng", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let link = shared.join("alarm.wav");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let alarm = format!("say speech:en;wav={}", link.display());
+    let out = support::run(
+        &["--alarm", &alarm, "--log-alarm", "say ^ALARM"],
+        b"ALARM x\n".to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("is a symbolic link in a directory others may write to"),
+        "{err}"
+    );
+    assert!(err.contains("failed 1"), "counted as failed: {err}");
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"precious\n",
+        "the target is untouched"
+    );
+    // Told to: followed, the WAV lands in the link's target.
+    let alarm = format!("say speech:en;wav={};wav_follow_symlinks=1", link.display());
+    let out = support::run(
+        &["--alarm", &alarm, "--log-alarm", "say ^ALARM"],
+        b"ALARM x\n".to_vec(),
+    );
+    assert!(out.status.success());
+    assert!(wav_seconds(&victim) > 0.1);
+}
+
+#[test]
+fn speech_alarms_left_queued_at_shutdown_are_counted_as_discarded() {
+    if !support::have("espeak-ng", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("a.wav");
+    let alarm = format!("say speech:en;wav={}", wav.display());
+    let input: Vec<u8> = (0..300)
+        .flat_map(|i| format!("ALARM the disk of host number {i} is full\n").into_bytes())
+        .collect();
+    let out = support::run(
+        &[
+            "--alarm",
+            &alarm,
+            "--log-alarm",
+            "say ^ALARM",
+            "--alarm-freq",
+            "0",
+            "--alarm-grace",
+            "1",
+        ],
+        input,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("exit: \"say\" (speech alarm"))
+        .unwrap_or_else(|| panic!("{err}"));
+    let n = |what: &str| -> u64 {
+        let at = line.find(&format!("{what} ")).unwrap() + what.len() + 1;
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(n("raised"), 300, "{line}");
+    assert!(n("discarded") > 0, "{line}");
+    assert_eq!(
+        n("ran") + n("discarded") + n("dropped"),
+        300,
+        "every alarm accounted for: {line}"
+    );
+}
