@@ -52,6 +52,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if config.alarm_list {
         return 0;
     }
+    if config.check_rules {
+        let (text, bad) = plan::check_rules(&config);
+        return match print(&text) {
+            0 if bad => 2,
+            st => st,
+        };
+    }
     for w in plan.warnings() {
         crate::report::plain(format_args!("logalarm: warning: {w}"));
     }

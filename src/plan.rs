@@ -133,6 +133,17 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
     let rules = compile_rules(c, &names)?;
+    warnings.extend(rule_costs(c, false).into_iter().filter_map(|(r, _, cost)| {
+        cost.thrashes.then(|| {
+            format!(
+                "{} {}: {}{}",
+                rule_option(r),
+                r.raw,
+                thrash_text(&cost),
+                r.origin
+            )
+        })
+    }));
     let monitors = monitors(c, &names)?;
     for (shown, addr, _) in &monitors.udp {
         if !addr.ip().is_loopback() && monitors.udp_allow.is_empty() {
@@ -232,6 +243,45 @@ fn overflow_policies(
         }
     }
     Ok(policies)
+}
+
+/// What a thrashing rule costs, in words.
+fn thrash_text(cost: &crate::rules::Cost) -> String {
+    format!(
+        "its lazy DFA thrashes (regex-automata gives up on its cache) on lines made of the bytes it repeats: such lines are matched at {:.1} MB/s; bound or anchor the repetition (logalarm --check-rules shows every rule's cost)",
+        cost.mb_per_s
+    )
+}
+
+/// Probe the rules' costs (`all`: every rule, else the suspicious ones).
+fn rule_costs(c: &Config, all: bool) -> Vec<(&RuleDef, &'static str, crate::rules::Cost)> {
+    let patterns: Vec<&str> = c.rules.iter().map(|r| r.regex.as_str()).collect();
+    RuleSet::costs(&patterns, all)
+        .into_iter()
+        .filter_map(|(i, engine, cost)| c.rules.get(i).map(|r| (r, engine, cost)))
+        .collect()
+}
+
+/// `--check-rules`: every rule's engine and cost, one line each; whether one thrashes.
+pub(crate) fn check_rules(c: &Config) -> (String, bool) {
+    let mut s = String::from(
+        "*** logalarm rule costs (probed on lines made of each rule's own bytes) ***\n",
+    );
+    let mut bad = false;
+    for (r, engine, cost) in rule_costs(c, true) {
+        let verdict = if cost.thrashes {
+            bad = true;
+            format!("PATHOLOGICAL: {}", thrash_text(&cost))
+        } else {
+            format!("ok, {:.0} MB/s", cost.mb_per_s)
+        };
+        s.push_str(&format!(
+            "{} {}\n    engine: {engine}; {verdict}\n",
+            rule_option(r),
+            r.raw
+        ));
+    }
+    (s, bad)
 }
 
 /// Alarm name → index in `c.alarms`; a name defined twice is an error.

@@ -138,6 +138,8 @@ pub struct Config {
     pub alarm_freq: Duration,
     pub alarm_msg_size: usize,
     pub alarm_list: bool,
+    /// `--check-rules`: print every rule's cost and exit.
+    pub check_rules: bool,
     pub alarm_grace: Duration,
     pub alarm_queue: usize,
     pub log_master_bufsize: usize,
@@ -184,6 +186,7 @@ impl Default for Config {
             alarm_freq: Duration::from_secs(3),
             alarm_msg_size: 8192,
             alarm_list: false,
+            check_rules: false,
             alarm_grace: Duration::from_secs(5),
             alarm_queue: 1024,
             log_master_bufsize: 8192,
@@ -367,6 +370,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "print the alarm types and the configured alarms (secrets masked), then exit",
         apply: |c, v, o, _| {
             c.alarm_list = parse_bool("alarm-list", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "check-rules",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "logalarm: print each rule's engine and cost (its speed on lines made of its own bytes; pathological rules named), then exit: 0, or 2 when a rule is pathological",
+        apply: |c, v, o, _| {
+            c.check_rules = parse_bool("check-rules", v, o)?;
             Ok(())
         },
     },

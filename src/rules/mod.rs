@@ -40,11 +40,13 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 use std::sync::OnceLock;
 
+mod cost;
 mod gate;
 mod literals;
 mod matcher;
 mod syntax;
 
+pub(crate) use cost::Cost;
 use gate::*;
 pub use literals::rule_needles;
 use literals::*;
@@ -223,6 +225,36 @@ impl RuleSet {
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
         })
+    }
+
+    /// Probe rules for the lazy DFA's cache thrash (see `cost`): every rule when `all`, else
+    /// only the suspicious ones (start-up). Returns (rule index, engine, cost) per probed rule.
+    pub(crate) fn costs(patterns: &[&str], all: bool) -> Vec<(usize, &'static str, cost::Cost)> {
+        let mut out = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let Ok(h) = parse_regex(p) else {
+                continue;
+            };
+            if !all && !cost::suspicious(&h) {
+                continue;
+            }
+            let literal = rule_needles(&h).is_some_and(|(n, _)| {
+                !n.is_empty() && n.iter().all(|l| l.len() >= FAST_NEEDLE_LEN)
+            });
+            let engine = if literal {
+                "literal-first (a line without its literal is never confirmed)"
+            } else {
+                "automaton (every line)"
+            };
+            let Ok(regex) = meta::Builder::new()
+                .configure(base_config())
+                .build_from_hir(&h)
+            else {
+                continue;
+            };
+            out.push((i, engine, cost::probe(&h, &regex)));
+        }
+        out
     }
 
     /// Compile `(regex, alarm ranks, negate)` triples (tests, benches, fuzzing).

@@ -453,3 +453,56 @@ fn regular_file_on_stdin_works() {
         "{s}"
     );
 }
+
+#[test]
+fn a_pathological_rule_is_named_at_start_up_and_by_check_rules() {
+    let bad = "a (a|b)*a(a|b){20}c";
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "a log:",
+            "--log-alarm",
+            bad,
+            "--log-alarm",
+            "a ERROR",
+        ],
+        b"ok\n".to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("warning: log-alarm a (a|b)*a(a|b){20}c: its lazy DFA thrashes"),
+        "{err}"
+    );
+    assert!(!err.contains("a ERROR"), "{err}");
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "a log:",
+            "--log-alarm",
+            bad,
+            "--log-alarm",
+            "a ERROR",
+            "--check-rules",
+        ],
+        Vec::new(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("PATHOLOGICAL"), "{text}");
+    assert!(
+        text.contains("log-alarm a ERROR\n    engine: ") && text.contains("ok, "),
+        "{text}"
+    );
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "a log:",
+            "--log-alarm",
+            "a ERROR",
+            "--check-rules",
+        ],
+        Vec::new(),
+    );
+    assert_eq!(out.status.code(), Some(0));
+}
