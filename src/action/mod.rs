@@ -224,11 +224,15 @@ impl Action {
         )
     }
 
-    /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`).
+    /// Blocking actions get a thread and queue of their own (unless `alarm-cheap`). `cmd:`
+    /// is one: starting a process costs about a millisecond, and on the main alarm thread a
+    /// storm of them would hold back the `log:` alarms there, whose policy is to block the log
+    /// stream rather than lose one (a soak with both: 11 MB/s shared, see RELIABILITY.md).
     pub(crate) fn blocking(&self) -> bool {
         match self {
-            Action::Cmd(_) | Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
-            Action::Curl(_)
+            Action::Log(_) | Action::Signal(_) | Action::Mule(_) => false,
+            Action::Cmd(_)
+            | Action::Curl(_)
             | Action::Airbrake(_)
             | Action::Speech(_)
             | Action::Xmpp(_)

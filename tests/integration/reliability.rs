@@ -425,3 +425,24 @@ fn group_members_running(pgrp: i32) -> Vec<String> {
     }
     found
 }
+
+#[test]
+fn soak_200_mb_stream_intact_every_alarm_accounted_rss_flat() {
+    // scripts/soak.sh at 200 MB: a supervised process writes real log lines, 100 rules raise
+    // every local action kind; the script checks the stream's sha256, the per-alarm accounting
+    // and the RSS samples, and exits non-zero when one fails.
+    let out = Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/soak.sh"))
+        .arg("200M")
+        .env("LOGALARM", env!("CARGO_BIN_EXE_logalarm"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("soak: stream intact"), "{text}");
+    assert!(text.contains("soak: alarm logged: raised "), "{text}");
+}
