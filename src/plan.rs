@@ -133,17 +133,20 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
     let rules = compile_rules(c, &names)?;
-    warnings.extend(rule_costs(c, false).into_iter().filter_map(|(r, _, cost)| {
-        cost.thrashes.then(|| {
-            format!(
-                "{} {}: {}{}",
-                rule_option(r),
-                r.raw,
-                thrash_text(&cost),
-                r.origin
-            )
-        })
-    }));
+    warnings.extend(
+        rule_costs(c, false)
+            .into_iter()
+            .filter(|(_, _, cost)| cost.thrashes)
+            .map(|(r, _, cost)| {
+                format!(
+                    "{} {}: {}{}",
+                    rule_option(r),
+                    r.raw,
+                    thrash_text(&cost),
+                    r.origin
+                )
+            }),
+    );
     let monitors = monitors(c, &names)?;
     for (shown, addr, _) in &monitors.udp {
         if !addr.ip().is_loopback() && monitors.udp_allow.is_empty() {

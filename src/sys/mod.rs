@@ -258,20 +258,6 @@ pub(crate) mod sock_diag;
 pub(crate) mod strophe;
 pub(crate) mod time;
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipe_is_pollable_and_nonblocking_toggles() {
-        let (r, _w) = std::io::pipe().unwrap();
-        use std::os::fd::AsRawFd;
-        assert_eq!(fd_kind(r.as_raw_fd()).unwrap(), FdKind::Pollable);
-        assert!(!set_nonblocking(r.as_raw_fd(), true).unwrap());
-        assert!(set_nonblocking(r.as_raw_fd(), false).unwrap());
-    }
-}
-
 /// Ask the kernel to count datagrams it drops on `fd` for want of receive buffer room
 /// (`SO_RXQ_OVFL`): [`recv_from`] then reports the running count.
 pub(crate) fn count_drops(fd: RawFd) -> io::Result<()> {
@@ -339,4 +325,18 @@ pub(crate) fn recv_from(
         _ => None,
     };
     Ok((n, sender, dropped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipe_is_pollable_and_nonblocking_toggles() {
+        let (r, _w) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        assert_eq!(fd_kind(r.as_raw_fd()).unwrap(), FdKind::Pollable);
+        assert!(!set_nonblocking(r.as_raw_fd(), true).unwrap());
+        assert!(set_nonblocking(r.as_raw_fd(), false).unwrap());
+    }
 }

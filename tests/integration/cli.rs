@@ -258,10 +258,13 @@ fn full_queue_drops_are_counted_and_reported() {
     assert!(out.status.success());
     assert!(out.stdout == input);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("[uwsgi-alarm] queue of main full:"), "{err}");
+    assert!(
+        err.contains("[uwsgi-alarm] queue of alarm \"a\" full:"),
+        "{err}"
+    );
     assert!(
         err.lines()
-            .filter(|l| l.contains("queue of main full"))
+            .filter(|l| l.contains("queue of alarm \"a\" full"))
             .count()
             < 20,
         "not rate limited: {err}"
