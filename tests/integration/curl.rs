@@ -49,6 +49,7 @@ fn logalarm_with(extra: &[&str], alarms: &[&str], input: &str) -> Output {
     std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
+    support::assert_no_secret(&out.stderr);
     assert!(
         out.status.success(),
         "{}",

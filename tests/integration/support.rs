@@ -34,7 +34,35 @@ pub(crate) fn spawn_detached(args: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock).
+/// Every password and key the tests give logalarm: none may ever appear in what logalarm says
+/// about itself (standard error), whatever the test.
+pub(crate) const SECRETS: &[&str] = &[
+    "hunter2",
+    "alarmpw",
+    "APIKEY123",
+    "s3cret",
+    "s3cr3t",
+    "pa55word",
+    "WRONGpw",
+    "K3Y",
+    "sekret",
+    "opspw",
+    "devpw",
+];
+
+/// Fail if logalarm's standard error holds one of the tests' [`SECRETS`].
+pub(crate) fn assert_no_secret(stderr: &[u8]) {
+    let text = String::from_utf8_lossy(stderr);
+    for s in SECRETS {
+        assert!(
+            !text.contains(s),
+            "a secret ({s}) on standard error: {text}"
+        );
+    }
+}
+
+/// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock). Its
+/// standard error is checked for the tests' secrets.
 pub(crate) fn run(args: &[&str], input: Vec<u8>) -> Output {
     let mut child = spawn_open(args);
     let mut stdin = child.stdin.take().unwrap();
@@ -43,6 +71,7 @@ pub(crate) fn run(args: &[&str], input: Vec<u8>) -> Output {
     });
     let out = child.wait_with_output().unwrap();
     w.join().unwrap();
+    assert_no_secret(&out.stderr);
     out
 }
 

@@ -203,6 +203,7 @@ impl Running {
         drop(self.stdin.take());
         let st = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(100));
+        crate::support::assert_no_secret(self.err().as_bytes());
         (st.code(), self.err())
     }
 }
