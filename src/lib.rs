@@ -63,7 +63,7 @@ mod supervise;
 mod sys;
 
 pub use app::main;
-pub use config::{parse_args, parse_ini_str, Config, ConfigError, Origin};
+pub use config::{parse_args, parse_ini_str, Config, ConfigError, Origin, RuleSyntax};
 pub use pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 pub use plan::{build as build_plan, Plan};
 pub use rules::{Matcher, RegexError, Rule, RuleError, RuleSet};
@@ -75,5 +75,6 @@ pub mod testing {
     pub use crate::litscan::LitScan;
     pub use crate::monitor::socket::split_raise;
     pub use crate::pipeline::{CollectSink, CountSink};
+    pub use crate::rules::pcre::{translate as translate_pcre, Translation, Untranslatable};
     pub use crate::rules::{parse_regex, rule_needles};
 }

@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::action::Action;
+use crate::config::RuleSyntax;
 use crate::config::{AlarmFdDef, Config, ConfigError, Origin, RuleDef};
 use crate::dispatch::Overflow;
 use crate::monitor::backlog::{self, Watched};
+use crate::rules::pcre::{self, Translation};
 use crate::rules::{Rule, RuleError, RuleSet};
 use crate::source::udp;
 use crate::supervise::Program;
@@ -258,7 +260,10 @@ fn thrash_text(cost: &crate::rules::Cost) -> String {
 
 /// Probe the rules' costs (`all`: every rule, else the suspicious ones).
 fn rule_costs(c: &Config, all: bool) -> Vec<(&RuleDef, &'static str, crate::rules::Cost)> {
-    let patterns: Vec<&str> = c.rules.iter().map(|r| r.regex.as_str()).collect();
+    let Ok(translated) = rule_patterns(c) else {
+        return Vec::new();
+    };
+    let patterns: Vec<&str> = translated.iter().map(|t| t.pattern.as_str()).collect();
     RuleSet::costs(&patterns, all)
         .into_iter()
         .filter_map(|(i, engine, cost)| c.rules.get(i).map(|r| (r, engine, cost)))
@@ -416,24 +421,49 @@ fn resolve_alarm(
     })
 }
 
+/// Each rule in the automaton's syntax: PCRE rules translated (`rule-syntax = pcre`, the
+/// default), Rust-syntax rules as written.
+pub(crate) fn rule_patterns(c: &Config) -> Result<Vec<Translation>, ConfigError> {
+    c.rules
+        .iter()
+        .map(|r| match c.rule_syntax {
+            RuleSyntax::Rust => Ok(Translation {
+                pattern: r.regex.clone(),
+                notes: Vec::new(),
+            }),
+            RuleSyntax::Pcre => pcre::translate(&r.regex).map_err(|e| {
+                ConfigError::new(
+                    format!("invalid {}: {}: regex error {e}", rule_option(r), r.raw),
+                    &r.origin,
+                )
+            }),
+        })
+        .collect()
+}
+
 fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, ConfigError> {
     let rank = |n: &str| names.get(n).copied().unwrap_or(0);
+    let translated = rule_patterns(c)?;
     let patterns: Vec<(&str, Rule)> = c
         .rules
         .iter()
-        .map(|r| {
+        .zip(&translated)
+        .map(|(r, t)| {
             let alarms = r.names.iter().map(|n| rank(n)).collect();
             let rule = Rule {
                 alarms,
                 negate: r.negate,
             };
-            (r.regex.as_str(), rule)
+            (t.pattern.as_str(), rule)
         })
         .collect();
     RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(|e: RuleError| {
-        match e.rule.and_then(|i| c.rules.get(i)) {
-            Some(r) => {
-                let msg = format!("invalid {}: {}: {}", rule_option(r), r.raw, e.error);
+        match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {
+            Some((r, t)) => {
+                let mut msg = format!("invalid {}: {}: {}", rule_option(r), r.raw, e.error);
+                if t.pattern != r.regex {
+                    msg.push_str(&format!(" (in its translation from PCRE: {})", t.pattern));
+                }
                 ConfigError::new(msg, &r.origin)
             }
             None => ConfigError::new(format!("invalid log-alarm: {}", e.error), &Origin::Cli),
@@ -521,15 +551,20 @@ pub(crate) fn alarm_list(c: &Config) -> String {
     }
     s.push_str("*** log-alarm rules ***\n");
     for r in &c.rules {
-        s.push_str(&format!(
-            "{} {}\n",
-            if r.negate {
-                "not-log-alarm"
-            } else {
-                "log-alarm"
-            },
-            r.raw
-        ));
+        s.push_str(&format!("{} {}\n", rule_option(r), r.raw));
+        if c.rule_syntax == RuleSyntax::Pcre {
+            match pcre::translate(&r.regex) {
+                Ok(t) if !t.notes.is_empty() => {
+                    s.push_str(&format!(
+                        "    PCRE, run as {} ({})\n",
+                        t.pattern,
+                        t.notes.join("; ")
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => s.push_str(&format!("    refused: regex error {e}\n")),
+            }
+        }
     }
     s
 }

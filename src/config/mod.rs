@@ -108,6 +108,16 @@ pub struct RuleDef {
     pub origin: Origin,
 }
 
+/// The dialect of `log-alarm` rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleSyntax {
+    /// uWSGI's: PCRE without UTF mode, translated for the automaton (`rules::pcre`).
+    #[default]
+    Pcre,
+    /// Rust's `regex` syntax, byte-based, as written.
+    Rust,
+}
+
 /// `--alarm-fd NAME FD[:BYTES] MESSAGE`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmFdDef {
@@ -140,6 +150,8 @@ pub struct Config {
     pub alarm_list: bool,
     /// `--check-rules`: print every rule's cost and exit.
     pub check_rules: bool,
+    /// `--rule-syntax pcre|rust`.
+    pub rule_syntax: RuleSyntax,
     pub alarm_grace: Duration,
     pub alarm_queue: usize,
     pub log_master_bufsize: usize,
@@ -187,6 +199,7 @@ impl Default for Config {
             alarm_msg_size: 8192,
             alarm_list: false,
             check_rules: false,
+            rule_syntax: RuleSyntax::Pcre,
             alarm_grace: Duration::from_secs(5),
             alarm_queue: 1024,
             log_master_bufsize: 8192,
@@ -370,6 +383,26 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "print the alarm types and the configured alarms (secrets masked), then exit",
         apply: |c, v, o, _| {
             c.alarm_list = parse_bool("alarm-list", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "rule-syntax",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "pcre|rust",
+        doc: "logalarm: the dialect of log-alarm rules: pcre (uWSGI's, the default) or rust (the regex crate's syntax)",
+        apply: |c, v, o, _| {
+            c.rule_syntax = match v.trim() {
+                "pcre" => RuleSyntax::Pcre,
+                "rust" => RuleSyntax::Rust,
+                other => {
+                    return Err(ConfigError::new(
+                        format!("invalid rule-syntax: `{other}`: expected pcre or rust"),
+                        o,
+                    ))
+                }
+            };
             Ok(())
         },
     },

@@ -44,6 +44,7 @@ mod cost;
 mod gate;
 mod literals;
 mod matcher;
+pub(crate) mod pcre;
 mod syntax;
 
 pub(crate) use cost::Cost;

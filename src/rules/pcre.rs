@@ -1,0 +1,845 @@
+//! uWSGI's rule dialect: PCRE (version 1, as uWSGI 2.0.21 links it, without UTF mode) rewritten
+//! into the byte-based syntax the one-pass automaton compiles.
+//!
+//! Role: [`translate`] reads a rule the way PCRE's compiler does and writes the same language in
+//! regex-syntax's terms, so a uWSGI user's rule is accepted when PCRE accepts it and matches the
+//! same lines: `\Q…\E` quoting, octal (`\101`, `\0`, `\o{…}`) and hex (`\x{…}`, `\xhh`) bytes,
+//! `\a \e \cX`, `\h \H \v \V \R \N \C` (PCRE's meanings, not regex-syntax's), `\Z` and `\G`,
+//! `\K` (it moves only the reported start: dropped), unknown letter escapes as the letter
+//! (`\<` is `<`), a `{` that does not start a quantifier as a literal (`a{,3}`,
+//! `{ DriveReady }`), classes as PCRE parses them (a `[` inside a class is a literal unless it
+//! opens `[:name:]`: `dhcpd[[[:digit:]]+]` is "dhcpd", a class of `[` and digits, repeated, then
+//! `]`), `\b` in a class as backspace, branch reset `(?|…)` as a plain group, `(?#…)` comments,
+//! `(?x)` whitespace and comments, `(?'name'…)` names, and every byte of a non-ASCII character
+//! as the byte it is (no UTF mode: `caf[éè]` is a class of three bytes).
+//! Constructs the automaton cannot run (look-around, backreferences, possessive quantifiers,
+//! atomic groups, recursion, conditionals, verbs, Unicode properties) are refused with the
+//! construct named.
+//! Invariant: every literal byte is written as `\xHH` unless it is an ASCII letter or digit, so
+//! nothing PCRE reads as a literal can mean something else to regex-syntax.
+
+use std::fmt::Write;
+
+/// A rule in the automaton's syntax, and what was rewritten (for `--alarm-list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    pub pattern: String,
+    /// One note per construct rewritten (`\Q…\E quoted`, …), in order, without repeats.
+    pub notes: Vec<String>,
+}
+
+/// Why a rule cannot be translated: PCRE refuses it too, or the automaton cannot run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Untranslatable {
+    /// Byte offset in the rule.
+    pub offset: usize,
+    pub what: String,
+}
+
+impl std::fmt::Display for Untranslatable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at offset {}: {}", self.offset, self.what)
+    }
+}
+
+/// A construct PCRE runs and the one-pass automaton cannot.
+fn unsupported(offset: usize, construct: &str) -> Untranslatable {
+    Untranslatable {
+        offset,
+        what: format!(
+            "{construct} is PCRE that logalarm's one-pass automaton cannot run yet (rewrite the \
+             rule, or split it into a log-alarm and a not-log-alarm)"
+        ),
+    }
+}
+
+fn error(offset: usize, what: &str) -> Untranslatable {
+    Untranslatable {
+        offset,
+        what: what.to_string(),
+    }
+}
+
+struct Translator<'a> {
+    src: &'a [u8],
+    at: usize,
+    out: String,
+    notes: Vec<String>,
+    /// Capturing groups opened so far (PCRE decides `\NN` backreference vs octal by it).
+    groups: usize,
+    /// `(?x)` per open group (the last is the current one).
+    extended: Vec<bool>,
+    /// The last thing written can take a quantifier's `+` as possessive.
+    after_quantifier: bool,
+}
+
+/// Translate PCRE rule `pattern` (see the module doc).
+pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
+    let mut t = Translator {
+        src: pattern.as_bytes(),
+        at: 0,
+        out: String::with_capacity(pattern.len() + 8),
+        notes: Vec::new(),
+        groups: 0,
+        extended: vec![false],
+        after_quantifier: false,
+    };
+    t.run()?;
+    Ok(Translation {
+        pattern: t.out,
+        notes: t.notes,
+    })
+}
+
+fn byte(out: &mut String, b: u8) {
+    if b.is_ascii_alphanumeric() {
+        out.push(b as char);
+    } else {
+        let _ = write!(out, "\\x{b:02X}");
+    }
+}
+
+const HSPACE: &str = r"\x09\x20\xA0";
+const VSPACE: &str = r"\x0A-\x0D\x85";
+
+/// A class escape's items inside a class, or `None` when it is not one.
+fn class_escape(c: u8) -> Option<String> {
+    Some(match c {
+        b'd' | b'D' | b's' | b'S' | b'w' | b'W' => format!("\\{}", c as char),
+        b'h' => HSPACE.to_string(),
+        b'H' => format!("[^{HSPACE}]"),
+        b'v' => VSPACE.to_string(),
+        b'V' => format!("[^{VSPACE}]"),
+        _ => return None,
+    })
+}
+
+/// The byte of a one-letter escape (`\n`, `\e`, …).
+fn letter_byte(c: u8) -> Option<u8> {
+    Some(match c {
+        b'a' => 0x07,
+        b'e' => 0x1B,
+        b'f' => 0x0C,
+        b'n' => 0x0A,
+        b'r' => 0x0D,
+        b't' => 0x09,
+        _ => return None,
+    })
+}
+
+impl Translator<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.at).copied()
+    }
+
+    fn peek_at(&self, k: usize) -> Option<u8> {
+        self.src.get(self.at + k).copied()
+    }
+
+    fn note(&mut self, n: &str) {
+        if !self.notes.iter().any(|x| x == n) {
+            self.notes.push(n.to_string());
+        }
+    }
+
+    fn extended(&self) -> bool {
+        self.extended.last().copied().unwrap_or(false)
+    }
+
+    fn run(&mut self) -> Result<(), Untranslatable> {
+        while let Some(c) = self.peek() {
+            let start = self.at;
+            let quantifier = self.after_quantifier;
+            self.after_quantifier = false;
+            match c {
+                b'\\' => self.escape()?,
+                b'[' => self.class()?,
+                b'(' => self.open()?,
+                b')' => {
+                    self.at += 1;
+                    if self.extended.len() > 1 {
+                        self.extended.pop();
+                    }
+                    self.out.push(')');
+                }
+                b'*' | b'+' | b'?' => {
+                    if c == b'+' && quantifier {
+                        return Err(unsupported(
+                            start,
+                            "a possessive quantifier (`*+`, `++`, `?+`, `{n}+`)",
+                        ));
+                    }
+                    self.at += 1;
+                    self.out.push(c as char);
+                    // `+` after a quantifier is possessive; after `?` (lazy) it is not.
+                    self.after_quantifier = c != b'?' || !quantifier;
+                }
+                b'{' => match self.quantifier_len() {
+                    Some(n) => {
+                        let q =
+                            String::from_utf8_lossy(&self.src[self.at..self.at + n]).into_owned();
+                        self.out.push_str(&q);
+                        self.at += n;
+                        self.after_quantifier = true;
+                    }
+                    None => {
+                        self.note("`{` that starts no quantifier read as a literal, as PCRE does");
+                        self.at += 1;
+                        byte(&mut self.out, b'{');
+                    }
+                },
+                b'^' | b'$' | b'.' | b'|' => {
+                    self.at += 1;
+                    self.out.push(c as char);
+                }
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C if self.extended() => self.at += 1,
+                b'#' if self.extended() => {
+                    while let Some(c) = self.peek() {
+                        self.at += 1;
+                        if c == b'\n' {
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    if c >= 0x80 {
+                        self.note("non-ASCII characters read byte by byte (no UTF mode, as uWSGI)");
+                    }
+                    self.at += 1;
+                    byte(&mut self.out, c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The length of a PCRE quantifier `{n}`, `{n,}`, `{n,m}` at the position, if one is there.
+    fn quantifier_len(&self) -> Option<usize> {
+        let s = &self.src[self.at..];
+        let close = s.iter().position(|&b| b == b'}')?;
+        let inner = &s[1..close];
+        let (min, max) = match inner.iter().position(|&b| b == b',') {
+            Some(k) => (&inner[..k], Some(&inner[k + 1..])),
+            None => (inner, None),
+        };
+        let digits = |d: &[u8]| d.iter().all(u8::is_ascii_digit);
+        let ok = !min.is_empty() && digits(min) && max.is_none_or(digits);
+        ok.then_some(close + 1)
+    }
+
+    /// `(` and what follows it.
+    fn open(&mut self) -> Result<(), Untranslatable> {
+        let start = self.at;
+        self.at += 1;
+        let x = self.extended();
+        match (self.peek(), self.peek_at(1)) {
+            (Some(b'*'), _) => Err(unsupported(start, "a PCRE verb `(*...)`")),
+            (Some(b'?'), next) => {
+                self.at += 1;
+                match next {
+                    Some(b'#') => {
+                        while let Some(c) = self.peek() {
+                            self.at += 1;
+                            if c == b')' {
+                                return Ok(());
+                            }
+                        }
+                        Err(error(start, "missing ) after comment"))
+                    }
+                    Some(b':') => {
+                        self.at += 1;
+                        self.extended.push(x);
+                        self.out.push_str("(?:");
+                        Ok(())
+                    }
+                    Some(b'|') => {
+                        self.at += 1;
+                        self.note("branch reset `(?|...)` run as a plain group (only capture numbers differ)");
+                        self.extended.push(x);
+                        self.out.push_str("(?:");
+                        Ok(())
+                    }
+                    Some(b'>') => Err(unsupported(start, "an atomic group `(?>...)`")),
+                    Some(b'=') | Some(b'!') => {
+                        Err(unsupported(start, "look-around (a look-ahead)"))
+                    }
+                    Some(b'<') if matches!(self.peek_at(1), Some(b'=') | Some(b'!')) => {
+                        Err(unsupported(start, "look-around (a look-behind)"))
+                    }
+                    Some(b'<') | Some(b'\'') => {
+                        let close = if next == Some(b'<') { b'>' } else { b'\'' };
+                        self.named_group(start, close)
+                    }
+                    Some(b'P') => match self.peek_at(1) {
+                        Some(b'<') => {
+                            self.at += 1;
+                            self.named_group(start, b'>')
+                        }
+                        Some(b'=') => Err(unsupported(start, "a named backreference `(?P=name)`")),
+                        _ => Err(unsupported(start, "recursion `(?P>name)`")),
+                    },
+                    Some(b'(') => Err(unsupported(start, "a conditional group `(?(...)...)`")),
+                    Some(b'R') | Some(b'&') | Some(b'+') | Some(b'0'..=b'9') => {
+                        Err(unsupported(start, "recursion or a subroutine call"))
+                    }
+                    Some(b'-') if self.peek_at(1).is_some_and(|d| d.is_ascii_digit()) => {
+                        Err(unsupported(start, "a subroutine call"))
+                    }
+                    Some(b'C') => Err(unsupported(start, "a callout `(?C...)`")),
+                    _ => self.flags(start),
+                }
+            }
+            _ => {
+                self.groups += 1;
+                self.extended.push(x);
+                self.out.push('(');
+                Ok(())
+            }
+        }
+    }
+
+    /// `(?<name>`, `(?'name'`, `(?P<name>` (the `?` and opening quote at the position).
+    fn named_group(&mut self, start: usize, close: u8) -> Result<(), Untranslatable> {
+        self.at += 1;
+        let from = self.at;
+        while let Some(c) = self.peek() {
+            if c == close {
+                break;
+            }
+            if !(c.is_ascii_alphanumeric() || c == b'_') {
+                return Err(error(
+                    start,
+                    "a group name holds letters, digits and _ only",
+                ));
+            }
+            self.at += 1;
+        }
+        if self.peek() != Some(close) || self.at == from {
+            return Err(error(start, "an unterminated or empty group name"));
+        }
+        let name = String::from_utf8_lossy(&self.src[from..self.at]).into_owned();
+        self.at += 1;
+        self.groups += 1;
+        let x = self.extended();
+        self.extended.push(x);
+        let _ = write!(self.out, "(?P<{name}>");
+        Ok(())
+    }
+
+    /// `(?imsxUXJ-imsx)` or `(?imsx-imsx:` (the position after `?`).
+    fn flags(&mut self, start: usize) -> Result<(), Untranslatable> {
+        let mut x = self.extended();
+        let mut kept = String::new();
+        let mut on = true;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(error(start, "missing ) after (?"));
+            };
+            self.at += 1;
+            match c {
+                b'-' => {
+                    on = false;
+                    kept.push('-');
+                }
+                b'x' => {
+                    x = on;
+                    kept.push('x');
+                }
+                b'i' | b'm' | b's' | b'U' => kept.push(c as char),
+                // Duplicate names and PCRE_EXTRA change nothing the automaton runs.
+                b'J' | b'X' => {}
+                b')' => {
+                    if let Some(cur) = self.extended.last_mut() {
+                        *cur = x;
+                    }
+                    if !kept.trim_matches('-').is_empty() {
+                        let _ = write!(self.out, "(?{kept})");
+                    }
+                    return Ok(());
+                }
+                b':' => {
+                    self.extended.push(x);
+                    let _ = write!(self.out, "(?{kept}:");
+                    return Ok(());
+                }
+                _ => return Err(error(start, "unrecognized character after (? or (?-")),
+            }
+        }
+    }
+
+    /// A backslash outside a class.
+    fn escape(&mut self) -> Result<(), Untranslatable> {
+        let start = self.at;
+        self.at += 1;
+        let Some(c) = self.peek() else {
+            return Err(error(start, "\\ at end of pattern"));
+        };
+        self.at += 1;
+        match c {
+            b'Q' => {
+                self.note("\\Q...\\E quoted");
+                while let Some(b) = self.peek() {
+                    if b == b'\\' && self.peek_at(1) == Some(b'E') {
+                        self.at += 2;
+                        break;
+                    }
+                    self.at += 1;
+                    byte(&mut self.out, b);
+                }
+            }
+            b'E' => {}
+            b'd' | b'D' | b's' | b'S' | b'w' | b'W' | b'b' | b'B' | b'A' => {
+                self.out.push('\\');
+                self.out.push(c as char);
+            }
+            b'z' => self.out.push_str("\\z"),
+            b'Z' => {
+                self.note("\\Z read as the end of the line");
+                self.out.push('$');
+            }
+            b'G' => {
+                self.note("\\G read as the start of the line (uWSGI matches each line once)");
+                self.out.push_str("\\A");
+            }
+            b'K' => {
+                self.note("\\K dropped (it moves only the start of the reported match)");
+            }
+            b'h' | b'H' | b'v' | b'V' => {
+                self.note("\\h \\H \\v \\V with PCRE's meanings");
+                let items = class_escape(c).unwrap_or_default();
+                let negated = items.starts_with("[^");
+                if negated {
+                    self.out.push_str(&items);
+                } else {
+                    let _ = write!(self.out, "[{items}]");
+                }
+                self.after_quantifier = false;
+            }
+            b'R' => {
+                self.note("\\R as any line break");
+                let _ = write!(self.out, "(?:\\x0D\\x0A|[{VSPACE}])");
+            }
+            b'N' => {
+                if self.peek() == Some(b'{') {
+                    return Err(error(start, "PCRE does not support \\N{name}"));
+                }
+                self.out.push_str("[^\\x0A]");
+            }
+            b'C' => self.out.push_str("(?s:.)"),
+            b'x' => {
+                let v = self.hex(start)?;
+                self.emit_value(v, start)?;
+            }
+            b'o' => {
+                let v = self.braced(start, 8)?;
+                self.emit_value(v, start)?;
+            }
+            b'c' => {
+                let Some(x) = self.peek() else {
+                    return Err(error(start, "\\c at end of pattern"));
+                };
+                if !x.is_ascii() {
+                    return Err(error(start, "\\c must be followed by an ASCII character"));
+                }
+                self.at += 1;
+                byte(&mut self.out, x.to_ascii_uppercase() ^ 0x40);
+            }
+            b'0' => {
+                self.at -= 1;
+                let v = self.octal(3);
+                byte(&mut self.out, v as u8);
+            }
+            b'1'..=b'9' => self.digits(start)?,
+            b'g' | b'k' => return Err(unsupported(start, "a backreference")),
+            b'p' | b'P' | b'X' => {
+                return Err(unsupported(start, "a Unicode property (\\p, \\P, \\X)"))
+            }
+            b'L' | b'l' | b'U' | b'u' => {
+                return Err(error(start, "PCRE does not support \\L, \\l, \\U or \\u"))
+            }
+            _ => {
+                if let Some(b) = letter_byte(c) {
+                    byte(&mut self.out, b);
+                } else {
+                    if c.is_ascii_alphabetic() {
+                        self.note("an unknown letter escape read as the letter, as PCRE does");
+                    }
+                    byte(&mut self.out, c);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `\` and a digit 1–9 outside a class: a backreference, an octal byte, or digits.
+    fn digits(&mut self, start: usize) -> Result<(), Untranslatable> {
+        let from = self.at - 1;
+        let mut end = from;
+        while self.src.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+        let n: usize = std::str::from_utf8(&self.src[from..end])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX);
+        if n < 8 || n <= self.groups {
+            return Err(unsupported(start, "a backreference"));
+        }
+        self.at = from;
+        if matches!(self.src[from], b'8' | b'9') {
+            // `\8`, `\9` without that many groups: the digit itself.
+            self.at += 1;
+            byte(&mut self.out, self.src[from]);
+            return Ok(());
+        }
+        self.note("\\NNN read as an octal byte");
+        let v = self.octal(3);
+        if v > 0xFF {
+            return Err(error(
+                start,
+                "octal value is greater than \\377 (not in UTF-8 mode)",
+            ));
+        }
+        byte(&mut self.out, v as u8);
+        Ok(())
+    }
+
+    /// Up to `max` octal digits at the position.
+    fn octal(&mut self, max: usize) -> u32 {
+        let mut v = 0u32;
+        for _ in 0..max {
+            match self.peek() {
+                Some(d @ b'0'..=b'7') => {
+                    v = v * 8 + u32::from(d - b'0');
+                    self.at += 1;
+                }
+                _ => break,
+            }
+        }
+        v
+    }
+
+    /// After `\x`: `{hex}` or up to two hex digits (none: NUL).
+    fn hex(&mut self, start: usize) -> Result<u32, Untranslatable> {
+        if self.peek() == Some(b'{') {
+            return self.braced(start, 16);
+        }
+        let mut v = 0u32;
+        for _ in 0..2 {
+            match self.peek().and_then(|d| (d as char).to_digit(16)) {
+                Some(d) => {
+                    v = v * 16 + d;
+                    self.at += 1;
+                }
+                None => break,
+            }
+        }
+        Ok(v)
+    }
+
+    /// `{digits}` in `radix`.
+    fn braced(&mut self, start: usize, radix: u32) -> Result<u32, Untranslatable> {
+        if self.peek() != Some(b'{') {
+            return Err(error(start, "\\o must be followed by {"));
+        }
+        self.at += 1;
+        let from = self.at;
+        while self.peek().is_some_and(|d| (d as char).is_digit(radix)) {
+            self.at += 1;
+        }
+        if self.peek() != Some(b'}') || self.at == from {
+            return Err(error(start, "a malformed \\x{...} or \\o{...}"));
+        }
+        let digits = std::str::from_utf8(&self.src[from..self.at]).unwrap_or("");
+        self.at += 1;
+        u32::from_str_radix(digits, radix)
+            .map_err(|_| error(start, "character value in \\x{} or \\o{} is too large"))
+    }
+
+    fn emit_value(&mut self, v: u32, start: usize) -> Result<(), Untranslatable> {
+        if v > 0xFF {
+            return Err(error(
+                start,
+                "character value in \\x{} or \\o{} is too large (not in UTF-8 mode: a byte)",
+            ));
+        }
+        if v >= 0x80 {
+            self.note("\\x{..} and \\xhh as bytes (no UTF mode, as uWSGI)");
+        }
+        byte(&mut self.out, v as u8);
+        Ok(())
+    }
+
+    /// A class `[...]`, as PCRE parses it.
+    fn class(&mut self) -> Result<(), Untranslatable> {
+        let start = self.at;
+        self.at += 1;
+        let mut items = String::new();
+        let negated = self.peek() == Some(b'^');
+        if negated {
+            self.at += 1;
+        }
+        // A `]` first is a literal.
+        let mut first = true;
+        // The previous item, when it is one byte (a range may start there).
+        let mut prev: Option<u8> = None;
+        loop {
+            let Some(c) = self.peek() else {
+                return Err(error(start, "missing terminating ] for character class"));
+            };
+            if c == b']' && !first {
+                self.at += 1;
+                break;
+            }
+            first = false;
+            // A range `a-z`: `-` between a byte and a byte (not before `]`).
+            if c == b'-' && prev.is_some() && self.peek_at(1).is_some_and(|n| n != b']') {
+                let save = self.at;
+                self.at += 1;
+                match self.class_item(start, true)? {
+                    Item::Byte(hi) => {
+                        let lo = prev.unwrap_or(hi);
+                        if hi < lo {
+                            return Err(error(save, "range out of order in character class"));
+                        }
+                        let _ = write!(items, "-\\x{hi:02X}");
+                        prev = None;
+                        continue;
+                    }
+                    Item::Set(s) => {
+                        // `a-\d`: the `-` is a literal.
+                        items.push_str("\\x2D");
+                        items.push_str(&s);
+                        prev = None;
+                        continue;
+                    }
+                    Item::Nothing => {
+                        items.push_str("\\x2D");
+                        prev = Some(b'-');
+                        continue;
+                    }
+                }
+            }
+            match self.class_item(start, false)? {
+                Item::Byte(b) => {
+                    let _ = write!(items, "\\x{b:02X}");
+                    prev = Some(b);
+                }
+                Item::Set(s) => {
+                    items.push_str(&s);
+                    prev = None;
+                }
+                Item::Nothing => {}
+            }
+        }
+        if items.is_empty() {
+            // `[\E]`-like: PCRE would have read the `]` as a literal; be safe.
+            return Err(error(start, "an empty character class"));
+        }
+        let _ = write!(self.out, "[{}{}]", if negated { "^" } else { "" }, items);
+        Ok(())
+    }
+
+    /// One item of a class at the position.
+    fn class_item(&mut self, start: usize, in_range: bool) -> Result<Item, Untranslatable> {
+        let Some(c) = self.peek() else {
+            return Err(error(start, "missing terminating ] for character class"));
+        };
+        if c == b'[' {
+            if let Some(set) = self.posix_class(start)? {
+                return Ok(Item::Set(set));
+            }
+            self.at += 1;
+            if !in_range {
+                self.note("`[` inside a class read as a literal, as PCRE does");
+            }
+            return Ok(Item::Byte(b'['));
+        }
+        if c != b'\\' {
+            self.at += 1;
+            if c >= 0x80 {
+                self.note("non-ASCII characters read byte by byte (no UTF mode, as uWSGI)");
+            }
+            return Ok(Item::Byte(c));
+        }
+        let esc = self.at;
+        self.at += 1;
+        let Some(e) = self.peek() else {
+            return Err(error(esc, "\\ at end of pattern"));
+        };
+        self.at += 1;
+        if let Some(set) = class_escape(e) {
+            if matches!(e, b'h' | b'H' | b'v' | b'V') {
+                self.note("\\h \\H \\v \\V with PCRE's meanings");
+            }
+            return Ok(Item::Set(set));
+        }
+        Ok(match e {
+            b'b' => Item::Byte(0x08),
+            b'Q' => {
+                // Literal bytes until \E: the first is the item, the rest follow as items.
+                self.note("\\Q...\\E quoted");
+                let mut bytes = Vec::new();
+                while let Some(b) = self.peek() {
+                    if b == b'\\' && self.peek_at(1) == Some(b'E') {
+                        self.at += 2;
+                        break;
+                    }
+                    self.at += 1;
+                    bytes.push(b);
+                }
+                match bytes.as_slice() {
+                    [] => Item::Nothing,
+                    [one] => Item::Byte(*one),
+                    many => Item::Set(many.iter().fold(String::new(), |mut s, b| {
+                        let _ = write!(s, "\\x{b:02X}");
+                        s
+                    })),
+                }
+            }
+            b'E' => Item::Nothing,
+            b'x' => {
+                let v = self.hex(esc)?;
+                Item::Byte(
+                    u8::try_from(v).map_err(|_| {
+                        error(esc, "character value in \\x{} or \\o{} is too large")
+                    })?,
+                )
+            }
+            b'o' => {
+                let v = self.braced(esc, 8)?;
+                Item::Byte(
+                    u8::try_from(v).map_err(|_| {
+                        error(esc, "character value in \\x{} or \\o{} is too large")
+                    })?,
+                )
+            }
+            b'0'..=b'7' => {
+                self.at -= 1;
+                let v = self.octal(3);
+                Item::Byte(u8::try_from(v).map_err(|_| {
+                    error(esc, "octal value is greater than \\377 (not in UTF-8 mode)")
+                })?)
+            }
+            b'c' => {
+                let Some(x) = self.peek().filter(u8::is_ascii) else {
+                    return Err(error(esc, "\\c must be followed by an ASCII character"));
+                };
+                self.at += 1;
+                Item::Byte(x.to_ascii_uppercase() ^ 0x40)
+            }
+            b'N' | b'R' | b'X' | b'B' => {
+                return Err(error(
+                    esc,
+                    "\\N, \\R, \\X and \\B are not allowed in a character class",
+                ))
+            }
+            b'p' | b'P' => return Err(unsupported(esc, "a Unicode property (\\p, \\P)")),
+            b'L' | b'l' | b'U' | b'u' => {
+                return Err(error(esc, "PCRE does not support \\L, \\l, \\U or \\u"))
+            }
+            other => Item::Byte(letter_byte(other).unwrap_or(other)),
+        })
+    }
+
+    /// `[:name:]` / `[:^name:]` at the position (inside a class), if one is there.
+    fn posix_class(&mut self, start: usize) -> Result<Option<String>, Untranslatable> {
+        let s = &self.src[self.at..];
+        let Some(&kind) = s.get(1) else {
+            return Ok(None);
+        };
+        if !matches!(kind, b':' | b'.' | b'=') {
+            return Ok(None);
+        }
+        // PCRE: `[:` ... `:]` with no `]` in between is a POSIX class.
+        let Some(end) = s
+            .windows(2)
+            .skip(2)
+            .position(|w| w[0] == kind && w[1] == b']')
+            .map(|p| p + 2)
+        else {
+            return Ok(None);
+        };
+        if s[2..end].contains(&b']') {
+            return Ok(None);
+        }
+        if kind != b':' {
+            return Err(error(start, "POSIX collating elements are not supported"));
+        }
+        let body = &s[2..end];
+        let (neg, name) = match body.strip_prefix(b"^") {
+            Some(n) => (true, n),
+            None => (false, body),
+        };
+        const NAMES: [&str; 14] = [
+            "alnum", "alpha", "ascii", "blank", "cntrl", "digit", "graph", "lower", "print",
+            "punct", "space", "upper", "word", "xdigit",
+        ];
+        let name = std::str::from_utf8(name).unwrap_or("");
+        if !NAMES.contains(&name) {
+            return Err(error(start, "unknown POSIX class name"));
+        }
+        self.at += end + 2;
+        Ok(Some(format!("[:{}{name}:]", if neg { "^" } else { "" })))
+    }
+}
+
+enum Item {
+    Byte(u8),
+    Set(String),
+    Nothing,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(p: &str) -> String {
+        translate(p).unwrap().pattern
+    }
+
+    #[test]
+    fn translations() {
+        assert_eq!(t(r"Switch\<0\>\(0x0\)"), r"Switch\x3C0\x3E\x280x0\x29");
+        assert_eq!(t(r"\Qkernel[0]:\E ARPT"), r"kernel\x5B0\x5D\x3A\x20ARPT");
+        assert_eq!(t(r"\101\0\x41\x{e9}\o{101}"), r"A\x00A\xE9A");
+        assert_eq!(t("a{,3}"), r"a\x7B\x2C3\x7D");
+        assert_eq!(t("a{2,3}b{2}c{1,}"), "a{2,3}b{2}c{1,}");
+        assert_eq!(t(r"\e\cA\h"), r"\x1B\x01[\x09\x20\xA0]");
+        assert_eq!(t("caf[éè]"), r"caf[\xC3\xA9\xC3\xA8]");
+        assert_eq!(t("dhcpd[[[:digit:]]+]"), r"dhcpd[\x5B[:digit:]]+\x5D");
+        assert_eq!(t("[x/[[:digit:]]+"), r"[\x78\x2F\x5B[:digit:]]+");
+        assert_eq!(
+            t("{ DriveReady SeekComplete Error }"),
+            r"\x7B\x20DriveReady\x20SeekComplete\x20Error\x20\x7D"
+        );
+        assert_eq!(t("[]a-c-]"), r"[\x5D\x61-\x63\x2D]");
+        assert_eq!(t(r"[\d-z]"), r"[\d\x2D\x7A]");
+        assert_eq!(t("(?|a|b)(?#note)x"), "(?:a|b)x");
+        assert_eq!(t("(?x) a b # c\n d"), "(?x)abd");
+        assert_eq!(t("(?'n'x)"), "(?P<n>x)");
+        assert_eq!(t(r"a\Kb\Z"), "ab$");
+        assert_eq!(t(r"\8\9"), "89");
+    }
+
+    #[test]
+    fn refusals_name_the_construct() {
+        for (p, what) in [
+            ("foo (?!bar)", "look-ahead"),
+            ("(?<=x)y", "look-behind"),
+            (r"(abc)\1", "backreference"),
+            (r"\d++8", "possessive"),
+            ("(?>a+)b", "atomic"),
+            (r"\p{L}", "Unicode property"),
+            (r"\x{100}", "too large"),
+            ("[a", "missing terminating ]"),
+            (r"\", "at end"),
+            ("[z-a]", "out of order"),
+        ] {
+            let e = translate(p).unwrap_err().to_string();
+            assert!(e.contains(what), "{p}: {e}");
+        }
+        assert!(translate(r"a+?b*?").is_ok(), "lazy quantifiers");
+        assert!(translate(r"(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)\10").is_err());
+    }
+}
