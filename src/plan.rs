@@ -430,6 +430,7 @@ pub(crate) fn rule_patterns(c: &Config) -> Result<Vec<Translation>, ConfigError>
             RuleSyntax::Rust => Ok(Translation {
                 pattern: r.regex.clone(),
                 notes: Vec::new(),
+                pcre: false,
             }),
             RuleSyntax::Pcre => pcre::translate(&r.regex).map_err(|e| {
                 ConfigError::new(
@@ -457,8 +458,14 @@ fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, Co
             (t.pattern.as_str(), rule)
         })
         .collect();
-    RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(|e: RuleError| {
-        match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {
+    let confirm = c
+        .rules
+        .iter()
+        .zip(&translated)
+        .map(|(r, t)| t.pcre.then(|| pcre_confirmer(r)).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut set = RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(
+        |e: RuleError| match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {
             Some((r, t)) => {
                 let mut msg = format!("invalid {}: {}: {}", rule_option(r), r.raw, e.error);
                 if t.pattern != r.regex {
@@ -467,8 +474,28 @@ fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, Co
                 ConfigError::new(msg, &r.origin)
             }
             None => ConfigError::new(format!("invalid log-alarm: {}", e.error), &Origin::Cli),
-        }
-    })
+        },
+    )?;
+    set.set_confirmers(confirm);
+    Ok(set)
+}
+
+/// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no
+/// UTF, no multi-line, `.` not newline), JIT when available.
+fn pcre_confirmer(r: &RuleDef) -> Result<pcre2::bytes::Regex, ConfigError> {
+    pcre2::bytes::RegexBuilder::new()
+        .jit_if_available(true)
+        .build(&r.regex)
+        .map_err(|e| {
+            ConfigError::new(
+                format!(
+                    "invalid {}: {}: PCRE refuses it: {e}",
+                    rule_option(r),
+                    r.raw
+                ),
+                &r.origin,
+            )
+        })
 }
 
 fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, ConfigError> {

@@ -202,10 +202,10 @@ impl<'r> Matcher<'r> {
         };
         let mut any = false;
         if !matches!(names, Names::None) && self.name_rules(text, names) {
-            any |= self.confirm_named(text);
+            any |= self.confirm_named(text, msg);
         }
         if by_dfa {
-            any |= self.confirm_dfa_part(text);
+            any |= self.confirm_dfa_part(text, msg);
         }
         if any {
             self.report(msg, on_hit);
@@ -237,7 +237,7 @@ impl<'r> Matcher<'r> {
     /// Confirm the `named` rules on `text`: their gates, then plain rules at once, then each
     /// group's automaton once. Marks the alarms of the rules that match; returns whether any
     /// did.
-    fn confirm_named(&mut self, text: &[u8]) -> bool {
+    fn confirm_named(&mut self, text: &[u8], msg: &[u8]) -> bool {
         let set = self.set;
         let mut any = false;
         self.groups_run.clear();
@@ -252,6 +252,9 @@ impl<'r> Matcher<'r> {
                 continue;
             }
             if check.plain {
+                if !set.confirmed(r as usize, msg) {
+                    continue;
+                }
                 any = true;
                 mark(
                     &mut self.pos_bits,
@@ -273,8 +276,11 @@ impl<'r> Matcher<'r> {
             self.group_set.clear();
             re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
             for pid in self.group_set.iter() {
-                any = true;
                 let rule = group.rules[pid.as_usize()] as usize;
+                if !set.confirmed(rule, msg) {
+                    continue;
+                }
+                any = true;
                 mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
             }
         }
@@ -282,7 +288,7 @@ impl<'r> Matcher<'r> {
     }
 
     /// Confirm the DFA part's rules on `text` (one automaton run gives all of them).
-    fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
+    fn confirm_dfa_part(&mut self, text: &[u8], msg: &[u8]) -> bool {
         let (Some(dfa), Some(cache)) = (self.set.dfa.as_ref(), self.exact_cache.as_mut()) else {
             return false;
         };
@@ -291,8 +297,11 @@ impl<'r> Matcher<'r> {
             .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
         let mut any = false;
         for pid in self.patset.iter() {
-            any = true;
             let r = dfa.ids[pid.as_usize()] as usize;
+            if !self.set.confirmed(r, msg) {
+                continue;
+            }
+            any = true;
             mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
         }
         any

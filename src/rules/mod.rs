@@ -29,8 +29,9 @@
 //! Rejected alternatives (PERF.md has the figures): one automaton of all rules for every rule
 //! set (100 rules: 405 MB/s in memory, 1,000 rules: 20 MB/s); aho-corasick over all literals
 //! (slower than the lazy DFA at 100 rules); a dense DFA (does not finish building for 100
-//! realistic rules: 600 s and 2.4 GB RSS without finishing); a PCRE2 fallback for look-around — such rules are refused
-//! at start-up with a clear error instead.
+//! realistic rules: 600 s and 2.4 GB RSS without finishing). PCRE constructs the automaton
+//! cannot run are run in a relaxed form whose lines PCRE2 confirms (`pcre`,
+//! `RuleSet::set_confirmers`); rules in Rust syntax with look-around are refused at start-up.
 
 use crate::litscan::{LitScan, Needle};
 use regex_automata::meta::{self, Regex};
@@ -111,6 +112,9 @@ pub struct RuleSet {
     /// Some DFA-part rule can match at the end of a cut line only because it was cut (`$`,
     /// `\b`...): then lines longer than `bufsize` are confirmed one by one.
     end_sensitive: bool,
+    /// Per rule, the PCRE that confirms the lines its relaxed form matches (see `pcre`);
+    /// empty when no rule needs one.
+    confirm: Vec<Option<pcre2::bytes::Regex>>,
 }
 
 /// Rules the literal search finds, confirmed together: rules that share a literal are named by
@@ -225,7 +229,28 @@ impl RuleSet {
             n_alarms,
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
+            confirm: Vec::new(),
         })
+    }
+
+    /// Rules whose patterns are relaxed forms: rule `i`'s lines must also match `confirm[i]`
+    /// (PCRE, on the message as uWSGI passes it: the line with its terminator).
+    pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<pcre2::bytes::Regex>>) {
+        self.confirm = if confirm.iter().any(Option::is_some) {
+            confirm
+        } else {
+            Vec::new()
+        };
+    }
+
+    /// Whether rule `r`'s match on the line `msg` stands (its PCRE confirmer, if any, agrees;
+    /// a PCRE error, such as its match limit, is no match, as in uWSGI).
+    #[inline]
+    pub(crate) fn confirmed(&self, r: usize, msg: &[u8]) -> bool {
+        match self.confirm.get(r) {
+            Some(Some(re)) => re.is_match(msg).unwrap_or(false),
+            _ => true,
+        }
     }
 
     /// Probe rules for the lazy DFA's cache thrash (see `cost`): every rule when `all`, else

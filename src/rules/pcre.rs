@@ -26,6 +26,9 @@ pub struct Translation {
     pub pattern: String,
     /// One note per construct rewritten (`\Q…\E quoted`, …), in order, without repeats.
     pub notes: Vec<String>,
+    /// `pattern` is a relaxed form matching a superset (look-around dropped, possessive made
+    /// greedy, …): the lines it matches are confirmed by PCRE on the original rule.
+    pub pcre: bool,
 }
 
 /// Why a rule cannot be translated: PCRE refuses it too, or the automaton cannot run it.
@@ -71,6 +74,11 @@ struct Translator<'a> {
     extended: Vec<bool>,
     /// The last thing written can take a quantifier's `+` as possessive.
     after_quantifier: bool,
+    /// Groups whose content is dropped at their `)`: (depth, length of `out` after the
+    /// group's opening).
+    discard: Vec<(usize, usize)>,
+    /// A relaxed construct was written (see [`Translation::pcre`]).
+    relaxed: bool,
 }
 
 /// Translate PCRE rule `pattern` (see the module doc).
@@ -83,11 +91,14 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
         groups: 0,
         extended: vec![false],
         after_quantifier: false,
+        discard: Vec::new(),
+        relaxed: false,
     };
     t.run()?;
     Ok(Translation {
         pattern: t.out,
         notes: t.notes,
+        pcre: t.relaxed,
     })
 }
 
@@ -142,13 +153,32 @@ impl Translator<'_> {
         }
     }
 
+    /// A relaxed construct: the automaton runs a superset, PCRE confirms its lines.
+    fn relax(&mut self, what: &str) {
+        self.relaxed = true;
+        self.note(&format!("{what} confirmed by PCRE"));
+    }
+
+    /// Open a group whose content the automaton does not see (`(?:)` stays).
+    fn open_discarded(&mut self) {
+        let x = self.extended();
+        self.extended.push(x);
+        self.out.push_str("(?:");
+        self.discard.push((self.extended.len(), self.out.len()));
+    }
+
+    /// A backreference: any text of the line for the automaton.
+    fn backreference(&mut self) {
+        self.relax("backreferences");
+        self.out.push_str("(?s:.*)");
+    }
+
     fn extended(&self) -> bool {
         self.extended.last().copied().unwrap_or(false)
     }
 
     fn run(&mut self) -> Result<(), Untranslatable> {
         while let Some(c) = self.peek() {
-            let start = self.at;
             let quantifier = self.after_quantifier;
             self.after_quantifier = false;
             match c {
@@ -157,6 +187,13 @@ impl Translator<'_> {
                 b'(' => self.open()?,
                 b')' => {
                     self.at += 1;
+                    let depth = self.extended.len();
+                    if let Some(&(d, len)) = self.discard.last() {
+                        if d == depth {
+                            self.discard.pop();
+                            self.out.truncate(len);
+                        }
+                    }
                     if self.extended.len() > 1 {
                         self.extended.pop();
                     }
@@ -164,10 +201,10 @@ impl Translator<'_> {
                 }
                 b'*' | b'+' | b'?' => {
                     if c == b'+' && quantifier {
-                        return Err(unsupported(
-                            start,
-                            "a possessive quantifier (`*+`, `++`, `?+`, `{n}+`)",
-                        ));
+                        // Possessive: greedy for the automaton, PCRE decides.
+                        self.relax("possessive quantifiers");
+                        self.at += 1;
+                        continue;
                     }
                     self.at += 1;
                     self.out.push(c as char);
@@ -259,12 +296,24 @@ impl Translator<'_> {
                         self.out.push_str("(?:");
                         Ok(())
                     }
-                    Some(b'>') => Err(unsupported(start, "an atomic group `(?>...)`")),
+                    Some(b'>') => {
+                        self.at += 1;
+                        self.relax("atomic groups");
+                        self.extended.push(x);
+                        self.out.push_str("(?:");
+                        Ok(())
+                    }
                     Some(b'=') | Some(b'!') => {
-                        Err(unsupported(start, "look-around (a look-ahead)"))
+                        self.at += 1;
+                        self.relax("look-around");
+                        self.open_discarded();
+                        Ok(())
                     }
                     Some(b'<') if matches!(self.peek_at(1), Some(b'=') | Some(b'!')) => {
-                        Err(unsupported(start, "look-around (a look-behind)"))
+                        self.at += 2;
+                        self.relax("look-around");
+                        self.open_discarded();
+                        Ok(())
                     }
                     Some(b'<') | Some(b'\'') => {
                         let close = if next == Some(b'<') { b'>' } else { b'\'' };
@@ -275,7 +324,16 @@ impl Translator<'_> {
                             self.at += 1;
                             self.named_group(start, b'>')
                         }
-                        Some(b'=') => Err(unsupported(start, "a named backreference `(?P=name)`")),
+                        Some(b'=') => {
+                            while let Some(c) = self.peek() {
+                                self.at += 1;
+                                if c == b')' {
+                                    self.backreference();
+                                    return Ok(());
+                                }
+                            }
+                            Err(error(start, "missing ) after (?P=name"))
+                        }
                         _ => Err(unsupported(start, "recursion `(?P>name)`")),
                     },
                     Some(b'(') => Err(unsupported(start, "a conditional group `(?(...)...)`")),
@@ -450,9 +508,21 @@ impl Translator<'_> {
                 byte(&mut self.out, v as u8);
             }
             b'1'..=b'9' => self.digits(start)?,
-            b'g' | b'k' => return Err(unsupported(start, "a backreference")),
-            b'p' | b'P' | b'X' => {
-                return Err(unsupported(start, "a Unicode property (\\p, \\P, \\X)"))
+            b'g' | b'k' => {
+                if self.peek() == Some(b'<') && c == b'g' {
+                    return Err(unsupported(start, "a subroutine call `\\g<...>`"));
+                }
+                self.skip_reference();
+                self.backreference();
+            }
+            b'p' | b'P' => {
+                self.skip_property();
+                self.relax("Unicode properties");
+                self.out.push_str("(?s:.)");
+            }
+            b'X' => {
+                self.relax("Unicode properties");
+                self.out.push_str("(?s:.+)");
             }
             b'L' | b'l' | b'U' | b'u' => {
                 return Err(error(start, "PCRE does not support \\L, \\l, \\U or \\u"))
@@ -483,7 +553,9 @@ impl Translator<'_> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(usize::MAX);
         if n < 8 || n <= self.groups {
-            return Err(unsupported(start, "a backreference"));
+            self.at = end;
+            self.backreference();
+            return Ok(());
         }
         self.at = from;
         if matches!(self.src[from], b'8' | b'9') {
@@ -502,6 +574,48 @@ impl Translator<'_> {
         }
         byte(&mut self.out, v as u8);
         Ok(())
+    }
+
+    /// The reference after `\\g` or `\\k`: `{...}`, `<...>`, `'...'`, or `-`/digits.
+    fn skip_reference(&mut self) {
+        match self.peek() {
+            Some(open @ (b'{' | b'<' | b'\'')) => {
+                let close = match open {
+                    b'{' => b'}',
+                    b'<' => b'>',
+                    _ => b'\'',
+                };
+                self.at += 1;
+                while let Some(c) = self.peek() {
+                    self.at += 1;
+                    if c == close {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                if matches!(self.peek(), Some(b'-' | b'+')) {
+                    self.at += 1;
+                }
+                while self.peek().is_some_and(|d| d.is_ascii_digit()) {
+                    self.at += 1;
+                }
+            }
+        }
+    }
+
+    /// The property after `\\p` or `\\P`: `{...}` or one letter.
+    fn skip_property(&mut self) {
+        if self.peek() == Some(b'{') {
+            while let Some(c) = self.peek() {
+                self.at += 1;
+                if c == b'}' {
+                    break;
+                }
+            }
+        } else if self.peek().is_some() {
+            self.at += 1;
+        }
     }
 
     /// Up to `max` octal digits at the position.
@@ -734,7 +848,11 @@ impl Translator<'_> {
                     "\\N, \\R, \\X and \\B are not allowed in a character class",
                 ))
             }
-            b'p' | b'P' => return Err(unsupported(esc, "a Unicode property (\\p, \\P)")),
+            b'p' | b'P' => {
+                self.skip_property();
+                self.relax("Unicode properties");
+                Item::Set("\\x00-\\xFF".to_string())
+            }
             b'L' | b'l' | b'U' | b'u' => {
                 return Err(error(esc, "PCRE does not support \\L, \\l, \\U or \\u"))
             }
@@ -823,14 +941,39 @@ mod tests {
     }
 
     #[test]
+    fn relaxed_forms_are_supersets_confirmed_by_pcre() {
+        for (p, relaxed) in [
+            ("foo (?!bar)", r"foo\x20(?:)"),
+            ("(?<=x)y", "(?:)y"),
+            (r"(abc)\1", "(abc)(?s:.*)"),
+            (r"(?P<w>a)(?P=w)", "(?P<w>a)(?s:.*)"),
+            (r"(a)\g{1}\k<x>", "(a)(?s:.*)(?s:.*)"),
+            (r"\d++8", r"\d+8"),
+            ("(?>a+)b", "(?:a+)b"),
+            (r"\p{L}x", "(?s:.)x"),
+            ("a(?=(b|c))*d", "a(?:)*d"),
+        ] {
+            let t = translate(p).unwrap();
+            assert!(t.pcre, "{p}");
+            assert_eq!(t.pattern, relaxed, "{p}");
+        }
+        assert!(
+            !translate(r"a+?b*?").unwrap().pcre,
+            "lazy quantifiers are not possessive"
+        );
+        assert!(
+            translate(r"(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)\10")
+                .unwrap()
+                .pcre
+        );
+    }
+
+    #[test]
     fn refusals_name_the_construct() {
         for (p, what) in [
-            ("foo (?!bar)", "look-ahead"),
-            ("(?<=x)y", "look-behind"),
-            (r"(abc)\1", "backreference"),
-            (r"\d++8", "possessive"),
-            ("(?>a+)b", "atomic"),
-            (r"\p{L}", "Unicode property"),
+            ("(?R)", "recursion"),
+            ("(?(1)a|b)", "conditional"),
+            ("(*UTF8)x", "verb"),
             (r"\x{100}", "too large"),
             ("[a", "missing terminating ]"),
             (r"\", "at end"),
@@ -839,7 +982,5 @@ mod tests {
             let e = translate(p).unwrap_err().to_string();
             assert!(e.contains(what), "{p}: {e}");
         }
-        assert!(translate(r"a+?b*?").is_ok(), "lazy quantifiers");
-        assert!(translate(r"(a)(b)(c)(d)(e)(f)(g)(h)(i)(j)\10").is_err());
     }
 }
