@@ -202,10 +202,10 @@ impl<'r> Matcher<'r> {
         };
         let mut any = false;
         if !matches!(names, Names::None) && self.name_rules(text, names) {
-            any |= self.confirm_named(text, msg);
+            any |= self.confirm_named(text);
         }
         if by_dfa {
-            any |= self.confirm_dfa_part(text, msg);
+            any |= self.confirm_dfa_part(text);
         }
         if any {
             self.report(msg, on_hit);
@@ -237,7 +237,7 @@ impl<'r> Matcher<'r> {
     /// Confirm the `named` rules on `text`: their gates, then plain rules at once, then each
     /// group's automaton once. Marks the alarms of the rules that match; returns whether any
     /// did.
-    fn confirm_named(&mut self, text: &[u8], msg: &[u8]) -> bool {
+    fn confirm_named(&mut self, text: &[u8]) -> bool {
         let set = self.set;
         let mut any = false;
         self.groups_run.clear();
@@ -252,7 +252,7 @@ impl<'r> Matcher<'r> {
                 continue;
             }
             if check.plain {
-                if !set.confirmed(r as usize, msg) {
+                if !set.confirmed(r as usize, text) {
                     continue;
                 }
                 any = true;
@@ -277,7 +277,7 @@ impl<'r> Matcher<'r> {
             re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
             for pid in self.group_set.iter() {
                 let rule = group.rules[pid.as_usize()] as usize;
-                if !set.confirmed(rule, msg) {
+                if !set.confirmed(rule, text) {
                     continue;
                 }
                 any = true;
@@ -288,7 +288,7 @@ impl<'r> Matcher<'r> {
     }
 
     /// Confirm the DFA part's rules on `text` (one automaton run gives all of them).
-    fn confirm_dfa_part(&mut self, text: &[u8], msg: &[u8]) -> bool {
+    fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
         let (Some(dfa), Some(cache)) = (self.set.dfa.as_ref(), self.exact_cache.as_mut()) else {
             return false;
         };
@@ -298,7 +298,7 @@ impl<'r> Matcher<'r> {
         let mut any = false;
         for pid in self.patset.iter() {
             let r = dfa.ids[pid.as_usize()] as usize;
-            if !self.set.confirmed(r, msg) {
+            if !self.set.confirmed(r, text) {
                 continue;
             }
             any = true;

@@ -234,7 +234,7 @@ impl RuleSet {
     }
 
     /// Rules whose patterns are relaxed forms: rule `i`'s lines must also match `confirm[i]`
-    /// (PCRE, on the message as uWSGI passes it: the line with its terminator).
+    /// (PCRE, on the line as every rule sees it: without its terminator, cut to the bufsize).
     pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<pcre2::bytes::Regex>>) {
         self.confirm = if confirm.iter().any(Option::is_some) {
             confirm
@@ -243,12 +243,12 @@ impl RuleSet {
         };
     }
 
-    /// Whether rule `r`'s match on the line `msg` stands (its PCRE confirmer, if any, agrees;
+    /// Whether rule `r`'s match on the line `text` stands (its PCRE confirmer, if any, agrees;
     /// a PCRE error, such as its match limit, is no match, as in uWSGI).
     #[inline]
-    pub(crate) fn confirmed(&self, r: usize, msg: &[u8]) -> bool {
+    pub(crate) fn confirmed(&self, r: usize, text: &[u8]) -> bool {
         match self.confirm.get(r) {
-            Some(Some(re)) => re.is_match(msg).unwrap_or(false),
+            Some(Some(re)) => re.is_match(text).unwrap_or(false),
             _ => true,
         }
     }
