@@ -983,4 +983,15 @@ mod tests {
             assert!(e.contains(what), "{p}: {e}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// Any text: an answer, never a panic; an accepted rule's translation always parses.
+        #[test]
+        fn any_text_is_translated_or_refused(p in "[\\\\\\[\\](){}?*+|^$.:<=!>'#PQEKxo0-9a-fhvRNCZGgkpuL,\\- é\t\n]{0,24}") {
+            if let Ok(t) = translate(&p) {
+                let _ = crate::rules::parse_regex(&t.pattern);
+            }
+        }
+    }
 }
