@@ -66,8 +66,8 @@ sleep 0.2
 
 ok=0
 in_sha=$(cat "$work/in.sha"); out_sha=$(cat "$work/out.sha")
-secs=$(echo "$end - $start" | bc)
-mbps=$(echo "scale=1; $bytes / 1000000 / $secs" | bc)
+secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
+mbps=$(awk -v n="$bytes" -v s="$secs" 'BEGIN { printf "%.1f", n / 1000000 / (s > 0 ? s : 1) }')
 echo "soak: $(cat "$work/out.bytes") bytes of log lines in ${secs}s (${mbps} MB/s; a process writing them, 100 rules, every local action kind)"
 if [ "$in_sha" = "$out_sha" ]; then
   echo "soak: stream intact: sha256 $out_sha = the process's"
