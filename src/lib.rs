@@ -75,6 +75,8 @@ pub mod testing {
     pub use crate::litscan::LitScan;
     pub use crate::monitor::socket::split_raise;
     pub use crate::pipeline::{CollectSink, CountSink};
-    pub use crate::rules::pcre::{translate as translate_pcre, Translation, Untranslatable};
+    pub use crate::rules::pcre::{
+        pcre_only, translate as translate_pcre, Translation, Untranslatable,
+    };
     pub use crate::rules::{parse_regex, rule_needles};
 }

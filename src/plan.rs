@@ -135,6 +135,19 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
     let rules = compile_rules(c, &names)?;
+    if let Ok(translated) = rule_patterns(c) {
+        for (r, t) in c.rules.iter().zip(&translated) {
+            if pcre::pcre_only(t) {
+                warnings.push(format!(
+                    "{} {}: {}; every line costs a PCRE match for it{}",
+                    rule_option(r),
+                    r.raw,
+                    t.notes.join("; "),
+                    r.origin
+                ));
+            }
+        }
+    }
     warnings.extend(
         rule_costs(c, false)
             .into_iter()

@@ -12,9 +12,11 @@
 //! `]`), `\b` in a class as backspace, branch reset `(?|…)` as a plain group, `(?#…)` comments,
 //! `(?x)` whitespace and comments, `(?'name'…)` names, and every byte of a non-ASCII character
 //! as the byte it is (no UTF mode: `caf[éè]` is a class of three bytes).
-//! Constructs the automaton cannot run (look-around, backreferences, possessive quantifiers,
-//! atomic groups, recursion, conditionals, verbs, Unicode properties) are refused with the
-//! construct named.
+//! Constructs the automaton cannot run are written in a relaxed form matching a superset
+//! (look-around dropped, backreferences as any text, possessive as greedy, atomic groups as
+//! plain ones, Unicode properties as any byte) and PCRE confirms the lines it matches; a rule
+//! with recursion, a conditional or a verb has no relaxed form and is run by PCRE alone on every
+//! line (a start-up warning says so).
 //! Invariant: every literal byte is written as `\xHH` unless it is an ASCII letter or digit, so
 //! nothing PCRE reads as a literal can mean something else to regex-syntax.
 
@@ -37,6 +39,9 @@ pub struct Untranslatable {
     /// Byte offset in the rule.
     pub offset: usize,
     pub what: String,
+    /// A construct PCRE runs that has no relaxed form (recursion, conditionals, verbs): the
+    /// rule is then run by PCRE alone (see [`translate`]).
+    pub pcre_only: bool,
 }
 
 impl std::fmt::Display for Untranslatable {
@@ -45,14 +50,12 @@ impl std::fmt::Display for Untranslatable {
     }
 }
 
-/// A construct PCRE runs and the one-pass automaton cannot.
+/// A construct PCRE runs that has no relaxed form for the automaton.
 fn unsupported(offset: usize, construct: &str) -> Untranslatable {
     Untranslatable {
         offset,
-        what: format!(
-            "{construct} is PCRE that logalarm's one-pass automaton cannot run yet (rewrite the \
-             rule, or split it into a log-alarm and a not-log-alarm)"
-        ),
+        what: construct.to_string(),
+        pcre_only: true,
     }
 }
 
@@ -60,6 +63,7 @@ fn error(offset: usize, what: &str) -> Untranslatable {
     Untranslatable {
         offset,
         what: what.to_string(),
+        pcre_only: false,
     }
 }
 
@@ -94,12 +98,28 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
         discard: Vec::new(),
         relaxed: false,
     };
-    t.run()?;
-    Ok(Translation {
-        pattern: t.out,
-        notes: t.notes,
-        pcre: t.relaxed,
-    })
+    match t.run() {
+        Ok(()) => Ok(Translation {
+            pattern: t.out,
+            notes: t.notes,
+            pcre: t.relaxed,
+        }),
+        // No relaxed form: every line is a candidate (the empty pattern) and PCRE decides.
+        Err(e) if e.pcre_only => Ok(Translation {
+            pattern: String::new(),
+            notes: vec![format!(
+                "{} (offset {}): the whole rule run by PCRE on every line",
+                e.what, e.offset
+            )],
+            pcre: true,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `t` is run by PCRE alone on every line (see [`translate`]).
+pub fn pcre_only(t: &Translation) -> bool {
+    t.pcre && t.pattern.is_empty()
 }
 
 fn byte(out: &mut String, b: u8) {
@@ -970,10 +990,12 @@ mod tests {
 
     #[test]
     fn refusals_name_the_construct() {
+        for p in ["a(?R)?b", "(a)(?(1)a|b)", "(*UTF8)x", r"(a)\g<1>"] {
+            let t = translate(p).unwrap();
+            assert!(pcre_only(&t), "{p}: {t:?}");
+            assert!(t.notes[0].contains("run by PCRE on every line"), "{t:?}");
+        }
         for (p, what) in [
-            ("(?R)", "recursion"),
-            ("(?(1)a|b)", "conditional"),
-            ("(*UTF8)x", "verb"),
             (r"\x{100}", "too large"),
             ("[a", "missing terminating ]"),
             (r"\", "at end"),
