@@ -87,21 +87,71 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Parsed> {
             format!("larger than {} MiB", MAX_INI_BYTES >> 20),
         ));
     }
-    let text = String::from_utf8(bytes).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!(
-                "not UTF-8 (first bad byte at offset {})",
-                e.utf8_error().valid_up_to()
-            ),
-        )
-    })?;
-    Ok(parse(&text))
+    Ok(parse(&decode(&bytes)?))
+}
+
+/// The keys whose values are rules: raw bytes there are PCRE bytes (uWSGI compiles rules
+/// without UTF mode), so a non-UTF-8 byte is kept as the escape `\xHH`, which means the same.
+pub(crate) const RULE_KEYS: [&str; 4] =
+    ["log-alarm", "alarm-log", "not-log-alarm", "not-alarm-log"];
+
+/// Ini bytes as text: UTF-8, except that rule lines may hold raw bytes (see [`RULE_KEYS`]);
+/// a raw byte anywhere else is an error naming its line.
+fn decode(bytes: &[u8]) -> std::io::Result<String> {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(bytes.len() + 16);
+    for (idx, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        if let Ok(s) = std::str::from_utf8(line) {
+            out.push_str(s);
+            continue;
+        }
+        let key = line.split(|&b| b == b'=').next().unwrap_or(&[]);
+        let key = String::from_utf8_lossy(key).trim().to_string();
+        if !RULE_KEYS.contains(&key.as_str()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "line {}: not UTF-8 (only rule lines may hold raw bytes: they are PCRE bytes)",
+                    idx + 1
+                ),
+            ));
+        }
+        out.push_str(&rule_bytes(line));
+    }
+    Ok(out)
+}
+
+/// A rule's bytes as text: valid UTF-8 as it is, each other byte as `\xHH` (a raw byte right
+/// after a backslash is that byte too, so the backslash goes).
+pub(crate) fn rule_bytes(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() + 8);
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for &b in chunk.invalid() {
+            let trailing = out.len() - out.trim_end_matches('\\').len();
+            if trailing % 2 == 1 {
+                out.pop();
+            }
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_bytes_only_in_rules_as_pcre_bytes() {
+        let text = b"[uwsgi]\nlog-alarm = a caf\xe9 \\\xe8\nalarm = a log:\n";
+        let got = parse(&decode(text).unwrap());
+        assert_eq!(got.entries[0].value, "a caf\\xE9 \\xE8");
+        let e = decode(b"[uwsgi]\nalarm = a cmd:echo \xe9\n").unwrap_err();
+        assert!(e.to_string().contains("line 2: not UTF-8"), "{e}");
+    }
 
     #[test]
     fn keeps_repeats_backslashes_and_semicolons() {

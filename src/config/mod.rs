@@ -827,12 +827,19 @@ where
             (_, Some(v)) => v,
             (Arity::Flag, None) => "true".to_string(),
             (Arity::Value, None) => match it.next() {
-                Some(v) => v.into_string().map_err(|v| {
-                    ConfigError::new(
-                        format!("invalid {}: {}: not UTF-8", def.name, v.to_string_lossy()),
-                        &cli,
-                    )
-                })?,
+                Some(v) => match v.into_string() {
+                    Ok(v) => v,
+                    // A rule may hold raw bytes: PCRE bytes (see `ini::RULE_KEYS`).
+                    Err(v) if ini::RULE_KEYS.contains(&def.name) => {
+                        ini::rule_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()))
+                    }
+                    Err(v) => {
+                        return Err(ConfigError::new(
+                            format!("invalid {}: {}: not UTF-8", def.name, v.to_string_lossy()),
+                            &cli,
+                        ))
+                    }
+                },
                 None => {
                     return Err(ConfigError::new(
                         format!("option --{name} needs a value: {}", def.value_name),

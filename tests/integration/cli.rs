@@ -509,3 +509,59 @@ fn a_pathological_rule_is_named_at_start_up_and_by_check_rules() {
     );
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_raw_byte_in_a_rule_is_that_byte_in_the_ini_and_on_the_command_line() {
+    // uWSGI compiles rules without UTF mode: a Latin-1 é in the ini is the byte E9.
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("latin1.ini");
+    std::fs::write(
+        &ini,
+        b"[uwsgi]\nalarm = a log:HIT\nlog-alarm = a ^caf\xe9$\n",
+    )
+    .unwrap();
+    let input = b"caf\xe9\ncafe\ncaf\xc3\xa9\n".to_vec();
+    let out = run(&["--ini", ini.to_str().unwrap()], input.clone());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hits: Vec<&[u8]> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| l.windows(4).any(|w| w == b"HIT "))
+        .collect();
+    assert_eq!(hits.len(), 1, "{:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(hits[0].ends_with(b"HIT caf\xe9"));
+    // The same byte given on the command line.
+    use std::os::unix::ffi::OsStrExt;
+    let rule = std::ffi::OsStr::from_bytes(b"a ^caf\xe9$");
+    let out = crate::support::bin()
+        .arg("--alarm")
+        .arg("a log:HIT")
+        .arg("--log-alarm")
+        .arg(rule)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(&input)?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = out.stdout.windows(4).filter(|w| w == b"HIT ").count();
+    assert_eq!(n, 1);
+    // Anywhere else a raw byte is an error naming the line.
+    std::fs::write(&ini, b"[uwsgi]\nalarm = a cmd:echo \xe9\n").unwrap();
+    let out = run(&["--ini", ini.to_str().unwrap()], Vec::new());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: not UTF-8"));
+}
