@@ -594,14 +594,24 @@ pub(crate) fn alarm_list(c: &Config) -> String {
         s.push_str(&format!("{} {}\n", rule_option(r), r.raw));
         if c.rule_syntax == RuleSyntax::Pcre {
             match pcre::translate(&r.regex) {
-                Ok(t) if !t.notes.is_empty() => {
+                Ok(t) if pcre::pcre_only(&t) => {
                     s.push_str(&format!(
-                        "    PCRE, run as {} ({})\n",
-                        t.pattern,
+                        "    runs on: PCRE alone, every line ({})\n",
                         t.notes.join("; ")
                     ));
                 }
-                Ok(_) => {}
+                Ok(t) => {
+                    let on = if t.pcre {
+                        "the automaton, each match confirmed by PCRE"
+                    } else {
+                        "the automaton"
+                    };
+                    s.push_str(&format!("    runs on: {on}"));
+                    if !t.notes.is_empty() {
+                        s.push_str(&format!(", as {} ({})", t.pattern, t.notes.join("; ")));
+                    }
+                    s.push('\n');
+                }
                 Err(e) => s.push_str(&format!("    refused: regex error {e}\n")),
             }
         }
