@@ -20,9 +20,11 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 use std::time::{Duration, Instant};
 
 /// The probe's cache: small, so that a rule needing many states shows it on a small text.
-const PROBE_CACHE: usize = 1 << 20;
-/// Probe text size.
-const SAMPLE: usize = 1 << 20;
+const PROBE_CACHE: usize = 64 << 10;
+/// Probe text size (with the cache above: regex-automata gives up on a rule that keeps building
+/// a state for fewer than ten bytes searched; 64 KiB of each keeps start-up near a millisecond
+/// a suspicious rule).
+const SAMPLE: usize = 64 << 10;
 /// Longest a probe's timing runs.
 const BUDGET: Duration = Duration::from_millis(60);
 
@@ -126,12 +128,19 @@ pub(crate) fn adversarial(h: &Hir) -> Vec<u8> {
     out
 }
 
-/// Probe rule `h` (as compiled for matching, `regex` its own matcher).
-pub(crate) fn probe(h: &Hir, regex: &meta::Regex) -> Cost {
+/// Probe rule `h` (as compiled for matching, `regex` its own matcher). Its speed is timed when
+/// it thrashes, or always when `timed` (`--check-rules`); otherwise `mb_per_s` is 0: start-up
+/// pays only for the thrash verdict (about a millisecond a suspicious rule).
+pub(crate) fn probe(h: &Hir, regex: &meta::Regex, timed: bool) -> Cost {
     let text = adversarial(h);
+    let thrashes = thrashes(h, &text);
     Cost {
-        thrashes: thrashes(h, &text),
-        mb_per_s: speed(regex, &text),
+        thrashes,
+        mb_per_s: if thrashes || timed {
+            speed(regex, &text)
+        } else {
+            0.0
+        },
     }
 }
 
@@ -192,7 +201,7 @@ mod tests {
             .configure(meta::Config::new().utf8_empty(false))
             .build_from_hir(&h)
             .unwrap();
-        (suspicious(&h), probe(&h, &r))
+        (suspicious(&h), probe(&h, &r, true))
     }
 
     #[test]

@@ -278,7 +278,7 @@ impl RuleSet {
             else {
                 continue;
             };
-            out.push((i, engine, cost::probe(&h, &regex)));
+            out.push((i, engine, cost::probe(&h, &regex, all)));
         }
         out
     }
