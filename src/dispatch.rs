@@ -56,8 +56,8 @@ impl LogSink<'_> {
 
 impl Sink for LogSink<'_> {
     #[inline]
-    fn region(&mut self, len: usize) {
-        self.dispatcher.after = self.output.passed() + len as u64;
+    fn region(&mut self, region: &[u8]) {
+        self.dispatcher.after = self.output.passed() + region.len() as u64;
     }
     #[inline]
     fn pass(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -132,16 +132,28 @@ impl AntiFlood {
 
     /// Whether `msg` may run at `now`; if so, it becomes the reference.
     pub(crate) fn admit(&mut self, msg: &[u8], now: Instant) -> bool {
+        self.decide(msg, now).is_ok()
+    }
+
+    /// [`admit`](Self::admit), telling when the message that suppresses `msg` ran. The live
+    /// lanes call it with the clock, `replay` with the log's own time: one decision for both.
+    pub(crate) fn decide(&mut self, msg: &[u8], now: Instant) -> Result<(), Instant> {
         if let Some(t) = self.last_run {
             if msg == self.last.as_slice() && now.saturating_duration_since(t) < self.freq {
-                return false;
+                return Err(t);
             }
         }
         self.last.clear();
         self.last.extend_from_slice(msg);
         self.last_run = Some(now);
-        true
+        Ok(())
     }
+}
+
+/// An alarm's message: the line cut to `alarm-msg-size` (live and in `replay`).
+#[inline]
+pub(crate) fn message(line: &[u8], msg_size: usize) -> &[u8] {
+    &line[..line.len().min(msg_size)]
 }
 
 /// A configured alarm instance, owned by the thread of its lane.
@@ -424,7 +436,7 @@ impl Dispatcher {
         };
         self.raised[a] += 1;
         let lane = lane as usize;
-        let msg = &msg[..msg.len().min(self.msg_size)];
+        let msg = message(msg, self.msg_size);
         let ev = Event {
             alarm,
             msg: msg.into(),

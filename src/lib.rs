@@ -55,6 +55,7 @@ mod pipeline;
 mod plan;
 mod raise;
 mod reactor;
+mod replay;
 mod report;
 mod rules;
 mod source;

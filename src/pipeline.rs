@@ -25,9 +25,10 @@ use crate::rules::Matcher;
 /// [`pass`](Sink::pass): alarms are raised before their lines are written, so that an output
 /// that blocks cannot hold them back.
 pub trait Sink {
-    /// The next `len` bytes passed will be one region: the alarms raised until then come from
-    /// its lines.
-    fn region(&mut self, _len: usize) {}
+    /// The next bytes passed will be `region`: the alarms raised until then come from its
+    /// lines (each message is a slice of it, except the head of a line that began in an
+    /// earlier read, which the pipeline keeps in its own buffer).
+    fn region(&mut self, _region: &[u8]) {}
     /// Write log bytes to the output (whole lines, except the pieces of an over-long line and a
     /// last line without `\n`).
     fn pass(&mut self, bytes: &[u8]) -> io::Result<()>;
@@ -110,6 +111,20 @@ pub struct Pipeline<'r> {
     pub stats: Stats,
 }
 
+impl Pipeline<'_> {
+    /// Lines each rule matched so far (index: the rule's place in the configuration), over
+    /// both matching threads.
+    pub fn rule_hits(&self) -> Vec<u64> {
+        let mut hits = self.ms.matcher.rule_hits().to_vec();
+        if let Some(h) = &self.ms.helper {
+            for (a, b) in hits.iter_mut().zip(h.rule_hits()) {
+                *a += b;
+            }
+        }
+        hits
+    }
+}
+
 impl<'r> Pipeline<'r> {
     /// A pipeline with a buffer of at least `capacity` bytes (and always more than twice
     /// `log-master-bufsize`, so an over-long line's head is in the buffer when it overflows).
@@ -154,7 +169,7 @@ impl<'r> Pipeline<'r> {
             None if self.buf.is_full() => {
                 // A line longer than the whole buffer: match its head once, pass it in pieces.
                 let len = self.buf.filled().len();
-                sink.region(len);
+                sink.region(self.buf.filled());
                 if !self.skipping {
                     self.raise_line(len, sink);
                     self.skipping = true;
@@ -214,7 +229,7 @@ impl<'r> Pipeline<'r> {
         if let Some(j) = memchr::memrchr(b'\n', rest) {
             let lines = &rest[..=j];
             self.stats.bytes += lines.len() as u64;
-            sink.region(lines.len());
+            sink.region(lines);
             let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
             sink.pass(lines)?;
@@ -225,7 +240,7 @@ impl<'r> Pipeline<'r> {
 
     /// Pass and match the first `upto` unprocessed bytes (they end at a line end).
     fn process(&mut self, upto: usize, sink: &mut dyn Sink) -> io::Result<()> {
-        sink.region(upto);
+        sink.region(&self.buf.filled()[..upto]);
         let mut from = 0;
         if self.skipping {
             // The tail of an over-long line ends at the first newline: never matched.

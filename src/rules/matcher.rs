@@ -41,12 +41,21 @@ pub struct Matcher<'r> {
     pub(super) pos_bits: Vec<u64>,
     pub(super) neg_bits: Vec<u64>,
     pub(super) hits: Vec<u32>,
+    /// Lines each rule matched (rule index), counted where a match is confirmed: never per
+    /// line, so it costs nothing on lines that match nothing.
+    pub(super) rule_hits: Vec<u64>,
 }
 
 impl<'r> Matcher<'r> {
     /// The rule set this matcher runs.
     pub fn rules(&self) -> &'r RuleSet {
         self.set
+    }
+
+    /// How many lines each rule matched so far (index: the rule's place in the
+    /// configuration). A line of a `not-log-alarm` rule counts for that rule too.
+    pub fn rule_hits(&self) -> &[u64] {
+        &self.rule_hits
     }
 
     /// Report every line of `buf` that raises alarms: `on_hit(message, alarm_ranks)`, in line
@@ -256,6 +265,7 @@ impl<'r> Matcher<'r> {
                     continue;
                 }
                 any = true;
+                self.rule_hits[r as usize] += 1;
                 mark(
                     &mut self.pos_bits,
                     &mut self.neg_bits,
@@ -281,6 +291,7 @@ impl<'r> Matcher<'r> {
                     continue;
                 }
                 any = true;
+                self.rule_hits[rule] += 1;
                 mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
             }
         }
@@ -302,6 +313,7 @@ impl<'r> Matcher<'r> {
                 continue;
             }
             any = true;
+            self.rule_hits[r] += 1;
             mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
         }
         any

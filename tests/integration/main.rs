@@ -22,6 +22,7 @@ mod monitors;
 mod oracle;
 mod overflow;
 mod reliability;
+mod replay;
 mod scenarios;
 mod speech;
 mod supervise;

@@ -1,0 +1,640 @@
+//! `logalarm replay FILE... [OPTIONS]`: what a configuration would have done on a historical
+//! log, in the log's own time.
+//!
+//! Role: run the live alarm path over files — the same [`Pipeline`] and rule set (so
+//! `not-log-alarm`, `log-master-bufsize` and every rule behave exactly as live), the same
+//! message cut ([`dispatch::message`]) and the same anti-flood decision
+//! ([`AntiFlood::decide`]) — but with a *virtual clock*: each raising line's time is the
+//! timestamp it carries (see [`time`]), or its place in the stream at `--rate` lines a second.
+//! No action runs: each raised alarm is printed as it would fire or why it would be
+//! suppressed, then a summary: lines matched per rule, per alarm raised / fired / suppressed,
+//! and a sparkline of each alarm over the log's time.
+//!
+//! Invariants: output is streamed (memory does not grow with the number of alarms; the
+//! timeline coarsens past [`MAX_BUCKETS`]); a raising line without a timestamp takes the time
+//! of the nearest line before it that has one (looked for among the 8 lines before it in the
+//! same read), else of the last time seen, and is counted. Lines that raise nothing cost what
+//! they cost live: their time is never parsed.
+//! Not modelled: queue overflow and action failures (no action runs); they are live-only.
+
+pub(crate) mod time;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::config;
+use crate::dispatch::{self, AntiFlood};
+use crate::pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
+use time::{Clock, Format};
+
+const USAGE: &str = "usage: logalarm replay FILE... [--ini FILE | alarm options] [--json] [--summary] [--rate LINES_PER_S] [--time-format FMT] [--year YYYY]";
+
+/// Most timeline buckets kept per alarm before the timeline coarsens.
+const MAX_BUCKETS: usize = 100_000;
+
+/// Columns of a sparkline.
+const COLUMNS: usize = 48;
+
+/// Lines looked at before a raising line that has no timestamp.
+const LOOK_BACK: usize = 8;
+
+/// What `replay` was asked.
+#[derive(Debug, Default)]
+struct Opts {
+    files: Vec<OsString>,
+    json: bool,
+    summary: bool,
+    rate: Option<f64>,
+    format: Option<Format>,
+    year: Option<i64>,
+    /// Everything else: logalarm's own options (`--ini`, `--alarm`, `--log-alarm`, ...).
+    config: Vec<OsString>,
+}
+
+/// Run `replay` with `args` (after the word `replay`). Returns the exit status.
+pub(crate) fn main(args: &[OsString]) -> i32 {
+    let opts = match parse(args) {
+        Ok(o) => o,
+        Err(e) => return fail(format_args!("logalarm replay: {e}\n{USAGE}")),
+    };
+    let c = match config::parse_args(opts.config.clone()) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    for w in &c.warnings {
+        crate::report::plain(format_args!("logalarm: warning: {w}"));
+    }
+    let plan = match crate::plan::build(&c) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    for w in plan.warnings() {
+        crate::report::plain(format_args!("logalarm: warning: {w}"));
+    }
+    let rules: Vec<String> = c
+        .rules
+        .iter()
+        .map(|r| {
+            let opt = if r.negate {
+                "not-log-alarm"
+            } else {
+                "log-alarm"
+            };
+            format!("{opt} {}", r.raw)
+        })
+        .collect();
+    let alarms = plan
+        .alarms
+        .iter()
+        .map(|a| AlarmState {
+            name: a.name.clone(),
+            kind: a.action.kind(),
+            flood: AntiFlood::new(plan.dispatch.freq),
+            raised: 0,
+            fired: 0,
+            suppressed: 0,
+            timeline: BTreeMap::new(),
+        })
+        .collect();
+    let year = opts.year.unwrap_or_else(current_year);
+    let stdout = io::stdout();
+    let mut r = Replay {
+        alarms,
+        msg_size: plan.dispatch.msg_size,
+        freq: plan.dispatch.freq,
+        clock: Clock::new(year, opts.format.clone()),
+        rate: opts.rate,
+        base: Instant::now(),
+        lines: 0,
+        file_start: 0,
+        file: String::new(),
+        last_time: None,
+        first_time: None,
+        max_time: None,
+        untimed: 0,
+        resolution: 1,
+        out: io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
+        json: opts.json,
+        quiet: opts.summary,
+        events: 0,
+        write_error: None,
+    };
+    let started = Instant::now();
+    let mut pipeline = Pipeline::new(plan.rules().matcher(), DEFAULT_CAPACITY);
+    if r.json {
+        r.put("{\"events\":[");
+    }
+    let mut bytes = 0u64;
+    for f in &opts.files {
+        match r.file_through(&mut pipeline, f) {
+            Ok(n) => bytes += n,
+            Err(e) => {
+                let _ = r.out.flush();
+                return fail(format_args!(
+                    "logalarm replay: cannot read {}: {e}",
+                    f.to_string_lossy()
+                ));
+            }
+        }
+    }
+    let hits = pipeline.rule_hits();
+    let elapsed = started.elapsed();
+    r.summary(&opts, &rules, &hits, bytes, elapsed);
+    if let Err(e) = r.out.flush() {
+        r.write_error.get_or_insert(e);
+    }
+    match r.write_error {
+        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Some(e) => fail(format_args!(
+            "logalarm replay: cannot write the report: {e}"
+        )),
+        None => 0,
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    crate::report::plain(format_args!("{e}"));
+    1
+}
+
+fn current_year() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    time::civil_from_days(secs.div_euclid(86_400)).0
+}
+
+/// Split `args` into replay's own options, files, and logalarm options.
+fn parse(args: &[OsString]) -> Result<Opts, String> {
+    let mut o = Opts::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(s) = a.to_str() else {
+            o.files.push(a.clone());
+            continue;
+        };
+        let (name, inline) = match s.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
+            _ => (s, None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => it
+                    .next()
+                    .and_then(|v| v.to_str().map(str::to_string))
+                    .ok_or_else(|| format!("{name} needs a value: {what}")),
+            }
+        };
+        match name {
+            "--json" => o.json = true,
+            "--summary" => o.summary = true,
+            "--rate" => {
+                let v = value("LINES_PER_S")?;
+                match v.parse::<f64>() {
+                    Ok(r) if r > 0.0 && r.is_finite() => o.rate = Some(r),
+                    _ => {
+                        return Err(format!(
+                            "--rate: not a positive number of lines a second: {v}"
+                        ))
+                    }
+                }
+            }
+            "--time-format" => {
+                let v = value("FORMAT")?;
+                o.format = Some(Format::parse(&v).map_err(|e| format!("--time-format {v}: {e}"))?);
+            }
+            "--year" => {
+                let v = value("YYYY")?;
+                match v.parse::<i64>() {
+                    Ok(y) if (1970..=9999).contains(&y) => o.year = Some(y),
+                    _ => return Err(format!("--year: not a year: {v}")),
+                }
+            }
+            "--" => return Err("replay supervises no command: nothing may follow --".to_string()),
+            "-" => o.files.push(a.clone()),
+            _ if s.starts_with('-') => {
+                let bare = name.trim_start_matches('-');
+                let def = config::lookup(bare)
+                    .ok_or_else(|| format!("unknown option: {name} (see logalarm --help)"))?;
+                o.config.push(a.clone());
+                if def.arity == config::Arity::Value && inline.is_none() {
+                    let v = it.next().ok_or_else(|| {
+                        format!("option {name} needs a value: {}", def.value_name)
+                    })?;
+                    o.config.push(v.clone());
+                }
+            }
+            _ => o.files.push(a.clone()),
+        }
+    }
+    if o.files.is_empty() {
+        return Err("no log file given (`-` reads standard input)".to_string());
+    }
+    Ok(o)
+}
+
+/// One alarm's replay state.
+#[derive(Debug)]
+struct AlarmState {
+    name: String,
+    kind: &'static str,
+    flood: AntiFlood,
+    raised: u64,
+    fired: u64,
+    suppressed: u64,
+    /// Bucket start (seconds, at the replay's resolution) → (raised, fired).
+    timeline: BTreeMap<i64, (u64, u64)>,
+}
+
+/// The state of one replay.
+struct Replay<'o> {
+    alarms: Vec<AlarmState>,
+    msg_size: usize,
+    freq: Duration,
+    clock: Clock,
+    rate: Option<f64>,
+    /// The virtual clock's zero: log time t is `base + t`.
+    base: Instant,
+    /// Lines passed so far, over all files.
+    lines: u64,
+    /// `lines` when the current file began.
+    file_start: u64,
+    file: String,
+    last_time: Option<i64>,
+    first_time: Option<i64>,
+    max_time: Option<i64>,
+    /// Raising lines that carried no timestamp.
+    untimed: u64,
+    /// Seconds per timeline bucket.
+    resolution: i64,
+    out: io::BufWriter<io::StdoutLock<'o>>,
+    json: bool,
+    quiet: bool,
+    events: u64,
+    write_error: Option<io::Error>,
+}
+
+impl Replay<'_> {
+    /// Write to the report; the first error is kept and ends the writing, not the replay.
+    fn put(&mut self, text: &str) {
+        if self.write_error.is_none() {
+            if let Err(e) = self.out.write_all(text.as_bytes()) {
+                self.write_error = Some(e);
+            }
+        }
+    }
+
+    /// Replay one file (`-`: standard input). Returns its size.
+    fn file_through(&mut self, pipeline: &mut Pipeline<'_>, f: &OsString) -> io::Result<u64> {
+        let mut input: Box<dyn Read> = if f == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(std::fs::File::open(f)?)
+        };
+        self.file = if f == "-" {
+            "stdin".to_string()
+        } else {
+            f.to_string_lossy().into_owned()
+        };
+        self.file_start = self.lines;
+        let mut buf = vec![0u8; DEFAULT_CAPACITY];
+        let mut total = 0u64;
+        let mut last = b'\n';
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            last = buf[n - 1];
+            let chunk = &buf[..n];
+            let mut sink = ReplaySink::new(chunk, self);
+            pipeline.feed_chunk(chunk, &mut sink)?;
+        }
+        let mut sink = ReplaySink::new(&[], self);
+        pipeline.finish(&mut sink)?;
+        if last != b'\n' {
+            // The last line has no newline: a line all the same.
+            self.lines += 1;
+        }
+        Ok(total)
+    }
+
+    /// The time of the line at `line` (global, 0-based) whose text is `msg`; `before` holds
+    /// the lines before it in the same read.
+    fn time_of(&mut self, msg: &[u8], before: &[u8], line: u64) -> Option<i64> {
+        if let Some(rate) = self.rate {
+            return Some((line as f64 / rate * 1e6) as i64);
+        }
+        if let Some(t) = self.clock.parse(msg) {
+            return Some(t);
+        }
+        self.untimed += 1;
+        let mut end = before.len();
+        for _ in 0..LOOK_BACK {
+            if end == 0 {
+                break;
+            }
+            let start = memchr::memrchr(b'\n', &before[..end - 1]).map_or(0, |i| i + 1);
+            if let Some(t) = self.clock.parse(&before[start..end]) {
+                return Some(t);
+            }
+            end = start;
+        }
+        self.last_time
+    }
+
+    /// Alarm `rank` raised by the line `line` (1-based in its file) at log time `t`.
+    fn raise(&mut self, rank: u32, msg: &[u8], line: u64, t: Option<i64>) {
+        if let Some(t) = t {
+            self.last_time = Some(t);
+            self.first_time = Some(self.first_time.map_or(t, |m| m.min(t)));
+            self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
+        }
+        let Some(a) = self.alarms.get_mut(rank as usize) else {
+            return;
+        };
+        let msg = dispatch::message(msg, self.msg_size);
+        let micros = t.unwrap_or(0).max(0) as u64;
+        let now = self.base + Duration::from_micros(micros);
+        let verdict = a.flood.decide(msg, now);
+        a.raised += 1;
+        let fired = verdict.is_ok();
+        if fired {
+            a.fired += 1;
+        } else {
+            a.suppressed += 1;
+        }
+        let bucket = t
+            .unwrap_or(0)
+            .div_euclid(1_000_000)
+            .div_euclid(self.resolution);
+        let slot = a.timeline.entry(bucket).or_default();
+        slot.0 += 1;
+        slot.1 += u64::from(fired);
+        let coarsen = a.timeline.len() > MAX_BUCKETS;
+        let reason = verdict.err().map(|ran| {
+            let ran_at = ran.saturating_duration_since(self.base).as_micros() as i64;
+            (ran_at, self.freq)
+        });
+        if coarsen {
+            self.coarsen();
+        }
+        if self.quiet {
+            return;
+        }
+        let (name, kind) = {
+            let a = &self.alarms[rank as usize];
+            (a.name.clone(), a.kind)
+        };
+        let text = String::from_utf8_lossy(trim_end(msg)).into_owned();
+        let when = t.map(time::show).unwrap_or_else(|| "(no time)".to_string());
+        if self.json {
+            let mut ev = serde_json::json!({
+                "time": t.map(time::rfc3339),
+                "file": self.file,
+                "line": line,
+                "alarm": name,
+                "action": kind,
+                "verdict": if fired { "fire" } else { "suppress" },
+                "message": text,
+            });
+            if let Some((ran_at, freq)) = reason {
+                ev["reason"] = serde_json::json!({
+                    "anti_flood": {"same_message_fired_at": time::rfc3339(ran_at), "alarm_freq_s": freq.as_secs_f64()}
+                });
+            }
+            let sep = if self.events == 0 { "" } else { "," };
+            self.put(&format!("{sep}\n{ev}"));
+        } else {
+            let text: String = text.chars().take(300).collect();
+            match reason {
+                None => self.put(&format!(
+                    "{when}  {}:{line}  FIRE      \"{name}\" ({kind}:)  {text}\n",
+                    self.file
+                )),
+                Some((ran_at, freq)) => self.put(&format!(
+                    "{when}  {}:{line}  SUPPRESS  \"{name}\": anti-flood, same message fired at {} (alarm-freq {} s)  {text}\n",
+                    self.file,
+                    time::show(ran_at),
+                    freq.as_secs_f64()
+                )),
+            }
+        }
+        self.events += 1;
+    }
+
+    /// Widen the timeline's buckets (×60) so it stays bounded.
+    fn coarsen(&mut self) {
+        self.resolution *= 60;
+        for a in &mut self.alarms {
+            let old = std::mem::take(&mut a.timeline);
+            for (k, (r, f)) in old {
+                let slot = a.timeline.entry(k.div_euclid(60)).or_default();
+                slot.0 += r;
+                slot.1 += f;
+            }
+        }
+    }
+
+    /// The per-alarm counts over `COLUMNS` columns of the log's time span.
+    fn columns(&self, a: &AlarmState) -> (Vec<u64>, Vec<u64>) {
+        let (mut raised, mut fired) = (vec![0u64; COLUMNS], vec![0u64; COLUMNS]);
+        let (Some(first), Some(last)) = (self.first_time, self.max_time) else {
+            return (raised, fired);
+        };
+        let lo = first.div_euclid(1_000_000).div_euclid(self.resolution);
+        let hi = last.div_euclid(1_000_000).div_euclid(self.resolution);
+        let span = (hi - lo + 1).max(1);
+        for (&k, &(r, f)) in &a.timeline {
+            let col = ((k - lo).clamp(0, span - 1) * COLUMNS as i64 / span) as usize;
+            raised[col.min(COLUMNS - 1)] += r;
+            fired[col.min(COLUMNS - 1)] += f;
+        }
+        (raised, fired)
+    }
+
+    fn summary(
+        &mut self,
+        opts: &Opts,
+        rules: &[String],
+        hits: &[u64],
+        bytes: u64,
+        elapsed: Duration,
+    ) {
+        let span = match (self.first_time, self.max_time) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        };
+        if self.json {
+            let alarms: Vec<_> = self
+                .alarms
+                .iter()
+                .map(|a| {
+                    let (raised, fired) = self.columns(a);
+                    serde_json::json!({
+                        "name": a.name, "action": a.kind, "raised": a.raised,
+                        "fired": a.fired, "suppressed": a.suppressed,
+                        "timeline": {"raised": raised, "fired": fired},
+                    })
+                })
+                .collect();
+            let rules: Vec<_> = rules
+                .iter()
+                .zip(hits)
+                .map(|(r, h)| serde_json::json!({"rule": r, "lines": h}))
+                .collect();
+            let summary = serde_json::json!({
+                "files": opts.files.iter().map(|f| f.to_string_lossy()).collect::<Vec<_>>(),
+                "lines": self.lines,
+                "bytes": bytes,
+                "seconds": elapsed.as_secs_f64(),
+                "first": span.map(|s| time::rfc3339(s.0)),
+                "last": span.map(|s| time::rfc3339(s.1)),
+                "alarm_freq_s": self.freq.as_secs_f64(),
+                "untimed": self.untimed,
+                "rules": rules,
+                "alarms": alarms,
+            });
+            self.put(&format!("\n],\n\"summary\": {summary}}}\n"));
+            return;
+        }
+        let when = match span {
+            Some((a, b)) => format!(
+                "log time {} → {} ({})",
+                time::show(a),
+                time::show(b),
+                human_span(b - a)
+            ),
+            None => "no timestamps".to_string(),
+        };
+        self.put(&format!(
+            "*** replay: {} file(s), {} lines, {} bytes in {:.2} s; {when} ***\n",
+            opts.files.len(),
+            self.lines,
+            bytes,
+            elapsed.as_secs_f64()
+        ));
+        self.put("rules (lines matched):\n");
+        for (r, h) in rules.iter().zip(hits) {
+            self.put(&format!("  {h:>10}  {r}\n"));
+        }
+        self.put(&format!(
+            "alarms (anti-flood: alarm-freq {} s):\n",
+            self.freq.as_secs_f64()
+        ));
+        for i in 0..self.alarms.len() {
+            let a = &self.alarms[i];
+            let (raised, fired) = self.columns(a);
+            let line = format!(
+                "  \"{}\" ({}:)  raised {}, would fire {}, suppressed {}\n      raised |{}|\n      fired  |{}|\n",
+                a.name,
+                a.kind,
+                a.raised,
+                a.fired,
+                a.suppressed,
+                sparkline(&raised),
+                sparkline(&fired)
+            );
+            self.put(&line);
+        }
+        if self.untimed > 0 {
+            self.put(&format!(
+                "raising lines without a timestamp: {} (given the time of the line before; see --time-format, --rate)\n",
+                self.untimed
+            ));
+        }
+    }
+}
+
+/// `msg` without its line terminator (`\n`, `\r\n`).
+fn trim_end(msg: &[u8]) -> &[u8] {
+    let msg = msg.strip_suffix(b"\n").unwrap_or(msg);
+    msg.strip_suffix(b"\r").unwrap_or(msg)
+}
+
+fn human_span(micros: i64) -> String {
+    let s = micros / 1_000_000;
+    match s {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h {} min", s / 3600, s / 60 % 60),
+        s => format!("{} days {} h", s / 86_400, s / 3600 % 24),
+    }
+}
+
+/// Counts as a line of block characters (a blank for zero).
+pub(crate) fn sparkline(v: &[u64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let max = v.iter().copied().max().unwrap_or(0);
+    v.iter()
+        .map(|&x| match x {
+            0 => ' ',
+            x => BARS[((x * 8 - 1) / max.max(1)).min(7) as usize],
+        })
+        .collect()
+}
+
+/// The sink of one read: counts lines, places alarms in their file and time.
+struct ReplaySink<'a, 'o> {
+    chunk: &'a [u8],
+    /// Where the current region starts in `chunk` (None: in the pipeline's own buffer).
+    region: Option<usize>,
+    /// Up to where in `chunk` newlines were counted for this region, and how many.
+    scan_at: usize,
+    scan_lines: u64,
+    r: &'a mut Replay<'o>,
+}
+
+impl<'a, 'o> ReplaySink<'a, 'o> {
+    fn new(chunk: &'a [u8], r: &'a mut Replay<'o>) -> ReplaySink<'a, 'o> {
+        ReplaySink {
+            chunk,
+            region: None,
+            scan_at: 0,
+            scan_lines: 0,
+            r,
+        }
+    }
+
+    /// Where `s` starts in the chunk, if it lies in it.
+    fn offset(&self, s: &[u8]) -> Option<usize> {
+        let base = self.chunk.as_ptr() as usize;
+        let at = s.as_ptr() as usize;
+        (at >= base && at + s.len() <= base + self.chunk.len()).then(|| at - base)
+    }
+}
+
+impl Sink for ReplaySink<'_, '_> {
+    fn region(&mut self, region: &[u8]) {
+        self.region = self.offset(region);
+        self.scan_at = self.region.unwrap_or(0);
+        self.scan_lines = 0;
+    }
+
+    fn pass(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.r.lines += memchr::memchr_iter(b'\n', bytes).count() as u64;
+        Ok(())
+    }
+
+    fn alarm(&mut self, alarm: u32, msg: &[u8]) {
+        let (before, line) = match (self.region, self.offset(msg)) {
+            (Some(_), Some(at)) if at >= self.scan_at => {
+                let chunk = self.chunk;
+                self.scan_lines +=
+                    memchr::memchr_iter(b'\n', &chunk[self.scan_at..at]).count() as u64;
+                self.scan_at = at;
+                (&chunk[..at], self.r.lines + self.scan_lines)
+            }
+            _ => (&[][..], self.r.lines + self.scan_lines),
+        };
+        let t = self.r.time_of(msg, before, line);
+        let in_file = line - self.r.file_start + 1;
+        self.r.raise(alarm, msg, in_file, t);
+    }
+}
