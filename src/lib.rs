@@ -45,6 +45,7 @@
 mod action;
 mod app;
 mod backoff;
+mod check;
 mod config;
 mod dispatch;
 mod linebuf;

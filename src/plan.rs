@@ -210,7 +210,7 @@ fn default_overflow(c: &Config, kind: &str) -> Overflow {
 }
 
 /// Each alarm's overflow policy (indexed like `c.alarms`).
-fn overflow_policies(
+pub(crate) fn overflow_policies(
     c: &Config,
     by_name: &HashMap<&str, usize>,
 ) -> Result<Vec<Overflow>, ConfigError> {
@@ -264,7 +264,7 @@ fn overflow_policies(
 }
 
 /// What a thrashing rule costs, in words.
-fn thrash_text(cost: &crate::rules::Cost) -> String {
+pub(crate) fn thrash_text(cost: &crate::rules::Cost) -> String {
     format!(
         "its lazy DFA thrashes (regex-automata gives up on its cache) on lines made of the bytes it repeats: such lines are matched at {:.1} MB/s; bound or anchor the repetition (logalarm --check-rules shows every rule's cost)",
         cost.mb_per_s
@@ -272,7 +272,10 @@ fn thrash_text(cost: &crate::rules::Cost) -> String {
 }
 
 /// Probe the rules' costs (`all`: every rule, else the suspicious ones).
-fn rule_costs(c: &Config, all: bool) -> Vec<(&RuleDef, &'static str, crate::rules::Cost)> {
+pub(crate) fn rule_costs(
+    c: &Config,
+    all: bool,
+) -> Vec<(&RuleDef, &'static str, crate::rules::Cost)> {
     let Ok(translated) = rule_patterns(c) else {
         return Vec::new();
     };
@@ -306,7 +309,7 @@ pub(crate) fn check_rules(c: &Config) -> (String, bool) {
 }
 
 /// Alarm name → index in `c.alarms`; a name defined twice is an error.
-fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigError> {
+pub(crate) fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigError> {
     let mut by_name: HashMap<&str, usize> = HashMap::new();
     for (i, a) in c.alarms.iter().enumerate() {
         if let Some(&first) = by_name.get(a.name.as_str()) {
@@ -325,7 +328,7 @@ fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigError> {
     Ok(by_name)
 }
 
-fn rule_option(r: &RuleDef) -> &'static str {
+pub(crate) fn rule_option(r: &RuleDef) -> &'static str {
     if r.negate {
         "not-log-alarm"
     } else {
@@ -567,6 +570,32 @@ fn programs(c: &Config) -> Vec<Program> {
     daemons.chain(mules).chain(main).collect()
 }
 
+/// How rule `r` runs (`runs on: ...`, with its translation from PCRE), or why it is refused;
+/// None with `rule-syntax rust` (the rule is the automaton's own syntax).
+pub(crate) fn runs_on(c: &Config, r: &RuleDef) -> Option<String> {
+    if c.rule_syntax != RuleSyntax::Pcre {
+        return None;
+    }
+    Some(match pcre::translate(&r.regex) {
+        Ok(t) if pcre::pcre_only(&t) => {
+            format!("runs on: PCRE alone, every line ({})", t.notes.join("; "))
+        }
+        Ok(t) => {
+            let on = if t.pcre {
+                "the automaton, each match confirmed by PCRE"
+            } else {
+                "the automaton"
+            };
+            let mut s = format!("runs on: {on}");
+            if !t.notes.is_empty() {
+                s.push_str(&format!(", as {} ({})", t.pattern, t.notes.join("; ")));
+            }
+            s
+        }
+        Err(e) => format!("refused: regex error {e}"),
+    })
+}
+
 /// `--alarm-list`: the types, then the configured alarms (secrets masked).
 pub(crate) fn alarm_list(c: &Config) -> String {
     let mut s = String::from("*** logalarm alarm types ***\n");
@@ -592,28 +621,8 @@ pub(crate) fn alarm_list(c: &Config) -> String {
     s.push_str("*** log-alarm rules ***\n");
     for r in &c.rules {
         s.push_str(&format!("{} {}\n", rule_option(r), r.raw));
-        if c.rule_syntax == RuleSyntax::Pcre {
-            match pcre::translate(&r.regex) {
-                Ok(t) if pcre::pcre_only(&t) => {
-                    s.push_str(&format!(
-                        "    runs on: PCRE alone, every line ({})\n",
-                        t.notes.join("; ")
-                    ));
-                }
-                Ok(t) => {
-                    let on = if t.pcre {
-                        "the automaton, each match confirmed by PCRE"
-                    } else {
-                        "the automaton"
-                    };
-                    s.push_str(&format!("    runs on: {on}"));
-                    if !t.notes.is_empty() {
-                        s.push_str(&format!(", as {} ({})", t.pattern, t.notes.join("; ")));
-                    }
-                    s.push('\n');
-                }
-                Err(e) => s.push_str(&format!("    refused: regex error {e}\n")),
-            }
+        if let Some(how) = runs_on(c, r) {
+            s.push_str(&format!("    {how}\n"));
         }
     }
     s

@@ -184,6 +184,18 @@ pub struct Config {
     pub version: bool,
     /// Non-fatal remarks (ignored uWSGI options in ini files), printed once at start-up.
     pub warnings: Vec<String>,
+    /// Every option as it was read, in order (for `logalarm check`): its name, its value
+    /// after expansion with secrets masked, and where it came from.
+    pub trace: Vec<Traced>,
+}
+
+/// One option as read (see [`Config::trace`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Traced {
+    pub option: &'static str,
+    /// The value with its secrets masked (never the secret itself).
+    pub value: String,
+    pub origin: Origin,
 }
 
 impl Default for Config {
@@ -223,7 +235,18 @@ impl Default for Config {
             help: false,
             version: false,
             warnings: Vec::new(),
+            trace: Vec::new(),
         }
+    }
+}
+
+impl Config {
+    fn traced(&mut self, def: &OptDef, value: &str, origin: &Origin) {
+        self.trace.push(Traced {
+            option: def.name,
+            value: redact_value(value),
+            origin: origin.clone(),
+        });
     }
 }
 
@@ -729,6 +752,7 @@ impl Loader {
                         ));
                     }
                     let value = expand(def.name, value, &o)?;
+                    c.traced(def, &value, &o);
                     (def.apply)(c, &value, &o, self)?;
                 }
                 None => c.warnings.push(format!(
@@ -849,6 +873,7 @@ where
             },
         };
         let value = expand(def.name, &value, &cli)?;
+        c.traced(def, &value, &cli);
         (def.apply)(&mut c, &value, &cli, &mut loader)?;
     }
     Ok(c)
@@ -1167,7 +1192,8 @@ pub(crate) fn redact_value(v: &str) -> String {
 fn redact_url_password(s: &str) -> String {
     if let Some(scheme_end) = s.find("://") {
         let after = &s[scheme_end + 3..];
-        let auth_end = after.find('/').unwrap_or(after.len());
+        // The authority ends at the path, the query, or the next `;key=value` of the alarm.
+        let auth_end = after.find(['/', ';', '?', '#', ' ']).unwrap_or(after.len());
         if let Some(at) = after[..auth_end].rfind('@') {
             if let Some(colon) = after[..at].find(':') {
                 return format!(

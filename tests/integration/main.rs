@@ -12,6 +12,7 @@
 //! - `monitors`, `supervise`, `curl`, `xmpp`, `speech`: one per monitor or action family.
 
 mod case;
+mod check;
 mod cli;
 mod conformance;
 mod curl;
