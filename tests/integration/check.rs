@@ -90,7 +90,7 @@ fn a_valid_config_shown_with_origins_and_masked_secrets() {
         format!(
             "alarm = mail curl:smtp://alice:***@localhost:25;mail_from=a@b;mail_to=c@d  # {ini}:2"
         ),
-        format!("alarm-freq = 10"),
+        "alarm-freq = 10".to_string(),
         format!("# {ini}:6"),
         "alarm = x cmd:true".to_string(),
         "# command line".to_string(),
