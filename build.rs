@@ -10,6 +10,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    git_version();
     // Set by curl-sys's build script (`links = "curl"`) when it built its bundled copy.
     println!("cargo:rerun-if-env-changed=DEP_CURL_STATIC");
     let found = Command::new("pkg-config")
@@ -31,4 +32,26 @@ fn main() {
         }
     );
     std::process::exit(1);
+}
+
+/// `LOGALARM_GIT`: the commit the binary is built from (`logalarm --version`), or `unknown`
+/// outside a git checkout (a packaged source). Rebuilt when HEAD moves.
+fn git_version() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let hash = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+        if let Some(head) = git(&["symbolic-ref", "-q", "HEAD"]) {
+            println!("cargo:rerun-if-changed={dir}/{head}");
+        }
+        println!("cargo:rerun-if-changed={dir}/packed-refs");
+    }
+    println!("cargo:rustc-env=LOGALARM_GIT={hash}");
 }

@@ -43,7 +43,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return print(&config::help_text());
     }
     if config.version {
-        return print(&format!("logalarm {}\n", env!("CARGO_PKG_VERSION")));
+        return print(&format!(
+            "logalarm {} (git {})\n",
+            env!("CARGO_PKG_VERSION"),
+            env!("LOGALARM_GIT")
+        ));
     }
     for w in &config.warnings {
         crate::report::plain(format_args!("logalarm: warning: {w}"));

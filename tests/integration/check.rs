@@ -123,3 +123,21 @@ fn warnings_make_status_two() {
     assert!(text.contains("PATHOLOGICAL"), "{text}");
     assert!(text.contains("1 warning(s)"), "{text}");
 }
+
+#[test]
+fn version_names_the_commit() {
+    let out = bin().arg("--version").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let want = match head {
+        Some(h) => format!("logalarm {} (git {h})\n", env!("CARGO_PKG_VERSION")),
+        None => format!("logalarm {} (git unknown)\n", env!("CARGO_PKG_VERSION")),
+    };
+    assert_eq!(text, want);
+}
