@@ -127,6 +127,7 @@ pub(crate) fn run(plan: Plan) -> i32 {
         monitors: monitor_plan,
         dispatch,
         spool,
+        observe,
         ..
     } = plan;
     let mut instances = Vec::with_capacity(alarms.len());
@@ -159,6 +160,13 @@ pub(crate) fn run(plan: Plan) -> i32 {
         Ok(d) => d,
         Err(e) => return fail(format_args!("logalarm: {e}")),
     };
+    let metrics = match start_observing(&observe, &dispatcher, &output) {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    if let Some(m) = &metrics {
+        supervisor.observe(m.clone());
+    }
     // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).
     let stdin = (!supervisor.has_main()).then_some(0);
     let mut totals = Stats::default();
@@ -172,6 +180,7 @@ pub(crate) fn run(plan: Plan) -> i32 {
         names: &names,
         grace: dispatch.grace,
         totals: &mut totals,
+        metrics: metrics.as_ref(),
     };
     let result = reactor::run(&rules, stdin, monitors, cx);
     if result.is_err() {
@@ -183,6 +192,43 @@ pub(crate) fn run(plan: Plan) -> i32 {
         report!(Alarm, "{e}");
     }
     finish(result, &summary, &totals, dispatch.grace)
+}
+
+/// `--metrics`, `--stats`: the counters and their servers (bound now: a taken port is a
+/// start-up error).
+fn start_observing(
+    o: &crate::plan::ObservePlan,
+    dispatcher: &Dispatcher,
+    output: &Arc<Output>,
+) -> Result<Option<Arc<crate::metrics::Metrics>>, String> {
+    use crate::metrics::{serve, Metrics, Serve};
+    if !o.any() {
+        return Ok(None);
+    }
+    let m = Arc::new(Metrics::new(o.rules.clone()));
+    m.attach(dispatcher.probe(), output.clone());
+    let stats = if o.stats_http {
+        Serve::StatsHttp
+    } else {
+        Serve::StatsRaw
+    };
+    for (opt, what, addr) in [
+        ("metrics", Serve::Prometheus, &o.metrics),
+        ("stats", stats, &o.stats),
+    ] {
+        let Some((addr, shown, origin)) = addr else {
+            continue;
+        };
+        let bound = serve(m.clone(), *addr, what)
+            .map_err(|e| format!("invalid {opt}: {shown}: {e}{origin}"))?;
+        let url = match what {
+            Serve::Prometheus => format!("http://{bound}/metrics"),
+            Serve::StatsHttp => format!("http://{bound}/"),
+            Serve::StatsRaw => format!("tcp {bound}"),
+        };
+        crate::report::plain(format_args!("logalarm: {opt} served on {url}"));
+    }
+    Ok(Some(m))
 }
 
 /// `--logto` or standard output.

@@ -229,6 +229,9 @@ impl Lost {
 /// One alarm's counters: written by its lane (and the reader), read at exit.
 #[derive(Debug, Default)]
 struct Counters {
+    /// Raised by the reader (or a monitor): the one counter the log path writes, once per
+    /// raising line, never per line.
+    raised: AtomicU64,
     ran: AtomicU64,
     suppressed: AtomicU64,
     failed: AtomicU64,
@@ -237,12 +240,58 @@ struct Counters {
     digests: AtomicU64,
     /// Written to the spool (delivered later: `ran` counts deliveries).
     spooled: AtomicU64,
+    /// Spooled deliveries that failed for now and will be tried again.
+    retried: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the latency histograms' buckets; the last bucket is +Inf.
+pub(crate) const LATENCY_BOUNDS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// A latency histogram of atomics: written by one lane, read by the metrics server.
+#[derive(Debug, Default)]
+pub(crate) struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    fn record(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = LATENCY_BOUNDS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// (sum in seconds, count, count per bucket by upper bound; `f64::MAX` is +Inf, as
+    /// prometheus-client writes it).
+    pub(crate) fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut total = 0;
+        let mut out = Vec::with_capacity(self.buckets.len());
+        for (i, b) in self.buckets.iter().enumerate() {
+            let n = b.load(Ordering::Relaxed);
+            total += n;
+            out.push((LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::MAX), n));
+        }
+        (self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9, total, out)
+    }
 }
 
 /// What one alarm shares between the reader and its lane.
 #[derive(Debug, Default)]
 struct AlarmShared {
     counts: Counters,
+    /// Raised → its action starts (queue wait), and the action's own time.
+    wait: Latency,
+    run: Latency,
     /// Lost alarms not yet summarised (the `drop` policy).
     lost: Mutex<Option<Lost>>,
 }
@@ -306,8 +355,6 @@ pub(crate) struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
     route: Vec<u16>,
     overflow: Vec<Overflow>,
-    /// Per alarm: raised (counted by the reader alone).
-    raised: Vec<u64>,
     /// Per alarm: (name, type), for the summary.
     labels: Vec<(String, &'static str)>,
     touched: Vec<bool>,
@@ -342,7 +389,92 @@ pub(crate) struct Summary {
     pub alarms: Vec<AlarmSummary>,
 }
 
+/// A read-only view of the dispatcher's counters and queues, for `--metrics` and `--stats`.
+#[derive(Clone)]
+pub(crate) struct Probe {
+    shared: Arc<Shared>,
+    lanes: Vec<Arc<Lane>>,
+    labels: Vec<(String, &'static str)>,
+    overflow: Vec<Overflow>,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probe")
+            .field("alarms", &self.labels)
+            .finish()
+    }
+}
+
+/// One alarm's counters now.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AlarmNow {
+    pub name: String,
+    pub action: &'static str,
+    pub overflow: &'static str,
+    pub raised: u64,
+    pub ran: u64,
+    pub suppressed: u64,
+    pub dropped: u64,
+    pub discarded: u64,
+    pub failed: u64,
+    pub spooled: u64,
+    pub retried: u64,
+    pub digests: u64,
+}
+
+impl Probe {
+    /// Every alarm's counters, in rank order.
+    pub(crate) fn alarms(&self) -> Vec<AlarmNow> {
+        self.labels
+            .iter()
+            .enumerate()
+            .map(|(i, (name, kind))| {
+                let c = &self.shared.alarms[i].counts;
+                let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
+                AlarmNow {
+                    name: name.clone(),
+                    action: kind,
+                    overflow: self.overflow[i].name(),
+                    raised: get(&c.raised),
+                    ran: get(&c.ran),
+                    suppressed: get(&c.suppressed),
+                    dropped: get(&c.dropped),
+                    discarded: get(&c.discarded),
+                    failed: get(&c.failed),
+                    spooled: get(&c.spooled),
+                    retried: get(&c.retried),
+                    digests: get(&c.digests),
+                }
+            })
+            .collect()
+    }
+
+    /// Alarm `i`'s latency histograms: (raised → start, start → done).
+    pub(crate) fn latency(&self, i: usize) -> Option<(&Latency, &Latency)> {
+        self.shared.alarms.get(i).map(|a| (&a.wait, &a.run))
+    }
+
+    /// Each lane's (name, events queued now, capacity).
+    pub(crate) fn queues(&self) -> Vec<(String, usize, usize)> {
+        self.lanes
+            .iter()
+            .map(|l| (l.label.clone(), l.queue.len(), l.queue.capacity()))
+            .collect()
+    }
+}
+
 impl Dispatcher {
+    /// A view of the counters and queues for the metrics server.
+    pub(crate) fn probe(&self) -> Probe {
+        Probe {
+            shared: self.shared.clone(),
+            lanes: self.lanes.clone(),
+            labels: self.labels.clone(),
+            overflow: self.overflow.clone(),
+        }
+    }
+
     /// Start the lanes for `instances` (index = alarm id). `cheap` puts all on lane 0.
     /// `stop` is set by SIGTERM/SIGINT.
     pub(crate) fn start(
@@ -408,7 +540,6 @@ impl Dispatcher {
         Ok(Dispatcher {
             lanes,
             route,
-            raised: vec![0; overflow.len()],
             overflow,
             labels,
             touched: vec![false; n],
@@ -434,7 +565,10 @@ impl Dispatcher {
         let Some(&lane) = self.route.get(a) else {
             return;
         };
-        self.raised[a] += 1;
+        self.shared.alarms[a]
+            .counts
+            .raised
+            .fetch_add(1, Ordering::Relaxed);
         let lane = lane as usize;
         let msg = message(msg, self.msg_size);
         let ev = Event {
@@ -602,7 +736,7 @@ impl Dispatcher {
                     name: name.clone(),
                     kind,
                     overflow: self.overflow[i].name(),
-                    raised: self.raised[i],
+                    raised: get(&c.raised),
                     ran: get(&c.ran),
                     suppressed: get(&c.suppressed),
                     failed: get(&c.failed),
@@ -673,7 +807,10 @@ impl LaneAlarms {
         run.set_after(ev.after);
         lane.running
             .store(u64::from(ev.alarm) + 1, Ordering::SeqCst);
+        let started = Instant::now();
+        a.wait.record(started.saturating_duration_since(ev.raised));
         let outcome = inst.action.fire(&inst.name, &ev.msg, ev.raised, run);
+        a.run.record(started.elapsed());
         if lane.running.swap(0, Ordering::SeqCst) == 0 {
             return false;
         }
@@ -887,6 +1024,7 @@ impl Delivery<'_> {
                     if closing {
                         return;
                     }
+                    counts.retried.fetch_add(1, Ordering::Relaxed);
                     self.failed(&why, parker);
                     continue;
                 }

@@ -50,6 +50,7 @@ mod config;
 mod dispatch;
 mod linebuf;
 mod litscan;
+mod metrics;
 mod monitor;
 mod output;
 mod pipeline;

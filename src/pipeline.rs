@@ -44,6 +44,9 @@ pub struct Stats {
     pub confirmed: u64,
     /// Alarm events raised.
     pub alarms: u64,
+    /// Lines passed (line ends), counted only when asked ([`Pipeline::count_lines`]:
+    /// `--metrics`, `--stats`): a count of newlines per buffer, never a loop per line.
+    pub lines: u64,
 }
 
 impl Stats {
@@ -52,6 +55,7 @@ impl Stats {
         self.bytes += o.bytes;
         self.confirmed += o.confirmed;
         self.alarms += o.alarms;
+        self.lines += o.lines;
     }
 }
 
@@ -108,6 +112,8 @@ pub struct Pipeline<'r> {
     buf: LineBuffer,
     /// Inside a line longer than the buffer whose head was already matched.
     skipping: bool,
+    /// Count lines into `stats.lines`.
+    count_lines: bool,
     pub stats: Stats,
 }
 
@@ -115,13 +121,34 @@ impl Pipeline<'_> {
     /// Lines each rule matched so far (index: the rule's place in the configuration), over
     /// both matching threads.
     pub fn rule_hits(&self) -> Vec<u64> {
-        let mut hits = self.ms.matcher.rule_hits().to_vec();
-        if let Some(h) = &self.ms.helper {
-            for (a, b) in hits.iter_mut().zip(h.rule_hits()) {
-                *a += b;
+        let mut hits = vec![0; self.ms.matcher.rule_hits().len()];
+        self.each_rule_hit(|r, n| hits[r] += n);
+        hits
+    }
+
+    /// `f(rule, lines it matched so far)` for each rule that matched, per matching thread
+    /// (no allocation: for publishing metrics per buffer).
+    pub(crate) fn each_rule_hit(&self, mut f: impl FnMut(usize, u64)) {
+        let helper = self.ms.helper.as_ref().map(|h| h.rule_hits());
+        for hits in std::iter::once(self.ms.matcher.rule_hits()).chain(helper) {
+            for (r, &n) in hits.iter().enumerate() {
+                if n != 0 {
+                    f(r, n);
+                }
             }
         }
-        hits
+    }
+
+    /// Count lines into [`Stats::lines`] from now on.
+    pub fn count_lines(&mut self, on: bool) {
+        self.count_lines = on;
+    }
+
+    #[inline]
+    fn count(&mut self, passed: &[u8]) {
+        if self.count_lines {
+            self.stats.lines += memchr::memchr_iter(b'\n', passed).count() as u64;
+        }
     }
 }
 
@@ -141,6 +168,7 @@ impl<'r> Pipeline<'r> {
             },
             buf: LineBuffer::with_capacity(cap),
             skipping: false,
+            count_lines: false,
             stats: Stats::default(),
         }
     }
@@ -233,6 +261,7 @@ impl<'r> Pipeline<'r> {
             let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
             sink.pass(lines)?;
+            self.count(lines);
             rest = &rest[j + 1..];
         }
         self.feed(rest, sink)
@@ -253,6 +282,10 @@ impl<'r> Pipeline<'r> {
             self.stats.confirmed += n as u64;
         }
         let written = sink.pass(&self.buf.filled()[..upto]);
+        if self.count_lines {
+            self.stats.lines +=
+                memchr::memchr_iter(b'\n', &self.buf.filled()[..upto]).count() as u64;
+        }
         self.buf.consume(upto);
         written
     }

@@ -95,6 +95,24 @@ pub struct Plan {
     pub(crate) spool: Option<SpoolPlan>,
     /// Start-up warnings (unknown action keys).
     pub(crate) warnings: Vec<String>,
+    /// `--metrics`, `--stats`: where the counters are served.
+    pub(crate) observe: ObservePlan,
+}
+
+/// `--metrics`, `--stats`, `--stats-http`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ObservePlan {
+    pub(crate) metrics: Option<(std::net::SocketAddr, String, Origin)>,
+    pub(crate) stats: Option<(std::net::SocketAddr, String, Origin)>,
+    pub(crate) stats_http: bool,
+    /// Each rule as its metrics label: `log-alarm NAME REGEX`.
+    pub(crate) rules: Vec<String>,
+}
+
+impl ObservePlan {
+    pub(crate) fn any(&self) -> bool {
+        self.metrics.is_some() || self.stats.is_some()
+    }
 }
 
 impl Plan {
@@ -192,6 +210,29 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             max_age: c.alarm_spool_max_age,
         }),
         warnings,
+        observe: observe(c)?,
+    })
+}
+
+fn observe(c: &Config) -> Result<ObservePlan, ConfigError> {
+    let addr = |opt: &str, v: &Option<crate::config::Sourced<String>>| {
+        v.as_ref()
+            .map(|s| {
+                crate::metrics::address(opt, &s.value)
+                    .map(|a| (a, s.value.clone(), s.origin.clone()))
+                    .map_err(|e| ConfigError::new(e, &s.origin))
+            })
+            .transpose()
+    };
+    Ok(ObservePlan {
+        metrics: addr("metrics", &c.metrics)?,
+        stats: addr("stats", &c.stats)?,
+        stats_http: c.stats_http,
+        rules: c
+            .rules
+            .iter()
+            .map(|r| format!("{} {}", rule_option(r), r.raw))
+            .collect(),
     })
 }
 

@@ -100,6 +100,8 @@ pub(crate) struct Supervisor {
     pids: Pids,
     mules: Mules,
     stopping: bool,
+    /// `--metrics`/`--stats`: starts and exits are counted there.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Signals that mean the process crashed.
@@ -163,7 +165,20 @@ impl Supervisor {
             pids,
             mules,
             stopping: false,
+            metrics: None,
         }
+    }
+
+    /// Count starts and exits into `m`.
+    pub(crate) fn observe(&mut self, m: std::sync::Arc<crate::metrics::Metrics>) {
+        self.metrics = Some(m);
+    }
+
+    /// The program of `slot`, as the metrics and messages name it.
+    pub(crate) fn label_of(&self, slot: usize) -> String {
+        self.slots
+            .get(slot)
+            .map_or_else(String::new, |s| s.program.label())
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -193,7 +208,12 @@ impl Supervisor {
                 continue;
             }
             match self.spawn(i) {
-                Ok((out, err)) => started.push((i, out, err)),
+                Ok((out, err)) => {
+                    if let Some(m) = &self.metrics {
+                        m.process_started(&self.slots[i].program.label());
+                    }
+                    started.push((i, out, err));
+                }
                 Err(e) => {
                     let s = &mut self.slots[i];
                     if let Program::Main(_) = s.program {
@@ -333,6 +353,14 @@ impl Supervisor {
             ),
             _ => format!("ended ({status})"),
         };
+        if let Some(m) = &self.metrics {
+            let short = match (status.code(), status.signal()) {
+                (Some(c), _) => format!("status {c}"),
+                (None, Some(sig)) => format!("signal {sig} ({})", signal_name(sig)),
+                _ => "other".to_string(),
+            };
+            m.process_exited(&label, &short);
+        }
         let what = match s.program {
             Program::Main(_) => "command",
             Program::Mule(..) => "mule",

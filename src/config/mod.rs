@@ -184,6 +184,11 @@ pub struct Config {
     pub version: bool,
     /// Non-fatal remarks (ignored uWSGI options in ini files), printed once at start-up.
     pub warnings: Vec<String>,
+    /// `--metrics`: the Prometheus endpoint's address.
+    pub metrics: Option<Sourced<String>>,
+    /// `--stats`: the stats server's address; `--stats-http`: answer it as HTTP.
+    pub stats: Option<Sourced<String>>,
+    pub stats_http: bool,
     /// Every option as it was read, in order (for `logalarm check`): its name, its value
     /// after expansion with secrets masked, and where it came from.
     pub trace: Vec<Traced>,
@@ -235,6 +240,9 @@ impl Default for Config {
             help: false,
             version: false,
             warnings: Vec::new(),
+            metrics: None,
+            stats: None,
+            stats_http: false,
             trace: Vec::new(),
         }
     }
@@ -614,6 +622,41 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: what an alarm does when its queue is full: drop (count, then send a digest), block (slow the log stream), spool (queue on disk; curl, airbrake, xmpp)",
         apply: |c, v, o, _| {
             c.alarm_overflow.push(sourced(non_empty("alarm-overflow", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "metrics",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "[HOST]:PORT",
+        doc: "logalarm: serve Prometheus metrics at http://ADDR/metrics (:PORT is loopback)",
+        apply: |c, v, o, _| {
+            crate::metrics::address("metrics", v).map_err(|e| ConfigError::new(e, o))?;
+            c.metrics = Some(sourced(v.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "stats",
+        aliases: &["stats-server"],
+        arity: Arity::Value,
+        value_name: "[HOST]:PORT",
+        doc: "enable the stats server: the counters as JSON to each connection, as uWSGI's (:PORT is loopback)",
+        apply: |c, v, o, _| {
+            crate::metrics::address("stats", v).map_err(|e| ConfigError::new(e, o))?;
+            c.stats = Some(sourced(v.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "stats-http",
+        aliases: &[],
+        arity: Arity::Flag,
+        value_name: "",
+        doc: "prefix stats server json output with http headers",
+        apply: |c, v, o, _| {
+            c.stats_http = parse_bool("stats-http", v, o)?;
             Ok(())
         },
     },

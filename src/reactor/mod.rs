@@ -77,6 +77,8 @@ pub(crate) struct Env<'a> {
     pub(crate) grace: Duration,
     /// Every closed input's counters are added here.
     pub(crate) totals: &'a mut Stats,
+    /// `--metrics`/`--stats`: each input publishes its counters here after each read turn.
+    pub(crate) metrics: Option<&'a std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// Read standard input (`stdin`, unless a `-- CMD` owns it), every supervised process's output
@@ -125,6 +127,8 @@ struct Reactor<'a, 'r> {
     last_tail: Instant,
     last_backlog: Instant,
     last_reap: Instant,
+    /// `--metrics`/`--stats`: each log input's meter, by token.
+    meters: HashMap<usize, crate::metrics::Meter>,
 }
 
 impl<'a, 'r> Reactor<'a, 'r> {
@@ -195,6 +199,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             last_tail: now,
             last_backlog: now,
             last_reap: now,
+            meters: HashMap::new(),
         })
     }
 
@@ -340,7 +345,9 @@ impl<'a, 'r> Reactor<'a, 'r> {
 
     /// Serve the source at `t` (log inputs: at most `max` reads). Returns false at its end.
     fn serve(&mut self, t: usize, max: usize) -> io::Result<bool> {
-        let Reactor { table, cx, .. } = self;
+        let Reactor {
+            table, cx, meters, ..
+        } = self;
         let Some(Entry { source, ready }) = table.get_mut(t) else {
             return Ok(true);
         };
@@ -351,7 +358,17 @@ impl<'a, 'r> Reactor<'a, 'r> {
                     output: cx.output,
                     dispatcher: &mut *cx.dispatcher,
                 };
-                source::read_turn(input, pipeline, ready, &mut sink, cx.supervisor, max)
+                if cx.metrics.is_some() {
+                    pipeline.count_lines(true);
+                }
+                let open = source::read_turn(input, pipeline, ready, &mut sink, cx.supervisor, max);
+                if let Some(m) = cx.metrics {
+                    let meter = meters.entry(t).or_insert_with(|| {
+                        crate::metrics::Meter::new(m, &source::input_name(input, cx.supervisor))
+                    });
+                    meter.publish(m, pipeline);
+                }
+                open
             }
             Source::AlarmFd(w) => {
                 *ready = false;
@@ -385,6 +402,9 @@ impl<'a, 'r> Reactor<'a, 'r> {
             let res = pipeline.finish(&mut sink);
             sink.flush();
             self.cx.totals.add(&pipeline.stats);
+            if let (Some(m), Some(mut meter)) = (self.cx.metrics, self.meters.remove(&t)) {
+                meter.publish(m, &pipeline);
+            }
             res?;
             if inside_line {
                 // Its last line has no `\n`: records held back for its end come now.

@@ -166,6 +166,20 @@ impl<'r> Table<'r> {
 }
 
 /// Read log input `input` up to `max` times into `pipeline`. Returns false at its end.
+/// How the metrics name an input: `stdin`, `tail:PATH`, `udp:ADDR`, or the supervised
+/// program's command.
+pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
+    match input {
+        Input::Stdin(_) => "stdin".to_string(),
+        Input::Child { slot, .. } => supervisor.label_of(*slot),
+        Input::Tail(t) => format!("tail:{}", t.path().display()),
+        Input::Udp(u) => match u.sock.local_addr() {
+            Ok(a) => format!("udp:{a}"),
+            Err(_) => "udp".to_string(),
+        },
+    }
+}
+
 pub(super) fn read_turn(
     input: &mut Input,
     pipeline: &mut Pipeline<'_>,

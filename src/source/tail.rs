@@ -29,6 +29,11 @@ pub(crate) struct Tail {
 }
 
 impl Tail {
+    /// The followed path.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Open `path`, at its end unless `from_start`. A missing file is waited for.
     pub(crate) fn open(path: &Path, from_start: bool) -> Tail {
         let mut t = Tail {

@@ -19,6 +19,7 @@ mod curl;
 mod fuzz_bodies;
 mod fuzz_replay;
 mod matcher_prop;
+mod metrics;
 mod monitors;
 mod oracle;
 mod overflow;
