@@ -17,6 +17,7 @@
 //! they cost live: their time is never parsed.
 //! Not modelled: queue overflow and action failures (no action runs); they are live-only.
 
+pub(crate) mod html;
 pub(crate) mod time;
 
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ use crate::dispatch::{self, AntiFlood};
 use crate::pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 use time::{Clock, Format};
 
-const USAGE: &str = "usage: logalarm replay FILE... [--ini FILE | alarm options] [--json] [--summary] [--rate LINES_PER_S] [--time-format FMT] [--year YYYY]";
+const USAGE: &str = "usage: logalarm replay FILE... [--ini FILE | alarm options] [--json] [--summary] [--report FILE.html] [--rate LINES_PER_S] [--time-format FMT] [--year YYYY]";
 
 /// Most timeline buckets kept per alarm before the timeline coarsens.
 const MAX_BUCKETS: usize = 100_000;
@@ -49,6 +50,8 @@ struct Opts {
     rate: Option<f64>,
     format: Option<Format>,
     year: Option<i64>,
+    /// `--report FILE.html`.
+    report: Option<std::path::PathBuf>,
     /// Everything else: logalarm's own options (`--ini`, `--alarm`, `--log-alarm`, ...).
     config: Vec<OsString>,
 }
@@ -100,8 +103,17 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         .collect();
     let year = opts.year.unwrap_or_else(current_year);
     let stdout = io::stdout();
+    let report = opts.report.as_ref().map(|_| {
+        (
+            plan.rules().matcher(),
+            Vec::new(),
+            vec![BTreeMap::new(); c.rules.len()],
+        )
+    });
     let mut r = Replay {
         alarms,
+        report,
+        recorded_line: None,
         msg_size: plan.dispatch.msg_size,
         freq: plan.dispatch.freq,
         clock: Clock::new(year, opts.format.clone()),
@@ -142,6 +154,16 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
     let hits = pipeline.rule_hits();
     let elapsed = started.elapsed();
     r.summary(&opts, &rules, &hits, bytes, elapsed);
+    if let Some(path) = &opts.report {
+        let page = html::page(&r, &opts, &rules, &hits, bytes);
+        if let Err(e) = std::fs::write(path, page) {
+            let _ = r.out.flush();
+            return fail(format_args!(
+                "logalarm replay: cannot write --report {}: {e}",
+                path.display()
+            ));
+        }
+    }
     if let Err(e) = r.out.flush() {
         r.write_error.get_or_insert(e);
     }
@@ -164,6 +186,29 @@ fn current_year() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     time::civil_from_days(secs.div_euclid(86_400)).0
+}
+
+/// Files at least this large get a progress bar (on a terminal).
+const PROGRESS_MIN: u64 = 64 << 20;
+
+/// A progress bar on standard error for a large file, when standard error is a terminal.
+fn progress(f: &OsString) -> Option<indicatif::ProgressBar> {
+    // SAFETY: isatty only reads the descriptor's state.
+    if f == "-" || unsafe { libc::isatty(2) } != 1 {
+        return None;
+    }
+    let len = std::fs::metadata(f).ok()?.len();
+    if len < PROGRESS_MIN {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(f.to_string_lossy().into_owned());
+    Some(bar)
 }
 
 /// Split `args` into replay's own options, files, and logalarm options.
@@ -190,6 +235,7 @@ fn parse(args: &[OsString]) -> Result<Opts, String> {
         };
         match name {
             "--json" => o.json = true,
+            "--report" => o.report = Some(value("FILE.html")?.into()),
             "--summary" => o.summary = true,
             "--rate" => {
                 let v = value("LINES_PER_S")?;
@@ -250,8 +296,13 @@ struct AlarmState {
 }
 
 /// The state of one replay.
-struct Replay<'o> {
+struct Replay<'o, 'r> {
     alarms: Vec<AlarmState>,
+    /// `--report`: a matcher of its own that tells which rules each raising line matched,
+    /// and per rule the raising lines per timeline bucket.
+    report: Option<(crate::rules::Matcher<'r>, Vec<u32>, Vec<BTreeMap<i64, u64>>)>,
+    /// The global line number of the last line whose rules were recorded.
+    recorded_line: Option<u64>,
     msg_size: usize,
     freq: Duration,
     clock: Clock,
@@ -277,7 +328,7 @@ struct Replay<'o> {
     write_error: Option<io::Error>,
 }
 
-impl Replay<'_> {
+impl Replay<'_, '_> {
     /// Write to the report; the first error is kept and ends the writing, not the replay.
     fn put(&mut self, text: &str) {
         if self.write_error.is_none() {
@@ -300,6 +351,7 @@ impl Replay<'_> {
             f.to_string_lossy().into_owned()
         };
         self.file_start = self.lines;
+        let bar = progress(f);
         let mut buf = vec![0u8; DEFAULT_CAPACITY];
         let mut total = 0u64;
         let mut last = b'\n';
@@ -311,10 +363,16 @@ impl Replay<'_> {
                 Err(e) => return Err(e),
             };
             total += n as u64;
+            if let Some(b) = &bar {
+                b.set_position(total);
+            }
             last = buf[n - 1];
             let chunk = &buf[..n];
             let mut sink = ReplaySink::new(chunk, self);
             pipeline.feed_chunk(chunk, &mut sink)?;
+        }
+        if let Some(b) = bar {
+            b.finish_and_clear();
         }
         let mut sink = ReplaySink::new(&[], self);
         pipeline.finish(&mut sink)?;
@@ -429,9 +487,37 @@ impl Replay<'_> {
         self.events += 1;
     }
 
+    /// `--report`: the rules the raising line `msg` matched, counted at `t`.
+    fn record_rules(&mut self, msg: &[u8], t: Option<i64>) {
+        let Some((matcher, found, timeline)) = &mut self.report else {
+            return;
+        };
+        matcher.rules_matching(msg, found);
+        let bucket = t
+            .unwrap_or(0)
+            .div_euclid(1_000_000)
+            .div_euclid(self.resolution);
+        for &r in found.iter() {
+            if let Some(tl) = timeline.get_mut(r as usize) {
+                *tl.entry(bucket).or_default() += 1;
+            }
+        }
+        if timeline.iter().any(|t| t.len() > MAX_BUCKETS) {
+            self.coarsen();
+        }
+    }
+
     /// Widen the timeline's buckets (×60) so it stays bounded.
     fn coarsen(&mut self) {
         self.resolution *= 60;
+        if let Some((_, _, timeline)) = &mut self.report {
+            for tl in timeline.iter_mut() {
+                let old = std::mem::take(tl);
+                for (k, n) in old {
+                    *tl.entry(k.div_euclid(60)).or_default() += n;
+                }
+            }
+        }
         for a in &mut self.alarms {
             let old = std::mem::take(&mut a.timeline);
             for (k, (r, f)) in old {
@@ -444,19 +530,25 @@ impl Replay<'_> {
 
     /// The per-alarm counts over `COLUMNS` columns of the log's time span.
     fn columns(&self, a: &AlarmState) -> (Vec<u64>, Vec<u64>) {
-        let (mut raised, mut fired) = (vec![0u64; COLUMNS], vec![0u64; COLUMNS]);
+        let raised = self.spread(a.timeline.iter().map(|(&k, &(r, _))| (k, r)), COLUMNS);
+        let fired = self.spread(a.timeline.iter().map(|(&k, &(_, f))| (k, f)), COLUMNS);
+        (raised, fired)
+    }
+
+    /// Timeline buckets spread over `cols` columns of the log's time span.
+    fn spread(&self, buckets: impl Iterator<Item = (i64, u64)>, cols: usize) -> Vec<u64> {
+        let mut out = vec![0u64; cols];
         let (Some(first), Some(last)) = (self.first_time, self.max_time) else {
-            return (raised, fired);
+            return out;
         };
         let lo = first.div_euclid(1_000_000).div_euclid(self.resolution);
         let hi = last.div_euclid(1_000_000).div_euclid(self.resolution);
         let span = (hi - lo + 1).max(1);
-        for (&k, &(r, f)) in &a.timeline {
-            let col = ((k - lo).clamp(0, span - 1) * COLUMNS as i64 / span) as usize;
-            raised[col.min(COLUMNS - 1)] += r;
-            fired[col.min(COLUMNS - 1)] += f;
+        for (k, n) in buckets {
+            let col = ((k - lo).clamp(0, span - 1) * cols as i64 / span) as usize;
+            out[col.min(cols - 1)] += n;
         }
-        (raised, fired)
+        out
     }
 
     fn summary(
@@ -581,18 +673,18 @@ pub(crate) fn sparkline(v: &[u64]) -> String {
 }
 
 /// The sink of one read: counts lines, places alarms in their file and time.
-struct ReplaySink<'a, 'o> {
+struct ReplaySink<'a, 'o, 'r> {
     chunk: &'a [u8],
     /// Where the current region starts in `chunk` (None: in the pipeline's own buffer).
     region: Option<usize>,
     /// Up to where in `chunk` newlines were counted for this region, and how many.
     scan_at: usize,
     scan_lines: u64,
-    r: &'a mut Replay<'o>,
+    r: &'a mut Replay<'o, 'r>,
 }
 
-impl<'a, 'o> ReplaySink<'a, 'o> {
-    fn new(chunk: &'a [u8], r: &'a mut Replay<'o>) -> ReplaySink<'a, 'o> {
+impl<'a, 'o, 'r> ReplaySink<'a, 'o, 'r> {
+    fn new(chunk: &'a [u8], r: &'a mut Replay<'o, 'r>) -> ReplaySink<'a, 'o, 'r> {
         ReplaySink {
             chunk,
             region: None,
@@ -610,7 +702,7 @@ impl<'a, 'o> ReplaySink<'a, 'o> {
     }
 }
 
-impl Sink for ReplaySink<'_, '_> {
+impl Sink for ReplaySink<'_, '_, '_> {
     fn region(&mut self, region: &[u8]) {
         self.region = self.offset(region);
         self.scan_at = self.region.unwrap_or(0);
@@ -634,6 +726,10 @@ impl Sink for ReplaySink<'_, '_> {
             _ => (&[][..], self.r.lines + self.scan_lines),
         };
         let t = self.r.time_of(msg, before, line);
+        if self.r.recorded_line != Some(line) {
+            self.r.recorded_line = Some(line);
+            self.r.record_rules(msg, t);
+        }
         let in_file = line - self.r.file_start + 1;
         self.r.raise(alarm, msg, in_file, t);
     }

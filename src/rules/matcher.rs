@@ -44,6 +44,9 @@ pub struct Matcher<'r> {
     /// Lines each rule matched (rule index), counted where a match is confirmed: never per
     /// line, so it costs nothing on lines that match nothing.
     pub(super) rule_hits: Vec<u64>,
+    /// When set, the rules each confirmed line matched, in the order found (`replay
+    /// --report`: its own matcher, never the log path's).
+    pub(super) recording: Option<Vec<u32>>,
 }
 
 impl<'r> Matcher<'r> {
@@ -182,6 +185,16 @@ impl<'r> Matcher<'r> {
         confirmed
     }
 
+    /// The rules `line` matches (positive and `not-log-alarm` alike), into `out`: one exact
+    /// check of the line (for `replay --report`, on a matcher of its own).
+    pub fn rules_matching(&mut self, line: &[u8], out: &mut Vec<u32>) {
+        let mut rec = std::mem::take(out);
+        rec.clear();
+        self.recording = Some(rec);
+        self.confirm(line, &mut |_, _| {});
+        *out = self.recording.take().unwrap_or_default();
+    }
+
     /// Exact check of one line (with terminator) against every rule; reports it if it raises
     /// any alarm.
     pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
@@ -266,6 +279,9 @@ impl<'r> Matcher<'r> {
                 }
                 any = true;
                 self.rule_hits[r as usize] += 1;
+                if let Some(v) = &mut self.recording {
+                    v.push(r);
+                }
                 mark(
                     &mut self.pos_bits,
                     &mut self.neg_bits,
@@ -292,6 +308,9 @@ impl<'r> Matcher<'r> {
                 }
                 any = true;
                 self.rule_hits[rule] += 1;
+                if let Some(v) = &mut self.recording {
+                    v.push(rule as u32);
+                }
                 mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
             }
         }
@@ -314,6 +333,9 @@ impl<'r> Matcher<'r> {
             }
             any = true;
             self.rule_hits[r] += 1;
+            if let Some(v) = &mut self.recording {
+                v.push(r as u32);
+            }
             mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
         }
         any

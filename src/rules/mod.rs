@@ -349,6 +349,7 @@ impl RuleSet {
             neg_bits: vec![0; self.n_alarms.div_ceil(64)],
             hits: Vec::with_capacity(self.n_alarms),
             rule_hits: vec![0; self.rules.len()],
+            recording: None,
         }
     }
 }

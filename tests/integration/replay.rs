@@ -367,3 +367,108 @@ fn replay_of_a_recorded_live_run_gives_the_same_alarms() {
     let suppressed = evs.iter().filter(|e| e["verdict"] == "suppress").count();
     assert_eq!(suppressed, 4, "{evs:?}");
 }
+
+#[test]
+fn html_report_is_drawn_in_chromium() {
+    if !crate::support::have("chromium", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    let out = bin()
+        .args(["replay", &corpus("Apache_2k.log"), "--summary"])
+        .args(["--alarm", "err log:", "--alarm", "note log:"])
+        .args([
+            "--log-alarm",
+            r"err \[error\]",
+            "--log-alarm",
+            r"note \[notice\]",
+        ])
+        .args(["--report", page.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<script"), "no script");
+    assert!(
+        !html.contains("http://") && !html.contains("https://") && !html.contains("src="),
+        "no network"
+    );
+    let chromium = |extra: &[&str]| {
+        let profile = dir.path().join("profile");
+        std::process::Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap()
+    };
+    // The DOM Chromium built: every alarm and rule named, bars drawn.
+    let dom = String::from_utf8(chromium(&["--dump-dom"]).stdout).unwrap();
+    for name in [
+        "alarm \"err\" (log:)",
+        "alarm \"note\" (log:)",
+        r"log-alarm err \[error\]",
+        r"log-alarm note \[notice\]",
+    ] {
+        assert!(
+            dom.contains(&name.replace('"', "&quot;")) || dom.contains(name),
+            "{name} not in the DOM"
+        );
+    }
+    assert!(dom.matches("class=\"fired\"").count() > 20);
+    assert!(dom.matches("class=\"suppressed\"").count() > 5);
+    assert!(dom.matches("class=\"matched\"").count() > 20);
+    // The screenshot: the plot areas hold the bars' colours.
+    let shot = dir.path().join("shot.png");
+    let o = chromium(&[
+        &format!("--screenshot={}", shot.display()),
+        "--window-size=1100,1400",
+    ]);
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let decoder = png::Decoder::new(std::fs::File::open(&shot).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = match info.color_type {
+        png::ColorType::Rgba => 4,
+        png::ColorType::Rgb => 3,
+        other => panic!("unexpected colour type {other:?}"),
+    };
+    let count = |rgb: (u8, u8, u8)| {
+        buf[..info.buffer_size()]
+            .chunks(px)
+            .filter(|p| {
+                p[0].abs_diff(rgb.0) < 12 && p[1].abs_diff(rgb.1) < 12 && p[2].abs_diff(rgb.2) < 12
+            })
+            .count()
+    };
+    let (fired, suppressed, matched, plot) = (
+        count((0xd6, 0x27, 0x28)),
+        count((0x9e, 0x9e, 0x9e)),
+        count((0x1f, 0x77, 0xb4)),
+        count((0xf4, 0xf4, 0xf4)),
+    );
+    assert!(plot > 50_000, "plot areas drawn: {plot}");
+    assert!(fired > 2_000, "fired bars: {fired}");
+    assert!(suppressed > 200, "suppressed bars: {suppressed}");
+    assert!(matched > 1_000, "rule bars: {matched}");
+}
