@@ -122,9 +122,9 @@ pub(super) fn page(
         let raised = r.spread(a.timeline.iter().map(|(&k, &(n, _))| (k, n)), COLS);
         let fired = r.spread(a.timeline.iter().map(|(&k, &(_, f))| (k, f)), COLS);
         let suppressed: Vec<u64> = raised.iter().zip(&fired).map(|(r, f)| r - f).collect();
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<h3 class=\"alarm\">alarm \"{}\" ({}:)</h3>{}\n",
+            "<h3 class=\"alarm\">alarm \"{}\" ({}:)</h3>{}",
             esc(&a.name),
             a.kind,
             chart(
@@ -145,9 +145,9 @@ pub(super) fn page(
             },
             None => vec![0; COLS],
         };
-        let _ = write!(
+        let _ = writeln!(
             s,
-            "<h3 class=\"rule\">{} <small>({n} lines)</small></h3>{}\n",
+            "<h3 class=\"rule\">{} <small>({n} lines)</small></h3>{}",
             esc(rule),
             chart(
                 &format!("rule-{i}"),

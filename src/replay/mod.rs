@@ -295,12 +295,16 @@ struct AlarmState {
     timeline: BTreeMap<i64, (u64, u64)>,
 }
 
+/// `--report`'s per-rule state: its matcher, the rules of the current line, and per rule the
+/// raising lines per timeline bucket.
+type RuleTimeline<'r> = (crate::rules::Matcher<'r>, Vec<u32>, Vec<BTreeMap<i64, u64>>);
+
 /// The state of one replay.
 struct Replay<'o, 'r> {
     alarms: Vec<AlarmState>,
     /// `--report`: a matcher of its own that tells which rules each raising line matched,
     /// and per rule the raising lines per timeline bucket.
-    report: Option<(crate::rules::Matcher<'r>, Vec<u32>, Vec<BTreeMap<i64, u64>>)>,
+    report: Option<RuleTimeline<'r>>,
     /// The global line number of the last line whose rules were recorded.
     recorded_line: Option<u64>,
     msg_size: usize,
