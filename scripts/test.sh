@@ -67,4 +67,7 @@ else
   cargo build --manifest-path fuzz/Cargo.toml
 fi
 
+say "package: the .deb (cargo deb) built, installed, run and purged; cargo install --path ."
+scripts/package.sh
+
 say "all tests passed"

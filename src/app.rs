@@ -29,6 +29,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if args.first().is_some_and(|a| a == "raise") {
         return crate::raise::main(&args[1..]);
     }
+    if let Some(cmd @ ("man" | "completions")) = args.first().and_then(|a| a.to_str()) {
+        return crate::docs::main(cmd, &args[1..]);
+    }
     if args.first().is_some_and(|a| a == "check") {
         return crate::check::main(&args[1..]);
     }

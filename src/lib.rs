@@ -48,6 +48,7 @@ mod backoff;
 mod check;
 mod config;
 mod dispatch;
+mod docs;
 mod linebuf;
 mod litscan;
 mod metrics;
