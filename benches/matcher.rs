@@ -5,7 +5,7 @@ mod common;
 
 /// The matcher (and its lazy DFA cache) is made once per bench, outside the timed loop: a
 /// long-running logalarm matches with a warm cache.
-fn scan(m: &mut logalarm::Matcher<'_>, buf: &[u8]) -> usize {
+fn scan(m: &mut logalarm::Matcher, buf: &[u8]) -> usize {
     let mut n = 0;
     for chunk in buf.chunks(256 * 1024) {
         let end = memchr::memrchr(b'\n', chunk).map_or(chunk.len(), |i| i + 1);

@@ -7,7 +7,7 @@ use logalarm::Pipeline;
 mod common;
 
 /// The pipeline (buffer and warm caches) is made once per bench, outside the timed loop.
-fn run(p: &mut Pipeline<'_>, buf: &[u8]) -> u64 {
+fn run(p: &mut Pipeline, buf: &[u8]) -> u64 {
     let mut s = CountSink::default();
     let _ = p.feed(buf, &mut s);
     let _ = p.finish(&mut s);

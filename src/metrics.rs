@@ -226,7 +226,7 @@ impl Meter {
     }
 
     /// Publish what `pipeline` did since the last call (once per read turn).
-    pub(crate) fn publish(&mut self, metrics: &Metrics, pipeline: &Pipeline<'_>) {
+    pub(crate) fn publish(&mut self, metrics: &Metrics, pipeline: &Pipeline) {
         let s = &pipeline.stats;
         let add = |a: &AtomicU64, now: u64, seen: u64| {
             if now > seen {

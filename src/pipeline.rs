@@ -97,18 +97,18 @@ impl Deferred {
 }
 
 /// The matching half of a pipeline: matchers, caches and scratch.
-struct Matching<'r> {
-    matcher: Matcher<'r>,
+struct Matching {
+    matcher: Matcher,
     /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]).
-    helper: Option<Matcher<'r>>,
+    helper: Option<Matcher>,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
 }
 
 /// The log path of one input.
-pub struct Pipeline<'r> {
-    ms: Matching<'r>,
+pub struct Pipeline {
+    ms: Matching,
     buf: LineBuffer,
     /// Inside a line longer than the buffer whose head was already matched.
     skipping: bool,
@@ -117,7 +117,7 @@ pub struct Pipeline<'r> {
     pub stats: Stats,
 }
 
-impl Pipeline<'_> {
+impl Pipeline {
     /// Lines each rule matched so far (index: the rule's place in the configuration), over
     /// both matching threads.
     pub fn rule_hits(&self) -> Vec<u64> {
@@ -152,10 +152,10 @@ impl Pipeline<'_> {
     }
 }
 
-impl<'r> Pipeline<'r> {
+impl Pipeline {
     /// A pipeline with a buffer of at least `capacity` bytes (and always more than twice
     /// `log-master-bufsize`, so an over-long line's head is in the buffer when it overflows).
-    pub fn new(matcher: Matcher<'r>, capacity: usize) -> Pipeline<'r> {
+    pub fn new(matcher: Matcher, capacity: usize) -> Pipeline {
         let cap = capacity.max(matcher.rules().bufsize().saturating_mul(2) + 1);
         let parallel = !matcher.rules().is_empty()
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
@@ -303,7 +303,7 @@ impl<'r> Pipeline<'r> {
     }
 }
 
-impl<'r> Matching<'r> {
+impl Matching {
     /// Match whole `lines` and raise their alarms into `sink`, in line order; `alarms` counts
     /// them. Returns the number of lines confirmed.
     fn scan(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
@@ -343,7 +343,7 @@ impl<'r> Matching<'r> {
                 }
                 let next = std::sync::atomic::AtomicUsize::new(0);
                 let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
-                let work = |m: &mut Matcher<'r>| {
+                let work = |m: &mut Matcher| {
                     loop {
                         let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         if k >= pieces {
@@ -423,7 +423,7 @@ impl Sink for CountSink {
     }
 }
 
-impl std::fmt::Debug for Pipeline<'_> {
+impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("stats", &self.stats)

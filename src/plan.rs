@@ -533,7 +533,12 @@ fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, Co
             None => ConfigError::new(format!("invalid log-alarm: {}", e.error), &Origin::Cli),
         },
     )?;
-    set.set_confirmers(confirm);
+    if !set.set_confirmers(confirm) {
+        return Err(ConfigError::new(
+            "logalarm: internal error: the rule set was shared before its PCRE confirmers were set",
+            &Origin::Cli,
+        ));
+    }
     Ok(set)
 }
 

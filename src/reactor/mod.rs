@@ -110,14 +110,14 @@ pub(crate) fn run(
 }
 
 /// The loop's state (see [`run`]).
-struct Reactor<'a, 'r> {
+struct Reactor<'a> {
     poll: Poll,
     events: Events,
-    table: Table<'r>,
-    rules: &'r RuleSet,
+    table: Table,
+    rules: RuleSet,
     /// What logalarm itself writes into the log stream (listen-queue reports): matched like
     /// any input, never read from a descriptor.
-    internal: Pipeline<'r>,
+    internal: Pipeline,
     cx: Env<'a>,
     backlogs: Vec<crate::monitor::backlog::Backlog>,
     shutdown: Shutdown,
@@ -131,9 +131,9 @@ struct Reactor<'a, 'r> {
     meters: HashMap<usize, crate::metrics::Meter>,
 }
 
-impl<'a, 'r> Reactor<'a, 'r> {
+impl<'a> Reactor<'a> {
     fn new(
-        rules: &'r RuleSet,
+        rules: &RuleSet,
         stdin: Option<RawFd>,
         monitors: Monitors,
         mut cx: Env<'a>,
@@ -190,7 +190,7 @@ impl<'a, 'r> Reactor<'a, 'r> {
             poll,
             events: Events::with_capacity(64),
             table,
-            rules,
+            rules: rules.clone(),
             internal: Pipeline::new(rules.matcher(), 64 * 1024),
             shutdown: Shutdown::new(cx.grace),
             cx,
@@ -539,12 +539,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     }
 }
 
-fn add_stdin<'r>(
-    poll: &Poll,
-    table: &mut Table<'r>,
-    rules: &'r RuleSet,
-    fd: RawFd,
-) -> io::Result<()> {
+fn add_stdin(poll: &Poll, table: &mut Table, rules: &RuleSet, fd: RawFd) -> io::Result<()> {
     let ctx =
         |what: &str, e: io::Error| io::Error::new(e.kind(), format!("log input: {what}: {e}"));
     if sys::fd_kind(fd).map_err(|e| ctx("fstat", e))? == FdKind::Pollable {

@@ -40,19 +40,19 @@ pub(super) enum Input {
 
 /// One entry of the table.
 #[derive(Debug)]
-pub(super) enum Source<'r> {
+pub(super) enum Source {
     /// The signal self-pipe (the flags are in `Signals`).
     Signal,
     Log {
         input: Input,
         // Boxed: a pipeline is large, the other sources are a few words.
-        pipeline: Box<Pipeline<'r>>,
+        pipeline: Box<Pipeline>,
     },
     AlarmFd(FdWatch),
     AlarmSocket(AlarmSocket),
 }
 
-impl Source<'_> {
+impl Source {
     /// The supervised process slot whose pipe this is.
     pub(super) fn slot(&self) -> Option<usize> {
         match self {
@@ -92,18 +92,18 @@ impl Source<'_> {
 
 /// A source and whether it may have something to read.
 #[derive(Debug)]
-pub(super) struct Entry<'r> {
-    pub(super) source: Source<'r>,
+pub(super) struct Entry {
+    pub(super) source: Source,
     pub(super) ready: bool,
 }
 
 /// Every source, by token.
 #[derive(Debug, Default)]
-pub(super) struct Table<'r> {
-    entries: Vec<Option<Entry<'r>>>,
+pub(super) struct Table {
+    entries: Vec<Option<Entry>>,
 }
 
-impl<'r> Table<'r> {
+impl Table {
     /// The token the next [`Table::insert`] will use.
     pub(super) fn next_token(&self) -> Token {
         Token(
@@ -116,7 +116,7 @@ impl<'r> Table<'r> {
 
     /// Add `source` (ready, so the first turn looks before the first poll says so), register
     /// its descriptor for reading, and return its token.
-    pub(super) fn insert(&mut self, registry: &Registry, source: Source<'r>) -> io::Result<Token> {
+    pub(super) fn insert(&mut self, registry: &Registry, source: Source) -> io::Result<Token> {
         let token = self.next_token();
         if let Some(fd) = source.polled_fd() {
             registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
@@ -133,7 +133,7 @@ impl<'r> Table<'r> {
     }
 
     /// Take the source at `token` out of the table and the poll.
-    pub(super) fn remove(&mut self, registry: &Registry, token: usize) -> Option<Source<'r>> {
+    pub(super) fn remove(&mut self, registry: &Registry, token: usize) -> Option<Source> {
         let entry = self.entries.get_mut(token)?.take()?;
         if let Some(fd) = entry.source.polled_fd() {
             let _ = registry.deregister(&mut SourceFd(&fd));
@@ -141,7 +141,7 @@ impl<'r> Table<'r> {
         Some(entry.source)
     }
 
-    pub(super) fn get_mut(&mut self, token: usize) -> Option<&mut Entry<'r>> {
+    pub(super) fn get_mut(&mut self, token: usize) -> Option<&mut Entry> {
         self.entries.get_mut(token)?.as_mut()
     }
 
@@ -149,16 +149,16 @@ impl<'r> Table<'r> {
         0..self.entries.len()
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Entry<'r>> {
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().flatten()
     }
 
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry<'r>> {
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Entry> {
         self.entries.iter_mut().flatten()
     }
 
     /// The tokens of the sources `pred` picks.
-    pub(super) fn tokens_where(&self, pred: impl Fn(&Source<'r>) -> bool) -> Vec<usize> {
+    pub(super) fn tokens_where(&self, pred: impl Fn(&Source) -> bool) -> Vec<usize> {
         self.tokens()
             .filter(|&t| self.entries[t].as_ref().is_some_and(|e| pred(&e.source)))
             .collect()
@@ -182,7 +182,7 @@ pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
 
 pub(super) fn read_turn(
     input: &mut Input,
-    pipeline: &mut Pipeline<'_>,
+    pipeline: &mut Pipeline,
     ready: &mut bool,
     sink: &mut LogSink<'_>,
     supervisor: &mut Supervisor,

@@ -72,7 +72,7 @@ fn chart(id: &str, layers: &[(&[u64], &str)], height: usize, first: &str, last: 
 
 /// The whole page.
 pub(super) fn page(
-    r: &Replay<'_, '_>,
+    r: &Replay<'_>,
     opts: &Opts,
     rules: &[String],
     hits: &[u64],

@@ -297,14 +297,14 @@ struct AlarmState {
 
 /// `--report`'s per-rule state: its matcher, the rules of the current line, and per rule the
 /// raising lines per timeline bucket.
-type RuleTimeline<'r> = (crate::rules::Matcher<'r>, Vec<u32>, Vec<BTreeMap<i64, u64>>);
+type RuleTimeline = (crate::rules::Matcher, Vec<u32>, Vec<BTreeMap<i64, u64>>);
 
 /// The state of one replay.
-struct Replay<'o, 'r> {
+struct Replay<'o> {
     alarms: Vec<AlarmState>,
     /// `--report`: a matcher of its own that tells which rules each raising line matched,
     /// and per rule the raising lines per timeline bucket.
-    report: Option<RuleTimeline<'r>>,
+    report: Option<RuleTimeline>,
     /// The global line number of the last line whose rules were recorded.
     recorded_line: Option<u64>,
     msg_size: usize,
@@ -332,7 +332,7 @@ struct Replay<'o, 'r> {
     write_error: Option<io::Error>,
 }
 
-impl Replay<'_, '_> {
+impl Replay<'_> {
     /// Write to the report; the first error is kept and ends the writing, not the replay.
     fn put(&mut self, text: &str) {
         if self.write_error.is_none() {
@@ -343,7 +343,7 @@ impl Replay<'_, '_> {
     }
 
     /// Replay one file (`-`: standard input). Returns its size.
-    fn file_through(&mut self, pipeline: &mut Pipeline<'_>, f: &OsString) -> io::Result<u64> {
+    fn file_through(&mut self, pipeline: &mut Pipeline, f: &OsString) -> io::Result<u64> {
         let mut input: Box<dyn Read> = if f == "-" {
             Box::new(io::stdin().lock())
         } else {
@@ -677,18 +677,18 @@ pub(crate) fn sparkline(v: &[u64]) -> String {
 }
 
 /// The sink of one read: counts lines, places alarms in their file and time.
-struct ReplaySink<'a, 'o, 'r> {
+struct ReplaySink<'a, 'o> {
     chunk: &'a [u8],
     /// Where the current region starts in `chunk` (None: in the pipeline's own buffer).
     region: Option<usize>,
     /// Up to where in `chunk` newlines were counted for this region, and how many.
     scan_at: usize,
     scan_lines: u64,
-    r: &'a mut Replay<'o, 'r>,
+    r: &'a mut Replay<'o>,
 }
 
-impl<'a, 'o, 'r> ReplaySink<'a, 'o, 'r> {
-    fn new(chunk: &'a [u8], r: &'a mut Replay<'o, 'r>) -> ReplaySink<'a, 'o, 'r> {
+impl<'a, 'o> ReplaySink<'a, 'o> {
+    fn new(chunk: &'a [u8], r: &'a mut Replay<'o>) -> ReplaySink<'a, 'o> {
         ReplaySink {
             chunk,
             region: None,
@@ -706,7 +706,7 @@ impl<'a, 'o, 'r> ReplaySink<'a, 'o, 'r> {
     }
 }
 
-impl Sink for ReplaySink<'_, '_, '_> {
+impl Sink for ReplaySink<'_, '_> {
     fn region(&mut self, region: &[u8]) {
         self.region = self.offset(region);
         self.scan_at = self.region.unwrap_or(0);

@@ -22,8 +22,8 @@ pub(crate) fn without_terminator(line: &[u8]) -> &[u8] {
 
 /// Matching state: caches and scratch, reused for every buffer (no allocation per line).
 #[derive(Debug)]
-pub struct Matcher<'r> {
-    pub(super) set: &'r RuleSet,
+pub struct Matcher {
+    pub(super) set: RuleSet,
     /// Per-group caches, made at a group's first candidate.
     pub(super) group_caches: Vec<Option<meta::Cache>>,
     pub(super) group_set: PatternSet,
@@ -49,10 +49,10 @@ pub struct Matcher<'r> {
     pub(super) recording: Option<Vec<u32>>,
 }
 
-impl<'r> Matcher<'r> {
+impl Matcher {
     /// The rule set this matcher runs.
-    pub fn rules(&self) -> &'r RuleSet {
-        self.set
+    pub fn rules(&self) -> &RuleSet {
+        &self.set
     }
 
     /// How many lines each rule matched so far (index: the rule's place in the
@@ -260,7 +260,7 @@ impl<'r> Matcher<'r> {
     /// group's automaton once. Marks the alarms of the rules that match; returns whether any
     /// did.
     fn confirm_named(&mut self, text: &[u8]) -> bool {
-        let set = self.set;
+        let set = &self.set;
         let mut any = false;
         self.groups_run.clear();
         for &r in &self.named {

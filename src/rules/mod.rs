@@ -39,7 +39,7 @@ use regex_automata::util::prefilter::Prefilter;
 use regex_automata::{Input, MatchKind, PatternSet, Span};
 use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 mod cost;
 mod gate;
@@ -91,9 +91,21 @@ impl RuleError {
     }
 }
 
-/// All rules, compiled.
+/// All rules, compiled: a cheap handle (an `Arc`), so the reader's pipelines and a reload can
+/// share one compiled set and a reload can swap it while old matchers finish their buffer.
+#[derive(Debug, Clone)]
+pub struct RuleSet(Arc<Compiled>);
+
+impl std::ops::Deref for RuleSet {
+    type Target = Compiled;
+    fn deref(&self) -> &Compiled {
+        &self.0
+    }
+}
+
+/// The compiled rules behind a [`RuleSet`].
 #[derive(Debug)]
-pub struct RuleSet {
+pub struct Compiled {
     /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
     /// rules to confirm.
     lits: Option<LitScan>,
@@ -219,7 +231,7 @@ impl RuleSet {
             }
         }
         let dfa = b.dfa_part()?;
-        Ok(RuleSet {
+        Ok(RuleSet(Arc::new(Compiled {
             lits: LitScan::new(b.needles),
             groups: b.groups,
             group_of: b.group_of,
@@ -230,17 +242,22 @@ impl RuleSet {
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
             confirm: Vec::new(),
-        })
+        })))
     }
 
     /// Rules whose patterns are relaxed forms: rule `i`'s lines must also match `confirm[i]`
     /// (PCRE, on the line as every rule sees it: without its terminator, cut to the bufsize).
-    pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<pcre2::bytes::Regex>>) {
-        self.confirm = if confirm.iter().any(Option::is_some) {
+    /// Only before the set is shared (a fresh set): returns false otherwise.
+    pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<pcre2::bytes::Regex>>) -> bool {
+        let Some(c) = Arc::get_mut(&mut self.0) else {
+            return false;
+        };
+        c.confirm = if confirm.iter().any(Option::is_some) {
             confirm
         } else {
             Vec::new()
         };
+        true
     }
 
     /// Whether rule `r`'s match on the line `text` stands (its PCRE confirmer, if any, agrees;
@@ -332,10 +349,10 @@ impl RuleSet {
     }
 
     /// Per-thread matching state for this rule set.
-    pub fn matcher(&self) -> Matcher<'_> {
+    pub fn matcher(&self) -> Matcher {
         let words = self.rules.len().div_ceil(64);
         Matcher {
-            set: self,
+            set: self.clone(),
             group_caches: self.groups.iter().map(|_| None).collect(),
             group_set: PatternSet::new(MAX_GROUP),
             groups_run: Vec::with_capacity(MAX_GROUP),

@@ -40,7 +40,7 @@ pub(crate) enum Step {
 pub(crate) fn read_pipe(
     fd: RawFd,
     slot: usize,
-    pipeline: &mut Pipeline<'_>,
+    pipeline: &mut Pipeline,
     sink: &mut LogSink<'_>,
     supervisor: &mut Supervisor,
 ) -> io::Result<Step> {

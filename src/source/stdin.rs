@@ -94,7 +94,7 @@ impl Prefetch {
     /// Process the next buffer the thread has read. `Idle` when none waits.
     pub(crate) fn serve(
         &mut self,
-        pipeline: &mut Pipeline<'_>,
+        pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<Step> {
         let chunk = match self.full.try_recv() {
@@ -112,7 +112,7 @@ impl Prefetch {
     /// every byte read from standard input is written before it exits).
     pub(crate) fn finish(
         &mut self,
-        pipeline: &mut Pipeline<'_>,
+        pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<()> {
         drop(self.stop.take());
@@ -131,7 +131,7 @@ impl Prefetch {
     fn process(
         &mut self,
         (buf, got): (Vec<u8>, io::Result<usize>),
-        pipeline: &mut Pipeline<'_>,
+        pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<()> {
         let n = match got {

@@ -123,7 +123,7 @@ impl Tail {
     /// looked at again at the next turn.
     pub(crate) fn serve(
         &mut self,
-        pipeline: &mut Pipeline<'_>,
+        pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<Step> {
         match self.read(pipeline.spare()) {

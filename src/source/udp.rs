@@ -182,7 +182,7 @@ impl Udp {
     /// Receive one datagram into `pipeline`.
     pub(crate) fn serve(
         &mut self,
-        pipeline: &mut Pipeline<'_>,
+        pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<Step> {
         let (n, from, kernel) =
