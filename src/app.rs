@@ -35,9 +35,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
     if args.first().is_some_and(|a| a == "check") {
         return crate::check::main(&args[1..]);
     }
+    if args.first().is_some_and(|a| a == "reload") {
+        return crate::raise::reload_main(&args[1..]);
+    }
     if args.first().is_some_and(|a| a == "replay") {
         return crate::replay::main(&args[1..]);
     }
+    let reload_args = args.clone();
     let config = match config::parse_args(args) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -75,7 +79,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
     for w in plan.warnings() {
         crate::report::plain(format_args!("logalarm: warning: {w}"));
     }
-    run(plan)
+    run(
+        plan,
+        Some(crate::reload::Reloader::new(reload_args, config)),
+    )
 }
 
 fn fail(e: impl std::fmt::Display) -> i32 {
@@ -95,7 +102,7 @@ fn print(text: &str) -> i32 {
 
 /// Run `plan` to its end: open the output and the monitors, start the alarm threads and the
 /// supervised processes, run the reactor, then let queued alarms finish.
-pub(crate) fn run(plan: Plan) -> i32 {
+pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     let output = match open_output(&plan) {
         Ok(o) => Arc::new(o),
         Err(e) => return fail(e),
@@ -135,28 +142,10 @@ pub(crate) fn run(plan: Plan) -> i32 {
     } = plan;
     let mut instances = Vec::with_capacity(alarms.len());
     for a in alarms {
-        let spool = match (&a.overflow, &spool) {
-            (Overflow::Spool, Some(sp)) => {
-                match Spool::open(&sp.dir, &a.name, sp.max_size, sp.max_age) {
-                    Ok(s) => Some(Arc::new(s)),
-                    Err(e) => {
-                        return fail(format_args!(
-                            "invalid alarm-spool: {}: alarm \"{}\": {e}",
-                            sp.dir.display(),
-                            a.name
-                        ))
-                    }
-                }
-            }
-            _ => None,
-        };
-        instances.push(Instance {
-            name: a.name,
-            action: a.action,
-            flood: AntiFlood::new(dispatch.freq),
-            overflow: a.overflow,
-            spool,
-        });
+        match instance(a, spool.as_ref(), dispatch.freq) {
+            Ok(i) => instances.push(i),
+            Err(e) => return fail(e),
+        }
     }
     output.stop_after(signals.stop_flag(), dispatch.grace);
     let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx, signals.stop_flag()) {
@@ -178,9 +167,10 @@ pub(crate) fn run(plan: Plan) -> i32 {
         dispatcher: &mut dispatcher,
         signals,
         supervisor: &mut supervisor,
-        segfault: &monitor_plan.segfault,
-        backlog: &monitor_plan.backlog,
-        names: &names,
+        segfault: monitor_plan.segfault.clone(),
+        backlog: monitor_plan.backlog.clone(),
+        names: names.clone(),
+        reload,
         grace: dispatch.grace,
         totals: &mut totals,
         metrics: metrics.as_ref(),
@@ -195,6 +185,39 @@ pub(crate) fn run(plan: Plan) -> i32 {
         report!(Alarm, "{e}");
     }
     finish(result, &summary, &totals, dispatch.grace)
+}
+
+/// The alarm instance of `a` with its definition key: its spool opened when its policy is
+/// `spool` (at start-up and for an alarm a reload adds or changes).
+pub(crate) fn instance(
+    a: crate::plan::AlarmPlan,
+    spool: Option<&crate::plan::SpoolPlan>,
+    freq: std::time::Duration,
+) -> Result<(Instance, String), String> {
+    let spool = match (&a.overflow, spool) {
+        (Overflow::Spool, Some(sp)) => match Spool::open(&sp.dir, &a.name, sp.max_size, sp.max_age)
+        {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                return Err(format!(
+                    "invalid alarm-spool: {}: alarm \"{}\": {e}",
+                    sp.dir.display(),
+                    a.name
+                ))
+            }
+        },
+        _ => None,
+    };
+    Ok((
+        Instance {
+            name: a.name,
+            action: a.action,
+            flood: AntiFlood::new(freq),
+            overflow: a.overflow,
+            spool,
+        },
+        a.key,
+    ))
 }
 
 /// `--metrics`, `--stats`: the counters and their servers (bound now: a taken port is a

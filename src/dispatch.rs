@@ -328,6 +328,9 @@ pub(crate) struct AlarmSummary {
 
 struct Lane {
     label: String,
+    /// Every alarm of this lane was removed by a reload: the thread ends once its queue is
+    /// empty.
+    retired: AtomicBool,
     queue: ArrayQueue<Event>,
     unparker: Unparker,
     /// Dropped at this lane's queue (the rate-limited report).
@@ -339,7 +342,31 @@ struct Lane {
 
 struct Shared {
     closing: AtomicBool,
-    alarms: Vec<AlarmShared>,
+    /// Per slot: an alarm definition (a reload that adds or changes an alarm takes a new
+    /// slot). Allocated once, [`RELOAD_SLOTS`] more than the first configuration needs, so the
+    /// reader and the lanes index it without a lock.
+    alarms: Box<[AlarmShared]>,
+    /// What the summary and the metrics call each slot in use (read at a scrape and at exit).
+    table: Mutex<Vec<SlotInfo>>,
+    /// Every lane, for the queue gauges.
+    lanes: Mutex<Vec<Arc<Lane>>>,
+}
+
+/// Slots a process can add by reloads before a reload that adds alarms needs a restart.
+pub(crate) const RELOAD_SLOTS: usize = 256;
+
+/// How one slot is named and run.
+#[derive(Debug, Clone)]
+struct SlotInfo {
+    name: String,
+    kind: &'static str,
+    overflow: Overflow,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::MutexGuard<'_, Vec<SlotInfo>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The delivery thread of a `spool` alarm.
@@ -353,10 +380,19 @@ struct Worker {
 /// Producer side, owned by the reader.
 pub(crate) struct Dispatcher {
     lanes: Vec<Arc<Lane>>,
+    /// Alarm rank (as the rules and monitors raise it) → slot.
+    slots: Vec<u32>,
+    /// Per slot: its lane, its overflow policy, its definition key (see `AlarmPlan::key`) and
+    /// name, and whether a rank still routes to it.
     route: Vec<u16>,
     overflow: Vec<Overflow>,
-    /// Per alarm: (name, type), for the summary.
-    labels: Vec<(String, &'static str)>,
+    keys: Vec<String>,
+    names: Vec<String>,
+    active: Vec<bool>,
+    /// Per lane: its slots (a lane whose slots are all removed is retired).
+    lane_slots: Vec<Vec<u32>>,
+    queue_capacity: usize,
+    cheap: bool,
     touched: Vec<bool>,
     msg_size: usize,
     /// See [`Event::after`]; set by [`LogSink`] before each region.
@@ -371,6 +407,15 @@ pub(crate) struct Dispatcher {
     stop: Arc<AtomicBool>,
     stop_seen: Option<Instant>,
     grace: Duration,
+}
+
+/// What a reload did to the alarms.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Reconfigured {
+    pub kept: usize,
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 /// What happened at shutdown.
@@ -393,16 +438,11 @@ pub(crate) struct Summary {
 #[derive(Clone)]
 pub(crate) struct Probe {
     shared: Arc<Shared>,
-    lanes: Vec<Arc<Lane>>,
-    labels: Vec<(String, &'static str)>,
-    overflow: Vec<Overflow>,
 }
 
 impl std::fmt::Debug for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Probe")
-            .field("alarms", &self.labels)
-            .finish()
+        f.debug_struct("Probe").finish_non_exhaustive()
     }
 }
 
@@ -424,18 +464,19 @@ pub(crate) struct AlarmNow {
 }
 
 impl Probe {
-    /// Every alarm's counters, in rank order.
+    /// Every alarm's counters, by slot (rank order until a reload adds slots).
     pub(crate) fn alarms(&self) -> Vec<AlarmNow> {
-        self.labels
+        let table = self.shared.table().clone();
+        table
             .iter()
             .enumerate()
-            .map(|(i, (name, kind))| {
+            .map(|(i, t)| {
                 let c = &self.shared.alarms[i].counts;
                 let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
                 AlarmNow {
-                    name: name.clone(),
-                    action: kind,
-                    overflow: self.overflow[i].name(),
+                    name: t.name.clone(),
+                    action: t.kind,
+                    overflow: t.overflow.name(),
                     raised: get(&c.raised),
                     ran: get(&c.ran),
                     suppressed: get(&c.suppressed),
@@ -457,7 +498,13 @@ impl Probe {
 
     /// Each lane's (name, events queued now, capacity).
     pub(crate) fn queues(&self) -> Vec<(String, usize, usize)> {
-        self.lanes
+        let lanes = self
+            .shared
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        lanes
             .iter()
             .map(|l| (l.label.clone(), l.queue.len(), l.queue.capacity()))
             .collect()
@@ -469,91 +516,239 @@ impl Dispatcher {
     pub(crate) fn probe(&self) -> Probe {
         Probe {
             shared: self.shared.clone(),
-            lanes: self.lanes.clone(),
-            labels: self.labels.clone(),
-            overflow: self.overflow.clone(),
         }
     }
 
-    /// Start the lanes for `instances` (index = alarm id). `cheap` puts all on lane 0.
-    /// `stop` is set by SIGTERM/SIGINT.
+    /// Start the lanes for `instances` (rank order, each with its definition key).
+    /// `cheap` puts all on lane 0. `stop` is set by SIGTERM/SIGINT.
     pub(crate) fn start(
-        instances: Vec<Instance>,
+        instances: Vec<(Instance, String)>,
         settings: &DispatchPlan,
         ctx: Ctx,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Dispatcher> {
-        let (cheap, queue_capacity, msg_size) = (settings.cheap, settings.queue, settings.msg_size);
-        let ctx = Arc::new(ctx);
+        let n = instances.len();
         let shared = Arc::new(Shared {
             closing: AtomicBool::new(false),
-            alarms: (0..instances.len())
+            alarms: (0..n + RELOAD_SLOTS)
                 .map(|_| AlarmShared::default())
                 .collect(),
+            table: Mutex::new(Vec::new()),
+            lanes: Mutex::new(Vec::new()),
         });
-        // Group instances per lane: lane 0 first, then one per blocking instance.
+        let mut d = Dispatcher {
+            lanes: Vec::new(),
+            slots: (0..n as u32).collect(),
+            route: Vec::new(),
+            overflow: Vec::new(),
+            keys: Vec::new(),
+            names: Vec::new(),
+            active: Vec::new(),
+            lane_slots: Vec::new(),
+            queue_capacity: settings.queue.max(1),
+            cheap: settings.cheap,
+            touched: Vec::new(),
+            msg_size: settings.msg_size,
+            after: 0,
+            shared,
+            threads: Vec::new(),
+            workers: Vec::new(),
+            drops: Vec::new(),
+            ctx: Arc::new(ctx),
+            stop,
+            stop_seen: None,
+            grace: settings.grace,
+        };
+        // Lane 0 first (the main alarm thread), then one per blocking instance.
         let mut groups: Vec<(String, Vec<(u32, Instance)>)> = vec![("main".into(), Vec::new())];
-        let mut route = Vec::with_capacity(instances.len());
-        let mut overflow = Vec::with_capacity(instances.len());
-        let mut labels = Vec::with_capacity(instances.len());
-        let mut workers = Vec::new();
-        for (id, mut inst) in instances.into_iter().enumerate() {
-            labels.push((inst.name.clone(), inst.action.kind()));
-            if let Some(spool) = inst.spool.clone() {
-                workers.push(start_worker(&mut inst, id, spool, &shared, &ctx)?);
-            }
-            let lane = if !cheap && inst.action.blocking() {
+        for (inst, key) in instances {
+            let slot = d.add_slot(&inst, key);
+            let lane = if !d.cheap && inst.action.blocking() {
                 groups.push((format!("alarm \"{}\"", inst.name), Vec::new()));
                 groups.len() - 1
             } else {
                 0
             };
-            route.push(lane as u16);
-            overflow.push(inst.overflow);
-            groups[lane].1.push((id as u32, inst));
+            groups[lane].1.push((slot, inst));
         }
-        let mut lanes = Vec::new();
-        let mut threads = Vec::new();
         for (label, group) in groups {
-            let parker = Parker::new();
-            let lane = Arc::new(Lane {
-                label,
-                queue: ArrayQueue::new(queue_capacity.max(1)),
-                unparker: parker.unparker().clone(),
-                dropped: AtomicU64::new(0),
-                running: AtomicU64::new(0),
-            });
-            let (l, s, c) = (lane.clone(), shared.clone(), ctx.clone());
-            let name = if lanes.is_empty() {
-                "logalarm-alarm".to_string()
-            } else {
-                format!("logalarm-lane{}", lanes.len())
-            };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || run_lane(l, parker, group, s, c))?,
-            );
-            lanes.push(lane);
+            d.start_lane(label, group)?;
         }
-        let n = lanes.len();
-        Ok(Dispatcher {
-            lanes,
-            route,
-            overflow,
-            labels,
-            touched: vec![false; n],
-            msg_size,
-            after: 0,
-            shared,
-            threads,
-            workers,
-            drops: (0..n).map(|_| DropCount::default()).collect(),
-            ctx,
-            stop,
-            stop_seen: None,
-            grace: settings.grace,
-        })
+        Ok(d)
+    }
+
+    /// Apply a reloaded configuration's alarms (`alarms`, in the new rank order): an alarm
+    /// whose definition is unchanged keeps its slot, lane, instance and anti-flood state; an
+    /// added or changed one gets a new slot and a lane of its own (`make` builds its
+    /// instance); a removed or replaced one is no longer raised, runs what is queued for it,
+    /// and its lane ends once empty. Nothing changes when it returns an error.
+    pub(crate) fn reconfigure(
+        &mut self,
+        alarms: Vec<crate::plan::AlarmPlan>,
+        msg_size: usize,
+        mut make: impl FnMut(crate::plan::AlarmPlan) -> Result<(Instance, String), String>,
+    ) -> Result<Reconfigured, String> {
+        let active: std::collections::HashMap<&str, u32> = self
+            .names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.active[*i])
+            .map(|(i, n)| (n.as_str(), i as u32))
+            .collect();
+        let mut report = Reconfigured::default();
+        // First every check, then the instances, then the change: all or nothing.
+        let mut plan: Vec<Result<u32, crate::plan::AlarmPlan>> = Vec::new();
+        for a in alarms {
+            match active.get(a.name.as_str()) {
+                Some(&slot) if self.keys[slot as usize] == a.key => {
+                    report.kept += 1;
+                    plan.push(Ok(slot));
+                }
+                Some(&slot) => {
+                    if self.overflow[slot as usize] == Overflow::Spool {
+                        return Err(format!(
+                            "alarm \"{}\" keeps a spool and its definition changed: restart logalarm to apply it",
+                            a.name
+                        ));
+                    }
+                    report.changed.push(a.name.clone());
+                    plan.push(Err(a));
+                }
+                None => {
+                    report.added.push(a.name.clone());
+                    plan.push(Err(a));
+                }
+            }
+        }
+        let new = plan.iter().filter(|p| p.is_err()).count();
+        if self.route.len() + new > self.shared.alarms.len() {
+            return Err(format!(
+                "this reload would add {new} alarm definition(s), beyond the {RELOAD_SLOTS} that reloads may add: restart logalarm"
+            ));
+        }
+        let mut built: Vec<Result<u32, (Instance, String)>> = Vec::with_capacity(plan.len());
+        for p in plan {
+            built.push(match p {
+                Ok(slot) => Ok(slot),
+                Err(a) => Err(make(a)?),
+            });
+        }
+        let kept: std::collections::HashSet<u32> = built
+            .iter()
+            .filter_map(|b| b.as_ref().ok().copied())
+            .collect();
+        for (name, &slot) in &active {
+            if !kept.contains(&slot) && !report.changed.iter().any(|c| c == name) {
+                report.removed.push(name.to_string());
+            }
+        }
+        let mut slots = Vec::with_capacity(built.len());
+        let mut shared_lane: Vec<(u32, Instance)> = Vec::new();
+        let mut own_lanes: Vec<(String, Vec<(u32, Instance)>)> = Vec::new();
+        for b in built {
+            match b {
+                Ok(slot) => slots.push(slot),
+                Err((inst, key)) => {
+                    let slot = self.add_slot(&inst, key);
+                    slots.push(slot);
+                    if !self.cheap && inst.action.blocking() {
+                        own_lanes.push((format!("alarm \"{}\"", inst.name), vec![(slot, inst)]));
+                    } else {
+                        shared_lane.push((slot, inst));
+                    }
+                }
+            }
+        }
+        if !shared_lane.is_empty() {
+            own_lanes.push((format!("reload {}", self.lanes.len()), shared_lane));
+        }
+        for (label, group) in own_lanes {
+            self.start_lane(label, group)
+                .map_err(|e| format!("cannot start a lane: {e}"))?;
+        }
+        // Retire what no rank routes to any more.
+        let routed: std::collections::HashSet<u32> = slots.iter().copied().collect();
+        for (slot, on) in self.active.iter_mut().enumerate() {
+            if *on && !routed.contains(&(slot as u32)) {
+                *on = false;
+                if let Some(t) = self.shared.table().get_mut(slot) {
+                    t.name.push_str(" (before the reload)");
+                }
+            }
+        }
+        for (i, lane) in self.lanes.iter().enumerate().skip(1) {
+            if self.lane_slots[i].iter().all(|&s| !self.active[s as usize]) {
+                lane.retired.store(true, Ordering::SeqCst);
+                lane.unparker.unpark();
+            }
+        }
+        self.slots = slots;
+        self.msg_size = msg_size;
+        Ok(report)
+    }
+
+    /// Take the next slot for `inst` (its counters, its name in the summary).
+    fn add_slot(&mut self, inst: &Instance, key: String) -> u32 {
+        let slot = self.route.len() as u32;
+        self.route.push(0);
+        self.overflow.push(inst.overflow);
+        self.keys.push(key);
+        self.names.push(inst.name.clone());
+        self.active.push(true);
+        self.shared.table().push(SlotInfo {
+            name: inst.name.clone(),
+            kind: inst.action.kind(),
+            overflow: inst.overflow,
+        });
+        slot
+    }
+
+    /// Start a lane (its queue and thread) for `group` (slot, instance); spooled instances get
+    /// their delivery thread.
+    fn start_lane(
+        &mut self,
+        label: String,
+        mut group: Vec<(u32, Instance)>,
+    ) -> std::io::Result<()> {
+        let index = self.lanes.len();
+        for (slot, inst) in &mut group {
+            self.route[*slot as usize] = index as u16;
+            if let Some(spool) = inst.spool.clone() {
+                let w = start_worker(inst, *slot as usize, spool, &self.shared, &self.ctx)?;
+                self.workers.push(w);
+            }
+        }
+        let parker = Parker::new();
+        let lane = Arc::new(Lane {
+            label,
+            retired: AtomicBool::new(false),
+            queue: ArrayQueue::new(self.queue_capacity),
+            unparker: parker.unparker().clone(),
+            dropped: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+        });
+        let (l, s, c) = (lane.clone(), self.shared.clone(), self.ctx.clone());
+        let name = if index == 0 {
+            "logalarm-alarm".to_string()
+        } else {
+            format!("logalarm-lane{index}")
+        };
+        self.lane_slots
+            .push(group.iter().map(|(slot, _)| *slot).collect());
+        self.threads.push(
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || run_lane(l, parker, group, s, c))?,
+        );
+        self.shared
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(lane.clone());
+        self.lanes.push(lane);
+        self.touched.push(false);
+        self.drops.push(DropCount::default());
+        Ok(())
     }
 
     /// Queue alarm `alarm` with `msg` (cut to `alarm-msg-size`). Never blocks, except when the
@@ -561,7 +756,10 @@ impl Dispatcher {
     /// room.
     #[inline]
     pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
-        let a = alarm as usize;
+        let Some(&slot) = self.slots.get(alarm as usize) else {
+            return;
+        };
+        let a = slot as usize;
         let Some(&lane) = self.route.get(a) else {
             return;
         };
@@ -572,7 +770,7 @@ impl Dispatcher {
         let lane = lane as usize;
         let msg = message(msg, self.msg_size);
         let ev = Event {
-            alarm,
+            alarm: slot,
             msg: msg.into(),
             raised: Instant::now(),
             after: self.after,
@@ -671,7 +869,7 @@ impl Dispatcher {
             std::thread::sleep(Duration::from_millis(2));
         }
         self.ctx.stopping.store(true, Ordering::SeqCst);
-        let mut kept = vec![0u64; self.labels.len()];
+        let mut kept = vec![0u64; self.route.len()];
         for w in self.workers.drain(..) {
             w.unparker.unpark();
             let end = Instant::now() + Duration::from_secs(1);
@@ -686,7 +884,7 @@ impl Dispatcher {
                 report!(
                     Alarm,
                     "alarm \"{}\": {} alarm(s) kept in its spool {} for the next start",
-                    self.labels[w.alarm].0,
+                    self.names[w.alarm],
                     kept[w.alarm],
                     w.spool.dir().display()
                 );
@@ -725,17 +923,17 @@ impl Dispatcher {
             );
         }
         self.report_drops(true);
-        let alarms: Vec<AlarmSummary> = self
-            .labels
+        let table = self.shared.table().clone();
+        let alarms: Vec<AlarmSummary> = table
             .iter()
             .enumerate()
-            .map(|(i, (name, kind))| {
+            .map(|(i, t)| {
                 let c = &self.shared.alarms[i].counts;
                 let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
                 AlarmSummary {
-                    name: name.clone(),
-                    kind,
-                    overflow: self.overflow[i].name(),
+                    name: t.name.clone(),
+                    kind: t.kind,
+                    overflow: t.overflow.name(),
                     raised: get(&c.raised),
                     ran: get(&c.ran),
                     suppressed: get(&c.suppressed),
@@ -921,7 +1119,8 @@ fn run_lane(
         let waiting = alarms.digests(&shared, &mut run, closing);
         run.end_batch();
         let over = run.ctx().stopping.load(Ordering::Relaxed);
-        if closing && lane.queue.is_empty() && (!waiting || over) {
+        let retired = lane.retired.load(Ordering::SeqCst);
+        if (closing || retired) && lane.queue.is_empty() && (!waiting || over) {
             finish(&mut alarms, &mut run);
             return;
         }

@@ -58,6 +58,7 @@ mod pipeline;
 mod plan;
 mod raise;
 mod reactor;
+mod reload;
 mod replay;
 mod report;
 mod rules;

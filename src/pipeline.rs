@@ -139,6 +139,21 @@ impl Pipeline {
         }
     }
 
+    /// Match with `rules` from now on: the line the buffer holds a part of, and every later
+    /// one (a reload swaps rules at this line boundary).
+    pub fn set_rules(&mut self, rules: &crate::rules::RuleSet) {
+        if self.ms.helper.is_some() {
+            self.ms.helper = Some(rules.matcher());
+        }
+        self.ms.matcher = rules.matcher();
+    }
+
+    /// The input's offset of the first byte not yet matched: a line start (where rules
+    /// swapped now take effect).
+    pub fn line_start(&self) -> u64 {
+        self.stats.bytes - self.buf.filled().len() as u64
+    }
+
     /// Count lines into [`Stats::lines`] from now on.
     pub fn count_lines(&mut self, on: bool) {
         self.count_lines = on;

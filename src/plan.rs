@@ -28,6 +28,10 @@ pub(crate) struct AlarmPlan {
     pub(crate) name: String,
     pub(crate) action: Action,
     pub(crate) overflow: Overflow,
+    /// What makes two definitions the same alarm across a reload: `TYPE:ARG`, the overflow
+    /// policy and the anti-flood window (held in memory only, never shown: it may hold a
+    /// secret).
+    pub(crate) key: String,
 }
 
 /// `--alarm-spool` and its limits.
@@ -475,6 +479,13 @@ fn resolve_alarm(
         name: a.name.clone(),
         action,
         overflow,
+        key: format!(
+            "{}:{}|{}|{:?}",
+            a.kind,
+            a.arg,
+            overflow.name(),
+            c.alarm_freq
+        ),
     })
 }
 

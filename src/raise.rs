@@ -7,6 +7,7 @@
 //! Invariant: never touches the log path; the server's protocol is `monitor::socket`.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
@@ -49,6 +50,56 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         Err(e) => {
             crate::report::plain(format_args!(
                 "logalarm raise: no answer from {}: {e}",
+                path.display()
+            ));
+            1
+        }
+    }
+}
+
+/// `logalarm reload --socket PATH`: ask a running logalarm to read its configuration again
+/// (as SIGHUP does) and print what the reload did. Exit 0 when it was applied or nothing
+/// changed, 1 when it was refused or logalarm did not answer within 60 s.
+pub(crate) fn reload_main(args: &[OsString]) -> i32 {
+    const USAGE: &str = "usage: logalarm reload --socket PATH";
+    let mut with_name = args.to_vec();
+    with_name.push("reload".into());
+    let Some((path, _, _)) = parse(&with_name) else {
+        crate::report::plain(format_args!("{USAGE}"));
+        return 1;
+    };
+    let sock = match bind() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::report::plain(format_args!("logalarm reload: {e}"));
+            return 1;
+        }
+    };
+    let path = Path::new(&path);
+    if let Err(e) = sock.send_to(crate::monitor::socket::RELOAD, path) {
+        crate::report::plain(format_args!(
+            "logalarm reload: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
+            path.display(),
+            path.display()
+        ));
+        return 1;
+    }
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut buf = [0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            let said = String::from_utf8_lossy(&buf[..n]);
+            let said = said.trim_end();
+            let _ = writeln!(std::io::stdout(), "{said}");
+            if said.starts_with("reloaded") || said.starts_with("configuration unchanged") {
+                0
+            } else {
+                1
+            }
+        }
+        Err(e) => {
+            crate::report::plain(format_args!(
+                "logalarm reload: no answer from {}: {e}",
                 path.display()
             ));
             1

@@ -40,6 +40,13 @@ pub(crate) enum FdEvent {
 }
 
 impl FdWatch {
+    /// Raise each entry's alarm by its new rank (a reload reorders ranks).
+    pub(crate) fn remap(&mut self, new_rank: &dyn Fn(u32) -> u32) {
+        for (rank, _) in &mut self.entries {
+            *rank = new_rank(*rank);
+        }
+    }
+
     /// Group `alarm-fd` entries by descriptor (in first-seen order). `rank` maps alarm names.
     pub(crate) fn group(
         defs: &[AlarmFdDef],

@@ -30,7 +30,12 @@ pub(crate) struct AlarmSocket {
     /// (device, inode) of the socket file this instance created: removed at exit only if the
     /// path still names it.
     file: (u64, u64),
+    /// `logalarm reload` clients waiting for the reload's outcome.
+    reloads: Vec<std::os::unix::net::SocketAddr>,
 }
+
+/// The datagram of `logalarm reload` (a NUL cannot start an alarm name).
+pub(crate) const RELOAD: &[u8] = b"\0reload";
 
 impl AlarmSocket {
     /// Bind `path`, mode 0600. A stale socket file of an earlier run is replaced; a socket
@@ -54,6 +59,7 @@ impl AlarmSocket {
             sock,
             buf: vec![0u8; 65536],
             file: (meta.dev(), meta.ino()),
+            reloads: Vec::new(),
         })
     }
 
@@ -66,6 +72,11 @@ impl AlarmSocket {
         loop {
             match self.sock.recv_from(&mut self.buf) {
                 Ok((n, from)) => {
+                    if &self.buf[..n] == RELOAD {
+                        // Done by the reactor after this turn; answered then.
+                        self.reloads.push(from);
+                        continue;
+                    }
                     let answer = match split_raise(&self.buf[..n]) {
                         Some((name, msg)) => match names.get(name) {
                             Some(&rank) => {
@@ -98,6 +109,24 @@ impl AlarmSocket {
             }
         }
         dispatcher.flush();
+    }
+}
+
+impl AlarmSocket {
+    /// Whether a `logalarm reload` is waiting.
+    pub(crate) fn reload_wanted(&self) -> bool {
+        !self.reloads.is_empty()
+    }
+
+    /// Tell every waiting `logalarm reload` client what the reload did.
+    pub(crate) fn answer_reloads(&mut self, said: &str) {
+        for from in self.reloads.drain(..) {
+            if !from.is_unnamed() {
+                let _ = self
+                    .sock
+                    .send_to_addr(format!("{said}\n").as_bytes(), &from);
+            }
+        }
     }
 }
 

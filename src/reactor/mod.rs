@@ -67,12 +67,14 @@ pub(crate) struct Env<'a> {
     pub(crate) signals: Signals,
     /// Supervised processes (empty when none are configured).
     pub(crate) supervisor: &'a mut Supervisor,
-    /// Alarm ranks raised when a supervised process crashes.
-    pub(crate) segfault: &'a [u32],
+    /// Alarm ranks raised when a supervised process crashes (a reload may change them).
+    pub(crate) segfault: Vec<u32>,
     /// Alarm ranks raised when a watched listen queue is full.
-    pub(crate) backlog: &'a [u32],
+    pub(crate) backlog: Vec<u32>,
     /// Alarm name → rank, for `--alarm-socket` datagrams.
-    pub(crate) names: &'a HashMap<String, u32>,
+    pub(crate) names: HashMap<String, u32>,
+    /// SIGHUP and `logalarm reload`: the configuration read again and swapped in.
+    pub(crate) reload: Option<crate::reload::Reloader>,
     /// How long supervised processes get to stop after a forwarded SIGTERM/SIGINT.
     pub(crate) grace: Duration,
     /// Every closed input's counters are added here.
@@ -99,6 +101,7 @@ pub(crate) fn run(
             break end;
         }
         r.read_ready()?;
+        r.socket_reloads();
         r.timers(now)?;
         r.reap(now)?;
         if let Some(end) = r.check_end(Instant::now()) {
@@ -325,8 +328,136 @@ impl<'a> Reactor<'a> {
                 report!(Alarm, "cannot reopen the log output: {e}");
             }
             self.cx.supervisor.signal_all(libc::SIGHUP);
+            let said = self.reload();
+            report!(Alarm, "SIGHUP: {said}");
         }
         Ok(None)
+    }
+
+    /// `logalarm reload` clients (through an `--alarm-socket`): one reload for all that wait,
+    /// each told its outcome.
+    fn socket_reloads(&mut self) {
+        let waiting = self.table.tokens_where(|s| match s {
+            Source::AlarmSocket(a) => a.reload_wanted(),
+            _ => false,
+        });
+        if waiting.is_empty() {
+            return;
+        }
+        let said = self.reload();
+        report!(Alarm, "logalarm reload: {said}");
+        for t in waiting {
+            if let Some(Entry {
+                source: Source::AlarmSocket(a),
+                ..
+            }) = self.table.get_mut(t)
+            {
+                a.answer_reloads(&said);
+            }
+        }
+    }
+
+    /// Read the configuration again and swap in its rules and alarms; returns what happened,
+    /// in one line. Refused (the running configuration kept) on any error.
+    pub(super) fn reload(&mut self) -> String {
+        let Some(reloader) = self.cx.reload.as_mut() else {
+            return "no configuration to reload".to_string();
+        };
+        let next = match reloader.prepare() {
+            Ok(None) => return "configuration unchanged: nothing reloaded".to_string(),
+            Ok(Some(n)) => n,
+            Err(e) => return format!("reload refused, the running configuration is kept: {e}"),
+        };
+        let crate::reload::Next { plan, kept } = next;
+        let old_names = std::mem::take(&mut self.cx.names);
+        let crate::plan::Plan {
+            alarms,
+            names,
+            rules,
+            monitors,
+            dispatch,
+            spool,
+            ..
+        } = plan;
+        let changed = self
+            .cx
+            .dispatcher
+            .reconfigure(alarms, dispatch.msg_size, |a| {
+                crate::app::instance(a, spool.as_ref(), dispatch.freq)
+            });
+        let changed = match changed {
+            Ok(c) => c,
+            Err(e) => {
+                self.cx.names = old_names;
+                return format!("reload refused, the running configuration is kept: {e}");
+            }
+        };
+        // The new rules from the next line on, for every input.
+        let mut from = Vec::new();
+        for t in self.table.tokens() {
+            if let Some(Entry {
+                source: Source::Log { input, pipeline },
+                ..
+            }) = self.table.get_mut(t)
+            {
+                pipeline.set_rules(&rules);
+                from.push(format!(
+                    "{} at byte {}",
+                    source::input_name(input, self.cx.supervisor),
+                    pipeline.line_start()
+                ));
+            }
+        }
+        self.internal.set_rules(&rules);
+        // Monitors raise by rank: ranks follow the new order of the names.
+        let by_old: HashMap<u32, &str> = old_names.iter().map(|(n, &r)| (r, n.as_str())).collect();
+        for t in self.table.tokens() {
+            if let Some(Entry {
+                source: Source::AlarmFd(w),
+                ..
+            }) = self.table.get_mut(t)
+            {
+                w.remap(&|r| {
+                    by_old
+                        .get(&r)
+                        .and_then(|n| names.get(*n))
+                        .copied()
+                        .unwrap_or(r)
+                });
+            }
+        }
+        self.rules = rules;
+        self.cx.segfault = monitors.segfault;
+        self.cx.backlog = monitors.backlog;
+        self.cx.names = names;
+        if let Some(r) = self.cx.reload.as_mut() {
+            if let Err(e) = r.applied() {
+                report!(Alarm, "reload: {e}");
+            }
+        }
+        let list = |v: &[String]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        };
+        let mut said = format!(
+            "reloaded: {} rule(s); alarms kept {}, added {}, changed {}, removed {}; the new rules apply from the next line of each input ({})",
+            self.rules.len(),
+            changed.kept,
+            list(&changed.added),
+            list(&changed.changed),
+            list(&changed.removed),
+            if from.is_empty() { "none".to_string() } else { from.join("; ") }
+        );
+        if !kept.is_empty() {
+            said.push_str(&format!(
+                "; changed but applied only at the next start: {}",
+                kept.join(", ")
+            ));
+        }
+        said
     }
 
     /// Give every ready source its turn.
@@ -376,7 +507,7 @@ impl<'a> Reactor<'a> {
             }
             Source::AlarmSocket(s) => {
                 *ready = false;
-                s.serve(cx.names, cx.dispatcher);
+                s.serve(&cx.names, cx.dispatcher);
                 Ok(true)
             }
         }
@@ -461,7 +592,7 @@ impl<'a> Reactor<'a> {
                 dispatcher: &mut *cx.dispatcher,
             };
             internal.feed(line.as_bytes(), &mut sink)?;
-            for &a in cx.backlog {
+            for &a in &cx.backlog {
                 cx.dispatcher.raise(a, msg.as_bytes());
             }
             cx.dispatcher.flush();
@@ -487,7 +618,7 @@ impl<'a> Reactor<'a> {
             let exit = self.cx.supervisor.report(slot, pid, status);
             if let Some(msg) = &exit.crash {
                 report!(Alarm, "{msg}");
-                for &a in self.cx.segfault {
+                for &a in &self.cx.segfault {
                     self.cx.dispatcher.raise(a, msg.as_bytes());
                 }
                 self.cx.dispatcher.flush();

@@ -24,6 +24,7 @@ mod monitors;
 mod oracle;
 mod overflow;
 mod reliability;
+mod reload;
 mod replay;
 mod scenarios;
 mod speech;
