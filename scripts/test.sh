@@ -40,6 +40,10 @@ say "cargo test (release: the 100 MB line and the property tests run optimised)"
 cargo test --release 2>&1 | tee /tmp/logalarm-test.log
 grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 
+say "cargo doc (no warnings) and the embedding example"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
+printf 'ok\nERROR disk full\n' | cargo run --release --quiet --example embed 2>&1 | grep -q "alarm disk: ERROR disk full"
+
 say "benches compile"
 cargo bench --no-run --quiet
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use crate::config::{Arity, OPTIONS};
 
 /// The subcommands: (name, synopsis, what it does).
-const COMMANDS: [(&str, &str, &str); 5] = [
+const COMMANDS: [(&str, &str, &str); 6] = [
     (
         "replay",
         "FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--rate N] [--time-format FMT] [--year YYYY]",
@@ -22,6 +22,11 @@ const COMMANDS: [(&str, &str, &str); 5] = [
         "raise",
         "--socket PATH NAME [MESSAGE...]",
         "raise alarm NAME in a running logalarm through its --alarm-socket",
+    ),
+    (
+        "reload",
+        "--socket PATH",
+        "make a running logalarm (started with --alarm-socket PATH) read its configuration again, as SIGHUP does, and print the outcome",
     ),
     ("man", "", "print this manual page (troff)"),
     (

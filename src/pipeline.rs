@@ -154,7 +154,7 @@ impl Pipeline {
         self.stats.bytes - self.buf.filled().len() as u64
     }
 
-    /// Count lines into [`Stats::lines`] from now on.
+    /// Count lines into `stats.lines` from now on.
     pub fn count_lines(&mut self, on: bool) {
         self.count_lines = on;
     }

@@ -130,6 +130,11 @@ impl Plan {
         &self.rules
     }
 
+    /// The alarms' names by rank: a [`crate::Sink`] receives alarm `r` as `alarm_names()[r]`.
+    pub fn alarm_names(&self) -> Vec<String> {
+        self.alarms.iter().map(|a| a.name.clone()).collect()
+    }
+
     /// Start-up warnings, one line each.
     pub fn warnings(&self) -> &[String] {
         &self.warnings
