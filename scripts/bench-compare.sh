@@ -110,16 +110,20 @@ for n in $RULESETS; do
     # The same corpus from a supervised process's pipe (`-- cat`) instead of stdin: the cost of
     # supervision per line. (The outer `cat |` of measure() is then unread and ends on SIGPIPE.)
     [logalarm_supervised]="$LOGALARM --ini $INI -- cat $CORPUS < /dev/null > /dev/null"
+    # `logalarm replay` (no actions, virtual time) over the same stream: the live path plus
+    # the timestamp of each raising line; and the live path with --metrics on (lines counted).
+    [logalarm_replay]="$LOGALARM replay - --ini $INI --summary > /dev/null"
+    [logalarm_metrics]="$LOGALARM --ini $INI --metrics 127.0.0.1:0 > /dev/null 2>&1"
     [rg_passthru]="rg --passthru -f $RULES > /dev/null"
     [rg_count]="rg -c -f $RULES"
     [newline_count]="$NLCOUNT"
   )
-  ORDER="logalarm logalarm_supervised newline_count rg_passthru rg_count"
+  ORDER="logalarm logalarm_replay logalarm_metrics logalarm_supervised newline_count rg_passthru rg_count"
   # LOGALARM_OLD=path/to/logalarm: an earlier build beside this one, in the same runs.
   if [ -n "${LOGALARM_OLD:-}" ]; then CMDS[logalarm_old]="$LOGALARM_OLD --ini $INI > /dev/null"; ORDER="logalarm logalarm_old ${ORDER#logalarm }"; fi
   # rulesNpcre: the same rules, some with PCRE look-ahead (confirmed by PCRE2 in logalarm):
   # the other tools do not take that syntax, only logalarm's rows run.
-  if [[ "$n" == *pcre ]]; then ORDER="logalarm logalarm_supervised newline_count"; fi
+  if [[ "$n" == *pcre ]]; then ORDER="logalarm logalarm_replay logalarm_supervised newline_count"; fi
   if [[ "$n" == *pcre ]]; then :; elif [ "$n" -le 10 ] || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
   if [ -n "$HS" ] && [[ "$n" != *pcre ]]; then CMDS[hyperscan]="$HS $RULES"; ORDER="$ORDER hyperscan"; fi
   printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
