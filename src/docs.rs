@@ -10,8 +10,8 @@ use crate::config::{Arity, OPTIONS};
 const COMMANDS: [(&str, &str, &str); 6] = [
     (
         "replay",
-        "FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--rate N] [--time-format FMT] [--year YYYY]",
-        "run the alarm path over historical logs in the log's own time and print what would fire and what anti-flood would suppress; no action runs",
+        "FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--execute] [--rate N] [--time-format FMT] [--year YYYY]",
+        "run the alarm path over historical logs in the log's own time and print what would fire and what anti-flood would suppress; no action runs unless --execute",
     ),
     (
         "check",

@@ -1258,7 +1258,7 @@ pub fn help_text() -> String {
          usage: app 2>&1 | logalarm [OPTIONS]\n       logalarm [OPTIONS] -- CMD ARGS...\n       \
          logalarm raise --socket PATH NAME [MESSAGE...]   (raise an alarm through --alarm-socket)\n       \
          logalarm reload --socket PATH                    (re-read the configuration; also SIGHUP)\n       \
-         logalarm replay FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--rate N] [--time-format FMT] [--year YYYY]\n       \
+         logalarm replay FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--execute] [--rate N] [--time-format FMT] [--year YYYY]\n       \
          logalarm check [OPTIONS]                         (validate: 0 ok, 2 warnings, 1 invalid)\n       \
          logalarm man | logalarm completions bash|zsh|fish\n\n\
          Every option also works as `name = value` in an ini file's [uwsgi] or [logalarm] section.\n\n\

@@ -30,7 +30,7 @@ use crate::dispatch::{self, AntiFlood};
 use crate::pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 use time::{Clock, Format};
 
-const USAGE: &str = "usage: logalarm replay FILE... [--ini FILE | alarm options] [--json] [--summary] [--report FILE.html] [--rate LINES_PER_S] [--time-format FMT] [--year YYYY]";
+const USAGE: &str = "usage: logalarm replay FILE... [--ini FILE | alarm options] [--json] [--summary] [--report FILE.html] [--execute] [--rate LINES_PER_S] [--time-format FMT] [--year YYYY]";
 
 /// Most timeline buckets kept per alarm before the timeline coarsens.
 const MAX_BUCKETS: usize = 100_000;
@@ -52,6 +52,8 @@ struct Opts {
     year: Option<i64>,
     /// `--report FILE.html`.
     report: Option<std::path::PathBuf>,
+    /// `--execute`: run the actions of the alarms that fire.
+    execute: bool,
     /// Everything else: logalarm's own options (`--ini`, `--alarm`, `--log-alarm`, ...).
     config: Vec<OsString>,
 }
@@ -69,7 +71,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
     for w in &c.warnings {
         crate::report::plain(format_args!("logalarm: warning: {w}"));
     }
-    let plan = match crate::plan::build(&c) {
+    let mut plan = match crate::plan::build(&c) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
@@ -102,7 +104,13 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         })
         .collect();
     let year = opts.year.unwrap_or_else(current_year);
-    let stdout = io::stdout();
+    // With --execute, standard output is the actions' (as the live log path's), and the
+    // report goes to standard error.
+    let report_to: Box<dyn Write> = if opts.execute {
+        Box::new(io::stderr())
+    } else {
+        Box::new(io::stdout())
+    };
     let report = opts.report.as_ref().map(|_| {
         (
             plan.rules().matcher(),
@@ -127,12 +135,17 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         max_time: None,
         untimed: 0,
         resolution: 1,
-        out: io::BufWriter::with_capacity(64 * 1024, stdout.lock()),
+        out: io::BufWriter::with_capacity(64 * 1024, report_to),
+        exec: None,
+        _o: std::marker::PhantomData,
         json: opts.json,
         quiet: opts.summary,
         events: 0,
         write_error: None,
     };
+    if opts.execute {
+        r.exec = Some(Executor::new(&mut plan));
+    }
     let started = Instant::now();
     let mut pipeline = Pipeline::new(plan.rules().matcher(), DEFAULT_CAPACITY);
     if r.json {
@@ -150,6 +163,9 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
                 ));
             }
         }
+    }
+    if let Some(x) = r.exec.as_mut() {
+        x.finish(plan.dispatch.grace);
     }
     let hits = pipeline.rule_hits();
     let elapsed = started.elapsed();
@@ -186,6 +202,55 @@ fn current_year() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
     time::civil_from_days(secs.div_euclid(86_400)).0
+}
+
+/// `--execute`: the alarms' real actions, run for each alarm that fires (in log order, as
+/// fast as they go: virtual time decides what fires, the actions run now).
+struct Executor {
+    actions: Vec<(String, crate::action::Action)>,
+    run: crate::action::Runner,
+    ctx: std::sync::Arc<crate::action::Ctx>,
+}
+
+impl Executor {
+    fn new(plan: &mut crate::plan::Plan) -> Executor {
+        let ctx = std::sync::Arc::new(crate::action::Ctx {
+            output: std::sync::Arc::new(crate::output::Output::stdout()),
+            binsh: plan.binsh.clone(),
+            children: std::sync::Arc::new(crate::action::cmd::Children::default()),
+            stopping: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            pids: crate::supervise::Pids::default(),
+            mules: crate::supervise::Mules::default(),
+        });
+        let mut actions: Vec<(String, crate::action::Action)> = std::mem::take(&mut plan.alarms)
+            .into_iter()
+            .map(|a| (a.name, a.action))
+            .collect();
+        for (name, a) in &mut actions {
+            a.start(name);
+        }
+        Executor {
+            actions,
+            run: crate::action::Runner::new(ctx.clone()),
+            ctx,
+        }
+    }
+
+    fn fire(&mut self, rank: u32, msg: &[u8]) {
+        if let Some((name, action)) = self.actions.get_mut(rank as usize) {
+            let _ = action.fire(name, msg, Instant::now(), &mut self.run);
+            self.run.end_batch();
+        }
+    }
+
+    /// Let running commands and connections end (at most `grace`).
+    fn finish(&mut self, grace: Duration) {
+        self.run.end_batch();
+        for (_, a) in &mut self.actions {
+            a.finish(grace);
+        }
+        self.ctx.children.wait_all(Instant::now() + grace);
+    }
 }
 
 /// Buffers read ahead of the matching.
@@ -272,6 +337,7 @@ fn parse(args: &[OsString]) -> Result<Opts, String> {
         };
         match name {
             "--json" => o.json = true,
+            "--execute" => o.execute = true,
             "--report" => o.report = Some(value("FILE.html")?.into()),
             "--summary" => o.summary = true,
             "--rate" => {
@@ -362,7 +428,10 @@ struct Replay<'o> {
     untimed: u64,
     /// Seconds per timeline bucket.
     resolution: i64,
-    out: io::BufWriter<io::StdoutLock<'o>>,
+    out: io::BufWriter<Box<dyn Write>>,
+    /// `--execute`: each rank's action, and the runner they share.
+    exec: Option<Executor>,
+    _o: std::marker::PhantomData<&'o ()>,
     json: bool,
     quiet: bool,
     events: u64,
@@ -501,6 +570,11 @@ impl Replay<'_> {
         slot.0 += 1;
         slot.1 += u64::from(fired);
         let coarsen = a.timeline.len() > MAX_BUCKETS;
+        if fired {
+            if let Some(x) = self.exec.as_mut() {
+                x.fire(rank, msg);
+            }
+        }
         let reason = verdict.err().map(|ran| {
             let ran_at = ran.saturating_duration_since(self.base).as_micros() as i64;
             (ran_at, self.freq)

@@ -366,6 +366,22 @@ fn replay_of_a_recorded_live_run_gives_the_same_alarms() {
     assert_eq!(replay_fired, live_fired);
     let suppressed = evs.iter().filter(|e| e["verdict"] == "suppress").count();
     assert_eq!(suppressed, 4, "{evs:?}");
+    // --execute: the log: action really runs for each alarm that fires, into standard output
+    // as live (the report goes to standard error): the same alarm lines as the live run.
+    let mut exec_args = vec!["replay", file.to_str().unwrap(), "--execute", "--summary"];
+    exec_args.extend(args);
+    let out = bin().args(&exec_args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let executed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(" - ALARM: ").map(|(_, m)| m.to_string()))
+        .collect();
+    assert_eq!(executed, live_fired);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("would fire 4"));
 }
 
 #[test]
