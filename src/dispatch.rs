@@ -923,27 +923,25 @@ impl Dispatcher {
             );
         }
         self.report_drops(true);
-        let table = self.shared.table().clone();
-        let alarms: Vec<AlarmSummary> = table
-            .iter()
+        // The same counters the metrics read, plus what stays in each spool.
+        let alarms: Vec<AlarmSummary> = self
+            .probe()
+            .alarms()
+            .into_iter()
             .enumerate()
-            .map(|(i, t)| {
-                let c = &self.shared.alarms[i].counts;
-                let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
-                AlarmSummary {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    overflow: t.overflow.name(),
-                    raised: get(&c.raised),
-                    ran: get(&c.ran),
-                    suppressed: get(&c.suppressed),
-                    failed: get(&c.failed),
-                    dropped: get(&c.dropped),
-                    discarded: get(&c.discarded),
-                    digests: get(&c.digests),
-                    spooled: get(&c.spooled),
-                    kept: kept[i],
-                }
+            .map(|(i, a)| AlarmSummary {
+                name: a.name,
+                kind: a.action,
+                overflow: a.overflow,
+                raised: a.raised,
+                ran: a.ran,
+                suppressed: a.suppressed,
+                failed: a.failed,
+                dropped: a.dropped,
+                discarded: a.discarded,
+                digests: a.digests,
+                spooled: a.spooled,
+                kept: kept.get(i).copied().unwrap_or(0),
             })
             .collect();
         let sum = |f: fn(&AlarmSummary) -> u64| alarms.iter().map(f).sum();

@@ -430,14 +430,7 @@ fn ctime(s: &[u8]) -> Option<Fields> {
     let mut c = Cur { s, i: 0 };
     c.name(&DAYS)?;
     c.spaces()?;
-    let mut f = Fields {
-        month: c.name(&MONTHS)?,
-        ..Fields::default()
-    };
-    c.spaces()?;
-    f.day = c.digits12()?;
-    c.spaces()?;
-    c.clock(&mut f)?;
+    let mut f = month_day_clock(&mut c)?;
     c.spaces()?;
     f.year = Some(c.digits(4)?);
     c.ends()?;
@@ -447,6 +440,13 @@ fn ctime(s: &[u8]) -> Option<Fields> {
 /// `Mon DD HH:MM:SS[.frac]` (syslog: no year).
 fn syslog(s: &[u8]) -> Option<Fields> {
     let mut c = Cur { s, i: 0 };
+    let f = month_day_clock(&mut c)?;
+    c.ends()?;
+    Some(f)
+}
+
+/// `Mon DD HH:MM:SS[.frac]`, the part ctime and syslog share.
+fn month_day_clock(c: &mut Cur<'_>) -> Option<Fields> {
     let mut f = Fields {
         month: c.name(&MONTHS)?,
         ..Fields::default()
@@ -455,7 +455,6 @@ fn syslog(s: &[u8]) -> Option<Fields> {
     f.day = c.digits12()?;
     c.spaces()?;
     c.clock(&mut f)?;
-    c.ends()?;
     Some(f)
 }
 
