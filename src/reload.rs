@@ -3,9 +3,9 @@
 //!
 //! Role: [`Reloader`] keeps the command line and the configuration now running. A reload
 //! parses the command line again (so the ini files are read again), keeps what cannot change
-//! in a running process (inputs, output, sockets, servers, supervised programs, spool
-//! settings, queue and buffer sizes: each one that changed is named, and applies at the next
-//! start), builds a plan exactly as start-up does, and hands the new rules and alarms to the
+//! in a running process (inputs, output, sockets, servers, mules, spool settings, queue and
+//! buffer sizes: each one that changed is named, and applies at the next start; daemons whose
+//! `attach-daemon` line changed are stopped and started, the others untouched), builds a plan exactly as start-up does, and hands the new rules and alarms to the
 //! reactor, which swaps them at a line boundary of every input (see
 //! `Reactor::apply_reload`). An invalid configuration is refused with its error; the running
 //! one goes on untouched.
@@ -108,7 +108,6 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep!("logto-follow-symlinks", logto_follow_symlinks);
     keep!("alarm-socket", alarm_socket, values);
     keep!("watch-socket", watch_socket, values);
-    keep!("attach-daemon", attach_daemon, values);
     keep!("mule", mule, values);
     keep!("alarm-spool", alarm_spool);
     keep!("alarm-spool-max-size", alarm_spool_max_size);

@@ -72,6 +72,8 @@ struct Slot {
     backoff: Backoff,
     /// The last bytes it wrote (stdout and stderr, in the order they were read).
     tail: Vec<u8>,
+    /// Removed by a reload: stopped, never restarted.
+    retired: bool,
 }
 
 /// A process that ended.
@@ -159,6 +161,7 @@ impl Supervisor {
                     restart_at: Some(now),
                     backoff: RESTART,
                     tail: Vec::new(),
+                    retired: false,
                 })
                 .collect(),
             binsh,
@@ -167,6 +170,47 @@ impl Supervisor {
             stopping: false,
             metrics: None,
         }
+    }
+
+    /// A reload's `attach-daemon` lines: a daemon whose line is gone is stopped (SIGTERM to
+    /// its process group) and not restarted; a new line starts a daemon; the others are not
+    /// touched. Returns (started, stopped) command lines.
+    pub(crate) fn reconfigure_daemons(&mut self, wanted: &[String]) -> (Vec<String>, Vec<String>) {
+        let mut left: Vec<&String> = wanted.iter().collect();
+        let mut stopped = Vec::new();
+        for s in &mut self.slots {
+            let Program::Daemon(c) = &s.program else {
+                continue;
+            };
+            if s.retired {
+                continue;
+            }
+            if let Some(i) = left.iter().position(|w| *w == c) {
+                left.remove(i);
+                continue;
+            }
+            s.retired = true;
+            s.restart_at = None;
+            if let Some(child) = &s.child {
+                // SAFETY: kill has no memory preconditions; the group is our child's own.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGTERM) };
+            }
+            stopped.push(c.clone());
+        }
+        let now = Instant::now();
+        let started: Vec<String> = left.into_iter().cloned().collect();
+        for c in &started {
+            self.slots.push(Slot {
+                program: Program::Daemon(c.clone()),
+                child: None,
+                started: now,
+                restart_at: Some(now),
+                backoff: RESTART,
+                tail: Vec::new(),
+                retired: false,
+            });
+        }
+        (started, stopped)
     }
 
     /// Count starts and exits into `m`.
@@ -366,7 +410,7 @@ impl Supervisor {
             Program::Mule(..) => "mule",
             Program::Daemon(_) => "daemon",
         };
-        if main || stopping {
+        if main || stopping || s.retired {
             report!(Alarm, "{what} \"{label}\" (pid {pid}) {how}");
         } else {
             if now.duration_since(s.started) >= HEALTHY_RUN {

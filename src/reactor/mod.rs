@@ -377,6 +377,7 @@ impl<'a> Reactor<'a> {
             monitors,
             dispatch,
             spool,
+            programs,
             ..
         } = plan;
         let changed = self
@@ -426,6 +427,14 @@ impl<'a> Reactor<'a> {
                 });
             }
         }
+        let daemons: Vec<String> = programs
+            .into_iter()
+            .filter_map(|p| match p {
+                crate::supervise::Program::Daemon(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let (started, stopped) = self.cx.supervisor.reconfigure_daemons(&daemons);
         self.rules = rules;
         self.cx.segfault = monitors.segfault;
         self.cx.backlog = monitors.backlog;
@@ -451,6 +460,13 @@ impl<'a> Reactor<'a> {
             list(&changed.removed),
             if from.is_empty() { "none".to_string() } else { from.join("; ") }
         );
+        if !started.is_empty() || !stopped.is_empty() {
+            said.push_str(&format!(
+                "; daemons started: {}, stopped: {}",
+                list(&started),
+                list(&stopped)
+            ));
+        }
         if !kept.is_empty() {
             said.push_str(&format!(
                 "; changed but applied only at the next start: {}",

@@ -262,3 +262,82 @@ fn reload_through_the_socket_keeps_anti_flood_and_refuses_a_broken_config() {
     );
     assert!(err.contains("\"c (before the reload)\""), "{err}");
 }
+
+#[test]
+fn a_changed_daemon_line_restarts_that_daemon_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ini = dir.path().join("alarms.ini");
+    let keep = "while true; do echo keep-alive; sleep 0.2; done";
+    let old = "while true; do echo old-alive; sleep 0.2; done";
+    let new = "while true; do echo new-alive; sleep 0.2; done";
+    let conf = |second: &str| {
+        format!(
+            "[uwsgi]\nalarm = a log:A\nlog-alarm = a new-alive\nalarm-freq = 3600\nattach-daemon = {keep}\nattach-daemon = {second}\n"
+        )
+    };
+    std::fs::write(&ini, conf(old)).unwrap();
+    let out = dir.path().join("out.log");
+    let sock = dir.path().join("alarm.sock");
+    let mut child = bin()
+        .args(["--ini", ini.to_str().unwrap(), "--logto"])
+        .arg(&out)
+        .arg("--alarm-socket")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = stderr_lines(&mut child);
+    let text = || std::fs::read_to_string(&out).unwrap_or_default();
+    wait_until("both daemons", 10, || {
+        let t = text();
+        t.contains("keep-alive") && t.contains("old-alive")
+    });
+    std::fs::write(&ini, conf(new)).unwrap();
+    // Through the socket: SIGHUP would also be forwarded to the daemons (as it always was),
+    // and a shell loop dies of it.
+    let reload = bin()
+        .args(["reload", "--socket"])
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(reload.status.success());
+    let hup = String::from_utf8_lossy(&reload.stdout).to_string();
+    assert!(
+        hup.contains(&format!("daemons started: {new}, stopped: {old}")),
+        "{hup}"
+    );
+    wait_until("the new daemon's alarm", 10, || {
+        text().contains("ALARM: A new-alive")
+    });
+    // The old daemon is gone: its line count stops growing; the kept one goes on.
+    std::thread::sleep(Duration::from_millis(500));
+    let (old_n, keep_n) = {
+        let t = text();
+        (
+            t.matches("old-alive").count(),
+            t.matches("keep-alive").count(),
+        )
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    let t = text();
+    assert_eq!(
+        t.matches("old-alive").count(),
+        old_n,
+        "the old daemon still writes"
+    );
+    assert!(
+        t.matches("keep-alive").count() > keep_n,
+        "the kept daemon stopped"
+    );
+    let starts = err
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("keep-alive") && l.contains("restarting"))
+        .count();
+    assert_eq!(starts, 0, "the unchanged daemon was not restarted");
+    signal(&child, libc::SIGTERM);
+    assert!(child.wait().unwrap().success());
+}
