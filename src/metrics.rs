@@ -53,7 +53,8 @@ pub(crate) struct Metrics {
     started: SystemTime,
     inputs: Mutex<Vec<Arc<InputMeter>>>,
     /// Per rule: its text (`log-alarm NAME REGEX`) and the lines it matched.
-    rules: Vec<(String, AtomicU64)>,
+    /// (a reload replaces the list: a rule kept by its text keeps its count).
+    rules: std::sync::RwLock<Vec<(String, AtomicU64)>>,
     dispatch: OnceLock<Probe>,
     output: OnceLock<Arc<Output>>,
     processes: Mutex<BTreeMap<String, ProcessCounts>>,
@@ -62,7 +63,7 @@ pub(crate) struct Metrics {
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
-            .field("rules", &self.rules.len())
+            .field("rules", &self.rule_list().len())
             .finish()
     }
 }
@@ -72,11 +73,33 @@ impl Metrics {
         Metrics {
             started: SystemTime::now(),
             inputs: Mutex::new(Vec::new()),
-            rules: rules.into_iter().map(|r| (r, AtomicU64::new(0))).collect(),
+            rules: std::sync::RwLock::new(
+                rules.into_iter().map(|r| (r, AtomicU64::new(0))).collect(),
+            ),
             dispatch: OnceLock::new(),
             output: OnceLock::new(),
             processes: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    fn rule_list(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, AtomicU64)>> {
+        self.rules.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reload's rules: a rule whose text was there before keeps its count.
+    pub(crate) fn set_rules(&self, rules: Vec<String>) {
+        let mut list = self.rules.write().unwrap_or_else(|p| p.into_inner());
+        let mut old = std::mem::take(&mut *list);
+        *list = rules
+            .into_iter()
+            .map(|r| {
+                let n = old
+                    .iter_mut()
+                    .find(|(t, _)| *t == r)
+                    .map_or(0, |(_, n)| std::mem::take(n.get_mut()));
+                (r, AtomicU64::new(n))
+            })
+            .collect();
     }
 
     pub(crate) fn attach(&self, probe: Probe, output: Arc<Output>) {
@@ -148,7 +171,7 @@ impl Metrics {
             })
             .collect();
         let rules: Vec<_> = self
-            .rules
+            .rule_list()
             .iter()
             .map(|(r, n)| serde_json::json!({"rule": r, "matches": n.load(Ordering::Relaxed)}))
             .collect();
@@ -220,9 +243,16 @@ impl Meter {
         Meter {
             input: metrics.input(name),
             seen: Stats::default(),
-            rules_seen: vec![0; metrics.rules.len()],
-            scratch: vec![0; metrics.rules.len()],
+            rules_seen: vec![0; metrics.rule_list().len()],
+            scratch: vec![0; metrics.rule_list().len()],
         }
+    }
+
+    /// The pipeline's matcher was replaced by a reload's: its counts start again from zero.
+    pub(crate) fn rules_swapped(&mut self, metrics: &Metrics) {
+        let n = metrics.rule_list().len();
+        self.rules_seen = vec![0; n];
+        self.scratch = vec![0; n];
     }
 
     /// Publish what `pipeline` did since the last call (once per read turn).
@@ -245,9 +275,10 @@ impl Meter {
                     *x += n;
                 }
             });
+            let rules = metrics.rule_list();
             for (r, (&now, seen)) in self.scratch.iter().zip(&mut self.rules_seen).enumerate() {
                 if now > *seen {
-                    if let Some((_, a)) = metrics.rules.get(r) {
+                    if let Some((_, a)) = rules.get(r) {
                         a.fetch_add(now - *seen, Ordering::Relaxed);
                     }
                     *seen = now;
@@ -355,7 +386,7 @@ impl Collector for Scrape {
             &per_input(|i| &i.alarms),
         )?;
         let rules: Vec<_> = m
-            .rules
+            .rule_list()
             .iter()
             .enumerate()
             .map(|(i, (r, n))| {

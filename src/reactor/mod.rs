@@ -378,6 +378,7 @@ impl<'a> Reactor<'a> {
             dispatch,
             spool,
             programs,
+            observe,
             ..
         } = plan;
         let changed = self
@@ -393,7 +394,26 @@ impl<'a> Reactor<'a> {
                 return format!("reload refused, the running configuration is kept: {e}");
             }
         };
-        // The new rules from the next line on, for every input.
+        // The new rules from the next line on, for every input (what the old matchers counted
+        // is published first).
+        if let Some(m) = self.cx.metrics {
+            for t in self.table.tokens() {
+                if let (
+                    Some(meter),
+                    Some(Entry {
+                        source: Source::Log { pipeline, .. },
+                        ..
+                    }),
+                ) = (self.meters.get_mut(&t), self.table.get_mut(t))
+                {
+                    meter.publish(m, pipeline);
+                }
+            }
+            m.set_rules(observe.rules);
+            for meter in self.meters.values_mut() {
+                meter.rules_swapped(m);
+            }
+        }
         let mut from = Vec::new();
         for t in self.table.tokens() {
             if let Some(Entry {

@@ -162,7 +162,13 @@ fn reload_through_the_socket_keeps_anti_flood_and_refuses_a_broken_config() {
     )
     .unwrap();
     let mut child = bin()
-        .args(["--ini", ini.to_str().unwrap(), "--alarm-socket"])
+        .args([
+            "--ini",
+            ini.to_str().unwrap(),
+            "--metrics",
+            "127.0.0.1:0",
+            "--alarm-socket",
+        ])
         .arg(&sock)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -234,6 +240,30 @@ fn reload_through_the_socket_keeps_anti_flood_and_refuses_a_broken_config() {
         "{hup}"
     );
     send(&mut stdin, "NOTE n");
+    // Per-rule metrics follow the reloads: a rule kept by its text keeps its count.
+    let addr = said(&err, "metrics served on http://")
+        .and_then(|l| {
+            l.split("http://")
+                .nth(1)
+                .map(|a| a.trim_end_matches("/metrics").to_string())
+        })
+        .unwrap();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut scrape = String::new();
+    conn.read_to_string(&mut scrape).unwrap();
+    for (series, n) in [
+        ("rule=\"log-alarm a ERROR\"} ", 2),
+        ("rule=\"log-alarm c CRIT\"} ", 2),
+        ("rule=\"log-alarm b WARN|NOTE\"} ", 1),
+    ] {
+        let got = scrape
+            .lines()
+            .find(|l| l.contains(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap_or_else(|| panic!("no {series} in {scrape}"));
+        assert_eq!(got, n.to_string(), "{series}");
+    }
     drop(stdin);
     // The alarm socket keeps logalarm running after its input ends: SIGTERM ends it.
     signal(&child, libc::SIGTERM);
