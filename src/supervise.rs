@@ -76,6 +76,21 @@ struct Slot {
     retired: bool,
 }
 
+impl Slot {
+    /// A program to start at `now`.
+    fn due(program: Program, now: Instant) -> Slot {
+        Slot {
+            program,
+            child: None,
+            started: now,
+            restart_at: Some(now),
+            backoff: RESTART,
+            tail: Vec::new(),
+            retired: false,
+        }
+    }
+}
+
 /// A process that ended.
 #[derive(Debug)]
 pub(crate) struct Exit {
@@ -154,15 +169,7 @@ impl Supervisor {
         Supervisor {
             slots: programs
                 .into_iter()
-                .map(|program| Slot {
-                    program,
-                    child: None,
-                    started: now,
-                    restart_at: Some(now),
-                    backoff: RESTART,
-                    tail: Vec::new(),
-                    retired: false,
-                })
+                .map(|program| Slot::due(program, now))
                 .collect(),
             binsh,
             pids,
@@ -200,15 +207,7 @@ impl Supervisor {
         let now = Instant::now();
         let started: Vec<String> = left.into_iter().cloned().collect();
         for c in &started {
-            self.slots.push(Slot {
-                program: Program::Daemon(c.clone()),
-                child: None,
-                started: now,
-                restart_at: Some(now),
-                backoff: RESTART,
-                tail: Vec::new(),
-                retired: false,
-            });
+            self.slots.push(Slot::due(Program::Daemon(c.clone()), now));
         }
         (started, stopped)
     }
