@@ -29,6 +29,8 @@ mkdir -p target/dist
 "$bin" completions zsh > target/dist/_logalarm
 "$bin" completions fish > target/dist/logalarm.fish
 bash -n target/dist/logalarm.bash
+need_pkg zsh zsh && zsh -n target/dist/_logalarm
+need_pkg fish fish && fish -n target/dist/logalarm.fish
 
 say "cargo deb"
 rm -f target/dist/logalarm_*.deb
