@@ -60,6 +60,7 @@ fn sighup_swaps_rules_at_a_line_boundary_under_a_fast_stream() {
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (s, st) = (sent.clone(), stop.clone());
+    let began = std::time::Instant::now();
     let writer = std::thread::spawn(move || {
         let mut n = 0u64;
         let mut buf = Vec::with_capacity(1 << 20);
@@ -92,6 +93,7 @@ fn sighup_swaps_rules_at_a_line_boundary_under_a_fast_stream() {
     });
     stop.store(true, Ordering::Relaxed);
     let total = writer.join().unwrap();
+    let secs = began.elapsed().as_secs_f64();
     assert!(child.wait().unwrap().success());
     let out = reader.join().unwrap();
     let report = said(&err, "SIGHUP: ").unwrap();
@@ -125,6 +127,12 @@ fn sighup_swaps_rules_at_a_line_boundary_under_a_fast_stream() {
         expect += 1;
     }
     assert_eq!(expect, total, "every line passed");
+    // The rate the stream ran at (the harness, which reads the output too, is the limit).
+    eprintln!(
+        "reload under a stream: {total} lines, {} bytes in {secs:.2} s = {:.0} MB/s",
+        at,
+        at as f64 / secs / 1e6
+    );
     let want: Vec<String> = (0..total)
         .filter(|n| n % 1000 == 0 && *n > 0)
         .filter(|n| {
