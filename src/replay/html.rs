@@ -71,13 +71,7 @@ fn chart(id: &str, layers: &[(&[u64], &str)], height: usize, first: &str, last: 
 }
 
 /// The whole page.
-pub(super) fn page(
-    r: &Replay<'_>,
-    opts: &Opts,
-    rules: &[String],
-    hits: &[u64],
-    bytes: u64,
-) -> String {
+pub(super) fn page(r: &Replay, opts: &Opts, rules: &[String], hits: &[u64], bytes: u64) -> String {
     let (first, last) = match (r.first_time, r.max_time) {
         (Some(a), Some(b)) => (time::show(a), time::show(b)),
         _ => ("(no time)".to_string(), String::new()),

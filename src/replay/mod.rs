@@ -137,7 +137,6 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         resolution: 1,
         out: io::BufWriter::with_capacity(64 * 1024, report_to),
         exec: None,
-        _o: std::marker::PhantomData,
         json: opts.json,
         quiet: opts.summary,
         events: 0,
@@ -403,7 +402,7 @@ struct AlarmState {
 type RuleTimeline = (crate::rules::Matcher, Vec<u32>, Vec<BTreeMap<i64, u64>>);
 
 /// The state of one replay.
-struct Replay<'o> {
+struct Replay {
     alarms: Vec<AlarmState>,
     /// `--report`: a matcher of its own that tells which rules each raising line matched,
     /// and per rule the raising lines per timeline bucket.
@@ -431,14 +430,13 @@ struct Replay<'o> {
     out: io::BufWriter<Box<dyn Write>>,
     /// `--execute`: each rank's action, and the runner they share.
     exec: Option<Executor>,
-    _o: std::marker::PhantomData<&'o ()>,
     json: bool,
     quiet: bool,
     events: u64,
     write_error: Option<io::Error>,
 }
 
-impl Replay<'_> {
+impl Replay {
     /// Write to the report; the first error is kept and ends the writing, not the replay.
     fn put(&mut self, text: &str) {
         if self.write_error.is_none() {
@@ -812,18 +810,18 @@ pub(crate) fn sparkline(v: &[u64]) -> String {
 }
 
 /// The sink of one read: counts lines, places alarms in their file and time.
-struct ReplaySink<'a, 'o> {
+struct ReplaySink<'a> {
     chunk: &'a [u8],
     /// Where the current region starts in `chunk` (None: in the pipeline's own buffer).
     region: Option<usize>,
     /// Up to where in `chunk` newlines were counted for this region, and how many.
     scan_at: usize,
     scan_lines: u64,
-    r: &'a mut Replay<'o>,
+    r: &'a mut Replay,
 }
 
-impl<'a, 'o> ReplaySink<'a, 'o> {
-    fn new(chunk: &'a [u8], r: &'a mut Replay<'o>) -> ReplaySink<'a, 'o> {
+impl<'a> ReplaySink<'a> {
+    fn new(chunk: &'a [u8], r: &'a mut Replay) -> ReplaySink<'a> {
         ReplaySink {
             chunk,
             region: None,
@@ -841,7 +839,7 @@ impl<'a, 'o> ReplaySink<'a, 'o> {
     }
 }
 
-impl Sink for ReplaySink<'_, '_> {
+impl Sink for ReplaySink<'_> {
     fn region(&mut self, region: &[u8]) {
         self.region = self.offset(region);
         self.scan_at = self.region.unwrap_or(0);
