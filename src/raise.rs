@@ -21,38 +21,50 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         crate::report::plain(format_args!("{USAGE}"));
         return 1;
     };
-    let sock = match bind() {
-        Ok(s) => s,
-        Err(e) => {
-            crate::report::plain(format_args!("logalarm raise: {e}"));
-            return 1;
-        }
-    };
-    let path = Path::new(&path);
     let datagram = format!("{name} {msg}");
-    if let Err(e) = sock.send_to(datagram.as_bytes(), path) {
-        crate::report::plain(format_args!(
-            "logalarm raise: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
-            path.display(),
-            path.display()
-        ));
-        return 1;
-    }
-    let _ = sock.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 512];
-    match sock.recv(&mut buf) {
-        Ok(n) if &buf[..n] == b"ok\n" => 0,
-        Ok(n) => {
-            let why = String::from_utf8_lossy(&buf[..n]);
+    match ask(
+        "raise",
+        Path::new(&path),
+        datagram.as_bytes(),
+        Duration::from_secs(2),
+    ) {
+        Some(answer) if answer == "ok\n" => 0,
+        Some(why) => {
             crate::report::plain(format_args!("logalarm raise: {}", why.trim_end()));
             1
         }
+        None => 1,
+    }
+}
+
+/// Send `datagram` to the `--alarm-socket` at `path` and wait up to `wait` for the answer;
+/// None (after saying why, as `logalarm WHO: ...`) when it cannot be sent or none comes.
+fn ask(who: &str, path: &Path, datagram: &[u8], wait: Duration) -> Option<String> {
+    let sock = match bind() {
+        Ok(s) => s,
+        Err(e) => {
+            crate::report::plain(format_args!("logalarm {who}: {e}"));
+            return None;
+        }
+    };
+    if let Err(e) = sock.send_to(datagram, path) {
+        crate::report::plain(format_args!(
+            "logalarm {who}: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
+            path.display(),
+            path.display()
+        ));
+        return None;
+    }
+    let _ = sock.set_read_timeout(Some(wait));
+    let mut buf = [0u8; 4096];
+    match sock.recv(&mut buf) {
+        Ok(n) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
         Err(e) => {
             crate::report::plain(format_args!(
-                "logalarm raise: no answer from {}: {e}",
+                "logalarm {who}: no answer from {}: {e}",
                 path.display()
             ));
-            1
+            None
         }
     }
 }
@@ -68,42 +80,20 @@ pub(crate) fn reload_main(args: &[OsString]) -> i32 {
         crate::report::plain(format_args!("{USAGE}"));
         return 1;
     };
-    let sock = match bind() {
-        Ok(s) => s,
-        Err(e) => {
-            crate::report::plain(format_args!("logalarm reload: {e}"));
-            return 1;
-        }
-    };
-    let path = Path::new(&path);
-    if let Err(e) = sock.send_to(crate::monitor::socket::RELOAD, path) {
-        crate::report::plain(format_args!(
-            "logalarm reload: cannot reach {}: {e} (is logalarm running with --alarm-socket {}?)",
-            path.display(),
-            path.display()
-        ));
+    let Some(said) = ask(
+        "reload",
+        Path::new(&path),
+        crate::monitor::socket::RELOAD,
+        Duration::from_secs(60),
+    ) else {
         return 1;
-    }
-    let _ = sock.set_read_timeout(Some(Duration::from_secs(60)));
-    let mut buf = [0u8; 4096];
-    match sock.recv(&mut buf) {
-        Ok(n) => {
-            let said = String::from_utf8_lossy(&buf[..n]);
-            let said = said.trim_end();
-            let _ = writeln!(std::io::stdout(), "{said}");
-            if said.starts_with("reloaded") || said.starts_with("configuration unchanged") {
-                0
-            } else {
-                1
-            }
-        }
-        Err(e) => {
-            crate::report::plain(format_args!(
-                "logalarm reload: no answer from {}: {e}",
-                path.display()
-            ));
-            1
-        }
+    };
+    let said = said.trim_end();
+    let _ = writeln!(std::io::stdout(), "{said}");
+    if said.starts_with("reloaded") || said.starts_with("configuration unchanged") {
+        0
+    } else {
+        1
     }
 }
 
