@@ -139,6 +139,24 @@ impl Pipeline {
         }
     }
 
+    /// Record where confirmation time goes per rule, in both matching threads (`replay`).
+    pub fn profile_rules(&mut self) {
+        self.ms.matcher.profile();
+        if let Some(h) = self.ms.helper.as_mut() {
+            h.profile();
+        }
+    }
+
+    /// Confirmation time per rule over both matching threads, when
+    /// [`profile_rules`](Self::profile_rules) was called.
+    pub fn rule_cost(&self) -> Option<crate::rules::RuleCost> {
+        let mut cost = self.ms.matcher.rule_cost()?.clone();
+        if let Some(h) = self.ms.helper.as_ref().and_then(|h| h.rule_cost()) {
+            cost.add(h);
+        }
+        Some(cost)
+    }
+
     /// Match with `rules` from now on: the line the buffer holds a part of, and every later
     /// one (a reload swaps rules at this line boundary).
     pub fn set_rules(&mut self, rules: &crate::rules::RuleSet) {

@@ -139,9 +139,10 @@ pub(super) fn page(r: &Replay, opts: &Opts, rules: &[String], hits: &[u64], byte
             },
             None => vec![0; COLS],
         };
+        let (checked, ms) = r.cost_of(i);
         let _ = writeln!(
             s,
-            "<h3 class=\"rule\">{} <small>({n} lines)</small></h3>{}",
+            "<h3 class=\"rule\">{} <small>({n} lines; {checked} candidate lines checked in {ms:.1} ms)</small></h3>{}",
             esc(rule),
             chart(
                 &format!("rule-{i}"),

@@ -141,12 +141,14 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         quiet: opts.summary,
         events: 0,
         write_error: None,
+        cost: crate::rules::RuleCost::default(),
     };
     if opts.execute {
         r.exec = Some(Executor::new(&mut plan));
     }
     let started = Instant::now();
     let mut pipeline = Pipeline::new(plan.rules().matcher(), DEFAULT_CAPACITY);
+    pipeline.profile_rules();
     if r.json {
         r.put("{\"events\":[");
     }
@@ -167,6 +169,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         x.finish(plan.dispatch.grace);
     }
     let hits = pipeline.rule_hits();
+    r.cost = pipeline.rule_cost().unwrap_or_default();
     let elapsed = started.elapsed();
     r.summary(&opts, &rules, &hits, bytes, elapsed);
     if let Some(path) = &opts.report {
@@ -434,6 +437,8 @@ struct Replay {
     quiet: bool,
     events: u64,
     write_error: Option<io::Error>,
+    /// Confirmation time per rule (known at the end).
+    cost: crate::rules::RuleCost,
 }
 
 impl Replay {
@@ -688,6 +693,13 @@ impl Replay {
         out
     }
 
+    /// Rule `i`'s candidate lines checked and milliseconds spent confirming them.
+    fn cost_of(&self, i: usize) -> (u64, f64) {
+        let checked = self.cost.checks.get(i).copied().unwrap_or(0);
+        let nanos = self.cost.nanos.get(i).copied().unwrap_or(0);
+        (checked, nanos as f64 / 1e6)
+    }
+
     fn summary(
         &mut self,
         opts: &Opts,
@@ -716,7 +728,11 @@ impl Replay {
             let rules: Vec<_> = rules
                 .iter()
                 .zip(hits)
-                .map(|(r, h)| serde_json::json!({"rule": r, "lines": h}))
+                .enumerate()
+                .map(|(i, (r, h))| {
+                    let (checked, ms) = self.cost_of(i);
+                    serde_json::json!({"rule": r, "lines": h, "checked": checked, "confirm_ms": ms})
+                })
                 .collect();
             let summary = serde_json::json!({
                 "files": opts.files.iter().map(|f| f.to_string_lossy()).collect::<Vec<_>>(),
@@ -749,9 +765,10 @@ impl Replay {
             bytes,
             elapsed.as_secs_f64()
         ));
-        self.put("rules (lines matched):\n");
-        for (r, h) in rules.iter().zip(hits) {
-            self.put(&format!("  {h:>10}  {r}\n"));
+        self.put("rules (lines matched, candidate lines checked, time confirming them):\n");
+        for (i, (r, h)) in rules.iter().zip(hits).enumerate() {
+            let (checked, ms) = self.cost_of(i);
+            self.put(&format!("  {h:>10}  {checked:>10}  {ms:>10.3} ms  {r}\n"));
         }
         self.put(&format!(
             "alarms (anti-flood: alarm-freq {} s):\n",

@@ -47,6 +47,55 @@ pub struct Matcher {
     /// When set, the rules each confirmed line matched, in the order found (`replay
     /// --report`: its own matcher, never the log path's).
     pub(super) recording: Option<Vec<u32>>,
+    /// When set, where confirmation time goes per rule (`replay`: never on the log path).
+    pub(super) cost: Option<Box<RuleCost>>,
+}
+
+/// Time spent confirming candidate lines, per rule (index: the rule's place in the
+/// configuration). A step that checks several rules at once (a group's automaton, the DFA
+/// part) is shared evenly among the rules it checks.
+#[derive(Debug, Clone, Default)]
+pub struct RuleCost {
+    /// Nanoseconds spent confirming, per rule.
+    pub nanos: Vec<u64>,
+    /// Candidate lines each rule was checked on.
+    pub checks: Vec<u64>,
+}
+
+impl RuleCost {
+    fn new(rules: usize) -> RuleCost {
+        RuleCost {
+            nanos: vec![0; rules],
+            checks: vec![0; rules],
+        }
+    }
+
+    /// Add `other`'s figures (another matching thread's).
+    pub fn add(&mut self, other: &RuleCost) {
+        for (a, b) in self.nanos.iter_mut().zip(&other.nanos) {
+            *a += b;
+        }
+        for (a, b) in self.checks.iter_mut().zip(&other.checks) {
+            *a += b;
+        }
+    }
+
+    /// `nanos` spread evenly over `rules`, each counted as checked once.
+    fn share(&mut self, rules: &[u32], nanos: u64) {
+        let each = nanos / rules.len().max(1) as u64;
+        for &r in rules {
+            self.nanos[r as usize] += each;
+            self.checks[r as usize] += 1;
+        }
+    }
+}
+
+/// Nanoseconds since `t` (saturating).
+#[inline]
+fn since(t: Option<std::time::Instant>) -> u64 {
+    t.map_or(0, |t| {
+        u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    })
 }
 
 impl Matcher {
@@ -59,6 +108,17 @@ impl Matcher {
     /// configuration). A line of a `not-log-alarm` rule counts for that rule too.
     pub fn rule_hits(&self) -> &[u64] {
         &self.rule_hits
+    }
+
+    /// Record where confirmation time goes, per rule, from now on (see [`RuleCost`]). Costs
+    /// two clock reads per confirmation step: for `replay`, not the log path.
+    pub fn profile(&mut self) {
+        self.cost = Some(Box::new(RuleCost::new(self.set.rules.len())));
+    }
+
+    /// The figures recorded since [`profile`](Self::profile), if it was called.
+    pub fn rule_cost(&self) -> Option<&RuleCost> {
+        self.cost.as_deref()
     }
 
     /// Report every line of `buf` that raises alarms: `on_hit(message, alarm_ranks)`, in line
@@ -263,18 +323,22 @@ impl Matcher {
         let set = &self.set;
         let mut any = false;
         self.groups_run.clear();
+        let timed = self.cost.is_some();
         for &r in &self.named {
             let g = set.group_of[r as usize];
             let Some(group) = set.groups.get(g as usize) else {
                 continue;
             };
+            let t = timed.then(std::time::Instant::now);
             let check = &set.checks[r as usize];
             let gates = check.gates.get_or_init(|| set.gates_for(group, r));
-            if !gates.iter().all(|g| g.holds(text)) {
-                continue;
-            }
-            if check.plain {
-                if !set.confirmed(r as usize, text) {
+            let held = gates.iter().all(|g| g.holds(text));
+            if check.plain || !held {
+                let ok = held && check.plain && set.confirmed(r as usize, text);
+                if let Some(c) = &mut self.cost {
+                    c.share(&[r], since(t));
+                }
+                if !ok {
                     continue;
                 }
                 any = true;
@@ -293,6 +357,7 @@ impl Matcher {
                 continue;
             }
             self.groups_run.push(g);
+            let t = timed.then(std::time::Instant::now);
             let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
                 // Cannot happen for rules of small weight (and large ones were compiled
                 // at start-up, where an error stops logalarm); never matches then.
@@ -313,6 +378,9 @@ impl Matcher {
                 }
                 mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
             }
+            if let Some(c) = &mut self.cost {
+                c.share(&group.rules, since(t));
+            }
         }
         any
     }
@@ -322,6 +390,7 @@ impl Matcher {
         let (Some(dfa), Some(cache)) = (self.set.dfa.as_ref(), self.exact_cache.as_mut()) else {
             return false;
         };
+        let t = self.cost.is_some().then(std::time::Instant::now);
         self.patset.clear();
         dfa.exact
             .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
@@ -337,6 +406,9 @@ impl Matcher {
                 v.push(r as u32);
             }
             mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
+        }
+        if let Some(c) = &mut self.cost {
+            c.share(&dfa.ids, since(t));
         }
         any
     }

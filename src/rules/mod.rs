@@ -52,7 +52,7 @@ pub(crate) use cost::Cost;
 use gate::*;
 pub use literals::rule_needles;
 use literals::*;
-pub use matcher::Matcher;
+pub use matcher::{Matcher, RuleCost};
 pub use syntax::parse_regex;
 use syntax::*;
 
@@ -367,6 +367,7 @@ impl RuleSet {
             hits: Vec::with_capacity(self.n_alarms),
             rule_hits: vec![0; self.rules.len()],
             recording: None,
+            cost: None,
         }
     }
 }

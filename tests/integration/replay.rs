@@ -488,3 +488,33 @@ fn html_report_is_drawn_in_chromium() {
     assert!(suppressed > 200, "suppressed bars: {suppressed}");
     assert!(matched > 1_000, "rule bars: {matched}");
 }
+
+#[test]
+fn per_rule_cost_counts_the_candidate_lines_each_rule_was_checked_on() {
+    // Apache_2k: 595 `[error]` lines, 1,405 `[notice]` lines, every line starting `[Day Mon`.
+    let path = corpus("Apache_2k.log");
+    let v = replay_json(&[
+        &path,
+        "--alarm",
+        "a log:",
+        "--log-alarm",
+        r"a \[error\] mod_jk child workerEnv in error state",
+        "--log-alarm",
+        r"a this_text_is_nowhere_in_the_apache_sample",
+        "--log-alarm",
+        r"a ^\[\w+ \w+ \d+ [\d:]+ \d+\] \[notice\]",
+    ]);
+    let rules = v["summary"]["rules"].as_array().unwrap();
+    let n = |i: usize, k: &str| rules[i][k].as_f64().unwrap();
+    for i in 0..3 {
+        assert!(n(i, "checked") >= n(i, "lines"), "{}", rules[i]);
+    }
+    assert!(n(0, "lines") > 0.0);
+    // The absent literal names no line: never checked, no time.
+    assert_eq!(n(1, "lines"), 0.0);
+    assert_eq!(n(1, "checked"), 0.0, "{}", rules[1]);
+    assert_eq!(n(1, "confirm_ms"), 0.0);
+    // `[notice]` is a literal of the third rule: checked on the notice lines at least.
+    assert_eq!(n(2, "lines"), 1405.0);
+    assert!(n(0, "confirm_ms") + n(2, "confirm_ms") > 0.0);
+}
