@@ -506,8 +506,10 @@ fn per_rule_cost_counts_the_candidate_lines_each_rule_was_checked_on() {
     ]);
     let rules = v["summary"]["rules"].as_array().unwrap();
     let n = |i: usize, k: &str| rules[i][k].as_f64().unwrap();
-    for i in 0..3 {
-        assert!(n(i, "checked") >= n(i, "lines"), "{}", rules[i]);
+    assert_eq!(rules.len(), 3);
+    for r in rules {
+        let m = |k: &str| r[k].as_f64().unwrap();
+        assert!(m("checked") >= m("lines"), "{r}");
     }
     assert!(n(0, "lines") > 0.0);
     // The absent literal names no line: never checked, no time.
