@@ -7,9 +7,8 @@
 # shipped ini, the man page, `systemd-analyze verify` of the unit), then purged. Otherwise its
 # contents are unpacked with dpkg-deb -x and the binary run from there.
 #
-# A static musl binary is not built: logalarm's curl: alarms need a libcurl with SMTP and TLS,
-# and the only libcurl a static musl build can link is curl-sys's bundled one, which is built
-# with CURL_DISABLE_SMTP (see build.rs). A musl binary would be a crippled one.
+# Then scripts/static-musl.sh builds and tests the static musl binary (its own libcurl with TLS
+# and SMTP; see that script).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '\n== %s\n' "$*"; }
@@ -74,3 +73,5 @@ smoke "$root/bin/logalarm"
 rm -rf "$root"
 
 say "package ok: $deb"
+
+scripts/static-musl.sh

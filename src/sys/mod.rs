@@ -293,7 +293,8 @@ pub(crate) fn recv_from(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
+    // (`as _`: its type is size_t on glibc, socklen_t on musl; 64 bytes fit either.)
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: every pointer in `msg` points to live buffers of the stated sizes.
     let n = syscall!(recvmsg(fd, &mut msg, 0))? as usize;
     let mut dropped = None;

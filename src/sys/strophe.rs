@@ -72,6 +72,13 @@ unsafe impl Send for Lib {}
 unsafe impl Sync for Lib {}
 
 fn load() -> Result<Lib, StropheError> {
+    if cfg!(target_feature = "crt-static") {
+        // A static binary (scripts/static-musl.sh) has no dynamic loader to open it with.
+        return Err(StropheError::from(
+            "libstrophe is loaded at run time, which this static binary cannot do: use the \
+             dynamically linked build (the .deb, or cargo install) for xmpp: alarms",
+        ));
+    }
     let name = c"libstrophe.so.0";
     // SAFETY: dlopen with a valid C string; the handle is kept for the process's life.
     let h = unsafe { libc::dlopen(name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };

@@ -13,6 +13,9 @@ fn local_now() -> Option<libc::tm> {
 }
 
 /// `now` (seconds since the epoch) as local time, broken down.
+// (libc marks `time_t` deprecated on musl targets: its width follows musl's own, 64 bits since
+// musl 1.2, which is what the static build links.)
+#[allow(deprecated)]
 fn local(now: libc::time_t) -> Option<libc::tm> {
     // SAFETY: an all-zero `tm` is a valid value for the out-parameter.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
@@ -53,6 +56,7 @@ pub(crate) fn ctime_now() -> String {
 }
 
 /// `t` as local time, `2026-12-01 17:40:03` (the times in digests).
+#[allow(deprecated)] // `libc::time_t` on musl: see `local`
 pub(crate) fn local_iso(t: std::time::SystemTime) -> String {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)

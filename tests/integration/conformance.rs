@@ -223,7 +223,7 @@ fn run_logalarm(alarms_ini: &Path, script: &Path, out: &Path, fd5: Option<&str>)
         .unwrap();
     let feed = feeder.stdout.take().unwrap();
     let o = command_with_fd5(
-        env!("CARGO_BIN_EXE_logalarm"),
+        &crate::support::bin_path().to_string_lossy(),
         &["--ini".as_ref(), alarms_ini.as_os_str()],
         fd5,
     )

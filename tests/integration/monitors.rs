@@ -53,7 +53,8 @@ fn recorder(name: &str, file: &std::path::Path) -> String {
 fn alarm_fd_on_a_pipe_counts_bytes_and_raises_once_more_at_eof() {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rec");
-    let bin = env!("CARGO_BIN_EXE_logalarm");
+    let bin = crate::support::bin_path();
+    let bin = bin.display();
     // The alarm definitions travel in the environment: `$0` must reach awk unexpanded.
     let script = format!(
         "exec {bin} --alarm-freq 0 --alarm \"$A\" --alarm \"$B\" --alarm \"$C\" \
@@ -88,7 +89,8 @@ fn alarm_fd_bytes_that_arrive_with_the_end_of_file_count() {
     // Four bytes and the end of the file in one read: four events, then one for the end.
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rec");
-    let bin = env!("CARGO_BIN_EXE_logalarm");
+    let bin = crate::support::bin_path();
+    let bin = bin.display();
     let script = format!(
         "exec {bin} --alarm-freq 0 --alarm \"$A\" --alarm-fd 'a 5 m' 5< <(printf wxyz) < /dev/null"
     );
@@ -136,7 +138,7 @@ p.terminate()
 sys.exit(p.wait())
 "#,
         fifo = fifo.to_str().unwrap(),
-        bin = env!("CARGO_BIN_EXE_logalarm"),
+        bin = crate::support::bin_path().display(),
         fa = recorder("fifo", &f),
         ea = recorder("ev", &f),
     );

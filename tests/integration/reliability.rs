@@ -235,7 +235,7 @@ fn a_process_holding_secrets_is_not_dumpable() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let bin = dir.path().join("logalarm");
-    std::fs::copy(env!("CARGO_BIN_EXE_logalarm"), &bin).unwrap();
+    std::fs::copy(crate::support::bin_path(), &bin).unwrap();
     let owner_with = |alarm: &str| {
         let mut child = Command::new("setpriv")
             .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
@@ -434,7 +434,7 @@ fn soak_200_mb_stream_intact_every_alarm_accounted_rss_flat() {
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/soak.sh"))
         .arg("200M")
-        .env("LOGALARM", env!("CARGO_BIN_EXE_logalarm"))
+        .env("LOGALARM", crate::support::bin_path())
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

@@ -51,7 +51,7 @@ fn run_one(path: &std::path::Path) {
     let expect = sc.expected();
 
     // 1. The real binary.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_logalarm"))
+    let mut child = Command::new(crate::support::bin_path())
         .args(&args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

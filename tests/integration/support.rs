@@ -7,8 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// The binary under test: this build's, or another build of the same source named by
+/// `LOGALARM_TEST_BIN` (scripts/static-musl.sh runs the delivery tests on the static binary).
+pub(crate) fn bin_path() -> PathBuf {
+    std::env::var_os("LOGALARM_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_logalarm")))
+}
+
 pub(crate) fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_logalarm"))
+    Command::new(bin_path())
 }
 
 /// Spawn the binary with piped stdin, stdout and stderr.

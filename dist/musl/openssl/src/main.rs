@@ -1,0 +1,2 @@
+//! Nothing to run: this crate only builds OpenSSL (build.rs).
+fn main() {}
