@@ -37,6 +37,8 @@ use crate::pipeline::{Pipeline, Stats};
 pub(crate) struct InputMeter {
     name: String,
     bytes: AtomicU64,
+    /// Bytes of this input handed to the output.
+    passed: AtomicU64,
     lines: AtomicU64,
     alarms: AtomicU64,
 }
@@ -116,6 +118,7 @@ impl Metrics {
         let m = Arc::new(InputMeter {
             name: name.to_string(),
             bytes: AtomicU64::new(0),
+            passed: AtomicU64::new(0),
             lines: AtomicU64::new(0),
             alarms: AtomicU64::new(0),
         });
@@ -165,6 +168,7 @@ impl Metrics {
                 serde_json::json!({
                     "input": m.name,
                     "bytes": m.bytes.load(Ordering::Relaxed),
+                    "passed_bytes": m.passed.load(Ordering::Relaxed),
                     "lines": m.lines.load(Ordering::Relaxed),
                     "alarms": m.alarms.load(Ordering::Relaxed),
                 })
@@ -264,6 +268,7 @@ impl Meter {
             }
         };
         add(&self.input.bytes, s.bytes, self.seen.bytes);
+        add(&self.input.passed, s.passed, self.seen.passed);
         add(&self.input.lines, s.lines, self.seen.lines);
         add(&self.input.alarms, s.alarms, self.seen.alarms);
         if s.confirmed != self.seen.confirmed {
@@ -375,8 +380,14 @@ impl Collector for Scrape {
         )?;
         counters(
             &mut e,
+            "logalarm_input_passed_bytes",
+            "Log bytes of each input handed to the output",
+            &per_input(|i| &i.passed),
+        )?;
+        counters(
+            &mut e,
             "logalarm_input_lines",
-            "Log lines read, per input",
+            "Log lines of each input passed to the output",
             &per_input(|i| &i.lines),
         )?;
         counters(

@@ -44,6 +44,8 @@ pub struct Stats {
     pub confirmed: u64,
     /// Alarm events raised.
     pub alarms: u64,
+    /// Bytes handed to the output (the sink accepted them).
+    pub passed: u64,
     /// Lines passed (line ends), counted only when asked ([`Pipeline::count_lines`]:
     /// `--metrics`, `--stats`): a count of newlines per buffer, never a loop per line.
     pub lines: u64,
@@ -56,6 +58,7 @@ impl Stats {
         self.confirmed += o.confirmed;
         self.alarms += o.alarms;
         self.lines += o.lines;
+        self.passed += o.passed;
     }
 }
 
@@ -236,6 +239,9 @@ impl Pipeline {
                     self.skipping = true;
                 }
                 let written = sink.pass(self.buf.filled());
+                if written.is_ok() {
+                    self.stats.passed += len as u64;
+                }
                 self.buf.consume(len);
                 written
             }
@@ -294,6 +300,7 @@ impl Pipeline {
             let n = self.ms.scan(lines, sink, &mut self.stats.alarms);
             self.stats.confirmed += n as u64;
             sink.pass(lines)?;
+            self.stats.passed += lines.len() as u64;
             self.count(lines);
             rest = &rest[j + 1..];
         }
@@ -315,6 +322,9 @@ impl Pipeline {
             self.stats.confirmed += n as u64;
         }
         let written = sink.pass(&self.buf.filled()[..upto]);
+        if written.is_ok() {
+            self.stats.passed += upto as u64;
+        }
         if self.count_lines {
             self.stats.lines +=
                 memchr::memchr_iter(b'\n', &self.buf.filled()[..upto]).count() as u64;

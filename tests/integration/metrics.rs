@@ -114,6 +114,10 @@ fn counters_equal_what_was_sent_and_promtool_accepts_them() {
         sent as f64
     );
     assert_eq!(
+        get("logalarm_input_passed_bytes_total{input=\"stdin\"}"),
+        sent as f64
+    );
+    assert_eq!(
         get("logalarm_input_alarms_total{input=\"stdin\"}"),
         raising as f64
     );
@@ -171,6 +175,7 @@ fn counters_equal_what_was_sent_and_promtool_accepts_them() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["inputs"][0]["lines"], lines);
     assert_eq!(v["inputs"][0]["bytes"], sent as u64);
+    assert_eq!(v["inputs"][0]["passed_bytes"], sent as u64);
     assert_eq!(v["alarms"][0]["alarm"], "db");
     assert_eq!(v["alarms"][0]["raised"], raising);
     assert_eq!(v["alarms"][0]["ran"], raising);
