@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::action::{cmd::Children, Ctx};
 use crate::config;
-use crate::dispatch::{AntiFlood, Dispatcher, Instance, Overflow, Summary};
+use crate::dispatch::{Dispatcher, Instance, Overflow, Summary};
 use crate::monitor::Monitors;
 use crate::output::Output;
 use crate::pipeline::Stats;
@@ -212,7 +212,7 @@ pub(crate) fn instance(
         Instance {
             name: a.name,
             action: a.action,
-            flood: AntiFlood::new(freq),
+            suppress: crate::suppress::Suppress::new(a.policy.clone(), freq),
             overflow: a.overflow,
             spool,
         },
@@ -313,7 +313,7 @@ fn finish(
         {
             report!(
                 Alarm,
-                "exit: \"{}\" ({} alarm, overflow {}): raised {}, ran {}, suppressed {}, dropped {} ({} digest(s) sent), discarded {}, failed {}{}",
+                "exit: \"{}\" ({} alarm, overflow {}): raised {}, ran {}, suppressed {}, dropped {} ({} digest(s) sent), discarded {}, failed {}{}{}",
                 a.name,
                 a.kind,
                 a.overflow,
@@ -326,6 +326,11 @@ fn finish(
                 a.failed,
                 if a.overflow == "spool" {
                     format!(", spooled {}, kept in the spool {}", a.spooled, a.kept)
+                } else {
+                    String::new()
+                },
+                if a.keys_forgotten > 0 {
+                    format!(", keys forgotten {} (alarm-keys-max)", a.keys_forgotten)
                 } else {
                     String::new()
                 }

@@ -131,6 +131,7 @@ impl AntiFlood {
     }
 
     /// Whether `msg` may run at `now`; if so, it becomes the reference.
+    #[cfg(test)]
     pub(crate) fn admit(&mut self, msg: &[u8], now: Instant) -> bool {
         self.decide(msg, now).is_ok()
     }
@@ -150,6 +151,12 @@ impl AntiFlood {
     }
 }
 
+/// A time for `{first}` and `{last}` in live alarms: the wall clock's, local, to the second.
+fn wall(t: Instant) -> String {
+    let ago = Instant::now().saturating_duration_since(t);
+    crate::sys::time::local_iso(std::time::SystemTime::now() - ago)
+}
+
 /// An alarm's message: the line cut to `alarm-msg-size` (live and in `replay`).
 #[inline]
 pub(crate) fn message(line: &[u8], msg_size: usize) -> &[u8] {
@@ -160,7 +167,8 @@ pub(crate) fn message(line: &[u8], msg_size: usize) -> &[u8] {
 pub(crate) struct Instance {
     pub name: String,
     pub action: Action,
-    pub flood: AntiFlood,
+    /// Anti-flood, templates, keys, thresholds (see `suppress`).
+    pub suppress: crate::suppress::Suppress,
     pub overflow: Overflow,
     /// The `spool` policy's queue on disk (opened at start-up).
     pub spool: Option<Arc<Spool>>,
@@ -242,6 +250,8 @@ struct Counters {
     spooled: AtomicU64,
     /// Spooled deliveries that failed for now and will be tried again.
     retried: AtomicU64,
+    /// Keys forgotten to stay within `alarm-keys-max` (the lane's `Suppress`, published).
+    keys_forgotten: AtomicU64,
 }
 
 /// Upper bounds (seconds) of the latency histograms' buckets; the last bucket is +Inf.
@@ -324,6 +334,7 @@ pub(crate) struct AlarmSummary {
     pub spooled: u64,
     /// Left in the spool at exit, for the next start.
     pub kept: u64,
+    pub keys_forgotten: u64,
 }
 
 struct Lane {
@@ -461,6 +472,7 @@ pub(crate) struct AlarmNow {
     pub spooled: u64,
     pub retried: u64,
     pub digests: u64,
+    pub keys_forgotten: u64,
 }
 
 impl Probe {
@@ -486,6 +498,7 @@ impl Probe {
                     spooled: get(&c.spooled),
                     retried: get(&c.retried),
                     digests: get(&c.digests),
+                    keys_forgotten: get(&c.keys_forgotten),
                 }
             })
             .collect()
@@ -942,6 +955,7 @@ impl Dispatcher {
                 digests: a.digests,
                 spooled: a.spooled,
                 kept: kept.get(i).copied().unwrap_or(0),
+                keys_forgotten: a.keys_forgotten,
             })
             .collect();
         let sum = |f: fn(&AlarmSummary) -> u64| alarms.iter().map(f).sum();
@@ -996,16 +1010,29 @@ impl LaneAlarms {
             return true;
         };
         let a = &shared.alarms[ev.alarm as usize];
-        if !inst.flood.admit(&ev.msg, Instant::now()) {
-            a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
-            return true;
-        }
+        let templated = match inst
+            .suppress
+            .decide(&ev.msg, &inst.name, Instant::now(), &wall)
+        {
+            Ok(m) => m,
+            Err(_) => {
+                a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
+                a.counts
+                    .keys_forgotten
+                    .store(inst.suppress.keys(), Ordering::Relaxed);
+                return true;
+            }
+        };
+        a.counts
+            .keys_forgotten
+            .store(inst.suppress.keys(), Ordering::Relaxed);
+        let msg: &[u8] = templated.as_deref().unwrap_or(&ev.msg);
         run.set_after(ev.after);
         lane.running
             .store(u64::from(ev.alarm) + 1, Ordering::SeqCst);
         let started = Instant::now();
         a.wait.record(started.saturating_duration_since(ev.raised));
-        let outcome = inst.action.fire(&inst.name, &ev.msg, ev.raised, run);
+        let outcome = inst.action.fire(&inst.name, msg, ev.raised, run);
         a.run.record(started.elapsed());
         if lane.running.swap(0, Ordering::SeqCst) == 0 {
             return false;
@@ -1018,7 +1045,7 @@ impl LaneAlarms {
                 a.counts.ran.fetch_add(1, Ordering::Relaxed);
                 a.counts.failed.fetch_add(1, Ordering::Relaxed);
             }
-            Outcome::Dropped => a.lose(&ev.msg),
+            Outcome::Dropped => a.lose(msg),
             Outcome::Spooled => {
                 a.counts.spooled.fetch_add(1, Ordering::Relaxed);
             }

@@ -65,6 +65,7 @@ mod rules;
 mod source;
 mod spool;
 mod supervise;
+mod suppress;
 mod sys;
 
 pub use app::main;

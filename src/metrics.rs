@@ -197,6 +197,7 @@ impl Metrics {
                             "raised": a.raised, "ran": a.ran, "suppressed": a.suppressed,
                             "dropped": a.dropped, "discarded": a.discarded, "failed": a.failed,
                             "spooled": a.spooled, "retried": a.retried, "digests": a.digests,
+                            "keys_forgotten": a.keys_forgotten,
                             "wait": lat(l.map(|x| x.0)), "run": lat(l.map(|x| x.1)),
                         })
                     })
@@ -432,7 +433,7 @@ impl Collector for Scrape {
                 &'static str,
                 fn(&crate::dispatch::AlarmNow) -> u64,
             );
-            let rows: [Row; 9] = [
+            let rows: [Row; 10] = [
                 ("logalarm_alarms_raised", "Alarms raised", |a| a.raised),
                 (
                     "logalarm_alarms_ran",
@@ -473,6 +474,11 @@ impl Collector for Scrape {
                     "logalarm_alarm_digests",
                     "Digests of dropped alarms sent",
                     |a| a.digests,
+                ),
+                (
+                    "logalarm_alarm_keys_forgotten",
+                    "Keys forgotten to stay within alarm-keys-max",
+                    |a| a.keys_forgotten,
                 ),
             ];
             for (name, help, f) in rows {

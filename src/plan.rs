@@ -32,6 +32,8 @@ pub(crate) struct AlarmPlan {
     /// policy and the anti-flood window (held in memory only, never shown: it may hold a
     /// secret).
     pub(crate) key: String,
+    /// `alarm-template`, `alarm-key`, `alarm-threshold` (uWSGI's behaviour when none is set).
+    pub(crate) policy: std::sync::Arc<crate::suppress::Policy>,
 }
 
 /// `--alarm-spool` and its limits.
@@ -162,6 +164,11 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
     let rules = compile_rules(c, &names)?;
+    let mut alarms = alarms;
+    for (a, (policy, key)) in alarms.iter_mut().zip(policies(c, &names)?) {
+        a.key.push_str(&key);
+        a.policy = std::sync::Arc::new(policy);
+    }
     if let Ok(translated) = rule_patterns(c) {
         for (r, t) in c.rules.iter().zip(&translated) {
             if pcre::pcre_only(t) {
@@ -491,7 +498,146 @@ fn resolve_alarm(
             overflow.name(),
             c.alarm_freq
         ),
+        policy: Default::default(),
     })
+}
+
+/// Each alarm's `alarm-template`, `alarm-key` and `alarm-threshold` (indexed by rank), and
+/// the same as text for the alarm's reload key.
+fn policies(
+    c: &Config,
+    names: &HashMap<String, u32>,
+) -> Result<Vec<(crate::suppress::Policy, String)>, ConfigError> {
+    use crate::suppress::{Captor, Policy, Template, Threshold};
+    let mut out: Vec<(Policy, String)> = (0..names.len())
+        .map(|_| {
+            (
+                Policy {
+                    keys_max: c.alarm_keys_max,
+                    ..Policy::default()
+                },
+                String::new(),
+            )
+        })
+        .collect();
+    // (option, definition, the part after the names, the ranks it names)
+    let mut defs = Vec::new();
+    for (opt, list) in [
+        ("alarm-template", &c.alarm_template),
+        ("alarm-key", &c.alarm_key),
+        ("alarm-threshold", &c.alarm_threshold),
+    ] {
+        for d in list {
+            let err = move |why: String| {
+                ConfigError::new(format!("invalid {opt}: {}: {why}", d.value), &d.origin)
+            };
+            let v = d.value.trim_start();
+            let Some((list, rest)) = v.split_once(char::is_whitespace) else {
+                return Err(err("expected \"NAME[,NAME...] VALUE\"".into()));
+            };
+            let mut ranks = Vec::new();
+            for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                match names.get(n) {
+                    Some(&r) => ranks.push(r as usize),
+                    None => return Err(err(format!("no alarm named \"{n}\""))),
+                }
+            }
+            defs.push((opt, d, rest.trim(), ranks, err));
+        }
+    }
+    for (opt, _, rest, ranks, err) in &defs {
+        for &r in ranks {
+            let (p, key) = &mut out[r];
+            match *opt {
+                "alarm-template" => p.template = Some(Template::parse(rest).map_err(err)?),
+                "alarm-key" => p.key = Some(Template::parse(rest).map_err(err)?),
+                _ => {
+                    let mut it = rest.split_whitespace();
+                    let (Some(n), Some(s), None) = (it.next(), it.next(), it.next()) else {
+                        return Err(err("expected \"NAME[,NAME...] COUNT SECONDS\"".into()));
+                    };
+                    let count = n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=1_000_000).contains(n))
+                        .ok_or_else(|| {
+                            err(format!(
+                                "`{n}`: COUNT must be a whole number from 1 to 1000000"
+                            ))
+                        })?;
+                    let secs = s
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| (1..=31_622_400).contains(s))
+                        .ok_or_else(|| {
+                            err(format!(
+                                "`{s}`: SECONDS must be a whole number from 1 to 31622400 (a year)"
+                            ))
+                        })?;
+                    p.threshold = Some(Threshold {
+                        count,
+                        window: Duration::from_secs(secs),
+                    });
+                }
+            }
+            key.push_str(&format!("|{opt} {rest}"));
+        }
+    }
+    // The captures: the rules naming the alarm (positively), in configuration order.
+    for (rank, (p, _)) in out.iter_mut().enumerate() {
+        if !p.needs_groups() {
+            continue;
+        }
+        let Some(name) = names
+            .iter()
+            .find(|(_, &r)| r as usize == rank)
+            .map(|(n, _)| n)
+        else {
+            continue;
+        };
+        let (opt, d) = defs
+            .iter()
+            .find(|(o, _, _, ranks, _)| ranks.contains(&rank) && *o != "alarm-threshold")
+            .map(|(o, d, ..)| (*o, *d))
+            .unwrap_or(("alarm-template", &c.alarm_template[0]));
+        let err =
+            |why: String| ConfigError::new(format!("invalid {opt}: {}: {why}", d.value), &d.origin);
+        let rules: Vec<&str> = c
+            .rules
+            .iter()
+            .filter(|r| !r.negate && r.names.iter().any(|n| n == name))
+            .map(|r| r.regex.as_str())
+            .collect();
+        if rules.is_empty() {
+            return Err(err(format!(
+                "alarm \"{name}\" is raised by no log-alarm rule, so it has no groups to use"
+            )));
+        }
+        let (captor, groups) = Captor::new(&rules, c.rule_syntax == RuleSyntax::Pcre)
+            .map_err(|e| err(format!("a rule of alarm \"{name}\": {e}")))?;
+        let most = groups.iter().map(|(n, _)| *n).max().unwrap_or(0);
+        for t in p.template.iter().chain(p.key.iter()) {
+            if let Some(g) = t.max_group().filter(|&g| g > most) {
+                return Err(err(format!(
+                    "`{{{g}}}`: the rules of alarm \"{name}\" have at most {most} group(s)"
+                )));
+            }
+            for n in t.names() {
+                if !groups.iter().any(|(_, names)| names.iter().any(|x| x == n)) {
+                    let known: Vec<&str> = groups
+                        .iter()
+                        .flat_map(|(_, names)| names.iter().map(String::as_str))
+                        .collect();
+                    return Err(err(format!(
+                        "`{{{n}}}`: no rule of alarm \"{name}\" has a group of that name (named groups: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )));
+                }
+            }
+        }
+        p.captor = Some(captor);
+    }
+    Ok(out)
 }
 
 /// Each rule in the automaton's syntax: PCRE rules translated (`rule-syntax = pcre`, the

@@ -172,6 +172,14 @@ pub struct Config {
     pub alarm_socket: Vec<Sourced<PathBuf>>,
     /// `--alarm-overflow "NAME[,NAME...] POLICY"`, as written.
     pub alarm_overflow: Vec<Sourced<String>>,
+    /// `--alarm-template "NAME[,NAME...] TEMPLATE"`, as written.
+    pub alarm_template: Vec<Sourced<String>>,
+    /// `--alarm-key "NAME[,NAME...] TEMPLATE"`, as written.
+    pub alarm_key: Vec<Sourced<String>>,
+    /// `--alarm-threshold "NAME[,NAME...] COUNT SECONDS"`, as written.
+    pub alarm_threshold: Vec<Sourced<String>>,
+    /// `--alarm-keys-max`.
+    pub alarm_keys_max: usize,
     /// `--alarm-spool DIR`: where `spool` alarms keep what waits for delivery.
     pub alarm_spool: Option<PathBuf>,
     /// Most bytes each alarm's spool holds.
@@ -233,6 +241,10 @@ impl Default for Config {
             mule: Vec::new(),
             alarm_socket: Vec::new(),
             alarm_overflow: Vec::new(),
+            alarm_template: Vec::new(),
+            alarm_key: Vec::new(),
+            alarm_threshold: Vec::new(),
+            alarm_keys_max: 100_000,
             alarm_spool: None,
             alarm_spool_max_size: 64 << 20,
             alarm_spool_max_age: Duration::from_secs(86_400),
@@ -622,6 +634,50 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: what an alarm does when its queue is full: drop (count, then send a digest), block (slow the log stream), spool (queue on disk; curl, airbrake, xmpp)",
         apply: |c, v, o, _| {
             c.alarm_overflow.push(sourced(non_empty("alarm-overflow", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-template",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] TEMPLATE\"",
+        doc: "logalarm: the message NAME sends: TEMPLATE with {1}, {group} (the raising rule's captures), {line}, {alarm}, {count}, {first}, {last}",
+        apply: |c, v, o, _| {
+            c.alarm_template.push(sourced(non_empty("alarm-template", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-key",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] TEMPLATE\"",
+        doc: "logalarm: anti-flood and thresholds of NAME per key (TEMPLATE, e.g. {ip}) instead of per message",
+        apply: |c, v, o, _| {
+            c.alarm_key.push(sourced(non_empty("alarm-key", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-threshold",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] COUNT SECONDS\"",
+        doc: "logalarm: NAME fires on the COUNT-th match within SECONDS (per key with alarm-key)",
+        apply: |c, v, o, _| {
+            c.alarm_threshold.push(sourced(non_empty("alarm-threshold", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-keys-max",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "KEYS",
+        doc: "logalarm: most keys each alarm-key/alarm-threshold alarm remembers (default 100000)",
+        apply: |c, v, o, _| {
+            c.alarm_keys_max = parse_uint("alarm-keys-max", v, o, 2, 1 << 26)? as usize;
             Ok(())
         },
     },

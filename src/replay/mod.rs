@@ -26,7 +26,7 @@ use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
 use crate::config;
-use crate::dispatch::{self, AntiFlood};
+use crate::dispatch;
 use crate::pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 use time::{Clock, Format};
 
@@ -96,7 +96,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         .map(|a| AlarmState {
             name: a.name.clone(),
             kind: a.action.kind(),
-            flood: AntiFlood::new(plan.dispatch.freq),
+            suppress: crate::suppress::Suppress::new(a.policy.clone(), plan.dispatch.freq),
             raised: 0,
             fired: 0,
             suppressed: 0,
@@ -387,12 +387,22 @@ fn parse(args: &[OsString]) -> Result<Opts, String> {
     Ok(o)
 }
 
+/// Why a raised line did not fire, as the report shows it.
+enum Why {
+    /// Anti-flood: (log time of the firing that holds it, per key rather than per message).
+    Flood(i64, bool),
+    /// Below the threshold: matches so far in the window.
+    Below(usize, Option<crate::suppress::Threshold>),
+}
+
+use crate::suppress::Held;
+
 /// One alarm's replay state.
 #[derive(Debug)]
 struct AlarmState {
     name: String,
     kind: &'static str,
-    flood: AntiFlood,
+    suppress: crate::suppress::Suppress,
     raised: u64,
     fired: u64,
     suppressed: u64,
@@ -557,7 +567,11 @@ impl Replay {
         let msg = dispatch::message(msg, self.msg_size);
         let micros = t.unwrap_or(0).max(0) as u64;
         let now = self.base + Duration::from_micros(micros);
-        let verdict = a.flood.decide(msg, now);
+        let base = self.base;
+        let show =
+            move |t: Instant| time::show(t.saturating_duration_since(base).as_micros() as i64);
+        let verdict = a.suppress.decide(msg, &a.name, now, &show);
+        let (keyed, threshold) = (a.suppress.keyed(), a.suppress.threshold());
         a.raised += 1;
         let fired = verdict.is_ok();
         if fired {
@@ -573,15 +587,20 @@ impl Replay {
         slot.0 += 1;
         slot.1 += u64::from(fired);
         let coarsen = a.timeline.len() > MAX_BUCKETS;
+        let (msg, reason) = match &verdict {
+            Ok(Some(m)) => (m.as_slice(), None),
+            Ok(None) => (msg, None),
+            Err(Held::Flood(ran)) => {
+                let ran_at = ran.saturating_duration_since(self.base).as_micros() as i64;
+                (msg, Some(Why::Flood(ran_at, keyed)))
+            }
+            Err(Held::Below(n)) => (msg, Some(Why::Below(*n, threshold))),
+        };
         if fired {
             if let Some(x) = self.exec.as_mut() {
                 x.fire(rank, msg);
             }
         }
-        let reason = verdict.err().map(|ran| {
-            let ran_at = ran.saturating_duration_since(self.base).as_micros() as i64;
-            (ran_at, self.freq)
-        });
         if coarsen {
             self.coarsen();
         }
@@ -604,10 +623,23 @@ impl Replay {
                 "verdict": if fired { "fire" } else { "suppress" },
                 "message": text,
             });
-            if let Some((ran_at, freq)) = reason {
-                ev["reason"] = serde_json::json!({
-                    "anti_flood": {"same_message_fired_at": time::rfc3339(ran_at), "alarm_freq_s": freq.as_secs_f64()}
-                });
+            match reason {
+                Some(Why::Flood(ran_at, keyed)) => {
+                    let same = if keyed {
+                        "same_key_fired_at"
+                    } else {
+                        "same_message_fired_at"
+                    };
+                    ev["reason"] = serde_json::json!({
+                        "anti_flood": {same: time::rfc3339(ran_at), "alarm_freq_s": self.freq.as_secs_f64()}
+                    });
+                }
+                Some(Why::Below(n, th)) => {
+                    ev["reason"] = serde_json::json!({
+                        "threshold": {"matches": n, "count": th.map(|t| t.count), "seconds": th.map(|t| t.window.as_secs())}
+                    });
+                }
+                None => {}
             }
             let sep = if self.events == 0 { "" } else { "," };
             self.put(&format!("{sep}\n{ev}"));
@@ -618,11 +650,18 @@ impl Replay {
                     "{when}  {}:{line}  FIRE      \"{name}\" ({kind}:)  {text}\n",
                     self.file
                 )),
-                Some((ran_at, freq)) => self.put(&format!(
-                    "{when}  {}:{line}  SUPPRESS  \"{name}\": anti-flood, same message fired at {} (alarm-freq {} s)  {text}\n",
+                Some(Why::Flood(ran_at, keyed)) => self.put(&format!(
+                    "{when}  {}:{line}  SUPPRESS  \"{name}\": anti-flood, same {} fired at {} (alarm-freq {} s)  {text}\n",
                     self.file,
+                    if keyed { "key" } else { "message" },
                     time::show(ran_at),
-                    freq.as_secs_f64()
+                    self.freq.as_secs_f64()
+                )),
+                Some(Why::Below(n, th)) => self.put(&format!(
+                    "{when}  {}:{line}  HOLD      \"{name}\": threshold, {n} of {} match(es) within {} s  {text}\n",
+                    self.file,
+                    th.map_or(0, |t| t.count),
+                    th.map_or(0, |t| t.window.as_secs())
                 )),
             }
         }

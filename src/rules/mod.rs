@@ -52,6 +52,7 @@ pub(crate) use cost::Cost;
 use gate::*;
 pub use literals::rule_needles;
 use literals::*;
+pub(crate) use matcher::without_terminator;
 pub use matcher::{Matcher, RuleCost};
 pub use syntax::parse_regex;
 use syntax::*;

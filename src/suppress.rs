@@ -1,0 +1,603 @@
+//! What an alarm sends, and when: message templates with the raising rule's captures,
+//! thresholds, and anti-flood per key.
+//!
+//! Role: one [`Suppress`] per alarm instance decides, for each raised line, whether the alarm
+//! fires and with which message. The live lanes call it with the clock, `replay` with the log's
+//! own time: one decision for both. Without `alarm-template`, `alarm-key` and
+//! `alarm-threshold` the decision is uWSGI's anti-flood ([`AntiFlood`]), unchanged.
+//! Invariants: captures are computed only for lines that raise an alarm that uses them, on the
+//! alarm's lane thread (never on the log path); per-key state is bounded (`alarm-keys-max`,
+//! two generations: a key unused for two generations is forgotten, and counted).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use crate::dispatch::AntiFlood;
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(Vec<u8>),
+    /// `{1}`: a numbered group (`{0}`: the whole match).
+    Group(usize),
+    /// `{host}`: a named group.
+    Named(String),
+    /// `{line}`: the line (without its terminator).
+    Line,
+    /// `{alarm}`: the alarm's name.
+    Alarm,
+    /// `{count}`: matches counted toward this firing (the threshold's window; 1 without one).
+    Count,
+    /// `{first}`, `{last}`: when the first and the last of them happened.
+    First,
+    Last,
+}
+
+/// A message or key template: text with `{1}`, `{name}`, `{line}`, `{alarm}`, `{count}`,
+/// `{first}`, `{last}`; `{{` and `}}` are braces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parse `text`; the error names the offending piece.
+    pub(crate) fn parse(text: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut lit = Vec::new();
+        let b = text.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'{' if b.get(i + 1) == Some(&b'{') => {
+                    lit.push(b'{');
+                    i += 2;
+                }
+                b'}' if b.get(i + 1) == Some(&b'}') => {
+                    lit.push(b'}');
+                    i += 2;
+                }
+                b'{' => {
+                    let Some(len) = b[i + 1..].iter().position(|&c| c == b'}') else {
+                        return Err(format!(
+                            "`{}`: an unclosed `{{` (`{{{{` is a brace)",
+                            &text[i..]
+                        ));
+                    };
+                    let name = &text[i + 1..i + 1 + len];
+                    let part = match name {
+                        "line" => Part::Line,
+                        "alarm" => Part::Alarm,
+                        "count" => Part::Count,
+                        "first" => Part::First,
+                        "last" => Part::Last,
+                        n if !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()) => {
+                            Part::Group(n.parse().map_err(|_| format!("`{{{n}}}`: too large"))?)
+                        }
+                        n if !n.is_empty()
+                            && n.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                            && !n.as_bytes()[0].is_ascii_digit() =>
+                        {
+                            Part::Named(n.to_string())
+                        }
+                        n => {
+                            return Err(format!(
+                                "`{{{n}}}`: not a group number, a group name or one of line, alarm, count, first, last"
+                            ))
+                        }
+                    };
+                    if !lit.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut lit)));
+                    }
+                    parts.push(part);
+                    i += len + 2;
+                }
+                b'}' => return Err(format!("`{}`: a lone `}}` (`}}}}` is a brace)", &text[i..])),
+                c => {
+                    lit.push(c);
+                    i += 1;
+                }
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(Part::Text(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Whether it uses the raising rule's groups.
+    fn uses_groups(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Group(_) | Part::Named(_)))
+    }
+
+    /// The group names it uses.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Named(n) => Some(n.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The largest group number it uses.
+    pub(crate) fn max_group(&self) -> Option<usize> {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Group(n) => Some(*n),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// Write it with `ctx` into `out` (cleared first). A group that did not take part in the
+    /// match is empty.
+    fn render(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
+        out.clear();
+        for p in &self.parts {
+            match p {
+                Part::Text(t) => out.extend_from_slice(t),
+                Part::Group(n) => {
+                    if let Some(r) = ctx.caps.and_then(|c| c.group(*n)) {
+                        out.extend_from_slice(&ctx.line[r]);
+                    }
+                }
+                Part::Named(n) => {
+                    if let Some(r) = ctx.caps.and_then(|c| c.named(n)) {
+                        out.extend_from_slice(&ctx.line[r]);
+                    }
+                }
+                Part::Line => out.extend_from_slice(ctx.line),
+                Part::Alarm => out.extend_from_slice(ctx.alarm.as_bytes()),
+                Part::Count => out.extend_from_slice(ctx.count.to_string().as_bytes()),
+                Part::First => out.extend_from_slice((ctx.time)(ctx.first).as_bytes()),
+                Part::Last => out.extend_from_slice((ctx.time)(ctx.last).as_bytes()),
+            }
+        }
+    }
+}
+
+/// One rule's regex, compiled to give its groups.
+#[derive(Debug)]
+enum CapRegex {
+    /// The rule as written, by PCRE2 (`rule-syntax = pcre`, the default): uWSGI's groups.
+    Pcre(pcre2::bytes::Regex),
+    /// A `rule-syntax = rust` rule.
+    Rust(regex_automata::meta::Regex),
+}
+
+/// One rule's groups: how many (without the whole match) and their names.
+pub(crate) type Groups = (usize, Vec<String>);
+
+/// The groups of the rule that raised an alarm: the first rule (in configuration order) that
+/// names the alarm and matches the line.
+#[derive(Debug)]
+pub(crate) struct Captor {
+    rules: Vec<CapRegex>,
+}
+
+/// Group spans of one match, and the matching rule's group names.
+#[derive(Debug)]
+struct Caps<'c> {
+    spans: Vec<Option<Range<usize>>>,
+    names: &'c HashMap<String, usize>,
+}
+
+impl Caps<'_> {
+    fn group(&self, n: usize) -> Option<Range<usize>> {
+        self.spans.get(n).cloned().flatten()
+    }
+    fn named(&self, n: &str) -> Option<Range<usize>> {
+        self.names.get(n).and_then(|&i| self.group(i))
+    }
+}
+
+impl Captor {
+    /// The captor of `patterns` (each a rule's regex: PCRE as written when `pcre`, else the
+    /// Rust syntax), in configuration order. Returns it with each rule's group count and names.
+    pub(crate) fn new(
+        patterns: &[&str],
+        pcre: bool,
+    ) -> Result<(Captor, Vec<Groups>), String> {
+        let mut rules = Vec::new();
+        let mut groups = Vec::new();
+        for p in patterns {
+            if pcre {
+                let re = pcre2::bytes::RegexBuilder::new()
+                    .jit_if_available(true)
+                    .build(p)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                let names = re.capture_names().iter().flatten().cloned().collect();
+                groups.push((re.captures_len().saturating_sub(1), names));
+                rules.push(CapRegex::Pcre(re));
+            } else {
+                let re = regex_automata::meta::Regex::builder()
+                    .syntax(
+                        regex_automata::util::syntax::Config::new()
+                            .unicode(false)
+                            .utf8(false),
+                    )
+                    .build(p)
+                    .map_err(|e| format!("{p}: {e}"))?;
+                let info = re.group_info();
+                let names = info
+                    .pattern_names(regex_automata::PatternID::ZERO)
+                    .flatten()
+                    .map(str::to_string)
+                    .collect();
+                groups.push((info.group_len(regex_automata::PatternID::ZERO) - 1, names));
+                rules.push(CapRegex::Rust(re));
+            }
+        }
+        Ok((Captor { rules }, groups))
+    }
+
+    /// The groups of the first rule that matches `line`, with a fresh name table per call
+    /// (captures are computed only for raising lines).
+    fn capture(
+        &self,
+        line: &[u8],
+        names: &mut HashMap<String, usize>,
+    ) -> Option<Vec<Option<Range<usize>>>> {
+        for re in &self.rules {
+            names.clear();
+            match re {
+                CapRegex::Pcre(re) => {
+                    let Ok(Some(c)) = re.captures(line) else {
+                        continue;
+                    };
+                    for (i, n) in re.capture_names().iter().enumerate() {
+                        if let Some(n) = n {
+                            names.insert(n.clone(), i);
+                        }
+                    }
+                    return Some(
+                        (0..c.len())
+                            .map(|i| c.get(i).map(|m| m.start()..m.end()))
+                            .collect(),
+                    );
+                }
+                CapRegex::Rust(re) => {
+                    let mut c = re.create_captures();
+                    re.captures(line, &mut c);
+                    if !c.is_match() {
+                        continue;
+                    }
+                    let info = re.group_info();
+                    for (i, n) in info
+                        .pattern_names(regex_automata::PatternID::ZERO)
+                        .enumerate()
+                    {
+                        if let Some(n) = n {
+                            names.insert(n.to_string(), i);
+                        }
+                    }
+                    let len = info.group_len(regex_automata::PatternID::ZERO);
+                    return Some(
+                        (0..len)
+                            .map(|i| c.get_group(i).map(|s| s.range()))
+                            .collect(),
+                    );
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What the template sees.
+struct Ctx<'a> {
+    line: &'a [u8],
+    alarm: &'a str,
+    caps: Option<&'a Caps<'a>>,
+    count: usize,
+    first: Instant,
+    last: Instant,
+    time: &'a dyn Fn(Instant) -> String,
+}
+
+/// `alarm-threshold`: fire on the COUNT-th match within SECONDS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Threshold {
+    pub(crate) count: usize,
+    pub(crate) window: Duration,
+}
+
+/// An alarm's policy beyond uWSGI's (the `alarm-template`, `alarm-key`, `alarm-threshold`
+/// options), fixed at start-up.
+#[derive(Debug, Default)]
+pub(crate) struct Policy {
+    pub(crate) template: Option<Template>,
+    pub(crate) key: Option<Template>,
+    pub(crate) threshold: Option<Threshold>,
+    /// The rules naming the alarm, when a template uses their groups.
+    pub(crate) captor: Option<Captor>,
+    /// Most keys remembered (`alarm-keys-max`).
+    pub(crate) keys_max: usize,
+}
+
+impl Policy {
+    /// Whether it is uWSGI's behaviour (no template, key or threshold).
+    pub(crate) fn is_plain(&self) -> bool {
+        self.template.is_none() && self.key.is_none() && self.threshold.is_none()
+    }
+
+    /// Whether a template uses the raising rule's groups.
+    pub(crate) fn needs_groups(&self) -> bool {
+        self.template.as_ref().is_some_and(Template::uses_groups)
+            || self.key.as_ref().is_some_and(Template::uses_groups)
+    }
+}
+
+/// Per-key state.
+#[derive(Debug, Default)]
+struct KeyState {
+    /// When this key last fired.
+    fired: Option<Instant>,
+    /// The threshold's window: the times of the matches not yet counted toward a firing.
+    hits: VecDeque<Instant>,
+}
+
+/// Keys in two generations: a key is looked up in the current one, else moved up from the
+/// previous one; when the current one holds half the cap, it becomes the previous one and the
+/// old previous one is forgotten. Memory is bounded by the cap; a key used in the last two
+/// generations is kept.
+#[derive(Debug, Default)]
+struct Keys {
+    current: HashMap<Box<[u8]>, KeyState>,
+    previous: HashMap<Box<[u8]>, KeyState>,
+    max: usize,
+    evicted: u64,
+}
+
+impl Keys {
+    fn get(&mut self, key: &[u8]) -> &mut KeyState {
+        if !self.current.contains_key(key) {
+            let half = (self.max / 2).max(1);
+            if self.current.len() >= half {
+                let old = std::mem::replace(&mut self.previous, std::mem::take(&mut self.current));
+                self.evicted += old.len() as u64;
+            }
+            let state = self.previous.remove(key).unwrap_or_default();
+            self.current.insert(key.into(), state);
+        }
+        self.current.entry(key.into()).or_default()
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.current.len() + self.previous.len()
+    }
+}
+
+/// Why a raised line did not fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Held {
+    /// Anti-flood: the same message (or key) fired at this time, less than `alarm-freq` ago.
+    Flood(Instant),
+    /// Below the threshold: this many matches of the needed count within the window.
+    Below(usize),
+}
+
+/// One alarm's suppression state (see the module doc).
+#[derive(Debug)]
+pub(crate) struct Suppress {
+    policy: std::sync::Arc<Policy>,
+    flood: AntiFlood,
+    freq: Duration,
+    keys: Keys,
+    key_buf: Vec<u8>,
+    names: HashMap<String, usize>,
+}
+
+impl Suppress {
+    pub(crate) fn new(policy: std::sync::Arc<Policy>, freq: Duration) -> Suppress {
+        let max = policy.keys_max.max(2);
+        Suppress {
+            policy,
+            flood: AntiFlood::new(freq),
+            freq,
+            keys: Keys {
+                max,
+                ..Keys::default()
+            },
+            key_buf: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The threshold, if any.
+    pub(crate) fn threshold(&self) -> Option<Threshold> {
+        self.policy.threshold
+    }
+
+    /// Whether anti-flood is per key (`alarm-key`) rather than per message.
+    pub(crate) fn keyed(&self) -> bool {
+        self.policy.key.is_some()
+    }
+
+    /// Keys forgotten to keep within `alarm-keys-max`.
+    pub(crate) fn keys(&self) -> u64 {
+        self.keys.evicted
+    }
+
+    /// Decide for `line` (the alarm's message: the line cut to `alarm-msg-size`, terminator
+    /// included) raised at `now`. `Ok(None)`: fire with `line` itself; `Ok(Some(msg))`: fire
+    /// with the template's message; `Err`: held, and why. `time` writes a time for `{first}`
+    /// and `{last}`.
+    pub(crate) fn decide(
+        &mut self,
+        line: &[u8],
+        alarm: &str,
+        now: Instant,
+        time: &dyn Fn(Instant) -> String,
+    ) -> Result<Option<Vec<u8>>, Held> {
+        let p = &*self.policy;
+        if p.is_plain() {
+            return self
+                .flood
+                .decide(line, now)
+                .map(|()| None)
+                .map_err(Held::Flood);
+        }
+        let text = crate::rules::without_terminator(line);
+        let spans = if p.needs_groups() {
+            p.captor
+                .as_ref()
+                .and_then(|c| c.capture(text, &mut self.names))
+        } else {
+            None
+        };
+        let caps = spans.map(|spans| Caps {
+            spans,
+            names: &self.names,
+        });
+        let mut ctx = Ctx {
+            line: text,
+            alarm,
+            caps: caps.as_ref(),
+            count: 1,
+            first: now,
+            last: now,
+            time,
+        };
+        self.key_buf.clear();
+        if let Some(k) = &p.key {
+            k.render(&ctx, &mut self.key_buf);
+        }
+        if p.key.is_some() || p.threshold.is_some() {
+            let state = self.keys.get(&self.key_buf);
+            if let Some(th) = p.threshold {
+                state.hits.push_back(now);
+                while state
+                    .hits
+                    .front()
+                    .is_some_and(|&t| now.saturating_duration_since(t) >= th.window)
+                {
+                    state.hits.pop_front();
+                }
+                // Bounded: never more than the count is kept.
+                while state.hits.len() > th.count {
+                    state.hits.pop_front();
+                }
+                if state.hits.len() < th.count {
+                    return Err(Held::Below(state.hits.len()));
+                }
+                ctx.count = state.hits.len();
+                ctx.first = state.hits.front().copied().unwrap_or(now);
+            }
+            if p.key.is_some() {
+                if let Some(t) = state.fired {
+                    if now.saturating_duration_since(t) < self.freq {
+                        return Err(Held::Flood(t));
+                    }
+                }
+                state.fired = Some(now);
+            }
+            state.hits.clear();
+        }
+        if p.key.is_none() {
+            // No key: uWSGI's anti-flood on the line.
+            self.flood.decide(line, now).map_err(Held::Flood)?;
+        }
+        Ok(p.template.as_ref().map(|t| {
+            let mut out = Vec::with_capacity(line.len() + 64);
+            t.render(&ctx, &mut out);
+            if line.ends_with(b"\n") && !out.ends_with(b"\n") {
+                out.push(b'\n');
+            }
+            out
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn policy(
+        template: Option<&str>,
+        key: Option<&str>,
+        th: Option<(usize, u64)>,
+        rules: &[&str],
+    ) -> Arc<Policy> {
+        let (captor, _) = Captor::new(rules, true).unwrap();
+        Arc::new(Policy {
+            template: template.map(|t| Template::parse(t).unwrap()),
+            key: key.map(|t| Template::parse(t).unwrap()),
+            threshold: th.map(|(count, s)| Threshold {
+                count,
+                window: Duration::from_secs(s),
+            }),
+            captor: Some(captor),
+            keys_max: 100,
+        })
+    }
+
+    fn no_time(_: Instant) -> String {
+        "T".into()
+    }
+
+    #[test]
+    fn templates_parse_and_refuse() {
+        assert!(Template::parse("{host} {1} {{x}} {line}").is_ok());
+        for bad in ["{", "x}", "{a-b}", "{}", "{1a}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn captures_fill_the_template() {
+        let p = policy(
+            Some("{alarm}: {user} from {2} ({count})"),
+            None,
+            None,
+            &[r"Failed password for (?<user>\S+) from (\S+)"],
+        );
+        let mut s = Suppress::new(p, Duration::from_secs(3));
+        let t0 = Instant::now();
+        let got = s.decide(
+            b"Failed password for root from 10.0.0.1 port 22\n",
+            "ssh",
+            t0,
+            &no_time,
+        );
+        assert_eq!(got, Ok(Some(b"ssh: root from 10.0.0.1 (1)\n".to_vec())));
+    }
+
+    #[test]
+    fn per_key_threshold_and_anti_flood() {
+        let p = policy(None, Some("{ip}"), Some((3, 60)), &[r"from (?<ip>\S+)"]);
+        let mut s = Suppress::new(p, Duration::from_secs(10));
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut d = |line: &[u8], t| s.decide(line, "a", t, &no_time).map(|_| ());
+        assert_eq!(d(b"from A", at(0)), Err(Held::Below(1)));
+        assert_eq!(d(b"from B", at(1)), Err(Held::Below(1)));
+        assert_eq!(d(b"from A", at(2)), Err(Held::Below(2)));
+        assert_eq!(d(b"from A", at(3)), Ok(()));
+        // Counted again from zero; anti-flood per key holds the next firing of A within 10 s.
+        assert_eq!(d(b"from A", at(4)), Err(Held::Below(1)));
+        assert_eq!(d(b"from A", at(5)), Err(Held::Below(2)));
+        assert_eq!(d(b"from A", at(6)), Err(Held::Flood(at(3))));
+        // The window slides: B's first match is 70 s old.
+        assert_eq!(d(b"from B", at(71)), Err(Held::Below(1)));
+    }
+
+    #[test]
+    fn keys_stay_within_the_cap() {
+        let p = policy(None, Some("{1}"), None, &[r"k(\d+)"]);
+        let mut s = Suppress::new(p, Duration::from_secs(10));
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            let line = format!("k{i}");
+            assert!(s.decide(line.as_bytes(), "a", t0, &no_time).is_ok());
+        }
+        let (evicted, kept) = (s.keys(), s.keys.len());
+        assert!(kept <= 100, "{kept}");
+        assert_eq!(evicted as usize + kept, 1000);
+    }
+}
