@@ -595,11 +595,14 @@ fn policies(
         else {
             continue;
         };
-        let (opt, d) = defs
+        // (needs_groups: a template or a key of this alarm names a group, so one exists)
+        let Some((opt, d)) = defs
             .iter()
             .find(|(o, _, _, ranks, _)| ranks.contains(&rank) && *o != "alarm-threshold")
             .map(|(o, d, ..)| (*o, *d))
-            .unwrap_or(("alarm-template", &c.alarm_template[0]));
+        else {
+            continue;
+        };
         let err =
             |why: String| ConfigError::new(format!("invalid {opt}: {}: {why}", d.value), &d.origin);
         let rules: Vec<&str> = c

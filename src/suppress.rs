@@ -197,10 +197,7 @@ impl Caps<'_> {
 impl Captor {
     /// The captor of `patterns` (each a rule's regex: PCRE as written when `pcre`, else the
     /// Rust syntax), in configuration order. Returns it with each rule's group count and names.
-    pub(crate) fn new(
-        patterns: &[&str],
-        pcre: bool,
-    ) -> Result<(Captor, Vec<Groups>), String> {
+    pub(crate) fn new(patterns: &[&str], pcre: bool) -> Result<(Captor, Vec<Groups>), String> {
         let mut rules = Vec::new();
         let mut groups = Vec::new();
         for p in patterns {

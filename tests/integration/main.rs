@@ -30,4 +30,5 @@ mod scenarios;
 mod speech;
 mod supervise;
 mod support;
+mod suppress;
 mod xmpp;

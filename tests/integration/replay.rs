@@ -9,7 +9,7 @@ use crate::support::bin;
 
 const LOGHUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/corpus/loghub");
 
-fn corpus(name: &str) -> String {
+pub(crate) fn corpus(name: &str) -> String {
     let path = format!("{LOGHUB}/{name}");
     assert!(
         std::path::Path::new(&path).is_file(),
@@ -18,7 +18,7 @@ fn corpus(name: &str) -> String {
     path
 }
 
-fn replay_json(args: &[&str]) -> serde_json::Value {
+pub(crate) fn replay_json(args: &[&str]) -> serde_json::Value {
     let out = bin()
         .arg("replay")
         .args(args)
