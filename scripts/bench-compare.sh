@@ -105,6 +105,15 @@ for n in $RULESETS; do
   fi
   INI=$WORK/rules$n.ini
   { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"; } > "$INI"
+  # The same rules, one in ten on an alarm with a message template using the match, a key
+  # and a threshold (alarm-template, alarm-key, alarm-threshold): what only raising lines pay.
+  INIP=$WORK/rules$n-policies.ini
+  { echo "[uwsgi]"; echo "alarm = a log:"; echo "alarm = p log:"
+    i=0; while IFS= read -r r; do [ -n "$r" ] || continue; i=$((i+1))
+      if [ $((i % 10)) = 1 ]; then echo "log-alarm = p $r"; else echo "log-alarm = a $r"; fi
+    done < "$RULES"
+    echo "alarm-key = p {0}"; echo "alarm-threshold = p 3 60"; echo "alarm-template = p {count} x {0} ({alarm}, {first}..{last})"
+  } > "$INIP"
   declare -A CMDS=(
     [logalarm]="$LOGALARM --ini $INI > /dev/null"
     # The same corpus from a supervised process's pipe (`-- cat`) instead of stdin: the cost of
@@ -114,11 +123,12 @@ for n in $RULESETS; do
     # the timestamp of each raising line; and the live path with --metrics on (lines counted).
     [logalarm_replay]="$LOGALARM replay - --ini $INI --summary > /dev/null"
     [logalarm_metrics]="$LOGALARM --ini $INI --metrics 127.0.0.1:0 > /dev/null 2>&1"
+    [logalarm_policies]="$LOGALARM --ini $INIP > /dev/null"
     [rg_passthru]="rg --passthru -f $RULES > /dev/null"
     [rg_count]="rg -c -f $RULES"
     [newline_count]="$NLCOUNT"
   )
-  ORDER="logalarm logalarm_replay logalarm_metrics logalarm_supervised newline_count rg_passthru rg_count"
+  ORDER="logalarm logalarm_policies logalarm_replay logalarm_metrics logalarm_supervised newline_count rg_passthru rg_count"
   # LOGALARM_OLD=path/to/logalarm: an earlier build beside this one, in the same runs.
   if [ -n "${LOGALARM_OLD:-}" ]; then CMDS[logalarm_old]="$LOGALARM_OLD --ini $INI > /dev/null"; ORDER="logalarm logalarm_old ${ORDER#logalarm }"; fi
   # rulesNpcre: the same rules, some with PCRE look-ahead (confirmed by PCRE2 in logalarm):

@@ -105,14 +105,18 @@ fn report(c: &Config, p: &plan::Plan) -> (String, usize) {
     let policies = plan::unique_names(c).and_then(|n| plan::overflow_policies(c, &n));
     for (i, a) in c.alarms.iter().enumerate() {
         let policy = policies.as_ref().map_or("?", |p| p[i].name());
-        let lane = match p.alarms.iter().find(|x| x.name == a.name) {
+        let planned = p.alarms.iter().find(|x| x.name == a.name);
+        let shown = planned.map_or(String::new(), |x| {
+            x.policy.shown.iter().map(|o| format!("; {o}")).collect()
+        });
+        let lane = match planned {
             Some(x) if !p.dispatch.cheap && x.action.blocking() => "its own thread",
             Some(_) => "the main alarm thread",
             None => "?",
         };
         let _ = writeln!(
             s,
-            "{}  (overflow: {policy}; runs on {lane})  # {}",
+            "{}  (overflow: {policy}; runs on {lane}{shown})  # {}",
             a.redacted(),
             origin(&a.origin)
         );

@@ -581,6 +581,7 @@ fn policies(
                 }
             }
             key.push_str(&format!("|{opt} {rest}"));
+            p.shown.push(format!("{opt} {rest}"));
         }
     }
     // The captures: the rules naming the alarm (positively), in configuration order.

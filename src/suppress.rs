@@ -313,6 +313,8 @@ pub(crate) struct Policy {
     pub(crate) captor: Option<Captor>,
     /// Most keys remembered (`alarm-keys-max`).
     pub(crate) keys_max: usize,
+    /// The options that set it, as written (`logalarm check`).
+    pub(crate) shown: Vec<String>,
 }
 
 impl Policy {
