@@ -85,4 +85,22 @@ pub mod testing {
         pcre_only, translate as translate_pcre, Translation, Untranslatable,
     };
     pub use crate::rules::{parse_regex, rule_needles};
+
+    /// Every alarm's decision (template, key, threshold, anti-flood) over `lines`, one a
+    /// second apart: the messages it would send, in order (fuzzing and tests).
+    pub fn decide_all(plan: &crate::Plan, lines: &[&[u8]]) -> Vec<Vec<u8>> {
+        let t0 = std::time::Instant::now();
+        let show = |_: std::time::Instant| String::from("T");
+        let mut out = Vec::new();
+        for a in &plan.alarms {
+            let mut s = crate::suppress::Suppress::new(a.policy.clone(), plan.dispatch.freq);
+            for (i, l) in lines.iter().enumerate() {
+                let now = t0 + std::time::Duration::from_secs(i as u64);
+                if let Ok(m) = s.decide(l, &a.name, now, &show) {
+                    out.push(m.unwrap_or_else(|| l.to_vec()));
+                }
+            }
+        }
+        out
+    }
 }

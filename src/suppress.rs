@@ -533,6 +533,7 @@ mod tests {
             }),
             captor: Some(captor),
             keys_max: 100,
+            shown: Vec::new(),
         })
     }
 

@@ -21,7 +21,14 @@ pub(crate) fn config(data: &[u8]) {
         .filter(|a| !a.to_string_lossy().contains("ini"))
         .collect();
     if let Ok(c) = logalarm::parse_args(args) {
-        check(logalarm::build_plan(&c).err());
+        match logalarm::build_plan(&c) {
+            // The alarms' decisions (captures, templates, keys) over the input's own lines.
+            Ok(plan) => {
+                let lines: Vec<&[u8]> = data.split(|&b| b == 0 || b == b'\n').collect();
+                let _ = logalarm::testing::decide_all(&plan, &lines);
+            }
+            Err(e) => check(Some(e)),
+        }
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if !text.contains("ini") {
