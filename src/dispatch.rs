@@ -1091,6 +1091,32 @@ impl LaneAlarms {
         waiting
     }
 
+    /// The messages due without a line (`alarm-digest`, `alarm-absence`), sent through each
+    /// alarm's action now.
+    fn ticks(&mut self, shared: &Shared, run: &mut Runner, last: bool) {
+        let now = Instant::now();
+        for (id, slot) in self.by_id.iter_mut().enumerate() {
+            let Some((inst, _)) = slot else {
+                continue;
+            };
+            inst.suppress.start(now);
+            while let Some((_, msg, _)) = inst.suppress.tick(&inst.name, now, &wall).or_else(|| {
+                last.then(|| inst.suppress.flush(&inst.name, &wall))
+                    .flatten()
+            }) {
+                let a = &shared.alarms[id];
+                // Counted with the digests: not a raised line (raised = ran + suppressed +
+                // dropped + discarded stays true).
+                match inst.action.fire(&inst.name, &msg, now, run) {
+                    Outcome::Dropped => a.lose(&msg),
+                    _ => {
+                        a.counts.digests.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
     fn instances(&mut self) -> impl Iterator<Item = &mut Instance> {
         self.by_id.iter_mut().flatten().map(|(i, _)| i)
     }
@@ -1137,11 +1163,13 @@ fn run_lane(
                 // A storm that keeps the queue full still gets its digests, once a second.
                 digest_check = Instant::now();
                 alarms.digests(&shared, &mut run, false);
+                alarms.ticks(&shared, &mut run, false);
             }
         }
         run.end_batch();
         let closing = shared.closing.load(Ordering::SeqCst);
         let waiting = alarms.digests(&shared, &mut run, closing);
+        alarms.ticks(&shared, &mut run, closing);
         run.end_batch();
         let over = run.ctx().stopping.load(Ordering::Relaxed);
         let retired = lane.retired.load(Ordering::SeqCst);

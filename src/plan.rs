@@ -526,6 +526,8 @@ fn policies(
         ("alarm-template", &c.alarm_template),
         ("alarm-key", &c.alarm_key),
         ("alarm-threshold", &c.alarm_threshold),
+        ("alarm-digest", &c.alarm_digest),
+        ("alarm-absence", &c.alarm_absence),
     ] {
         for d in list {
             let err = move |why: String| {
@@ -551,6 +553,19 @@ fn policies(
             match *opt {
                 "alarm-template" => p.template = Some(Template::parse(rest).map_err(err)?),
                 "alarm-key" => p.key = Some(Template::parse(rest).map_err(err)?),
+                "alarm-digest" | "alarm-absence" => {
+                    let secs = rest
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|s| (1..=31_622_400).contains(s))
+                        .ok_or_else(|| err(format!("`{rest}`: SECONDS must be a whole number from 1 to 31622400 (a year)")))?;
+                    let d = Some(Duration::from_secs(secs));
+                    if *opt == "alarm-digest" {
+                        p.digest = d;
+                    } else {
+                        p.absence = d;
+                    }
+                }
                 _ => {
                     let mut it = rest.split_whitespace();
                     let (Some(n), Some(s), None) = (it.next(), it.next(), it.next()) else {
@@ -599,7 +614,9 @@ fn policies(
         // (needs_groups: a template or a key of this alarm names a group, so one exists)
         let Some((opt, d)) = defs
             .iter()
-            .find(|(o, _, _, ranks, _)| ranks.contains(&rank) && *o != "alarm-threshold")
+            .find(|(o, _, _, ranks, _)| {
+                ranks.contains(&rank) && matches!(*o, "alarm-template" | "alarm-key")
+            })
             .map(|(o, d, ..)| (*o, *d))
         else {
             continue;

@@ -315,12 +315,21 @@ pub(crate) struct Policy {
     pub(crate) keys_max: usize,
     /// The options that set it, as written (`logalarm check`).
     pub(crate) shown: Vec<String>,
+    /// `alarm-digest`: lines held by anti-flood are summed up in one message this long after
+    /// the first of them.
+    pub(crate) digest: Option<Duration>,
+    /// `alarm-absence`: the alarm's lines are heartbeats; it fires when none came for this
+    /// long, and again (a recovery) when one comes back.
+    pub(crate) absence: Option<Duration>,
 }
 
 impl Policy {
     /// Whether it is uWSGI's behaviour (no template, key or threshold).
     pub(crate) fn is_plain(&self) -> bool {
-        self.template.is_none() && self.key.is_none() && self.threshold.is_none()
+        self.template.is_none()
+            && self.key.is_none()
+            && self.threshold.is_none()
+            && self.absence.is_none()
     }
 
     /// Whether a template uses the raising rule's groups.
@@ -378,6 +387,34 @@ pub(crate) enum Held {
     Flood(Instant),
     /// Below the threshold: this many matches of the needed count within the window.
     Below(usize),
+    /// A heartbeat (`alarm-absence`): the awaited line came, nothing to send.
+    Heartbeat,
+}
+
+/// Lines held by anti-flood since the last digest (`alarm-digest`).
+#[derive(Debug, Default)]
+struct Batch {
+    n: u64,
+    first_at: Option<Instant>,
+    last_at: Option<Instant>,
+    /// The first and the last message, and up to [`SAMPLES`] distinct ones.
+    first: Vec<u8>,
+    last: Vec<u8>,
+    samples: Vec<Vec<u8>>,
+}
+
+/// Distinct messages a digest shows.
+const SAMPLES: usize = 3;
+
+/// `alarm-absence` state.
+#[derive(Debug, Default)]
+struct Watch {
+    /// When the silence being timed began: the last heartbeat, or the start.
+    since: Option<Instant>,
+    /// The heartbeat before the silence, if one came at all.
+    seen: bool,
+    /// The absence was reported and no heartbeat came since.
+    reported: bool,
 }
 
 /// One alarm's suppression state (see the module doc).
@@ -389,6 +426,8 @@ pub(crate) struct Suppress {
     keys: Keys,
     key_buf: Vec<u8>,
     names: HashMap<String, usize>,
+    batch: Batch,
+    watch: Watch,
 }
 
 impl Suppress {
@@ -404,6 +443,85 @@ impl Suppress {
             },
             key_buf: Vec::new(),
             names: HashMap::new(),
+            batch: Batch::default(),
+            watch: Watch::default(),
+        }
+    }
+
+    /// Start timing absences from `now` (the live start, or the replayed log's first time),
+    /// unless already started.
+    pub(crate) fn start(&mut self, now: Instant) {
+        self.watch.since.get_or_insert(now);
+    }
+
+    /// A message due at `now` without a line: a digest of the held lines (`alarm-digest`),
+    /// or an absence (`alarm-absence`). Call until it returns `None`. Each comes with the
+    /// time it was due (the replay reports that time).
+    pub(crate) fn tick(
+        &mut self,
+        alarm: &str,
+        now: Instant,
+        time: &dyn Fn(Instant) -> String,
+    ) -> Option<(Instant, Vec<u8>, &'static str)> {
+        if let (Some(every), Some(t0)) = (self.policy.digest, self.batch.first_at) {
+            let due = t0 + every;
+            if now >= due {
+                let b = std::mem::take(&mut self.batch);
+                return Some((due, digest(alarm, &b, time), "digest"));
+            }
+        }
+        if let (Some(quiet), Some(since)) = (self.policy.absence, self.watch.since) {
+            let due = since + quiet;
+            if !self.watch.reported && now >= due {
+                self.watch.reported = true;
+                let msg = if self.watch.seen {
+                    format!(
+                        "{alarm}: no line for {} s (the last at {})\n",
+                        quiet.as_secs(),
+                        time(since)
+                    )
+                } else {
+                    format!(
+                        "{alarm}: no line for {} s (none since {})\n",
+                        quiet.as_secs(),
+                        time(since)
+                    )
+                };
+                return Some((due, msg.into_bytes(), "absence"));
+            }
+        }
+        None
+    }
+
+    /// The digest of the lines held so far, not yet due (at shutdown, at the end of a
+    /// replay): what was held is never left untold.
+    pub(crate) fn flush(
+        &mut self,
+        alarm: &str,
+        time: &dyn Fn(Instant) -> String,
+    ) -> Option<(Instant, Vec<u8>, &'static str)> {
+        let last = self.batch.last_at?;
+        self.policy.digest?;
+        let b = std::mem::take(&mut self.batch);
+        Some((last, digest(alarm, &b, time), "digest"))
+    }
+
+    /// Note a line held by anti-flood for the digest.
+    fn hold(&mut self, msg: &[u8], now: Instant) {
+        if self.policy.digest.is_none() {
+            return;
+        }
+        let b = &mut self.batch;
+        b.n += 1;
+        if b.first_at.is_none() {
+            b.first_at = Some(now);
+            b.first = msg.to_vec();
+        }
+        b.last_at = Some(now);
+        b.last.clear();
+        b.last.extend_from_slice(msg);
+        if b.samples.len() < SAMPLES && !b.samples.iter().any(|s| s.as_slice() == msg) {
+            b.samples.push(msg.to_vec());
         }
     }
 
@@ -435,11 +553,37 @@ impl Suppress {
     ) -> Result<Option<Vec<u8>>, Held> {
         let p = &*self.policy;
         if p.is_plain() {
-            return self
+            let verdict = self
                 .flood
                 .decide(line, now)
                 .map(|()| None)
                 .map_err(Held::Flood);
+            if verdict.is_err() {
+                self.hold(crate::rules::without_terminator(line), now);
+            }
+            return verdict;
+        }
+        if p.absence.is_some() {
+            // A heartbeat: timed from here; back after a reported absence: the recovery.
+            let w = &mut self.watch;
+            let was = w.since.unwrap_or(now);
+            let back = w.reported;
+            *w = Watch {
+                since: Some(now),
+                seen: true,
+                reported: false,
+            };
+            if !back {
+                return Err(Held::Heartbeat);
+            }
+            let gap = now.saturating_duration_since(was).as_secs();
+            return Ok(Some(
+                format!(
+                    "{alarm}: lines again after {gap} s without; this one: {}\n",
+                    String::from_utf8_lossy(crate::rules::without_terminator(line))
+                )
+                .into_bytes(),
+            ));
         }
         let text = crate::rules::without_terminator(line);
         let spans = if p.needs_groups() {
@@ -490,6 +634,7 @@ impl Suppress {
             if p.key.is_some() {
                 if let Some(t) = state.fired {
                     if now.saturating_duration_since(t) < self.freq {
+                        self.hold(text, now);
                         return Err(Held::Flood(t));
                     }
                 }
@@ -499,7 +644,10 @@ impl Suppress {
         }
         if p.key.is_none() {
             // No key: uWSGI's anti-flood on the line.
-            self.flood.decide(line, now).map_err(Held::Flood)?;
+            if let Err(t) = self.flood.decide(line, now) {
+                self.hold(text, now);
+                return Err(Held::Flood(t));
+            }
         }
         Ok(p.template.as_ref().map(|t| {
             let mut out = Vec::with_capacity(line.len() + 64);
@@ -510,6 +658,32 @@ impl Suppress {
             out
         }))
     }
+}
+
+/// The digest of `b`: one message for the lines anti-flood held.
+fn digest(alarm: &str, b: &Batch, time: &dyn Fn(Instant) -> String) -> Vec<u8> {
+    let at = |t: Option<Instant>| t.map(time).unwrap_or_default();
+    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+    let mut s = format!(
+        "{alarm}: {} more like this between {} and {}; first: {}",
+        b.n,
+        at(b.first_at),
+        at(b.last_at),
+        text(&b.first)
+    );
+    if b.n > 1 {
+        s.push_str(&format!("; last: {}", text(&b.last)));
+    }
+    if b.samples.len() > 1 {
+        let samples: Vec<String> = b.samples.iter().map(|m| text(m)).collect();
+        s.push_str(&format!(
+            "; {} distinct: {}",
+            samples.len(),
+            samples.join(" | ")
+        ));
+    }
+    s.push('\n');
+    s.into_bytes()
 }
 
 #[cfg(test)]
@@ -534,6 +708,8 @@ mod tests {
             captor: Some(captor),
             keys_max: 100,
             shown: Vec::new(),
+            digest: None,
+            absence: None,
         })
     }
 

@@ -178,6 +178,10 @@ pub struct Config {
     pub alarm_key: Vec<Sourced<String>>,
     /// `--alarm-threshold "NAME[,NAME...] COUNT SECONDS"`, as written.
     pub alarm_threshold: Vec<Sourced<String>>,
+    /// `--alarm-digest "NAME[,NAME...] SECONDS"`, as written.
+    pub alarm_digest: Vec<Sourced<String>>,
+    /// `--alarm-absence "NAME[,NAME...] SECONDS"`, as written.
+    pub alarm_absence: Vec<Sourced<String>>,
     /// `--alarm-keys-max`.
     pub alarm_keys_max: usize,
     /// `--alarm-spool DIR`: where `spool` alarms keep what waits for delivery.
@@ -244,6 +248,8 @@ impl Default for Config {
             alarm_template: Vec::new(),
             alarm_key: Vec::new(),
             alarm_threshold: Vec::new(),
+            alarm_digest: Vec::new(),
+            alarm_absence: Vec::new(),
             alarm_keys_max: 100_000,
             alarm_spool: None,
             alarm_spool_max_size: 64 << 20,
@@ -667,6 +673,28 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: NAME fires on the COUNT-th match within SECONDS (per key with alarm-key)",
         apply: |c, v, o, _| {
             c.alarm_threshold.push(sourced(non_empty("alarm-threshold", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-digest",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] SECONDS\"",
+        doc: "logalarm: lines anti-flood held are summed up in one message SECONDS after the first of them",
+        apply: |c, v, o, _| {
+            c.alarm_digest.push(sourced(non_empty("alarm-digest", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-absence",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] SECONDS\"",
+        doc: "logalarm: NAME's lines are heartbeats: it fires when none came for SECONDS, and again when one comes back",
+        apply: |c, v, o, _| {
+            c.alarm_absence.push(sourced(non_empty("alarm-absence", v, o)?.to_string(), o));
             Ok(())
         },
     },

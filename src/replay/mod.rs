@@ -97,6 +97,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
             name: a.name.clone(),
             kind: a.action.kind(),
             suppress: crate::suppress::Suppress::new(a.policy.clone(), plan.dispatch.freq),
+            extra: 0,
             raised: 0,
             fired: 0,
             suppressed: 0,
@@ -142,6 +143,10 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
         events: 0,
         write_error: None,
         cost: crate::rules::RuleCost::default(),
+        timed: plan
+            .alarms
+            .iter()
+            .any(|a| a.policy.digest.is_some() || a.policy.absence.is_some()),
     };
     if opts.execute {
         r.exec = Some(Executor::new(&mut plan));
@@ -165,6 +170,9 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
             }
         }
     }
+    // The end of the log: what fell due by its last time, and the digests still open.
+    let end = r.base + Duration::from_micros(r.max_time.unwrap_or(0).max(0) as u64);
+    r.tick_then(end, true);
     if let Some(x) = r.exec.as_mut() {
         x.finish(plan.dispatch.grace);
     }
@@ -393,6 +401,8 @@ enum Why {
     Flood(i64, bool),
     /// Below the threshold: matches so far in the window.
     Below(usize, Option<crate::suppress::Threshold>),
+    /// A heartbeat of an `alarm-absence` alarm.
+    Heartbeat,
 }
 
 use crate::suppress::Held;
@@ -403,6 +413,8 @@ struct AlarmState {
     name: String,
     kind: &'static str,
     suppress: crate::suppress::Suppress,
+    /// Digests and absence messages sent.
+    extra: u64,
     raised: u64,
     fired: u64,
     suppressed: u64,
@@ -449,6 +461,8 @@ struct Replay {
     write_error: Option<io::Error>,
     /// Confirmation time per rule (known at the end).
     cost: crate::rules::RuleCost,
+    /// Some alarm sends messages without a line (`alarm-digest`, `alarm-absence`).
+    timed: bool,
 }
 
 impl Replay {
@@ -561,12 +575,13 @@ impl Replay {
             self.first_time = Some(self.first_time.map_or(t, |m| m.min(t)));
             self.max_time = Some(self.max_time.map_or(t, |m| m.max(t)));
         }
-        let Some(a) = self.alarms.get_mut(rank as usize) else {
-            return;
-        };
         let msg = dispatch::message(msg, self.msg_size);
         let micros = t.unwrap_or(0).max(0) as u64;
         let now = self.base + Duration::from_micros(micros);
+        self.tick_all(now);
+        let Some(a) = self.alarms.get_mut(rank as usize) else {
+            return;
+        };
         let base = self.base;
         let show =
             move |t: Instant| time::show(t.saturating_duration_since(base).as_micros() as i64);
@@ -595,6 +610,7 @@ impl Replay {
                 (msg, Some(Why::Flood(ran_at, keyed)))
             }
             Err(Held::Below(n)) => (msg, Some(Why::Below(*n, threshold))),
+            Err(Held::Heartbeat) => (msg, Some(Why::Heartbeat)),
         };
         if fired {
             if let Some(x) = self.exec.as_mut() {
@@ -634,6 +650,9 @@ impl Replay {
                         "anti_flood": {same: time::rfc3339(ran_at), "alarm_freq_s": self.freq.as_secs_f64()}
                     });
                 }
+                Some(Why::Heartbeat) => {
+                    ev["reason"] = serde_json::json!({"heartbeat": true});
+                }
                 Some(Why::Below(n, th)) => {
                     ev["reason"] = serde_json::json!({
                         "threshold": {"matches": n, "count": th.map(|t| t.count), "seconds": th.map(|t| t.window.as_secs())}
@@ -657,6 +676,10 @@ impl Replay {
                     time::show(ran_at),
                     self.freq.as_secs_f64()
                 )),
+                Some(Why::Heartbeat) => self.put(&format!(
+                    "{when}  {}:{line}  HEARTBEAT \"{name}\"  {text}\n",
+                    self.file
+                )),
                 Some(Why::Below(n, th)) => self.put(&format!(
                     "{when}  {}:{line}  HOLD      \"{name}\": threshold, {n} of {} match(es) within {} s  {text}\n",
                     self.file,
@@ -664,6 +687,63 @@ impl Replay {
                     th.map_or(0, |t| t.window.as_secs())
                 )),
             }
+        }
+        self.events += 1;
+    }
+
+    /// The messages due by `now` without a line (`alarm-digest`, `alarm-absence`), in the
+    /// order they fall due; absences are timed from the first raising line of the replay.
+    fn tick_all(&mut self, now: Instant) {
+        self.tick_then(now, false);
+    }
+
+    /// [`tick_all`](Self::tick_all), then (`last`: the replay's end) the digests not yet due.
+    fn tick_then(&mut self, now: Instant, last: bool) {
+        if !self.timed {
+            return;
+        }
+        let base = self.base;
+        let show =
+            move |t: Instant| time::show(t.saturating_duration_since(base).as_micros() as i64);
+        for rank in 0..self.alarms.len() {
+            loop {
+                let a = &mut self.alarms[rank];
+                a.suppress.start(now);
+                let due_now = a.suppress.tick(&a.name, now, &show);
+                let Some((due, msg, kind)) =
+                    due_now.or_else(|| last.then(|| a.suppress.flush(&a.name, &show)).flatten())
+                else {
+                    break;
+                };
+                a.extra += 1;
+                if let Some(x) = self.exec.as_mut() {
+                    x.fire(rank as u32, &msg);
+                }
+                self.tell_extra(rank, due, &msg, kind);
+            }
+        }
+    }
+
+    /// Report a digest or an absence of alarm `rank` due at `due`.
+    fn tell_extra(&mut self, rank: usize, due: Instant, msg: &[u8], kind: &str) {
+        if self.quiet {
+            return;
+        }
+        let t = due.saturating_duration_since(self.base).as_micros() as i64;
+        let (name, action) = (self.alarms[rank].name.clone(), self.alarms[rank].kind);
+        let text = String::from_utf8_lossy(trim_end(msg)).into_owned();
+        if self.json {
+            let ev = serde_json::json!({
+                "time": time::rfc3339(t), "file": null, "line": null, "alarm": name,
+                "action": action, "verdict": "fire", "kind": kind, "message": text,
+            });
+            let sep = if self.events == 0 { "" } else { "," };
+            self.put(&format!("{sep}\n{ev}"));
+        } else {
+            self.put(&format!(
+                "{}  ({kind})  FIRE      \"{name}\" ({action}:)  {text}\n",
+                time::show(t)
+            ));
         }
         self.events += 1;
     }
@@ -759,7 +839,7 @@ impl Replay {
                     let (raised, fired) = self.columns(a);
                     serde_json::json!({
                         "name": a.name, "action": a.kind, "raised": a.raised,
-                        "fired": a.fired, "suppressed": a.suppressed,
+                        "fired": a.fired, "suppressed": a.suppressed, "extra": a.extra,
                         "timeline": {"raised": raised, "fired": fired},
                     })
                 })
@@ -817,12 +897,17 @@ impl Replay {
             let a = &self.alarms[i];
             let (raised, fired) = self.columns(a);
             let line = format!(
-                "  \"{}\" ({}:)  raised {}, would fire {}, suppressed {}\n      raised |{}|\n      fired  |{}|\n",
+                "  \"{}\" ({}:)  raised {}, would fire {}, suppressed {}{}\n      raised |{}|\n      fired  |{}|\n",
                 a.name,
                 a.kind,
                 a.raised,
                 a.fired,
                 a.suppressed,
+                if a.extra > 0 {
+                    format!(", plus {} digest or absence message(s)", a.extra)
+                } else {
+                    String::new()
+                },
                 sparkline(&raised),
                 sparkline(&fired)
             );

@@ -227,3 +227,229 @@ fn bad_templates_keys_and_thresholds_are_named() {
         assert!(err.contains(want), "{extra:?}:\nwant {want}\ngot  {err}");
     }
 }
+
+#[test]
+fn digests_in_replay_count_every_held_line_once() {
+    // uWSGI's anti-flood (the same message within 60 s is held) over the Apache sample's
+    // `[error]` lines, and a digest 60 s after the first held line of each batch, sent when
+    // the log's time passes it (or at the end).
+    let path = corpus("Apache_2k.log");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (freq, every) = (60i64, 60i64);
+    let mut last: Option<(String, i64)> = None;
+    // (due time, held count, first held time, last held time)
+    let mut digests: Vec<(i64, u64, i64, i64)> = Vec::new();
+    let mut batch: Option<(u64, i64, i64)> = None;
+    let mut fired = 0;
+    for line in text.lines().filter(|l| l.contains("[error]")) {
+        let day: i64 = line[9..11].trim().parse().unwrap();
+        let hms: Vec<i64> = line[12..20]
+            .split(':')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        let t = day * 86400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+        if let Some((n, first, held_last)) = batch {
+            if t >= first + every {
+                digests.push((first + every, n, first, held_last));
+                batch = None;
+            }
+        }
+        match &last {
+            Some((m, at)) if m == line && t - at < freq => {
+                batch = Some(match batch {
+                    Some((n, first, _)) => (n + 1, first, t),
+                    None => (1, t, t),
+                });
+            }
+            _ => {
+                last = Some((line.to_string(), t));
+                fired += 1;
+            }
+        }
+    }
+    if let Some((n, first, held_last)) = batch {
+        digests.push((held_last, n, first, held_last));
+    }
+    let v = replay_json(&[
+        &path,
+        "--alarm",
+        "err log:",
+        "--log-alarm",
+        r"err \[error\]",
+        "--alarm-freq",
+        "60",
+        "--alarm-digest",
+        "err 60",
+    ]);
+    let show = |t: i64| {
+        format!(
+            "2005-12-{:02}T{:02}:{:02}:{:02}.000Z",
+            t / 86400,
+            t / 3600 % 24,
+            t / 60 % 60,
+            t % 60
+        )
+    };
+    let got: Vec<(String, String)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "digest")
+        .map(|e| {
+            (
+                e["time"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(digests.len() > 20, "{}", digests.len());
+    assert_eq!(got.len(), digests.len());
+    let held: u64 = digests.iter().map(|d| d.1).sum();
+    let a = &v["summary"]["alarms"][0];
+    assert_eq!(a["suppressed"].as_u64().unwrap(), held);
+    assert_eq!(a["fired"].as_u64().unwrap(), fired);
+    assert_eq!(a["extra"].as_u64().unwrap(), digests.len() as u64);
+    for ((time, msg), (due, n, first, held_last)) in got.iter().zip(&digests) {
+        assert_eq!(time, &show(*due));
+        let f = show(*first).replace('T', " ").replace(".000Z", ".000");
+        let l = show(*held_last).replace('T', " ").replace(".000Z", ".000");
+        assert!(
+            msg.starts_with(&format!(
+                "err: {n} more like this between {f} and {l}; first: ["
+            )),
+            "{msg}"
+        );
+    }
+}
+
+#[test]
+fn absence_and_recovery_in_replay_and_live() {
+    // Replay: heartbeats at 0, 5 and 31 minutes; 10 minutes of silence is an absence.
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("cron.log");
+    std::fs::write(
+        &log,
+        "2026-12-01T10:00:00 cron heartbeat\n2026-12-01T10:05:00 cron heartbeat\n\
+         2026-12-01T10:20:00 ERR disk\n2026-12-01T10:31:00 cron heartbeat\n",
+    )
+    .unwrap();
+    let v = replay_json(&[
+        log.to_str().unwrap(),
+        "--alarm",
+        "hb log:",
+        "--alarm",
+        "e log:",
+        "--log-alarm",
+        "hb cron heartbeat",
+        "--log-alarm",
+        "e ERR",
+        "--alarm-absence",
+        "hb 600",
+    ]);
+    let got: Vec<(String, String, String)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["verdict"] == "fire")
+        .map(|e| {
+            (
+                e["time"].as_str().unwrap().to_string(),
+                e["alarm"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        (
+            "2026-12-01T10:15:00.000Z",
+            "hb",
+            "hb: no line for 600 s (the last at 2026-12-01 10:05:00.000)",
+        ),
+        (
+            "2026-12-01T10:20:00.000Z",
+            "e",
+            "2026-12-01T10:20:00 ERR disk",
+        ),
+        (
+            "2026-12-01T10:31:00.000Z",
+            "hb",
+            "hb: lines again after 1560 s without; this one: 2026-12-01T10:31:00 cron heartbeat",
+        ),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(got, want);
+
+    // Live, on the real clock: a heartbeat, 2.5 s of silence (absence after 1 s), one more.
+    let mut child = crate::support::spawn_open(&[
+        "--alarm",
+        "hb log:",
+        "--log-alarm",
+        "hb heartbeat",
+        "--alarm-absence",
+        "hb 1",
+    ]);
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin.write_all(b"heartbeat 1\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    stdin.write_all(b"heartbeat 2\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let alarms: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("ALARM: ").map(|(_, m)| m))
+        .collect();
+    assert_eq!(alarms.len(), 2, "{stdout}");
+    assert!(
+        alarms[0].starts_with("hb: no line for 1 s (the last at "),
+        "{stdout}"
+    );
+    assert!(
+        alarms[1].starts_with("hb: lines again after 2 s without; this one: heartbeat 2"),
+        "{stdout}"
+    );
+    // The heartbeats themselves passed through, not alarmed.
+    assert!(stdout.contains("heartbeat 1\n") && stdout.contains("heartbeat 2\n"));
+}
+
+#[test]
+fn a_live_storm_becomes_one_page_and_one_digest() {
+    let line = "ERROR db connection refused\n";
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "db log:",
+            "--log-alarm",
+            "db ERROR",
+            "--alarm-freq",
+            "60",
+            "--alarm-digest",
+            "db 30",
+        ],
+        line.repeat(500).into_bytes(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let alarms: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_once("ALARM: ").map(|(_, m)| m))
+        .collect();
+    // The first line fires; the 499 held ones are told at shutdown in one digest.
+    assert_eq!(alarms.len(), 2, "{stdout}");
+    assert_eq!(alarms[0], line.trim_end());
+    assert!(
+        alarms[1].starts_with("db: 499 more like this between ")
+            && alarms[1].ends_with(&format!("; first: {0}; last: {0}", line.trim_end())),
+        "{}",
+        alarms[1]
+    );
+    assert!(
+        err.contains("raised 500, ran 1, suppressed 499, dropped 0 (1 digest(s) sent)"),
+        "{err}"
+    );
+}
