@@ -21,6 +21,8 @@ need_pkg espeak-ng espeak-ng       # speech alarms
 need_pkg prosody prosody lua-unbound   # the XMPP server of tests/integration/xmpp.rs
 need_pkg promtool prometheus       # --metrics: promtool check metrics, and the real Prometheus scraping it
 need_pkg chromium chromium         # replay --report: the page drawn in headless Chromium
+need_pkg prometheus-alertmanager prometheus-alertmanager   # alertmanager: alarms, the real receiver
+need_pkg curl curl                 # reading Alertmanager's API back
 # xmpp alarms load libstrophe at run time (logalarm builds without it)
 [ -e /usr/lib/x86_64-linux-gnu/libstrophe.so.0 ] || ls /usr/lib/*/libstrophe.so.0 >/dev/null 2>&1 || need_pkg __never_a_command__ libstrophe0
 if ! python3 -c "import aiosmtpd" 2>/dev/null; then   # the SMTP test server

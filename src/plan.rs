@@ -253,7 +253,7 @@ fn observe(c: &Config) -> Result<ObservePlan, ConfigError> {
 }
 
 /// The types whose alarms may be spooled: they deliver to a remote end that can be down.
-const SPOOLABLE: [&str; 3] = ["curl", "airbrake", "xmpp"];
+const SPOOLABLE: [&str; 5] = ["curl", "airbrake", "xmpp", "webhook", "alertmanager"];
 
 /// The policy of an alarm of type `kind` without an `alarm-overflow`: `log:` blocks (one line,
 /// never a reason to lose it); delivery types spool when `--alarm-spool` is given; the rest
@@ -306,7 +306,7 @@ pub(crate) fn overflow_policies(
             }
             if policy == Overflow::Spool && !SPOOLABLE.contains(&kind) {
                 return Err(err(format!(
-                    "alarm \"{name}\" is a {kind}: alarm: only curl, airbrake and xmpp alarms can be spooled"
+                    "alarm \"{name}\" is a {kind}: alarm: only curl, airbrake, xmpp, webhook and alertmanager alarms can be spooled"
                 )));
             }
             if policy == Overflow::Spool && c.alarm_spool.is_none() {

@@ -14,6 +14,7 @@ pub(crate) mod log;
 pub(crate) mod mule;
 pub(crate) mod signal;
 pub(crate) mod speech;
+pub(crate) mod webhook;
 pub(crate) mod xmpp;
 
 use std::path::PathBuf;
@@ -60,6 +61,16 @@ pub(crate) const TYPES: &[(&str, bool, &str)] = &[
         "airbrake",
         true,
         "airbrake:URL[;key=val...] — Airbrake/Errbit notice",
+    ),
+    (
+        "webhook",
+        true,
+        "webhook:URL[;shape=json|slack|mattermost|pagerduty;header=Name: value...] — JSON POST",
+    ),
+    (
+        "alertmanager",
+        true,
+        "alertmanager:URL[;label.NAME=VALUE...;resolve=SECONDS] — an alert to Prometheus Alertmanager",
     ),
 ];
 
@@ -175,6 +186,8 @@ pub(crate) enum Action {
     Log(log::Log),
     Curl(Box<curl::Curl>),
     Airbrake(Box<airbrake::Airbrake>),
+    /// `webhook:` and `alertmanager:`.
+    Webhook(Box<webhook::Webhook>),
     Speech(speech::Speech),
     Signal(signal::Signal),
     Mule(mule::Mule),
@@ -203,6 +216,14 @@ impl Action {
             "airbrake" => Ok(Action::Airbrake(Box::new(airbrake::Airbrake::parse(
                 arg, warnings,
             )?))),
+            "webhook" => Ok(Action::Webhook(Box::new(webhook::Webhook::parse(
+                "webhook", arg, warnings,
+            )?))),
+            "alertmanager" => Ok(Action::Webhook(Box::new(webhook::Webhook::parse(
+                "alertmanager",
+                arg,
+                warnings,
+            )?))),
             _ => match TYPES.iter().find(|(name, _, _)| *name == kind) {
                 Some(_) => Err(ActionError::NotInBuild {
                     kind: kind.to_string(),
@@ -220,7 +241,7 @@ impl Action {
     pub(crate) fn may_hold_secrets(&self) -> bool {
         matches!(
             self,
-            Action::Curl(_) | Action::Airbrake(_) | Action::Xmpp(_)
+            Action::Curl(_) | Action::Airbrake(_) | Action::Xmpp(_) | Action::Webhook(_)
         )
     }
 
@@ -234,6 +255,7 @@ impl Action {
             Action::Cmd(_)
             | Action::Curl(_)
             | Action::Airbrake(_)
+            | Action::Webhook(_)
             | Action::Speech(_)
             | Action::Xmpp(_)
             | Action::Spooled(_) => true,
@@ -259,6 +281,7 @@ impl Action {
             Action::Log(_) => Outcome::Done,
             Action::Curl(c) => Outcome::of(c.fire(alarm, msg, raised, ctx).is_ok()),
             Action::Airbrake(a) => Outcome::of(a.fire(alarm, msg, raised, ctx).is_ok()),
+            Action::Webhook(w) => Outcome::of(w.fire(alarm, msg, raised, ctx).is_ok()),
             Action::Speech(s) => Outcome::of(s.fire(msg, ctx)),
             Action::Signal(s) => Outcome::of(s.fire(alarm, ctx)),
             Action::Mule(m) => m.fire(alarm, msg, ctx),
@@ -280,6 +303,7 @@ impl Action {
         match self {
             Action::Curl(c) => c.fire(alarm, msg, raised, ctx),
             Action::Airbrake(a) => a.fire(alarm, msg, raised, ctx),
+            Action::Webhook(w) => w.fire(alarm, msg, raised, ctx),
             Action::Xmpp(x) => x.attempt(alarm, msg, ctx),
             other => match other.fire(alarm, msg, raised, run) {
                 Outcome::Done | Outcome::Spooled => Ok(()),
@@ -294,6 +318,7 @@ impl Action {
         match self {
             Action::Curl(c) => c.end.once = true,
             Action::Airbrake(a) => a.end.once = true,
+            Action::Webhook(w) => w.end.once = true,
             _ => {}
         }
     }
@@ -305,6 +330,7 @@ impl Action {
             Action::Log(_) => "log",
             Action::Curl(_) => "curl",
             Action::Airbrake(_) => "airbrake",
+            Action::Webhook(w) => w.kind,
             Action::Speech(_) => "speech",
             Action::Signal(_) => "signal",
             Action::Mule(_) => "mule",

@@ -1261,7 +1261,9 @@ fn parse_size(opt: &str, v: &str, o: &Origin) -> Result<u64, ConfigError> {
 }
 
 /// Keys whose values are secrets in `key=value` alarm arguments.
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 8] = [
+    "routing_key",
+    "header",
     "auth_pass",
     "apikey",
     "api_key",

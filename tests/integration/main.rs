@@ -31,4 +31,5 @@ mod speech;
 mod supervise;
 mod support;
 mod suppress;
+mod webhook;
 mod xmpp;

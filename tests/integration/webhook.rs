@@ -1,0 +1,226 @@
+//! `webhook:` (JSON, Slack/Mattermost, PagerDuty Events v2 shapes) against a real HTTP server
+//! on loopback, and `alertmanager:` against the real Prometheus Alertmanager (Debian's
+//! `prometheus-alertmanager`), its API read back: labels, grouping, resolution.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{have, run, Server};
+
+#[test]
+fn webhook_shapes_post_escaped_json_with_their_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start("http_recorder.py", &dir.path().join("rec"), &[]);
+    let port = srv.banner.clone();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run(
+        &[
+            "--alarm-freq",
+            "0",
+            "--alarm",
+            &format!("j webhook:{url}/json;header=X-Team: ops"),
+            "--alarm",
+            &format!("s webhook:{url}/slack;shape=slack"),
+            "--alarm",
+            &format!("p webhook:{url}/pd;shape=pagerduty;routing_key=hunter2;severity=warning;header=Authorization: Bearer APIKEY123"),
+            "--log-alarm",
+            "j,s,p ^ALARM",
+        ],
+        b"ok\nALARM a \"quoted\" \\ line\n".to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let recs = srv.wait_records(3, 10);
+    assert_eq!(recs.len(), 3, "{recs:?}");
+    let body = |path: &str| -> (serde_json::Value, serde_json::Value) {
+        let r = recs.iter().find(|r| r["path"] == path).unwrap();
+        assert_eq!(r["method"], "POST");
+        assert_eq!(r["headers"]["content-type"], "application/json");
+        let b: serde_json::Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        (b, r["headers"].clone())
+    };
+    let line = "ALARM a \"quoted\" \\ line";
+    let (j, h) = body("/json");
+    assert_eq!(j["alarm"], "j");
+    assert_eq!(j["message"], line);
+    assert!(j["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(h["x-team"], "ops");
+    let (s, _) = body("/slack");
+    assert_eq!(s["text"], format!("[s] {line}"));
+    let (p, h) = body("/pd");
+    assert_eq!(p["routing_key"], "hunter2");
+    assert_eq!(p["event_action"], "trigger");
+    assert_eq!(p["payload"]["severity"], "warning");
+    assert_eq!(p["payload"]["summary"], format!("[p] {line}"));
+    assert_eq!(h["authorization"], "Bearer APIKEY123");
+    // The listing masks the key and the headers.
+    let list = run(
+        &[
+            "--alarm",
+            "p webhook:http://h/x;shape=pagerduty;routing_key=hunter2;header=Authorization: Bearer APIKEY123",
+            "--log-alarm",
+            "p x",
+            "--alarm-list",
+        ],
+        Vec::new(),
+    );
+    let text =
+        String::from_utf8_lossy(&list.stdout).to_string() + &String::from_utf8_lossy(&list.stderr);
+    assert!(
+        !text.contains("hunter2") && !text.contains("APIKEY123"),
+        "{text}"
+    );
+    assert!(text.contains("routing_key=***"), "{text}");
+}
+
+/// Alertmanager on a free loopback port, with `config`; stopped on drop.
+struct Alertmanager {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(url: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl").args(["-sf", url]).output().ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn alertmanager(dir: &Path, config: &str) -> Alertmanager {
+    let port = free_port();
+    let cfg = dir.join("am.yml");
+    std::fs::write(&cfg, config).unwrap();
+    let child = Command::new("prometheus-alertmanager")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let am = Alertmanager { child, url };
+    let t = Instant::now();
+    while get(&format!("{}/api/v2/status", am.url)).is_none() {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "alertmanager did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    am
+}
+
+#[test]
+fn alertmanager_receives_labelled_alerts_grouped_as_configured() {
+    if !have("prometheus-alertmanager", &["--version"]) || !have("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let am = alertmanager(
+        dir.path(),
+        "route:\n  receiver: 'null'\n  group_by: ['service']\n  group_wait: 1s\nreceivers:\n  - name: 'null'\n",
+    );
+    let out = run(
+        &[
+            "--alarm-freq",
+            "0",
+            "--alarm",
+            &format!(
+                "api_down alertmanager:{};label.service=api;label.severity=page",
+                am.url
+            ),
+            "--alarm",
+            &format!(
+                "api_slow alertmanager:{}/;label.service=api;resolve=3600",
+                am.url
+            ),
+            "--alarm",
+            &format!("db_down alertmanager:{};label.service=db;resolve=2", am.url),
+            "--log-alarm",
+            "api_down ^api: connection refused",
+            "--log-alarm",
+            "api_slow ^api: slow",
+            "--log-alarm",
+            "db_down ^db: ",
+        ],
+        b"api: connection refused \"x\"\napi: slow 2.5 s\ndb: gone\nok\n".to_vec(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts = get(&format!("{}/api/v2/alerts", am.url)).unwrap();
+    let alerts = alerts.as_array().unwrap();
+    assert_eq!(alerts.len(), 3, "{alerts:?}");
+    let by = |name: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {alerts:?}"))
+    };
+    let a = by("api_down");
+    assert_eq!(a["labels"]["service"], "api");
+    assert_eq!(a["labels"]["severity"], "page");
+    assert_eq!(a["annotations"]["summary"], "api: connection refused \"x\"");
+    assert_eq!(a["status"]["state"], "active");
+    assert_eq!(by("api_slow")["annotations"]["summary"], "api: slow 2.5 s");
+    // Grouped as configured: by service, two groups (api: two alerts, db: one).
+    let t = Instant::now();
+    let groups = loop {
+        let g = get(&format!("{}/api/v2/alerts/groups", am.url)).unwrap();
+        if g.as_array().is_some_and(|g| g.len() == 2) || t.elapsed() > Duration::from_secs(10) {
+            break g;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let mut sizes: Vec<(String, usize)> = groups
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["labels"]["service"].as_str().unwrap().to_string(),
+                g["alerts"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, [("api".to_string(), 2), ("db".to_string(), 1)]);
+    // `resolve=2`: db_down resolves 2 s after it fired.
+    let t = Instant::now();
+    loop {
+        let alerts = get(&format!("{}/api/v2/alerts?active=true", am.url)).unwrap();
+        let active: Vec<&str> = alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a["labels"]["alertname"].as_str())
+            .collect();
+        if !active.contains(&"db_down") {
+            assert!(active.contains(&"api_down") && active.contains(&"api_slow"));
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "db_down never resolved: {active:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
