@@ -72,6 +72,7 @@ pub use app::main;
 pub use config::{parse_args, parse_ini_str, Config, ConfigError, Origin, RuleSyntax};
 pub use pipeline::{Pipeline, Sink, DEFAULT_CAPACITY};
 pub use plan::{build as build_plan, Plan};
+pub use rules::fields::{FieldCond, FieldSpec, Format as FieldFormat};
 pub use rules::{Matcher, RegexError, Rule, RuleCost, RuleError, RuleSet};
 
 /// Helpers for logalarm's own tests, benches, fuzz targets and probes: not a stable API.

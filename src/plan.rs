@@ -386,10 +386,12 @@ pub(crate) fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigErr
 }
 
 pub(crate) fn rule_option(r: &RuleDef) -> &'static str {
-    if r.negate {
-        "not-log-alarm"
-    } else {
-        "log-alarm"
+    use crate::rules::fields::Format;
+    match (&r.fields, r.negate) {
+        (Some(f), _) if f.format == Format::Json => "log-alarm-json",
+        (Some(_), _) => "log-alarm-logfmt",
+        (None, true) => "not-log-alarm",
+        (None, false) => "log-alarm",
     }
 }
 
@@ -623,11 +625,14 @@ fn policies(
         };
         let err =
             |why: String| ConfigError::new(format!("invalid {opt}: {}: {why}", d.value), &d.origin);
-        let rules: Vec<&str> = c
+        let rules: Vec<crate::suppress::CapSource<'_>> = c
             .rules
             .iter()
             .filter(|r| !r.negate && r.names.iter().any(|n| n == name))
-            .map(|r| r.regex.as_str())
+            .map(|r| match &r.fields {
+                Some(f) => crate::suppress::CapSource::Fields(f),
+                None => crate::suppress::CapSource::Regex(r.regex.as_str()),
+            })
             .collect();
         if rules.is_empty() {
             return Err(err(format!(
@@ -643,8 +648,13 @@ fn policies(
                     "`{{{g}}}`: the rules of alarm \"{name}\" have at most {most} group(s)"
                 )));
             }
+            // A field rule captures every field of its line: names cannot be checked ahead.
+            let any_field_rule = rules
+                .iter()
+                .any(|r| matches!(r, crate::suppress::CapSource::Fields(_)));
             for n in t.names() {
-                if !groups.iter().any(|(_, names)| names.iter().any(|x| x == n)) {
+                if !any_field_rule && !groups.iter().any(|(_, names)| names.iter().any(|x| x == n))
+                {
                     let known: Vec<&str> = groups
                         .iter()
                         .flat_map(|(_, names)| names.iter().map(String::as_str))
@@ -702,7 +712,20 @@ fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, Co
         .rules
         .iter()
         .zip(&translated)
-        .map(|(r, t)| t.pcre.then(|| pcre_confirmer(r)).transpose())
+        .map(|(r, t)| match &r.fields {
+            Some(spec) => crate::rules::fields::FieldRule::new(spec)
+                .map(|f| Some(crate::rules::Confirmer::Fields(f)))
+                .map_err(|e| {
+                    ConfigError::new(
+                        format!("invalid {}: {}: {e}", rule_option(r), r.raw),
+                        &r.origin,
+                    )
+                }),
+            None => t
+                .pcre
+                .then(|| pcre_confirmer(r).map(crate::rules::Confirmer::Pcre))
+                .transpose(),
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut set = RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(
         |e: RuleError| match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {

@@ -140,13 +140,13 @@ impl Template {
             match p {
                 Part::Text(t) => out.extend_from_slice(t),
                 Part::Group(n) => {
-                    if let Some(r) = ctx.caps.and_then(|c| c.group(*n)) {
-                        out.extend_from_slice(&ctx.line[r]);
+                    if let Some(v) = ctx.caps.and_then(|c| c.group(*n)) {
+                        out.extend_from_slice(v);
                     }
                 }
                 Part::Named(n) => {
-                    if let Some(r) = ctx.caps.and_then(|c| c.named(n)) {
-                        out.extend_from_slice(&ctx.line[r]);
+                    if let Some(v) = ctx.caps.and_then(|c| c.named(n)) {
+                        out.extend_from_slice(v);
                     }
                 }
                 Part::Line => out.extend_from_slice(ctx.line),
@@ -166,6 +166,15 @@ enum CapRegex {
     Pcre(pcre2::bytes::Regex),
     /// A `rule-syntax = rust` rule.
     Rust(regex_automata::meta::Regex),
+    /// A field rule (`log-alarm-json`, `log-alarm-logfmt`): its fields' values.
+    Fields(crate::rules::fields::FieldRule),
+}
+
+/// What a captor is built from: a rule's regex, or a field rule's fields.
+#[derive(Debug)]
+pub(crate) enum CapSource<'a> {
+    Regex(&'a str),
+    Fields(&'a crate::rules::fields::FieldSpec),
 }
 
 /// One rule's groups: how many (without the whole match) and their names.
@@ -178,29 +187,51 @@ pub(crate) struct Captor {
     rules: Vec<CapRegex>,
 }
 
-/// Group spans of one match, and the matching rule's group names.
+/// The groups of one match (copied: only raising lines pay), and the matching rule's group
+/// names.
 #[derive(Debug)]
 struct Caps<'c> {
-    spans: Vec<Option<Range<usize>>>,
+    values: Vec<Option<Vec<u8>>>,
     names: &'c HashMap<String, usize>,
 }
 
 impl Caps<'_> {
-    fn group(&self, n: usize) -> Option<Range<usize>> {
-        self.spans.get(n).cloned().flatten()
+    fn group(&self, n: usize) -> Option<&[u8]> {
+        self.values.get(n).and_then(|v| v.as_deref())
     }
-    fn named(&self, n: &str) -> Option<Range<usize>> {
+    fn named(&self, n: &str) -> Option<&[u8]> {
         self.names.get(n).and_then(|&i| self.group(i))
     }
+}
+
+/// A field's name as a template group name (`http.status` → `http_status`).
+pub(crate) fn field_group(field: &str) -> String {
+    field
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 impl Captor {
     /// The captor of `patterns` (each a rule's regex: PCRE as written when `pcre`, else the
     /// Rust syntax), in configuration order. Returns it with each rule's group count and names.
-    pub(crate) fn new(patterns: &[&str], pcre: bool) -> Result<(Captor, Vec<Groups>), String> {
+    pub(crate) fn new(
+        sources: &[CapSource<'_>],
+        pcre: bool,
+    ) -> Result<(Captor, Vec<Groups>), String> {
         let mut rules = Vec::new();
         let mut groups = Vec::new();
-        for p in patterns {
+        for s in sources {
+            let p = match s {
+                CapSource::Fields(spec) => {
+                    let f = crate::rules::fields::FieldRule::new(spec)?;
+                    let names = spec.conds.iter().map(|c| field_group(&c.field)).collect();
+                    groups.push((spec.conds.len(), names));
+                    rules.push(CapRegex::Fields(f));
+                    continue;
+                }
+                CapSource::Regex(p) => p,
+            };
             if pcre {
                 let re = pcre2::bytes::RegexBuilder::new()
                     .jit_if_available(true)
@@ -237,10 +268,23 @@ impl Captor {
         &self,
         line: &[u8],
         names: &mut HashMap<String, usize>,
-    ) -> Option<Vec<Option<Range<usize>>>> {
+    ) -> Option<Vec<Option<Vec<u8>>>> {
+        let copy = |r: Option<Range<usize>>| r.map(|r| line[r].to_vec());
         for re in &self.rules {
             names.clear();
             match re {
+                CapRegex::Fields(f) => {
+                    let Some(values) = f.values_all(line, true) else {
+                        continue;
+                    };
+                    let mut out = vec![Some(line.to_vec())];
+                    for (i, (field, v)) in values.into_iter().enumerate() {
+                        // The conditions' fields come first: they win a name.
+                        names.entry(field_group(&field)).or_insert(i + 1);
+                        out.push(Some(v));
+                    }
+                    return Some(out);
+                }
                 CapRegex::Pcre(re) => {
                     let Ok(Some(c)) = re.captures(line) else {
                         continue;
@@ -252,7 +296,7 @@ impl Captor {
                     }
                     return Some(
                         (0..c.len())
-                            .map(|i| c.get(i).map(|m| m.start()..m.end()))
+                            .map(|i| copy(c.get(i).map(|m| m.start()..m.end())))
                             .collect(),
                     );
                 }
@@ -274,7 +318,7 @@ impl Captor {
                     let len = info.group_len(regex_automata::PatternID::ZERO);
                     return Some(
                         (0..len)
-                            .map(|i| c.get_group(i).map(|s| s.range()))
+                            .map(|i| copy(c.get_group(i).map(|s| s.range())))
                             .collect(),
                     );
                 }
@@ -593,8 +637,8 @@ impl Suppress {
         } else {
             None
         };
-        let caps = spans.map(|spans| Caps {
-            spans,
+        let caps = spans.map(|values| Caps {
+            values,
             names: &self.names,
         });
         let mut ctx = Ctx {
@@ -697,7 +741,8 @@ mod tests {
         th: Option<(usize, u64)>,
         rules: &[&str],
     ) -> Arc<Policy> {
-        let (captor, _) = Captor::new(rules, true).unwrap();
+        let rules: Vec<CapSource<'_>> = rules.iter().map(|r| CapSource::Regex(r)).collect();
+        let (captor, _) = Captor::new(&rules, true).unwrap();
         Arc::new(Policy {
             template: template.map(|t| Template::parse(t).unwrap()),
             key: key.map(|t| Template::parse(t).unwrap()),

@@ -92,8 +92,14 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Parsed> {
 
 /// The keys whose values are rules: raw bytes there are PCRE bytes (uWSGI compiles rules
 /// without UTF mode), so a non-UTF-8 byte is kept as the escape `\xHH`, which means the same.
-pub(crate) const RULE_KEYS: [&str; 4] =
-    ["log-alarm", "alarm-log", "not-log-alarm", "not-alarm-log"];
+pub(crate) const RULE_KEYS: [&str; 6] = [
+    "log-alarm",
+    "alarm-log",
+    "not-log-alarm",
+    "not-alarm-log",
+    "log-alarm-json",
+    "log-alarm-logfmt",
+];
 
 /// Ini bytes as text: UTF-8, except that rule lines may hold raw bytes (see [`RULE_KEYS`]);
 /// a raw byte anywhere else is an error naming its line.

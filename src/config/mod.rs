@@ -106,6 +106,9 @@ pub struct RuleDef {
     /// The whole option value, for error messages.
     pub raw: String,
     pub origin: Origin,
+    /// `log-alarm-json` / `log-alarm-logfmt`: the fields (then `regex` is the candidate
+    /// pattern the automaton runs, and the fields confirm).
+    pub fields: Option<crate::rules::fields::FieldSpec>,
 }
 
 /// The dialect of `log-alarm` rules.
@@ -327,6 +330,28 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "raise the named alarms when a log line matches REGEX",
         apply: |c, v, o, _| {
             c.rules.push(parse_rule(v, false, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "log-alarm-json",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] FIELD=REGEX...\"",
+        doc: "logalarm: raise the named alarms when a JSON line's fields (a.b: nested) each match their REGEX entirely",
+        apply: |c, v, o, _| {
+            c.rules.push(parse_field_rule(v, crate::rules::fields::Format::Json, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "log-alarm-logfmt",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] FIELD=REGEX...\"",
+        doc: "logalarm: raise the named alarms when a logfmt line's fields (key=value) each match their REGEX entirely",
+        apply: |c, v, o, _| {
+            c.rules.push(parse_field_rule(v, crate::rules::fields::Format::Logfmt, o)?);
             Ok(())
         },
     },
@@ -1135,7 +1160,31 @@ pub(crate) fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, C
         negate,
         raw: v.to_string(),
         origin: o.clone(),
+        fields: None,
     })
+}
+
+/// `log-alarm-json` / `log-alarm-logfmt`: `NAME[,NAME...] FIELD=REGEX [FIELD=REGEX...]`.
+fn parse_field_rule(
+    v: &str,
+    format: crate::rules::fields::Format,
+    o: &Origin,
+) -> Result<RuleDef, ConfigError> {
+    let opt = match format {
+        crate::rules::fields::Format::Json => "log-alarm-json",
+        crate::rules::fields::Format::Logfmt => "log-alarm-logfmt",
+    };
+    let mut r = parse_rule(v, false, o).map_err(|_| {
+        ConfigError::new(
+            format!("invalid {opt} syntax: {v} (expected \"NAME[,NAME...] FIELD=REGEX [FIELD=REGEX...]\")"),
+            o,
+        )
+    })?;
+    let spec = crate::rules::fields::FieldSpec::parse(format, &r.regex)
+        .map_err(|e| ConfigError::new(format!("invalid {opt}: {v}: {e}"), o))?;
+    r.regex = spec.candidate();
+    r.fields = Some(spec);
+    Ok(r)
 }
 
 /// `NAME FD[:BYTES] MESSAGE`. The `:BYTES` suffix is read from the FD token only.

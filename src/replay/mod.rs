@@ -81,14 +81,7 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
     let rules: Vec<String> = c
         .rules
         .iter()
-        .map(|r| {
-            let opt = if r.negate {
-                "not-log-alarm"
-            } else {
-                "log-alarm"
-            };
-            format!("{opt} {}", r.raw)
-        })
+        .map(|r| format!("{} {}", crate::plan::rule_option(r), r.raw))
         .collect();
     let alarms = plan
         .alarms

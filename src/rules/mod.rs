@@ -42,6 +42,7 @@ use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 use std::sync::{Arc, OnceLock};
 
 mod cost;
+pub(crate) mod fields;
 mod gate;
 mod literals;
 mod matcher;
@@ -125,9 +126,19 @@ pub struct Compiled {
     /// Some DFA-part rule can match at the end of a cut line only because it was cut (`$`,
     /// `\b`...): then lines longer than `bufsize` are confirmed one by one.
     end_sensitive: bool,
-    /// Per rule, the PCRE that confirms the lines its relaxed form matches (see `pcre`);
-    /// empty when no rule needs one.
-    confirm: Vec<Option<pcre2::bytes::Regex>>,
+    /// Per rule, what confirms the lines its automaton pattern matches: the PCRE of a rule
+    /// run in a relaxed form (see `pcre`), or a field rule's parser (see `fields`); empty
+    /// when no rule needs one.
+    confirm: Vec<Option<Confirmer>>,
+}
+
+/// What confirms a rule's candidate lines beyond its automaton pattern.
+#[derive(Debug)]
+pub(crate) enum Confirmer {
+    /// The rule as written, by PCRE2 (its pattern is a relaxed form).
+    Pcre(pcre2::bytes::Regex),
+    /// A field rule: the line parsed, every field checked.
+    Fields(fields::FieldRule),
 }
 
 /// Rules the literal search finds, confirmed together: rules that share a literal are named by
@@ -249,7 +260,7 @@ impl RuleSet {
     /// Rules whose patterns are relaxed forms: rule `i`'s lines must also match `confirm[i]`
     /// (PCRE, on the line as every rule sees it: without its terminator, cut to the bufsize).
     /// Only before the set is shared (a fresh set): returns false otherwise.
-    pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<pcre2::bytes::Regex>>) -> bool {
+    pub(crate) fn set_confirmers(&mut self, confirm: Vec<Option<Confirmer>>) -> bool {
         let Some(c) = Arc::get_mut(&mut self.0) else {
             return false;
         };
@@ -266,7 +277,8 @@ impl RuleSet {
     #[inline]
     pub(crate) fn confirmed(&self, r: usize, text: &[u8]) -> bool {
         match self.confirm.get(r) {
-            Some(Some(re)) => re.is_match(text).unwrap_or(false),
+            Some(Some(Confirmer::Pcre(re))) => re.is_match(text).unwrap_or(false),
+            Some(Some(Confirmer::Fields(f))) => f.holds(text),
             _ => true,
         }
     }
