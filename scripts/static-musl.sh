@@ -19,7 +19,7 @@
 # Pieces 1 and 2 are kept in target/musl-deps and rebuilt when their inputs change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-say() { printf '\n== %s\n' "$*"; }
+say() { printf '\n== %s (%ss into %s)\n' "$*" "$SECONDS" "${0##*/}"; }
 
 source scripts/setup.sh
 need_pkg musl-gcc musl-tools

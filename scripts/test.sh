@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n== %s\n' "$*"; }
+say() { printf '\n== %s (%ss into %s)\n' "$*" "$SECONDS" "${0##*/}"; }
 
 say "dependencies"
 # The build's own needs (cc, pkg-config, libcurl with its headers) and the helpers below.
