@@ -1027,6 +1027,8 @@ impl LaneAlarms {
             .keys_forgotten
             .store(inst.suppress.keys(), Ordering::Relaxed);
         let msg: &[u8] = templated.as_deref().unwrap_or(&ev.msg);
+        let (rendered, resolved) = inst.suppress.rendered();
+        inst.action.prepare(rendered, resolved);
         run.set_after(ev.after);
         lane.running
             .store(u64::from(ev.alarm) + 1, Ordering::SeqCst);
@@ -1105,6 +1107,8 @@ impl LaneAlarms {
                     .flatten()
             }) {
                 let a = &shared.alarms[id];
+                let (rendered, resolved) = inst.suppress.rendered();
+                inst.action.prepare(rendered, resolved);
                 // Counted with the digests: not a raised line (raised = ran + suppressed +
                 // dropped + discarded stays true).
                 match inst.action.fire(&inst.name, &msg, now, run) {

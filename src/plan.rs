@@ -165,8 +165,28 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     }
     let rules = compile_rules(c, &names)?;
     let mut alarms = alarms;
-    for (a, (policy, key)) in alarms.iter_mut().zip(policies(c, &names)?) {
+    let extras: Vec<Vec<crate::suppress::Template>> = alarms
+        .iter()
+        .map(|a| a.action.templates().into_iter().cloned().collect())
+        .collect();
+    for (a, (policy, key)) in alarms.iter_mut().zip(policies(c, &names, extras)?) {
         a.key.push_str(&key);
+        let per_firing = policy.extra.iter().any(|t| t.uses_groups())
+            || (!policy.extra.is_empty() && policy.absence.is_some());
+        if a.overflow == Overflow::Spool && per_firing {
+            let origin = c
+                .alarms
+                .iter()
+                .find(|d| d.name == a.name)
+                .map_or(Origin::Cli, |d| d.origin.clone());
+            return Err(ConfigError::new(
+                format!(
+                    "invalid alarm-overflow: alarm \"{}\" is spooled, and the spool keeps messages only: its labels from captures and an absence's resolution would be lost (give it alarm-overflow \"{} drop\" or \"{} block\")",
+                    a.name, a.name, a.name
+                ),
+                &origin,
+            ));
+        }
         a.policy = std::sync::Arc::new(policy);
     }
     if let Ok(translated) = rule_patterns(c) {
@@ -509,6 +529,7 @@ fn resolve_alarm(
 fn policies(
     c: &Config,
     names: &HashMap<String, u32>,
+    extras: Vec<Vec<crate::suppress::Template>>,
 ) -> Result<Vec<(crate::suppress::Policy, String)>, ConfigError> {
     use crate::suppress::{Captor, Policy, Template, Threshold};
     let mut out: Vec<(Policy, String)> = (0..names.len())
@@ -601,6 +622,9 @@ fn policies(
             p.shown.push(format!("{opt} {rest}"));
         }
     }
+    for ((p, _), extra) in out.iter_mut().zip(extras) {
+        p.extra = extra;
+    }
     // The captures: the rules naming the alarm (positively), in configuration order.
     for (rank, (p, _)) in out.iter_mut().enumerate() {
         if !p.needs_groups() {
@@ -613,18 +637,22 @@ fn policies(
         else {
             continue;
         };
-        // (needs_groups: a template or a key of this alarm names a group, so one exists)
-        let Some((opt, d)) = defs
+        // The option to name in errors: the template or key using groups, else the alarm
+        // itself (its action's labels use them).
+        let named = defs
             .iter()
             .find(|(o, _, _, ranks, _)| {
                 ranks.contains(&rank) && matches!(*o, "alarm-template" | "alarm-key")
             })
-            .map(|(o, d, ..)| (*o, *d))
-        else {
-            continue;
+            .map(|(o, d, ..)| (o.to_string(), d.value.clone(), d.origin.clone()));
+        let (opt, value, origin) = match named {
+            Some(n) => n,
+            None => match c.alarms.iter().find(|a| &a.name == name) {
+                Some(a) => ("alarm".to_string(), a.redacted(), a.origin.clone()),
+                None => continue,
+            },
         };
-        let err =
-            |why: String| ConfigError::new(format!("invalid {opt}: {}: {why}", d.value), &d.origin);
+        let err = |why: String| ConfigError::new(format!("invalid {opt}: {value}: {why}"), &origin);
         let rules: Vec<crate::suppress::CapSource<'_>> = c
             .rules
             .iter()
@@ -642,7 +670,7 @@ fn policies(
         let (captor, groups) = Captor::new(&rules, c.rule_syntax == RuleSyntax::Pcre)
             .map_err(|e| err(format!("a rule of alarm \"{name}\": {e}")))?;
         let most = groups.iter().map(|(n, _)| *n).max().unwrap_or(0);
-        for t in p.template.iter().chain(p.key.iter()) {
+        for t in p.template.iter().chain(p.key.iter()).chain(p.extra.iter()) {
             if let Some(g) = t.max_group().filter(|&g| g > most) {
                 return Err(err(format!(
                     "`{{{g}}}`: the rules of alarm \"{name}\" have at most {most} group(s)"

@@ -106,8 +106,19 @@ impl Template {
         Ok(Template { parts })
     }
 
+    /// The template's text with every placeholder empty (static labels).
+    pub(crate) fn text(&self) -> String {
+        let mut out = Vec::new();
+        for p in &self.parts {
+            if let Part::Text(t) = p {
+                out.extend_from_slice(t);
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
     /// Whether it uses the raising rule's groups.
-    fn uses_groups(&self) -> bool {
+    pub(crate) fn uses_groups(&self) -> bool {
         self.parts
             .iter()
             .any(|p| matches!(p, Part::Group(_) | Part::Named(_)))
@@ -365,6 +376,8 @@ pub(crate) struct Policy {
     /// `alarm-absence`: the alarm's lines are heartbeats; it fires when none came for this
     /// long, and again (a recovery) when one comes back.
     pub(crate) absence: Option<Duration>,
+    /// The action's own templates (`alertmanager:` labels), rendered with each firing.
+    pub(crate) extra: Vec<Template>,
 }
 
 impl Policy {
@@ -374,12 +387,14 @@ impl Policy {
             && self.key.is_none()
             && self.threshold.is_none()
             && self.absence.is_none()
+            && !self.extra.iter().any(Template::uses_groups)
     }
 
     /// Whether a template uses the raising rule's groups.
     pub(crate) fn needs_groups(&self) -> bool {
         self.template.as_ref().is_some_and(Template::uses_groups)
             || self.key.as_ref().is_some_and(Template::uses_groups)
+            || self.extra.iter().any(Template::uses_groups)
     }
 }
 
@@ -472,6 +487,9 @@ pub(crate) struct Suppress {
     names: HashMap<String, usize>,
     batch: Batch,
     watch: Watch,
+    /// The action's templates as rendered for the last firing, and whether it was a recovery.
+    rendered: Vec<Vec<u8>>,
+    recovery: bool,
 }
 
 impl Suppress {
@@ -489,7 +507,26 @@ impl Suppress {
             names: HashMap::new(),
             batch: Batch::default(),
             watch: Watch::default(),
+            rendered: Vec::new(),
+            recovery: false,
         }
+    }
+
+    /// The action's templates as rendered for the message just decided or due, and whether
+    /// that message is a recovery (it resolves an absence).
+    pub(crate) fn rendered(&self) -> (&[Vec<u8>], bool) {
+        (&self.rendered, self.recovery)
+    }
+
+    /// Render the action's templates without a line (digests, absences): their text.
+    fn render_static(&mut self) {
+        self.recovery = false;
+        self.rendered = self
+            .policy
+            .extra
+            .iter()
+            .map(|t| t.text().into_bytes())
+            .collect();
     }
 
     /// Start timing absences from `now` (the live start, or the replayed log's first time),
@@ -511,6 +548,7 @@ impl Suppress {
             let due = t0 + every;
             if now >= due {
                 let b = std::mem::take(&mut self.batch);
+                self.render_static();
                 return Some((due, digest(alarm, &b, time), "digest"));
             }
         }
@@ -531,6 +569,7 @@ impl Suppress {
                         time(since)
                     )
                 };
+                self.render_static();
                 return Some((due, msg.into_bytes(), "absence"));
             }
         }
@@ -547,6 +586,7 @@ impl Suppress {
         let last = self.batch.last_at?;
         self.policy.digest?;
         let b = std::mem::take(&mut self.batch);
+        self.render_static();
         Some((last, digest(alarm, &b, time), "digest"))
     }
 
@@ -604,6 +644,8 @@ impl Suppress {
                 .map_err(Held::Flood);
             if verdict.is_err() {
                 self.hold(crate::rules::without_terminator(line), now);
+            } else {
+                self.render_static();
             }
             return verdict;
         }
@@ -621,6 +663,8 @@ impl Suppress {
                 return Err(Held::Heartbeat);
             }
             let gap = now.saturating_duration_since(was).as_secs();
+            self.render_static();
+            self.recovery = true;
             return Ok(Some(
                 format!(
                     "{alarm}: lines again after {gap} s without; this one: {}\n",
@@ -693,6 +737,16 @@ impl Suppress {
                 return Err(Held::Flood(t));
             }
         }
+        self.recovery = false;
+        self.rendered = p
+            .extra
+            .iter()
+            .map(|t| {
+                let mut o = Vec::new();
+                t.render(&ctx, &mut o);
+                o
+            })
+            .collect();
         Ok(p.template.as_ref().map(|t| {
             let mut out = Vec::with_capacity(line.len() + 64);
             t.render(&ctx, &mut out);
@@ -755,6 +809,7 @@ mod tests {
             shown: Vec::new(),
             digest: None,
             absence: None,
+            extra: Vec::new(),
         })
     }
 

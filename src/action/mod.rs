@@ -313,6 +313,22 @@ impl Action {
         }
     }
 
+    /// The action's own templates (`alertmanager:` labels), rendered by the alarm's decision.
+    pub(crate) fn templates(&self) -> Vec<&crate::suppress::Template> {
+        match self {
+            Action::Webhook(w) => w.templates(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Hand the rendered templates (and whether the message resolves an absence) to the action
+    /// for its next delivery.
+    pub(crate) fn prepare(&mut self, rendered: &[Vec<u8>], resolved: bool) {
+        if let Action::Webhook(w) = self {
+            w.prepare(rendered, resolved);
+        }
+    }
+
     /// From now on [`Action::attempt`] tries once (the spool retries).
     pub(crate) fn set_once(&mut self) {
         match self {

@@ -38,7 +38,13 @@ pub(crate) struct Webhook {
     headers: Vec<Secret>,
     routing_key: Secret,
     severity: String,
-    labels: Vec<(String, String)>,
+    /// `label.NAME=TEMPLATE`: static text, or the raising rule's captures (`{ip}`), rendered
+    /// per alarm by the alarm's decision (`suppress`) and handed over by [`Webhook::prepare`].
+    labels: Vec<(String, crate::suppress::Template)>,
+    /// The labels' values for the next delivery, and whether it resolves the alert (an
+    /// absence's recovery).
+    current: Option<Vec<Vec<u8>>>,
+    resolved: bool,
     resolve: Duration,
     generator: Option<String>,
 }
@@ -77,6 +83,8 @@ impl Webhook {
             routing_key: Secret::default(),
             severity: "critical".into(),
             labels: Vec::new(),
+            current: None,
+            resolved: false,
             resolve: Duration::from_secs(300),
             generator: None,
         };
@@ -148,7 +156,9 @@ impl Webhook {
                             "{k}: a label name is letters, digits and _, not starting with a digit"
                         )));
                     }
-                    w.labels.push((name.to_string(), v.to_string()));
+                    let t = crate::suppress::Template::parse(v)
+                        .map_err(|e| ActionError::from(format!("{k}: {e}")))?;
+                    w.labels.push((name.to_string(), t));
                 }
                 _ => warnings.push(format!("unknown {kind} key `{k}` ignored")),
             }
@@ -186,9 +196,18 @@ impl Webhook {
                 let mut labels = serde_json::Map::new();
                 labels.insert("alertname".into(), alarm.into());
                 labels.insert("instance".into(), host.clone().into());
-                for (k, v) in &self.labels {
-                    labels.insert(k.clone(), v.clone().into());
+                for (i, (k, t)) in self.labels.iter().enumerate() {
+                    let v = match self.current.as_ref().and_then(|c| c.get(i)) {
+                        Some(v) => String::from_utf8_lossy(v).into_owned(),
+                        None => t.text(),
+                    };
+                    labels.insert(k.clone(), v.into());
                 }
+                let ends = if self.resolved {
+                    now
+                } else {
+                    now + self.resolve
+                };
                 let generator = self
                     .generator
                     .clone()
@@ -197,12 +216,23 @@ impl Webhook {
                     "labels": labels,
                     "annotations": {"summary": text, "source": "logalarm"},
                     "startsAt": time,
-                    "endsAt": rfc3339(now + self.resolve),
+                    "endsAt": rfc3339(ends),
                     "generatorURL": generator,
                 }])
             }
         }
         .to_string()
+    }
+
+    /// The label templates (`alertmanager:`), in order.
+    pub(crate) fn templates(&self) -> Vec<&crate::suppress::Template> {
+        self.labels.iter().map(|(_, t)| t).collect()
+    }
+
+    /// The rendered label values and the resolution flag for the next delivery.
+    pub(crate) fn prepare(&mut self, values: &[Vec<u8>], resolved: bool) {
+        self.current = Some(values.to_vec());
+        self.resolved = resolved;
     }
 
     /// Deliver one alarm; `Err` when it did not arrive.

@@ -224,3 +224,105 @@ fn alertmanager_receives_labelled_alerts_grouped_as_configured() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn alertmanager_labels_from_captures_and_an_absence_resolved() {
+    if !have("prometheus-alertmanager", &["--version"]) || !have("curl", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let am = alertmanager(
+        dir.path(),
+        "route:\n  receiver: 'null'\n  group_by: ['alertname']\nreceivers:\n  - name: 'null'\n",
+    );
+    let mut child = crate::support::spawn_open(&[
+        "--alarm-freq",
+        "0",
+        "--alarm",
+        &format!(
+            "brute alertmanager:{};label.ip={{ip}};label.user=u-{{1}};label.team=sec",
+            am.url
+        ),
+        "--log-alarm",
+        r"brute Failed password for (\w+) from (?<ip>[\d.]+)",
+        "--alarm",
+        &format!("cron alertmanager:{};label.job=backup", am.url),
+        "--log-alarm",
+        "cron backup done",
+        "--alarm-absence",
+        "cron 1",
+    ]);
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin
+        .write_all(b"backup done\nFailed password for root from 10.0.0.7 port 22\nFailed password for admin from 10.0.0.9 port 22\n")
+        .unwrap();
+    // The absence (1 s without `backup done`) fires, then the heartbeat resolves it.
+    let active = |name: &str| -> Vec<serde_json::Value> {
+        get(&format!("{}/api/v2/alerts?active=true", am.url))
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["labels"]["alertname"] == name)
+            .collect()
+    };
+    let t = Instant::now();
+    while active("cron").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no absence alert");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cron = active("cron");
+    assert_eq!(cron[0]["labels"]["job"], "backup");
+    assert!(cron[0]["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("cron: no line for 1 s"));
+    stdin.write_all(b"backup done\n").unwrap();
+    let t = Instant::now();
+    while !active("cron").is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the absence was not resolved"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // One alert per address: labels from the raising rule's groups.
+    let mut brute: Vec<(String, String, String)> = active("brute")
+        .iter()
+        .map(|a| {
+            let l = &a["labels"];
+            (
+                l["ip"].as_str().unwrap().to_string(),
+                l["user"].as_str().unwrap().to_string(),
+                l["team"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    brute.sort();
+    let want = [
+        ("10.0.0.7", "u-root", "sec"),
+        ("10.0.0.9", "u-admin", "sec"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(brute, want);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // Spooled, these labels would be lost: refused at start-up.
+    let out = run(
+        &[
+            "--alarm-spool",
+            dir.path().join("spool").to_str().unwrap(),
+            "--alarm",
+            "brute alertmanager:http://127.0.0.1:1;label.ip={ip}",
+            "--log-alarm",
+            r"brute from (?<ip>\S+)",
+        ],
+        Vec::new(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("the spool keeps messages only"), "{err}");
+}
