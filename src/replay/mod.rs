@@ -239,8 +239,11 @@ impl Executor {
         }
     }
 
-    fn fire(&mut self, rank: u32, msg: &[u8]) {
+    /// Run alarm `rank`'s action with `msg`, its templates rendered as the decision rendered
+    /// them (`alertmanager:` labels; `resolved`: an absence's recovery).
+    fn fire(&mut self, rank: u32, msg: &[u8], rendered: &[Vec<u8>], resolved: bool) {
         if let Some((name, action)) = self.actions.get_mut(rank as usize) {
+            action.prepare(rendered, resolved);
             let _ = action.fire(name, msg, Instant::now(), &mut self.run);
             self.run.end_batch();
         }
@@ -607,7 +610,8 @@ impl Replay {
         };
         if fired {
             if let Some(x) = self.exec.as_mut() {
-                x.fire(rank, msg);
+                let (rendered, resolved) = self.alarms[rank as usize].suppress.rendered();
+                x.fire(rank, msg, rendered, resolved);
             }
         }
         if coarsen {
@@ -710,7 +714,8 @@ impl Replay {
                 };
                 a.extra += 1;
                 if let Some(x) = self.exec.as_mut() {
-                    x.fire(rank as u32, &msg);
+                    let (rendered, resolved) = a.suppress.rendered();
+                    x.fire(rank as u32, &msg, rendered, resolved);
                 }
                 self.tell_extra(rank, due, &msg, kind);
             }
