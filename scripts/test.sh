@@ -23,6 +23,7 @@ need_pkg promtool prometheus       # --metrics: promtool check metrics, and the 
 need_pkg chromium chromium         # replay --report: the page drawn in headless Chromium
 need_pkg prometheus-alertmanager prometheus-alertmanager   # alertmanager: alarms, the real receiver
 need_pkg curl curl                 # reading Alertmanager's API back
+need_pkg javac default-jdk-headless   # alarm-multiline: a real Java stack trace (java Trace.java)
 # xmpp alarms load libstrophe at run time (logalarm builds without it)
 [ -e /usr/lib/x86_64-linux-gnu/libstrophe.so.0 ] || ls /usr/lib/*/libstrophe.so.0 >/dev/null 2>&1 || need_pkg __never_a_command__ libstrophe0
 if ! python3 -c "import aiosmtpd" 2>/dev/null; then   # the SMTP test server

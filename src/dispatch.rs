@@ -57,7 +57,9 @@ impl LogSink<'_> {
 impl Sink for LogSink<'_> {
     #[inline]
     fn region(&mut self, region: &[u8]) {
-        self.dispatcher.after = self.output.passed() + region.len() as u64;
+        let base = self.output.passed();
+        self.dispatcher.after = base + region.len() as u64;
+        self.dispatcher.region = (region.as_ptr() as usize, region.len(), base);
     }
     #[inline]
     fn pass(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -65,7 +67,18 @@ impl Sink for LogSink<'_> {
     }
     #[inline]
     fn alarm(&mut self, alarm: u32, msg: &[u8]) {
-        self.dispatcher.raise(alarm, msg);
+        // The line's place in the output: its offset in the region (the matcher's messages are
+        // slices of it), known when the whole line is there (it ends in `\n`).
+        let (start, len, base) = self.dispatcher.region;
+        let addr = msg.as_ptr() as usize;
+        let pos = match addr.checked_sub(start) {
+            Some(off) if off + msg.len() <= len && msg.ends_with(b"\n") => {
+                let at = base + off as u64;
+                (at, at + msg.len() as u64)
+            }
+            _ => NO_POS,
+        };
+        self.dispatcher.raise_at(alarm, msg, pos);
     }
 }
 
@@ -109,7 +122,14 @@ pub(crate) struct Event {
     /// The log output's position after the region that raised it: a `log:` line is written
     /// there, never before the line it reports.
     pub after: u64,
+    /// Where the raising line starts and ends in the log output ([`NO_POS`] when unknown:
+    /// monitors, a line cut to `log-master-bufsize`): `alarm-multiline` joins only lines that
+    /// follow each other there.
+    pub pos: (u64, u64),
 }
+
+/// An unknown line position.
+pub(crate) const NO_POS: (u64, u64) = (u64::MAX, u64::MAX);
 
 /// Anti-flood for one alarm instance, exactly as uWSGI: a message is suppressed when it equals
 /// the last message this instance ran and less than `freq` has passed since that run.
@@ -408,6 +428,9 @@ pub(crate) struct Dispatcher {
     msg_size: usize,
     /// See [`Event::after`]; set by [`LogSink`] before each region.
     after: u64,
+    /// The region being matched: its address, length and output offset (see
+    /// [`Event::pos`]).
+    region: (usize, usize, u64),
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     workers: Vec<Worker>,
@@ -563,6 +586,7 @@ impl Dispatcher {
             touched: Vec::new(),
             msg_size: settings.msg_size,
             after: 0,
+            region: (0, 0, 0),
             shared,
             threads: Vec::new(),
             workers: Vec::new(),
@@ -769,6 +793,12 @@ impl Dispatcher {
     /// room.
     #[inline]
     pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
+        self.raise_at(alarm, msg, NO_POS);
+    }
+
+    /// [`raise`](Self::raise) for a log line at `pos` in the output.
+    #[inline]
+    pub(crate) fn raise_at(&mut self, alarm: u32, msg: &[u8], pos: (u64, u64)) {
         let Some(&slot) = self.slots.get(alarm as usize) else {
             return;
         };
@@ -787,6 +817,7 @@ impl Dispatcher {
             msg: msg.into(),
             raised: Instant::now(),
             after: self.after,
+            pos,
         };
         if let Err(ev) = self.lanes[lane].queue.push(ev) {
             match self.overflow[a] {
@@ -1010,49 +1041,21 @@ impl LaneAlarms {
             return true;
         };
         let a = &shared.alarms[ev.alarm as usize];
-        let templated = match inst
-            .suppress
-            .decide(&ev.msg, &inst.name, Instant::now(), &wall)
-        {
-            Ok(m) => m,
-            Err(_) => {
-                a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
-                a.counts
-                    .keys_forgotten
-                    .store(inst.suppress.keys(), Ordering::Relaxed);
-                return true;
+        let now = Instant::now();
+        // alarm-multiline: the line may start or join an event, decided when it is complete.
+        let ok = match inst.suppress.gather(&ev.msg, ev.pos, now) {
+            Some(held) => {
+                // The gathered event's `log:` line goes after its last line.
+                run.set_after(ev.after);
+                if held == crate::suppress::Held::Merged {
+                    a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
+                }
+                true
             }
+            None => decide_and_fire(inst, a, ev.alarm, &ev.msg, ev.raised, ev.after, run, lane),
         };
-        a.counts
-            .keys_forgotten
-            .store(inst.suppress.keys(), Ordering::Relaxed);
-        let msg: &[u8] = templated.as_deref().unwrap_or(&ev.msg);
-        let (rendered, resolved) = inst.suppress.rendered();
-        inst.action.prepare(rendered, resolved);
-        run.set_after(ev.after);
-        lane.running
-            .store(u64::from(ev.alarm) + 1, Ordering::SeqCst);
-        let started = Instant::now();
-        a.wait.record(started.saturating_duration_since(ev.raised));
-        let outcome = inst.action.fire(&inst.name, msg, ev.raised, run);
-        a.run.record(started.elapsed());
-        if lane.running.swap(0, Ordering::SeqCst) == 0 {
-            return false;
-        }
-        match outcome {
-            Outcome::Done => {
-                a.counts.ran.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Failed => {
-                a.counts.ran.fetch_add(1, Ordering::Relaxed);
-                a.counts.failed.fetch_add(1, Ordering::Relaxed);
-            }
-            Outcome::Dropped => a.lose(msg),
-            Outcome::Spooled => {
-                a.counts.spooled.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        true
+        let after = run.after();
+        ok && complete_gathered(inst, a, ev.alarm, after, run, lane, false)
     }
 
     /// Send the digest of each alarm that lost alarms, at most one a second per alarm (all
@@ -1095,12 +1098,22 @@ impl LaneAlarms {
 
     /// The messages due without a line (`alarm-digest`, `alarm-absence`), sent through each
     /// alarm's action now.
-    fn ticks(&mut self, shared: &Shared, run: &mut Runner, last: bool) {
+    fn ticks(&mut self, shared: &Shared, run: &mut Runner, lane: &Lane, last: bool) {
         let now = Instant::now();
         for (id, slot) in self.by_id.iter_mut().enumerate() {
             let Some((inst, _)) = slot else {
                 continue;
             };
+            // Gathered events nothing continued for a while (all, at the end).
+            complete_gathered(
+                inst,
+                &shared.alarms[id],
+                id as u32,
+                run.after(),
+                run,
+                lane,
+                last,
+            );
             inst.suppress.start(now);
             while let Some((_, msg, _)) = inst.suppress.tick(&inst.name, now, &wall).or_else(|| {
                 last.then(|| inst.suppress.flush(&inst.name, &wall))
@@ -1124,6 +1137,79 @@ impl LaneAlarms {
     fn instances(&mut self) -> impl Iterator<Item = &mut Instance> {
         self.by_id.iter_mut().flatten().map(|(i, _)| i)
     }
+}
+
+/// Decide one raised message of alarm `id` (anti-flood, templates, keys, thresholds) and run
+/// its action, counting the outcome. False when the shutdown gave up on the lane while the
+/// action ran (it counted the event as discarded; the lane ends).
+#[allow(clippy::too_many_arguments)]
+fn decide_and_fire(
+    inst: &mut Instance,
+    a: &AlarmShared,
+    id: u32,
+    raised_msg: &[u8],
+    raised: Instant,
+    after: u64,
+    run: &mut Runner,
+    lane: &Lane,
+) -> bool {
+    let decided = inst
+        .suppress
+        .decide(raised_msg, &inst.name, Instant::now(), &wall);
+    a.counts
+        .keys_forgotten
+        .store(inst.suppress.keys(), Ordering::Relaxed);
+    let templated = match decided {
+        Ok(m) => m,
+        Err(_) => {
+            a.counts.suppressed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+    };
+    let msg: &[u8] = templated.as_deref().unwrap_or(raised_msg);
+    let (rendered, resolved) = inst.suppress.rendered();
+    inst.action.prepare(rendered, resolved);
+    run.set_after(after);
+    lane.running.store(u64::from(id) + 1, Ordering::SeqCst);
+    let started = Instant::now();
+    a.wait.record(started.saturating_duration_since(raised));
+    let outcome = inst.action.fire(&inst.name, msg, raised, run);
+    a.run.record(started.elapsed());
+    if lane.running.swap(0, Ordering::SeqCst) == 0 {
+        return false;
+    }
+    match outcome {
+        Outcome::Done => {
+            a.counts.ran.fetch_add(1, Ordering::Relaxed);
+        }
+        Outcome::Failed => {
+            a.counts.ran.fetch_add(1, Ordering::Relaxed);
+            a.counts.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        Outcome::Dropped => a.lose(msg),
+        Outcome::Spooled => {
+            a.counts.spooled.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    true
+}
+
+/// Decide and run alarm `id`'s gathered events that are complete (all of them when `force`).
+fn complete_gathered(
+    inst: &mut Instance,
+    a: &AlarmShared,
+    id: u32,
+    after: u64,
+    run: &mut Runner,
+    lane: &Lane,
+    force: bool,
+) -> bool {
+    while let Some(g) = inst.suppress.complete(Instant::now(), force) {
+        if !decide_and_fire(inst, a, id, &g.msg, g.started, after, run, lane) {
+            return false;
+        }
+    }
+    true
 }
 
 fn run_lane(
@@ -1167,13 +1253,13 @@ fn run_lane(
                 // A storm that keeps the queue full still gets its digests, once a second.
                 digest_check = Instant::now();
                 alarms.digests(&shared, &mut run, false);
-                alarms.ticks(&shared, &mut run, false);
+                alarms.ticks(&shared, &mut run, &lane, false);
             }
         }
         run.end_batch();
         let closing = shared.closing.load(Ordering::SeqCst);
         let waiting = alarms.digests(&shared, &mut run, closing);
-        alarms.ticks(&shared, &mut run, closing);
+        alarms.ticks(&shared, &mut run, &lane, closing);
         run.end_batch();
         let over = run.ctx().stopping.load(Ordering::Relaxed);
         let retired = lane.retired.load(Ordering::SeqCst);

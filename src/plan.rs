@@ -407,6 +407,9 @@ pub(crate) fn unique_names(c: &Config) -> Result<HashMap<&str, usize>, ConfigErr
 
 pub(crate) fn rule_option(r: &RuleDef) -> &'static str {
     use crate::rules::fields::Format;
+    if r.continuation {
+        return "alarm-multiline";
+    }
     match (&r.fields, r.negate) {
         (Some(f), _) if f.format == Format::Json => "log-alarm-json",
         (Some(_), _) => "log-alarm-logfmt",
@@ -624,6 +627,53 @@ fn policies(
     }
     for ((p, _), extra) in out.iter_mut().zip(extras) {
         p.extra = extra;
+        p.msg_size = c.alarm_msg_size;
+    }
+    // alarm-multiline: the alarm's own rules start an event, its continuation rules join it.
+    let pcre = c.rule_syntax == RuleSyntax::Pcre;
+    for (name, &rank) in names {
+        let source = |r: &&RuleDef| !r.negate && r.names.iter().any(|n| n == name);
+        let conts: Vec<&RuleDef> = c
+            .rules
+            .iter()
+            .filter(source)
+            .filter(|r| r.continuation)
+            .collect();
+        let Some(first) = conts.first() else {
+            continue;
+        };
+        let err = |why: String| {
+            ConfigError::new(
+                format!("invalid alarm-multiline: {}: {why}", first.raw),
+                &first.origin,
+            )
+        };
+        fn as_source(r: &RuleDef) -> crate::suppress::CapSource<'_> {
+            match &r.fields {
+                Some(f) => crate::suppress::CapSource::Fields(f),
+                None => crate::suppress::CapSource::Regex(r.regex.as_str()),
+            }
+        }
+        let starts: Vec<_> = c
+            .rules
+            .iter()
+            .filter(source)
+            .filter(|r| !r.continuation)
+            .map(as_source)
+            .collect();
+        if starts.is_empty() {
+            return Err(err(format!(
+                "no log-alarm rule raises alarm \"{name}\": nothing starts an event to continue"
+            )));
+        }
+        let cont: Vec<_> = conts.iter().map(|r| as_source(r)).collect();
+        let (starts, _) = Captor::new(&starts, pcre).map_err(&err)?;
+        let (cont, _) = Captor::new(&cont, pcre).map_err(&err)?;
+        if let Some((p, key)) = out.get_mut(rank as usize) {
+            p.multiline = Some(crate::suppress::Multiline { starts, cont });
+            key.push_str(&format!("|alarm-multiline {}", first.raw));
+            p.shown.push(format!("alarm-multiline {}", first.raw));
+        }
     }
     // The captures: the rules naming the alarm (positively), in configuration order.
     for (rank, (p, _)) in out.iter_mut().enumerate() {
@@ -656,7 +706,7 @@ fn policies(
         let rules: Vec<crate::suppress::CapSource<'_>> = c
             .rules
             .iter()
-            .filter(|r| !r.negate && r.names.iter().any(|n| n == name))
+            .filter(|r| !r.negate && !r.continuation && r.names.iter().any(|n| n == name))
             .map(|r| match &r.fields {
                 Some(f) => crate::suppress::CapSource::Fields(f),
                 None => crate::suppress::CapSource::Regex(r.regex.as_str()),

@@ -273,6 +273,15 @@ impl Captor {
         Ok((Captor { rules }, groups))
     }
 
+    /// Whether one of its rules matches `line`.
+    pub(crate) fn matches(&self, line: &[u8]) -> bool {
+        self.rules.iter().any(|re| match re {
+            CapRegex::Pcre(re) => re.is_match(line).unwrap_or(false),
+            CapRegex::Rust(re) => re.is_match(line),
+            CapRegex::Fields(f) => f.holds(line),
+        })
+    }
+
     /// The groups of the first rule that matches `line`, with a fresh name table per call
     /// (captures are computed only for raising lines).
     fn capture(
@@ -378,6 +387,46 @@ pub(crate) struct Policy {
     pub(crate) absence: Option<Duration>,
     /// The action's own templates (`alertmanager:` labels), rendered with each firing.
     pub(crate) extra: Vec<Template>,
+    /// `alarm-multiline`: lines that follow a raising line and match the continuation join
+    /// its message.
+    pub(crate) multiline: Option<Multiline>,
+    /// `alarm-msg-size`: a gathered message never grows past it.
+    pub(crate) msg_size: usize,
+}
+
+/// `alarm-multiline`: which raising lines start an event, which continue one.
+#[derive(Debug)]
+pub(crate) struct Multiline {
+    /// The alarm's own rules.
+    pub(crate) starts: Captor,
+    /// The continuation rule.
+    pub(crate) cont: Captor,
+}
+
+/// Most lines a gathered event holds.
+const MULTILINE_MAX_LINES: usize = 200;
+
+/// A gathered event ends when no line continued it for this long.
+pub(crate) const MULTILINE_WAIT: Duration = Duration::from_secs(1);
+
+/// An event being gathered (`alarm-multiline`).
+#[derive(Debug)]
+struct Gather {
+    msg: Vec<u8>,
+    /// Where its first line starts and its last line ends (see `Event::pos`).
+    first: u64,
+    end: u64,
+    lines: usize,
+    started: Instant,
+    last: Instant,
+}
+
+/// A gathered event, complete: its message, when its first line came, where it started.
+#[derive(Debug)]
+pub(crate) struct Gathered {
+    pub(crate) msg: Vec<u8>,
+    pub(crate) started: Instant,
+    pub(crate) first: u64,
 }
 
 impl Policy {
@@ -448,6 +497,10 @@ pub(crate) enum Held {
     Below(usize),
     /// A heartbeat (`alarm-absence`): the awaited line came, nothing to send.
     Heartbeat,
+    /// `alarm-multiline`: the line starts an event, decided when the event is complete.
+    Gathering,
+    /// `alarm-multiline`: the line joined an event (or continued none).
+    Merged,
 }
 
 /// Lines held by anti-flood since the last digest (`alarm-digest`).
@@ -490,6 +543,8 @@ pub(crate) struct Suppress {
     /// The action's templates as rendered for the last firing, and whether it was a recovery.
     rendered: Vec<Vec<u8>>,
     recovery: bool,
+    gather: Option<Gather>,
+    ready: VecDeque<Gathered>,
 }
 
 impl Suppress {
@@ -509,7 +564,78 @@ impl Suppress {
             watch: Watch::default(),
             rendered: Vec::new(),
             recovery: false,
+            gather: None,
+            ready: VecDeque::new(),
         }
+    }
+
+    /// `alarm-multiline`: take the raised `line` at `pos` (see `Event::pos`) into an event.
+    /// `None`: the alarm gathers nothing, decide the line as usual. `Some(Gathering)`: it
+    /// starts an event (decided when [`complete`](Self::complete) hands it over);
+    /// `Some(Merged)`: it joined the event before it, or continued nothing.
+    pub(crate) fn gather(&mut self, line: &[u8], pos: (u64, u64), now: Instant) -> Option<Held> {
+        let m = self.policy.multiline.as_ref()?;
+        let text = crate::rules::without_terminator(line);
+        let cap = self.policy.msg_size;
+        if let Some(g) = &mut self.gather {
+            let follows = pos.0 != u64::MAX && pos.0 == g.end;
+            if follows
+                && g.lines < MULTILINE_MAX_LINES
+                && g.msg.len() + line.len() <= cap
+                && m.cont.matches(text)
+            {
+                g.msg.extend_from_slice(line);
+                g.end = pos.1;
+                g.lines += 1;
+                g.last = now;
+                return Some(Held::Merged);
+            }
+            if let Some(g) = self.gather.take() {
+                self.ready.push_back(Gathered {
+                    msg: g.msg,
+                    started: g.started,
+                    first: g.first,
+                });
+            }
+        }
+        if !m.starts.matches(text) && m.cont.matches(text) {
+            // A continuation with nothing to continue (a stray indented line).
+            return Some(Held::Merged);
+        }
+        let mut msg = line.to_vec();
+        if !msg.ends_with(b"\n") {
+            msg.push(b'\n');
+        }
+        self.gather = Some(Gather {
+            msg,
+            first: pos.0,
+            end: pos.1,
+            lines: 1,
+            started: now,
+            last: now,
+        });
+        Some(Held::Gathering)
+    }
+
+    /// A gathered event that is complete at `now`: one that a later line ended, or one no
+    /// line continued for [`MULTILINE_WAIT`] (any, when `force`: shutdown, the end of a
+    /// replay). Call until `None`; decide its message with [`decide`](Self::decide).
+    pub(crate) fn complete(&mut self, now: Instant, force: bool) -> Option<Gathered> {
+        if let Some(g) = self.ready.pop_front() {
+            return Some(g);
+        }
+        let idle = self
+            .gather
+            .as_ref()
+            .is_some_and(|g| force || now.saturating_duration_since(g.last) >= MULTILINE_WAIT);
+        if !idle {
+            return None;
+        }
+        self.gather.take().map(|g| Gathered {
+            msg: g.msg,
+            started: g.started,
+            first: g.first,
+        })
     }
 
     /// The action's templates as rendered for the message just decided or due, and whether
@@ -810,6 +936,8 @@ mod tests {
             digest: None,
             absence: None,
             extra: Vec::new(),
+            multiline: None,
+            msg_size: 8192,
         })
     }
 

@@ -149,6 +149,11 @@ impl Runner {
         self.after = self.after.max(after);
     }
 
+    /// The log position the next `log:` line follows.
+    pub(crate) fn after(&self) -> u64 {
+        self.after
+    }
+
     /// The lane's queue is drained (or the lane ends): write what its actions batched.
     pub(crate) fn end_batch(&mut self) {
         log::write_batch(&mut self.log_batch, self.after, &self.ctx);

@@ -92,13 +92,14 @@ pub(crate) fn load(path: &Path) -> std::io::Result<Parsed> {
 
 /// The keys whose values are rules: raw bytes there are PCRE bytes (uWSGI compiles rules
 /// without UTF mode), so a non-UTF-8 byte is kept as the escape `\xHH`, which means the same.
-pub(crate) const RULE_KEYS: [&str; 6] = [
+pub(crate) const RULE_KEYS: [&str; 7] = [
     "log-alarm",
     "alarm-log",
     "not-log-alarm",
     "not-alarm-log",
     "log-alarm-json",
     "log-alarm-logfmt",
+    "alarm-multiline",
 ];
 
 /// Ini bytes as text: UTF-8, except that rule lines may hold raw bytes (see [`RULE_KEYS`]);

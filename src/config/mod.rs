@@ -109,6 +109,9 @@ pub struct RuleDef {
     /// `log-alarm-json` / `log-alarm-logfmt`: the fields (then `regex` is the candidate
     /// pattern the automaton runs, and the fields confirm).
     pub fields: Option<crate::rules::fields::FieldSpec>,
+    /// `alarm-multiline`: a continuation rule (its lines join the event a rule of the same
+    /// alarm started; alone they raise nothing).
+    pub continuation: bool,
 }
 
 /// The dialect of `log-alarm` rules.
@@ -352,6 +355,24 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: raise the named alarms when a logfmt line's fields (key=value) each match their REGEX entirely",
         apply: |c, v, o, _| {
             c.rules.push(parse_field_rule(v, crate::rules::fields::Format::Logfmt, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-multiline",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] REGEX\"",
+        doc: "logalarm: lines matching REGEX right after a line that raised NAME join its message (a stack trace as one alarm)",
+        apply: |c, v, o, _| {
+            let mut r = parse_rule(v, false, o).map_err(|_| {
+                ConfigError::new(
+                    format!("invalid alarm-multiline syntax: {v} (expected \"NAME[,NAME...] REGEX\")"),
+                    o,
+                )
+            })?;
+            r.continuation = true;
+            c.rules.push(r);
             Ok(())
         },
     },
@@ -1161,6 +1182,7 @@ pub(crate) fn parse_rule(v: &str, negate: bool, o: &Origin) -> Result<RuleDef, C
         raw: v.to_string(),
         origin: o.clone(),
         fields: None,
+        continuation: false,
     })
 }
 

@@ -163,8 +163,12 @@ pub(crate) fn main(args: &[OsString]) -> i32 {
             }
         }
     }
-    // The end of the log: what fell due by its last time, and the digests still open.
+    // The end of the log: the events still gathered, what fell due by its last time, and
+    // the digests still open.
     let end = r.base + Duration::from_micros(r.max_time.unwrap_or(0).max(0) as u64);
+    for rank in 0..r.alarms.len() as u32 {
+        r.completed(rank, end, true);
+    }
     r.tick_then(end, true);
     if let Some(x) = r.exec.as_mut() {
         x.finish(plan.dispatch.grace);
@@ -578,6 +582,45 @@ impl Replay {
         let Some(a) = self.alarms.get_mut(rank as usize) else {
             return;
         };
+        // alarm-multiline: positions are the replay's line numbers over all files.
+        let at = self.file_start + line;
+        match a.suppress.gather(msg, (at, at + 1), now) {
+            Some(Held::Merged) => {
+                a.raised += 1;
+                a.suppressed += 1;
+                let bucket = t
+                    .unwrap_or(0)
+                    .div_euclid(1_000_000)
+                    .div_euclid(self.resolution);
+                a.timeline.entry(bucket).or_default().0 += 1;
+            }
+            Some(_) => {}
+            None => self.decided(rank, msg, line, t, now),
+        }
+        self.completed(rank, now, false);
+    }
+
+    /// Decide the gathered events of alarm `rank` complete at `now` (all when `force`).
+    fn completed(&mut self, rank: u32, now: Instant, force: bool) {
+        loop {
+            let Some(a) = self.alarms.get_mut(rank as usize) else {
+                return;
+            };
+            let Some(g) = a.suppress.complete(now, force) else {
+                return;
+            };
+            let line = g.first.saturating_sub(self.file_start);
+            let t = g.started.saturating_duration_since(self.base).as_micros() as i64;
+            self.decided(rank, &g.msg, line, Some(t), g.started);
+        }
+    }
+
+    /// Decide alarm `rank`'s message `msg` (raised by line `line` at log time `t`, `now`),
+    /// count and report it.
+    fn decided(&mut self, rank: u32, msg: &[u8], line: u64, t: Option<i64>, now: Instant) {
+        let Some(a) = self.alarms.get_mut(rank as usize) else {
+            return;
+        };
         let base = self.base;
         let show =
             move |t: Instant| time::show(t.saturating_duration_since(base).as_micros() as i64);
@@ -607,6 +650,8 @@ impl Replay {
             }
             Err(Held::Below(n)) => (msg, Some(Why::Below(*n, threshold))),
             Err(Held::Heartbeat) => (msg, Some(Why::Heartbeat)),
+            // (gather() takes these; decide() never returns them)
+            Err(Held::Gathering | Held::Merged) => (msg, None),
         };
         if fired {
             if let Some(x) = self.exec.as_mut() {

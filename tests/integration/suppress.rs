@@ -583,3 +583,182 @@ fn rules_on_json_and_logfmt_fields_live_and_in_replay() {
         r"log-alarm-json j level=error|fatal http.status=5\d\d"
     );
 }
+
+/// The output of a real Python program that raises: a caught traceback printed, a chained one
+/// ("During handling ..."), then an uncaught one.
+fn python_tracebacks() -> String {
+    let prog = r#"
+import sys, traceback
+print("2026-12-01 10:00:00 INFO starting", flush=True)
+def f(x): return 1 / x
+try:
+    f(0)
+except Exception:
+    traceback.print_exc(file=sys.stdout)
+print("2026-12-01 10:00:01 INFO still here", flush=True)
+try:
+    {}["missing"]
+except KeyError:
+    try:
+        int("x")
+    except ValueError:
+        traceback.print_exc(file=sys.stdout)
+print("2026-12-01 10:00:02 INFO again", flush=True)
+sys.stdout.flush()
+sys.stderr = sys.stdout
+f(0)
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", prog])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.matches("Traceback (most recent call last):").count() >= 3,
+        "{text}"
+    );
+    text
+}
+
+#[test]
+fn python_tracebacks_are_one_alarm_each_live_and_in_replay() {
+    let text = python_tracebacks();
+    // The calculation: an event starts at `Traceback`, and takes the lines right after it that
+    // are indented or name the exception or chain it.
+    let cont =
+        regex::Regex::new(r"^\s|^\w+(Error|Exception)\b|^During handling|^The above").unwrap();
+    let mut events: Vec<(u64, String)> = Vec::new();
+    let mut open: Option<(u64, String)> = None;
+    let mut raised = 0;
+    for (i, line) in text.lines().enumerate() {
+        let is_start = line.starts_with("Traceback (most recent call last)");
+        if let Some((_, msg)) = open.as_mut() {
+            if cont.is_match(line) && !is_start {
+                msg.push_str(line);
+                msg.push('\n');
+                raised += 1;
+                continue;
+            }
+            events.extend(open.take());
+        }
+        if is_start {
+            open = Some((i as u64 + 1, format!("{line}\n")));
+            raised += 1;
+        } else if cont.is_match(line) {
+            raised += 1; // a continuation with nothing to continue
+        }
+    }
+    events.extend(open.take());
+    assert!(events.len() >= 3, "{events:?}");
+    let args = [
+        "--alarm-freq",
+        "0",
+        "--alarm",
+        "py log:",
+        "--log-alarm",
+        r"py ^Traceback \(most recent call last\)",
+        "--alarm-multiline",
+        r"py ^\s|^\w+(Error|Exception)\b|^During handling|^The above",
+    ];
+    // Live: each event is one alarm, its lines in order; the log stream is unchanged.
+    let out = run(&args, text.clone().into_bytes());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(stdout.starts_with(&text), "the stream passes unchanged");
+    for (_, msg) in &events {
+        assert!(
+            stdout.contains(&format!("ALARM: {msg}")),
+            "{msg}\nin\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("ALARM: ").count(), events.len());
+    assert!(
+        err.contains(&format!(
+            "raised {raised}, ran {}, suppressed {}",
+            events.len(),
+            raised - events.len()
+        )),
+        "{err}"
+    );
+    // Replay: the same events, at their first line.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    std::fs::write(&path, &text).unwrap();
+    let mut rargs = vec![path.to_str().unwrap()];
+    rargs.extend(args);
+    let v = replay_json(&rargs);
+    let got: Vec<(u64, String)> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(u64, String)> = events
+        .iter()
+        .map(|(n, m)| (*n, m.trim_end().to_string()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_java_stack_trace_with_its_causes_is_one_alarm() {
+    if !crate::support::have("java", &["-version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("Trace.java");
+    std::fs::write(
+        &src,
+        "public class Trace {\n  static int a(int x) { return 1 / x; }\n  static void b() {\n    try { a(0); } catch (ArithmeticException e) { throw new IllegalStateException(\"outer\", e); }\n  }\n  public static void main(String[] args) {\n    System.out.println(\"2026-12-01 10:00:00 INFO start\");\n    try { b(); } catch (IllegalStateException e) { System.out.println(\"2026-12-01 10:00:01 ERROR request failed\"); e.printStackTrace(System.out); }\n    System.out.println(\"2026-12-01 10:00:02 INFO next\");\n  }\n}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("java")
+        .arg(&src)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("Caused by: java.lang.ArithmeticException"),
+        "{text}"
+    );
+    // The event: the ERROR line and every `at` / `Caused by:` / `... N more` line after it.
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.contains(" ERROR ")).unwrap();
+    let mut want = String::new();
+    for l in &lines[start..] {
+        let cont = l.starts_with('\t')
+            || l.starts_with("Caused by:")
+            || l.starts_with("java.")
+            || l.trim_start().starts_with("... ");
+        if !want.is_empty() && !cont {
+            break;
+        }
+        want.push_str(l);
+        want.push('\n');
+    }
+    assert!(want.lines().count() >= 5, "{want}");
+    let out = run(
+        &[
+            "--alarm",
+            "java log:",
+            "--log-alarm",
+            r"java ^\S+ \S+ ERROR ",
+            "--alarm-multiline",
+            r"java ^\s+at |^\s+\.\.\. \d+ more|^Caused by: |^java\.",
+        ],
+        text.clone().into_bytes(),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(&text));
+    assert_eq!(stdout.matches("ALARM: ").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!("ALARM: {want}")),
+        "{want}\nin\n{stdout}"
+    );
+}
