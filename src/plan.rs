@@ -165,13 +165,19 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     }
     let rules = compile_rules(c, &names)?;
     let mut alarms = alarms;
-    let extras: Vec<Vec<crate::suppress::Template>> = alarms
+    let extras: Vec<Vec<(crate::suppress::Template, crate::suppress::Escape)>> = alarms
         .iter()
-        .map(|a| a.action.templates().into_iter().cloned().collect())
+        .map(|a| {
+            a.action
+                .templates()
+                .into_iter()
+                .map(|(t, e)| (t.clone(), e))
+                .collect()
+        })
         .collect();
     for (a, (policy, key)) in alarms.iter_mut().zip(policies(c, &names, extras)?) {
         a.key.push_str(&key);
-        let per_firing = policy.extra.iter().any(|t| t.uses_groups())
+        let per_firing = policy.extra.iter().any(|(t, _)| t.uses_groups())
             || (!policy.extra.is_empty() && policy.absence.is_some());
         if a.overflow == Overflow::Spool && per_firing {
             let origin = c
@@ -181,7 +187,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
                 .map_or(Origin::Cli, |d| d.origin.clone());
             return Err(ConfigError::new(
                 format!(
-                    "invalid alarm-overflow: alarm \"{}\" is spooled, and the spool keeps messages only: its labels from captures and an absence's resolution would be lost (give it alarm-overflow \"{} drop\" or \"{} block\")",
+                    "invalid alarm-overflow: alarm \"{}\" is spooled, and the spool keeps messages only: its templates from captures (labels, URL, subject, mail_to) and an absence's resolution would be lost (give it alarm-overflow \"{} drop\" or \"{} block\")",
                     a.name, a.name, a.name
                 ),
                 &origin,
@@ -532,7 +538,7 @@ fn resolve_alarm(
 fn policies(
     c: &Config,
     names: &HashMap<String, u32>,
-    extras: Vec<Vec<crate::suppress::Template>>,
+    extras: Vec<Vec<(crate::suppress::Template, crate::suppress::Escape)>>,
 ) -> Result<Vec<(crate::suppress::Policy, String)>, ConfigError> {
     use crate::suppress::{Captor, Policy, Template, Threshold};
     let mut out: Vec<(Policy, String)> = (0..names.len())
@@ -550,6 +556,7 @@ fn policies(
     let mut defs = Vec::new();
     for (opt, list) in [
         ("alarm-template", &c.alarm_template),
+        ("alarm-template-json", &c.alarm_template_json),
         ("alarm-key", &c.alarm_key),
         ("alarm-threshold", &c.alarm_threshold),
         ("alarm-digest", &c.alarm_digest),
@@ -578,6 +585,10 @@ fn policies(
             let (p, key) = &mut out[r];
             match *opt {
                 "alarm-template" => p.template = Some(Template::parse(rest).map_err(err)?),
+                "alarm-template-json" => {
+                    p.template = Some(Template::parse(rest).map_err(err)?);
+                    p.template_escape = crate::suppress::Escape::Json;
+                }
                 "alarm-key" => p.key = Some(Template::parse(rest).map_err(err)?),
                 "alarm-digest" | "alarm-absence" => {
                     let secs = rest
@@ -692,7 +703,8 @@ fn policies(
         let named = defs
             .iter()
             .find(|(o, _, _, ranks, _)| {
-                ranks.contains(&rank) && matches!(*o, "alarm-template" | "alarm-key")
+                ranks.contains(&rank)
+                    && matches!(*o, "alarm-template" | "alarm-template-json" | "alarm-key")
             })
             .map(|(o, d, ..)| (o.to_string(), d.value.clone(), d.origin.clone()));
         let (opt, value, origin) = match named {
@@ -720,7 +732,12 @@ fn policies(
         let (captor, groups) = Captor::new(&rules, c.rule_syntax == RuleSyntax::Pcre)
             .map_err(|e| err(format!("a rule of alarm \"{name}\": {e}")))?;
         let most = groups.iter().map(|(n, _)| *n).max().unwrap_or(0);
-        for t in p.template.iter().chain(p.key.iter()).chain(p.extra.iter()) {
+        for t in p
+            .template
+            .iter()
+            .chain(p.key.iter())
+            .chain(p.extra.iter().map(|(t, _)| t))
+        {
             if let Some(g) = t.max_group().filter(|&g| g > most) {
                 return Err(err(format!(
                     "`{{{g}}}`: the rules of alarm \"{name}\" have at most {most} group(s)"

@@ -34,6 +34,66 @@ enum Part {
     Last,
 }
 
+/// How a captured value is written where a template lands (the template's own text is kept
+/// as written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Escape {
+    #[default]
+    /// As is (a message; JSON is escaped by the encoder later).
+    None,
+    /// Percent-encoded: every byte but `A-Z a-z 0-9 - . _ ~` (a URL).
+    Url,
+    /// Control characters (CR, LF...) become spaces (a mail header).
+    Header,
+    /// Only `A-Z a-z 0-9 . _ % + - @` kept, others dropped (a mail address).
+    Address,
+    /// Inside a JSON string: `"`, `\\` and control characters escaped (`alarm-template-json`).
+    Json,
+}
+
+impl Escape {
+    fn write(self, v: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Escape::None => out.extend_from_slice(v),
+            Escape::Url => {
+                for &b in v {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        out.push(b);
+                    } else {
+                        out.extend_from_slice(format!("%{b:02X}").as_bytes());
+                    }
+                }
+            }
+            Escape::Header => {
+                out.extend(
+                    v.iter()
+                        .map(|&b| if b < 0x20 || b == 0x7f { b' ' } else { b }),
+                )
+            }
+            Escape::Json => {
+                for &b in v {
+                    match b {
+                        b'"' => out.extend_from_slice(b"\\\""),
+                        b'\\' => out.extend_from_slice(b"\\\\"),
+                        b'\n' => out.extend_from_slice(b"\\n"),
+                        b'\r' => out.extend_from_slice(b"\\r"),
+                        b'\t' => out.extend_from_slice(b"\\t"),
+                        b if b < 0x20 || b == 0x7f => {
+                            out.extend_from_slice(format!("\\u{:04x}", b).as_bytes())
+                        }
+                        b => out.push(b),
+                    }
+                }
+            }
+            Escape::Address => out.extend(
+                v.iter()
+                    .copied()
+                    .filter(|b| b.is_ascii_alphanumeric() || b"._%+-@".contains(b)),
+            ),
+        }
+    }
+}
+
 /// A message or key template: text with `{1}`, `{name}`, `{line}`, `{alarm}`, `{count}`,
 /// `{first}`, `{last}`; `{{` and `}}` are braces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,25 +206,30 @@ impl Template {
     /// Write it with `ctx` into `out` (cleared first). A group that did not take part in the
     /// match is empty.
     fn render(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>) {
+        self.render_with(ctx, out, Escape::None);
+    }
+
+    /// [`render`](Self::render), each substituted value written with `esc`.
+    fn render_with(&self, ctx: &Ctx<'_>, out: &mut Vec<u8>, esc: Escape) {
         out.clear();
         for p in &self.parts {
             match p {
                 Part::Text(t) => out.extend_from_slice(t),
                 Part::Group(n) => {
                     if let Some(v) = ctx.caps.and_then(|c| c.group(*n)) {
-                        out.extend_from_slice(v);
+                        esc.write(v, out);
                     }
                 }
                 Part::Named(n) => {
                     if let Some(v) = ctx.caps.and_then(|c| c.named(n)) {
-                        out.extend_from_slice(v);
+                        esc.write(v, out);
                     }
                 }
-                Part::Line => out.extend_from_slice(ctx.line),
-                Part::Alarm => out.extend_from_slice(ctx.alarm.as_bytes()),
+                Part::Line => esc.write(ctx.line, out),
+                Part::Alarm => esc.write(ctx.alarm.as_bytes(), out),
                 Part::Count => out.extend_from_slice(ctx.count.to_string().as_bytes()),
-                Part::First => out.extend_from_slice((ctx.time)(ctx.first).as_bytes()),
-                Part::Last => out.extend_from_slice((ctx.time)(ctx.last).as_bytes()),
+                Part::First => esc.write((ctx.time)(ctx.first).as_bytes(), out),
+                Part::Last => esc.write((ctx.time)(ctx.last).as_bytes(), out),
             }
         }
     }
@@ -371,6 +436,8 @@ pub(crate) struct Threshold {
 #[derive(Debug, Default)]
 pub(crate) struct Policy {
     pub(crate) template: Option<Template>,
+    /// How the message template writes values (`alarm-template-json`: JSON string escapes).
+    pub(crate) template_escape: Escape,
     pub(crate) key: Option<Template>,
     pub(crate) threshold: Option<Threshold>,
     /// The rules naming the alarm, when a template uses their groups.
@@ -385,8 +452,9 @@ pub(crate) struct Policy {
     /// `alarm-absence`: the alarm's lines are heartbeats; it fires when none came for this
     /// long, and again (a recovery) when one comes back.
     pub(crate) absence: Option<Duration>,
-    /// The action's own templates (`alertmanager:` labels), rendered with each firing.
-    pub(crate) extra: Vec<Template>,
+    /// The action's own templates (`alertmanager:` labels, `curl:` with `templates=1`), each
+    /// with how its values are escaped, rendered with each firing.
+    pub(crate) extra: Vec<(Template, Escape)>,
     /// `alarm-multiline`: lines that follow a raising line and match the continuation join
     /// its message.
     pub(crate) multiline: Option<Multiline>,
@@ -436,14 +504,14 @@ impl Policy {
             && self.key.is_none()
             && self.threshold.is_none()
             && self.absence.is_none()
-            && !self.extra.iter().any(Template::uses_groups)
+            && !self.extra.iter().any(|(t, _)| t.uses_groups())
     }
 
     /// Whether a template uses the raising rule's groups.
     pub(crate) fn needs_groups(&self) -> bool {
         self.template.as_ref().is_some_and(Template::uses_groups)
             || self.key.as_ref().is_some_and(Template::uses_groups)
-            || self.extra.iter().any(Template::uses_groups)
+            || self.extra.iter().any(|(t, _)| t.uses_groups())
     }
 }
 
@@ -651,7 +719,7 @@ impl Suppress {
             .policy
             .extra
             .iter()
-            .map(|t| t.text().into_bytes())
+            .map(|(t, _)| t.text().into_bytes())
             .collect();
     }
 
@@ -867,15 +935,15 @@ impl Suppress {
         self.rendered = p
             .extra
             .iter()
-            .map(|t| {
+            .map(|(t, esc)| {
                 let mut o = Vec::new();
-                t.render(&ctx, &mut o);
+                t.render_with(&ctx, &mut o, *esc);
                 o
             })
             .collect();
         Ok(p.template.as_ref().map(|t| {
             let mut out = Vec::with_capacity(line.len() + 64);
-            t.render(&ctx, &mut out);
+            t.render_with(&ctx, &mut out, p.template_escape);
             if line.ends_with(b"\n") && !out.ends_with(b"\n") {
                 out.push(b'\n');
             }
@@ -925,6 +993,7 @@ mod tests {
         let (captor, _) = Captor::new(&rules, true).unwrap();
         Arc::new(Policy {
             template: template.map(|t| Template::parse(t).unwrap()),
+            template_escape: Escape::None,
             key: key.map(|t| Template::parse(t).unwrap()),
             threshold: th.map(|(count, s)| Threshold {
                 count,

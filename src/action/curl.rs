@@ -27,6 +27,17 @@ pub(crate) struct Curl {
     mail_to_raw: String,
     mail_from: Option<String>,
     subject: Option<String>,
+    /// `templates=1`: the URL, `subject` and `mail_to` are templates, rendered per alarm with
+    /// the raising rule's captures (escaped for a URL, a header, an address).
+    templates: Option<Templates>,
+}
+
+/// The templated arguments of a `curl:` alarm with `templates=1`.
+#[derive(Debug)]
+struct Templates {
+    url: crate::suppress::Template,
+    subject: Option<crate::suppress::Template>,
+    mail_to: Option<crate::suppress::Template>,
 }
 
 static MAIL_SEQ: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +65,9 @@ impl Curl {
             mail_to_raw: String::new(),
             mail_from: None,
             subject: None,
+            templates: None,
         };
+        let mut templated = false;
         for (k, v) in pairs {
             if c.end.key(k, v)? {
                 continue;
@@ -80,8 +93,24 @@ impl Curl {
                 }
                 "mail_from" => c.mail_from = Some(v.trim().to_string()),
                 "subject" => c.subject = Some(v.to_string()),
+                "templates" => templated = delivery::flag(v),
                 _ => warnings.push(format!("unknown curl key `{k}` ignored")),
             }
+        }
+        if templated {
+            let t = |key: &str, v: &str| {
+                crate::suppress::Template::parse(v)
+                    .map_err(|e| ActionError::from(format!("{key}: {e}")))
+            };
+            c.templates = Some(Templates {
+                url: t("url", &c.end.url)?,
+                subject: c.subject.as_deref().map(|s| t("subject", s)).transpose()?,
+                mail_to: if c.mail_to_raw.is_empty() {
+                    None
+                } else {
+                    Some(t("mail_to", &c.mail_to_raw)?)
+                },
+            });
         }
         if c.smtp && c.mail_to.is_empty() {
             return Err(ActionError::from(
@@ -96,6 +125,45 @@ impl Curl {
             }
         }
         Ok(c)
+    }
+
+    /// The templated arguments (`templates=1`) in the order [`prepare`](Self::prepare) takes
+    /// them back rendered: the URL, then `subject`, then `mail_to`.
+    pub(crate) fn templates(&self) -> Vec<(&crate::suppress::Template, crate::suppress::Escape)> {
+        use crate::suppress::Escape;
+        let Some(t) = &self.templates else {
+            return Vec::new();
+        };
+        let mut v = vec![(&t.url, Escape::Url)];
+        v.extend(t.subject.iter().map(|s| (s, Escape::Header)));
+        v.extend(t.mail_to.iter().map(|m| (m, Escape::Address)));
+        v
+    }
+
+    /// The templated arguments rendered for the next alarm (see [`templates`](Self::templates)).
+    pub(crate) fn prepare(&mut self, rendered: &[Vec<u8>]) {
+        let Some(t) = &self.templates else {
+            return;
+        };
+        let (has_subject, has_mail_to) = (t.subject.is_some(), t.mail_to.is_some());
+        let mut it = rendered
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        if let Some(url) = it.next() {
+            self.end.set_url("curl", url);
+        }
+        if has_subject {
+            self.subject = it.next();
+        }
+        if let (true, Some(to)) = (has_mail_to, it.next()) {
+            self.mail_to = to
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            self.mail_to_raw = to;
+        }
     }
 
     /// The sender: `mail_from`, else `auth_user` when it is an address, else

@@ -57,6 +57,12 @@ impl Endpoint {
         }
     }
 
+    /// Deliver to `url` from now on (a `curl:` URL template rendered per alarm).
+    pub(crate) fn set_url(&mut self, kind: &str, url: String) {
+        self.shown = crate::config::redact_arg(kind, &url);
+        self.url = url;
+    }
+
     /// Take `key=v` if it is a transport or retry key. `Ok(false)`: not one of these.
     pub(crate) fn key(&mut self, key: &str, v: &str) -> Result<bool, ActionError> {
         if self.transport.key(key, v)? {

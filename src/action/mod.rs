@@ -319,9 +319,14 @@ impl Action {
     }
 
     /// The action's own templates (`alertmanager:` labels), rendered by the alarm's decision.
-    pub(crate) fn templates(&self) -> Vec<&crate::suppress::Template> {
+    pub(crate) fn templates(&self) -> Vec<(&crate::suppress::Template, crate::suppress::Escape)> {
         match self {
-            Action::Webhook(w) => w.templates(),
+            Action::Webhook(w) => w
+                .templates()
+                .into_iter()
+                .map(|t| (t, crate::suppress::Escape::None))
+                .collect(),
+            Action::Curl(c) => c.templates(),
             _ => Vec::new(),
         }
     }
@@ -329,8 +334,10 @@ impl Action {
     /// Hand the rendered templates (and whether the message resolves an absence) to the action
     /// for its next delivery.
     pub(crate) fn prepare(&mut self, rendered: &[Vec<u8>], resolved: bool) {
-        if let Action::Webhook(w) = self {
-            w.prepare(rendered, resolved);
+        match self {
+            Action::Webhook(w) => w.prepare(rendered, resolved),
+            Action::Curl(c) => c.prepare(rendered),
+            _ => {}
         }
     }
 

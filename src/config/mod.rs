@@ -180,6 +180,8 @@ pub struct Config {
     pub alarm_overflow: Vec<Sourced<String>>,
     /// `--alarm-template "NAME[,NAME...] TEMPLATE"`, as written.
     pub alarm_template: Vec<Sourced<String>>,
+    /// `--alarm-template-json "NAME[,NAME...] TEMPLATE"`, as written.
+    pub alarm_template_json: Vec<Sourced<String>>,
     /// `--alarm-key "NAME[,NAME...] TEMPLATE"`, as written.
     pub alarm_key: Vec<Sourced<String>>,
     /// `--alarm-threshold "NAME[,NAME...] COUNT SECONDS"`, as written.
@@ -252,6 +254,7 @@ impl Default for Config {
             alarm_socket: Vec::new(),
             alarm_overflow: Vec::new(),
             alarm_template: Vec::new(),
+            alarm_template_json: Vec::new(),
             alarm_key: Vec::new(),
             alarm_threshold: Vec::new(),
             alarm_digest: Vec::new(),
@@ -697,6 +700,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: the message NAME sends: TEMPLATE with {1}, {group} (the raising rule's captures), {line}, {alarm}, {count}, {first}, {last}",
         apply: |c, v, o, _| {
             c.alarm_template.push(sourced(non_empty("alarm-template", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-template-json",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "\"NAME[,NAME...] TEMPLATE\"",
+        doc: "logalarm: alarm-template whose values are written JSON-escaped, for a message that is JSON: {{\"ip\": \"{ip}\"}}",
+        apply: |c, v, o, _| {
+            c.alarm_template_json.push(sourced(non_empty("alarm-template-json", v, o)?.to_string(), o));
             Ok(())
         },
     },

@@ -762,3 +762,35 @@ fn a_java_stack_trace_with_its_causes_is_one_alarm() {
         "{want}\nin\n{stdout}"
     );
 }
+
+#[test]
+fn a_json_message_template_escapes_the_captures() {
+    let input = "2026-12-01T10:00:00Z ERROR user \"bob\\\\x\" said: tab\there, quote \" end\n";
+    let args = [
+        "--alarm",
+        "j log:",
+        "--log-alarm",
+        r"j ERROR user (?<u>\S+) said: (?<m>.*)",
+        "--alarm-template-json",
+        r#"j {{"user": "{u}", "said": "{m}", "alarm": "{alarm}", "n": {count}}}"#,
+    ];
+    let out = run(&args, input.as_bytes().to_vec());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let msg = stdout
+        .lines()
+        .find_map(|l| l.split_once("ALARM: ").map(|(_, m)| m))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let v: serde_json::Value = serde_json::from_str(msg).unwrap_or_else(|e| panic!("{e}: {msg}"));
+    assert_eq!(v["user"], "\"bob\\\\x\"");
+    assert_eq!(v["said"], "tab\there, quote \" end");
+    assert_eq!(v["alarm"], "j");
+    assert_eq!(v["n"], 1);
+    // The same message in replay.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.log");
+    std::fs::write(&path, input).unwrap();
+    let mut rargs = vec![path.to_str().unwrap()];
+    rargs.extend(args);
+    let r = replay_json(&rargs);
+    assert_eq!(r["events"][0]["message"], msg);
+}

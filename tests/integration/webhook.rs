@@ -326,3 +326,69 @@ fn alertmanager_labels_from_captures_and_an_absence_resolved() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("the spool keeps messages only"), "{err}");
 }
+
+#[test]
+fn curl_arguments_are_templates_only_when_asked_and_escaped_where_they_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let srv = Server::start("http_recorder.py", &dir.path().join("rec"), &[]);
+    let port = srv.banner.clone();
+    let input = b"login failed for user a b&c/d from 10.0.0.1\nlogin failed for user evil\rBcc: x@evil.example from 10.0.0.3\n";
+    let out = run(
+        &[
+            "--alarm-freq",
+            "0",
+            "--alarm",
+            &format!("t curl:http://127.0.0.1:{port}/hook/{{ip}}?u={{user}};templates=1;method=POST;subject=login {{user}} from {{ip}};mail_to={{user}}@example.com,ops@example.com"),
+            "--alarm",
+            // Without templates=1 the braces are text, as in uWSGI.
+            &format!("plain curl:http://127.0.0.1:{port}/plain;method=POST;subject=literal {{ip}}"),
+            "--log-alarm",
+            r"t,plain login failed for user (?<user>.+) from (?<ip>\S+)",
+        ],
+        input.to_vec(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recs = srv.wait_records(4, 10);
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    let mut templated: Vec<(String, String)> = recs
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/hook/"))
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_string(),
+                r["body"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    templated.sort();
+    assert_eq!(templated[0].0, "/hook/10.0.0.1?u=a%20b%26c%2Fd");
+    assert!(
+        templated[0].1.starts_with(
+            "To: abcd@example.com,ops@example.com\r\nSubject: login a b&c/d from 10.0.0.1\r\n\r\n"
+        ),
+        "{:?}",
+        templated[0].1
+    );
+    // A carriage return in a capture cannot start a header of its own.
+    assert_eq!(
+        templated[1].0,
+        "/hook/10.0.0.3?u=evil%0DBcc%3A%20x%40evil.example"
+    );
+    assert!(
+        templated[1]
+            .1
+            .starts_with("To: evilBccx@evil.example@example.com,ops@example.com\r\nSubject: login evil Bcc: x@evil.example from 10.0.0.3\r\n\r\n"),
+        "{:?}",
+        templated[1].1
+    );
+    let plain: Vec<&serde_json::Value> = recs.iter().filter(|r| r["path"] == "/plain").collect();
+    assert_eq!(plain.len(), 2);
+    assert!(plain[0]["body"]
+        .as_str()
+        .unwrap()
+        .starts_with("Subject: literal {ip}\r\n"));
+}
