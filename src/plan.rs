@@ -533,6 +533,17 @@ fn resolve_alarm(
     })
 }
 
+/// Longest window of `alarm-threshold`, `alarm-digest`, `alarm-absence`: a year.
+const MAX_POLICY_SECONDS: u64 = 31_622_400;
+
+/// `v` as a whole number from 1 to `max`; the error names it as `what`.
+fn whole(v: &str, what: &str, max: u64) -> Result<u64, String> {
+    v.parse::<u64>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("`{v}`: {what} must be a whole number from 1 to {max}"))
+}
+
 /// Each alarm's `alarm-template`, `alarm-key` and `alarm-threshold` (indexed by rank), and
 /// the same as text for the alarm's reload key.
 fn policies(
@@ -591,11 +602,7 @@ fn policies(
                 }
                 "alarm-key" => p.key = Some(Template::parse(rest).map_err(err)?),
                 "alarm-digest" | "alarm-absence" => {
-                    let secs = rest
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|s| (1..=31_622_400).contains(s))
-                        .ok_or_else(|| err(format!("`{rest}`: SECONDS must be a whole number from 1 to 31622400 (a year)")))?;
+                    let secs = whole(rest, "SECONDS", MAX_POLICY_SECONDS).map_err(&err)?;
                     let d = Some(Duration::from_secs(secs));
                     if *opt == "alarm-digest" {
                         p.digest = d;
@@ -608,24 +615,8 @@ fn policies(
                     let (Some(n), Some(s), None) = (it.next(), it.next(), it.next()) else {
                         return Err(err("expected \"NAME[,NAME...] COUNT SECONDS\"".into()));
                     };
-                    let count = n
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| (1..=1_000_000).contains(n))
-                        .ok_or_else(|| {
-                            err(format!(
-                                "`{n}`: COUNT must be a whole number from 1 to 1000000"
-                            ))
-                        })?;
-                    let secs = s
-                        .parse::<u64>()
-                        .ok()
-                        .filter(|s| (1..=31_622_400).contains(s))
-                        .ok_or_else(|| {
-                            err(format!(
-                                "`{s}`: SECONDS must be a whole number from 1 to 31622400 (a year)"
-                            ))
-                        })?;
+                    let count = whole(n, "COUNT", 1_000_000).map_err(&err)? as usize;
+                    let secs = whole(s, "SECONDS", MAX_POLICY_SECONDS).map_err(&err)?;
                     p.threshold = Some(Threshold {
                         count,
                         window: Duration::from_secs(secs),
