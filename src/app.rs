@@ -116,6 +116,16 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format_args!("logalarm: {e}")),
     };
+    let cluster = match plan
+        .dispatch
+        .cluster
+        .clone()
+        .map(crate::cluster::Cluster::start)
+    {
+        Some(Ok(c)) => Some(Arc::new(c)),
+        Some(Err(e)) => return fail(format_args!("logalarm: alarm-cluster: {e}")),
+        None => None,
+    };
     let ctx = Ctx {
         output: output.clone(),
         binsh: plan.binsh.clone(),
@@ -123,6 +133,7 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         stopping: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         pids: Pids::default(),
         mules: Mules::default(),
+        cluster: cluster.clone(),
     };
     let mut supervisor = Supervisor::new(
         plan.programs.clone(),
@@ -183,6 +194,19 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     // The last records, if the stream ended inside a line.
     if let Err(e) = output.end_line() {
         report!(Alarm, "{e}");
+    }
+    if let Some(c) = &cluster {
+        let st = &c.stats;
+        let alone = st.alone.load(std::sync::atomic::Ordering::Relaxed);
+        let shared = st.shared.load(std::sync::atomic::Ordering::Relaxed);
+        if alone + shared > 0 {
+            report!(
+                Alarm,
+                "exit: alarm-cluster: {shared} decision(s) shared with the fleet in {} round trip(s), {alone} made alone, {} outage(s)",
+                st.round_trips.load(std::sync::atomic::Ordering::Relaxed),
+                st.outages.load(std::sync::atomic::Ordering::Relaxed)
+            );
+        }
     }
     finish(result, &summary, &totals, dispatch.grace)
 }
@@ -269,7 +293,12 @@ fn open_output(plan: &Plan) -> std::io::Result<Output> {
 
 /// Passwords and keys live in this process's memory: no core dump may carry them.
 fn protect_secrets(plan: &Plan) {
-    if plan.alarms.iter().any(|a| a.action.may_hold_secrets()) {
+    let fleet = plan
+        .dispatch
+        .cluster
+        .as_ref()
+        .is_some_and(crate::cluster::ClusterPlan::has_secret);
+    if fleet || plan.alarms.iter().any(|a| a.action.may_hold_secrets()) {
         if let Err(e) = crate::sys::set_not_dumpable() {
             report!(Alarm, "cannot make the process non-dumpable: {e}");
         }

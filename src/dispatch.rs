@@ -598,8 +598,8 @@ impl Dispatcher {
         };
         // Lane 0 first (the main alarm thread), then one per blocking instance.
         let mut groups: Vec<(String, Vec<(u32, Instance)>)> = vec![("main".into(), Vec::new())];
-        for (inst, key) in instances {
-            let slot = d.add_slot(&inst, key);
+        for (mut inst, key) in instances {
+            let slot = d.add_slot(&mut inst, key);
             let lane = if !d.cheap && inst.action.blocking() {
                 groups.push((format!("alarm \"{}\"", inst.name), Vec::new()));
                 groups.len() - 1
@@ -685,8 +685,8 @@ impl Dispatcher {
         for b in built {
             match b {
                 Ok(slot) => slots.push(slot),
-                Err((inst, key)) => {
-                    let slot = self.add_slot(&inst, key);
+                Err((mut inst, key)) => {
+                    let slot = self.add_slot(&mut inst, key);
                     slots.push(slot);
                     if !self.cheap && inst.action.blocking() {
                         own_lanes.push((format!("alarm \"{}\"", inst.name), vec![(slot, inst)]));
@@ -725,7 +725,10 @@ impl Dispatcher {
     }
 
     /// Take the next slot for `inst` (its counters, its name in the summary).
-    fn add_slot(&mut self, inst: &Instance, key: String) -> u32 {
+    fn add_slot(&mut self, inst: &mut Instance, key: String) -> u32 {
+        if let Some(c) = &self.ctx.cluster {
+            inst.suppress.set_link(c.link(&inst.name));
+        }
         let slot = self.route.len() as u32;
         self.route.push(0);
         self.overflow.push(inst.overflow);

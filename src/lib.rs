@@ -46,6 +46,7 @@ mod action;
 mod app;
 mod backoff;
 mod check;
+mod cluster;
 mod config;
 mod dispatch;
 mod docs;

@@ -45,8 +45,10 @@ pub(crate) struct SpoolPlan {
 }
 
 /// How alarms are queued and run (`alarm-*` options).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct DispatchPlan {
+    /// `alarm-cluster`: decisions shared by a fleet on Redis.
+    pub(crate) cluster: Option<crate::cluster::ClusterPlan>,
     /// `alarm-cheap`: every action on the main alarm thread.
     pub(crate) cheap: bool,
     /// `alarm-queue`: events each lane's queue holds.
@@ -236,6 +238,21 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         rules,
         monitors,
         dispatch: DispatchPlan {
+            cluster: c
+                .alarm_cluster
+                .as_ref()
+                .map(|v| {
+                    crate::cluster::ClusterPlan::parse(&v.value).map_err(|e| {
+                        ConfigError::new(
+                            format!(
+                                "invalid alarm-cluster `{}`: {e}",
+                                crate::config::redact_value(&v.value)
+                            ),
+                            &v.origin,
+                        )
+                    })
+                })
+                .transpose()?,
             cheap: c.alarm_cheap,
             queue: c.alarm_queue,
             msg_size: c.alarm_msg_size,

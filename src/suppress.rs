@@ -9,6 +9,7 @@
 //! alarm's lane thread (never on the log path); per-key state is bounded (`alarm-keys-max`,
 //! two generations: a key unused for two generations is forgotten, and counted).
 
+use crate::cluster::Verdict;
 use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -613,6 +614,12 @@ pub(crate) struct Suppress {
     recovery: bool,
     gather: Option<Gather>,
     ready: VecDeque<Gathered>,
+    /// `alarm-cluster`: decisions shared by the fleet (live lanes only; `replay` decides
+    /// alone).
+    link: Option<crate::cluster::Link>,
+    /// Lines held by the fleet's anti-flood since this time: the fleet's digest is claimed
+    /// when it is due.
+    fleet_due: Option<Instant>,
 }
 
 impl Suppress {
@@ -634,6 +641,53 @@ impl Suppress {
             recovery: false,
             gather: None,
             ready: VecDeque::new(),
+            link: None,
+            fleet_due: None,
+        }
+    }
+
+    /// Share this alarm's decisions with the fleet (`alarm-cluster`).
+    pub(crate) fn set_link(&mut self, link: crate::cluster::Link) {
+        self.link = Some(link);
+    }
+
+    /// Ask the fleet about a raised line: anti-flood on `flood_key`, the threshold on the
+    /// key. `None`: not in a fleet, or no answer in time (decide alone).
+    fn ask_fleet(&mut self, flood_key: &[u8], text: &[u8]) -> Option<crate::cluster::Verdict> {
+        let link = self.link.as_mut()?;
+        let p = &*self.policy;
+        link.decide(
+            flood_key,
+            &self.key_buf,
+            self.freq,
+            p.threshold,
+            p.digest.is_some(),
+            text,
+        )
+    }
+
+    /// A line the fleet's anti-flood held: its digest is the fleet's, claimed when due.
+    fn hold_fleet(&mut self, now: Instant) {
+        if self.policy.digest.is_some() {
+            self.fleet_due.get_or_insert(now);
+        }
+    }
+
+    /// The fleet's digest, if this logalarm claims it (see `cluster::Link::claim`).
+    fn fleet_digest(&mut self, alarm: &str, force: bool, now: Instant) -> Option<Vec<u8>> {
+        let every = self.policy.digest?;
+        let since = self.fleet_due?;
+        if !force && now < since + every {
+            return None;
+        }
+        let claimed = self.link.as_mut()?.claim();
+        match claimed {
+            // No answer: the counts stay on the server; tried again at the next tick.
+            None => None,
+            Some(c) => {
+                self.fleet_due = None;
+                c.map(|c| fleet_digest(alarm, &c))
+            }
         }
     }
 
@@ -738,6 +792,10 @@ impl Suppress {
         now: Instant,
         time: &dyn Fn(Instant) -> String,
     ) -> Option<(Instant, Vec<u8>, &'static str)> {
+        if let Some(msg) = self.fleet_digest(alarm, false, now) {
+            self.render_static();
+            return Some((now, msg, "digest"));
+        }
         if let (Some(every), Some(t0)) = (self.policy.digest, self.batch.first_at) {
             let due = t0 + every;
             if now >= due {
@@ -777,6 +835,10 @@ impl Suppress {
         alarm: &str,
         time: &dyn Fn(Instant) -> String,
     ) -> Option<(Instant, Vec<u8>, &'static str)> {
+        if let Some(msg) = self.fleet_digest(alarm, true, Instant::now()) {
+            self.render_static();
+            return Some((Instant::now(), msg, "digest"));
+        }
         let last = self.batch.last_at?;
         self.policy.digest?;
         let b = std::mem::take(&mut self.batch);
@@ -829,8 +891,23 @@ impl Suppress {
         now: Instant,
         time: &dyn Fn(Instant) -> String,
     ) -> Result<Option<Vec<u8>>, Held> {
-        let p = &*self.policy;
-        if p.is_plain() {
+        if self.policy.is_plain() {
+            if self.link.is_some() {
+                let text = crate::rules::without_terminator(line);
+                self.key_buf.clear();
+                match self.ask_fleet(text, text) {
+                    Some(Verdict::Flood { ago }) => {
+                        self.hold_fleet(now);
+                        return Err(Held::Flood(now.checked_sub(ago).unwrap_or(now)));
+                    }
+                    Some(Verdict::Below(n)) => return Err(Held::Below(n)),
+                    Some(Verdict::Fire { .. }) => {
+                        self.render_static();
+                        return Ok(None);
+                    }
+                    None => {}
+                }
+            }
             let verdict = self
                 .flood
                 .decide(line, now)
@@ -843,7 +920,7 @@ impl Suppress {
             }
             return verdict;
         }
-        if p.absence.is_some() {
+        if self.policy.absence.is_some() {
             // A heartbeat: timed from here; back after a reported absence: the recovery.
             let w = &mut self.watch;
             let was = w.since.unwrap_or(now);
@@ -868,6 +945,7 @@ impl Suppress {
             ));
         }
         let text = crate::rules::without_terminator(line);
+        let p = &*self.policy;
         let spans = if p.needs_groups() {
             p.captor
                 .as_ref()
@@ -892,7 +970,39 @@ impl Suppress {
         if let Some(k) = &p.key {
             k.render(&ctx, &mut self.key_buf);
         }
-        if p.key.is_some() || p.threshold.is_some() {
+        // The fleet decides when it answers (`alarm-cluster`): anti-flood on the key, or on
+        // the line without one.
+        let fleet = match &mut self.link {
+            Some(link) => {
+                let flood_key: &[u8] = if p.key.is_some() { &self.key_buf } else { text };
+                link.decide(
+                    flood_key,
+                    &self.key_buf,
+                    self.freq,
+                    p.threshold,
+                    p.digest.is_some(),
+                    text,
+                )
+            }
+            None => None,
+        };
+        match fleet {
+            Some(Verdict::Below(n)) => return Err(Held::Below(n)),
+            Some(Verdict::Flood { ago }) => {
+                if p.digest.is_some() {
+                    self.fleet_due.get_or_insert(now);
+                }
+                return Err(Held::Flood(now.checked_sub(ago).unwrap_or(now)));
+            }
+            Some(Verdict::Fire { count, age }) => {
+                if p.threshold.is_some() {
+                    ctx.count = count;
+                    ctx.first = now.checked_sub(age).unwrap_or(now);
+                }
+            }
+            None => {}
+        }
+        if fleet.is_none() && (p.key.is_some() || p.threshold.is_some()) {
             let state = self.keys.get(&self.key_buf);
             if let Some(th) = p.threshold {
                 state.hits.push_back(now);
@@ -924,7 +1034,7 @@ impl Suppress {
             }
             state.hits.clear();
         }
-        if p.key.is_none() {
+        if p.key.is_none() && fleet.is_none() {
             // No key: uWSGI's anti-flood on the line.
             if let Err(t) = self.flood.decide(line, now) {
                 self.hold(text, now);
@@ -950,6 +1060,44 @@ impl Suppress {
             out
         }))
     }
+}
+
+/// The fleet's digest (`alarm-cluster`): the lines every logalarm's anti-flood held.
+fn fleet_digest(alarm: &str, c: &crate::cluster::Claimed) -> Vec<u8> {
+    let at =
+        |ms: u64| crate::sys::time::local_iso(std::time::UNIX_EPOCH + Duration::from_millis(ms));
+    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+    let mut hosts: Vec<String> = c
+        .hosts
+        .iter()
+        .take(10)
+        .map(|(h, n)| format!("{h} {n}"))
+        .collect();
+    if c.hosts.len() > 10 {
+        hosts.push(format!("{} more", c.hosts.len() - 10));
+    }
+    let mut s = format!(
+        "{alarm}: {} more like this between {} and {} on {} logalarm(s) ({}); first: {}",
+        c.n,
+        at(c.first_at),
+        at(c.last_at),
+        c.hosts.len(),
+        hosts.join(", "),
+        text(&c.first)
+    );
+    if c.n > 1 {
+        s.push_str(&format!("; last: {}", text(&c.last)));
+    }
+    if c.samples.len() > 1 {
+        let samples: Vec<String> = c.samples.iter().map(|m| text(m)).collect();
+        s.push_str(&format!(
+            "; {} distinct: {}",
+            samples.len(),
+            samples.join(" | ")
+        ));
+    }
+    s.push('\n');
+    s.into_bytes()
 }
 
 /// The digest of `b`: one message for the lines anti-flood held.

@@ -86,6 +86,8 @@ pub(crate) struct Ctx {
     pub pids: crate::supervise::Pids,
     /// The mules' stdin pipes (for `mule:`).
     pub mules: crate::supervise::Mules,
+    /// `alarm-cluster`: the fleet's shared decisions.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Why an alarm's `TYPE:ARG` was refused. The message says what is wrong without quoting the

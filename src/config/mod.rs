@@ -190,6 +190,12 @@ pub struct Config {
     pub alarm_digest: Vec<Sourced<String>>,
     /// `--alarm-absence "NAME[,NAME...] SECONDS"`, as written.
     pub alarm_absence: Vec<Sourced<String>>,
+    /// `--alarm-cluster redis://HOST:PORT/PREFIX`: decisions shared by a fleet.
+    pub alarm_cluster: Option<Sourced<String>>,
+    /// `--nats URL,STREAM,CONSUMER[,key=value...]`: JetStream inputs.
+    pub nats: Vec<Sourced<String>>,
+    /// `--nats-out URL,SUBJECT[,key=value...]`: publish the passed-through lines.
+    pub nats_out: Option<Sourced<String>>,
     /// `--alarm-keys-max`.
     pub alarm_keys_max: usize,
     /// `--alarm-spool DIR`: where `spool` alarms keep what waits for delivery.
@@ -268,6 +274,9 @@ impl Default for Config {
             version: false,
             warnings: Vec::new(),
             metrics: None,
+            alarm_cluster: None,
+            nats: Vec::new(),
+            nats_out: None,
             stats: None,
             stats_http: false,
             trace: Vec::new(),
@@ -744,6 +753,39 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: lines anti-flood held are summed up in one message SECONDS after the first of them",
         apply: |c, v, o, _| {
             c.alarm_digest.push(sourced(non_empty("alarm-digest", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "alarm-cluster",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "redis[s]://[USER:PASSWORD@]HOST:PORT/PREFIX[?timeout=MS&ca=FILE&id=NAME]",
+        doc: "logalarm: anti-flood, thresholds, keys and digests shared by every logalarm using the same Redis and PREFIX (one page per incident for a fleet)",
+        apply: |c, v, o, _| {
+            c.alarm_cluster = Some(sourced(non_empty("alarm-cluster", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "nats",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "URL,STREAM,CONSUMER[,ack_wait=S][,batch=N]",
+        doc: "logalarm: read log lines from a NATS JetStream stream as a member of durable consumer CONSUMER (instances sharing it share the stream), each message acknowledged once its lines are passed on and their alarms handled",
+        apply: |c, v, o, _| {
+            c.nats.push(sourced(non_empty("nats", v, o)?.to_string(), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "nats-out",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "URL,SUBJECT[,stream=NAME]",
+        doc: "logalarm: publish every passed-through line to SUBJECT on NATS (with stream=NAME, to JetStream, each publish acknowledged; the stream is created when missing)",
+        apply: |c, v, o, _| {
+            c.nats_out = Some(sourced(non_empty("nats-out", v, o)?.to_string(), o));
             Ok(())
         },
     },

@@ -228,6 +228,8 @@ impl Executor {
             stopping: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
             pids: crate::supervise::Pids::default(),
             mules: crate::supervise::Mules::default(),
+            // Replay decides alone: virtual time cannot share a window with a live fleet.
+            cluster: None,
         });
         let mut actions: Vec<(String, crate::action::Action)> = std::mem::take(&mut plan.alarms)
             .into_iter()

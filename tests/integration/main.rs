@@ -16,6 +16,7 @@ mod check;
 mod cli;
 mod conformance;
 mod curl;
+mod fleet;
 mod fuzz_bodies;
 mod fuzz_replay;
 mod matcher_prop;

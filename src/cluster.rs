@@ -1,0 +1,755 @@
+//! `alarm-cluster`: anti-flood, thresholds, per-key suppression and digests shared by every
+//! logalarm of a fleet, on Redis (or Valkey).
+//!
+//! Role: [`ClusterPlan`] is the option, checked at start-up; [`Cluster`] is a thread that owns
+//! one connection and answers the lanes' questions; a [`Link`] is one alarm's end of it, kept
+//! by its `Suppress`. A raising line costs one question: a Lua script (`EVALSHA`) decides it
+//! atomically on the server — the threshold's sliding window (a sorted set, timed by the
+//! server's clock), then anti-flood (`SET NX PX`), and when held, the digest's counts (a hash).
+//! The thread sends every question waiting when it is free as one pipeline, so lanes that ask
+//! at once share a round trip. Log lines that raise nothing never reach it.
+//! Invariants: a lane never waits more than twice the timeout for an answer; no answer (Redis
+//! down, slow, refusing) means the alarm decides alone with its local state, which is counted
+//! and said once per outage, and the thread tries again at most once a second, saying when it
+//! is back. Passwords never leave [`ClusterPlan`] except into the connection.
+//! Rejected alternatives: a connection per lane (no pipelining, one more connection per action
+//! for the server to hold); an async client (the lanes are threads; one blocking connection
+//! on its own thread pipelines as well); a home-made protocol between logalarms (the issue
+//! excludes it: Redis is what fleets already run).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::action::delivery::Secret;
+use crate::report::report;
+
+/// Default wait for Redis, connection and answer alike.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How often a down cluster is tried again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Most questions sent in one pipeline.
+const MAX_BATCH: usize = 512;
+
+/// How long a digest's counts live on the server when nobody claims them (every logalarm of
+/// the fleet stopped): a day.
+const DIGEST_TTL_MS: u64 = 86_400_000;
+
+/// `alarm-cluster = redis[s]://[USER:PASSWORD@]HOST:PORT/PREFIX[?timeout=MS&ca=FILE&insecure=1&id=NAME]`.
+#[derive(Clone)]
+pub(crate) struct ClusterPlan {
+    /// The URL with its password masked (for reports).
+    pub(crate) shown: String,
+    host: String,
+    port: u16,
+    tls: bool,
+    username: Option<String>,
+    password: Option<Secret>,
+    /// Every key starts with it.
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    /// `ca=`: the certificate authority to trust instead of the system's.
+    ca: Option<PathBuf>,
+    /// `insecure=1`: do not verify the server's certificate host name.
+    insecure: bool,
+    /// How this logalarm is named in digests (`id=`; default HOSTNAME:PID).
+    pub(crate) id: String,
+}
+
+impl std::fmt::Debug for ClusterPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl ClusterPlan {
+    /// Parse the option's value; the error says what is wrong (the caller names the option
+    /// and shows the value masked).
+    pub(crate) fn parse(v: &str) -> Result<ClusterPlan, String> {
+        let shown = crate::config::redact_value(v);
+        let (tls, rest) = if let Some(r) = v.strip_prefix("rediss://") {
+            (true, r)
+        } else if let Some(r) = v.strip_prefix("redis://") {
+            (false, r)
+        } else {
+            return Err("expected redis://HOST:PORT/PREFIX or rediss://HOST:PORT/PREFIX".into());
+        };
+        let (rest, query) = match rest.split_once('?') {
+            Some((r, q)) => (r, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, prefix) = match rest.split_once('/') {
+            Some((a, p)) => (a, p),
+            None => (rest, ""),
+        };
+        if prefix.is_empty() {
+            return Err("no key prefix after the address (redis://HOST:PORT/PREFIX): every key of this fleet starts with it".into());
+        }
+        if prefix.len() > 200 || prefix.contains(['/', ' ']) {
+            return Err(
+                "the key prefix must be at most 200 characters, without `/` or spaces".into(),
+            );
+        }
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pw)) => (
+                    (!user.is_empty()).then(|| user.to_string()),
+                    Some(Secret::new(pw)),
+                ),
+                None => (None, Some(Secret::new(u))),
+            },
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => (h, p),
+                _ => return Err(format!("`{p}` is not a port")),
+            },
+            None => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        let mut plan = ClusterPlan {
+            shown,
+            host: host.to_string(),
+            port,
+            tls,
+            username,
+            password,
+            prefix: prefix.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            ca: None,
+            insecure: false,
+            id: default_id(),
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, val) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "timeout" => match val.parse::<u64>() {
+                    Ok(ms) if (1..=60_000).contains(&ms) => {
+                        plan.timeout = Duration::from_millis(ms)
+                    }
+                    _ => {
+                        return Err(format!(
+                            "timeout=`{val}`: expected milliseconds from 1 to 60000"
+                        ))
+                    }
+                },
+                "ca" if !val.is_empty() => plan.ca = Some(PathBuf::from(val)),
+                "insecure" => plan.insecure = crate::action::delivery::flag(val),
+                "id" if !val.is_empty() => plan.id = val.to_string(),
+                _ => {
+                    return Err(format!(
+                        "unknown key `{k}` (known: timeout, ca, insecure, id)"
+                    ))
+                }
+            }
+        }
+        if !tls && (plan.ca.is_some() || plan.insecure) {
+            return Err("ca= and insecure= need TLS: rediss://".into());
+        }
+        if let Some(ca) = &plan.ca {
+            if let Err(e) = std::fs::metadata(ca) {
+                return Err(format!("ca={}: {e}", ca.display()));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Whether the value holds a secret (the process then becomes non-dumpable).
+    pub(crate) fn has_secret(&self) -> bool {
+        self.password.is_some()
+    }
+
+    fn connect(&self) -> Result<redis::Connection, String> {
+        use redis::IntoConnectionInfo;
+        let addr = if self.tls {
+            redis::ConnectionAddr::TcpTls {
+                host: self.host.clone(),
+                port: self.port,
+                insecure: self.insecure,
+                tls_params: None,
+            }
+        } else {
+            redis::ConnectionAddr::Tcp(self.host.clone(), self.port)
+        };
+        let mut settings = redis::RedisConnectionInfo::default();
+        if let Some(u) = &self.username {
+            settings = settings.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p.expose());
+        }
+        let info = addr
+            .into_connection_info()
+            .map_err(|e| self.scrub(&e.to_string()))?
+            .set_redis_settings(settings);
+        let client = match (&self.ca, self.tls) {
+            (Some(ca), true) => {
+                let pem = std::fs::read(ca).map_err(|e| format!("ca={}: {e}", ca.display()))?;
+                redis::Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem),
+                    },
+                )
+            }
+            _ => redis::Client::open(info),
+        }
+        .map_err(|e| self.scrub(&e.to_string()))?;
+        let con = client
+            .get_connection_with_timeout(self.timeout)
+            .map_err(|e| self.scrub(&e.to_string()))?;
+        con.set_read_timeout(Some(self.timeout))
+            .and_then(|()| con.set_write_timeout(Some(self.timeout)))
+            .map_err(|e| self.scrub(&e.to_string()))?;
+        Ok(con)
+    }
+
+    /// `text` without the password (a client error may quote what it sent).
+    fn scrub(&self, text: &str) -> String {
+        match &self.password {
+            Some(p) if !p.expose().is_empty() => text.replace(p.expose(), "***"),
+            _ => text.to_string(),
+        }
+    }
+}
+
+fn default_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer it is given.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "localhost".to_string()
+    };
+    format!("{host}:{}", std::process::id())
+}
+
+/// The decision script: KEYS = anti-flood key, threshold key, digest key; ARGV = anti-flood
+/// window (ms, 0: none), threshold count (0: none), threshold window (ms), digest (1/0), the
+/// threshold entry's unique name, the message (for the digest), this logalarm's id, the
+/// digest's time to live (ms).
+/// Answers {0, count, ms since the window's first match}: fire; {1, n}: below the threshold;
+/// {2, ms since the firing that holds it}: anti-flood.
+const DECIDE: &str = r"
+local freq = tonumber(ARGV[1])
+local thc = tonumber(ARGV[2])
+local thw = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local count = 1
+local age = 0
+if thc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - thw)
+  redis.call('ZADD', KEYS[2], now, ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], thw)
+  local n = redis.call('ZCARD', KEYS[2])
+  if n < thc then return {1, n} end
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  age = now - tonumber(oldest[2])
+  count = n
+  redis.call('DEL', KEYS[2])
+end
+if freq > 0 then
+  if not redis.call('SET', KEYS[1], now, 'NX', 'PX', freq) then
+    local fired = tonumber(redis.call('GET', KEYS[1]) or now)
+    if ARGV[4] == '1' then
+      local d = KEYS[3]
+      redis.call('HINCRBY', d, 'n', 1)
+      redis.call('HINCRBY', d, 'h:' .. ARGV[7], 1)
+      if redis.call('HSETNX', d, 'first', ARGV[6]) == 1 then
+        redis.call('HSET', d, 'first_at', now)
+      end
+      redis.call('HSET', d, 'last', ARGV[6], 'last_at', now)
+      local found = false
+      local k = 0
+      for i = 1, 3 do
+        local s = redis.call('HGET', d, 's' .. i)
+        if s == ARGV[6] then found = true end
+        if s then k = i end
+      end
+      if not found and k < 3 then redis.call('HSET', d, 's' .. (k + 1), ARGV[6]) end
+      redis.call('PEXPIRE', d, tonumber(ARGV[8]))
+    end
+    return {2, now - fired}
+  end
+end
+return {0, count, age}
+";
+
+/// The digest claim: KEYS = the digest key. Answers its fields and deletes it (one logalarm
+/// of the fleet gets them), or an empty list.
+const CLAIM: &str = r"
+local h = redis.call('HGETALL', KEYS[1])
+if #h > 0 then redis.call('DEL', KEYS[1]) end
+return h
+";
+
+/// What the server decided for one raised line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Fire: `count` matches counted toward it, the first `age` ago.
+    Fire { count: usize, age: Duration },
+    /// Below the threshold: `n` matches within its window.
+    Below(usize),
+    /// Held by anti-flood: the firing that holds it was `ago` ago.
+    Flood { ago: Duration },
+}
+
+/// The digest counts claimed from the server: every logalarm's held lines since the last
+/// claim.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Claimed {
+    pub(crate) n: u64,
+    /// Logalarms that held lines, by id, with how many.
+    pub(crate) hosts: Vec<(String, u64)>,
+    pub(crate) first: Vec<u8>,
+    pub(crate) last: Vec<u8>,
+    /// Milliseconds since the epoch, by the server's clock.
+    pub(crate) first_at: u64,
+    pub(crate) last_at: u64,
+    pub(crate) samples: Vec<Vec<u8>>,
+}
+
+/// One question for the thread.
+enum Ask {
+    Decide {
+        keys: [Vec<u8>; 3],
+        args: [Vec<u8>; 8],
+    },
+    Claim {
+        key: Vec<u8>,
+    },
+}
+
+enum Answer {
+    Verdict(Verdict),
+    Claimed(Option<Claimed>),
+}
+
+struct Job {
+    seq: u64,
+    ask: Ask,
+    reply: mpsc::Sender<(u64, Answer)>,
+}
+
+/// The fleet's counters, for the summary and the metrics.
+#[derive(Debug, Default)]
+pub(crate) struct ClusterStats {
+    /// Lines decided by the server.
+    pub(crate) shared: AtomicU64,
+    /// Lines decided alone (no answer in time).
+    pub(crate) alone: AtomicU64,
+    /// Round trips (pipelines) sent.
+    pub(crate) round_trips: AtomicU64,
+    /// Whether the last round trip worked.
+    pub(crate) up: AtomicBool,
+    /// Outages seen.
+    pub(crate) outages: AtomicU64,
+}
+
+/// The cluster's thread and its counters.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    tx: mpsc::Sender<Job>,
+    pub(crate) stats: Arc<ClusterStats>,
+    prefix: String,
+    id: String,
+    timeout: Duration,
+}
+
+impl Cluster {
+    /// Start the thread (it connects on the first question; a fleet whose Redis is down at
+    /// start-up starts anyway, deciding alone, and says so).
+    pub(crate) fn start(plan: ClusterPlan) -> std::io::Result<Cluster> {
+        let (tx, rx) = mpsc::channel();
+        let stats = Arc::new(ClusterStats::default());
+        let st = stats.clone();
+        let (prefix, id, timeout) = (plan.prefix.clone(), plan.id.clone(), plan.timeout);
+        std::thread::Builder::new()
+            .name("logalarm-cluster".into())
+            .spawn(move || serve(&plan, &rx, &st))?;
+        Ok(Cluster {
+            tx,
+            stats,
+            prefix,
+            id,
+            timeout,
+        })
+    }
+
+    /// One alarm's end of the cluster.
+    pub(crate) fn link(self: &Arc<Self>, alarm: &str) -> Link {
+        let (reply_tx, reply) = mpsc::channel();
+        let base = format!("{}:{}", self.prefix, alarm).into_bytes();
+        Link {
+            cluster: self.clone(),
+            base,
+            seq: 0,
+            member: 0,
+            reply_tx,
+            reply,
+        }
+    }
+}
+
+/// One alarm's end of the cluster (owned by its lane).
+pub(crate) struct Link {
+    cluster: Arc<Cluster>,
+    /// `PREFIX:ALARM`.
+    base: Vec<u8>,
+    seq: u64,
+    member: u64,
+    reply_tx: mpsc::Sender<(u64, Answer)>,
+    reply: mpsc::Receiver<(u64, Answer)>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Link({})", String::from_utf8_lossy(&self.base))
+    }
+}
+
+impl Link {
+    fn key(&self, kind: &str, hash: Option<u64>) -> Vec<u8> {
+        let mut k = self.base.clone();
+        k.push(b':');
+        k.extend_from_slice(kind.as_bytes());
+        if let Some(h) = hash {
+            k.extend_from_slice(format!(":{h:016x}").as_bytes());
+        }
+        k
+    }
+
+    fn ask(&mut self, ask: Ask) -> Option<Answer> {
+        self.seq += 1;
+        let seq = self.seq;
+        let job = Job {
+            seq,
+            ask,
+            reply: self.reply_tx.clone(),
+        };
+        if self.cluster.tx.send(job).is_err() {
+            return None;
+        }
+        let deadline = Instant::now() + self.cluster.timeout * 2;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.reply.recv_timeout(left) {
+                // A late answer to a question given up on: skipped.
+                Ok((s, _)) if s != seq => continue,
+                Ok((_, a)) => return Some(a),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Decide one raised line on the server: anti-flood on `flood_key` for `freq`, the
+    /// threshold (`count` within `window`) on `key`, and the digest's counts with `msg` when
+    /// `digest`. `None`: no answer in time; the caller decides alone (counted here).
+    pub(crate) fn decide(
+        &mut self,
+        flood_key: &[u8],
+        key: &[u8],
+        freq: Duration,
+        threshold: Option<crate::suppress::Threshold>,
+        digest: bool,
+        msg: &[u8],
+    ) -> Option<Verdict> {
+        self.member += 1;
+        let (thc, thw) = threshold.map_or((0, 0), |t| (t.count, t.window.as_millis()));
+        let keys = [
+            self.key("af", Some(hash(flood_key))),
+            self.key("th", Some(hash(key))),
+            self.key("dg", None),
+        ];
+        let args = [
+            freq.as_millis().to_string().into_bytes(),
+            thc.to_string().into_bytes(),
+            thw.to_string().into_bytes(),
+            if digest { b"1".to_vec() } else { b"0".to_vec() },
+            format!("{}:{}", self.cluster.id, self.member).into_bytes(),
+            msg.to_vec(),
+            self.cluster.id.clone().into_bytes(),
+            DIGEST_TTL_MS.to_string().into_bytes(),
+        ];
+        let answer = self.ask(Ask::Decide { keys, args });
+        let stats = &self.cluster.stats;
+        match answer {
+            Some(Answer::Verdict(v)) => {
+                stats.shared.fetch_add(1, Ordering::Relaxed);
+                Some(v)
+            }
+            _ => {
+                stats.alone.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+
+    /// Claim the digest's counts of the whole fleet. `None`: no answer (try again later);
+    /// `Some(None)`: nothing to tell (another logalarm claimed them).
+    pub(crate) fn claim(&mut self) -> Option<Option<Claimed>> {
+        let key = self.key("dg", None);
+        match self.ask(Ask::Claim { key }) {
+            Some(Answer::Claimed(c)) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// FNV-1a, 64 bits: the same key on every logalarm of the fleet, whatever its build.
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The connection and the loaded scripts' hashes.
+struct Conn {
+    con: redis::Connection,
+    decide: String,
+    claim: String,
+}
+
+fn open(plan: &ClusterPlan) -> Result<Conn, String> {
+    let mut con = plan.connect()?;
+    let decide = redis::Script::new(DECIDE)
+        .load(&mut con)
+        .map_err(|e| plan.scrub(&e.to_string()))?;
+    let claim = redis::Script::new(CLAIM)
+        .load(&mut con)
+        .map_err(|e| plan.scrub(&e.to_string()))?;
+    Ok(Conn { con, decide, claim })
+}
+
+/// The thread: take every waiting question, ask them in one pipeline, answer each.
+fn serve(plan: &ClusterPlan, rx: &mpsc::Receiver<Job>, stats: &ClusterStats) {
+    let mut conn: Option<Conn> = None;
+    let mut next_try = Instant::now();
+    // Since when it is down, and the lines decided alone before then.
+    let mut down: Option<(Instant, u64)> = None;
+    let mut said_down = false;
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        if conn.is_none() && Instant::now() >= next_try {
+            match open(plan) {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    next_try = Instant::now() + RETRY;
+                    if !said_down {
+                        said_down = true;
+                        stats.outages.fetch_add(1, Ordering::Relaxed);
+                        report!(
+                            Alarm,
+                            "alarm-cluster {}: unreachable ({e}); alarms are decided locally until it is back",
+                            plan.shown
+                        );
+                    }
+                    down.get_or_insert((Instant::now(), stats.alone.load(Ordering::Relaxed)));
+                }
+            }
+        }
+        let answers = match conn.as_mut() {
+            Some(c) => match query(c, &jobs) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    conn = None;
+                    // A broken connection is tried again at once, a refused one once a second.
+                    next_try = Instant::now();
+                    said_down = true;
+                    stats.outages.fetch_add(1, Ordering::Relaxed);
+                    report!(
+                        Alarm,
+                        "alarm-cluster {}: {} ; alarms are decided locally until it is back",
+                        plan.shown,
+                        plan.scrub(&e)
+                    );
+                    down.get_or_insert((Instant::now(), stats.alone.load(Ordering::Relaxed)));
+                    None
+                }
+            },
+            None => None,
+        };
+        stats.up.store(answers.is_some(), Ordering::Relaxed);
+        if answers.is_some() {
+            stats.round_trips.fetch_add(1, Ordering::Relaxed);
+            if let Some((since, alone0)) = down.take() {
+                let alone = stats.alone.load(Ordering::Relaxed).saturating_sub(alone0);
+                report!(
+                    Alarm,
+                    "alarm-cluster {}: back after {:.1} s; {alone} alarm decision(s) were made locally meanwhile",
+                    plan.shown,
+                    since.elapsed().as_secs_f64()
+                );
+            }
+            said_down = false;
+        }
+        let mut answers = answers.map(Vec::into_iter);
+        for job in jobs {
+            if let Some(a) = answers.as_mut().and_then(Iterator::next) {
+                let _ = job.reply.send((job.seq, a));
+            }
+            // No answer: the job's sender is dropped with it; the lane stops waiting.
+        }
+    }
+}
+
+/// Ask `jobs` in one pipeline.
+fn query(c: &mut Conn, jobs: &[Job]) -> Result<Vec<Answer>, String> {
+    let mut pipe = redis::pipe();
+    for j in jobs {
+        match &j.ask {
+            Ask::Decide { keys, args } => {
+                let cmd = pipe.cmd("EVALSHA").arg(&c.decide).arg(3);
+                for k in keys {
+                    cmd.arg(k.as_slice());
+                }
+                for a in args {
+                    cmd.arg(a.as_slice());
+                }
+            }
+            Ask::Claim { key } => {
+                pipe.cmd("EVALSHA").arg(&c.claim).arg(1).arg(key.as_slice());
+            }
+        }
+    }
+    let values: Vec<redis::Value> = pipe.query(&mut c.con).map_err(|e| e.to_string())?;
+    if values.len() != jobs.len() {
+        return Err(format!(
+            "{} answers to {} questions",
+            values.len(),
+            jobs.len()
+        ));
+    }
+    jobs.iter()
+        .zip(values)
+        .map(|(j, v)| match j.ask {
+            Ask::Decide { .. } => verdict(&v).map(Answer::Verdict),
+            Ask::Claim { .. } => claimed(&v).map(Answer::Claimed),
+        })
+        .collect()
+}
+
+fn int(v: &redis::Value) -> Option<i64> {
+    match v {
+        redis::Value::Int(i) => Some(*i),
+        redis::Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
+        _ => None,
+    }
+}
+
+fn verdict(v: &redis::Value) -> Result<Verdict, String> {
+    let bad = || format!("unexpected answer to the decision script: {v:?}");
+    let redis::Value::Array(items) = v else {
+        return Err(bad());
+    };
+    let n = |i: usize| items.get(i).and_then(int).ok_or_else(bad);
+    let ms = |x: i64| Duration::from_millis(u64::try_from(x).unwrap_or(0));
+    match n(0)? {
+        0 => Ok(Verdict::Fire {
+            count: usize::try_from(n(1)?).unwrap_or(1),
+            age: ms(n(2)?),
+        }),
+        1 => Ok(Verdict::Below(usize::try_from(n(1)?).unwrap_or(0))),
+        2 => Ok(Verdict::Flood { ago: ms(n(1)?) }),
+        _ => Err(bad()),
+    }
+}
+
+fn claimed(v: &redis::Value) -> Result<Option<Claimed>, String> {
+    let redis::Value::Array(items) = v else {
+        return Err(format!("unexpected answer to the digest claim: {v:?}"));
+    };
+    if items.is_empty() {
+        return Ok(None);
+    }
+    let bytes = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => b.clone(),
+        other => format!("{other:?}").into_bytes(),
+    };
+    let mut c = Claimed::default();
+    let mut samples: Vec<(String, Vec<u8>)> = Vec::new();
+    for pair in items.chunks(2) {
+        let [k, v] = pair else { continue };
+        let k = String::from_utf8_lossy(&bytes(k)).into_owned();
+        let num = || int(v).and_then(|i| u64::try_from(i).ok()).unwrap_or(0);
+        match k.as_str() {
+            "n" => c.n = num(),
+            "first" => c.first = bytes(v),
+            "last" => c.last = bytes(v),
+            "first_at" => c.first_at = num(),
+            "last_at" => c.last_at = num(),
+            _ if k.starts_with("h:") => c.hosts.push((k[2..].to_string(), num())),
+            _ if k.starts_with('s') => samples.push((k, bytes(v))),
+            _ => {}
+        }
+    }
+    samples.sort();
+    c.samples = samples.into_iter().map(|(_, s)| s).collect();
+    c.hosts.sort();
+    Ok(Some(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_is_parsed_and_refused_with_reasons() {
+        let p = ClusterPlan::parse("redis://ops:s3cret@10.0.0.5:6380/shop?timeout=50&id=web1")
+            .expect("valid");
+        assert_eq!((p.host.as_str(), p.port, p.tls), ("10.0.0.5", 6380, false));
+        assert_eq!(p.prefix, "shop");
+        assert_eq!(p.timeout, Duration::from_millis(50));
+        assert_eq!(p.id, "web1");
+        assert_eq!(p.username.as_deref(), Some("ops"));
+        assert!(!p.shown.contains("s3cret") && !format!("{p:?}").contains("s3cret"));
+        let p = ClusterPlan::parse("rediss://:pw@h/x").expect("valid");
+        assert!(p.tls && p.username.is_none() && p.port == 6379 && p.has_secret());
+        for (bad, why) in [
+            ("http://h:1/x", "expected redis://"),
+            ("redis://h:1", "no key prefix"),
+            ("redis://h:0/x", "is not a port"),
+            ("redis://h:1/x?timeout=0", "timeout="),
+            ("redis://h:1/x?color=red", "unknown key `color`"),
+            ("redis://h:1/x?insecure=1", "need TLS"),
+            ("redis://:pw@/x", "no host"),
+        ] {
+            match ClusterPlan::parse(bad) {
+                Err(e) => assert!(e.contains(why), "{bad}: {e}"),
+                Ok(_) => panic!("{bad} accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn keys_hash_the_same_everywhere() {
+        // FNV-1a's published test value.
+        assert_eq!(hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_ne!(hash(b"db down"), hash(b"db up"));
+    }
+}

@@ -1,0 +1,398 @@
+//! A fleet: several real logalarm processes sharing decisions on a real `redis-server`
+//! (`alarm-cluster`), and sharing one NATS JetStream stream (`--nats`, `--nats-out`) on a real
+//! `nats-server`, all on loopback ports.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{assert_no_secret, bin, have, wait_until};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real redis-server on `port`, without persistence; killed on drop.
+pub(crate) struct Redis {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl Redis {
+    pub(crate) fn start(port: u16, extra: &[&str]) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let r = Redis { child, port };
+        wait_until("redis-server to listen", 20, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        r
+    }
+
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One logalarm of the fleet: stdin piped, stdout and stderr to files.
+pub(crate) struct Member {
+    pub(crate) child: Child,
+    stdin: Option<ChildStdin>,
+    pub(crate) out: PathBuf,
+    pub(crate) err: PathBuf,
+}
+
+impl Member {
+    pub(crate) fn start(dir: &Path, name: &str, args: &[&str]) -> Member {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let mut child = bin()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&err).unwrap())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        Member {
+            child,
+            stdin,
+            out,
+            err,
+        }
+    }
+
+    pub(crate) fn send(&mut self, text: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(text.as_bytes()).unwrap();
+        s.flush().unwrap();
+    }
+
+    pub(crate) fn output(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.out).unwrap_or_default()).into_owned()
+    }
+
+    pub(crate) fn stderr(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.err).unwrap_or_default()).into_owned()
+    }
+
+    /// Close stdin and wait for the exit; its stderr is checked for the tests' secrets.
+    pub(crate) fn finish(mut self) -> (String, String) {
+        drop(self.stdin.take());
+        let t = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "logalarm did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_no_secret(self.stderr().as_bytes());
+        (self.output(), self.stderr())
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `log:` alarm lines in `text` (the ALARM lines logalarm writes into the stream).
+fn alarms(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.contains(" - ALARM: ")).collect()
+}
+
+fn all_alarms(members: &[Member]) -> Vec<String> {
+    members
+        .iter()
+        .flat_map(|m| {
+            alarms(&m.output())
+                .into_iter()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn a_storm_on_three_hosts_pages_once_and_digests_every_line() {
+    if !have("redis-server", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(free_port(), &["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/storm", redis.port);
+    let mut members: Vec<Member> = (1..=3)
+        .map(|i| {
+            let id = format!("{url}?id=host{i}");
+            Member::start(
+                dir.path(),
+                &format!("m{i}"),
+                &[
+                    "--alarm",
+                    "page log:",
+                    "--log-alarm",
+                    "page ERROR",
+                    "--alarm-freq",
+                    "60",
+                    "--alarm-digest",
+                    "page 2",
+                    "--alarm-cluster",
+                    &id,
+                ],
+            )
+        })
+        .collect();
+    // 1,000 lines of the same error on each host, at once.
+    let storm = "ERROR db down\n".repeat(1000);
+    for m in &mut members {
+        m.send(&storm);
+    }
+    // The page, then the digest (2 s after the first held line), by whichever host claims it.
+    wait_until("the fleet's digest", 20, || {
+        all_alarms(&members)
+            .iter()
+            .any(|a| a.contains("more like this"))
+    });
+    let got = all_alarms(&members);
+    let pages: Vec<&String> = got
+        .iter()
+        .filter(|a| a.ends_with("ALARM: ERROR db down"))
+        .collect();
+    let digests: Vec<&String> = got
+        .iter()
+        .filter(|a| a.contains("more like this"))
+        .collect();
+    assert_eq!(pages.len(), 1, "one page for the fleet: {got:#?}");
+    assert_eq!(digests.len(), 1, "one digest for the fleet: {got:#?}");
+    assert!(
+        digests[0].contains("page: 2999 more like this")
+            && digests[0].contains("on 3 logalarm(s)")
+            && digests[0].contains("host1 ")
+            && digests[0].contains("host3 "),
+        "the digest counts every host's lines: {}",
+        digests[0]
+    );
+    let mut shared = 0;
+    for m in members {
+        let (out, err) = m.finish();
+        let passed = out.lines().filter(|l| *l == "ERROR db down").count();
+        assert_eq!(passed, 1000, "every line passed");
+        assert!(!err.contains("decided locally"), "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("alarm-cluster:"))
+            .unwrap_or_else(|| panic!("no cluster summary: {err}"));
+        let n: u64 = line
+            .split("alarm-cluster: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        shared += n;
+        assert!(line.contains(" 0 made alone"), "{line}");
+    }
+    assert_eq!(shared, 3000, "every raising line decided by the fleet");
+}
+
+#[test]
+fn redis_killed_mid_storm_each_host_goes_local_then_rejoins() {
+    if !have("redis-server", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut redis = Redis::start(port, &[]);
+    let url = format!("redis://127.0.0.1:{port}/outage?timeout=100");
+    let mut members: Vec<Member> = (1..=3)
+        .map(|i| {
+            Member::start(
+                dir.path(),
+                &format!("m{i}"),
+                &[
+                    "--alarm",
+                    "page log:",
+                    "--log-alarm",
+                    "page ERROR",
+                    "--alarm-freq",
+                    "60",
+                    "--alarm-cluster",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    let count = |members: &[Member], what: &str| {
+        all_alarms(members)
+            .iter()
+            .filter(|a| a.ends_with(what))
+            .count()
+    };
+    let phase = |members: &mut Vec<Member>, msg: &str| {
+        for m in members.iter_mut() {
+            for _ in 0..50 {
+                m.send(&format!("{msg}\n"));
+            }
+        }
+        let passed = |m: &Member| m.output().matches(&format!("{msg}\n")).count() >= 50;
+        wait_until(msg, 20, || members.iter().all(passed));
+    };
+    let settle = |members: &[Member], what: &str, n: usize| {
+        wait_until(what, 20, || count(members, what) >= n);
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    phase(&mut members, "ERROR phase one");
+    settle(&members, "ALARM: ERROR phase one", 1);
+    assert_eq!(
+        count(&members, "ALARM: ERROR phase one"),
+        1,
+        "shared: one page"
+    );
+
+    redis.kill();
+    phase(&mut members, "ERROR phase two");
+    settle(&members, "ALARM: ERROR phase two", 3);
+    // Alone, each host pages once (its own anti-flood holds the rest).
+    assert_eq!(
+        count(&members, "ALARM: ERROR phase two"),
+        3,
+        "alone: one page per host"
+    );
+    for m in &members {
+        let err = m.stderr();
+        assert_eq!(
+            err.matches("decided locally").count(),
+            1,
+            "the outage is said once: {err}"
+        );
+    }
+
+    let _redis = Redis::start(port, &[]);
+    // The next try comes within a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    phase(&mut members, "ERROR phase three");
+    settle(&members, "ALARM: ERROR phase three", 1);
+    assert_eq!(
+        count(&members, "ALARM: ERROR phase three"),
+        1,
+        "rejoined: one page"
+    );
+    for m in members {
+        let (_, err) = m.finish();
+        assert!(err.contains("back after"), "{err}");
+        assert!(
+            err.contains("made alone") && !err.contains(" 0 made alone"),
+            "the lines decided alone are counted: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_threshold_counts_the_whole_fleet() {
+    if !have("redis-server", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(free_port(), &[]);
+    let url = format!("redis://127.0.0.1:{}/th", redis.port);
+    let mut members: Vec<Member> = (1..=3)
+        .map(|i| {
+            Member::start(
+                dir.path(),
+                &format!("m{i}"),
+                &[
+                    "--alarm",
+                    "brute log:",
+                    "--log-alarm",
+                    r"brute failed login from (?P<ip>\S+)",
+                    "--alarm-key",
+                    "brute {ip}",
+                    "--alarm-threshold",
+                    "brute 6 60",
+                    "--alarm-template",
+                    "brute {count} failed logins from {ip}",
+                    "--alarm-freq",
+                    "60",
+                    "--alarm-cluster",
+                    &url,
+                ],
+            )
+        })
+        .collect();
+    // Two failures from each host for 10.0.0.1 (6 in all: the threshold), one for 10.0.0.2.
+    for m in &mut members {
+        m.send(
+            "failed login from 10.0.0.1\nfailed login from 10.0.0.1\nfailed login from 10.0.0.2\n",
+        );
+    }
+    wait_until("the threshold's page", 20, || {
+        all_alarms(&members)
+            .iter()
+            .any(|a| a.contains("failed logins from 10.0.0.1"))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let got = all_alarms(&members);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert!(
+        got[0].ends_with("6 failed logins from 10.0.0.1"),
+        "{got:#?}"
+    );
+    for m in members {
+        m.finish();
+    }
+}
+
+#[test]
+fn a_fleet_whose_redis_is_down_at_start_runs_alone_and_says_so() {
+    let port = free_port();
+    let out = crate::support::run(
+        &[
+            "--alarm",
+            "page log:",
+            "--log-alarm",
+            "page ERROR",
+            "--alarm-cluster",
+            &format!("redis://u:hunter2@127.0.0.1:{port}/x?timeout=50"),
+        ],
+        b"ERROR a\nERROR b\n".to_vec(),
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(alarms(&text).len(), 2, "{text}");
+    assert_eq!(err.matches("decided locally").count(), 1, "{err}");
+    assert!(err.contains("redis://u:***@127.0.0.1"), "{err}");
+    assert!(err.contains("2 made alone"), "{err}");
+    // A malformed value: named, masked, refused.
+    let out = crate::support::run(
+        &["--alarm-cluster", "redis://u:hunter2@h:99999/x"],
+        Vec::new(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("invalid alarm-cluster `redis://u:***@h:99999/x`: `99999` is not a port"),
+        "{err}"
+    );
+}
