@@ -396,3 +396,99 @@ fn a_fleet_whose_redis_is_down_at_start_runs_alone_and_says_so() {
         "{err}"
     );
 }
+
+/// A TLS-only redis-server presenting `cert`; AUTH with a password.
+fn redis_tls(cert: &Path, key: &Path, ca: &Path) -> Redis {
+    let port = free_port();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(cert)
+        .arg("--tls-key-file")
+        .arg(key)
+        .arg("--tls-ca-cert-file")
+        .arg(ca)
+        .args(["--requirepass", "pa55word"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let r = Redis { child, port };
+    wait_until("redis-server (TLS) to listen", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    r
+}
+
+#[test]
+fn the_fleet_over_tls_verifies_the_server() {
+    if !have("redis-server", &["--version"]) || !have("openssl", &["version"]) {
+        return;
+    }
+    let tls = crate::support::Tls::new();
+    let dir = tempfile::tempdir().unwrap();
+    let good = redis_tls(&tls.cert, &tls.key, &tls.ca);
+    let url = format!(
+        "rediss://:pa55word@localhost:{}/tls?ca={}",
+        good.port,
+        tls.ca.display()
+    );
+    let args = |u: &str| -> Vec<String> {
+        [
+            "--alarm",
+            "page log:",
+            "--log-alarm",
+            "page ERROR",
+            "--alarm-cluster",
+            u,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let a = args(&url);
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let mut members: Vec<Member> = (1..=2)
+        .map(|i| Member::start(dir.path(), &format!("m{i}"), &a))
+        .collect();
+    for m in &mut members {
+        m.send("ERROR over tls\n");
+    }
+    wait_until("the page", 20, || !all_alarms(&members).is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(all_alarms(&members).len(), 1, "{:#?}", all_alarms(&members));
+    for m in members {
+        let (_, err) = m.finish();
+        assert!(err.contains(" 0 made alone"), "{err}");
+    }
+    // A server whose certificate the CA did not sign: refused, the host decides alone.
+    let rogue = redis_tls(&tls.rogue_cert, &tls.rogue_key, &tls.ca);
+    let url = format!(
+        "rediss://:pa55word@localhost:{}/tls?ca={}",
+        rogue.port,
+        tls.ca.display()
+    );
+    let out = crate::support::run(
+        &args(&url).iter().map(String::as_str).collect::<Vec<_>>(),
+        b"ERROR x\n".to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("decided locally") && err.contains("1 made alone"),
+        "{err}"
+    );
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the reason is given: {err}"
+    );
+}
