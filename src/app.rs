@@ -149,6 +149,7 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         dispatch,
         spool,
         observe,
+        nats_out: plan_nats_out,
         ..
     } = plan;
     let mut instances = Vec::with_capacity(alarms.len());
@@ -158,6 +159,15 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
             Err(e) => return fail(e),
         }
     }
+    let publisher = match plan_nats_out.as_ref().map(crate::nats::Publisher::start) {
+        Some(Ok(p)) => {
+            let p = Arc::new(p);
+            output.tee(p.clone());
+            Some(p)
+        }
+        Some(Err(e)) => return fail(format_args!("logalarm: nats-out: {e}")),
+        None => None,
+    };
     output.stop_after(signals.stop_flag(), dispatch.grace);
     let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx, signals.stop_flag()) {
         Ok(d) => d,
@@ -194,6 +204,17 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     // The last records, if the stream ended inside a line.
     if let Err(e) = output.end_line() {
         report!(Alarm, "{e}");
+    }
+    if let Some(p) = &publisher {
+        p.close(dispatch.grace);
+        let st = &p.stats;
+        report!(
+            Alarm,
+            "exit: nats-out: {} line(s) published, {} dropped (when_full=drop), {} publish(es) retried",
+            st.published.load(std::sync::atomic::Ordering::Relaxed),
+            st.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            st.retried.load(std::sync::atomic::Ordering::Relaxed)
+        );
     }
     if let Some(c) = &cluster {
         let st = &c.stats;

@@ -369,6 +369,34 @@ struct Lane {
     /// The alarm whose action runs now, plus one (0: none): an action still running when
     /// the grace period ends is counted as discarded.
     running: AtomicU64,
+    /// Events queued here so far, and events this lane has finished with (run, held,
+    /// dropped by the action, spooled or discarded): a [`Mark`] compares them.
+    pushed: AtomicU64,
+    done: AtomicU64,
+    /// The lane's thread ended.
+    ended: AtomicBool,
+}
+
+/// The lanes' progress when some lines were passed on: [`Mark::reached`] once every alarm
+/// those lines raised is handled. `--nats` acknowledges a message only then, so an instance
+/// killed with alarms still queued has its lines delivered again to another.
+#[derive(Debug, Default)]
+pub(crate) struct Mark(Vec<(Arc<Lane>, u64)>);
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl Mark {
+    /// Whether every event queued before the mark was taken is handled (a lane whose thread
+    /// ended handles nothing more: its events were counted as discarded).
+    pub(crate) fn reached(&self) -> bool {
+        self.0
+            .iter()
+            .all(|(l, n)| l.done.load(Ordering::Acquire) >= *n || l.ended.load(Ordering::Acquire))
+    }
 }
 
 struct Shared {
@@ -766,6 +794,9 @@ impl Dispatcher {
             unparker: parker.unparker().clone(),
             dropped: AtomicU64::new(0),
             running: AtomicU64::new(0),
+            pushed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
         });
         let (l, s, c) = (lane.clone(), self.shared.clone(), self.ctx.clone());
         let name = if index == 0 {
@@ -822,9 +853,11 @@ impl Dispatcher {
             after: self.after,
             pos,
         };
+        self.lanes[lane].pushed.fetch_add(1, Ordering::Relaxed);
         if let Err(ev) = self.lanes[lane].queue.push(ev) {
             match self.overflow[a] {
                 Overflow::Drop => {
+                    self.lanes[lane].done.fetch_add(1, Ordering::Release);
                     self.lanes[lane].dropped.fetch_add(1, Ordering::Relaxed);
                     self.shared.alarms[a].lose(&ev.msg);
                 }
@@ -849,6 +882,7 @@ impl Dispatcher {
             }
             let gone = self.threads.get(lane).is_none_or(|t| t.is_finished());
             if gone || self.stop_waiting() {
+                self.lanes[lane].done.fetch_add(1, Ordering::Release);
                 let counts = &self.shared.alarms[ev.alarm as usize].counts;
                 counts.discarded.fetch_add(1, Ordering::Relaxed);
                 return;
@@ -869,6 +903,19 @@ impl Dispatcher {
         }
         let since = *self.stop_seen.get_or_insert_with(Instant::now);
         since.elapsed() >= self.grace
+    }
+
+    /// The lanes' progress now (see [`Mark`]): the lanes with events not yet handled.
+    pub(crate) fn mark(&self) -> Mark {
+        Mark(
+            self.lanes
+                .iter()
+                .filter_map(|l| {
+                    let n = l.pushed.load(Ordering::Relaxed);
+                    (l.done.load(Ordering::Acquire) < n).then(|| (l.clone(), n))
+                })
+                .collect(),
+        )
     }
 
     /// Wake the lanes that got events, and report drops (at most once a second).
@@ -1232,6 +1279,7 @@ fn run_lane(
         for inst in alarms.instances() {
             inst.action.finish(Duration::from_secs(3));
         }
+        lane.ended.store(true, Ordering::Release);
     };
     let mut digest_check = Instant::now();
     loop {
@@ -1248,8 +1296,11 @@ fn run_lane(
                 finish(&mut alarms, &mut run);
                 return;
             }
-            if !alarms.run(&ev, &shared, &mut run, &lane) {
+            let ok = alarms.run(&ev, &shared, &mut run, &lane);
+            lane.done.fetch_add(1, Ordering::Release);
+            if !ok {
                 // Counted as discarded by the shutdown while it ran: not counted twice.
+                lane.ended.store(true, Ordering::Release);
                 return;
             }
             if digest_check.elapsed() >= crate::report::EVERY {

@@ -54,6 +54,7 @@ mod linebuf;
 mod litscan;
 mod metrics;
 mod monitor;
+mod nats;
 mod output;
 mod pipeline;
 mod plan;

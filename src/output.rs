@@ -86,6 +86,8 @@ pub(crate) struct Output {
     stopping: AtomicBool,
     /// Set by SIGTERM/SIGINT, and how long a stuck write may go on after it.
     stop_signal: OnceLock<(Arc<AtomicBool>, Duration)>,
+    /// `--nats-out`: every byte written is published too.
+    tee: OnceLock<Arc<crate::nats::Publisher>>,
 }
 
 /// Open `path` for appending. A symbolic link in a directory that others may write to is
@@ -152,6 +154,7 @@ impl Output {
             passed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
             stop_signal: OnceLock::new(),
+            tee: OnceLock::new(),
         }
     }
 
@@ -175,6 +178,11 @@ impl Output {
     /// After `flag` is set (SIGTERM/SIGINT), a stuck write gives up `grace` later.
     pub(crate) fn stop_after(&self, flag: Arc<AtomicBool>, grace: Duration) {
         let _ = self.stop_signal.set((flag, grace));
+    }
+
+    /// `--nats-out`: publish every byte written from now on.
+    pub(crate) fn tee(&self, publisher: Arc<crate::nats::Publisher>) {
+        let _ = self.tee.set(publisher);
     }
 
     /// Log bytes written so far.
@@ -260,6 +268,9 @@ impl Output {
         let Some(&last) = bytes.last() else {
             return Ok(());
         };
+        if let Some(t) = self.tee.get() {
+            t.send(bytes);
+        }
         let target = &state.target;
         let fd = target.fd();
         let mut reported = false;

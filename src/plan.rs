@@ -80,6 +80,8 @@ pub(crate) struct MonitorPlan {
     /// `--udp-sender`.
     pub(crate) udp_sender: bool,
     pub(crate) alarm_sockets: Vec<(PathBuf, Origin)>,
+    /// `--nats`: JetStream inputs.
+    pub(crate) nats: Vec<crate::nats::InputPlan>,
 }
 
 /// The runnable configuration: everything the runtime receives (`app::run` reads nothing else).
@@ -105,6 +107,8 @@ pub struct Plan {
     pub(crate) warnings: Vec<String>,
     /// `--metrics`, `--stats`: where the counters are served.
     pub(crate) observe: ObservePlan,
+    /// `--nats-out`: where the log stream is published too.
+    pub(crate) nats_out: Option<crate::nats::OutputPlan>,
 }
 
 /// `--metrics`, `--stats`, `--stats-http`.
@@ -224,7 +228,34 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
                 )
             }),
     );
-    let monitors = monitors(c, &names)?;
+    let mut monitors = monitors(c, &names)?;
+    for v in &c.nats {
+        let p = crate::nats::InputPlan::parse(&v.value).map_err(|e| {
+            ConfigError::new(
+                format!(
+                    "invalid nats `{}`: {e}",
+                    crate::config::redact_value(&v.value)
+                ),
+                &v.origin,
+            )
+        })?;
+        monitors.nats.push(p);
+    }
+    let nats_out = c
+        .nats_out
+        .as_ref()
+        .map(|v| {
+            crate::nats::OutputPlan::parse(&v.value).map_err(|e| {
+                ConfigError::new(
+                    format!(
+                        "invalid nats-out `{}`: {e}",
+                        crate::config::redact_value(&v.value)
+                    ),
+                    &v.origin,
+                )
+            })
+        })
+        .transpose()?;
     for (shown, addr, _) in &monitors.udp {
         if !addr.ip().is_loopback() && monitors.udp_allow.is_empty() {
             warnings.push(format!(
@@ -270,6 +301,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }),
         warnings,
         observe: observe(c)?,
+        nats_out,
     })
 }
 
@@ -907,6 +939,7 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
             .iter()
             .map(|s| (s.value.clone(), s.origin.clone()))
             .collect(),
+        nats: Vec::new(),
     })
 }
 

@@ -50,6 +50,8 @@ pub(crate) struct Monitors {
     /// `--udp-allow` and `--udp-sender`.
     pub(crate) udp_options: crate::source::udp::Options,
     pub(crate) sockets: Vec<AlarmSocket>,
+    /// `--nats` inputs, started by the reactor (each needs its waker).
+    pub(crate) nats: Vec<crate::nats::InputPlan>,
 }
 
 impl Monitors {
@@ -101,6 +103,7 @@ impl Monitors {
                 sender: spec.udp_sender,
             },
             sockets,
+            nats: spec.nats.clone(),
         })
     }
 
@@ -111,5 +114,6 @@ impl Monitors {
             || !self.tails.is_empty()
             || !self.udp.is_empty()
             || !self.sockets.is_empty()
+            || !self.nats.is_empty()
     }
 }

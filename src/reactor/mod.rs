@@ -157,7 +157,16 @@ impl<'a> Reactor<'a> {
             udp,
             udp_options,
             sockets,
+            nats,
         } = monitors;
+        for plan in &nats {
+            let token = table.next_token();
+            let waker = mio::Waker::new(poll.registry(), token)?;
+            let input =
+                Input::Nats(crate::nats::NatsIn::start(plan, waker).map_err(io::Error::other)?);
+            let pipeline = Box::new(Pipeline::new(rules.matcher(), DEFAULT_CAPACITY));
+            table.insert(poll.registry(), Source::Log { input, pipeline })?;
+        }
         for tail in tails {
             let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
             let input = Input::Tail(tail);
@@ -560,10 +569,15 @@ impl<'a> Reactor<'a> {
             mut input,
         } = source
         {
+            let grace = self.cx.grace;
             let mut sink = self.sink();
             if let Input::Stdin(p) = &mut input {
                 // What its thread already read is written too (SIGTERM mid-stream).
                 p.finish(&mut pipeline, &mut sink)?;
+            }
+            if let Input::Nats(n) = &mut input {
+                // What its thread fetched is written and acknowledged; the rest refused.
+                n.finish(&mut pipeline, &mut sink, grace)?;
             }
             let inside_line = pipeline.inside_line();
             let res = pipeline.finish(&mut sink);

@@ -36,6 +36,8 @@ pub(super) enum Input {
     Tail(Tail),
     /// A `--udp` socket: each datagram is one or more lines.
     Udp(Udp),
+    /// A `--nats` consumer, read by a thread of its own.
+    Nats(crate::nats::NatsIn),
 }
 
 /// One entry of the table.
@@ -81,7 +83,7 @@ impl Source {
                 Input::Child { fd, .. } => Some(fd.as_raw_fd()),
                 Input::Udp(u) => Some(u.sock.as_raw_fd()),
                 // Standard input wakes the poll through a waker; files are not polled.
-                Input::Stdin(_) | Input::Tail(_) => None,
+                Input::Stdin(_) | Input::Tail(_) | Input::Nats(_) => None,
             },
             Source::AlarmFd(w) => Some(w.fd),
             Source::AlarmSocket(s) => Some(s.fd()),
@@ -173,6 +175,7 @@ pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
         Input::Stdin(_) => "stdin".to_string(),
         Input::Child { slot, .. } => supervisor.label_of(*slot),
         Input::Tail(t) => format!("tail:{}", t.path().display()),
+        Input::Nats(n) => format!("nats:{}", n.shown),
         Input::Udp(u) => match u.sock.local_addr() {
             Ok(a) => format!("udp:{a}"),
             Err(_) => "udp".to_string(),
@@ -193,6 +196,7 @@ pub(super) fn read_turn(
             Input::Stdin(p) => p.serve(pipeline, sink)?,
             Input::Tail(t) => t.serve(pipeline, sink)?,
             Input::Udp(u) => u.serve(pipeline, sink)?,
+            Input::Nats(n) => n.serve(pipeline, sink)?,
             Input::Child { fd, slot } => {
                 source::read_pipe(fd.as_raw_fd(), *slot, pipeline, sink, supervisor)?
             }
