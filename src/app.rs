@@ -168,6 +168,7 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         Some(Err(e)) => return fail(format_args!("logalarm: nats-out: {e}")),
         None => None,
     };
+    let stop_flag = signals.stop_flag();
     output.stop_after(signals.stop_flag(), dispatch.grace);
     let mut dispatcher = match Dispatcher::start(instances, &dispatch, ctx, signals.stop_flag()) {
         Ok(d) => d,
@@ -206,7 +207,7 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         report!(Alarm, "{e}");
     }
     if let Some(p) = &publisher {
-        p.close(dispatch.grace);
+        p.close(dispatch.grace, &stop_flag);
         let st = &p.stats;
         report!(
             Alarm,

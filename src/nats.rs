@@ -572,8 +572,9 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
-/// Written bytes waiting for the publisher, in chunks.
-const OUT_CHUNKS: usize = 1024;
+/// Written chunks waiting for the publisher (each at most the output's largest write, 1 MiB
+/// from standard input: 64 MiB at most).
+const OUT_CHUNKS: usize = 64;
 
 impl Publisher {
     /// Connect (and with `stream=`, create the stream when missing) and start the thread.
@@ -632,23 +633,39 @@ impl Publisher {
         }
     }
 
-    /// Publish what is left and wait for the server's acknowledgements (at most `grace`).
-    pub(crate) fn close(&self, grace: Duration) {
+    /// Publish what is left and wait for the server's acknowledgements: for as long as it
+    /// takes at the end of the input, at most `grace` once `stop` (SIGTERM/SIGINT) is set.
+    pub(crate) fn close(&self, grace: Duration, stop: &AtomicBool) {
         // The sender held here is the only one: dropping it closes the channel once the
         // thread took what is queued.
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let handle = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(h) = handle {
-            let deadline = std::time::Instant::now() + grace.max(Duration::from_secs(2));
-            while !h.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+        let Some(h) = handle else { return };
+        let mut stop_seen: Option<std::time::Instant> = None;
+        let mut said = std::time::Instant::now();
+        while !h.is_finished() {
+            if stop.load(Ordering::Relaxed) {
+                let since = *stop_seen.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= grace {
+                    report!(
+                        Alarm,
+                        "nats-out: {} line(s) published; the rest is not: logalarm is stopping",
+                        self.stats.published.load(Ordering::Relaxed)
+                    );
+                    return;
+                }
             }
-            if h.is_finished() {
-                let _ = h.join();
-            } else {
-                report!(Alarm, "nats-out: lines still unpublished at exit");
+            if said.elapsed() >= Duration::from_secs(10) {
+                said = std::time::Instant::now();
+                report!(
+                    Alarm,
+                    "nats-out: still publishing ({} line(s) so far)",
+                    self.stats.published.load(Ordering::Relaxed)
+                );
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
+        let _ = h.join();
     }
 }
 

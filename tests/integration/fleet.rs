@@ -492,3 +492,218 @@ fn the_fleet_over_tls_verifies_the_server() {
         "the reason is given: {err}"
     );
 }
+
+/// A real nats-server with JetStream on a free loopback port; killed on drop.
+struct Nats {
+    child: Child,
+    url: String,
+    _store: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats() -> Nats {
+    let port = free_port();
+    let store = tempfile::tempdir().unwrap();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(store.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("nats-server to listen", 20, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _store: store,
+    }
+}
+
+/// Publish `lines` into stream LOGS (subject logs.in) with logalarm's own `--nats-out`.
+fn publish(n: &Nats, lines: &[u8]) {
+    let out = crate::support::run(
+        &["--nats-out", &format!("{},logs.in,stream=LOGS", n.url)],
+        lines.to_vec(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let count = lines.iter().filter(|&&b| b == b'\n').count();
+    assert!(
+        err.contains(&format!("{count} line(s) published, 0 dropped")),
+        "{err}"
+    );
+}
+
+fn detached(dir: &Path, name: &str, args: &[&str]) -> Member {
+    let mut m = Member::start(dir, name, args);
+    drop(m.stdin.take());
+    m
+}
+
+fn numbered(n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n * 16);
+    for i in 0..n {
+        v.extend_from_slice(format!("line {i}\n").as_bytes());
+    }
+    v
+}
+
+/// Lines `line N` in every output, counted.
+fn passed(members: &[Member]) -> std::collections::HashMap<String, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for m in members {
+        for l in m.output().lines().filter(|l| l.starts_with("line ")) {
+            *seen.entry(l.to_string()).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn stop(members: Vec<Member>) -> Vec<(String, String)> {
+    for m in &members {
+        crate::support::signal(&m.child, libc::SIGTERM);
+    }
+    members
+        .into_iter()
+        .map(|mut m| {
+            let t = Instant::now();
+            while m.child.try_wait().unwrap().is_none() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "logalarm did not stop"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (m.output(), m.stderr())
+        })
+        .collect()
+}
+
+fn read_count(err: &str, what: &str) -> u64 {
+    err.lines()
+        .find(|l| l.contains("exit: nats nats://"))
+        .and_then(|l| {
+            let (head, _) = l.split_once(what)?;
+            head.rsplit(' ')
+                .nth(1)
+                .or_else(|| head.split(' ').next_back())?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no `{what}` count in: {err}"))
+}
+
+#[test]
+fn a_jetstream_stream_of_a_million_lines_shared_by_three_instances() {
+    if !have("nats-server", &["--version"]) {
+        return;
+    }
+    let n = nats();
+    let input = numbered(1_000_000);
+    publish(&n, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("{},LOGS,workers", n.url);
+    let members: Vec<Member> = (1..=3)
+        .map(|i| detached(dir.path(), &format!("c{i}"), &["--nats", &src]))
+        .collect();
+    wait_until("every line passed", 120, || {
+        passed(&members).values().sum::<usize>() >= 1_000_000
+    });
+    let seen = passed(&members);
+    let shares: Vec<usize> = members.iter().map(|m| m.output().lines().count()).collect();
+    let ends = stop(members);
+    assert_eq!(seen.len(), 1_000_000, "every line");
+    assert!(
+        seen.values().all(|&c| c == 1),
+        "exactly once when nothing fails"
+    );
+    for share in &shares {
+        assert!(*share > 100_000, "each instance takes a share: {shares:?}");
+    }
+    let mut acked = 0;
+    for (_, err) in &ends {
+        assert_eq!(read_count(err, "of them delivered again"), 0, "{err}");
+        acked += read_count(err, "acknowledged");
+    }
+    assert_eq!(acked, 1_000_000, "every message acknowledged");
+}
+
+#[test]
+fn an_instance_killed_mid_stream_has_its_lines_and_alarms_redelivered() {
+    if !have("nats-server", &["--version"]) {
+        return;
+    }
+    let n = nats();
+    let total = 300_000;
+    let input = numbered(total);
+    publish(&n, &input);
+    let dir = tempfile::tempdir().unwrap();
+    let src = format!("{},LOGS,workers,ack_wait=2,batch=256", n.url);
+    let args = [
+        "--nats",
+        &src,
+        "--alarm",
+        "seven log:",
+        "--log-alarm",
+        r"seven ^line \d*777$",
+        "--alarm-freq",
+        "0",
+    ];
+    let mut members: Vec<Member> = (1..=3)
+        .map(|i| detached(dir.path(), &format!("c{i}"), &args))
+        .collect();
+    wait_until("a third of the stream", 60, || {
+        passed(&members).values().sum::<usize>() >= total / 3
+    });
+    // SIGKILL: no shutdown, no acknowledgement of what is in flight.
+    let _ = members[0].child.kill();
+    let _ = members[0].child.wait();
+    wait_until("every line passed by someone", 120, || {
+        passed(&members).len() >= total
+    });
+    let seen = passed(&members);
+    let alarmed: Vec<String> = members
+        .iter()
+        .flat_map(|m| {
+            alarms(&m.output())
+                .into_iter()
+                .filter_map(|a| a.split("ALARM: ").nth(1).map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let killed = members.remove(0);
+    let ends = stop(members);
+    drop(killed);
+    assert_eq!(seen.len(), total, "no line lost");
+    let expected: Vec<String> = (0..total)
+        .map(|i| format!("line {i}"))
+        .filter(|l| l.ends_with("777"))
+        .collect();
+    for e in &expected {
+        assert!(alarmed.contains(e), "alarm for `{e}` lost");
+    }
+    let dup_lines: usize = seen.values().map(|&c| c - 1).sum();
+    let redelivered: u64 = ends
+        .iter()
+        .map(|(_, err)| read_count(err, "of them delivered again"))
+        .sum();
+    assert!(redelivered > 0, "the killed instance's messages came again");
+    assert!(
+        dup_lines as u64 <= redelivered,
+        "duplicates ({dup_lines}) are the redelivered messages ({redelivered}) at most"
+    );
+    // Bounded: at most what one instance may hold unacknowledged (batch x 8).
+    assert!(redelivered <= 256 * 8 + 256, "{redelivered}");
+    assert!(
+        alarmed.len() - expected.len() <= dup_lines,
+        "duplicate alarms come only from duplicate lines"
+    );
+}
