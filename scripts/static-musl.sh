@@ -13,7 +13,8 @@
 #      (SSL_CERT_FILE / SSL_CERT_DIR override it at run time, as for the dynamic build);
 #   3. logalarm for x86_64-unknown-linux-musl, curl-sys finding that libcurl with pkg-config.
 # Then it checks the binary is static, runs it, and runs the integration tests of every
-# delivery (HTTP, HTTPS with verification, SMTP, SMTPS, STARTTLS, airbrake) on it.
+# delivery (HTTP, HTTPS with verification, SMTP, SMTPS, STARTTLS, airbrake) and of the fleet
+# (alarm-cluster on Redis, with TLS; --nats/--nats-out on JetStream) on it.
 # xmpp: alarms need libstrophe, loaded at run time, which a static binary cannot: that alarm
 # is refused at start-up by this build with that reason (use the .deb).
 # Pieces 1 and 2 are kept in target/musl-deps and rebuilt when their inputs change.
@@ -98,6 +99,6 @@ if o=$("$out" --alarm "x xmpp:alarm@example.com;pw;to@example.com" --log-alarm "
 fi
 grep -q "static binary" <<<"$o" || { echo "xmpp: refused without the reason: $o"; exit 1; }
 
-say "delivery tests on the static binary (real HTTP, HTTPS, SMTP, SMTPS servers)"
-LOGALARM_TEST_BIN=$PWD/$out cargo test --release --quiet --test integration -- curl:: overflow::spool
+say "delivery and fleet tests on the static binary (real HTTP, HTTPS, SMTP, SMTPS, Redis, NATS servers)"
+LOGALARM_TEST_BIN=$PWD/$out cargo test --release --quiet --test integration -- curl:: overflow::spool fleet::
 say "static binary ok: $out"

@@ -24,6 +24,8 @@ need_pkg chromium chromium         # replay --report: the page drawn in headless
 need_pkg prometheus-alertmanager prometheus-alertmanager   # alertmanager: alarms, the real receiver
 need_pkg curl curl                 # reading Alertmanager's API back
 need_pkg javac default-jdk-headless   # alarm-multiline: a real Java stack trace (java Trace.java)
+need_pkg redis-server redis-server # alarm-cluster: the fleet's shared state (tests/integration/fleet.rs)
+need_pkg nats-server nats-server   # --nats / --nats-out: JetStream shared by instances
 # xmpp alarms load libstrophe at run time (logalarm builds without it)
 [ -e /usr/lib/x86_64-linux-gnu/libstrophe.so.0 ] || ls /usr/lib/*/libstrophe.so.0 >/dev/null 2>&1 || need_pkg __never_a_command__ libstrophe0
 if ! python3 -c "import aiosmtpd" 2>/dev/null; then   # the SMTP test server

@@ -179,6 +179,10 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         Err(e) => return fail(e),
     };
     if let Some(m) = &metrics {
+        m.attach_fleet(
+            cluster.as_ref().map(|c| c.stats.clone()),
+            publisher.as_ref().map(|p| p.stats.clone()),
+        );
         supervisor.observe(m.clone());
     }
     // With `-- CMD`, standard input belongs to the command (logalarm as an entrypoint).

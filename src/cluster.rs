@@ -78,9 +78,10 @@ impl ClusterPlan {
         } else {
             return Err("expected redis://HOST:PORT/PREFIX or rediss://HOST:PORT/PREFIX".into());
         };
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
+        // The userinfo ends at the last `@` (a password may hold `/`, `?`, `@`).
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u), r),
+            None => (None, rest),
         };
         let (authority, prefix) = match rest.split_once('/') {
             Some((a, p)) => (a, p),
@@ -94,18 +95,19 @@ impl ClusterPlan {
                 "the key prefix must be at most 200 characters, without `/` or spaces".into(),
             );
         }
-        let (userinfo, hostport) = match authority.rsplit_once('@') {
-            Some((u, h)) => (Some(u), h),
-            None => (None, authority),
+        let (prefix, query) = match prefix.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (prefix, None),
         };
+        let hostport = authority;
         let (username, password) = match userinfo {
             None => (None, None),
             Some(u) => match u.split_once(':') {
                 Some((user, pw)) => (
-                    (!user.is_empty()).then(|| user.to_string()),
-                    Some(Secret::new(pw)),
+                    (!user.is_empty()).then(|| percent_decode(user)),
+                    Some(Secret::new(&percent_decode(pw))),
                 ),
-                None => (None, Some(Secret::new(u))),
+                None => (None, Some(Secret::new(&percent_decode(u)))),
             },
         };
         let (host, port) = match hostport.rsplit_once(':') {
@@ -224,6 +226,32 @@ impl ClusterPlan {
             _ => text.to_string(),
         }
     }
+}
+
+/// `%XX` escapes decoded (a password written percent-encoded, as URLs want); anything else as
+/// written.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn default_id() -> String {
@@ -730,6 +758,23 @@ mod tests {
         assert!(!p.shown.contains("s3cret") && !format!("{p:?}").contains("s3cret"));
         let p = ClusterPlan::parse("rediss://:pw@h/x").expect("valid");
         assert!(p.tls && p.username.is_none() && p.port == 6379 && p.has_secret());
+        // A password holding `/`, `@`, `?`, raw or percent-encoded; never shown.
+        for v in [
+            "redis://:a/b@c?d@h:1/x?id=n",
+            "redis://:a%2Fb%40c%3Fd@h:1/x?id=n",
+        ] {
+            let p = ClusterPlan::parse(v).expect("valid");
+            assert_eq!(p.password.as_ref().map(Secret::expose), Some("a/b@c?d"));
+            assert_eq!(
+                (p.host.as_str(), p.prefix.as_str(), p.id.as_str()),
+                ("h", "x", "n")
+            );
+            assert!(
+                !p.shown.contains("a/b") && !p.shown.contains("a%2F"),
+                "{}",
+                p.shown
+            );
+        }
         for (bad, why) in [
             ("http://h:1/x", "expected redis://"),
             ("redis://h:1", "no key prefix"),

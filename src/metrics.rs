@@ -60,6 +60,10 @@ pub(crate) struct Metrics {
     dispatch: OnceLock<Probe>,
     output: OnceLock<Arc<Output>>,
     processes: Mutex<BTreeMap<String, ProcessCounts>>,
+    /// `alarm-cluster`, `--nats`, `--nats-out`: the fleet's counters.
+    cluster: OnceLock<Arc<crate::cluster::ClusterStats>>,
+    nats_in: Mutex<Vec<(String, Arc<crate::nats::InputStats>)>>,
+    nats_out: OnceLock<Arc<crate::nats::OutputStats>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -81,6 +85,9 @@ impl Metrics {
             dispatch: OnceLock::new(),
             output: OnceLock::new(),
             processes: Mutex::new(BTreeMap::new()),
+            cluster: OnceLock::new(),
+            nats_in: Mutex::new(Vec::new()),
+            nats_out: OnceLock::new(),
         }
     }
 
@@ -107,6 +114,28 @@ impl Metrics {
     pub(crate) fn attach(&self, probe: Probe, output: Arc<Output>) {
         let _ = self.dispatch.set(probe);
         let _ = self.output.set(output);
+    }
+
+    /// The fleet's counters: `alarm-cluster`, `--nats-out`.
+    pub(crate) fn attach_fleet(
+        &self,
+        cluster: Option<Arc<crate::cluster::ClusterStats>>,
+        out: Option<Arc<crate::nats::OutputStats>>,
+    ) {
+        if let Some(c) = cluster {
+            let _ = self.cluster.set(c);
+        }
+        if let Some(o) = out {
+            let _ = self.nats_out.set(o);
+        }
+    }
+
+    /// A `--nats` input's counters.
+    pub(crate) fn attach_nats(&self, name: String, stats: Arc<crate::nats::InputStats>) {
+        self.nats_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, stats));
     }
 
     /// The counters of input `name` (the same ones again for a restarted process).
@@ -559,6 +588,79 @@ impl Collector for Scrape {
             "Supervised processes that ended, by exit status or signal",
             &exits,
         )?;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        if let Some(c) = m.cluster.get() {
+            counters(
+                &mut e,
+                "logalarm_cluster_decisions",
+                "Raising lines decided by the fleet on Redis (by=fleet) or alone (by=alone)",
+                &[
+                    (vec![("by", "fleet".to_string())], get(&c.shared)),
+                    (vec![("by", "alone".to_string())], get(&c.alone)),
+                ],
+            )?;
+            counters(
+                &mut e,
+                "logalarm_cluster_round_trips",
+                "Pipelines sent to Redis",
+                &[(vec![], get(&c.round_trips))],
+            )?;
+            counters(
+                &mut e,
+                "logalarm_cluster_outages",
+                "Times Redis stopped answering",
+                &[(vec![], get(&c.outages))],
+            )?;
+            gauges(
+                &mut e,
+                "logalarm_cluster_up",
+                "1 when the last question to Redis was answered",
+                &[(vec![], i64::from(c.up.load(Ordering::Relaxed)))],
+            )?;
+        }
+        let nats = self
+            .0
+            .nats_in
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if !nats.is_empty() {
+            for (name, help, f) in [
+                (
+                    "logalarm_nats_messages",
+                    "JetStream messages read",
+                    (|s: &crate::nats::InputStats| &s.messages)
+                        as fn(&crate::nats::InputStats) -> &AtomicU64,
+                ),
+                (
+                    "logalarm_nats_redelivered",
+                    "JetStream messages read that were delivered before (at least once)",
+                    |s| &s.redelivered,
+                ),
+                (
+                    "logalarm_nats_acked",
+                    "JetStream messages acknowledged (lines passed on, alarms handled)",
+                    |s| &s.acked,
+                ),
+            ] {
+                let rows: Vec<_> = nats
+                    .iter()
+                    .map(|(n, s)| (vec![("input", label(n))], get(f(s))))
+                    .collect();
+                counters(&mut e, name, help, &rows)?;
+            }
+        }
+        if let Some(o) = m.nats_out.get() {
+            counters(
+                &mut e,
+                "logalarm_nats_out_lines",
+                "Lines published by --nats-out (result=published, dropped)",
+                &[
+                    (vec![("result", "published".to_string())], get(&o.published)),
+                    (vec![("result", "dropped".to_string())], get(&o.dropped)),
+                ],
+            )?;
+        }
         Ok(())
     }
 }

@@ -1448,8 +1448,9 @@ pub(crate) fn redact_value(v: &str) -> String {
 fn redact_url_password(s: &str) -> String {
     if let Some(scheme_end) = s.find("://") {
         let after = &s[scheme_end + 3..];
-        // The authority ends at the path, the query, or the next `;key=value` of the alarm.
-        let auth_end = after.find(['/', ';', '?', '#', ' ']).unwrap_or(after.len());
+        // The userinfo ends at the last `@` before the next `;key=value` of the alarm or a
+        // space: a password may hold `/`, `?` or `@` (masking a path's `@` too is harmless).
+        let auth_end = after.find([';', ' ']).unwrap_or(after.len());
         if let Some(at) = after[..auth_end].rfind('@') {
             if let Some(colon) = after[..at].find(':') {
                 return format!(

@@ -162,8 +162,11 @@ impl<'a> Reactor<'a> {
         for plan in &nats {
             let token = table.next_token();
             let waker = mio::Waker::new(poll.registry(), token)?;
-            let input =
-                Input::Nats(crate::nats::NatsIn::start(plan, waker).map_err(io::Error::other)?);
+            let n = crate::nats::NatsIn::start(plan, waker).map_err(io::Error::other)?;
+            if let Some(m) = cx.metrics {
+                m.attach_nats(n.shown.clone(), n.stats.clone());
+            }
+            let input = Input::Nats(n);
             let pipeline = Box::new(Pipeline::new(rules.matcher(), DEFAULT_CAPACITY));
             table.insert(poll.registry(), Source::Log { input, pipeline })?;
         }

@@ -308,6 +308,17 @@ fn redis_killed_mid_storm_each_host_goes_local_then_rejoins() {
     }
 }
 
+/// GET /metrics from 127.0.0.1:`port`.
+fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut page = String::new();
+    c.read_to_string(&mut page).unwrap();
+    page
+}
+
 #[test]
 fn a_threshold_counts_the_whole_fleet() {
     if !have("redis-server", &["--version"]) {
@@ -316,6 +327,8 @@ fn a_threshold_counts_the_whole_fleet() {
     let dir = tempfile::tempdir().unwrap();
     let redis = Redis::start(free_port(), &[]);
     let url = format!("redis://127.0.0.1:{}/th", redis.port);
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
     let mut members: Vec<Member> = (1..=3)
         .map(|i| {
             Member::start(
@@ -324,6 +337,8 @@ fn a_threshold_counts_the_whole_fleet() {
                 &[
                     "--alarm",
                     "brute log:",
+                    "--metrics",
+                    if i == 1 { &metrics } else { "127.0.0.1:0" },
                     "--log-alarm",
                     r"brute failed login from (?P<ip>\S+)",
                     "--alarm-key",
@@ -357,6 +372,13 @@ fn a_threshold_counts_the_whole_fleet() {
     assert!(
         got[0].ends_with("6 failed logins from 10.0.0.1"),
         "{got:#?}"
+    );
+    // The fleet's counters in --metrics.
+    let page = scrape(metrics_port);
+    assert!(
+        page.contains("logalarm_cluster_decisions_total{by=\"fleet\"} 3")
+            && page.contains("logalarm_cluster_up 1"),
+        "{page}"
     );
     for m in members {
         m.finish();
