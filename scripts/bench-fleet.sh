@@ -29,14 +29,14 @@ RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
 pids+=($!)
 wait_port "$RPORT"
-CLUSTER="redis://127.0.0.1:$RPORT/bench"
+CLUSTER="redis://127.0.0.1:$RPORT/bench-"
 echo "redis-server $(redis-server --version | grep -o 'v=[^ ]*'), nats-server $(nats-server --version), $(nproc) cores, $(date -u +%F)"
 
 # 1. One lane: 100,000 raising lines of one message, a log: alarm (anti-flood holds all but one).
-yes 'ERROR db down' | head -n 100000 > "$WORK/storm.log"
+seq 100000 | sed 's/.*/ERROR db down/' > "$WORK/storm.log"
 for run in $(seq "$RUNS"); do
   t0=$(now)
-  "$BIN" --alarm "a log:" --log-alarm "a ERROR" --alarm-freq 60 --alarm-cluster "$CLUSTER/one$run" \
+  "$BIN" --alarm "a log:" --log-alarm "a ERROR" --alarm-freq 60 --alarm-cluster "${CLUSTER}one$run" \
     < "$WORK/storm.log" > /dev/null 2> "$WORK/err"
   t1=$(now)
   echo "decisions, 1 lane: $(rate 100000 "$t0" "$t1")/s ($(grep -o 'in [0-9]* round trip' "$WORK/err"))"
@@ -48,7 +48,7 @@ args=()
 for i in $(seq 8); do args+=(--alarm "a$i cmd:true" --log-alarm "a$i ERROR"); done
 for run in $(seq "$RUNS"); do
   t0=$(now)
-  "$BIN" "${args[@]}" --alarm-freq 60 --alarm-cluster "$CLUSTER/eight$run" \
+  "$BIN" "${args[@]}" --alarm-freq 60 --alarm-cluster "${CLUSTER}eight$run" \
     < "$WORK/storm.log" > /dev/null 2> "$WORK/err"
   t1=$(now)
   line=$(grep 'alarm-cluster:' "$WORK/err")
@@ -80,7 +80,7 @@ size=$(stat -c %s "$WORK/path.log")
 for run in $(seq "$RUNS"); do
   for mode in local cluster; do
     extra=()
-    [ "$mode" = cluster ] && extra=(--alarm-cluster "$CLUSTER/path$run")
+    [ "$mode" = cluster ] && extra=(--alarm-cluster "${CLUSTER}path$run")
     t0=$(now)
     "$BIN" "${rules[@]}" "${extra[@]}" < "$WORK/path.log" > /dev/null 2> "$WORK/err"
     t1=$(now)

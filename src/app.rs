@@ -228,7 +228,8 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         if alone + shared > 0 {
             report!(
                 Alarm,
-                "exit: alarm-cluster: {shared} decision(s) shared with the fleet in {} round trip(s), {alone} made alone, {} outage(s)",
+                "exit: alarm-cluster: {shared} decision(s) shared with the fleet ({} of them from its last answer for the same key) in {} round trip(s), {alone} made alone, {} outage(s)",
+                st.cached.load(std::sync::atomic::Ordering::Relaxed),
                 st.round_trips.load(std::sync::atomic::Ordering::Relaxed),
                 st.outages.load(std::sync::atomic::Ordering::Relaxed)
             );

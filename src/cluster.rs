@@ -17,6 +17,7 @@
 //! on its own thread pipelines as well); a home-made protocol between logalarms (the issue
 //! excludes it: Redis is what fleets already run).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -87,6 +88,10 @@ impl ClusterPlan {
             Some((a, p)) => (a, p),
             None => (rest, ""),
         };
+        let (prefix, query) = match prefix.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (prefix, None),
+        };
         if prefix.is_empty() {
             return Err("no key prefix after the address (redis://HOST:PORT/PREFIX): every key of this fleet starts with it".into());
         }
@@ -95,10 +100,6 @@ impl ClusterPlan {
                 "the key prefix must be at most 200 characters, without `/` or spaces".into(),
             );
         }
-        let (prefix, query) = match prefix.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (prefix, None),
-        };
         let hostport = authority;
         let (username, password) = match userinfo {
             None => (None, None),
@@ -267,18 +268,47 @@ fn default_id() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// The digest's counts of `n` held lines (the first and last of them given), in hash `d`.
+macro_rules! hold_fn {
+    () => {
+        r"
+local function hold(d, n, first, last, id, ttl, now)
+  redis.call('HINCRBY', d, 'n', n)
+  redis.call('HINCRBY', d, 'h:' .. id, n)
+  if redis.call('HSETNX', d, 'first', first) == 1 then
+    redis.call('HSET', d, 'first_at', now)
+  end
+  redis.call('HSET', d, 'last', last, 'last_at', now)
+  for _, m in ipairs({first, last}) do
+    local found = false
+    local k = 0
+    for i = 1, 3 do
+      local s = redis.call('HGET', d, 's' .. i)
+      if s == m then found = true end
+      if s then k = i end
+    end
+    if not found and k < 3 then redis.call('HSET', d, 's' .. (k + 1), m) end
+  end
+  redis.call('PEXPIRE', d, ttl)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"
+    };
+}
+
 /// The decision script: KEYS = anti-flood key, threshold key, digest key; ARGV = anti-flood
 /// window (ms, 0: none), threshold count (0: none), threshold window (ms), digest (1/0), the
 /// threshold entry's unique name, the message (for the digest), this logalarm's id, the
 /// digest's time to live (ms).
 /// Answers {0, count, ms since the window's first match}: fire; {1, n}: below the threshold;
 /// {2, ms since the firing that holds it}: anti-flood.
-const DECIDE: &str = r"
+const DECIDE: &str = concat!(
+    hold_fn!(),
+    r"
 local freq = tonumber(ARGV[1])
 local thc = tonumber(ARGV[2])
 local thw = tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local count = 1
 local age = 0
 if thc > 0 then
@@ -296,28 +326,25 @@ if freq > 0 then
   if not redis.call('SET', KEYS[1], now, 'NX', 'PX', freq) then
     local fired = tonumber(redis.call('GET', KEYS[1]) or now)
     if ARGV[4] == '1' then
-      local d = KEYS[3]
-      redis.call('HINCRBY', d, 'n', 1)
-      redis.call('HINCRBY', d, 'h:' .. ARGV[7], 1)
-      if redis.call('HSETNX', d, 'first', ARGV[6]) == 1 then
-        redis.call('HSET', d, 'first_at', now)
-      end
-      redis.call('HSET', d, 'last', ARGV[6], 'last_at', now)
-      local found = false
-      local k = 0
-      for i = 1, 3 do
-        local s = redis.call('HGET', d, 's' .. i)
-        if s == ARGV[6] then found = true end
-        if s then k = i end
-      end
-      if not found and k < 3 then redis.call('HSET', d, 's' .. (k + 1), ARGV[6]) end
-      redis.call('PEXPIRE', d, tonumber(ARGV[8]))
+      hold(KEYS[3], 1, ARGV[6], ARGV[6], ARGV[7], tonumber(ARGV[8]), now)
     end
     return {2, now - fired}
   end
 end
 return {0, count, age}
-";
+"
+);
+
+/// The counts of lines held from the fleet's last answer (no round trip each): KEYS = the
+/// digest key; ARGV = how many, the first and last of them, this logalarm's id, the time to
+/// live (ms).
+const HOLD: &str = concat!(
+    hold_fn!(),
+    r"
+hold(KEYS[1], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), now)
+return 1
+"
+);
 
 /// The digest claim: KEYS = the digest key. Answers its fields and deletes it (one logalarm
 /// of the fleet gets them), or an empty list.
@@ -362,11 +389,16 @@ enum Ask {
     Claim {
         key: Vec<u8>,
     },
+    Hold {
+        key: Vec<u8>,
+        args: [Vec<u8>; 5],
+    },
 }
 
 enum Answer {
     Verdict(Verdict),
     Claimed(Option<Claimed>),
+    Held,
 }
 
 struct Job {
@@ -382,6 +414,9 @@ pub(crate) struct ClusterStats {
     pub(crate) shared: AtomicU64,
     /// Lines decided alone (no answer in time).
     pub(crate) alone: AtomicU64,
+    /// Lines held from the fleet's last answer for the same key (no round trip): counted in
+    /// `shared` too.
+    pub(crate) cached: AtomicU64,
     /// Round trips (pipelines) sent.
     pub(crate) round_trips: AtomicU64,
     /// Whether the last round trip worked.
@@ -431,6 +466,8 @@ impl Cluster {
             member: 0,
             reply_tx,
             reply,
+            held: HashMap::new(),
+            pending: (0, Vec::new(), Vec::new()),
         }
     }
 }
@@ -444,7 +481,15 @@ pub(crate) struct Link {
     member: u64,
     reply_tx: mpsc::Sender<(u64, Answer)>,
     reply: mpsc::Receiver<(u64, Answer)>,
+    /// Anti-flood keys (hashed) the fleet holds, and until when (by this clock, never later
+    /// than the server's expiry): a line with one of them is held without asking.
+    held: HashMap<u64, Instant>,
+    /// Lines held that way since the last [`Link::flush`]: their count, first and last.
+    pending: (u64, Vec<u8>, Vec<u8>),
 }
+
+/// Most keys [`Link::held`] remembers (expired ones are forgotten first).
+const HELD_MAX: usize = 10_000;
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -498,10 +543,35 @@ impl Link {
         digest: bool,
         msg: &[u8],
     ) -> Option<Verdict> {
+        let flood_hash = hash(flood_key);
+        let sent = Instant::now();
+        // A key the fleet holds: held without a round trip (not with a threshold, whose
+        // window counts every line), its count sent with the next flush.
+        let cacheable = threshold.is_none() && !freq.is_zero();
+        if let Some(&until) = self.held.get(&flood_hash).filter(|_| cacheable) {
+            if sent < until {
+                if digest {
+                    let p = &mut self.pending;
+                    if p.0 == 0 {
+                        p.1 = msg.to_vec();
+                    }
+                    p.0 += 1;
+                    p.2.clear();
+                    p.2.extend_from_slice(msg);
+                }
+                let stats = &self.cluster.stats;
+                stats.shared.fetch_add(1, Ordering::Relaxed);
+                stats.cached.fetch_add(1, Ordering::Relaxed);
+                return Some(Verdict::Flood {
+                    ago: freq.saturating_sub(until - sent),
+                });
+            }
+            self.held.remove(&flood_hash);
+        }
         self.member += 1;
         let (thc, thw) = threshold.map_or((0, 0), |t| (t.count, t.window.as_millis()));
         let keys = [
-            self.key("af", Some(hash(flood_key))),
+            self.key("af", Some(flood_hash)),
             self.key("th", Some(hash(key))),
             self.key("dg", None),
         ];
@@ -520,6 +590,21 @@ impl Link {
         match answer {
             Some(Answer::Verdict(v)) => {
                 stats.shared.fetch_add(1, Ordering::Relaxed);
+                // The server's expiry of the key is at least `sent` + what is left of it.
+                let left = match v {
+                    Verdict::Fire { .. } => Some(freq),
+                    Verdict::Flood { ago } => Some(freq.saturating_sub(ago)),
+                    Verdict::Below(_) => None,
+                };
+                if let Some(left) = left.filter(|l| cacheable && !l.is_zero()) {
+                    if self.held.len() >= HELD_MAX {
+                        self.held.retain(|_, &mut until| until > sent);
+                        if self.held.len() >= HELD_MAX {
+                            self.held.clear();
+                        }
+                    }
+                    self.held.insert(flood_hash, sent + left);
+                }
                 Some(v)
             }
             _ => {
@@ -529,9 +614,30 @@ impl Link {
         }
     }
 
+    /// Send the counts of the lines held without asking (see [`Link::decide`]) for the
+    /// fleet's digest. Kept for the next flush when there is no answer.
+    pub(crate) fn flush(&mut self) {
+        if self.pending.0 == 0 {
+            return;
+        }
+        let (n, first, last) = std::mem::replace(&mut self.pending, (0, Vec::new(), Vec::new()));
+        let key = self.key("dg", None);
+        let args = [
+            n.to_string().into_bytes(),
+            first.clone(),
+            last.clone(),
+            self.cluster.id.clone().into_bytes(),
+            DIGEST_TTL_MS.to_string().into_bytes(),
+        ];
+        if self.ask(Ask::Hold { key, args }).is_none() {
+            self.pending = (n, first, last);
+        }
+    }
+
     /// Claim the digest's counts of the whole fleet. `None`: no answer (try again later);
     /// `Some(None)`: nothing to tell (another logalarm claimed them).
     pub(crate) fn claim(&mut self) -> Option<Option<Claimed>> {
+        self.flush();
         let key = self.key("dg", None);
         match self.ask(Ask::Claim { key }) {
             Some(Answer::Claimed(c)) => Some(c),
@@ -555,6 +661,7 @@ struct Conn {
     con: redis::Connection,
     decide: String,
     claim: String,
+    hold: String,
 }
 
 fn open(plan: &ClusterPlan) -> Result<Conn, String> {
@@ -565,7 +672,15 @@ fn open(plan: &ClusterPlan) -> Result<Conn, String> {
     let claim = redis::Script::new(CLAIM)
         .load(&mut con)
         .map_err(|e| plan.scrub(&e.to_string()))?;
-    Ok(Conn { con, decide, claim })
+    let hold = redis::Script::new(HOLD)
+        .load(&mut con)
+        .map_err(|e| plan.scrub(&e.to_string()))?;
+    Ok(Conn {
+        con,
+        decide,
+        claim,
+        hold,
+    })
 }
 
 /// The thread: take every waiting question, ask them in one pipeline, answer each.
@@ -663,6 +778,12 @@ fn query(c: &mut Conn, jobs: &[Job]) -> Result<Vec<Answer>, String> {
             Ask::Claim { key } => {
                 pipe.cmd("EVALSHA").arg(&c.claim).arg(1).arg(key.as_slice());
             }
+            Ask::Hold { key, args } => {
+                let cmd = pipe.cmd("EVALSHA").arg(&c.hold).arg(1).arg(key.as_slice());
+                for a in args {
+                    cmd.arg(a.as_slice());
+                }
+            }
         }
     }
     let values: Vec<redis::Value> = pipe.query(&mut c.con).map_err(|e| e.to_string())?;
@@ -678,6 +799,7 @@ fn query(c: &mut Conn, jobs: &[Job]) -> Result<Vec<Answer>, String> {
         .map(|(j, v)| match j.ask {
             Ask::Decide { .. } => verdict(&v).map(Answer::Verdict),
             Ask::Claim { .. } => claimed(&v).map(Answer::Claimed),
+            Ask::Hold { .. } => Ok(Answer::Held),
         })
         .collect()
 }

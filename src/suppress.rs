@@ -792,6 +792,10 @@ impl Suppress {
         now: Instant,
         time: &dyn Fn(Instant) -> String,
     ) -> Option<(Instant, Vec<u8>, &'static str)> {
+        if let Some(l) = &mut self.link {
+            // The counts of lines held without a round trip, for the fleet's digest.
+            l.flush();
+        }
         if let Some(msg) = self.fleet_digest(alarm, false, now) {
             self.render_static();
             return Some((now, msg, "digest"));
