@@ -4,8 +4,10 @@
 #   CORPUS=FILE scripts/bench-fleet.sh     the log path's throughput on FILE (default: 1.2 M
 #                                          generated lines, 1 % of them raising)
 # Prints one line per figure:
-#   1. alarm-cluster decisions per second, one lane (each raising line waits for its answer);
-#   2. the same with 8 alarms on 8 lanes (the cluster thread pipelines what they ask at once);
+#   1. alarm-cluster decisions per second, one lane: distinct messages (each raising line waits
+#      for its answer), then one message repeated (held from the fleet's last answer);
+#   2. distinct messages with 8 alarms on 8 lanes (the cluster thread pipelines what they ask
+#      at once);
 #   3. the log path's throughput with and without alarm-cluster (only raising lines ask);
 #   4. NATS: --nats-out publishing 1 M lines through JetStream; --nats consumed by one instance,
 #      then by three sharing a durable consumer.
@@ -32,29 +34,36 @@ wait_port "$RPORT"
 CLUSTER="redis://127.0.0.1:$RPORT/bench-"
 echo "redis-server $(redis-server --version | grep -o 'v=[^ ]*'), nats-server $(nats-server --version), $(nproc) cores, $(date -u +%F)"
 
-# 1. One lane: 100,000 raising lines of one message, a log: alarm (anti-flood holds all but one).
+# 1. One lane: 20,000 raising lines, a log: alarm; distinct messages (every line asks), then
+# one message (anti-flood holds all but one; held lines need no round trip).
+seq 20000 | sed 's/.*/ERROR db down &/' > "$WORK/distinct.log"
 seq 100000 | sed 's/.*/ERROR db down/' > "$WORK/storm.log"
 for run in $(seq "$RUNS"); do
+  t0=$(now)
+  "$BIN" --alarm "a log:" --log-alarm "a ERROR" --alarm-freq 60 --alarm-cluster "${CLUSTER}d$run" \
+    < "$WORK/distinct.log" > /dev/null 2> "$WORK/err"
+  t1=$(now)
+  echo "decisions, 1 lane, distinct messages: $(rate 20000 "$t0" "$t1")/s ($(grep -o 'in [0-9]* round trip' "$WORK/err"))"
   t0=$(now)
   "$BIN" --alarm "a log:" --log-alarm "a ERROR" --alarm-freq 60 --alarm-cluster "${CLUSTER}one$run" \
     < "$WORK/storm.log" > /dev/null 2> "$WORK/err"
   t1=$(now)
-  echo "decisions, 1 lane: $(rate 100000 "$t0" "$t1")/s ($(grep -o 'in [0-9]* round trip' "$WORK/err"))"
+  echo "decisions, 1 lane, one message: $(rate 100000 "$t0" "$t1")/s ($(grep -o 'in [0-9]* round trip' "$WORK/err"))"
 done
 
-# 2. Eight lanes: 8 cmd: alarms (a lane each) on the same lines; anti-flood holds all but the
-# first of each, so the time is the decisions'.
+# 2. Eight lanes: 8 cmd: alarms (a lane each) on the same lines, each with a threshold never
+# reached (every line is counted on the server, nothing runs): the time is the decisions'.
 args=()
-for i in $(seq 8); do args+=(--alarm "a$i cmd:true" --log-alarm "a$i ERROR"); done
+for i in $(seq 8); do args+=(--alarm "a$i cmd:true" --log-alarm "a$i ERROR" --alarm-threshold "a$i 1000000 60"); done
 for run in $(seq "$RUNS"); do
   t0=$(now)
   "$BIN" "${args[@]}" --alarm-freq 60 --alarm-cluster "${CLUSTER}eight$run" \
-    < "$WORK/storm.log" > /dev/null 2> "$WORK/err"
+    < "$WORK/distinct.log" > /dev/null 2> "$WORK/err"
   t1=$(now)
   line=$(grep 'alarm-cluster:' "$WORK/err")
   d=$(sed -E 's/.*alarm-cluster: ([0-9]+) decision.*/\1/' <<<"$line")
   r=$(sed -E 's/.* in ([0-9]+) round trip.*/\1/' <<<"$line")
-  echo "decisions, 8 lanes: $(rate "$d" "$t0" "$t1")/s, $(python3 -c "print(f'{$d/$r:.1f}')") per round trip"
+  echo "decisions, 8 lanes, distinct messages: $(rate "$d" "$t0" "$t1")/s, $(python3 -c "print(f'{$d/$r:.1f}')") per round trip"
 done
 
 # 3. The log path: 1.2 M lines, 1 % raising (distinct messages by 100 keys), 10 rules.

@@ -620,7 +620,7 @@ impl Link {
         if self.pending.0 == 0 {
             return;
         }
-        let (n, first, last) = std::mem::replace(&mut self.pending, (0, Vec::new(), Vec::new()));
+        let (n, first, last) = std::mem::take(&mut self.pending);
         let key = self.key("dg", None);
         let args = [
             n.to_string().into_bytes(),

@@ -427,10 +427,9 @@ async fn pull(
                 _ = tick.tick() => None,
             }
         } else {
-            match tokio::time::timeout(Duration::ZERO, messages.next()).await {
-                Ok(m) => Some(m),
-                Err(_) => None,
-            }
+            tokio::time::timeout(Duration::ZERO, messages.next())
+                .await
+                .ok()
         };
         let got = next.is_some();
         match next {

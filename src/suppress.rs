@@ -651,28 +651,6 @@ impl Suppress {
         self.link = Some(link);
     }
 
-    /// Ask the fleet about a raised line: anti-flood on `flood_key`, the threshold on the
-    /// key. `None`: not in a fleet, or no answer in time (decide alone).
-    fn ask_fleet(&mut self, flood_key: &[u8], text: &[u8]) -> Option<crate::cluster::Verdict> {
-        let link = self.link.as_mut()?;
-        let p = &*self.policy;
-        link.decide(
-            flood_key,
-            &self.key_buf,
-            self.freq,
-            p.threshold,
-            p.digest.is_some(),
-            text,
-        )
-    }
-
-    /// A line the fleet's anti-flood held: its digest is the fleet's, claimed when due.
-    fn hold_fleet(&mut self, now: Instant) {
-        if self.policy.digest.is_some() {
-            self.fleet_due.get_or_insert(now);
-        }
-    }
-
     /// The fleet's digest, if this logalarm claims it (see `cluster::Link::claim`).
     fn fleet_digest(&mut self, alarm: &str, force: bool, now: Instant) -> Option<Vec<u8>> {
         let every = self.policy.digest?;
@@ -895,23 +873,8 @@ impl Suppress {
         now: Instant,
         time: &dyn Fn(Instant) -> String,
     ) -> Result<Option<Vec<u8>>, Held> {
-        if self.policy.is_plain() {
-            if self.link.is_some() {
-                let text = crate::rules::without_terminator(line);
-                self.key_buf.clear();
-                match self.ask_fleet(text, text) {
-                    Some(Verdict::Flood { ago }) => {
-                        self.hold_fleet(now);
-                        return Err(Held::Flood(now.checked_sub(ago).unwrap_or(now)));
-                    }
-                    Some(Verdict::Below(n)) => return Err(Held::Below(n)),
-                    Some(Verdict::Fire { .. }) => {
-                        self.render_static();
-                        return Ok(None);
-                    }
-                    None => {}
-                }
-            }
+        // In a fleet every line takes the general path (its anti-flood is the fleet's).
+        if self.policy.is_plain() && self.link.is_none() {
             let verdict = self
                 .flood
                 .decide(line, now)
@@ -998,12 +961,11 @@ impl Suppress {
                 }
                 return Err(Held::Flood(now.checked_sub(ago).unwrap_or(now)));
             }
-            Some(Verdict::Fire { count, age }) => {
-                if p.threshold.is_some() {
-                    ctx.count = count;
-                    ctx.first = now.checked_sub(age).unwrap_or(now);
-                }
+            Some(Verdict::Fire { count, age }) if p.threshold.is_some() => {
+                ctx.count = count;
+                ctx.first = now.checked_sub(age).unwrap_or(now);
             }
+            Some(Verdict::Fire { .. }) => {}
             None => {}
         }
         if fleet.is_none() && (p.key.is_some() || p.threshold.is_some()) {

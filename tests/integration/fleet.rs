@@ -729,3 +729,35 @@ fn an_instance_killed_mid_stream_has_its_lines_and_alarms_redelivered() {
         "duplicate alarms come only from duplicate lines"
     );
 }
+
+#[test]
+fn the_readme_two_host_example_pages_once() {
+    if !have("redis-server", &["--version"]) {
+        return;
+    }
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/two-hosts.sh"
+        ))
+        .env("LOGALARM", crate::support::bin_path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        text.matches("ALARM: ERROR db connection refused").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("999 more like this").count(), 1, "{text}");
+    assert!(
+        text.contains("on 2 logalarm(s) (web1 ") && text.contains("(none: the other host paged)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("500 lines passed").count(), 2, "{text}");
+}
