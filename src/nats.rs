@@ -209,6 +209,8 @@ struct Chunk {
 struct Handled {
     ackers: Vec<async_nats::jetstream::message::Acker>,
     mark: Mark,
+    /// When the server last heard of these messages (handed back, or told "in progress").
+    told: std::time::Instant,
 }
 
 /// `--nats`: a JetStream consumer read by a thread of its own (see the module doc).
@@ -291,6 +293,7 @@ impl NatsIn {
             let _ = self.handled.send(Handled {
                 ackers: chunk.ackers,
                 mark,
+                told: std::time::Instant::now(),
             });
         }
         res
@@ -476,7 +479,7 @@ async fn pull(
                     Ok(()) => {}
                     Err(tokio::sync::mpsc::error::TrySendError::Full(Ok(back))) => {
                         c = Some(back);
-                        ack_reached(&mut waiting, &stats).await;
+                        ack_reached(&mut waiting, &stats, plan.ack_wait).await;
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
@@ -496,7 +499,7 @@ async fn pull(
         while let Ok(h) = handled.try_recv() {
             waiting.push_back(h);
         }
-        ack_reached(&mut waiting, &stats).await;
+        ack_reached(&mut waiting, &stats, plan.ack_wait).await;
     }
     // Stopping: nothing more is handed over (the reactor sees the channel end), and the
     // messages fetched but never handed over go to another instance now.
@@ -509,7 +512,7 @@ async fn pull(
         while let Ok(h) = handled.try_recv() {
             waiting.push_back(h);
         }
-        ack_reached(&mut waiting, &stats).await;
+        ack_reached(&mut waiting, &stats, plan.ack_wait).await;
         if closed && waiting.is_empty() {
             break;
         }
@@ -529,13 +532,27 @@ async fn pull(
     let _ = client.flush().await;
 }
 
-/// Acknowledge, oldest first, every handed-back chunk whose mark is reached.
-async fn ack_reached(waiting: &mut std::collections::VecDeque<Handled>, stats: &InputStats) {
+/// Acknowledge, oldest first, every handed-back chunk whose mark is reached; tell the server
+/// the others are in progress every third of `ack_wait` (alarms slower than `ack_wait` must
+/// not make it deliver the lines again elsewhere).
+async fn ack_reached(
+    waiting: &mut std::collections::VecDeque<Handled>,
+    stats: &InputStats,
+    ack_wait: Duration,
+) {
     while waiting.front().is_some_and(|h| h.mark.reached()) {
         let Some(h) = waiting.pop_front() else { break };
         for a in h.ackers {
             if a.ack().await.is_ok() {
                 stats.acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    for h in waiting.iter_mut() {
+        if h.told.elapsed() >= ack_wait / 3 {
+            h.told = std::time::Instant::now();
+            for a in &h.ackers {
+                let _ = a.ack_with(async_nats::jetstream::AckKind::Progress).await;
             }
         }
     }

@@ -761,3 +761,48 @@ fn the_readme_two_host_example_pages_once() {
     );
     assert_eq!(text.matches("500 lines passed").count(), 2, "{text}");
 }
+
+#[test]
+fn alarms_slower_than_ack_wait_are_not_delivered_twice() {
+    if !have("nats-server", &["--version"]) || !have("python3", &["--version"]) {
+        return;
+    }
+    let n = nats();
+    publish(&n, b"ERROR k1\nERROR k2\nERROR k3\n");
+    let dir = tempfile::tempdir().unwrap();
+    // Each alarm takes 2 s to deliver: 6 s in all, with ack_wait=1.
+    let http = crate::support::Server::start(
+        "http_recorder.py",
+        &dir.path().join("records"),
+        &["--delay", "2"],
+    );
+    let src = format!("{},LOGS,slow,ack_wait=1", n.url);
+    let alarm = format!("page curl:http://127.0.0.1:{}/hook;timeout=10", http.banner);
+    let args = [
+        "--nats",
+        &src,
+        "--alarm",
+        &alarm,
+        "--alarm-overflow",
+        "page block",
+        "--log-alarm",
+        "page ERROR",
+        "--alarm-freq",
+        "0",
+    ];
+    let members: Vec<Member> = (1..=2)
+        .map(|i| detached(dir.path(), &format!("s{i}"), &args))
+        .collect();
+    http.wait_records(3, 30);
+    std::thread::sleep(Duration::from_millis(1500));
+    let ends = stop(members);
+    assert_eq!(http.records().len(), 3, "each alarm delivered once");
+    let passed: usize = ends
+        .iter()
+        .map(|(out, _)| out.lines().filter(|l| l.starts_with("ERROR k")).count())
+        .sum();
+    assert_eq!(passed, 3, "each line passed once");
+    for (_, err) in &ends {
+        assert_eq!(read_count(err, "of them delivered again"), 0, "{err}");
+    }
+}
