@@ -806,3 +806,54 @@ fn alarms_slower_than_ack_wait_are_not_delivered_twice() {
         assert_eq!(read_count(err, "of them delivered again"), 0, "{err}");
     }
 }
+
+#[test]
+fn a_hung_redis_costs_at_most_the_timeout_then_the_host_decides_alone() {
+    if !have("redis-server", &["--version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start(free_port(), &[]);
+    let url = format!("redis://127.0.0.1:{}/hung?timeout=100", redis.port);
+    let mut m = Member::start(
+        dir.path(),
+        "m",
+        &[
+            "--alarm",
+            "page log:",
+            "--log-alarm",
+            "page ERROR",
+            "--alarm-cluster",
+            &url,
+        ],
+    );
+    m.send("ERROR before\n");
+    wait_until("the first page", 20, || {
+        m.output().contains("ALARM: ERROR before")
+    });
+    // The server stops answering (SIGSTOP: connections stay open, nothing is read).
+    crate::support::signal(&redis.child, libc::SIGSTOP);
+    let t = Instant::now();
+    for i in 0..20 {
+        m.send(&format!("ERROR while hung {i}\n"));
+    }
+    wait_until("20 pages decided alone", 20, || {
+        m.output().matches("ALARM: ERROR while hung").count() == 20
+    });
+    let took = t.elapsed();
+    crate::support::signal(&redis.child, libc::SIGCONT);
+    // One timeout (100 ms, the lane waits at most twice that), then a try once a second.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    m.send("ERROR after\n");
+    wait_until("the page after", 20, || {
+        m.output().contains("ALARM: ERROR after")
+    });
+    let (_, err) = m.finish();
+    assert_eq!(err.matches("decided locally").count(), 1, "{err}");
+    assert!(err.contains("back after"), "{err}");
+    assert!(
+        err.contains("20 made alone") || err.contains("made alone"),
+        "{err}"
+    );
+}
