@@ -51,6 +51,9 @@ pub(crate) struct InputPlan {
     consumer: String,
     ack_wait: Duration,
     batch: usize,
+    /// The consumer's `max_ack_pending` (set by the instance that creates it): messages
+    /// unacknowledged at once across every instance.
+    max_pending: usize,
 }
 
 impl std::fmt::Debug for InputPlan {
@@ -111,6 +114,7 @@ impl InputPlan {
             consumer: consumer.to_string(),
             ack_wait: Duration::from_secs(30),
             batch: 512,
+            max_pending: 20_000,
         };
         for kv in parts {
             let (k, val) = kv.split_once('=').unwrap_or((kv, ""));
@@ -120,13 +124,25 @@ impl InputPlan {
                     plan.ack_wait = Duration::from_secs(s)
                 }
                 ("batch", Ok(b)) if (1..=10_000).contains(&b) => plan.batch = b as usize,
+                ("max_pending", Ok(m)) if (1..=10_000_000).contains(&m) => {
+                    plan.max_pending = m as usize
+                }
+                ("max_pending", _) => {
+                    return Err(format!(
+                        "max_pending=`{val}`: expected a count from 1 to 10000000"
+                    ))
+                }
                 ("ack_wait", _) => {
                     return Err(format!("ack_wait=`{val}`: expected seconds from 1 to 3600"))
                 }
                 ("batch", _) => {
                     return Err(format!("batch=`{val}`: expected a count from 1 to 10000"))
                 }
-                _ => return Err(format!("unknown key `{k}` (known: ack_wait, batch)")),
+                _ => {
+                    return Err(format!(
+                        "unknown key `{k}` (known: ack_wait, batch, max_pending)"
+                    ))
+                }
             }
         }
         Ok(plan)
@@ -372,7 +388,7 @@ async fn consumer(
                 durable_name: Some(plan.consumer.clone()),
                 ack_policy: AckPolicy::Explicit,
                 ack_wait: plan.ack_wait,
-                max_ack_pending: (plan.batch * 8) as i64,
+                max_ack_pending: plan.max_pending as i64,
                 ..Default::default()
             },
         )

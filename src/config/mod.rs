@@ -771,7 +771,7 @@ pub static OPTIONS: &[OptDef] = &[
         name: "nats",
         aliases: &[],
         arity: Arity::Value,
-        value_name: "URL,STREAM,CONSUMER[,ack_wait=S][,batch=N]",
+        value_name: "URL,STREAM,CONSUMER[,ack_wait=S][,batch=N][,max_pending=N]",
         doc: "logalarm: read log lines from a NATS JetStream stream as a member of durable consumer CONSUMER (instances sharing it share the stream), each message acknowledged once its lines are passed on and their alarms handled",
         apply: |c, v, o, _| {
             c.nats.push(sourced(non_empty("nats", v, o)?.to_string(), o));
