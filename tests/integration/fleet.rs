@@ -617,7 +617,7 @@ fn read_count(err: &str, what: &str) -> u64 {
             head.rsplit(' ')
                 .nth(1)
                 .or_else(|| head.split(' ').next_back())?
-                .parse()
+                .parse::<u64>()
                 .ok()
         })
         .unwrap_or_else(|| panic!("no `{what}` count in: {err}"))
@@ -795,7 +795,7 @@ fn the_readme_two_host_example_pages_once() {
                 .nth(1)?
                 .split(" more like this")
                 .next()?
-                .parse()
+                .parse::<u64>()
                 .ok()
         })
         .sum();
