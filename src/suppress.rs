@@ -1051,11 +1051,18 @@ fn fleet_digest(alarm: &str, c: &crate::cluster::Claimed) -> Vec<u8> {
         hosts.join(", "),
         text(&c.first)
     );
-    if c.n > 1 {
-        s.push_str(&format!("; last: {}", text(&c.last)));
+    digest_end(&mut s, c.n, &c.last, &c.samples);
+    s.into_bytes()
+}
+
+/// A digest's end: the last message (when more than one line was held), the distinct ones.
+fn digest_end(s: &mut String, n: u64, last: &[u8], samples: &[Vec<u8>]) {
+    let text = |m: &[u8]| String::from_utf8_lossy(m).into_owned();
+    if n > 1 {
+        s.push_str(&format!("; last: {}", text(last)));
     }
-    if c.samples.len() > 1 {
-        let samples: Vec<String> = c.samples.iter().map(|m| text(m)).collect();
+    if samples.len() > 1 {
+        let samples: Vec<String> = samples.iter().map(|m| text(m)).collect();
         s.push_str(&format!(
             "; {} distinct: {}",
             samples.len(),
@@ -1063,7 +1070,6 @@ fn fleet_digest(alarm: &str, c: &crate::cluster::Claimed) -> Vec<u8> {
         ));
     }
     s.push('\n');
-    s.into_bytes()
 }
 
 /// The digest of `b`: one message for the lines anti-flood held.
@@ -1077,18 +1083,7 @@ fn digest(alarm: &str, b: &Batch, time: &dyn Fn(Instant) -> String) -> Vec<u8> {
         at(b.last_at),
         text(&b.first)
     );
-    if b.n > 1 {
-        s.push_str(&format!("; last: {}", text(&b.last)));
-    }
-    if b.samples.len() > 1 {
-        let samples: Vec<String> = b.samples.iter().map(|m| text(m)).collect();
-        s.push_str(&format!(
-            "; {} distinct: {}",
-            samples.len(),
-            samples.join(" | ")
-        ));
-    }
-    s.push('\n');
+    digest_end(&mut s, b.n, &b.last, &b.samples);
     s.into_bytes()
 }
 
