@@ -230,31 +230,13 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     );
     let mut monitors = monitors(c, &names)?;
     for v in &c.nats {
-        let p = crate::nats::InputPlan::parse(&v.value).map_err(|e| {
-            ConfigError::new(
-                format!(
-                    "invalid nats `{}`: {e}",
-                    crate::config::redact_value(&v.value)
-                ),
-                &v.origin,
-            )
-        })?;
+        let p = checked("nats", v, crate::nats::InputPlan::parse)?;
         monitors.nats.push(p);
     }
     let nats_out = c
         .nats_out
         .as_ref()
-        .map(|v| {
-            crate::nats::OutputPlan::parse(&v.value).map_err(|e| {
-                ConfigError::new(
-                    format!(
-                        "invalid nats-out `{}`: {e}",
-                        crate::config::redact_value(&v.value)
-                    ),
-                    &v.origin,
-                )
-            })
-        })
+        .map(|v| checked("nats-out", v, crate::nats::OutputPlan::parse))
         .transpose()?;
     for (shown, addr, _) in &monitors.udp {
         if !addr.ip().is_loopback() && monitors.udp_allow.is_empty() {
@@ -272,17 +254,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             cluster: c
                 .alarm_cluster
                 .as_ref()
-                .map(|v| {
-                    crate::cluster::ClusterPlan::parse(&v.value).map_err(|e| {
-                        ConfigError::new(
-                            format!(
-                                "invalid alarm-cluster `{}`: {e}",
-                                crate::config::redact_value(&v.value)
-                            ),
-                            &v.origin,
-                        )
-                    })
-                })
+                .map(|v| checked("alarm-cluster", v, crate::cluster::ClusterPlan::parse))
                 .transpose()?,
             cheap: c.alarm_cheap,
             queue: c.alarm_queue,
@@ -302,6 +274,24 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         warnings,
         observe: observe(c)?,
         nats_out,
+    })
+}
+
+/// Option `opt`'s value parsed by `parse`; its error names the option and shows the value
+/// with its secrets masked.
+fn checked<T>(
+    opt: &str,
+    v: &crate::config::Sourced<String>,
+    parse: fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    parse(&v.value).map_err(|e| {
+        ConfigError::new(
+            format!(
+                "invalid {opt} `{}`: {e}",
+                crate::config::redact_value(&v.value)
+            ),
+            &v.origin,
+        )
     })
 }
 

@@ -10,13 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::{assert_no_secret, bin, have, wait_until};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::free_port;
 
 /// A real redis-server on `port`, without persistence; killed on drop.
 pub(crate) struct Redis {

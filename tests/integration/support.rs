@@ -107,6 +107,15 @@ pub(crate) fn wait_until(what: &str, secs: u64, mut pred: impl FnMut() -> bool) 
     }
 }
 
+/// A loopback port free now.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Whether `program` runs; under CI (`CI` set) a missing one fails the test, since
 /// `scripts/test.sh` installs it.
 pub(crate) fn have(program: &str, check: &[&str]) -> bool {

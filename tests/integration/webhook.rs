@@ -87,13 +87,7 @@ impl Drop for Alertmanager {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::support::free_port;
 
 fn get(url: &str) -> Option<serde_json::Value> {
     let out = Command::new("curl").args(["-sf", url]).output().ok()?;
