@@ -76,9 +76,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
             st => st,
         };
     }
-    for w in plan.warnings() {
-        crate::report::plain(format_args!("logalarm: warning: {w}"));
-    }
     run(
         plan,
         Some(crate::reload::Reloader::new(reload_args, config)),
@@ -116,6 +113,11 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(format_args!("logalarm: {e}")),
     };
+    // Said once the inputs are open and the signals handled: whoever reads the warning may
+    // already stop logalarm cleanly.
+    for w in plan.warnings() {
+        crate::report::plain(format_args!("logalarm: warning: {w}"));
+    }
     let cluster = match plan
         .dispatch
         .cluster
