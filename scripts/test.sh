@@ -42,7 +42,11 @@ say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 
 say "cargo test (release: the 100 MB line and the property tests run optimised)"
-cargo test --release 2>&1 | tee /tmp/logalarm-test.log
+# The unit and integration tests, then the doc tests. The examples are benchmark tools (clippy
+# above checks they compile; the embedding one is built and run below): not linked here.
+cargo test --release --lib --tests 2>&1 | tee /tmp/logalarm-test.log
+grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
+cargo test --release --doc 2>&1 | tee -a /tmp/logalarm-test.log
 grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 
 say "cargo doc (no warnings) and the embedding example"

@@ -381,6 +381,7 @@ struct Lane {
 /// those lines raised is handled. `--nats` acknowledges a message only then, so an instance
 /// killed with alarms still queued has its lines delivered again to another.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))] // only --nats acknowledges
 pub(crate) struct Mark(Vec<(Arc<Lane>, u64)>);
 
 impl std::fmt::Debug for Lane {
@@ -389,6 +390,7 @@ impl std::fmt::Debug for Lane {
     }
 }
 
+#[cfg_attr(not(feature = "fleet"), allow(dead_code))]
 impl Mark {
     /// Whether every event queued before the mark was taken is handled (a lane whose thread
     /// ended handles nothing more: its events were counted as discarded).
@@ -906,6 +908,7 @@ impl Dispatcher {
     }
 
     /// The lanes' progress now (see [`Mark`]): the lanes with events not yet handled.
+    #[cfg_attr(not(feature = "fleet"), allow(dead_code))]
     pub(crate) fn mark(&self) -> Mark {
         Mark(
             self.lanes
