@@ -8,6 +8,8 @@
 #   LOGALARM_OLD=/tmp/old/logalarm UWSGI=0 scripts/bench-compare.sh   # an older build beside
 #
 # Rule sets: benches/rules/rulesN.txt (rules100pcre: 10 of the 100 with a PCRE look-ahead);
+# `debian`, `logcheck`, `fail2ban`: rule sets written by others, from Debian's logcheck-database
+# and fail2ban packages (scripts/debian-rules.py downloads and converts them: 1,907 + 194);
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
 # Floors: `newline_count` is `cat | memchr newline count` (the floor with a pipe); the header
@@ -95,8 +97,15 @@ median() { sort -n | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores; corpus $BYTES bytes, $LINES lines; median of $RUNS"
 echo "# memchr newline count in memory (best of 5): $($NLCOUNT "$CORPUS" 2>&1) MB/s"
 echo "# logalarm $($LOGALARM --version | cut -d' ' -f2), $(rg --version 2>/dev/null | sed -n 1p), $(grep --version | head -1), uwsgi $(uwsgi --version 2>/dev/null)${HS:+, vectorscan $(pkg-config --modversion libhs)}"
+numeric() { [[ "$1" =~ ^[0-9]+$ ]]; }
 for n in $RULESETS; do
   RULES=$ROOT/benches/rules/rules$n.txt
+  case $n in
+    debian|logcheck|fail2ban)
+      [ -s "$WORK/debian-rules/$n.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
+      RULES=$WORK/debian-rules/$n.txt
+      sed 's/^/# /' "$WORK/debian-rules/SOURCES" ;;
+  esac
   if [ "$n" = 1000 ]; then
     RULES=$WORK/rules1000.txt
     for i in $(seq 0 9); do
@@ -134,9 +143,17 @@ for n in $RULESETS; do
   # rulesNpcre: the same rules, some with PCRE look-ahead (confirmed by PCRE2 in logalarm):
   # the other tools do not take that syntax, only logalarm's rows run.
   if [[ "$n" == *pcre ]]; then ORDER="logalarm logalarm_replay logalarm_supervised newline_count"; fi
-  if [[ "$n" == *pcre ]]; then :; elif [ "$n" -le 10 ] || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
-  if [ -n "$HS" ] && [[ "$n" != *pcre ]]; then CMDS[hyperscan]="$HS $RULES"; ORDER="$ORDER hyperscan"; fi
-  printf '\n## %s rules\n%-14s %10s %10s %14s %10s %10s\n' "$n" tool seconds MB/s lines/s rss_MiB "vs logalarm"
+  if [[ "$n" == *pcre ]]; then :; elif { numeric "$n" && [ "$n" -le 10 ]; } || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
+  # (hs_count says on stderr how long hs_scan alone took: kept for the hs_scan_only row.)
+  : > "$WORK/hs.log"
+  if [ -n "$HS" ] && [[ "$n" != *pcre ]]; then CMDS[hyperscan]="$HS $RULES 2>> $WORK/hs.log"; ORDER="$ORDER hyperscan"; fi
+  printf '\n## %s rules\n' "$n"
+  # Start-up: the rules compiled, empty input, exit (median of 5).
+  for _ in 1 2 3 4 5; do
+    t0=$(date +%s.%N); $LOGALARM --ini "$INI" < /dev/null > /dev/null 2>&1 || true; t1=$(date +%s.%N)
+    echo "($t1 - $t0) * 1000" | bc -l
+  done | median | xargs printf '# logalarm start-up with %s rules (%s in the file): %.0f ms\n' "$n" "$(grep -c . "$RULES")"
+  printf '%-14s %10s %10s %14s %10s %10s\n' tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
   # Interleaved: run k of every tool before run k+1 of any, so drift (thermal, other load)
   # spreads over all rows alike.
@@ -144,7 +161,7 @@ for n in $RULESETS; do
   for _ in $(seq "$RUNS"); do
     for tool in $ORDER; do measure "${CMDS[$tool]}" >> "$WORK/times.$tool"; done
   done
-  if command -v uwsgi >/dev/null && [ "${UWSGI:-1}" != 0 ] && { [ "$n" -le 100 ] || [ "${UWSGI_ALL:-0}" = 1 ]; }; then
+  if command -v uwsgi >/dev/null && [ "${UWSGI:-1}" != 0 ] && { { numeric "$n" && [ "$n" -le 100 ]; } || [ "${UWSGI_ALL:-0}" = 1 ]; }; then
     # uWSGI runs each line through every PCRE in turn (1,000 rules would take an hour), and
     # one run takes minutes: one run only.
     uwsgi_run "$RULES" > "$WORK/times.uwsgi"
@@ -158,5 +175,11 @@ for n in $RULESETS; do
     [ -z "$base" ] && base=$mbs
     printf '%-14s %10.2f %10.0f %14.0f %10.1f %9.2fx\n' "$tool" "$secs" "$mbs" "$(echo "$LINES / $secs" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$(echo "$mbs / $base" | bc -l)"
   done
+  if grep -q "scan" "$WORK/hs.log"; then
+    # Hyperscan's hs_scan calls alone (no pipe, no compile): the issue's "scan time alone".
+    secs=$(sed -n 's/.*scan \([0-9.]*\) s/\1/p' "$WORK/hs.log" | median)
+    mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
+    printf '%-14s %10.2f %10.0f %14.0f %10s %9.2fx   (%s)\n' hs_scan_only "$secs" "$mbs" "$(echo "$LINES / $secs" | bc -l)" - "$(echo "$mbs / $base" | bc -l)" "$(tail -1 "$WORK/hs.log" | sed 's/^hs_count: //')"
+  fi
   unset CMDS
 done

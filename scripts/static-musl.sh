@@ -100,5 +100,8 @@ fi
 grep -q "static binary" <<<"$o" || { echo "xmpp: refused without the reason: $o"; exit 1; }
 
 say "delivery and fleet tests on the static binary (real HTTP, HTTPS, SMTP, SMTPS, Redis, NATS servers)"
-LOGALARM_TEST_BIN=$PWD/$out cargo test --release --quiet --test integration -- curl:: overflow::spool fleet::
+# Every delivery; of the fleet, what the static build could change: rustls's roots and TLS to
+# Redis, plain Redis, the JetStream client (the fleet's other tests exercise logic, not the build).
+LOGALARM_TEST_BIN=$PWD/$out cargo test --release --quiet --test integration -- curl:: overflow::spool \
+  fleet::the_fleet_over_tls fleet::a_storm_on_three fleet::a_jetstream_stream
 say "static binary ok: $out"

@@ -3,7 +3,7 @@
 # Installs what the tests need when it is missing, then: fmt, clippy, every test, the fuzz
 # targets (built, regressions replayed, a short run each).
 #   scripts/test.sh            everything
-#   FUZZ_SECONDS=0 scripts/test.sh   skip the short fuzz runs
+#   FUZZ_SECONDS=0 scripts/test.sh   skip the short fuzz runs (default 10 s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,7 +62,7 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 if command -v cargo-fuzz >/dev/null 2>&1; then
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
-  secs=${FUZZ_SECONDS:-20}
+  secs=${FUZZ_SECONDS:-10}
   if [ "$secs" -gt 0 ]; then
     for t in config pipeline; do
       # New inputs go to fuzz/corpus (ignored by git); regressions/ is read as seeds only.

@@ -38,18 +38,55 @@ pub(crate) struct Cost {
 }
 
 /// Whether `h` may need many DFA states: a counted repetition (`{n}`, `{n,m}` with n or m of 8
-/// or more) of something that is not a plain literal, or a repetition inside such.
+/// or more) of something that is not a plain literal, or a repetition inside such — unless the
+/// repetition can only be entered at one offset of a line (see [`risky`]).
 pub(crate) fn suspicious(h: &Hir) -> bool {
+    risky(h, false)
+}
+
+/// [`suspicious`] for `h` where `anchored` says that `h` is entered at one offset of a line
+/// only: after a start-of-line anchor and items of fixed width. There a counted repetition of
+/// a fixed-width item advances in step with the text (one DFA thread, at most as many states
+/// as the count), whatever the count: `^(\w{3} [ :0-9]{11}|[0-9T:.+-]{32}) ` starts most of
+/// logcheck's 1,907 rules, which would otherwise each be probed at start-up (about a
+/// millisecond each). Blow-ups need threads entering the repetition at many offsets: an
+/// unanchored rule, or a loop before the repetition.
+fn risky(h: &Hir, anchored: bool) -> bool {
     match h.kind() {
         HirKind::Repetition(r) => {
             let counted = r.max.unwrap_or(r.min).max(r.min) >= 8;
             let literal = matches!(r.sub.kind(), HirKind::Literal(_));
-            (counted && !literal) || suspicious(&r.sub)
+            let lockstep = anchored && fixed_width(&r.sub);
+            (counted && !literal && !lockstep) || risky(&r.sub, lockstep)
         }
-        HirKind::Capture(c) => suspicious(&c.sub),
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(suspicious),
+        HirKind::Capture(c) => risky(&c.sub, anchored),
+        HirKind::Alternation(v) => v.iter().any(|s| risky(s, anchored)),
+        HirKind::Concat(v) => {
+            let mut anchored = anchored;
+            for s in v {
+                anchored |= line_start(s);
+                if risky(s, anchored) {
+                    return true;
+                }
+                anchored &= fixed_width(s);
+            }
+            false
+        }
         _ => false,
     }
+}
+
+fn fixed_width(h: &Hir) -> bool {
+    let p = h.properties();
+    p.minimum_len().is_some() && p.maximum_len() == p.minimum_len()
+}
+
+fn line_start(h: &Hir) -> bool {
+    use regex_syntax::hir::Look;
+    matches!(
+        h.kind(),
+        HirKind::Look(Look::Start | Look::StartLF | Look::StartCRLF)
+    )
 }
 
 /// The bytes `h` mentions: its literals' bytes and a few of each class (its ends and middle).
@@ -218,5 +255,30 @@ mod tests {
             assert!(!c.thrashes, "{p}: {c:?}");
         }
         assert!(!suspicious(&crate::rules::parse_regex("x{20}").unwrap()));
+    }
+
+    #[test]
+    fn a_counted_repetition_entered_at_one_offset_of_the_line_is_not_probed() {
+        // Not suspicious, and the probe agrees: no thrash.
+        for p in [
+            r"^(\w{3} [ :0-9]{11}|[0-9T:.+-]{32}) [._[:alnum:]-]+ kernel: ",
+            "^[ab]{30}c",
+            "^x(?:[ab]{4}){12}",
+            r"(?m)^\d{4}-[0-9a-f]{32} ",
+        ] {
+            let (s, c) = cost(p);
+            assert!(!s && !c.thrashes, "{p}: {s} {c:?}");
+        }
+        // A loop before it, or no anchor: still probed (and the first thrashes).
+        for p in [
+            "^(a|b)*a(a|b){20}c",
+            "^a+[ab]{30}c",
+            "[ab]{30}c",
+            "^x|[ab]{30}c",
+        ] {
+            let (s, _) = cost(p);
+            assert!(s, "{p}");
+        }
+        assert!(cost("^(a|b)*a(a|b){20}c").1.thrashes);
     }
 }

@@ -795,7 +795,13 @@ fn the_readme_two_host_example_pages_once() {
         .sum();
     assert_eq!(told, 999, "{text}");
     assert!(text.contains("on 2 logalarm(s) (web1 "), "{text}");
-    assert!(text.contains("(none: the other host paged)"), "{text}");
+    // The page and the digest go out through one host or through both (whichever host's
+    // digest time comes first claims it): never more alarms than one page and the digest.
+    assert_eq!(
+        text.matches(" - ALARM: ").count(),
+        1 + text.matches(" more like this").count(),
+        "{text}"
+    );
     assert_eq!(text.matches("500 lines passed").count(), 2, "{text}");
 }
 

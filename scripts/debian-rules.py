@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Rule sets written by others, from Debian's packages, as logalarm benchmark rules.
+
+    scripts/debian-rules.py OUTDIR
+
+Downloads (apt-get download, nothing installed, no service started) and unpacks:
+  - logcheck-database: /etc/logcheck/*.d*/*, POSIX extended regexes matched by `egrep` (GPL-2+);
+  - fail2ban: /etc/fail2ban/filter.d/*.conf, Python regexes with fail2ban's tags and includes
+    (GPL-2+), expanded by fail2ban's own reader (its Python package from the same .deb).
+Writes, one regex per line (the format of benches/rules/):
+  OUTDIR/logcheck.txt   every logcheck rule, ERE turned into its PCRE meaning (below)
+  OUTDIR/fail2ban.txt   every failregex with its filter's prefregex around it, unanchored
+  OUTDIR/debian.txt     both (the "2,000 rules written by others" set)
+  OUTDIR/SOURCES        package versions and counts
+The rules are the packages' own text, downloaded at benchmark time, never stored in this
+repository.
+
+ERE to PCRE: GNU egrep takes `\\<` `\\>` as word edges (PCRE `\\b`), and a backslash inside a
+bracket expression is a literal backslash (`[\\.]` is backslash or dot): written `\\\\` for PCRE.
+fail2ban matches its regexes after cutting the date off the line (`datepattern`), so a rule's
+leading `^` is dropped: the rules then find the same text in a raw syslog line. Rules fail2ban
+itself cannot expand (a tag it needs a jail's value for) and rules Python's `re` does not compile
+are left out and counted in SOURCES. `@(`, `$(` and `%(` (uWSGI's expansions in an option's value)
+are written `[@](` etc.
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+
+def unpack(pkg, into):
+    with tempfile.TemporaryDirectory() as d:
+        subprocess.run(["apt-get", "download", "-qq", pkg], cwd=d, check=True,
+                       stdout=subprocess.DEVNULL)
+        deb = glob.glob(os.path.join(d, pkg + "_*.deb"))[0]
+        subprocess.run(["dpkg-deb", "-x", deb, into], check=True)
+        return os.path.basename(deb)
+
+
+def ere_to_pcre(rx):
+    out, i, n = [], 0, len(rx)
+    while i < n:
+        c = rx[i]
+        if c == "\\" and i + 1 < n:
+            nxt = rx[i + 1]
+            out.append("\\b" if nxt in "<>" else rx[i:i + 2])
+            i += 2
+        elif c == "[":
+            # A bracket expression: `]` first (after an optional `^`) is a member, `[:x:]`
+            # classes are kept, a backslash is a member.
+            j = i + 1
+            if j < n and rx[j] == "^":
+                j += 1
+            if j < n and rx[j] == "]":
+                j += 1
+            body = []
+            k = i + 1
+            while k < j:
+                body.append("\\]" if rx[k] == "]" else rx[k])
+                k += 1
+            while k < n and rx[k] != "]":
+                if rx.startswith("[:", k):
+                    end = rx.find(":]", k + 2)
+                    if end < 0:
+                        break
+                    body.append(rx[k:end + 2])
+                    k = end + 2
+                    continue
+                body.append("\\\\" if rx[k] == "\\" else ("\\[" if rx[k] == "[" else rx[k]))
+                k += 1
+            if k >= n:  # no closing bracket: leave the rest as it was
+                out.append(rx[i:])
+                break
+            out.append("[" + "".join(body) + "]")
+            i = k + 1
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def logcheck(root):
+    rules = []
+    for f in sorted(glob.glob(os.path.join(root, "etc/logcheck/*/*"))):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.rstrip("\n")
+                if line.strip() and not line.lstrip().startswith("#"):
+                    rules.append(ere_to_pcre(line))
+    return rules
+
+
+def fail2ban(root):
+    sys.path.insert(0, os.path.join(root, "usr/lib/python3/dist-packages"))
+    from fail2ban.client.filterreader import FilterReader
+    from fail2ban.server.failregex import Regex
+
+    base = os.path.join(root, "etc/fail2ban")
+    rules, skipped = [], 0
+    for conf in sorted(glob.glob(os.path.join(base, "filter.d/*.conf"))):
+        name = os.path.basename(conf)[:-5]
+        try:
+            r = FilterReader(name, name, {}, share_config={}, basedir=base)
+            if not r.read():
+                continue
+            r.getOptions({})
+            cmds = r.convert()
+        except Exception:
+            skipped += 1
+            continue
+        pref = None
+        fails = []
+        for c in cmds:
+            if c[0] == "set" and c[2] == "prefregex":
+                pref = c[3]
+            if c[0] == "multi-set" and c[2] == "addfailregex":
+                fails.extend(c[3])
+            if c[0] == "set" and c[2] == "addfailregex":
+                fails.append(c[3])
+        for fr in fails:
+            rx = fr
+            if pref and "<F-CONTENT>" in pref:
+                head, tail = pref.split("<F-CONTENT>", 1)
+                tail = tail.split("</F-CONTENT>", 1)[1]
+                rx = head + "(?:" + fr.lstrip("^") + ")" + tail.lstrip("$")
+            try:
+                final = Regex(rx).getRegex()
+                final = re.sub(r"<F-[A-Z_]+>|</F-[A-Z_]+>", "", final)
+                re.compile(final)
+            except Exception:
+                skipped += 1
+                continue
+            rules.append(final[1:] if final.startswith("^") else final)
+    return rules, skipped
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryDirectory() as root:
+        lc_deb = unpack("logcheck-database", root)
+        f2b_deb = unpack("fail2ban", root)
+        lc = logcheck(root)
+        f2b, skipped = fail2ban(root)
+    # `@(`, `$(` and `%(` start uWSGI's file, environment and placeholder expansions in an
+    # option's value: written `[@](` and so on, the same regex.
+    lc, f2b = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b))
+    for name, rules in (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b)):
+        with open(os.path.join(out, name + ".txt"), "w") as fh:
+            fh.writelines(r + "\n" for r in rules)
+    with open(os.path.join(out, "SOURCES"), "w") as fh:
+        fh.write(f"{lc_deb}: {len(lc)} rules (logcheck.txt)\n")
+        fh.write(f"{f2b_deb}: {len(f2b)} rules (fail2ban.txt), {skipped} left out\n")
+        fh.write(f"debian.txt: {len(lc) + len(f2b)} rules\n")
+    print(open(os.path.join(out, "SOURCES")).read(), end="")
+
+
+if __name__ == "__main__":
+    main()
