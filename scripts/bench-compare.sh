@@ -62,12 +62,13 @@ fi
 
 # run NAME CMD: CMD reads the corpus on stdin; prints "seconds rss_kb"
 measure() {
-  local cmd=$1 t0 t1
+  local cmd=$1 t0 t1 ok=1
   t0=$(date +%s.%N)
   # (`|| true`: a tool that reads its own input, like logalarm_supervised, leaves cat to SIGPIPE.)
-  { cat "$CORPUS" || true; } | /usr/bin/time -f '%M' -o "$WORK/rss" bash -c "$cmd" > "$WORK/out" 2>"$WORK/err" || { echo "FAILED: $cmd" >&2; tail -3 "$WORK/err" >&2; }
+  { cat "$CORPUS" || true; } | /usr/bin/time -f '%M' -o "$WORK/rss" bash -c "$cmd" > "$WORK/out" 2>"$WORK/err" || { ok=0; echo "FAILED: $cmd" >&2; tail -3 "$WORK/err" >&2; }
   t1=$(date +%s.%N)
-  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"
+  # A tool that refused the rules (rg on look-around, say) gets a "failed" row, not a time.
+  if [ $ok = 1 ]; then echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss")"; else echo "FAILED $(grep -m1 . "$WORK/err" | tr -s ' ' | cut -c1-60)"; fi
 }
 
 uwsgi_run() { # uwsgi_run RULES: the whole uWSGI master life, corpus through its log pipe
@@ -169,6 +170,10 @@ for n in $RULESETS; do
     ORDER="$ORDER uwsgi"
   fi
   for tool in $ORDER; do
+    if grep -q '^FAILED' "$WORK/times.$tool"; then
+      printf '%-14s %10s   (%s)\n' "$tool" failed "$(grep -m1 '^FAILED' "$WORK/times.$tool" | cut -d' ' -f2-)"
+      continue
+    fi
     secs=$(awk '{print $1}' "$WORK/times.$tool" | median)
     rss=$(awk '{print $2}' "$WORK/times.$tool" | median)
     mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)

@@ -69,8 +69,9 @@ fi
 say "cargo install --path ."
 root=$(mktemp -d)
 # (--target-dir target: the release build above is reused, as `cargo install` on a fresh
-# machine would build it; the test is that installing works, not building twice.)
-cargo install --path . --root "$root" --quiet --target-dir target
+# machine would build it; the test is that installing works, not building twice. --locked:
+# without it cargo install resolves the dependencies anew and builds newer versions.)
+cargo install --path . --root "$root" --quiet --locked --target-dir target
 smoke "$root/bin/logalarm"
 rm -rf "$root"
 

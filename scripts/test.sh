@@ -35,6 +35,17 @@ fi
 export CI="${CI:-1}"
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# The static binary's C libraries (OpenSSL and libcurl for musl, about 150 s of C builds) are
+# built in the background while the Rust builds below run: their long single-crate phases
+# (the library, LTO links) leave a core idle. Waited for before any test runs.
+say "background: OpenSSL and libcurl for the static binary (log: /tmp/logalarm-musl-deps.log)"
+scripts/static-musl.sh --deps-only > /tmp/logalarm-musl-deps.log 2>&1 &
+musl_deps=$!
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+wait_bg() { # wait_bg PID LOG WHAT
+  wait "$1" || { echo "$3 failed:"; tail -30 "$2"; exit 1; }
+}
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -44,6 +55,9 @@ cargo clippy --all-targets --quiet -- -D warnings
 say "cargo test (release: the 100 MB line and the property tests run optimised)"
 # The unit and integration tests, then the doc tests. The examples are benchmark tools (clippy
 # above checks they compile; the embedding one is built and run below): not linked here.
+cargo test --release --lib --tests --no-run
+say "waiting for the background C builds before the tests run (they are timed)"
+wait_bg "$musl_deps" /tmp/logalarm-musl-deps.log "OpenSSL/libcurl for musl"
 cargo test --release --lib --tests 2>&1 | tee /tmp/logalarm-test.log
 grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 cargo test --release --doc 2>&1 | tee -a /tmp/logalarm-test.log
@@ -61,7 +75,12 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed: building the targets with plain cargo"
 fi
 if command -v cargo-fuzz >/dev/null 2>&1; then
+  # The static binary is built beside the fuzz targets (two builds with single-threaded
+  # phases; different target directories), tested later by scripts/package.sh.
+  scripts/static-musl.sh --build-only > /tmp/logalarm-musl-build.log 2>&1 &
+  musl_build=$!
   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build -O)
+  wait_bg "$musl_build" /tmp/logalarm-musl-build.log "the static musl build"
   secs=${FUZZ_SECONDS:-10}
   if [ "$secs" -gt 0 ]; then
     for t in config pipeline; do

@@ -14,9 +14,10 @@
 //! as the byte it is (no UTF mode: `caf[éè]` is a class of three bytes).
 //! Constructs the automaton cannot run are written in a relaxed form matching a superset
 //! (look-around dropped, backreferences as any text, possessive as greedy, atomic groups as
-//! plain ones, Unicode properties as any byte) and PCRE confirms the lines it matches; a rule
-//! with recursion, a conditional or a verb has no relaxed form and is run by PCRE alone on every
-//! line (a start-up warning says so).
+//! plain ones, Unicode properties as any byte, a conditional group as either of its branches)
+//! and PCRE confirms the lines it matches; a rule with recursion, a recursion or `DEFINE`
+//! condition or a verb has no relaxed form and is run by PCRE alone on every line (a start-up
+//! warning says so).
 //! Invariant: every literal byte is written as `\xHH` unless it is an ASCII letter or digit, so
 //! nothing PCRE reads as a literal can mean something else to regex-syntax.
 
@@ -83,6 +84,8 @@ struct Translator<'a> {
     discard: Vec<(usize, usize)>,
     /// A relaxed construct was written (see [`Translation::pcre`]).
     relaxed: bool,
+    /// Open conditional groups: (depth, a `|` of theirs was written).
+    conditionals: Vec<(usize, bool)>,
 }
 
 /// Translate PCRE rule `pattern` (see the module doc).
@@ -97,6 +100,7 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
         after_quantifier: false,
         discard: Vec::new(),
         relaxed: false,
+        conditionals: Vec::new(),
     };
     match t.run() {
         Ok(()) => Ok(Translation {
@@ -214,6 +218,15 @@ impl Translator<'_> {
                             self.out.truncate(len);
                         }
                     }
+                    if let Some(&(d, bar)) = self.conditionals.last() {
+                        if d == depth {
+                            self.conditionals.pop();
+                            if !bar {
+                                // `(?(c)yes)`: yes or nothing.
+                                self.out.push('|');
+                            }
+                        }
+                    }
                     if self.extended.len() > 1 {
                         self.extended.pop();
                     }
@@ -248,6 +261,14 @@ impl Translator<'_> {
                 b'^' | b'$' | b'.' | b'|' => {
                     self.at += 1;
                     self.out.push(c as char);
+                    if c == b'|' {
+                        let depth = self.extended.len();
+                        if let Some(top) = self.conditionals.last_mut() {
+                            if top.0 == depth {
+                                top.1 = true;
+                            }
+                        }
+                    }
                 }
                 b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C if self.extended() => self.at += 1,
                 b'#' if self.extended() => {
@@ -356,7 +377,7 @@ impl Translator<'_> {
                         }
                         _ => Err(unsupported(start, "recursion `(?P>name)`")),
                     },
-                    Some(b'(') => Err(unsupported(start, "a conditional group `(?(...)...)`")),
+                    Some(b'(') => self.conditional(start),
                     Some(b'R') | Some(b'&') | Some(b'+') | Some(b'0'..=b'9') => {
                         Err(unsupported(start, "recursion or a subroutine call"))
                     }
@@ -374,6 +395,41 @@ impl Translator<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// `(?(CONDITION)YES|NO)` (the position at the condition's `(`): for the automaton either
+    /// branch, `(?:YES|NO)` (`(?:YES|)` without NO), and PCRE confirms. Conditions on a group
+    /// (`(?(1)`, `(?(<name>)`, `(?('name')`, `(?(name)`) are dropped; an assertion
+    /// (`(?(?=…)`) is left to be read as the relaxed look-around it is. Recursion conditions
+    /// and `(?(DEFINE)` have no relaxed form.
+    fn conditional(&mut self, start: usize) -> Result<(), Untranslatable> {
+        let rest = &self.src[self.at..];
+        let assertion = rest.get(1) == Some(&b'?');
+        if !assertion {
+            let close = rest
+                .iter()
+                .position(|&b| b == b')')
+                .ok_or_else(|| error(start, "missing ) after (?( condition"))?;
+            let cond = &rest[1..close];
+            let name = |c: &[u8]| {
+                !c.is_empty() && c.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            };
+            let ok = match cond {
+                [b'<', n @ .., b'>'] | [b'\'', n @ .., b'\''] => name(n),
+                [b'R', ..] | b"DEFINE" => false,
+                c => name(c),
+            };
+            if !ok {
+                return Err(unsupported(start, "a conditional group `(?(...)...)`"));
+            }
+            self.at += close + 1;
+        }
+        self.relax("conditional groups");
+        let x = self.extended();
+        self.extended.push(x);
+        self.out.push_str("(?:");
+        self.conditionals.push((self.extended.len(), false));
+        Ok(())
     }
 
     /// `(?<name>`, `(?'name'`, `(?P<name>` (the `?` and opening quote at the position).
@@ -972,6 +1028,11 @@ mod tests {
             ("(?>a+)b", "(?:a+)b"),
             (r"\p{L}x", "(?s:.)x"),
             ("a(?=(b|c))*d", "a(?:)*d"),
+            ("(a)?(?(1)b|c)", "(a)?(?:b|c)"),
+            ("(?P<u>x)?(?(u): |(?:y))z", r"(?P<u>x)?(?:\x3A\x20|(?:y))z"),
+            ("(?<v>a)(?(<v>)b)", "(?P<v>a)(?:b|)"),
+            ("(?('v')b|(c|d))", "(?:b|(c|d))"),
+            ("(?(?=a)ab|cd)", "(?:(?:)ab|cd)"),
         ] {
             let t = translate(p).unwrap();
             assert!(t.pcre, "{p}");
@@ -990,7 +1051,13 @@ mod tests {
 
     #[test]
     fn refusals_name_the_construct() {
-        for p in ["a(?R)?b", "(a)(?(1)a|b)", "(*UTF8)x", r"(a)\g<1>"] {
+        for p in [
+            "a(?R)?b",
+            "(a)(?(R)a|b)",
+            "(?(DEFINE)(a))b",
+            "(*UTF8)x",
+            r"(a)\g<1>",
+        ] {
             let t = translate(p).unwrap();
             assert!(pcre_only(&t), "{p}: {t:?}");
             assert!(t.notes[0].contains("run by PCRE on every line"), "{t:?}");
