@@ -277,6 +277,18 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
     })
 }
 
+/// Every `(value, reason)` of `cases` is refused by `parse` with an error containing the reason
+/// (the option parsers' unit tests).
+#[cfg(test)]
+pub(crate) fn assert_refused<T>(parse: fn(&str) -> Result<T, String>, cases: &[(&str, &str)]) {
+    for (bad, why) in cases {
+        match parse(bad) {
+            Err(e) => assert!(e.contains(why), "{bad}: {e}"),
+            Ok(_) => panic!("{bad} accepted"),
+        }
+    }
+}
+
 /// Option `opt`'s value parsed by `parse`; its error names the option and shows the value
 /// with its secrets masked.
 fn checked<T>(
