@@ -173,6 +173,38 @@ fn cmd_gets_the_line_on_stdin_and_its_output_is_logged_unmatched() {
     );
 }
 
+/// Plain commands start without the shell; what the shell would have done is kept: a long
+/// message (over a pipe's first page) reaches a plain command whole, quoting is the shell's,
+/// and a program that cannot start is reported by the shell in the log as before.
+#[test]
+fn plain_cmd_commands_behave_as_through_the_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("got");
+    let long = format!("ERROR {}\n", "x".repeat(6000));
+    let out = run(
+        &[
+            "--alarm",
+            &format!("a cmd:tee '{}'", f.display()),
+            "--alarm",
+            "b cmd:/nonexistent/notify -s 'a b'",
+            "--log-alarm",
+            "a,b ERROR",
+            "--alarm-freq",
+            "0",
+            "--log-master-bufsize",
+            "8192",
+        ],
+        long.clone().into_bytes(),
+    );
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&f).unwrap(), long.as_bytes());
+    let s = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        s.contains("/nonexistent/notify: not found"),
+        "the shell's own message: {s}"
+    );
+}
+
 #[test]
 fn log_alarm_writes_uwsgi_format_lines() {
     let out = run(
