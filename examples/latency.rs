@@ -12,6 +12,11 @@
 //! dynamic loader runs before its clock read).
 //! Feeds CORPUS at MB_PER_S (default 100) and, every 20 ms, a line `LATENCY_PROBE <n>` whose
 //! send time is recorded. Prints p50, p99 and max over PROBES (default 200) probes.
+//! `--in-process` measures inside logalarm instead: the probe raises a `log:`, a `mule:` and a
+//! `signal:` alarm, and the latency histograms of `--metrics`
+//! (`logalarm_alarm_latency_seconds`: read of the line's bytes → action start; `_read_`: read →
+//! match; `_wait_`: match → start) give each stage's p50/p99 (the upper bound of the bucket
+//! holding it) and the share of probes started within 200 µs of their read.
 //! `LOGALARM_BIN=PATH` runs another build of logalarm.
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -43,9 +48,10 @@ fn main() {
     }
     let bash = all.iter().any(|a| a == "--bash");
     let static_probe = all.iter().any(|a| a == "--static");
+    let in_process = all.iter().any(|a| a == "--in-process");
     let args: Vec<String> = all
         .into_iter()
-        .filter(|a| a != "--bash" && a != "--static")
+        .filter(|a| a != "--bash" && a != "--static" && a != "--in-process")
         .collect();
     let corpus = std::fs::read(args.get(1).map_or("/tmp/corpus256.log", String::as_str))
         .unwrap_or_else(|_| {
@@ -83,17 +89,44 @@ fn main() {
     } else {
         (me, "a cmd:probe".to_string())
     };
-    let mut child = Command::new(&bin)
-        .arg("--binsh")
-        .arg(&binsh)
-        .args([
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(19187);
+    let mut command = Command::new(&bin);
+    if in_process {
+        command.args([
             "--alarm-freq",
             "0",
-            "--log-alarm",
-            "a ^LATENCY_PROBE",
+            "--attach-daemon",
+            "exec sleep 100000",
+            "--mule",
+            "exec cat > /dev/null",
             "--alarm",
-        ])
-        .arg(action)
+            "log log:",
+            "--alarm",
+            "mule mule:1",
+            "--alarm",
+            "signal signal:28",
+            "--log-alarm",
+            "log,mule,signal ^LATENCY_PROBE",
+            "--metrics",
+        ]);
+        command.arg(format!("127.0.0.1:{port}"));
+    } else {
+        command
+            .arg("--binsh")
+            .arg(&binsh)
+            .args([
+                "--alarm-freq",
+                "0",
+                "--log-alarm",
+                "a ^LATENCY_PROBE",
+                "--alarm",
+            ])
+            .arg(action);
+    }
+    let mut child = command
         .env("LATENCY_OUT", &out)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -128,6 +161,17 @@ fn main() {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
+    if in_process {
+        std::thread::sleep(Duration::from_millis(300));
+        let text = scrape(port);
+        drop(stdin);
+        // Supervised processes keep logalarm running after its input ends: stop it.
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        return report_histograms(&text, rate);
+    }
     drop(stdin);
     let _ = child.wait();
     let text = std::fs::read_to_string(&out).unwrap_or_default();
@@ -155,4 +199,82 @@ fn main() {
         lat[lat.len() - 1]
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `GET /metrics` from logalarm's `--metrics` on `port`.
+fn scrape(port: u16) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    match std::net::TcpStream::connect(("127.0.0.1", port)) {
+        Ok(mut c) => {
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = c.write_all(
+                b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            );
+            let _ = c.read_to_string(&mut text);
+        }
+        Err(e) => eprintln!("cannot reach --metrics on port {port}: {e}"),
+    }
+    text
+}
+
+/// Print, per alarm and stage, the bucket bounds holding p50 and p99, and the share of events
+/// within 200 µs.
+fn report_histograms(text: &str, rate: f64) {
+    let mut printed = 0;
+    for stage in ["latency", "read", "wait"] {
+        let prefix = format!("logalarm_alarm_{stage}_seconds_bucket{{");
+        let mut per_alarm: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+        for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+            let field = |k: &str| {
+                let at = line.find(&format!("{k}=\""))? + k.len() + 2;
+                let end = line[at..].find('"')? + at;
+                Some(line[at..end].to_string())
+            };
+            let (Some(alarm), Some(le)) = (field("alarm"), field("le")) else {
+                continue;
+            };
+            let le: f64 = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap_or(f64::NAN)
+            };
+            let n: f64 = line
+                .rsplit(' ')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            match per_alarm.iter_mut().find(|(a, _)| *a == alarm) {
+                Some((_, b)) => b.push((le, n)),
+                None => per_alarm.push((alarm, vec![(le, n)])),
+            }
+        }
+        for (alarm, buckets) in per_alarm {
+            let total = buckets.last().map_or(0.0, |b| b.1);
+            if total == 0.0 {
+                continue;
+            }
+            let at = |q: f64| {
+                buckets
+                    .iter()
+                    .find(|b| b.1 >= q * total)
+                    .map_or(f64::INFINITY, |b| b.0 * 1e6)
+            };
+            let within = buckets
+                .iter()
+                .find(|b| (b.0 - 0.0002).abs() < 1e-12)
+                .map_or(0.0, |b| b.1 / total * 100.0);
+            println!(
+                "{alarm:>6} {stage:>7}: {total:.0} probes at {:.0} MB/s background: p50 <= {:.0} us, p99 <= {:.0} us, {within:.1} % within 200 us",
+                rate / 1e6,
+                at(0.5),
+                at(0.99),
+            );
+            printed += 1;
+        }
+    }
+    if printed == 0 {
+        eprintln!("no latency histogram in the metrics");
+        std::process::exit(1);
+    }
 }

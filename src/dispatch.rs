@@ -117,6 +117,9 @@ impl Overflow {
 pub(crate) struct Event {
     pub alarm: u32,
     pub msg: Box<[u8]>,
+    /// When the bytes of the line were read (the raise, for monitors): latency is measured
+    /// from here.
+    pub read: Instant,
     /// When the line was matched (for `max_age`).
     pub raised: Instant,
     /// The log output's position after the region that raised it: a `log:` line is written
@@ -275,9 +278,34 @@ struct Counters {
 }
 
 /// Upper bounds (seconds) of the latency histograms' buckets; the last bucket is +Inf.
-pub(crate) const LATENCY_BOUNDS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
+pub(crate) const LATENCY_BOUNDS: [f64; 19] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+/// The latency histograms of each alarm ([`Dispatcher::latency`]): metric name, help, and the
+/// JSON key of `/status`.
+pub(crate) const LATENCIES: [(&str, &str, &str); 4] = [
+    (
+        "logalarm_alarm_read_seconds",
+        "From the read of the raising line's bytes to its match",
+        "read",
+    ),
+    (
+        "logalarm_alarm_wait_seconds",
+        "From the line's match to its action's start",
+        "wait",
+    ),
+    (
+        "logalarm_alarm_latency_seconds",
+        "From the read of the raising line's bytes to its action's start",
+        "latency",
+    ),
+    (
+        "logalarm_alarm_run_seconds",
+        "From the action's start to its end",
+        "run",
+    ),
 ];
 
 /// A latency histogram of atomics: written by one lane, read by the metrics server.
@@ -319,8 +347,12 @@ impl Latency {
 #[derive(Debug, Default)]
 struct AlarmShared {
     counts: Counters,
-    /// Raised → its action starts (queue wait), and the action's own time.
+    /// Read → matched (the line waiting in its read buffer, then matching), raised → its
+    /// action starts (dispatch and queue wait), read → action start (the whole path), and the
+    /// action's own time.
+    read: Latency,
     wait: Latency,
+    total: Latency,
     run: Latency,
     /// Lost alarms not yet summarised (the `drop` policy).
     lost: Mutex<Option<Lost>>,
@@ -458,6 +490,10 @@ pub(crate) struct Dispatcher {
     msg_size: usize,
     /// See [`Event::after`]; set by [`LogSink`] before each region.
     after: u64,
+    /// When the bytes being matched were read: set by the log sources before they feed a
+    /// read's bytes, cleared by [`Dispatcher::flush`] after (monitors' raises then use their
+    /// own time).
+    pub(crate) read_at: Option<Instant>,
     /// The region being matched: its address, length and output offset (see
     /// [`Event::pos`]).
     region: (usize, usize, u64),
@@ -557,9 +593,13 @@ impl Probe {
             .collect()
     }
 
-    /// Alarm `i`'s latency histograms: (raised → start, start → done).
-    pub(crate) fn latency(&self, i: usize) -> Option<(&Latency, &Latency)> {
-        self.shared.alarms.get(i).map(|a| (&a.wait, &a.run))
+    /// Alarm `i`'s latency histograms: read → matched, matched → action start, read → action
+    /// start, action start → its end (the order of [`LATENCIES`]).
+    pub(crate) fn latency(&self, i: usize) -> Option<[&Latency; 4]> {
+        self.shared
+            .alarms
+            .get(i)
+            .map(|a| [&a.read, &a.wait, &a.total, &a.run])
     }
 
     /// Each lane's (name, events queued now, capacity).
@@ -616,6 +656,7 @@ impl Dispatcher {
             touched: Vec::new(),
             msg_size: settings.msg_size,
             after: 0,
+            read_at: None,
             region: (0, 0, 0),
             shared,
             threads: Vec::new(),
@@ -848,10 +889,12 @@ impl Dispatcher {
             .fetch_add(1, Ordering::Relaxed);
         let lane = lane as usize;
         let msg = message(msg, self.msg_size);
+        let raised = Instant::now();
         let ev = Event {
             alarm: slot,
             msg: msg.into(),
-            raised: Instant::now(),
+            read: self.read_at.unwrap_or(raised),
+            raised,
             after: self.after,
             pos,
         };
@@ -923,6 +966,7 @@ impl Dispatcher {
 
     /// Wake the lanes that got events, and report drops (at most once a second).
     pub(crate) fn flush(&mut self) {
+        self.read_at = None;
         for (i, t) in self.touched.iter_mut().enumerate() {
             if *t {
                 self.lanes[i].unparker.unpark();
@@ -1095,6 +1139,7 @@ impl LaneAlarms {
         };
         let a = &shared.alarms[ev.alarm as usize];
         let now = Instant::now();
+        a.read.record(ev.raised.saturating_duration_since(ev.read));
         // alarm-multiline: the line may start or join an event, decided when it is complete.
         let ok = match inst.suppress.gather(&ev.msg, ev.pos, now) {
             Some(held) => {
@@ -1105,7 +1150,10 @@ impl LaneAlarms {
                 }
                 true
             }
-            None => decide_and_fire(inst, a, ev.alarm, &ev.msg, ev.raised, ev.after, run, lane),
+            None => {
+                let stamps = (Some(ev.read), ev.raised);
+                decide_and_fire(inst, a, ev.alarm, &ev.msg, stamps, ev.after, run, lane)
+            }
         };
         let after = run.after();
         ok && complete_gathered(inst, a, ev.alarm, after, run, lane, false)
@@ -1201,7 +1249,7 @@ fn decide_and_fire(
     a: &AlarmShared,
     id: u32,
     raised_msg: &[u8],
-    raised: Instant,
+    (read, raised): (Option<Instant>, Instant),
     after: u64,
     run: &mut Runner,
     lane: &Lane,
@@ -1226,6 +1274,9 @@ fn decide_and_fire(
     lane.running.store(u64::from(id) + 1, Ordering::SeqCst);
     let started = Instant::now();
     a.wait.record(started.saturating_duration_since(raised));
+    if let Some(read) = read {
+        a.total.record(started.saturating_duration_since(read));
+    }
     let outcome = inst.action.fire(&inst.name, msg, raised, run);
     a.run.record(started.elapsed());
     if lane.running.swap(0, Ordering::SeqCst) == 0 {
@@ -1258,7 +1309,9 @@ fn complete_gathered(
     force: bool,
 ) -> bool {
     while let Some(g) = inst.suppress.complete(Instant::now(), force) {
-        if !decide_and_fire(inst, a, id, &g.msg, g.started, after, run, lane) {
+        // A gathered event waits for its end by design: not counted in read → start.
+        let stamps = (None, g.started);
+        if !decide_and_fire(inst, a, id, &g.msg, stamps, after, run, lane) {
             return false;
         }
     }

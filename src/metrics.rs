@@ -221,14 +221,17 @@ impl Metrics {
                             })
                         };
                         let l = p.latency(i);
-                        serde_json::json!({
+                        let mut o = serde_json::json!({
                             "alarm": a.name, "action": a.action, "overflow": a.overflow,
                             "raised": a.raised, "ran": a.ran, "suppressed": a.suppressed,
                             "dropped": a.dropped, "discarded": a.discarded, "failed": a.failed,
                             "spooled": a.spooled, "retried": a.retried, "digests": a.digests,
                             "keys_forgotten": a.keys_forgotten,
-                            "wait": lat(l.map(|x| x.0)), "run": lat(l.map(|x| x.1)),
-                        })
+                        });
+                        for (k, (_, _, key)) in crate::dispatch::LATENCIES.iter().enumerate() {
+                            o[*key] = serde_json::json!(lat(l.map(|x| x[k])));
+                        }
+                        o
                     })
                     .collect::<Vec<_>>(),
                 p.queues()
@@ -534,22 +537,11 @@ impl Collector for Scrape {
                 "Queue capacity, per lane",
                 &q,
             )?;
-            for (name, help, which) in [
-                (
-                    "logalarm_alarm_wait_seconds",
-                    "From the line's match to its action's start",
-                    0,
-                ),
-                (
-                    "logalarm_alarm_run_seconds",
-                    "From the action's start to its end",
-                    1,
-                ),
-            ] {
+            for (which, (name, help, _)) in crate::dispatch::LATENCIES.iter().enumerate() {
                 let mut fam = e.encode_descriptor(name, help, None, MetricType::Histogram)?;
                 for (i, a) in alarms.iter().enumerate() {
                     let Some(l) = p.latency(i) else { continue };
-                    let h = if which == 0 { l.0 } else { l.1 };
+                    let h = l[which];
                     let (sum, count, buckets) = h.snapshot();
                     let labels = [("alarm", label(&a.name))];
                     fam.encode_family(&labels)?

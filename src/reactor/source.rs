@@ -192,6 +192,8 @@ pub(super) fn read_turn(
     max: usize,
 ) -> io::Result<bool> {
     for _ in 0..max {
+        // The read happens now (standard input's thread stamps its own reads).
+        sink.dispatcher.read_at = Some(std::time::Instant::now());
         let step = match input {
             Input::Stdin(p) => p.serve(pipeline, sink)?,
             Input::Tail(t) => t.serve(pipeline, sink)?,

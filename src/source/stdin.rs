@@ -23,11 +23,15 @@ use crate::sys;
 /// Buffers of standard input's reader thread: read, queued, or being processed.
 const STDIN_CHUNKS: usize = 4;
 
+/// A buffer read by the thread, what `read` returned, and when it returned (the latency
+/// histograms start there).
+type Chunk = (Vec<u8>, io::Result<usize>, std::time::Instant);
+
 /// Standard input, read by a thread of its own into [`STDIN_CHUNKS`] buffers that the reactor
 /// processes in place and hands back.
 pub(crate) struct Prefetch {
-    /// Chunks read (the buffer and what `read` returned), in order.
-    full: std::sync::mpsc::Receiver<(Vec<u8>, io::Result<usize>)>,
+    /// Chunks read (the buffer, what `read` returned, and when), in order.
+    full: std::sync::mpsc::Receiver<Chunk>,
     /// Buffers handed back.
     empty: std::sync::mpsc::SyncSender<Vec<u8>>,
     /// Kept open here too: a waker dropped by the ending thread would close its descriptor and
@@ -72,7 +76,7 @@ impl Prefetch {
                         }
                     };
                     let last = !matches!(got, Ok(n) if n > 0);
-                    if full_tx.send((buf, got)).is_err() {
+                    if full_tx.send((buf, got, std::time::Instant::now())).is_err() {
                         return;
                     }
                     let _ = waker.wake();
@@ -130,7 +134,7 @@ impl Prefetch {
     /// channel holds every buffer).
     fn process(
         &mut self,
-        (buf, got): (Vec<u8>, io::Result<usize>),
+        (buf, got, read_at): Chunk,
         pipeline: &mut Pipeline,
         sink: &mut LogSink<'_>,
     ) -> io::Result<()> {
@@ -141,6 +145,7 @@ impl Prefetch {
                 return Err(io::Error::new(e.kind(), why));
             }
         };
+        sink.dispatcher.read_at = Some(read_at);
         let res = pipeline.feed_chunk(&buf[..n], sink);
         let _ = self.empty.try_send(buf);
         sink.flush();
