@@ -12,6 +12,14 @@
 # and fail2ban packages (scripts/debian-rules.py downloads and converts them: 1,907 + 194);
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
+# `storm100`, `storm10`: alarm storms — the corpus with `STORM ` before every line (or one line
+# in ten), the rule `^STORM` raising a `log:` alarm with `alarm-freq = 0` (every raise runs: the
+# output gets one alarm line per raising line); a last run checks that none was lost.
+# WORKLOADS="latency cmd" adds: in-process latency (examples/latency --in-process: read → action
+# start of `log:`, `mule:`, `signal:` alarms at 100 MB/s background, from logalarm's own
+# histograms) and the `cmd:` spawn rate (20,000 raising lines, `cmd:/bin/true` and the same
+# through the shell, `alarm-overflow block`: every command runs, at most 64 at once); "many":
+# 100 supervised processes and 100 tailed files beside stdin (the same bytes, rules100).
 # Floors: `newline_count` is `cat | memchr newline count` (the floor with a pipe); the header
 # prints the in-memory memchr newline count (the floor for splitting lines).
 #
@@ -99,9 +107,16 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -m) $(nproc) cores; corpus $BYTES by
 echo "# memchr newline count in memory (best of 5): $($NLCOUNT "$CORPUS" 2>&1) MB/s"
 echo "# logalarm $($LOGALARM --version | cut -d' ' -f2), $(rg --version 2>/dev/null | sed -n 1p), $(grep --version | head -1), uwsgi $(uwsgi --version 2>/dev/null)${HS:+, vectorscan $(pkg-config --modversion libhs)}"
 numeric() { [[ "$1" =~ ^[0-9]+$ ]]; }
+MAIN_CORPUS=$CORPUS
 for n in $RULESETS; do
   RULES=$ROOT/benches/rules/rules$n.txt
+  CORPUS=$MAIN_CORPUS
   case $n in
+    storm100|storm10)
+      pct=${n#storm}
+      CORPUS=$WORK/corpus-${SIZE_MB}-$n.log
+      [ -s "$CORPUS" ] || awk -v p="$pct" 'p == 100 || NR % 10 == 1 { print "STORM " $0; next } { print }' "$MAIN_CORPUS" > "$CORPUS"
+      RULES=$WORK/storm.txt; echo '^STORM' > "$RULES" ;;
     debian|logcheck|fail2ban)
       [ -s "$WORK/debian-rules/$n.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
       RULES=$WORK/debian-rules/$n.txt
@@ -113,8 +128,11 @@ for n in $RULESETS; do
       while IFS= read -r r; do [ -n "$r" ] && printf '%s|v%dx%d\n' "$r" "$i" "${#r}"; done < "$ROOT/benches/rules/rules100.txt"
     done > "$RULES"
   fi
+  BYTES=$(stat -c %s "$CORPUS")
+  LINES=$(wc -l < "$CORPUS")
   INI=$WORK/rules$n.ini
-  { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"; } > "$INI"
+  { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"
+    if [[ "$n" == storm* ]]; then echo "alarm-freq = 0"; fi; } > "$INI"
   # The same rules, one in ten on an alarm with a message template using the match, a key
   # and a threshold (alarm-template, alarm-key, alarm-threshold): what only raising lines pay.
   INIP=$WORK/rules$n-policies.ini
@@ -144,6 +162,7 @@ for n in $RULESETS; do
   # rulesNpcre: the same rules, some with PCRE look-ahead (confirmed by PCRE2 in logalarm):
   # the other tools do not take that syntax, only logalarm's rows run.
   if [[ "$n" == *pcre ]]; then ORDER="logalarm logalarm_replay logalarm_supervised newline_count"; fi
+  if [[ "$n" == storm* ]]; then ORDER="logalarm logalarm_metrics newline_count rg_passthru rg_count"; fi
   if [[ "$n" == *pcre ]]; then :; elif { numeric "$n" && [ "$n" -le 10 ]; } || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
   # (hs_count says on stderr how long hs_scan alone took: kept for the hs_scan_only row.)
   : > "$WORK/hs.log"
@@ -186,5 +205,65 @@ for n in $RULESETS; do
     mbs=$(echo "$BYTES / $secs / 1000000" | bc -l)
     printf '%-14s %10.2f %10.0f %14.0f %10s %9.2fx   (%s)\n' hs_scan_only "$secs" "$mbs" "$(echo "$LINES / $secs" | bc -l)" - "$(echo "$mbs / $base" | bc -l)" "$(tail -1 "$WORK/hs.log" | sed 's/^hs_count: //')"
   fi
+  if [[ "$n" == storm* ]]; then
+    # Nothing lost: every raising line ran its alarm (logalarm's exit summary, and the alarm
+    # lines in the output).
+    raising=$(grep -c '^STORM ' "$CORPUS" || true)
+    "$LOGALARM" --ini "$INI" < "$CORPUS" 2> "$WORK/err" | grep -c ' - ALARM: STORM ' > "$WORK/out" || true
+    echo "# storm check: $raising raising lines, $(cat "$WORK/out") alarm lines written; $(grep -m1 'exit: .*alarms raised' "$WORK/err" | sed 's/.*passed, //')"
+  fi
   unset CMDS
+done
+CORPUS=$MAIN_CORPUS
+BYTES=$(stat -c %s "$CORPUS")
+
+for w in ${WORKLOADS:-}; do
+  case $w in
+    latency)
+      cargo build --release --quiet --example latency
+      printf '\n## in-process latency (log:, mule:, signal:; 300 probes, 100 MB/s background)\n'
+      "$ROOT/target/release/examples/latency" "$CORPUS" 100 300 --in-process 2>/dev/null ;;
+    cmd)
+      printf '\n## cmd: spawn rate (20,000 raising lines, alarm-overflow block)\n'
+      seq 1 20000 | sed 's/^/SPAWN line /' > "$WORK/spawn.log"
+      for c in /bin/true 'true' '/bin/true && true'; do
+        printf '[uwsgi]\nalarm = run cmd:%s\nalarm-overflow = run block\nalarm-freq = 0\nlog-alarm = run ^SPAWN\n' "$c" > "$WORK/spawn.ini"
+        t0=$(date +%s.%N); "$LOGALARM" --ini "$WORK/spawn.ini" < "$WORK/spawn.log" > /dev/null 2> "$WORK/err"; t1=$(date +%s.%N)
+        printf '%-22s %8.0f commands/s  (%s)\n' "cmd:$c" "$(echo "20000 / ($t1 - $t0)" | bc -l)" "$(grep -m1 -o '[0-9]* cmd commands started' "$WORK/err")"
+      done ;;
+    many)
+      # The corpus cut into 100 parts at line ends, read by 100 supervised processes (each
+      # `cat`s its part, then sleeps) or followed as 100 files (`tail`, from their start),
+      # with rules100; timed until every byte is out (`head -c` of the total), beside the
+      # same rules on the whole corpus through stdin. Median of RUNS.
+      PARTS=$WORK/parts-$SIZE_MB
+      if [ ! -s "$PARTS/part-99" ]; then
+        rm -rf "$PARTS"; mkdir -p "$PARTS"
+        split -n l/100 -d -a 2 "$MAIN_CORPUS" "$PARTS/part-"
+      fi
+      R100=$ROOT/benches/rules/rules100.txt
+      rules_ini() { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$R100"; }
+      { rules_ini; for f in "$PARTS"/part-*; do echo "attach-daemon = cat $f; exec sleep 100000"; done; } > "$WORK/many-daemons.ini"
+      { rules_ini; echo "tail-from-start = true"; for f in "$PARTS"/part-*; do echo "tail = $f"; done; } > "$WORK/many-tails.ini"
+      rules_ini > "$WORK/many-stdin.ini"
+      printf '\n## many inputs (rules100, %s MiB; the output counted to the last byte)\n' "$SIZE_MB"
+      printf '%-22s %10s %10s %10s\n' inputs seconds MB/s rss_MiB
+      for kind in stdin daemons tails; do
+        : > "$WORK/times.many"
+        for _ in $(seq "$RUNS"); do
+          t0=$(date +%s.%N)
+          if [ $kind = stdin ]; then
+            /usr/bin/time -f '%M' -o "$WORK/rss" "$LOGALARM" --ini "$WORK/many-stdin.ini" < "$MAIN_CORPUS" 2>/dev/null | head -c "$BYTES" > /dev/null || true
+          else
+            /usr/bin/time -f '%M' -o "$WORK/rss" "$LOGALARM" --ini "$WORK/many-$kind.ini" < /dev/null 2>/dev/null | head -c "$BYTES" > /dev/null || true
+          fi
+          t1=$(date +%s.%N)
+          echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$WORK/rss" | grep -o '^[0-9]*$' || echo 0)" >> "$WORK/times.many"
+        done
+        secs=$(awk '{print $1}' "$WORK/times.many" | median)
+        rss=$(awk '{print $2}' "$WORK/times.many" | median)
+        printf '%-22s %10.2f %10.0f %10.1f\n' "$kind$([ $kind = stdin ] || echo ' (100)')" "$secs" "$(echo "$BYTES / $secs / 1000000" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+      done ;;
+    *) echo "unknown workload $w (latency, cmd, many)" >&2; exit 2 ;;
+  esac
 done

@@ -102,8 +102,11 @@ impl Deferred {
 /// The matching half of a pipeline: matchers, caches and scratch.
 struct Matching {
     matcher: Matcher,
-    /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]).
+    /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]), made at
+    /// the first such region (an input that never has one costs no second cache).
     helper: Option<Matcher>,
+    /// A second core exists and there are rules: large regions are matched by two threads.
+    parallel: bool,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
@@ -145,8 +148,12 @@ impl Pipeline {
     /// Record where confirmation time goes per rule, in both matching threads (`replay`).
     pub fn profile_rules(&mut self) {
         self.ms.matcher.profile();
-        if let Some(h) = self.ms.helper.as_mut() {
-            h.profile();
+        if self.ms.parallel {
+            let rules = self.ms.matcher.rules();
+            self.ms
+                .helper
+                .get_or_insert_with(|| rules.matcher())
+                .profile();
         }
     }
 
@@ -163,9 +170,7 @@ impl Pipeline {
     /// Match with `rules` from now on: the line the buffer holds a part of, and every later
     /// one (a reload swaps rules at this line boundary).
     pub fn set_rules(&mut self, rules: &crate::rules::RuleSet) {
-        if self.ms.helper.is_some() {
-            self.ms.helper = Some(rules.matcher());
-        }
+        self.ms.helper = None;
         self.ms.matcher = rules.matcher();
     }
 
@@ -197,7 +202,8 @@ impl Pipeline {
             && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
         Pipeline {
             ms: Matching {
-                helper: parallel.then(|| matcher.rules().matcher()),
+                helper: None,
+                parallel,
                 bounds: Vec::new(),
                 deferred: Vec::new(),
                 matcher,
@@ -360,8 +366,10 @@ impl Matching {
         // take in turn, so neither waits long for the other when the scheduler runs `cat`
         // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
         // keep line order (see PERF.md "pieces").
-        match self.helper.as_mut() {
-            Some(helper) if lines.len() >= PARALLEL_MIN => {
+        match self.parallel && lines.len() >= PARALLEL_MIN {
+            true => {
+                let rules = self.matcher.rules();
+                let helper = self.helper.get_or_insert_with(|| rules.matcher());
                 let bounds = &mut self.bounds;
                 bounds.clear();
                 bounds.push(0);
@@ -427,7 +435,7 @@ impl Matching {
                 }
                 n
             }
-            _ => self.matcher.scan_lines(lines, &mut deliver),
+            false => self.matcher.scan_lines(lines, &mut deliver),
         }
     }
 }

@@ -170,9 +170,18 @@ impl Spool {
             .mode(0o700)
             .create(&dir)?;
         let lock = open_new(&dir.join("lock"))?;
+        // A process being started by this one (a `cmd:` alarm, a daemon) holds a copy of
+        // every descriptor between its fork and its exec, so a lock just released by this
+        // process can look held for a moment: a few tries over ~100 ms before "in use".
+        let mut tries = 0;
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        while unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = io::Error::last_os_error();
+            tries += 1;
+            if e.kind() == io::ErrorKind::WouldBlock && tries < 10 {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
             return Err(if e.kind() == io::ErrorKind::WouldBlock {
                 io::Error::new(
                     e.kind(),

@@ -224,6 +224,11 @@ impl Supervisor {
             .map_or_else(String::new, |s| s.program.label())
     }
 
+    /// Programs supervised: daemons, mules and the main command.
+    pub(crate) fn programs(&self) -> usize {
+        self.slots.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -51,6 +51,18 @@ pub(crate) const READS_PER_TURN: usize = 16;
 /// stdin's 0.31-0.46 s; with 1 MiB, 0.30-0.34 s against 0.27-0.47 s (PERF.md). Untouched pages
 /// of an idle process's buffer are never resident.
 const CHILD_CAPACITY: usize = DEFAULT_CAPACITY;
+/// What the read buffers of all log inputs may hold together: with many inputs each gets a
+/// share ([`input_capacity`]), so RSS stays bounded (100 supervised processes — 200 pipes — with
+/// 1 MiB each made 250 MiB of RSS).
+const INPUTS_BUDGET: usize = 32 * 1024 * 1024;
+/// The smallest read buffer (and pipe) of an input, however many there are.
+const MIN_INPUT_CAPACITY: usize = 64 * 1024;
+
+/// The read buffer (and pipe size) of each of `inputs` log inputs: [`CHILD_CAPACITY`] when
+/// [`INPUTS_BUDGET`] allows, else an equal share of it, at least [`MIN_INPUT_CAPACITY`].
+fn input_capacity(inputs: usize) -> usize {
+    (INPUTS_BUDGET / inputs.max(1)).clamp(MIN_INPUT_CAPACITY, CHILD_CAPACITY)
+}
 /// How often `--tail` files are read, `--watch-socket` queues checked, processes reaped
 /// without a SIGCHLD.
 const TAIL_EVERY: Duration = Duration::from_millis(200);
@@ -130,6 +142,9 @@ struct Reactor<'a> {
     last_tail: Instant,
     last_backlog: Instant,
     last_reap: Instant,
+    /// Each log input's read buffer, from the number of inputs at start-up
+    /// ([`input_capacity`]); inputs added later (a reload's daemons) get the same.
+    input_capacity: usize,
     /// `--metrics`/`--stats`: each log input's meter, by token.
     meters: HashMap<usize, crate::metrics::Meter>,
 }
@@ -147,6 +162,13 @@ impl<'a> Reactor<'a> {
         poll.registry()
             .register(&mut cx.signals.wake, signal, Interest::READABLE)?;
         let endless = monitors.endless();
+        // Each supervised process has two pipes (stdout, stderr).
+        let inputs = usize::from(stdin.is_some())
+            + monitors.nats.len()
+            + monitors.tails.len()
+            + monitors.udp.len()
+            + 2 * cx.supervisor.programs();
+        let input_capacity = input_capacity(inputs);
         if let Some(fd) = stdin {
             add_stdin(&poll, &mut table, rules, fd)?;
         }
@@ -171,7 +193,7 @@ impl<'a> Reactor<'a> {
             table.insert(poll.registry(), Source::Log { input, pipeline })?;
         }
         for tail in tails {
-            let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
+            let pipeline = Box::new(Pipeline::new(rules.matcher(), input_capacity));
             let input = Input::Tail(tail);
             table.insert(poll.registry(), Source::Log { input, pipeline })?;
         }
@@ -182,7 +204,7 @@ impl<'a> Reactor<'a> {
                 mio::net::UdpSocket::from_std(sock),
                 udp_options.clone(),
             ));
-            let pipeline = Box::new(Pipeline::new(rules.matcher(), CHILD_CAPACITY));
+            let pipeline = Box::new(Pipeline::new(rules.matcher(), input_capacity));
             table
                 .insert(poll.registry(), Source::Log { input, pipeline })
                 .map_err(|e| io::Error::new(e.kind(), format!("udp {shown}: {e}")))?;
@@ -214,6 +236,7 @@ impl<'a> Reactor<'a> {
             last_tail: now,
             last_backlog: now,
             last_reap: now,
+            input_capacity,
             meters: HashMap::new(),
         })
     }
@@ -243,9 +266,10 @@ impl<'a> Reactor<'a> {
     fn add_child(&mut self, fd: OwnedFd, slot: usize) -> io::Result<()> {
         let raw = fd.as_raw_fd();
         sys::set_nonblocking(raw, true)?;
-        // PERF: as for stdin, a 1 MiB pipe: a fast writer wakes the reactor 16x less often.
-        let _ = sys::grow_pipe(raw, 1 << 20);
-        let pipeline = Box::new(Pipeline::new(self.rules.matcher(), CHILD_CAPACITY));
+        // PERF: as for stdin, a 1 MiB pipe: a fast writer wakes the reactor 16x less often
+        // (its share of the budget when there are many inputs).
+        let _ = sys::grow_pipe(raw, self.input_capacity);
+        let pipeline = Box::new(Pipeline::new(self.rules.matcher(), self.input_capacity));
         let input = Input::Child { fd, slot };
         self.table
             .insert(self.poll.registry(), Source::Log { input, pipeline })?;

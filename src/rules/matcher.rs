@@ -180,7 +180,10 @@ impl Matcher {
 
     /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
     fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<Range<usize>> {
-        let (dfa, cache) = (self.set.dfa.as_ref()?, self.scan_cache.as_mut()?);
+        let dfa = self.set.dfa.as_ref()?;
+        let cache = self
+            .scan_cache
+            .get_or_insert_with(|| dfa.scan.create_cache());
         let at = match &dfa.pre {
             Some(pre) => pre.find(buf, Span::from(pos..to))?.start,
             None => {
@@ -387,9 +390,12 @@ impl Matcher {
 
     /// Confirm the DFA part's rules on `text` (one automaton run gives all of them).
     fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
-        let (Some(dfa), Some(cache)) = (self.set.dfa.as_ref(), self.exact_cache.as_mut()) else {
+        let Some(dfa) = self.set.dfa.as_ref() else {
             return false;
         };
+        let cache = self
+            .exact_cache
+            .get_or_insert_with(|| dfa.exact.create_cache());
         let t = self.cost.is_some().then(std::time::Instant::now);
         self.patset.clear();
         dfa.exact

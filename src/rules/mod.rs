@@ -369,8 +369,9 @@ impl RuleSet {
             group_caches: self.groups.iter().map(|_| None).collect(),
             group_set: PatternSet::new(MAX_GROUP),
             groups_run: Vec::with_capacity(MAX_GROUP),
-            scan_cache: self.dfa.as_ref().map(|d| d.scan.create_cache()),
-            exact_cache: self.dfa.as_ref().map(|d| d.exact.create_cache()),
+            // Made at first use: an input that stays idle (most stderr pipes) costs no cache.
+            scan_cache: None,
+            exact_cache: None,
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
             lit_hits: Vec::new(),
             named: Vec::with_capacity(self.rules.len().min(64)),
