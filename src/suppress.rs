@@ -720,6 +720,12 @@ impl Suppress {
     /// A gathered event that is complete at `now`: one that a later line ended, or one no
     /// line continued for [`MULTILINE_WAIT`] (any, when `force`: shutdown, the end of a
     /// replay). Call until `None`; decide its message with [`decide`](Self::decide).
+    /// Whether [`complete`](Self::complete) may return something (an event is gathered or
+    /// ready): without, the caller need not read the clock.
+    pub(crate) fn has_gathered(&self) -> bool {
+        !self.ready.is_empty() || self.gather.is_some()
+    }
+
     pub(crate) fn complete(&mut self, now: Instant, force: bool) -> Option<Gathered> {
         if let Some(g) = self.ready.pop_front() {
             return Some(g);

@@ -36,6 +36,22 @@ fn day_month(tm: &libc::tm) -> (&'static str, &'static str) {
     )
 }
 
+/// Seconds since the epoch from the kernel's coarse clock (a few milliseconds behind, no
+/// hardware clock read): for dates shown to the second.
+pub(crate) fn coarse_unix_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we pass.
+    if unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) } != 0 {
+        return std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0)
+}
+
 /// The local time formatted as C's `ctime()` does, without the newline:
 /// `Mon Nov 23 19:03:42 2026` (the date uWSGI puts in front of its own log lines).
 pub(crate) fn ctime_now() -> String {
