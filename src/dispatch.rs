@@ -1375,7 +1375,7 @@ fn run_lane(
             }
             since_check = since_check.wrapping_add(1);
             // PERF: the clock once per 64 events, not per event.
-            if since_check % 64 == 0 && digest_check.elapsed() >= crate::report::EVERY {
+            if since_check.is_multiple_of(64) && digest_check.elapsed() >= crate::report::EVERY {
                 // A storm that keeps the queue full still gets its digests, once a second.
                 digest_check = Instant::now();
                 alarms.digests(&shared, &mut run, false);
