@@ -875,8 +875,9 @@ impl Dispatcher {
     /// room.
     #[inline]
     pub(crate) fn raise(&mut self, alarm: u32, msg: &[u8]) {
-        // A monitor's raise: its own time, not a region's.
+        // A monitor's raise: its own time, not a region's or a read's.
         self.raised_at = None;
+        self.read_at = None;
         self.raise_at(alarm, msg, NO_POS);
     }
 

@@ -167,7 +167,6 @@ impl Table {
     }
 }
 
-/// Read log input `input` up to `max` times into `pipeline`. Returns false at its end.
 /// How the metrics name an input: `stdin`, `tail:PATH`, `udp:ADDR`, or the supervised
 /// program's command.
 pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
@@ -183,6 +182,25 @@ pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
     }
 }
 
+/// One read of `input` into `pipeline`.
+fn serve_once(
+    input: &mut Input,
+    pipeline: &mut Pipeline,
+    sink: &mut LogSink<'_>,
+    supervisor: &mut Supervisor,
+) -> io::Result<Step> {
+    match input {
+        Input::Stdin(p) => p.serve(pipeline, sink),
+        Input::Tail(t) => t.serve(pipeline, sink),
+        Input::Udp(u) => u.serve(pipeline, sink),
+        Input::Nats(n) => n.serve(pipeline, sink),
+        Input::Child { fd, slot } => {
+            source::read_pipe(fd.as_raw_fd(), *slot, pipeline, sink, supervisor)
+        }
+    }
+}
+
+/// Read log input `input` up to `max` times into `pipeline`. Returns false at its end.
 pub(super) fn read_turn(
     input: &mut Input,
     pipeline: &mut Pipeline,
@@ -192,18 +210,12 @@ pub(super) fn read_turn(
     max: usize,
 ) -> io::Result<bool> {
     for _ in 0..max {
-        // The read happens now (standard input's thread stamps its own reads).
+        // The read happens now (standard input's thread stamps its own reads); the stamp is
+        // not left behind for a monitor's raise after this turn.
         sink.dispatcher.read_at = Some(std::time::Instant::now());
-        let step = match input {
-            Input::Stdin(p) => p.serve(pipeline, sink)?,
-            Input::Tail(t) => t.serve(pipeline, sink)?,
-            Input::Udp(u) => u.serve(pipeline, sink)?,
-            Input::Nats(n) => n.serve(pipeline, sink)?,
-            Input::Child { fd, slot } => {
-                source::read_pipe(fd.as_raw_fd(), *slot, pipeline, sink, supervisor)?
-            }
-        };
-        match step {
+        let step = serve_once(input, pipeline, sink, supervisor);
+        sink.dispatcher.read_at = None;
+        match step? {
             Step::More => {}
             Step::Idle => {
                 *ready = false;

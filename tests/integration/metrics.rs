@@ -149,6 +149,24 @@ fn counters_equal_what_was_sent_and_promtool_accepts_them() {
         get("logalarm_alarm_run_seconds_bucket{le=\"+Inf\",alarm=\"db\"}"),
         raising as f64
     );
+    // Read → match and read → start, for every raised line; each stage's time is within the
+    // whole path's, and the whole path is within the run of this test.
+    for h in ["read", "latency"] {
+        assert_eq!(
+            get(&format!("logalarm_alarm_{h}_seconds_count{{alarm=\"db\"}}")),
+            raising as f64,
+            "{h}"
+        );
+    }
+    let sum = |h: &str| get(&format!("logalarm_alarm_{h}_seconds_sum{{alarm=\"db\"}}"));
+    assert!(sum("read") <= sum("latency") + 1e-9, "{text}");
+    assert!(sum("wait") <= sum("latency") + 1e-9, "{text}");
+    assert!(sum("latency") > 0.0 && sum("latency") < 60.0 * raising as f64);
+    assert!(
+        get("logalarm_alarm_latency_seconds_bucket{le=\"0.00001\",alarm=\"db\"}")
+            <= get("logalarm_alarm_latency_seconds_bucket{le=\"60.0\",alarm=\"db\"}"),
+        "{text}"
+    );
     assert_eq!(get("logalarm_queue_capacity{lane=\"main\"}"), 1024.0);
     assert!(get("logalarm_output_bytes_total") >= sent as f64);
     // The classic text format for promtool; OpenMetrics when asked for it.
