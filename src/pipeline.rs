@@ -366,76 +366,75 @@ impl Matching {
         // take in turn, so neither waits long for the other when the scheduler runs `cat`
         // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
         // keep line order (see PERF.md "pieces").
-        match self.parallel && lines.len() >= PARALLEL_MIN {
-            true => {
-                let rules = self.matcher.rules();
-                let helper = self.helper.get_or_insert_with(|| rules.matcher());
-                let bounds = &mut self.bounds;
-                bounds.clear();
-                bounds.push(0);
-                let mut at = 0;
-                while lines.len() - at > PIECE {
-                    match memchr::memchr(b'\n', &lines[at + PIECE..]) {
-                        Some(i) if at + PIECE + i + 1 < lines.len() => {
-                            at += PIECE + i + 1;
-                            bounds.push(at);
-                        }
-                        _ => break,
+        if self.parallel && lines.len() >= PARALLEL_MIN {
+            let rules = self.matcher.rules();
+            let helper = self.helper.get_or_insert_with(|| rules.matcher());
+            let bounds = &mut self.bounds;
+            bounds.clear();
+            bounds.push(0);
+            let mut at = 0;
+            while lines.len() - at > PIECE {
+                match memchr::memchr(b'\n', &lines[at + PIECE..]) {
+                    Some(i) if at + PIECE + i + 1 < lines.len() => {
+                        at += PIECE + i + 1;
+                        bounds.push(at);
                     }
+                    _ => break,
                 }
-                bounds.push(lines.len());
-                let pieces = bounds.len() - 1;
-                if pieces < 2 {
-                    // One long line: nothing to share, no thread to start.
-                    return self.matcher.scan_lines(lines, &mut deliver);
-                }
-                if self.deferred.len() < pieces {
-                    self.deferred.resize_with(pieces, Default::default);
-                }
-                let next = std::sync::atomic::AtomicUsize::new(0);
-                let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
-                let work = |m: &mut Matcher| {
-                    loop {
-                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        if k >= pieces {
-                            return;
-                        }
-                        // A poisoned lock only means the other thread panicked, which is
-                        // re-raised below.
-                        let mut d = deferred[k].lock().unwrap_or_else(|e| e.into_inner());
-                        let d = &mut *d;
-                        d.clear();
-                        let base = lines.as_ptr() as usize;
-                        d.confirmed =
-                            m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
-                                let start = msg.as_ptr() as usize - base;
-                                let r0 = d.ranks.len();
-                                d.ranks.extend_from_slice(hits);
-                                d.hits.push(DeferredHit {
-                                    msg: start..start + msg.len(),
-                                    ranks: r0..d.ranks.len(),
-                                });
-                            });
-                    }
-                };
-                let matcher = &mut self.matcher;
-                std::thread::scope(|s| {
-                    let h = s.spawn(|| work(helper));
-                    work(matcher);
-                    // A panic in the helper is a bug, not input: re-raise it here.
-                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                });
-                let mut n = 0;
-                for d in deferred {
-                    let d = d.lock().unwrap_or_else(|e| e.into_inner());
-                    for h in &d.hits {
-                        deliver(&lines[h.msg.clone()], &d.ranks[h.ranks.clone()]);
-                    }
-                    n += d.confirmed;
-                }
-                n
             }
-            false => self.matcher.scan_lines(lines, &mut deliver),
+            bounds.push(lines.len());
+            let pieces = bounds.len() - 1;
+            if pieces < 2 {
+                // One long line: nothing to share, no thread to start.
+                return self.matcher.scan_lines(lines, &mut deliver);
+            }
+            if self.deferred.len() < pieces {
+                self.deferred.resize_with(pieces, Default::default);
+            }
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let (bounds, deferred) = (&self.bounds[..], &self.deferred[..pieces]);
+            let work = |m: &mut Matcher| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if k >= pieces {
+                        return;
+                    }
+                    // A poisoned lock only means the other thread panicked, which is
+                    // re-raised below.
+                    let mut d = deferred[k].lock().unwrap_or_else(|e| e.into_inner());
+                    let d = &mut *d;
+                    d.clear();
+                    let base = lines.as_ptr() as usize;
+                    d.confirmed =
+                        m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
+                            let start = msg.as_ptr() as usize - base;
+                            let r0 = d.ranks.len();
+                            d.ranks.extend_from_slice(hits);
+                            d.hits.push(DeferredHit {
+                                msg: start..start + msg.len(),
+                                ranks: r0..d.ranks.len(),
+                            });
+                        });
+                }
+            };
+            let matcher = &mut self.matcher;
+            std::thread::scope(|s| {
+                let h = s.spawn(|| work(helper));
+                work(matcher);
+                // A panic in the helper is a bug, not input: re-raise it here.
+                h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            });
+            let mut n = 0;
+            for d in deferred {
+                let d = d.lock().unwrap_or_else(|e| e.into_inner());
+                for h in &d.hits {
+                    deliver(&lines[h.msg.clone()], &d.ranks[h.ranks.clone()]);
+                }
+                n += d.confirmed;
+            }
+            n
+        } else {
+            self.matcher.scan_lines(lines, &mut deliver)
         }
     }
 }
