@@ -53,3 +53,62 @@ pub(super) unsafe fn next_block<const S: usize>(
     }
     (q, 0)
 }
+
+/// See `ClassScan::find`: from `q`, the first block of 32 positions where some window's
+/// classes all hold, as (block start, lane bits: bit `j` is position `start + j`); `(q', 0)`
+/// when none does before `q'`, where fewer than `32 + widest - 1` bytes are left.
+///
+/// # Safety
+/// The CPU must have AVX2; `widths` must sum to `tables.len()` (= `offsets.len()`), each at
+/// most `widest`, and each offset must be below its window's width.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn next_class_block(
+    tables: &[super::classes::Nibbles],
+    offsets: &[usize],
+    widths: &[usize],
+    widest: usize,
+    hay: &[u8],
+    mut q: usize,
+) -> (usize, u32) {
+    let nib = _mm256_set1_epi8(0x0f);
+    let zero = _mm256_setzero_si256();
+    // PERF: the tables are broadcast from memory where used (one `vbroadcasti128` each, from
+    // L1): copying them to registers first cost a 4 KiB stack fill per call, and a call is
+    // made per candidate line.
+    let table = |t: &[u8; 16]| {
+        // SAFETY: `t` is 16 bytes.
+        _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(t.as_ptr().cast()) })
+    };
+    while q + 32 + widest - 1 <= hay.len() {
+        let mut any = zero;
+        let mut t = 0;
+        for &w in widths {
+            // A lane stays all-ones while every class of the window holds at its position.
+            let mut all = _mm256_cmpeq_epi8(zero, zero);
+            for k in t..t + w {
+                let i = offsets[k];
+                // SAFETY: i < w <= widest, so q + i + 32 <= q + widest - 1 + 32 <= hay.len().
+                let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + i).cast()) };
+                let l = _mm256_shuffle_epi8(table(&tables[k].lo), _mm256_and_si256(v, nib));
+                let h = _mm256_shuffle_epi8(
+                    table(&tables[k].hi),
+                    _mm256_and_si256(_mm256_srli_epi16(v, 4), nib),
+                );
+                let miss = _mm256_cmpeq_epi8(_mm256_and_si256(l, h), zero);
+                all = _mm256_andnot_si256(miss, all);
+                // PERF: most blocks hold the window's smallest class nowhere: leave at once.
+                if _mm256_testz_si256(all, all) != 0 {
+                    break;
+                }
+            }
+            any = _mm256_or_si256(any, all);
+            t += w;
+        }
+        let lanes = _mm256_movemask_epi8(any) as u32;
+        if lanes != 0 {
+            return (q, lanes);
+        }
+        q += 32;
+    }
+    (q, 0)
+}

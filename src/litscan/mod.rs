@@ -25,8 +25,10 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub(crate) mod classes;
 mod rarity;
 
+pub(crate) use rarity::{class_chances, window_of_classes};
 use rarity::{each_case_variant, rarest_base};
 
 /// One literal and the rule it stands for.

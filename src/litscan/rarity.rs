@@ -7,8 +7,11 @@
 //! placed on common text (" of ", "erro") would send most lines to the buckets.
 //! Invariants: only placement depends on the model — a wrong estimate costs speed, never a
 //! missed match (every window of every literal is in the filter).
+//! [`class_chances`] estimates windows of byte classes the same way (`classes`).
 //! Rejected alternative: single-byte frequencies (memchr's heuristic) — they cannot tell
 //! "rror" inside words from "k is" across them.
+
+use super::classes::{has, ByteSet};
 
 /// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
 /// loghub samples of `tests/data/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
@@ -81,4 +84,56 @@ pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> 
     (0..=lit.len() - width - stride + 1)
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
         .unwrap_or(0)
+}
+
+/// The chances of byte classes in ordinary log text, for [`window_of_classes`]: per class,
+/// the chance of one of its bytes at a position; per adjacent pair, the chance of one of its
+/// byte pairs (bytes above ASCII count as the rarest).
+pub(crate) fn class_chances(sets: &[ByteSet]) -> (Vec<f64>, Vec<f64>) {
+    let p2 = |r: u8| f64::from_bits((1023 - u64::from(r.min(100))) << 52);
+    let one = |b: u8| {
+        p2(RARITY
+            .get(128 * 128 + usize::from(b))
+            .copied()
+            .unwrap_or(21))
+    };
+    let two = |a: u8, b: u8| match RARITY.get(usize::from(a) * 128 + usize::from(b)) {
+        Some(&r) if a < 128 && b < 128 => p2(r),
+        _ => p2(40),
+    };
+    let members = |s: &ByteSet| (0..=255u8).filter(|&b| has(s, b)).collect::<Vec<u8>>();
+    let bytes: Vec<Vec<u8>> = sets.iter().map(members).collect();
+    let singles = bytes
+        .iter()
+        .map(|m| m.iter().map(|&b| one(b)).sum::<f64>().min(1.0))
+        .collect();
+    let pairs = bytes
+        .windows(2)
+        .map(|w| {
+            let mut sum = 0.0;
+            for &x in &w[0] {
+                for &y in &w[1] {
+                    sum += two(x, y);
+                }
+            }
+            sum.min(1.0)
+        })
+        .collect();
+    (singles, pairs)
+}
+
+/// The chance of the window `start..start + width` of classes at a position of ordinary log
+/// text: the first-order Markov estimate of [`window_chance`] from [`class_chances`].
+pub(crate) fn window_of_classes(singles: &[f64], pairs: &[f64], start: usize, width: usize) -> f64 {
+    if width <= 1 {
+        return singles.get(start).copied().unwrap_or(1.0);
+    }
+    let mut p = pairs.get(start).copied().unwrap_or(1.0);
+    for i in start + 1..start + width - 1 {
+        let mid = singles.get(i).copied().unwrap_or(1.0);
+        if mid > 0.0 {
+            p *= pairs.get(i).copied().unwrap_or(1.0) / mid;
+        }
+    }
+    p.min(1.0)
 }

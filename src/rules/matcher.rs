@@ -184,9 +184,10 @@ impl Matcher {
         let cache = self
             .scan_cache
             .get_or_insert_with(|| dfa.scan.create_cache());
-        let at = match &dfa.pre {
-            Some(pre) => pre.find(buf, Span::from(pos..to))?.start,
-            None => {
+        let at = match (&dfa.pre, &dfa.classes) {
+            (Some(pre), _) => pre.find(buf, Span::from(pos..to))?.start,
+            (None, Some(classes)) => classes.find(buf, pos, to)?,
+            (None, None) => {
                 let input = Input::new(buf).range(pos..to).earliest(true);
                 dfa.scan.search_half_with(cache, &input)?.offset()
             }
