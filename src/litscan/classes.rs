@@ -29,7 +29,7 @@ pub(crate) fn has(s: &ByteSet, b: u8) -> bool {
 /// Most classes in one window.
 pub(crate) const MAX_WIDTH: usize = 8;
 /// Most windows searched at once.
-pub(crate) const MAX_WINDOWS: usize = 8;
+pub(crate) const MAX_WINDOWS: usize = 16;
 
 /// One class as two nibble tables.
 #[derive(Debug, Clone, Copy)]

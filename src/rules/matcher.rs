@@ -8,6 +8,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use regex_automata::PatternID;
 use std::ops::Range;
 
 /// The bytes of a line without its `\n` (and a `\r` before it).
@@ -368,8 +369,7 @@ impl Matcher {
                 continue;
             };
             let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
-            self.group_set.clear();
-            re.which_overlapping_matches_with(cache, &Input::new(text), &mut self.group_set);
+            which(re, cache, text, &mut self.group_set);
             for pid in self.group_set.iter() {
                 let rule = group.rules[pid.as_usize()] as usize;
                 if !set.confirmed(rule, text) {
@@ -398,9 +398,7 @@ impl Matcher {
             .exact_cache
             .get_or_insert_with(|| dfa.exact.create_cache());
         let t = self.cost.is_some().then(std::time::Instant::now);
-        self.patset.clear();
-        dfa.exact
-            .which_overlapping_matches_with(cache, &Input::new(text), &mut self.patset);
+        which(&dfa.exact, cache, text, &mut self.patset);
         let mut any = false;
         for pid in self.patset.iter() {
             let r = dfa.ids[pid.as_usize()] as usize;
@@ -436,6 +434,23 @@ impl Matcher {
             on_hit(msg, &self.hits);
         }
     }
+}
+
+/// The patterns of `re` that match `text`, into `set`.
+#[inline]
+fn which(re: &meta::Regex, cache: &mut meta::Cache, text: &[u8], set: &mut PatternSet) {
+    set.clear();
+    if re.pattern_len() == 1 {
+        // PERF: one pattern (most groups): stop at its first match instead of running the
+        // overlapping search to the end of the line (the "mixed" bench set, where a third of
+        // the lines match: see PERF.md tenth run).
+        let input = Input::new(text).earliest(true);
+        if re.search_half_with(cache, &input).is_some() {
+            set.insert(PatternID::ZERO);
+        }
+        return;
+    }
+    re.which_overlapping_matches_with(cache, &Input::new(text), set);
 }
 
 /// A candidate line of the literal search.

@@ -579,26 +579,25 @@ impl Builder {
     }
 }
 
-/// A class window's chance at a position of log text above which the automaton over every
-/// byte is cheaper than confirming the lines the window names (about one line in four of 128
-/// bytes).
+/// The summed chance of the class windows at a position of log text above which the
+/// automaton over every byte is cheaper than confirming the lines they name (about one line in
+/// two of 128 bytes).
 const MAX_WINDOW_CHANCE: f64 = 1.0 / 256.0;
 
-/// The class-window search of the DFA part's rules, when each has rare windows (see
-/// [`MAX_WINDOW_CHANCE`]) and they are few in all.
+/// The class-window search of the DFA part's rules, when each has windows, they are few in all
+/// and rare together (see [`MAX_WINDOW_CHANCE`]).
 fn class_scan(rules: &[Hir]) -> Option<ClassScan> {
     if rules.len() > MAX_WINDOWS {
         return None;
     }
     let mut windows = Vec::new();
+    let mut sum = 0.0;
     for h in rules {
         let (w, p) = windows::rarest_windows(h)?;
-        if p > MAX_WINDOW_CHANCE {
-            return None;
-        }
+        sum += p;
         windows.extend(w);
     }
-    ClassScan::new(&windows)
+    (sum <= MAX_WINDOW_CHANCE).then(|| ClassScan::new(&windows))?
 }
 
 #[cfg(test)]

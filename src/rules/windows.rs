@@ -20,6 +20,9 @@ const MAX_FACTORS: usize = 16;
 /// Most alternatives in a [`Choice`]: `[0-9]{1,3}` is three.
 const MAX_ALTS: usize = 4;
 
+/// A window this rare needs no more classes: about one position in 65,536.
+const RARE_ENOUGH: f64 = 1.0 / 65_536.0;
+
 /// Runs of classes one of which a match holds (a single run: the match holds it).
 type Choice = Vec<Vec<ByteSet>>;
 
@@ -265,11 +268,20 @@ pub(super) fn rarest_windows(h: &Hir) -> Option<(Vec<Vec<ByteSet>>, f64)> {
         let mut sum = 0.0;
         for run in f {
             let (singles, pairs) = class_chances(run);
-            let width = run.len().min(MAX_WIDTH);
-            let (start, p) = (0..=run.len() - width)
-                .map(|start| (start, window_of_classes(&singles, &pairs, start, width)))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .unwrap_or((0, 1.0));
+            // PERF: the narrowest window that is rare enough (each class costs the search
+            // two shuffles a block), else the rarest of the widest.
+            let mut pick = (0, 0, 1.0);
+            for width in 1..=run.len().min(MAX_WIDTH) {
+                let (start, p) = (0..=run.len() - width)
+                    .map(|start| (start, window_of_classes(&singles, &pairs, start, width)))
+                    .min_by(|a, b| a.1.total_cmp(&b.1))
+                    .unwrap_or((0, 1.0));
+                pick = (start, width, p);
+                if p <= RARE_ENOUGH {
+                    break;
+                }
+            }
+            let (start, width, p) = pick;
             windows.push(run[start..start + width].to_vec());
             sum += p;
         }
@@ -325,12 +337,19 @@ mod tests {
             got.len() == 3 && got.iter().zip(ends).all(|(g, e)| g.ends_with(e)),
             "{w}"
         );
-        // Branches of one length: unions position by position.
-        let (w, _) = window(r"(?:abc|xyz)").unwrap_or_default();
-        assert_eq!(w, "abc|xyz");
-        // Branches of several lengths: each its window.
-        let (w, _) = window(r"\[(crit|alert|emerg)\]").unwrap_or_default();
-        assert_eq!(w, "[crit]|[alert]|[emerg]");
+        // Few branches: a window of each (the narrowest rare enough).
+        let inside = |re: &str, branches: &[&str]| {
+            let (w, _) = window(re).unwrap_or_default();
+            let got: Vec<&str> = w.split('|').collect();
+            let ok = got.len() == branches.len()
+                && got
+                    .iter()
+                    .zip(branches)
+                    .all(|(g, b)| !g.is_empty() && b.contains(g));
+            assert!(ok, "{re}: {w}");
+        };
+        inside(r"(?:abc|xyz)", &["abc", "xyz"]);
+        inside(r"\[(crit|alert|emerg)\]", &["[crit]", "[alert]", "[emerg]"]);
         // Nothing guaranteed: optional parts, empty rule.
         assert!(window(r"(?:[a-z]+)?").is_none());
         assert!(window(r"").is_none());
