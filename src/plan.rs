@@ -105,6 +105,9 @@ pub struct Plan {
     pub(crate) spool: Option<SpoolPlan>,
     /// Start-up warnings (unknown action keys).
     pub(crate) warnings: Vec<String>,
+    /// The rules the thrash probe looks at (see [`Plan::probe_warnings`]): probed after
+    /// start-up, off the path of the first log line.
+    pub(crate) probe: Vec<ProbeRule>,
     /// `--metrics`, `--stats`: where the counters are served.
     pub(crate) observe: ObservePlan,
     /// `--nats-out`: where the log stream is published too.
@@ -119,6 +122,31 @@ pub(crate) struct ObservePlan {
     pub(crate) stats_http: bool,
     /// Each rule as its metrics label: `log-alarm NAME REGEX`.
     pub(crate) rules: Vec<String>,
+}
+
+/// The warnings of the thrash probe: each suspicious rule's lazy DFA run on text made of its
+/// own bytes (up to tens of milliseconds a rule: `app` runs it on a thread once the log path has
+/// started, and waits for it before exit).
+pub(crate) fn probe_warnings(rules: &[ProbeRule]) -> Vec<String> {
+    let patterns: Vec<&str> = rules.iter().map(|r| r.pattern.as_str()).collect();
+    RuleSet::costs(&patterns, false)
+        .into_iter()
+        .filter(|(_, _, cost)| cost.thrashes)
+        .filter_map(|(i, _, cost)| {
+            let r = rules.get(i)?;
+            Some(format!("{}: {}{}", r.shown, thrash_text(&cost), r.origin))
+        })
+        .collect()
+}
+
+/// A rule as the thrash probe needs it: its pattern and how a warning names it.
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeRule {
+    pattern: String,
+    /// `log-alarm NAME REGEX`.
+    shown: String,
+    /// Where it was configured (` (in FILE:LINE)`, or empty).
+    origin: String,
 }
 
 impl ObservePlan {
@@ -169,7 +197,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         let msg = format!("invalid binsh: {}: no such file", c.binsh.display());
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
-    let rules = compile_rules(c, &names)?;
+    let (rules, translated) = compile_rules(c, &names)?;
     let mut alarms = alarms;
     let extras: Vec<Vec<(crate::suppress::Template, crate::suppress::Escape)>> = alarms
         .iter()
@@ -201,33 +229,27 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }
         a.policy = std::sync::Arc::new(policy);
     }
-    if let Ok(translated) = rule_patterns(c) {
-        for (r, t) in c.rules.iter().zip(&translated) {
-            if pcre::pcre_only(t) {
-                warnings.push(format!(
-                    "{} {}: {}; every line costs a PCRE match for it{}",
-                    rule_option(r),
-                    r.raw,
-                    t.notes.join("; "),
-                    r.origin
-                ));
-            }
+    for (r, t) in c.rules.iter().zip(&translated) {
+        if pcre::pcre_only(t) {
+            warnings.push(format!(
+                "{} {}: {}; every line costs a PCRE match for it{}",
+                rule_option(r),
+                r.raw,
+                t.notes.join("; "),
+                r.origin
+            ));
         }
     }
-    warnings.extend(
-        rule_costs(c, false)
-            .into_iter()
-            .filter(|(_, _, cost)| cost.thrashes)
-            .map(|(r, _, cost)| {
-                format!(
-                    "{} {}: {}{}",
-                    rule_option(r),
-                    r.raw,
-                    thrash_text(&cost),
-                    r.origin
-                )
-            }),
-    );
+    let probe = c
+        .rules
+        .iter()
+        .zip(translated)
+        .map(|(r, t)| ProbeRule {
+            pattern: t.pattern,
+            shown: format!("{} {}", rule_option(r), r.raw),
+            origin: r.origin.to_string(),
+        })
+        .collect();
     let mut monitors = monitors(c, &names)?;
     for v in &c.nats {
         let p = checked("nats", v, crate::nats::InputPlan::parse)?;
@@ -272,6 +294,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
             max_age: c.alarm_spool_max_age,
         }),
         warnings,
+        probe,
         observe: observe(c)?,
         nats_out,
     })
@@ -829,7 +852,10 @@ pub(crate) fn rule_patterns(c: &Config) -> Result<Vec<Translation>, ConfigError>
         .collect()
 }
 
-fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, ConfigError> {
+fn compile_rules(
+    c: &Config,
+    names: &HashMap<String, u32>,
+) -> Result<(RuleSet, Vec<Translation>), ConfigError> {
     let rank = |n: &str| names.get(n).copied().unwrap_or(0);
     let translated = rule_patterns(c)?;
     let patterns: Vec<(&str, Rule)> = c
@@ -882,7 +908,7 @@ fn compile_rules(c: &Config, names: &HashMap<String, u32>) -> Result<RuleSet, Co
             &Origin::Cli,
         ));
     }
-    Ok(set)
+    Ok((set, translated))
 }
 
 /// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no

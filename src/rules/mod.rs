@@ -205,6 +205,40 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
+/// Each rule parsed, with its required literals, in order. PERF: a large set is parsed on two
+/// threads (parsing and literal extraction are most of the start-up with 2,000 rules).
+fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, Option<RuleLiterals>), RuleError>> {
+    let one = |i: usize, p: &str| {
+        let h = parse_regex(p).map_err(RuleError::of(i))?;
+        let lits = rule_needles(&h);
+        Ok((h, lits))
+    };
+    let half = patterns.len() / 2;
+    if half < 128 {
+        return patterns
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| one(i, p))
+            .collect();
+    }
+    let (a, b) = patterns.split_at(half);
+    std::thread::scope(|scope| {
+        let second = scope.spawn(|| {
+            b.iter()
+                .enumerate()
+                .map(|(i, (p, _))| one(half + i, p))
+                .collect::<Vec<_>>()
+        });
+        let mut out: Vec<_> = a.iter().enumerate().map(|(i, (p, _))| one(i, p)).collect();
+        match second.join() {
+            Ok(rest) => out.extend(rest),
+            // The thread panicked (a bug): parse its half here, where the panic shows again.
+            Err(_) => out.extend(b.iter().enumerate().map(|(i, (p, _))| one(half + i, p))),
+        }
+        out
+    })
+}
+
 /// Rules matched by automata instead of literals: a scan automaton over the whole buffer, and
 /// an exact one giving the set of rules on a candidate line.
 #[derive(Debug)]
@@ -235,9 +269,9 @@ impl RuleSet {
         // rules without literals. rules100 in memory: see PERF.md ("literal-first").
         let mut hirs = Vec::with_capacity(patterns.len());
         let mut found = Vec::with_capacity(patterns.len());
-        for (i, (p, _)) in patterns.iter().enumerate() {
-            let h = parse_regex(p).map_err(RuleError::of(i))?;
-            found.push(rule_needles(&h));
+        for parsed in parse_all(patterns) {
+            let (h, lits) = parsed?;
+            found.push(lits);
             hirs.push(h);
         }
         let fast = FastLiterals::of(&found);
@@ -304,8 +338,12 @@ impl RuleSet {
             let literal = rule_needles(&h).is_some_and(|(n, _)| {
                 !n.is_empty() && n.iter().all(|l| l.len() >= FAST_NEEDLE_LEN)
             });
+            let windows =
+                || windows::rarest_windows(&h).is_some_and(|(_, p)| p <= MAX_WINDOW_CHANCE);
             let engine = if literal {
                 "literal-first (a line without its literal is never confirmed)"
+            } else if windows() {
+                "class windows when the rules without literals are few (a line without its run of byte classes is never confirmed), else automaton (every line)"
             } else {
                 "automaton (every line)"
             };
