@@ -68,6 +68,13 @@ const RULESETS: &[&[(&str, &[u32], bool)]] = &[
         ("(?i)fail", &[1], false),
         ("\\bab\\x00", &[2], true),
     ],
+    // No rule has a literal, each a rare run of byte classes: class windows (with AVX2) find
+    // the candidate lines.
+    &[
+        ("[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]+", &[0], false),
+        ("\\b[A-Z][A-Z0-9_]{7,}\\b", &[1], false),
+        ("(?i)x[0-9]y", &[2], true),
+    ],
 ];
 
 const BUFSIZES: [usize; 4] = [8192, 1, 3, 7];
