@@ -170,8 +170,14 @@ impl Pipeline {
     /// Match with `rules` from now on: the line the buffer holds a part of, and every later
     /// one (a reload swaps rules at this line boundary).
     pub fn set_rules(&mut self, rules: &crate::rules::RuleSet) {
+        self.set_matcher(rules.matcher());
+    }
+
+    /// [`set_rules`](Self::set_rules) with a matcher made by the caller (a sibling sharing
+    /// caches with other inputs of the same thread: [`crate::Matcher::sibling`]).
+    pub fn set_matcher(&mut self, matcher: crate::Matcher) {
         self.ms.helper = None;
-        self.ms.matcher = rules.matcher();
+        self.ms.matcher = matcher;
     }
 
     /// The input's offset of the first byte not yet matched: a line start (where rules

@@ -10,6 +10,7 @@
 use super::*;
 use regex_automata::PatternID;
 use std::ops::Range;
+use std::sync::Mutex;
 
 /// The bytes of a line without its `\n` (and a `\r` before it).
 #[inline]
@@ -50,6 +51,17 @@ pub struct Matcher {
     pub(super) recording: Option<Vec<u32>>,
     /// When set, where confirmation time goes per rule (`replay`: never on the log path).
     pub(super) cost: Option<Box<RuleCost>>,
+    /// The automata caches this matcher shares with its siblings ([`Matcher::sibling`]): moved
+    /// into the fields above for each call, back after it.
+    pub(super) shared: Option<Arc<Mutex<Caches>>>,
+}
+
+/// A matcher's automata caches, shared by the matchers of one thread's inputs.
+#[derive(Debug, Default)]
+pub(super) struct Caches {
+    group: Vec<Option<meta::Cache>>,
+    scan: Option<meta::Cache>,
+    exact: Option<meta::Cache>,
 }
 
 /// Time spent confirming candidate lines, per rule (index: the rule's place in the
@@ -127,6 +139,48 @@ impl Matcher {
     /// line with its terminator, cut to `log-master-bufsize`. Returns the number of lines
     /// confirmed (matched at least one rule, or were checked because they were cut).
     pub fn scan_lines(&mut self, buf: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) -> usize {
+        self.with_caches(|m| m.scan_lines_here(buf, on_hit))
+    }
+
+    /// A matcher for another input of the same thread: its own scratch and counts, the lazy
+    /// DFA caches shared with `self` (made once, not once per input). Never use two siblings at
+    /// the same time from two threads: they wait for each other (a matching thread takes
+    /// [`RuleSet::matcher`]).
+    pub fn sibling(&mut self) -> Matcher {
+        let shared = self
+            .shared
+            .get_or_insert_with(|| Arc::new(Mutex::new(Caches::default())))
+            .clone();
+        let mut m = self.set.matcher();
+        m.shared = Some(shared);
+        m
+    }
+
+    /// Run `f` with the shared caches (if any) moved into this matcher's fields.
+    fn with_caches<T>(&mut self, f: impl FnOnce(&mut Self) -> T) -> T {
+        let Some(shared) = self.shared.clone() else {
+            return f(self);
+        };
+        let mut caches = shared
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.swap_caches(&mut caches);
+        let out = f(self);
+        self.swap_caches(&mut caches);
+        out
+    }
+
+    fn swap_caches(&mut self, c: &mut Caches) {
+        if c.group.len() != self.group_caches.len() {
+            // First use: the shared slot takes this rule set's shape.
+            c.group = self.group_caches.iter().map(|_| None).collect();
+        }
+        std::mem::swap(&mut self.group_caches, &mut c.group);
+        std::mem::swap(&mut self.scan_cache, &mut c.scan);
+        std::mem::swap(&mut self.exact_cache, &mut c.exact);
+    }
+
+    fn scan_lines_here(&mut self, buf: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) -> usize {
         if self.set.rules.is_empty() {
             return 0;
         }
@@ -150,7 +204,7 @@ impl Matcher {
                         .map_or(buf.len(), |i| p + bufsize + i + 1);
                     confirmed += self.scan_range(buf, pos, p, on_hit);
                     confirmed += 1;
-                    self.confirm(&buf[p..end], on_hit);
+                    self.confirm_as(&buf[p..end], Names::Search, true, on_hit);
                     pos = end;
                     p = end;
                 }
@@ -263,7 +317,7 @@ impl Matcher {
     /// Exact check of one line (with terminator) against every rule; reports it if it raises
     /// any alarm.
     pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
-        self.confirm_as(line, Names::Search, true, on_hit);
+        self.with_caches(|m| m.confirm_as(line, Names::Search, true, on_hit));
     }
 
     /// Exact check of one line against the rules its literals name (`names`) and the DFA

@@ -417,6 +417,7 @@ impl RuleSet {
             // Made at first use: an input that stays idle (most stderr pipes) costs no cache.
             scan_cache: None,
             exact_cache: None,
+            shared: None,
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
             lit_hits: Vec::new(),
             named: Vec::with_capacity(self.rules.len().min(64)),
