@@ -59,7 +59,7 @@ pub struct Matcher {
 /// A matcher's automata caches, shared by the matchers of one thread's inputs.
 #[derive(Debug, Default)]
 pub(super) struct Caches {
-    group: Vec<Option<meta::Cache>>,
+    pub(super) group: Vec<Option<meta::Cache>>,
     scan: Option<meta::Cache>,
     exact: Option<meta::Cache>,
 }

@@ -913,6 +913,48 @@ mod tests {
     }
 
     #[test]
+    fn siblings_share_caches_and_match_alike() {
+        let s = set(
+            &[
+                ("ERROR \\d+", &[0], false),
+                ("(?i)warn", &[1], false),
+                ("^\\d+$", &[2], false),
+                (r"\b[A-Z][A-Z0-9_]{7,}\b", &[0], false),
+            ],
+            8192,
+        );
+        let bufs: [&[u8]; 3] = [
+            b"ERROR 12\nok\n345\nWaRn me\n",
+            b"x\nERROR_CODE_7 y\nERROR 9 warn\n",
+            b"7\nnothing\n",
+        ];
+        let mut first = s.matcher();
+        let mut a = first.sibling();
+        let mut b = first.sibling();
+        for (k, buf) in bufs.iter().cycle().take(9).enumerate() {
+            let m = if k % 2 == 0 { &mut a } else { &mut b };
+            let mut got = Vec::new();
+            m.scan_lines(buf, &mut |l, al| got.push((l.to_vec(), al.to_vec())));
+            let mut want = Vec::new();
+            s.matcher()
+                .scan_lines(buf, &mut |l, al| want.push((l.to_vec(), al.to_vec())));
+            assert_eq!(got, want, "buffer {k}");
+        }
+        // The caches live in the shared slot between calls, not in either sibling.
+        assert!(a.group_caches.iter().all(Option::is_none) && a.scan_cache.is_none());
+        let shared = a
+            .shared
+            .as_ref()
+            .map(|c| c.lock().map(|c| c.group.iter().any(Option::is_some)));
+        assert!(matches!(shared, Some(Ok(true))));
+        // Per-matcher counts stay per matcher.
+        assert_eq!(
+            a.rule_hits().iter().sum::<u64>() > 0,
+            b.rule_hits().iter().sum::<u64>() > 0
+        );
+    }
+
+    #[test]
     fn unsupported_syntax_is_a_clear_error() {
         let e = parse_regex("a(?=b)").unwrap_err();
         assert!(e.0.contains("look-around"), "{}", e.0);
