@@ -89,6 +89,12 @@ pub mod testing {
     };
     pub use crate::rules::{parse_regex, rule_needles};
 
+    /// The thrash probe's warnings for `plan`'s rules (what `logalarm` prints beside the log
+    /// path after start-up).
+    pub fn probe_warnings(plan: &crate::Plan) -> Vec<String> {
+        crate::plan::probe_warnings(&plan.probe)
+    }
+
     /// Every alarm's decision (template, key, threshold, anti-flood) over `lines`, one a
     /// second apart: the messages it would send, in order (fuzzing and tests).
     pub fn decide_all(plan: &crate::Plan, lines: &[&[u8]]) -> Vec<Vec<u8>> {

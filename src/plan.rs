@@ -105,7 +105,7 @@ pub struct Plan {
     pub(crate) spool: Option<SpoolPlan>,
     /// Start-up warnings (unknown action keys).
     pub(crate) warnings: Vec<String>,
-    /// The rules the thrash probe looks at (see [`Plan::probe_warnings`]): probed after
+    /// The rules the thrash probe looks at (see [`probe_warnings`]): probed after
     /// start-up, off the path of the first log line.
     pub(crate) probe: Vec<ProbeRule>,
     /// `--metrics`, `--stats`: where the counters are served.

@@ -26,6 +26,8 @@ pub(crate) fn config(data: &[u8]) {
             Ok(plan) => {
                 let lines: Vec<&[u8]> = data.split(|&b| b == 0 || b == b'\n').collect();
                 let _ = logalarm::testing::decide_all(&plan, &lines);
+                // The thrash probe, which logalarm runs on a thread after start-up.
+                let _ = logalarm::testing::probe_warnings(&plan);
             }
             Err(e) => check(Some(e)),
         }
@@ -71,7 +73,11 @@ const RULESETS: &[&[(&str, &[u32], bool)]] = &[
     // No rule has a literal, each a rare run of byte classes: class windows (with AVX2) find
     // the candidate lines.
     &[
-        ("[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]+", &[0], false),
+        (
+            "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}:[0-9]+",
+            &[0],
+            false,
+        ),
         ("\\b[A-Z][A-Z0-9_]{7,}\\b", &[1], false),
         ("(?i)x[0-9]y", &[2], true),
     ],
