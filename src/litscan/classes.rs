@@ -201,13 +201,7 @@ mod tests {
     /// the first position where `at` holds (AVX2 and the scalar loop agree).
     #[test]
     fn finds_every_window_and_agrees_with_the_scalar_check() {
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::rules::xorshift(0x2545_F491_4F6C_DD1D);
         for round in 0..300 {
             // Classes of many shapes: ranges, scattered bytes, high bytes, nine+ nibble rows.
             let n = 1 + (next() % 3) as usize;
@@ -217,7 +211,7 @@ mod tests {
                     (0..w)
                         .map(|_| match next() % 4 {
                             0 => set(b'0'..=b'9'),
-                            1 => set((0..=255u8).filter(|_| next() % 8 == 0)),
+                            1 => set((0..=255u8).filter(|_| next().is_multiple_of(8))),
                             2 => set([b'.', b':', 0xC3]),
                             _ => set(b'A'..=b'Z'),
                         })

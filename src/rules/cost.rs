@@ -147,17 +147,15 @@ pub(crate) fn adversarial(h: &Hir) -> Vec<u8> {
     if rep.is_empty() {
         rep = all.clone();
     }
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let mut out = Vec::with_capacity(SAMPLE);
     while out.len() < SAMPLE {
         for _ in 0..200 {
-            let from = if next() % 20 == 0 { &all } else { &rep };
+            let from = if next().is_multiple_of(20) {
+                &all
+            } else {
+                &rep
+            };
             out.push(from[(next() % from.len() as u64) as usize]);
         }
         out.push(b'\n');
@@ -226,6 +224,17 @@ fn speed(regex: &meta::Regex, text: &[u8]) -> f64 {
         }
     }
     done as f64 / start.elapsed().as_secs_f64().max(1e-9) / 1e6
+}
+
+/// A deterministic pseudo-random sequence (xorshift64) from `seed` (not zero): probe text
+/// here, random cases in tests.
+pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
 }
 
 #[cfg(test)]

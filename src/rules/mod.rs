@@ -53,6 +53,8 @@ pub(crate) mod pcre;
 mod syntax;
 mod windows;
 
+#[cfg(test)]
+pub(crate) use cost::xorshift;
 pub(crate) use cost::Cost;
 use gate::*;
 pub use literals::rule_needles;
@@ -871,13 +873,7 @@ mod tests {
             "class windows are used exactly when AVX2 is there"
         );
         // Random lines over the bytes that matter; every line each rule matches is found.
-        let mut seed = 0x0123_4567_89AB_CDEFu64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x0123_4567_89AB_CDEF);
         let pieces: [&[u8]; 10] = [
             b"10.0.0.1:8080",
             b"12:34:56.789",

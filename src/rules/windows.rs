@@ -359,13 +359,7 @@ mod tests {
     fn a_window_is_in_every_match() {
         // Random rules over a small alphabet, random lines: wherever a rule matches, its
         // window occurs inside the match.
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = crate::rules::xorshift(0x9E37_79B9_7F4A_7C15);
         let atoms = [
             "a",
             "b",
