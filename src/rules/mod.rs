@@ -420,6 +420,8 @@ impl RuleSet {
             scan_cache: None,
             exact_cache: None,
             shared: None,
+            dfa_hit: false,
+            windows: Default::default(),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
             lit_hits: Vec::new(),
             named: Vec::with_capacity(self.rules.len().min(64)),
@@ -947,6 +949,38 @@ mod tests {
         assert_eq!(
             a.rule_hits().iter().sum::<u64>() > 0,
             b.rule_hits().iter().sum::<u64>() > 0
+        );
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn common_class_windows_are_turned_off_and_nothing_is_missed() {
+        let s = set(&[("[a-f0-9]{32}", &[0], false)], 8192);
+        if s.dfa.as_ref().is_none_or(|d| d.classes.is_none()) {
+            return; // No AVX2 here: the windows are never used.
+        }
+        let mut buf = b"id deadbeef 12345678 cafe\n".repeat(400_000);
+        buf.extend_from_slice(b"key 0123456789abcdef0123456789abcdef\n");
+        let mut m = s.matcher();
+        let mut got = Vec::new();
+        // Whole lines per call, as the pipeline gives them.
+        let mut start = 0;
+        while start < buf.len() {
+            let mut end = (start + (1 << 20)).min(buf.len());
+            end = buf[..end]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(buf.len(), |i| i + 1);
+            m.scan_lines(&buf[start..end], &mut |l, _| got.push(l.to_vec()));
+            start = end;
+        }
+        assert!(
+            m.windows.off,
+            "eight hex digits in every line: the windows are turned off"
+        );
+        assert_eq!(
+            got,
+            vec![b"key 0123456789abcdef0123456789abcdef\n".to_vec()]
         );
     }
 
