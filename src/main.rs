@@ -1,5 +1,13 @@
 //! `logalarm`: parse, run, exit. Everything else is in the library.
 
+// PERF: mimalloc instead of the C library's allocator: start-up with Debian's 2,101 rules is
+// mostly regex parsing and literal extraction, a third of it malloc/free (CPU to exit 0.388 ->
+// 0.308 s); the log path allocates nothing per line, so its throughput is unchanged. Built
+// without transparent huge pages (`no_thp`): with them peak RSS doubled (66 -> 115 MiB).
+// Musl's allocator, in the static binary, is slower still.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let code = logalarm::main(std::env::args_os().skip(1).collect());
     std::process::exit(code);

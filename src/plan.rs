@@ -912,21 +912,18 @@ fn compile_rules(
 }
 
 /// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no
-/// UTF, no multi-line, `.` not newline), JIT when available.
-fn pcre_confirmer(r: &RuleDef) -> Result<pcre2::bytes::Regex, ConfigError> {
-    pcre2::bytes::RegexBuilder::new()
-        .jit_if_available(true)
-        .build(&r.regex)
-        .map_err(|e| {
-            ConfigError::new(
-                format!(
-                    "invalid {}: {}: PCRE refuses it: {e}",
-                    rule_option(r),
-                    r.raw
-                ),
-                &r.origin,
-            )
-        })
+/// UTF, no multi-line, `.` not newline), JIT when available (at its first candidate line).
+fn pcre_confirmer(r: &RuleDef) -> Result<crate::rules::LazyJit, ConfigError> {
+    crate::rules::LazyJit::new(&r.regex).map_err(|e| {
+        ConfigError::new(
+            format!(
+                "invalid {}: {}: PCRE refuses it: {e}",
+                rule_option(r),
+                r.raw
+            ),
+            &r.origin,
+        )
+    })
 }
 
 fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, ConfigError> {

@@ -26,6 +26,8 @@ pub(super) const MIN_NEEDLE_LEN: usize = 3;
 // stride 2 the search was scalar (1.5 GB/s alone); in the DFA part it cost a Teddy pass of its
 // own (4-5 % of the pipe path's CPU); with an overhang window neither (see PERF.md).
 pub(super) const FAST_NEEDLE_LEN: usize = 7;
+/// Literals this long, one or two of them, are not bettered by folding case.
+const GOOD_NEEDLE_LEN: usize = 12;
 
 /// Literals every match of `h` must begin with, if they form a small finite set.
 pub(super) fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
@@ -162,7 +164,8 @@ pub(super) fn has_case_pair(h: &Hir) -> bool {
 
 /// The literals a rule's matches must contain, and whether they compare ignoring ASCII case:
 /// the better of the rule's own required literals and those of its case-folded form (which
-/// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece). Literals
+/// wins for `(?i)` rules, whose own literals are 2^n case variants of a short piece; not tried
+/// when the rule's own are one or two of 12 bytes or more). Literals
 /// holding `\n` are left out (no match within a line can contain one). None when neither form
 /// has literals of at least `MIN_NEEDLE_LEN` (3) bytes.
 pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
@@ -184,7 +187,14 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
         (!kept.is_empty()).then_some(kept)
     };
     let exact = required_literals(h).and_then(clean);
-    let folded = if has_case_pair(h) {
+    // PERF: folding is only tried when the rule's own literals are not already good (one or two
+    // of 12+ bytes): `[[:alnum:]]`, `\w` and `[Cc]` hold case pairs, so nearly every rule of
+    // Debian's 2,101 was extracted twice (literal extraction 80 -> 60 ms for them, one thread).
+    let good = |e: &Option<Vec<Vec<u8>>>| {
+        e.as_ref()
+            .is_some_and(|e| min_len(e) >= GOOD_NEEDLE_LEN && e.len() <= 2)
+    };
+    let folded = if !good(&exact) && has_case_pair(h) {
         fold_case(h)
             .and_then(|f| required_literals(&f))
             .and_then(clean)
