@@ -60,6 +60,39 @@ pub struct Matcher {
     pub(super) shared: Option<Arc<Mutex<Caches>>>,
 }
 
+/// Where the DFA part's two searches (short literals, class windows) stand in the region being
+/// scanned: each one's next hit is kept until the scan passes it, so neither searches the same
+/// bytes twice while the other finds the earlier lines.
+#[derive(Debug, Default)]
+struct DfaCursor {
+    pre: NextHit,
+    classes: NextHit,
+}
+
+/// One search's next hit in a region: unknown, at a position, or none until the region's end.
+#[derive(Debug, Default)]
+enum NextHit {
+    #[default]
+    Unknown,
+    At(usize),
+    None,
+}
+
+impl NextHit {
+    /// The search's next hit at or after `pos` (searching with `find` from `pos` when the one
+    /// kept is behind it).
+    fn next(&mut self, pos: usize, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        match *self {
+            NextHit::At(p) if p >= pos => return Some(p),
+            NextHit::None => return None,
+            _ => {}
+        }
+        let found = find();
+        *self = found.map_or(NextHit::None, NextHit::At);
+        found
+    }
+}
+
 /// Class windows chosen by a model of log text can be common in a given log (`[a-f0-9]{32}`:
 /// eight hex digits, dates and ids): candidate lines that the DFA part does not match are
 /// counted, and past [`WindowWatch::SAMPLE`] bytes, more than one such line per
@@ -268,16 +301,32 @@ impl Matcher {
     }
 
     /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
-    fn next_dfa_line(&mut self, buf: &[u8], pos: usize, to: usize) -> Option<Range<usize>> {
+    fn next_dfa_line(
+        &mut self,
+        buf: &[u8],
+        pos: usize,
+        to: usize,
+        cur: &mut DfaCursor,
+    ) -> Option<Range<usize>> {
         let dfa = self.set.dfa.as_ref()?;
         let cache = self
             .scan_cache
             .get_or_insert_with(|| dfa.scan.create_cache());
         let classes = dfa.classes.as_ref().filter(|_| !self.windows.off);
         let at = match (&dfa.pre, classes) {
-            (Some(pre), _) => pre.find(buf, Span::from(pos..to))?.start,
+            (Some(pre), None) if !dfa.needs_classes => pre.find(buf, Span::from(pos..to))?.start,
             (None, Some(classes)) => classes.find(buf, pos, to)?,
-            (None, None) => {
+            (Some(pre), Some(classes)) => {
+                let a = cur
+                    .pre
+                    .next(pos, || pre.find(buf, Span::from(pos..to)).map(|s| s.start));
+                let b = cur.classes.next(pos, || classes.find(buf, pos, to));
+                match (a, b) {
+                    (Some(a), Some(b)) => a.min(b),
+                    (a, b) => a.or(b)?,
+                }
+            }
+            _ => {
                 let input = Input::new(buf).range(pos..to).earliest(true);
                 dfa.scan.search_half_with(cache, &input)?.offset()
             }
@@ -312,7 +361,8 @@ impl Matcher {
             });
         }
         let mut lit = Self::next_lit_line(&hits, 0, buf, pos, to);
-        let mut dfa = self.next_dfa_line(buf, pos, to);
+        let mut cur = DfaCursor::default();
+        let mut dfa = self.next_dfa_line(buf, pos, to, &mut cur);
         loop {
             // The earlier of the two candidate lines (both, when they are the same line).
             let (by_lit, by_dfa) = match (&lit, &dfa) {
@@ -336,7 +386,7 @@ impl Matcher {
                 lit = Self::next_lit_line(&hits, next, buf, pos, to);
             }
             if by_dfa {
-                dfa = self.next_dfa_line(buf, pos, to);
+                dfa = self.next_dfa_line(buf, pos, to, &mut cur);
             }
         }
         self.lit_hits = hits;
