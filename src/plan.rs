@@ -197,7 +197,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         let msg = format!("invalid binsh: {}: no such file", c.binsh.display());
         return Err(ConfigError::new(msg, &Origin::Cli));
     }
-    let (rules, translated) = compile_rules(c, &names)?;
+    let (rules, translated, note) = compile_rules(c, &names)?;
     let mut alarms = alarms;
     let extras: Vec<Vec<(crate::suppress::Template, crate::suppress::Escape)>> = alarms
         .iter()
@@ -229,6 +229,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }
         a.policy = std::sync::Arc::new(policy);
     }
+    warnings.extend(note);
     for (r, t) in c.rules.iter().zip(&translated) {
         if pcre::pcre_only(t) {
             warnings.push(format!(
@@ -852,10 +853,12 @@ pub(crate) fn rule_patterns(c: &Config) -> Result<Vec<Translation>, ConfigError>
         .collect()
 }
 
+/// The rules compiled, their translations from PCRE, and a warning about the rules cache, if
+/// any.
 fn compile_rules(
     c: &Config,
     names: &HashMap<String, u32>,
-) -> Result<(RuleSet, Vec<Translation>), ConfigError> {
+) -> Result<(RuleSet, Vec<Translation>, Option<String>), ConfigError> {
     let rank = |n: &str| names.get(n).copied().unwrap_or(0);
     let translated = rule_patterns(c)?;
     let patterns: Vec<(&str, Rule)> = c
@@ -890,8 +893,19 @@ fn compile_rules(
                 .transpose(),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut set = RuleSet::new(&patterns, names.len(), c.log_master_bufsize).map_err(
-        |e: RuleError| match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {
+    let cache = match c.rules_cache.as_deref() {
+        Some("off") => None,
+        Some(dir) => Some(std::path::PathBuf::from(dir)),
+        None => crate::rules::cache::default_dir(),
+    };
+    let (mut set, note) = RuleSet::with_cache(
+        &patterns,
+        names.len(),
+        c.log_master_bufsize,
+        cache.as_deref(),
+    )
+    .map_err(|e: RuleError| {
+        match e.rule.and_then(|i| c.rules.get(i).zip(translated.get(i))) {
             Some((r, t)) => {
                 let mut msg = format!("invalid {}: {}: {}", rule_option(r), r.raw, e.error);
                 if t.pattern != r.regex {
@@ -900,15 +914,15 @@ fn compile_rules(
                 ConfigError::new(msg, &r.origin)
             }
             None => ConfigError::new(format!("invalid log-alarm: {}", e.error), &Origin::Cli),
-        },
-    )?;
+        }
+    })?;
     if !set.set_confirmers(confirm) {
         return Err(ConfigError::new(
             "logalarm: internal error: the rule set was shared before its PCRE confirmers were set",
             &Origin::Cli,
         ));
     }
-    Ok((set, translated))
+    Ok((set, translated, note))
 }
 
 /// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no

@@ -156,6 +156,9 @@ pub struct Config {
     pub alarm_list: bool,
     /// `--check-rules`: print every rule's cost and exit.
     pub check_rules: bool,
+    /// `rules-cache`: where start-up keeps what it learns of a large rule set (None: the
+    /// default directory; `off`: no cache).
+    pub rules_cache: Option<String>,
     /// `--rule-syntax pcre|rust`.
     pub rule_syntax: RuleSyntax,
     pub alarm_grace: Duration,
@@ -242,6 +245,7 @@ impl Default for Config {
             alarm_msg_size: 8192,
             alarm_list: false,
             check_rules: false,
+            rules_cache: None,
             rule_syntax: RuleSyntax::Pcre,
             alarm_grace: Duration::from_secs(5),
             alarm_queue: 1024,
@@ -521,6 +525,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "logalarm: print each rule's engine and cost (its speed on lines made of its own bytes; pathological rules named), then exit: 0, or 2 when a rule is pathological",
         apply: |c, v, o, _| {
             c.check_rules = parse_bool("check-rules", v, o)?;
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "rules-cache",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "DIR",
+        doc: "logalarm: directory where start-up keeps the literals of sets of 256 rules or more, so the next start need not parse them (default $XDG_CACHE_HOME/logalarm or ~/.cache/logalarm; off: none)",
+        apply: |c, v, o, _| {
+            c.rules_cache = Some(non_empty("rules-cache", v, o)?.to_string());
             Ok(())
         },
     },

@@ -236,7 +236,7 @@ impl RuleSet {
             .rules
             .iter()
             .position(|&x| x == r)
-            .map(|i| gates_of(&group.hirs[i], &lits.literals_of(r)))
+            .map(|i| gates_of(&group.hirs()[i], &lits.literals_of(r)))
             .unwrap_or_default()
     }
 }

@@ -508,7 +508,7 @@ impl Matcher {
             }
             self.groups_run.push(g);
             let t = timed.then(std::time::Instant::now);
-            let Ok(re) = group.re.get_or_init(|| group_regex(&group.hirs)) else {
+            let Ok(re) = group.re.get_or_init(|| group_regex(group.hirs())) else {
                 // Cannot happen for rules of small weight (and large ones were compiled
                 // at start-up, where an error stops logalarm); never matches then.
                 continue;

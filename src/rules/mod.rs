@@ -44,6 +44,7 @@ use regex_syntax::hir::literal::{ExtractKind, Extractor};
 use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 use std::sync::{Arc, OnceLock};
 
+pub(crate) mod cache;
 mod cost;
 pub(crate) mod fields;
 mod gate;
@@ -191,8 +192,24 @@ impl LazyJit {
 struct Group {
     /// Rule index of each of the automaton's patterns.
     rules: Vec<u32>,
-    hirs: Vec<Hir>,
+    /// The rules' patterns, parsed at the group's first candidate line when start-up did not
+    /// parse them (a rules cache hit: see `cache`).
+    patterns: Vec<Box<str>>,
+    hirs: OnceLock<Vec<Hir>>,
     re: OnceLock<Result<Regex, RegexError>>,
+}
+
+impl Group {
+    /// The rules' syntax trees. A pattern that no longer parses (it did when its cache record
+    /// was made, by this same executable) never matches.
+    fn hirs(&self) -> &[Hir] {
+        self.hirs.get_or_init(|| {
+            self.patterns
+                .iter()
+                .map(|p| parse_regex(p).unwrap_or_else(|_| Hir::fail()))
+                .collect()
+        })
+    }
 }
 
 const NO_GROUP: u32 = u32::MAX;
@@ -246,11 +263,16 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
 
 /// Each rule parsed, with its required literals, in order. PERF: a large set is parsed on two
 /// threads (parsing and literal extraction are most of the start-up with 2,000 rules).
-fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, Option<RuleLiterals>), RuleError>> {
+fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), RuleError>> {
     let one = |i: usize, p: &str| {
         let h = parse_regex(p).map_err(RuleError::of(i))?;
         let lits = rule_needles(&h);
-        Ok((h, lits))
+        let record = cache::Record {
+            plain: lits.as_ref().is_some_and(|(l, ci)| is_plain(&h, l, *ci)),
+            heavy: nfa_weight(&h) > EAGER_WEIGHT,
+            lits,
+        };
+        Ok((h, record))
     };
     let half = patterns.len() / 2;
     if half < 128 {
@@ -305,28 +327,90 @@ impl RuleSet {
         n_alarms: usize,
         bufsize: usize,
     ) -> Result<RuleSet, RuleError> {
+        RuleSet::with_cache(patterns, n_alarms, bufsize, None).map(|(s, _)| s)
+    }
+
+    /// [`RuleSet::new`], keeping what start-up learns of a large set's rules in the rules
+    /// cache `cache` (a directory: see `cache`) and starting from it when it is there. Also
+    /// returns why the cache could not be used or written, if so (a warning: the rules are
+    /// compiled all the same).
+    pub(crate) fn with_cache(
+        patterns: &[(&str, Rule)],
+        n_alarms: usize,
+        bufsize: usize,
+        cache: Option<&std::path::Path>,
+    ) -> Result<(RuleSet, Option<String>), RuleError> {
         // PERF: literal-first. Rules with required literals are found by one hashed multi-literal
         // search (litscan) and each candidate line is confirmed only against the rules whose
         // literals it holds, one small automaton per group of them; the DFA part takes only the
         // rules without literals. rules100 in memory: see PERF.md ("literal-first").
-        let mut hirs = Vec::with_capacity(patterns.len());
-        let mut found = Vec::with_capacity(patterns.len());
-        for parsed in parse_all(patterns) {
-            let (h, lits) = parsed?;
-            found.push(lits);
-            hirs.push(h);
-        }
+        let texts: Vec<&str> = patterns.iter().map(|(p, _)| *p).collect();
+        let cache = cache.filter(|_| patterns.len() >= cache::MIN_RULES);
+        let mut note = None;
+        let loaded = match cache.map(|dir| cache::load(dir, &texts)) {
+            Some(Ok(records)) => records,
+            Some(Err(why)) => {
+                note = Some(format!("rules cache {why}"));
+                None
+            }
+            None => None,
+        };
+        // PERF: with a rules cache record, the rules the literal search finds are not parsed
+        // at start-up (Debian's 2,101 rules: see PERF.md "rules cache").
+        let (hirs, records) = match loaded {
+            Some(records) => (vec![None; patterns.len()], records),
+            None => {
+                let mut hirs = Vec::with_capacity(patterns.len());
+                let mut records = Vec::with_capacity(patterns.len());
+                for parsed in parse_all(patterns) {
+                    let (h, r) = parsed?;
+                    hirs.push(Some(h));
+                    records.push(r);
+                }
+                if let Some(dir) = cache {
+                    if let Err(e) = cache::store(dir, &texts, &records) {
+                        note = Some(format!(
+                            "rules cache {}: not written: {e} (--rules-cache off stops trying)",
+                            dir.display()
+                        ));
+                    }
+                }
+                (hirs, records)
+            }
+        };
+        let (found, flags): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .map(|r| (r.lits, (r.plain, r.heavy)))
+            .unzip();
         let fast = FastLiterals::of(&found);
         let mut b = Builder::default();
-        for (i, (h, lits)) in hirs.into_iter().zip(found).enumerate() {
+        for (i, ((lits, (plain, heavy)), h)) in found.into_iter().zip(flags).zip(hirs).enumerate() {
+            let parsed = |h: Option<Hir>| match h {
+                Some(h) => Ok(h),
+                None => parse_regex(texts[i]).map_err(RuleError::of(i)),
+            };
             let lits = lits.filter(|_| b.needles.len() < MAX_NEEDLES);
             match lits {
-                Some((lits, ci)) if fast.takes(&lits) => b.literal_rule(i, h, lits, ci)?,
-                other => b.dfa_rule(i, h, other),
+                Some((lits, ci)) if fast.takes(&lits) => {
+                    let h = if heavy { Some(parsed(h)?) } else { h };
+                    let rule = LiteralRule {
+                        pattern: texts[i],
+                        hir: h,
+                        plain,
+                        heavy,
+                    };
+                    b.literal_rule(i, rule, lits, ci)?
+                }
+                other => b.dfa_rule(i, parsed(h)?, other),
             }
         }
         let dfa = b.dfa_part()?;
-        Ok(RuleSet(Arc::new(Compiled {
+        for (g, parsed) in b.groups.iter_mut().zip(std::mem::take(&mut b.parsed)) {
+            if let Some(hirs) = parsed.into_iter().collect::<Option<Vec<Hir>>>() {
+                let _ = g.hirs.set(hirs);
+            }
+        }
+        let set = RuleSet(Arc::new(Compiled {
             lits: LitScan::new(b.needles),
             groups: b.groups,
             group_of: b.group_of,
@@ -337,7 +421,8 @@ impl RuleSet {
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
             confirm: Vec::new(),
-        })))
+        }));
+        Ok((set, note))
     }
 
     /// Rules whose patterns are relaxed forms: rule `i`'s lines must also match `confirm[i]`
@@ -538,6 +623,17 @@ struct Builder {
     short_needles: Vec<Vec<u8>>,
     /// The DFA part's rules without case-sensitive literals (indexes into `dfa_exact`).
     dfa_free: Vec<usize>,
+    /// Per group, its rules' syntax trees when start-up parsed them.
+    parsed: Vec<Vec<Option<Hir>>>,
+}
+
+/// A rule the literal search finds, as the builder places it.
+struct LiteralRule<'a> {
+    pattern: &'a str,
+    /// Its syntax tree, when start-up parsed it (always when `heavy`).
+    hir: Option<Hir>,
+    plain: bool,
+    heavy: bool,
 }
 
 impl Builder {
@@ -545,14 +641,14 @@ impl Builder {
     fn literal_rule(
         &mut self,
         i: usize,
-        h: Hir,
+        rule: LiteralRule<'_>,
         lits: Vec<Vec<u8>>,
         ci: bool,
     ) -> Result<(), RuleError> {
         // A large rule is compiled now, so that a size error stops start-up like any regex
         // error (groups are compiled at their first candidate line).
-        if nfa_weight(&h) > EAGER_WEIGHT {
-            group_regex(std::slice::from_ref(&h)).map_err(RuleError::of(i))?;
+        if let (true, Some(h)) = (rule.heavy, &rule.hir) {
+            group_regex(std::slice::from_ref(h)).map_err(RuleError::of(i))?;
         }
         // PERF: rules sharing a literal are confirmed by one automaton run (the 1,000-rule set,
         // each rule ten times varied: see PERF.md "groups").
@@ -563,19 +659,22 @@ impl Builder {
         let g = shared.unwrap_or_else(|| {
             self.groups.push(Group {
                 rules: Vec::new(),
-                hirs: Vec::new(),
+                patterns: Vec::new(),
+                hirs: OnceLock::new(),
                 re: OnceLock::new(),
             });
+            self.parsed.push(Vec::new());
             (self.groups.len() - 1) as u32
         });
         // PERF: a candidate line is checked for the rule's other literals before its automaton
         // runs, and a plain literal rule needs no automaton (rules100: see PERF.md "gates").
         self.checks.push(Check {
-            plain: is_plain(&h, &lits, ci),
+            plain: rule.plain,
             gates: OnceLock::new(),
         });
         self.groups[g as usize].rules.push(i as u32);
-        self.groups[g as usize].hirs.push(h);
+        self.groups[g as usize].patterns.push(rule.pattern.into());
+        self.parsed[g as usize].push(rule.hir);
         self.group_of.push(g);
         for l in &lits {
             self.group_by_literal.entry((l.clone(), ci)).or_insert(g);

@@ -597,3 +597,91 @@ fn a_raw_byte_in_a_rule_is_that_byte_in_the_ini_and_on_the_command_line() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: not UTF-8"));
 }
+
+/// A large rule set with rules of every kind the literal search and the DFA part take
+/// (plain literals, groups sharing a literal, automata, a heavy rule, PCRE look-behind, short
+/// literals, no literal), each raising its own alarm, and lines for all of them: the ini file.
+fn large_rule_set(dir: &std::path::Path, variant: usize) -> (std::path::PathBuf, Vec<u8>) {
+    let mut ini = String::from("[uwsgi]\nalarm-freq = 0\n");
+    let mut rules = Vec::new();
+    for i in 0..300 {
+        rules.push(format!("event{i}x{variant} failed"));
+    }
+    for i in 0..40 {
+        rules.push(format!("user{i} [0-9]+ denied"));
+        rules.push(format!("user{i} [a-z]+ denied"));
+    }
+    rules.push("bigrule (ab){1500}".to_string());
+    rules.push(r"(?<!no )disk full on \S+".to_string());
+    rules.push(r"su\[[0-9]+\]: x".to_string());
+    rules.push(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+".to_string());
+    rules.push(r"\b[A-Z][A-Z0-9_]{7,}\b".to_string());
+    for (i, r) in rules.iter().enumerate() {
+        ini.push_str(&format!("alarm = r{i} log:rule {i}\nlog-alarm = r{i} {r}\n"));
+    }
+    let path = dir.join(format!("rules{variant}.ini"));
+    std::fs::write(&path, ini).unwrap();
+    let mut input = String::new();
+    for i in (0..300).step_by(7) {
+        input.push_str(&format!("an event{i}x{variant} failed here\nevent{i}x9 failed\n"));
+    }
+    for i in (0..40).step_by(3) {
+        input.push_str(&format!("user{i} 42 denied\nuser{i} bob denied\nuser{i} B0b denied\n"));
+    }
+    input.push_str(&format!("bigrule {}\n", "ab".repeat(1500)));
+    input.push_str("disk full on /var\nno disk full on /tmp\n");
+    input.push_str("su[12]: x\nsu[]: x\n10.0.0.1:8080 up\nERROR_CODE_42 seen\nnothing here\n");
+    (path, input.into_bytes())
+}
+
+/// The output with the dates of `log:` alarm lines cut, in order of bytes (the alarm lines
+/// come from their lanes), and stderr.
+fn sorted_output(args: &[&str], input: &[u8]) -> (Vec<String>, String) {
+    let out = run(args, input.to_vec());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_once(" - ").map_or(l, |(_, rest)| rest).to_string())
+        .collect();
+    lines.sort();
+    (lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_rules_cache_starts_large_sets_alike_and_only_for_the_same_rules() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let (ini, input) = large_rule_set(dir.path(), 0);
+    let ini = ini.to_str().unwrap();
+    let (want, _) = sorted_output(&["--ini", ini, "--rules-cache", "off"], &input);
+    let alarms = want.iter().filter(|l| l.starts_with("ALARM: rule ")).count();
+    // 43 + 14 * 2 + 1 + 1 + 1 + 1 + 1 lines raise an alarm each (the cut above keeps "ALARM:").
+    assert_eq!(alarms, 43 + 28 + 5, "{want:?}");
+    assert!(!cache.exists(), "off writes nothing");
+    let cold = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
+    let records = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    assert_eq!(records(), 1, "the first start writes its record");
+    let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let warm = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
+    assert_eq!(cold.0, want);
+    assert_eq!(warm.0, want, "a start from the cache matches alike");
+    assert!(!warm.1.contains("rules cache"), "{}", warm.1);
+    // Other rules (one literal changed in 300): another record, their own lines.
+    let (ini1, input1) = large_rule_set(dir.path(), 1);
+    let ini1 = ini1.to_str().unwrap();
+    let (want1, _) = sorted_output(&["--ini", ini1, "--rules-cache", "off"], &input1);
+    let first = sorted_output(&["--ini", ini1, "--rules-cache", cache_arg], &input1);
+    let again = sorted_output(&["--ini", ini1, "--rules-cache", cache_arg], &input1);
+    assert_eq!(records(), 2);
+    assert_eq!(first.0, want1);
+    assert_eq!(again.0, want1);
+    assert_ne!(want1, want);
+    // A cache others may write is not used, and logalarm says so.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let open = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
+    assert_eq!(open.0, want);
+    assert!(open.1.contains("writable by others"), "{}", open.1);
+}
