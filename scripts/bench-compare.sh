@@ -170,19 +170,25 @@ for n in $RULESETS; do
   printf '\n## %s rules\n' "$n"
   # Start-up: the rules compiled, empty input, exit (median of 5).
   for _ in 1 2 3 4 5; do
-    t0=$(date +%s.%N); $LOGALARM --ini "$INI" < /dev/null > /dev/null 2>&1 || true; t1=$(date +%s.%N)
+    t0=$(date +%s.%N); $LOGALARM --ini "$INI" --rules-cache off < /dev/null > /dev/null 2>&1 || true; t1=$(date +%s.%N)
     echo "($t1 - $t0) * 1000" | bc -l
   done | median | xargs printf '# logalarm start-up with %s rules (%s in the file): %.0f ms\n' "$n" "$(grep -c . "$RULES")"
   # Ready: from start until a first line is out, input still open (what a log stream waits
   # for; the exit above also waits for the thrash probe, which runs beside the log path).
-  for _ in 1 2 3 4 5; do
-    t0=$(date +%s.%N)
-    exec 3< <( { echo "first line"; sleep 3; } | $LOGALARM --ini "$INI" 2>/dev/null )
-    read -r _ <&3 || true
-    t1=$(date +%s.%N)
-    exec 3<&-
-    echo "($t1 - $t0) * 1000" | bc -l
-  done | median | xargs printf '# logalarm first line out with %s rules: %.0f ms\n' "$n"
+  # Both without the rules cache (what every start costs when the rules change) and with it
+  # (a warm record in a directory of this run: sets of 256+ rules only).
+  rm -rf "$WORK/rules-cache"
+  $LOGALARM --ini "$INI" --rules-cache "$WORK/rules-cache" < /dev/null > /dev/null 2>&1 || true
+  for cache in off "$WORK/rules-cache"; do
+    for _ in 1 2 3 4 5; do
+      t0=$(date +%s.%N)
+      exec 3< <( { echo "first line"; sleep 3; } | $LOGALARM --ini "$INI" --rules-cache "$cache" 2>/dev/null )
+      read -r _ <&3 || true
+      t1=$(date +%s.%N)
+      exec 3<&-
+      echo "($t1 - $t0) * 1000" | bc -l
+    done | median | xargs printf '# logalarm first line out with %s rules, rules cache %s: %.0f ms\n' "$n" "$([ "$cache" = off ] && echo off || echo warm)"
+  done
   printf '%-14s %10s %10s %14s %10s %10s\n' tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
   # Interleaved: run k of every tool before run k+1 of any, so drift (thermal, other load)

@@ -224,6 +224,17 @@ pub(crate) fn with_umask<T>(mask: libc::mode_t, f: impl FnOnce() -> T) -> T {
     r
 }
 
+/// Make the calling thread give way to the process's other threads (nice 19: on Linux the
+/// nice value is per thread). Best effort: an error leaves it as it was.
+pub(crate) fn lower_thread_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on the caller's own thread id changes
+    // only its nice value.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
+}
+
 /// Make the process non-dumpable (`PR_SET_DUMPABLE` 0): no core file, no ptrace or
 /// `/proc/PID/mem` by its own user. For a process holding secrets in memory.
 pub(crate) fn set_not_dumpable() -> io::Result<()> {

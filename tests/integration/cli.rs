@@ -617,16 +617,22 @@ fn large_rule_set(dir: &std::path::Path, variant: usize) -> (std::path::PathBuf,
     rules.push(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+".to_string());
     rules.push(r"\b[A-Z][A-Z0-9_]{7,}\b".to_string());
     for (i, r) in rules.iter().enumerate() {
-        ini.push_str(&format!("alarm = r{i} log:rule {i}\nlog-alarm = r{i} {r}\n"));
+        ini.push_str(&format!(
+            "alarm = r{i} log:rule {i}\nlog-alarm = r{i} {r}\n"
+        ));
     }
     let path = dir.join(format!("rules{variant}.ini"));
     std::fs::write(&path, ini).unwrap();
     let mut input = String::new();
     for i in (0..300).step_by(7) {
-        input.push_str(&format!("an event{i}x{variant} failed here\nevent{i}x9 failed\n"));
+        input.push_str(&format!(
+            "an event{i}x{variant} failed here\nevent{i}x9 failed\n"
+        ));
     }
     for i in (0..40).step_by(3) {
-        input.push_str(&format!("user{i} 42 denied\nuser{i} bob denied\nuser{i} B0b denied\n"));
+        input.push_str(&format!(
+            "user{i} 42 denied\nuser{i} bob denied\nuser{i} B0b denied\n"
+        ));
     }
     input.push_str(&format!("bigrule {}\n", "ab".repeat(1500)));
     input.push_str("disk full on /var\nno disk full on /tmp\n");
@@ -638,7 +644,11 @@ fn large_rule_set(dir: &std::path::Path, variant: usize) -> (std::path::PathBuf,
 /// come from their lanes), and stderr.
 fn sorted_output(args: &[&str], input: &[u8]) -> (Vec<String>, String) {
     let out = run(args, input.to_vec());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| l.split_once(" - ").map_or(l, |(_, rest)| rest).to_string())
@@ -656,7 +666,10 @@ fn the_rules_cache_starts_large_sets_alike_and_only_for_the_same_rules() {
     let (ini, input) = large_rule_set(dir.path(), 0);
     let ini = ini.to_str().unwrap();
     let (want, _) = sorted_output(&["--ini", ini, "--rules-cache", "off"], &input);
-    let alarms = want.iter().filter(|l| l.starts_with("ALARM: rule ")).count();
+    let alarms = want
+        .iter()
+        .filter(|l| l.starts_with("ALARM: rule "))
+        .count();
     // 43 + 14 * 2 + 1 + 1 + 1 + 1 + 1 lines raise an alarm each (the cut above keeps "ALARM:").
     assert_eq!(alarms, 43 + 28 + 5, "{want:?}");
     assert!(!cache.exists(), "off writes nothing");
