@@ -202,8 +202,7 @@ impl Output {
             None => self.write_log(&mut state, bytes),
             Some(i) => {
                 self.write_log(&mut state, &bytes[..i])?;
-                let pending = std::mem::take(&mut state.pending);
-                self.write_locked(&mut state, &pending)?;
+                self.write_pending(&mut state)?;
                 self.write_log(&mut state, &bytes[i..])
             }
         }
@@ -225,9 +224,33 @@ impl Output {
             return self.write_locked(&mut state, line);
         }
         state.pending.extend_from_slice(line);
+        self.held_back(&mut state, after)
+    }
+
+    /// [`write_record`](Self::write_record) of a buffer of whole lines, left empty. PERF: a
+    /// buffer held back is taken as it is when nothing else waits (a storm's `log:` batches
+    /// were copied here on every read).
+    pub(crate) fn write_records(&self, lines: &mut Vec<u8>, after: u64) -> io::Result<()> {
+        let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
+        let done = if state.pending.is_empty() && state.at_line_start && after <= state.passed {
+            self.write_locked(&mut state, lines)
+        } else {
+            if state.pending.is_empty() {
+                std::mem::swap(&mut state.pending, lines);
+            } else {
+                state.pending.extend_from_slice(lines);
+            }
+            self.held_back(&mut state, after)
+        };
+        lines.clear();
+        done
+    }
+
+    /// Records were added to the held-back ones, to follow position `after`.
+    fn held_back(&self, state: &mut State, after: u64) -> io::Result<()> {
         state.pending_after = state.pending_after.max(after);
         if state.pending.len() > MAX_PENDING {
-            return self.end_line_locked(&mut state);
+            return self.end_line_locked(state);
         }
         Ok(())
     }
@@ -247,8 +270,19 @@ impl Output {
         if !state.at_line_start {
             self.write_locked(state, b"\n")?;
         }
-        let pending = std::mem::take(&mut state.pending);
-        self.write_locked(state, &pending)
+        self.write_pending(state)
+    }
+
+    /// Write the records held back, keeping their buffer (PERF: a storm's `log:` lines wait
+    /// here for their lines on every read; a new buffer each time grew again from nothing).
+    fn write_pending(&self, state: &mut State) -> io::Result<()> {
+        let mut pending = std::mem::take(&mut state.pending);
+        let written = self.write_locked(state, &pending);
+        pending.clear();
+        if state.pending.is_empty() {
+            state.pending = pending;
+        }
+        written
     }
 
     /// Whether a stuck write should give up now (`since`: when the stop was first seen).

@@ -611,6 +611,9 @@ pub(crate) struct Suppress {
     watch: Watch,
     /// The action's templates as rendered for the last firing, and whether it was a recovery.
     rendered: Vec<Vec<u8>>,
+    /// `rendered` holds the templates' text without a line (PERF: kept, not made again per
+    /// alarm: most alarms have no template).
+    rendered_static: bool,
     recovery: bool,
     gather: Option<Gather>,
     ready: VecDeque<Gathered>,
@@ -638,6 +641,7 @@ impl Suppress {
             batch: Batch::default(),
             watch: Watch::default(),
             rendered: Vec::new(),
+            rendered_static: false,
             recovery: false,
             gather: None,
             ready: VecDeque::new(),
@@ -753,6 +757,10 @@ impl Suppress {
     /// Render the action's templates without a line (digests, absences): their text.
     fn render_static(&mut self) {
         self.recovery = false;
+        if self.rendered_static {
+            return;
+        }
+        self.rendered_static = true;
         self.rendered = self
             .policy
             .extra
@@ -1014,6 +1022,7 @@ impl Suppress {
             }
         }
         self.recovery = false;
+        self.rendered_static = false;
         self.rendered = p
             .extra
             .iter()

@@ -72,10 +72,9 @@ pub(crate) fn write_batch(batch: &mut Vec<u8>, after: u64, ctx: &Ctx) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = ctx.output.write_record(batch, after) {
+    if let Err(e) = ctx.output.write_records(batch, after) {
         report!(Log, "{e}");
     }
-    batch.clear();
 }
 
 #[cfg(test)]

@@ -131,6 +131,9 @@ pub(crate) struct Runner {
     log_batch: Vec<u8>,
     /// The log output position the batch must follow (see `dispatch::Event::after`).
     after: u64,
+    /// When the last action ended, while the lane goes straight on to its next event: that
+    /// event's start (PERF: one clock read per event instead of two).
+    pub(crate) ended: Option<std::time::Instant>,
 }
 
 impl Runner {
@@ -139,6 +142,7 @@ impl Runner {
             ctx,
             log_batch: Vec::new(),
             after: 0,
+            ended: None,
         }
     }
 

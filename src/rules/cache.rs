@@ -23,6 +23,8 @@ pub(crate) struct Record {
     pub lits: Option<(Vec<Vec<u8>>, bool)>,
     /// The rule is exactly its literal (no automaton needed: `gate::is_plain`).
     pub plain: bool,
+    /// The rule is exactly its one literal at the line's start (`gate::is_prefix`).
+    pub prefix: bool,
     /// The rule is compiled alone at start-up (see `EAGER_WEIGHT`).
     pub heavy: bool,
 }
@@ -184,7 +186,8 @@ fn encode(records: &[Record], key: u64) -> Vec<u8> {
         let flags = u8::from(r.lits.is_some())
             | u8::from(ci) << 1
             | u8::from(r.plain) << 2
-            | u8::from(r.heavy) << 3;
+            | u8::from(r.heavy) << 3
+            | u8::from(r.prefix) << 4;
         out.push(flags);
         out.extend_from_slice(&(lits.len() as u32).to_le_bytes());
         for l in lits {
@@ -220,6 +223,7 @@ fn decode(bytes: &[u8], key: u64, n: usize) -> Option<Vec<Record>> {
             lits: (flags & 1 != 0).then_some((lits, flags & 2 != 0)),
             plain: flags & 4 != 0,
             heavy: flags & 8 != 0,
+            prefix: flags & 16 != 0,
         });
     }
     r.0.is_empty().then_some(out)
@@ -263,16 +267,25 @@ mod tests {
                 lits: Some((vec![b"disk full".to_vec(), b"no space".to_vec()], false)),
                 plain: true,
                 heavy: false,
+                prefix: false,
             },
             Record {
                 lits: None,
                 plain: false,
                 heavy: true,
+                prefix: false,
             },
             Record {
                 lits: Some((vec![b"error".to_vec()], true)),
                 plain: false,
                 heavy: false,
+                prefix: false,
+            },
+            Record {
+                lits: Some((vec![b"STORM".to_vec()], false)),
+                plain: false,
+                heavy: false,
+                prefix: true,
             },
         ]
     }
@@ -281,7 +294,7 @@ mod tests {
     fn a_record_is_used_only_for_its_own_rules_whole_and_private() {
         let dir = std::env::temp_dir().join(format!("logalarm-cache-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let pats = ["disk full|no space", "a{2000}", "(?i)error"];
+        let pats = ["disk full|no space", "a{2000}", "(?i)error", "^STORM"];
         assert_eq!(load(&dir, &pats), Ok(None), "nothing there yet");
         store(&dir, &pats, &records()).unwrap();
         assert_eq!(load(&dir, &pats), Ok(Some(records())));
@@ -289,7 +302,7 @@ mod tests {
         assert_eq!(mode, 0o700);
         // Another rule set, or the same rules in another order: a miss.
         assert_eq!(load(&dir, &pats[..2]), Ok(None));
-        assert_eq!(load(&dir, &[pats[1], pats[0], pats[2]]), Ok(None));
+        assert_eq!(load(&dir, &[pats[1], pats[0], pats[2], pats[3]]), Ok(None));
         // A damaged record: a miss.
         let (path, _) = record_path(&dir, &pats).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
@@ -333,11 +346,11 @@ mod tests {
     #[test]
     fn decode_refuses_every_cut_of_a_record() {
         let bytes = encode(&records(), 7);
-        assert_eq!(decode(&bytes, 7, 3), Some(records()));
-        assert_eq!(decode(&bytes, 8, 3), None);
+        assert_eq!(decode(&bytes, 7, 4), Some(records()));
+        assert_eq!(decode(&bytes, 8, 4), None);
         assert_eq!(decode(&bytes, 7, 2), None);
         for cut in 0..bytes.len() {
-            assert_eq!(decode(&bytes[..cut], 7, 3), None);
+            assert_eq!(decode(&bytes[..cut], 7, 4), None);
         }
     }
 }

@@ -484,7 +484,10 @@ impl Matcher {
             let gates = check.gates.get_or_init(|| set.gates_for(group, r));
             let held = gates.iter().all(|g| g.holds(text));
             if check.plain || !held {
-                let ok = held && check.plain && set.confirmed(r as usize, text);
+                let ok = held
+                    && check.plain
+                    && check.prefix.as_deref().is_none_or(|p| text.starts_with(p))
+                    && set.confirmed(r as usize, text);
                 if let Some(c) = &mut self.cost {
                     c.share(&[r], since(t));
                 }

@@ -269,6 +269,7 @@ fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), Rule
         let lits = rule_needles(&h);
         let record = cache::Record {
             plain: lits.as_ref().is_some_and(|(l, ci)| is_plain(&h, l, *ci)),
+            prefix: lits.as_ref().is_some_and(|(l, ci)| is_prefix(&h, l, *ci)),
             heavy: nfa_weight(&h) > EAGER_WEIGHT,
             lits,
         };
@@ -380,11 +381,13 @@ impl RuleSet {
         };
         let (found, flags): (Vec<_>, Vec<_>) = records
             .into_iter()
-            .map(|r| (r.lits, (r.plain, r.heavy)))
+            .map(|r| (r.lits, (r.plain || r.prefix, r.heavy, r.prefix)))
             .unzip();
         let fast = FastLiterals::of(&found);
         let mut b = Builder::default();
-        for (i, ((lits, (plain, heavy)), h)) in found.into_iter().zip(flags).zip(hirs).enumerate() {
+        for (i, ((lits, (plain, heavy, prefix)), h)) in
+            found.into_iter().zip(flags).zip(hirs).enumerate()
+        {
             let parsed = |h: Option<Hir>| match h {
                 Some(h) => Ok(h),
                 None => parse_regex(texts[i]).map_err(RuleError::of(i)),
@@ -398,6 +401,7 @@ impl RuleSet {
                         hir: h,
                         plain,
                         heavy,
+                        prefix: prefix.then(|| lits.first().cloned()).flatten(),
                     };
                     b.literal_rule(i, rule, lits, ci)?
                 }
@@ -634,6 +638,8 @@ struct LiteralRule<'a> {
     hir: Option<Hir>,
     plain: bool,
     heavy: bool,
+    /// The literal a plain rule's match starts the line with (`gate::is_prefix`).
+    prefix: Option<Vec<u8>>,
 }
 
 impl Builder {
@@ -670,6 +676,7 @@ impl Builder {
         // runs, and a plain literal rule needs no automaton (rules100: see PERF.md "gates").
         self.checks.push(Check {
             plain: rule.plain,
+            prefix: rule.prefix.map(Vec::into_boxed_slice),
             gates: OnceLock::new(),
         });
         self.groups[g as usize].rules.push(i as u32);
@@ -876,6 +883,37 @@ mod tests {
     }
 
     #[test]
+    fn anchored_literals_match_only_at_the_line_start() {
+        let rules = ["^STORM", "^(ERR)", "^a b", "WARN"];
+        let s = set(
+            &[
+                (rules[0], &[0], false),
+                (rules[1], &[1], false),
+                (rules[2], &[2], false),
+                (rules[3], &[3], false),
+            ],
+            8192,
+        );
+        let text =
+            b"STORM x\nx STORM\nSTORMY\n STORM\nERR\nERRSTORM\nxERR\na b\naa b\nWARN ERR\nSTOR\n\n";
+        let res: Vec<regex::bytes::Regex> = rules
+            .iter()
+            .map(|r| regex::bytes::Regex::new(r).unwrap())
+            .collect();
+        let mut want = Vec::new();
+        for line in text.split_inclusive(|&b| b == b'\n') {
+            let on: Vec<u32> = (0..rules.len() as u32)
+                .filter(|&i| res[i as usize].is_match(line))
+                .collect();
+            if !on.is_empty() {
+                want.push((String::from_utf8_lossy(line).into_owned(), on));
+            }
+        }
+        assert_eq!(hits(&s, text), want);
+        assert_eq!(want.len(), 6);
+    }
+
+    #[test]
     fn empty_regex_matches_every_line_including_empty_ones() {
         let s = set(&[("", &[0], false)], 8192);
         assert_eq!(hits(&s, b"\n\nx\n").len(), 3);
@@ -917,6 +955,17 @@ mod tests {
         assert!(!plain("^Connection refused"));
         assert!(!plain(r"Connection refused\d"));
         assert!(!plain(&"x".repeat(40)));
+        let prefix = |p: &str| {
+            let h = parse_regex(p).unwrap();
+            rule_needles(&h).is_some_and(|(lits, ci)| is_prefix(&h, &lits, ci))
+        };
+        assert!(prefix("^Connection refused"));
+        assert!(prefix("^(STORM)"));
+        assert!(!prefix("(?m)^STORM"));
+        assert!(!prefix("(?i)^storm error"));
+        assert!(!prefix("^STORM$"));
+        assert!(!prefix("^STORM|x"));
+        assert!(!prefix("STORM"));
         let gates = |p: &str| {
             let h = parse_regex(p).unwrap();
             let (lits, _) = rule_needles(&h).unwrap();
