@@ -1329,7 +1329,7 @@ impl LaneAlarms {
         let now = run.ended.take().unwrap_or_else(Instant::now);
         a.read.record(ev.raised.saturating_duration_since(ev.read));
         // alarm-multiline: the line may start or join an event, decided when it is complete.
-        let ok = match inst.suppress.gather(&ev.msg, ev.pos, now) {
+        let ok = match inst.suppress.gather(ev.msg, ev.pos, now) {
             Some(held) => {
                 // The gathered event's `log:` line goes after its last line.
                 run.set_after(ev.after);
@@ -1340,7 +1340,7 @@ impl LaneAlarms {
             }
             None => {
                 let stamps = (Some(ev.read), ev.raised, now);
-                decide_and_fire(inst, a, ev.alarm, &ev.msg, stamps, ev.after, run, lane)
+                decide_and_fire(inst, a, ev.alarm, ev.msg, stamps, ev.after, run, lane)
             }
         };
         let after = run.after();
