@@ -210,6 +210,14 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     let result = reactor::run(&rules, stdin, monitors, cx);
     if result.is_err() {
         output.stop_retrying();
+        // Ending on an error: the supervised processes end with logalarm, as after a signal.
+        let stopped = supervisor.stop_all(dispatch.grace);
+        if stopped > 0 {
+            report!(
+                Alarm,
+                "{stopped} supervised process(es) stopped: logalarm is ending on an error"
+            );
+        }
     }
     if let Some(p) = probe {
         // The probe runs at the lowest priority: on a saturated machine it is waited for at

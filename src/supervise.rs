@@ -446,6 +446,36 @@ impl Supervisor {
         self.signal_all(sig);
     }
 
+    /// logalarm ends on an error (its log output is gone, say): its processes must not outlive
+    /// it. SIGTERM to every process group, SIGKILL to what is left after `grace`, then at most
+    /// a second more to reap them. Returns how many were stopped.
+    pub(crate) fn stop_all(&mut self, grace: std::time::Duration) -> usize {
+        let running = self.running();
+        if running == 0 {
+            return 0;
+        }
+        self.stop(libc::SIGTERM);
+        let mut deadline = Instant::now() + grace;
+        let mut killed = false;
+        loop {
+            self.exited();
+            if self.running() == 0 {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                if killed {
+                    break;
+                }
+                self.signal_all(libc::SIGKILL);
+                killed = true;
+                deadline = now + std::time::Duration::from_secs(1);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        running
+    }
+
     /// The next restart, for the reactor's poll timeout.
     pub(crate) fn next_due(&self) -> Option<Instant> {
         if self.stopping {

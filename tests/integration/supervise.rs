@@ -338,3 +338,36 @@ fn mules_get_messages_on_stdin_and_one_that_does_not_read_never_blocks() {
     assert_eq!(s.matches("mule 1 got: job ").count(), 200, "every message");
     assert!(s.contains("job 2999 xxx"), "every line passed through");
 }
+
+#[test]
+fn supervised_processes_end_with_logalarm_when_its_output_breaks() {
+    // The daemon writes its pid, then keeps writing; the reader of logalarm's output goes away
+    // after the first line: logalarm ends on the broken pipe, and must not leave the daemon
+    // running (it did: 100 orphaned daemons after a `| head -c`).
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("pid");
+    let daemon = format!(
+        "echo $$ > {}; while true; do echo still here; sleep 0.01; done",
+        pidfile.display()
+    );
+    let mut child = spawn_detached(&["--attach-daemon", &daemon, "--alarm-grace", "1"]);
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 11];
+    out.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"still here\n");
+    drop(out);
+    let t = Instant::now();
+    let (code, err) = stderr_of(child);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Broken pipe"), "{err}");
+    assert!(err.contains("1 supervised process(es) stopped"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SAFETY: signal 0 only asks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0;
+    assert!(!alive, "the daemon (pid {pid}) outlived logalarm: {err}");
+}
