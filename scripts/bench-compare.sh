@@ -162,7 +162,7 @@ for n in $RULESETS; do
   # rulesNpcre: the same rules, some with PCRE look-ahead (confirmed by PCRE2 in logalarm):
   # the other tools do not take that syntax, only logalarm's rows run.
   if [[ "$n" == *pcre ]]; then ORDER="logalarm logalarm_replay logalarm_supervised newline_count"; fi
-  if [[ "$n" == storm* ]]; then ORDER="logalarm logalarm_metrics newline_count rg_passthru rg_count"; fi
+  if [[ "$n" == storm* ]]; then ORDER="logalarm ${LOGALARM_OLD:+logalarm_old }logalarm_metrics newline_count rg_passthru rg_count"; fi
   if [[ "$n" == *pcre ]]; then :; elif { numeric "$n" && [ "$n" -le 10 ]; } || [ "${GREP_ALL:-0}" = 1 ]; then CMDS[grep_count]="LC_ALL=C grep -E -c -f $RULES"; ORDER="$ORDER grep_count"; fi
   # (hs_count says on stderr how long hs_scan alone took: kept for the hs_scan_only row.)
   : > "$WORK/hs.log"
@@ -264,12 +264,17 @@ for w in ${WORKLOADS:-}; do
       rules_ini > "$WORK/many-stdin.ini"
       printf '\n## many inputs (rules100, %s MiB; the output counted to the last byte)\n' "$SIZE_MB"
       printf '%-22s %10s %10s %10s\n' inputs seconds MB/s rss_MiB
-      for kind in stdin daemons tails; do
+      # Two stdin rows: the file itself as standard input (what the tails compare with: they
+      # read files), and through a pipe from `cat` (what the daemons compare with: each `cat`s
+      # its part into a pipe).
+      for kind in stdin stdin-pipe daemons tails; do
         : > "$WORK/times.many"
         for _ in $(seq "$RUNS"); do
           t0=$(date +%s.%N)
           if [ $kind = stdin ]; then
             /usr/bin/time -f '%M' -o "$WORK/rss" "$LOGALARM" --ini "$WORK/many-stdin.ini" < "$MAIN_CORPUS" 2>/dev/null | head -c "$BYTES" > /dev/null || true
+          elif [ $kind = stdin-pipe ]; then
+            cat "$MAIN_CORPUS" | /usr/bin/time -f '%M' -o "$WORK/rss" "$LOGALARM" --ini "$WORK/many-stdin.ini" 2>/dev/null | head -c "$BYTES" > /dev/null || true
           else
             /usr/bin/time -f '%M' -o "$WORK/rss" "$LOGALARM" --ini "$WORK/many-$kind.ini" < /dev/null 2>/dev/null | head -c "$BYTES" > /dev/null || true
           fi
@@ -278,7 +283,7 @@ for w in ${WORKLOADS:-}; do
         done
         secs=$(awk '{print $1}' "$WORK/times.many" | median)
         rss=$(awk '{print $2}' "$WORK/times.many" | median)
-        printf '%-22s %10.2f %10.0f %10.1f\n' "$kind$([ $kind = stdin ] || echo ' (100)')" "$secs" "$(echo "$BYTES / $secs / 1000000" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
+        printf '%-22s %10.2f %10.0f %10.1f\n' "$kind$([[ $kind = stdin* ]] || echo ' (100)')" "$secs" "$(echo "$BYTES / $secs / 1000000" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
       done ;;
     *) echo "unknown workload $w (latency, cmd, many)" >&2; exit 2 ;;
   esac

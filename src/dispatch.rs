@@ -14,9 +14,13 @@
 //! after SIGTERM/SIGINT it waits at most `alarm-grace`, then discards and counts. `spool`
 //! blocks too, but its lane only appends to a file on disk (see `spool`), so it rarely waits.
 //!
-//! Invariants: the reader never locks and allocates only for a line that raises an alarm (its
-//! message is copied), except when an alarm is dropped (the digest keeps two messages). Lanes
-//! are woken once per buffer, not per event (`Parker`/`Unparker`). Anti-flood runs where the
+//! Events travel in [`Batch`]es: the reader copies each raised message into its open batch for
+//! the lane and hands the batch over (one queue push, one wake-up) before the region's bytes are
+//! written, or when it holds [`BATCH_EVENTS`] events; the lane returns emptied batches for reuse.
+//! The queue's capacity is counted in events (`alarm-queue`), the open batch included.
+//! Invariants: the reader never locks and, once batches are recycled, allocates nothing per
+//! raised line, except when an alarm is dropped (the digest keeps two messages). Lanes are
+//! woken once per batch, not per event (`Parker`/`Unparker`). Anti-flood runs where the
 //! action runs, so "the last message that instance actually ran" is exact. Every alarm raised
 //! ends counted in exactly one of: ran, suppressed, dropped, discarded at shutdown
 //! ([`AlarmSummary`]).
