@@ -491,6 +491,12 @@ struct Lane {
     dropped: AtomicU64,
     /// The alarm whose action runs now, plus one (0: none): an action still running when
     /// the grace period ends is counted as discarded.
+    /// The alarm of each event of the batch the lane's thread holds, and the index of the next
+    /// one it may take (`usize::MAX`: none, or the shutdown claimed the rest): an event is
+    /// taken by the lane or counted as discarded by the shutdown, exactly once, even when the
+    /// thread is stuck in an action when the grace period ends.
+    hand: Mutex<Vec<u32>>,
+    next: CachePadded<std::sync::atomic::AtomicUsize>,
     /// (PERF: the reader's and the lane's counters on cache lines of their own: sharing one,
     /// the lane's two swaps of `running` per event waited for the line the reader had
     /// taken: 47 % of the lane's own time in a storm.)
@@ -957,6 +963,8 @@ impl Dispatcher {
             unparker: parker.unparker().clone(),
             dropped: AtomicU64::new(0),
             running: CachePadded::new(AtomicU64::new(0)),
+            hand: Mutex::new(Vec::new()),
+            next: CachePadded::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
             pushed: CachePadded::new(AtomicU64::new(0)),
             done: CachePadded::new(AtomicU64::new(0)),
             ended: AtomicBool::new(false),
@@ -1231,6 +1239,15 @@ impl Dispatcher {
                 {
                     a.counts.discarded.fetch_add(1, Ordering::Relaxed);
                 }
+                // The events of its batch it has not taken.
+                let from = lane.next.swap(usize::MAX, Ordering::AcqRel);
+                let hand = lane.hand.lock().unwrap_or_else(|p| p.into_inner());
+                for &id in hand.get(from..).unwrap_or_default() {
+                    if let Some(a) = self.shared.alarms.get(id as usize) {
+                        a.counts.discarded.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                drop(hand);
                 discard_queue(lane, &self.shared);
             }
         }
@@ -1542,9 +1559,30 @@ fn run_lane(
     let mut since_check = 0u32;
     loop {
         while let Some(mut batch) = lane.queue.pop() {
+            {
+                let mut hand = lane.hand.lock().unwrap_or_else(|p| p.into_inner());
+                hand.clear();
+                hand.extend(batch.events.iter().map(|h| h.alarm));
+            }
+            lane.next.store(0, Ordering::Release);
             for (i, h) in batch.events.iter().enumerate() {
+                // Take event i, unless the shutdown gave up on this lane and counted the rest.
+                let taken =
+                    lane.next
+                        .compare_exchange(i, i + 1, Ordering::AcqRel, Ordering::Acquire);
+                if taken.is_err() {
+                    lane.ended.store(true, Ordering::Release);
+                    return;
+                }
                 if run.ctx().stopping.load(Ordering::Relaxed) {
-                    let left = discard(&batch.events[i..], &shared) + discard_queue(&lane, &shared);
+                    // Event i is this thread's; the rest too unless the shutdown took them.
+                    let rest = match lane.next.swap(usize::MAX, Ordering::AcqRel) {
+                        usize::MAX => 0,
+                        _ => discard(&batch.events[i + 1..], &shared),
+                    };
+                    let left = discard(&batch.events[i..=i], &shared)
+                        + rest
+                        + discard_queue(&lane, &shared);
                     report!(
                         Alarm,
                         "grace period over: {left} queued alarm(s) of {} not run",
@@ -1558,9 +1596,8 @@ fn run_lane(
                 let done = lane.done.load(Ordering::Relaxed) + 1;
                 lane.done.store(done, Ordering::Release);
                 if !ok {
-                    // This one was counted as discarded by the shutdown while it ran (not
-                    // counted twice); the rest of its batch is discarded now.
-                    discard(&batch.events[i + 1..], &shared);
+                    // This one and the rest of the batch were counted as discarded by the
+                    // shutdown while it ran (not counted twice).
                     lane.ended.store(true, Ordering::Release);
                     return;
                 }
@@ -1574,6 +1611,16 @@ fn run_lane(
                     alarms.ticks(&shared, &mut run, &lane, false);
                     run.ended = None;
                 }
+            }
+            let all = batch.events.len();
+            if lane
+                .next
+                .compare_exchange(all, usize::MAX, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                // The shutdown gave up on this lane meanwhile: nothing more is taken.
+                lane.ended.store(true, Ordering::Release);
+                return;
             }
             batch.clear();
             let _ = lane.spare.push(batch);
