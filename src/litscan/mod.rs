@@ -439,6 +439,28 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn rarest_base_leaves_every_window_inside_the_literal() {
+        // A base b needs b + stride - 1 + width <= len; a literal that just fits (7 bytes at
+        // width 4, stride 4: the overhang case's longer literals) has the one base 0. The
+        // fuzz targets' --dev build found the bound computed through an underflow.
+        for len in 0..40 {
+            let lit: Vec<u8> = (0..len).map(|i| b"zqxj kernel panic: ERROR"[i % 24]).collect();
+            for (width, stride) in [(3, 1), (3, 2), (4, 1), (4, 2), (4, 4)] {
+                let b = rarity::rarest_base(&lit, false, width, stride);
+                if len + 1 >= width + stride {
+                    assert!(b + stride - 1 + width <= len, "len {len} w {width} s {stride}: {b}");
+                } else {
+                    assert_eq!(b, 0);
+                }
+            }
+        }
+        // Literals of 6 and 7 bytes together: the overhang search, whose 7-byte literal is
+        // at the bound.
+        let s = scan(&[("abcdef", false), ("ghijklm", false)]);
+        assert_eq!(all(&s, b"xx ghijklm abcdef\n"), vec![(3, 1), (11, 0)]);
+    }
+
     fn all(s: &LitScan, hay: &[u8]) -> Vec<(usize, u32)> {
         let mut v = Vec::new();
         s.each(hay, 0, hay.len(), &mut |p, n| {

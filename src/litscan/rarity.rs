@@ -81,7 +81,8 @@ pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> 
             .get(b..b + stride)
             .map_or(f64::MAX, |c| c.iter().sum())
     };
-    (0..=lit.len() - width - stride + 1)
+    // (Written so that it cannot underflow: a 7-byte literal at width 4, stride 4 has one base.)
+    (0..(lit.len() + 2).saturating_sub(width + stride))
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
         .unwrap_or(0)
 }
