@@ -445,11 +445,16 @@ mod tests {
         // width 4, stride 4: the overhang case's longer literals) has the one base 0. The
         // fuzz targets' --dev build found the bound computed through an underflow.
         for len in 0..40 {
-            let lit: Vec<u8> = (0..len).map(|i| b"zqxj kernel panic: ERROR"[i % 24]).collect();
+            let lit: Vec<u8> = (0..len)
+                .map(|i| b"zqxj kernel panic: ERROR"[i % 24])
+                .collect();
             for (width, stride) in [(3, 1), (3, 2), (4, 1), (4, 2), (4, 4)] {
                 let b = rarity::rarest_base(&lit, false, width, stride);
                 if len + 1 >= width + stride {
-                    assert!(b + stride - 1 + width <= len, "len {len} w {width} s {stride}: {b}");
+                    assert!(
+                        b + stride - 1 + width <= len,
+                        "len {len} w {width} s {stride}: {b}"
+                    );
                 } else {
                     assert_eq!(b, 0);
                 }
