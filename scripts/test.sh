@@ -38,8 +38,10 @@ export CI="${CI:-1}"
 # program, one codegen unit, line tables (together about 40 % of the test build on two cores;
 # PERF.md "CI time"). The same code is tested; `cargo build --release` outside this script
 # still builds with Cargo.toml's profile.
+# (The bench profile sets its own debug = 1: set here too, or `cargo bench` builds every
+# dependency again.)
 export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-  CARGO_PROFILE_RELEASE_DEBUG=0
+  CARGO_PROFILE_RELEASE_DEBUG=0 CARGO_PROFILE_BENCH_DEBUG=0
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 # The static binary's C libraries (OpenSSL and libcurl for musl, about 150 s of C builds) are
