@@ -270,8 +270,8 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// The thrash probe's warnings, printed from a thread of its own (inline when no thread can be
 /// made).
 fn start_probe(plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
-    fn say(rules: &[crate::plan::ProbeRule]) {
-        for w in crate::plan::probe_warnings(rules) {
+    fn say(rules: &[crate::plan::ProbeRule], cache: Option<&std::path::Path>) {
+        for w in crate::plan::probe_warnings(rules, cache) {
             crate::report::plain(format_args!("logalarm: warning: {w}"));
         }
     }
@@ -279,18 +279,19 @@ fn start_probe(plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
         return None;
     }
     let rules = plan.probe.clone();
+    let cache = plan.probe_cache.clone();
     let spawned = std::thread::Builder::new()
         .name("rule-probe".into())
         .spawn(move || {
             // PERF: the probe (0.4 s of CPU for Debian's 2,101 rules) gives way to the log
             // path: on two busy cores it delayed the first line out.
             crate::sys::lower_thread_priority();
-            say(&rules)
+            say(&rules, cache.as_deref())
         });
     match spawned {
         Ok(h) => Some(h),
         Err(_) => {
-            say(&plan.probe);
+            say(&plan.probe, plan.probe_cache.as_deref());
             None
         }
     }

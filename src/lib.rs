@@ -92,7 +92,7 @@ pub mod testing {
     /// The thrash probe's warnings for `plan`'s rules (what `logalarm` prints beside the log
     /// path after start-up).
     pub fn probe_warnings(plan: &crate::Plan) -> Vec<String> {
-        crate::plan::probe_warnings(&plan.probe)
+        crate::plan::probe_warnings(&plan.probe, plan.probe_cache.as_deref())
     }
 
     /// Every alarm's decision (template, key, threshold, anti-flood) over `lines`, one a

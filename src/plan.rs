@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::action::Action;
@@ -108,6 +108,9 @@ pub struct Plan {
     /// The rules the thrash probe looks at (see [`probe_warnings`]): probed after
     /// start-up, off the path of the first log line.
     pub(crate) probe: Vec<ProbeRule>,
+    /// Where the probe's verdicts are kept for the next start (the rules cache's directory;
+    /// see `rules::cache`).
+    pub(crate) probe_cache: Option<PathBuf>,
     /// `--metrics`, `--stats`: where the counters are served.
     pub(crate) observe: ObservePlan,
     /// `--nats-out`: where the log stream is published too.
@@ -127,13 +130,34 @@ pub(crate) struct ObservePlan {
 /// The warnings of the thrash probe: each suspicious rule's lazy DFA run on text made of its
 /// own bytes (up to tens of milliseconds a rule: `app` runs it on a thread once the log path has
 /// started, and waits for it before exit).
-pub(crate) fn probe_warnings(rules: &[ProbeRule]) -> Vec<String> {
+pub(crate) fn probe_warnings(rules: &[ProbeRule], cache: Option<&Path>) -> Vec<String> {
     let patterns: Vec<&str> = rules.iter().map(|r| r.pattern.as_str()).collect();
-    RuleSet::costs(&patterns, false)
+    // PERF: the verdicts depend only on the patterns and the executable: a large set's are
+    // kept beside its rules cache record and read back at the next start instead of probing
+    // again (Debian's 2,101 rules: 0.4 s of CPU at every start, 10 % of a 256 MiB run's
+    // samples; see PERF.md thirteenth run). A record that cannot be read or written only
+    // costs the probe (the rules cache's own warning names a directory others may write).
+    let cache = cache.filter(|_| patterns.len() >= crate::rules::cache::MIN_RULES);
+    let known = cache.and_then(|dir| crate::rules::cache::load_probe(dir, &patterns).ok()?);
+    let thrashing = known.unwrap_or_else(|| {
+        let found: Vec<(u32, f64)> = RuleSet::costs(&patterns, false)
+            .into_iter()
+            .filter(|(_, _, cost)| cost.thrashes)
+            .map(|(i, _, cost)| (i as u32, cost.mb_per_s))
+            .collect();
+        if let Some(dir) = cache {
+            let _ = crate::rules::cache::store_probe(dir, &patterns, &found);
+        }
+        found
+    });
+    thrashing
         .into_iter()
-        .filter(|(_, _, cost)| cost.thrashes)
-        .filter_map(|(i, _, cost)| {
-            let r = rules.get(i)?;
+        .filter_map(|(i, mb_per_s)| {
+            let r = rules.get(i as usize)?;
+            let cost = crate::rules::Cost {
+                thrashes: true,
+                mb_per_s,
+            };
             Some(format!("{}: {}{}", r.shown, thrash_text(&cost), r.origin))
         })
         .collect()
@@ -296,6 +320,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         }),
         warnings,
         probe,
+        probe_cache: rules_cache_dir(c),
         observe: observe(c)?,
         nats_out,
     })
@@ -893,11 +918,7 @@ fn compile_rules(
                 .transpose(),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let cache = match c.rules_cache.as_deref() {
-        Some("off") => None,
-        Some(dir) => Some(std::path::PathBuf::from(dir)),
-        None => crate::rules::cache::default_dir(),
-    };
+    let cache = rules_cache_dir(c);
     let (mut set, note) = RuleSet::with_cache(
         &patterns,
         names.len(),
@@ -923,6 +944,15 @@ fn compile_rules(
         ));
     }
     Ok((set, translated, note))
+}
+
+/// `--rules-cache`: the rules cache's directory, or None when it is off or there is no home.
+fn rules_cache_dir(c: &Config) -> Option<PathBuf> {
+    match c.rules_cache.as_deref() {
+        Some("off") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => crate::rules::cache::default_dir(),
+    }
 }
 
 /// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no

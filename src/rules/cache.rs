@@ -1,9 +1,11 @@
 //! The rules cache: what start-up learns about each rule of a large set (its literals, whether
 //! it is plain, whether it is heavy), kept on disk so that the next start need not parse the
-//! rules the literal search finds (they are parsed at their group's first candidate line).
+//! rules the literal search finds (they are parsed at their group's first candidate line); and
+//! the thrash probe's verdicts on the same set, so that the next start need not probe again.
 //!
 //! Role: [`load`] finds the record of exactly this rule set made by exactly this executable,
-//! [`store`] writes one. Invariants: a record is used only when the executable (device, inode,
+//! [`store`] writes one; [`load_probe`] and [`store_probe`] do the same for the probe's
+//! verdicts (a file of their own: they come later than the rules' record). Invariants: a record is used only when the executable (device, inode,
 //! size, modification time), logalarm's version and every pattern, in order, are those it was
 //! made from, its checksum holds, and it and its directory belong to this user and are writable
 //! by nobody else (a planted record could hide rules); anything else is a miss, and a miss costs
@@ -31,18 +33,43 @@ pub(crate) struct Record {
 
 /// Rule sets at least this large use the cache (smaller ones start in a few milliseconds).
 pub(crate) const MIN_RULES: usize = 256;
-/// Records kept in the directory (the newest).
+/// Records kept in the directory (the newest), of each kind.
 const KEEP: usize = 16;
 /// The largest record read (50,000 literals of 32 bytes fit many times over).
 const MAX_BYTES: u64 = 64 << 20;
-const MAGIC: &[u8; 8] = b"LARULES1";
 
-/// The record's file for `patterns` made by this executable, or None when the executable
-/// cannot be identified.
-fn record_path(dir: &Path, patterns: &[&str]) -> Option<(PathBuf, u64)> {
+/// What a file of the cache holds.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// The rules' [`Record`]s.
+    Rules,
+    /// The thrash probe's verdicts: the rules whose lazy DFA thrashes, with their speed.
+    Probe,
+}
+
+impl Kind {
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Kind::Rules => b"LARULES1",
+            Kind::Probe => b"LAPROBE1",
+        }
+    }
+
+    /// The file names' prefix.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Rules => "rules-",
+            Kind::Probe => "probe-",
+        }
+    }
+}
+
+/// The file of `kind` for `patterns` made by this executable, and its key, or None when the
+/// executable cannot be identified.
+fn record_path(dir: &Path, kind: Kind, patterns: &[&str]) -> Option<(PathBuf, u64)> {
     let exe = std::fs::metadata("/proc/self/exe").ok()?;
     let mut h = DefaultHasher::new();
-    MAGIC.hash(&mut h);
+    kind.magic().hash(&mut h);
     env!("CARGO_PKG_VERSION").hash(&mut h);
     env!("LOGALARM_GIT").hash(&mut h);
     (
@@ -58,7 +85,7 @@ fn record_path(dir: &Path, patterns: &[&str]) -> Option<(PathBuf, u64)> {
         p.hash(&mut h);
     }
     let key = h.finish();
-    Some((dir.join(format!("rules-{key:016x}.cache")), key))
+    Some((dir.join(format!("{}{key:016x}.cache", kind.name())), key))
 }
 
 /// Whether `meta` belongs to this user and nobody else may write it.
@@ -71,7 +98,35 @@ fn private(meta: &std::fs::Metadata) -> bool {
 /// The records for `patterns`, one per pattern, when a valid one is in `dir`. `Err` names why
 /// a record that is there was not used (its directory or file is writable by others).
 pub(crate) fn load(dir: &Path, patterns: &[&str]) -> Result<Option<Vec<Record>>, String> {
-    let Some((path, key)) = record_path(dir, patterns) else {
+    Ok(read(dir, Kind::Rules, patterns)?.and_then(|(b, key)| decode(&b, key, patterns.len())))
+}
+
+/// Write the records for `patterns` into `dir` (made 0700 if missing), replacing any record of
+/// the same set; the oldest records beyond [`KEEP`] go.
+pub(crate) fn store(dir: &Path, patterns: &[&str], records: &[Record]) -> io::Result<()> {
+    write(dir, Kind::Rules, patterns, |key| encode(records, key))
+}
+
+/// The thrash probe's verdicts on `patterns` when a valid record of them is in `dir`: the
+/// indices of the rules that thrash, each with its speed (MB/s); empty when none does. `Err`
+/// as for [`load`].
+pub(crate) fn load_probe(dir: &Path, patterns: &[&str]) -> Result<Option<Vec<(u32, f64)>>, String> {
+    Ok(read(dir, Kind::Probe, patterns)?
+        .and_then(|(b, key)| decode_probe(&b, key, patterns.len())))
+}
+
+/// Write the thrash probe's verdicts on `patterns` (as [`load_probe`] returns them) into `dir`,
+/// as [`store`] does.
+pub(crate) fn store_probe(dir: &Path, patterns: &[&str], thrashing: &[(u32, f64)]) -> io::Result<()> {
+    write(dir, Kind::Probe, patterns, |key| {
+        encode_probe(thrashing, key, patterns.len())
+    })
+}
+
+/// The bytes of the file of `kind` for `patterns` in `dir` and the key they must carry, when
+/// it is there, private and not too large.
+fn read(dir: &Path, kind: Kind, patterns: &[&str]) -> Result<Option<(Vec<u8>, u64)>, String> {
+    let Some((path, key)) = record_path(dir, kind, patterns) else {
         return Ok(None);
     };
     let Ok(dmeta) = std::fs::symlink_metadata(dir) else {
@@ -101,13 +156,18 @@ pub(crate) fn load(dir: &Path, patterns: &[&str]) -> Result<Option<Vec<Record>>,
     if f.read_to_end(&mut bytes).is_err() {
         return Ok(None);
     }
-    Ok(decode(&bytes, key, patterns.len()))
+    Ok(Some((bytes, key)))
 }
 
-/// Write the records for `patterns` into `dir` (made 0700 if missing), replacing any record of
-/// the same set; the oldest records beyond [`KEEP`] go.
-pub(crate) fn store(dir: &Path, patterns: &[&str], records: &[Record]) -> io::Result<()> {
-    let Some((path, key)) = record_path(dir, patterns) else {
+/// Write the file of `kind` for `patterns` into `dir` (made 0700 if missing) atomically, its
+/// bytes made by `encode` from its key; the oldest files of `kind` beyond [`KEEP`] go.
+fn write(
+    dir: &Path,
+    kind: Kind,
+    patterns: &[&str],
+    encode: impl FnOnce(u64) -> Vec<u8>,
+) -> io::Result<()> {
+    let Some((path, key)) = record_path(dir, kind, patterns) else {
         return Ok(());
     };
     std::fs::DirBuilder::new()
@@ -123,7 +183,7 @@ pub(crate) fn store(dir: &Path, patterns: &[&str], records: &[Record]) -> io::Re
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".rules-{}-{nanos}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{}{}-{nanos}.tmp", kind.name(), std::process::id()));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -131,19 +191,19 @@ pub(crate) fn store(dir: &Path, patterns: &[&str], records: &[Record]) -> io::Re
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)?;
-        f.write_all(&encode(records, key))?;
+        f.write_all(&encode(key))?;
         std::fs::rename(&tmp, &path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     written?;
-    prune(dir);
+    prune(dir, kind);
     Ok(())
 }
 
-/// Remove all but the newest [`KEEP`] records.
-fn prune(dir: &Path) {
+/// Remove all but the newest [`KEEP`] files of `kind`.
+fn prune(dir: &Path, kind: Kind) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -152,7 +212,7 @@ fn prune(dir: &Path) {
         .filter(|e| {
             let n = e.file_name();
             let n = n.to_string_lossy();
-            n.starts_with("rules-") && n.ends_with(".cache")
+            n.starts_with(kind.name()) && n.ends_with(".cache")
         })
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
         .collect();
@@ -171,13 +231,36 @@ fn checksum(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// MAGIC, key, rule count, per rule (flags byte, literal count, each literal's length and
-/// bytes), then the checksum of all that.
+/// The frame of every file: its kind's magic, its key, the rule count, the `body`, then the
+/// checksum of all that.
+fn frame(kind: Kind, key: u64, n: usize, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 32);
+    out.extend_from_slice(kind.magic());
+    out.extend_from_slice(&key.to_le_bytes());
+    out.extend_from_slice(&(n as u64).to_le_bytes());
+    out.extend_from_slice(body);
+    let sum = checksum(&out);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+/// The body of `bytes` when they are whole and framed for `kind`, `key` and `n` rules.
+fn unframe(bytes: &[u8], kind: Kind, key: u64, n: usize) -> Option<Reader<'_>> {
+    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
+    if checksum(body) != u64::from_le_bytes(sum.try_into().ok()?) {
+        return None;
+    }
+    let mut r = Reader(body);
+    if r.take(8)? != kind.magic() || r.u64()? != key || r.u64()? != n as u64 {
+        return None;
+    }
+    Some(r)
+}
+
+/// Framed (see [`frame`]): per rule, a flags byte, the literal count, each literal's length
+/// and bytes.
 fn encode(records: &[Record], key: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&key.to_le_bytes());
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
     for r in records {
         let (lits, ci) = match &r.lits {
             Some((l, ci)) => (&l[..], *ci),
@@ -195,21 +278,12 @@ fn encode(records: &[Record], key: u64) -> Vec<u8> {
             out.extend_from_slice(l);
         }
     }
-    let sum = checksum(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+    frame(Kind::Rules, key, records.len(), &out)
 }
 
 /// The records of `bytes` when they are whole, made for `key` and hold `n` rules.
 fn decode(bytes: &[u8], key: u64, n: usize) -> Option<Vec<Record>> {
-    let (body, sum) = bytes.split_at_checked(bytes.len().checked_sub(8)?)?;
-    if checksum(body) != u64::from_le_bytes(sum.try_into().ok()?) {
-        return None;
-    }
-    let mut r = Reader(body);
-    if r.take(8)? != MAGIC || r.u64()? != key || r.u64()? != n as u64 {
-        return None;
-    }
+    let mut r = unframe(bytes, Kind::Rules, key, n)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let flags = r.take(1)?[0];
@@ -225,6 +299,35 @@ fn decode(bytes: &[u8], key: u64, n: usize) -> Option<Vec<Record>> {
             heavy: flags & 8 != 0,
             prefix: flags & 16 != 0,
         });
+    }
+    r.0.is_empty().then_some(out)
+}
+
+/// Framed (see [`frame`], for `n` rules): the count of thrashing rules, then each one's index
+/// and speed (the bits of an f64).
+fn encode_probe(thrashing: &[(u32, f64)], key: u64, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + thrashing.len() * 12);
+    out.extend_from_slice(&(thrashing.len() as u32).to_le_bytes());
+    for &(i, mb) in thrashing {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.extend_from_slice(&mb.to_bits().to_le_bytes());
+    }
+    frame(Kind::Probe, key, n, &out)
+}
+
+/// The verdicts of `bytes` when they are whole, made for `key` and `n` rules, and name only
+/// rules below `n`.
+fn decode_probe(bytes: &[u8], key: u64, n: usize) -> Option<Vec<(u32, f64)>> {
+    let mut r = unframe(bytes, Kind::Probe, key, n)?;
+    let count = r.u32()? as usize;
+    let mut out = Vec::with_capacity(count.min(n));
+    for _ in 0..count {
+        let i = r.u32()?;
+        let mb = f64::from_bits(r.u64()?);
+        if i as usize >= n {
+            return None;
+        }
+        out.push((i, mb));
     }
     r.0.is_empty().then_some(out)
 }
@@ -304,7 +407,7 @@ mod tests {
         assert_eq!(load(&dir, &pats[..2]), Ok(None));
         assert_eq!(load(&dir, &[pats[1], pats[0], pats[2], pats[3]]), Ok(None));
         // A damaged record: a miss.
-        let (path, _) = record_path(&dir, &pats).unwrap();
+        let (path, _) = record_path(&dir, Kind::Rules, &pats).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 1;
@@ -340,6 +443,42 @@ mod tests {
         assert_eq!(kept, KEEP);
         let last = names.last().unwrap().as_str();
         assert!(load(&dir, &[last]).is_ok_and(|r| r.is_some()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_probes_verdicts_are_kept_apart_from_the_rules_record() {
+        let dir = std::env::temp_dir().join(format!("logalarm-probe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let pats = ["disk full|no space", "(a|b)*a(a|b){20}c", "(?i)error"];
+        assert_eq!(load_probe(&dir, &pats), Ok(None), "nothing there yet");
+        store(&dir, &pats, &records()[..3]).unwrap();
+        assert_eq!(load_probe(&dir, &pats), Ok(None), "the rules' record is not the probe's");
+        store_probe(&dir, &pats, &[(1, 0.25)]).unwrap();
+        assert_eq!(load_probe(&dir, &pats), Ok(Some(vec![(1, 0.25)])));
+        assert_eq!(load(&dir, &pats), Ok(Some(records()[..3].to_vec())));
+        store_probe(&dir, &pats[..2], &[]).unwrap();
+        assert_eq!(load_probe(&dir, &pats[..2]), Ok(Some(vec![])), "none thrashes");
+        // A damaged verdict is a miss; one others may write is refused.
+        let (path, _) = record_path(&dir, Kind::Probe, &pats).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 9;
+        bytes[last] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(load_probe(&dir, &pats), Ok(None));
+        store_probe(&dir, &pats, &[(1, 0.25)]).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o646))
+            .unwrap();
+        assert!(load_probe(&dir, &pats).is_err_and(|e| e.contains("writable by others")));
+        // Every cut refused; an index beyond the rules refused.
+        let bytes = encode_probe(&[(0, 1.5), (2, 3.0)], 9, 3);
+        assert_eq!(decode_probe(&bytes, 9, 3), Some(vec![(0, 1.5), (2, 3.0)]));
+        assert_eq!(decode_probe(&bytes, 9, 2), None);
+        assert_eq!(decode(&bytes, 9, 3), None, "a probe record is not a rules record");
+        for cut in 0..bytes.len() {
+            assert_eq!(decode_probe(&bytes[..cut], 9, 3), None);
+        }
+        assert_eq!(decode_probe(&encode_probe(&[(3, 1.0)], 9, 3), 9, 3), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

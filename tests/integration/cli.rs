@@ -658,6 +658,45 @@ fn sorted_output(args: &[&str], input: &[u8]) -> (Vec<String>, String) {
 }
 
 #[test]
+fn a_large_sets_probe_verdicts_are_kept_for_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_arg = cache.to_str().unwrap();
+    let (ini, input) = large_rule_set(dir.path(), 0);
+    let mut text = std::fs::read_to_string(&ini).unwrap();
+    text.push_str("alarm = bad log:bad\nlog-alarm = bad (a|b)*a(a|b){20}c\n");
+    std::fs::write(&ini, text).unwrap();
+    let ini = ini.to_str().unwrap();
+    let warning = |err: &str| -> String {
+        err.lines()
+            .filter(|l| l.contains("thrashes"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let probes = || {
+        std::fs::read_dir(&cache).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("probe-"))
+                .count()
+        })
+    };
+    let (want, off) = sorted_output(&["--ini", ini, "--rules-cache", "off"], &input);
+    assert!(
+        warning(&off).contains("log-alarm bad (a|b)*a(a|b){20}c: its lazy DFA thrashes"),
+        "{off}"
+    );
+    let (cold, first) = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
+    assert_eq!(probes(), 1, "the first start keeps the probe's verdicts");
+    let (warm, second) = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
+    assert_eq!(probes(), 1);
+    assert_eq!(cold, want);
+    assert_eq!(warm, want);
+    // The same warning, its speed the first start's (a new probe measures anew).
+    assert!(warning(&first).contains("thrashes"), "{first}");
+    assert_eq!(warning(&second), warning(&first));
+}
+
+#[test]
 fn the_rules_cache_starts_large_sets_alike_and_only_for_the_same_rules() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
@@ -674,7 +713,13 @@ fn the_rules_cache_starts_large_sets_alike_and_only_for_the_same_rules() {
     assert_eq!(alarms, 43 + 28 + 5, "{want:?}");
     assert!(!cache.exists(), "off writes nothing");
     let cold = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
-    let records = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    let records = || {
+        std::fs::read_dir(&cache).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rules-"))
+                .count()
+        })
+    };
     assert_eq!(records(), 1, "the first start writes its record");
     let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
