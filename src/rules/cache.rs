@@ -111,13 +111,19 @@ pub(crate) fn store(dir: &Path, patterns: &[&str], records: &[Record]) -> io::Re
 /// indices of the rules that thrash, each with its speed (MB/s); empty when none does. `Err`
 /// as for [`load`].
 pub(crate) fn load_probe(dir: &Path, patterns: &[&str]) -> Result<Option<Vec<(u32, f64)>>, String> {
-    Ok(read(dir, Kind::Probe, patterns)?
-        .and_then(|(b, key)| decode_probe(&b, key, patterns.len())))
+    Ok(
+        read(dir, Kind::Probe, patterns)?
+            .and_then(|(b, key)| decode_probe(&b, key, patterns.len())),
+    )
 }
 
 /// Write the thrash probe's verdicts on `patterns` (as [`load_probe`] returns them) into `dir`,
 /// as [`store`] does.
-pub(crate) fn store_probe(dir: &Path, patterns: &[&str], thrashing: &[(u32, f64)]) -> io::Result<()> {
+pub(crate) fn store_probe(
+    dir: &Path,
+    patterns: &[&str],
+    thrashing: &[(u32, f64)],
+) -> io::Result<()> {
     write(dir, Kind::Probe, patterns, |key| {
         encode_probe(thrashing, key, patterns.len())
     })
@@ -183,7 +189,11 @@ fn write(
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(".{}{}-{nanos}.tmp", kind.name(), std::process::id()));
+    let tmp = dir.join(format!(
+        ".{}{}-{nanos}.tmp",
+        kind.name(),
+        std::process::id()
+    ));
     let written = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -453,12 +463,20 @@ mod tests {
         let pats = ["disk full|no space", "(a|b)*a(a|b){20}c", "(?i)error"];
         assert_eq!(load_probe(&dir, &pats), Ok(None), "nothing there yet");
         store(&dir, &pats, &records()[..3]).unwrap();
-        assert_eq!(load_probe(&dir, &pats), Ok(None), "the rules' record is not the probe's");
+        assert_eq!(
+            load_probe(&dir, &pats),
+            Ok(None),
+            "the rules' record is not the probe's"
+        );
         store_probe(&dir, &pats, &[(1, 0.25)]).unwrap();
         assert_eq!(load_probe(&dir, &pats), Ok(Some(vec![(1, 0.25)])));
         assert_eq!(load(&dir, &pats), Ok(Some(records()[..3].to_vec())));
         store_probe(&dir, &pats[..2], &[]).unwrap();
-        assert_eq!(load_probe(&dir, &pats[..2]), Ok(Some(vec![])), "none thrashes");
+        assert_eq!(
+            load_probe(&dir, &pats[..2]),
+            Ok(Some(vec![])),
+            "none thrashes"
+        );
         // A damaged verdict is a miss; one others may write is refused.
         let (path, _) = record_path(&dir, Kind::Probe, &pats).unwrap();
         let mut bytes = std::fs::read(&path).unwrap();
@@ -474,7 +492,11 @@ mod tests {
         let bytes = encode_probe(&[(0, 1.5), (2, 3.0)], 9, 3);
         assert_eq!(decode_probe(&bytes, 9, 3), Some(vec![(0, 1.5), (2, 3.0)]));
         assert_eq!(decode_probe(&bytes, 9, 2), None);
-        assert_eq!(decode(&bytes, 9, 3), None, "a probe record is not a rules record");
+        assert_eq!(
+            decode(&bytes, 9, 3),
+            None,
+            "a probe record is not a rules record"
+        );
         for cut in 0..bytes.len() {
             assert_eq!(decode_probe(&bytes[..cut], 9, 3), None);
         }
