@@ -657,6 +657,15 @@ fn sorted_output(args: &[&str], input: &[u8]) -> (Vec<String>, String) {
     (lines, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The files in the rules cache directory `cache` whose names start with `prefix`.
+fn cache_files(cache: &std::path::Path, prefix: &str) -> usize {
+    std::fs::read_dir(cache).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .count()
+    })
+}
+
 #[test]
 fn a_large_sets_probe_verdicts_are_kept_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -673,13 +682,7 @@ fn a_large_sets_probe_verdicts_are_kept_for_the_next_start() {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let probes = || {
-        std::fs::read_dir(&cache).map_or(0, |d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("probe-"))
-                .count()
-        })
-    };
+    let probes = || cache_files(&cache, "probe-");
     let (want, off) = sorted_output(&["--ini", ini, "--rules-cache", "off"], &input);
     assert!(
         warning(&off).contains("log-alarm bad (a|b)*a(a|b){20}c: its lazy DFA thrashes"),
@@ -713,13 +716,7 @@ fn the_rules_cache_starts_large_sets_alike_and_only_for_the_same_rules() {
     assert_eq!(alarms, 43 + 28 + 5, "{want:?}");
     assert!(!cache.exists(), "off writes nothing");
     let cold = sorted_output(&["--ini", ini, "--rules-cache", cache_arg], &input);
-    let records = || {
-        std::fs::read_dir(&cache).map_or(0, |d| {
-            d.flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("rules-"))
-                .count()
-        })
-    };
+    let records = || cache_files(&cache, "rules-");
     assert_eq!(records(), 1, "the first start writes its record");
     let mode = std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
