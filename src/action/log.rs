@@ -34,6 +34,13 @@ impl Log {
         line
     }
 
+    /// At least the length of the line for a message of `msg_len` bytes.
+    pub(crate) fn line_len_bound(&self, msg_len: usize) -> usize {
+        // The date (`ctime`'s 24 bytes, 64 to spare), " - ALARM: ", the prefix and a space,
+        // the message and a `\n`.
+        64 + 10 + self.prefix.len() + 1 + msg_len + 1
+    }
+
     fn append(&self, out: &mut Vec<u8>, date: &str, msg: &[u8]) {
         let body = msg.strip_suffix(b"\n").unwrap_or(msg);
         out.reserve(date.len() + self.prefix.len() + body.len() + 16);
