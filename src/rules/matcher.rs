@@ -542,6 +542,26 @@ impl Matcher {
         let Some(dfa) = self.set.dfa.as_ref() else {
             return false;
         };
+        if let Some(literal) = &dfa.literal {
+            let t = self.cost.is_some().then(std::time::Instant::now);
+            let mut any = false;
+            for (r, l) in literal {
+                let r = *r as usize;
+                if !l.matches(text) || !self.set.confirmed(r, text) {
+                    continue;
+                }
+                any = true;
+                self.rule_hits[r] += 1;
+                if let Some(v) = &mut self.recording {
+                    v.push(r as u32);
+                }
+                mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
+            }
+            if let Some(c) = &mut self.cost {
+                c.share(&dfa.ids, since(t));
+            }
+            return any;
+        }
         let cache = self
             .exact_cache
             .get_or_insert_with(|| dfa.exact.create_cache());

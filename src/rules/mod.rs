@@ -318,6 +318,42 @@ struct DfaPart {
     exact: Regex,
     /// Rule index of each of the automata's patterns.
     ids: Vec<u32>,
+    /// When every rule here matches literals only and they are few, what each matches (in
+    /// `ids`' order): a candidate line is confirmed by comparing them, not by the automaton.
+    literal: Option<Vec<(u32, LiteralOnly)>>,
+}
+
+/// Most DFA-part rules confirmed by their literals (each compared on its own per candidate
+/// line, where the automaton checks all at once).
+const MAX_LITERAL_ONLY: usize = 4;
+
+/// What a rule of literals only matches: a line holding one of `finders`' literals, or, for a
+/// rule `^literal`, a line starting with it.
+#[derive(Debug, Clone)]
+pub(super) struct LiteralOnly {
+    prefix: Option<Vec<u8>>,
+    finders: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl LiteralOnly {
+    fn new(lits: &[Vec<u8>], prefix: bool) -> LiteralOnly {
+        LiteralOnly {
+            prefix: prefix.then(|| lits.first().cloned()).flatten(),
+            finders: lits
+                .iter()
+                .map(|l| memchr::memmem::Finder::new(l).into_owned())
+                .collect(),
+        }
+    }
+
+    /// Whether the rule matches `text` (a line without its terminator).
+    #[inline]
+    pub(super) fn matches(&self, text: &[u8]) -> bool {
+        match &self.prefix {
+            Some(p) => text.starts_with(p),
+            None => self.finders.iter().any(|f| f.find(text).is_some()),
+        }
+    }
 }
 
 impl RuleSet {
@@ -405,7 +441,13 @@ impl RuleSet {
                     };
                     b.literal_rule(i, rule, lits, ci)?
                 }
-                other => b.dfa_rule(i, parsed(h)?, other),
+                other => {
+                    let literal = match &other {
+                        Some((l, false)) if plain => Some(LiteralOnly::new(l, prefix)),
+                        _ => None,
+                    };
+                    b.dfa_rule(i, parsed(h)?, other, literal)
+                }
             }
         }
         let dfa = b.dfa_part()?;
@@ -627,6 +669,8 @@ struct Builder {
     short_needles: Vec<Vec<u8>>,
     /// The DFA part's rules without case-sensitive literals (indexes into `dfa_exact`).
     dfa_free: Vec<usize>,
+    /// Per DFA-part rule, what it matches when that is literals only (see [`LiteralOnly`]).
+    dfa_literal: Vec<Option<LiteralOnly>>,
     /// Per group, its rules' syntax trees when start-up parsed them.
     parsed: Vec<Vec<Option<Hir>>>,
 }
@@ -695,7 +739,14 @@ impl Builder {
     }
 
     /// Rule `i` goes to the DFA part (`lits`: its literals, if it has any).
-    fn dfa_rule(&mut self, i: usize, h: Hir, lits: Option<RuleLiterals>) {
+    fn dfa_rule(
+        &mut self,
+        i: usize,
+        h: Hir,
+        lits: Option<RuleLiterals>,
+        literal: Option<LiteralOnly>,
+    ) {
+        self.dfa_literal.push(literal);
         match lits {
             Some((l, false)) => self.short_needles.extend(l),
             _ => self.dfa_free.push(self.dfa_exact.len()),
@@ -760,9 +811,23 @@ impl Builder {
             needs_classes,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
             exact: build(&self.dfa_exact, MatchKind::All)?,
+            literal: literal_only(&self.ids, std::mem::take(&mut self.dfa_literal)),
             ids: std::mem::take(&mut self.ids),
         }))
     }
+}
+
+/// The DFA part's rules' literals when every one of its (at most [`MAX_LITERAL_ONLY`]) rules
+/// matches literals only. PERF: a storm of `^STORM` lines spent 9 % of the run in the
+/// automaton confirming what `starts_with` says (PERF.md "fourteenth run").
+fn literal_only(ids: &[u32], literal: Vec<Option<LiteralOnly>>) -> Option<Vec<(u32, LiteralOnly)>> {
+    if ids.len() > MAX_LITERAL_ONLY || literal.len() != ids.len() {
+        return None;
+    }
+    ids.iter()
+        .zip(literal)
+        .map(|(&r, l)| l.map(|l| (r, l)))
+        .collect()
 }
 
 /// The summed chance of the class windows at a position of log text above which the
