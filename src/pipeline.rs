@@ -71,6 +71,14 @@ pub(crate) const PARALLEL_MIN: usize = 128 * 1024;
 /// Size of the pieces a region is cut into for two threads to share (cut at line ends).
 const PIECE: usize = 64 * 1024;
 
+/// A region that raised at least one alarm per this many bytes is an alarm storm: the next
+/// region is matched by one thread. PERF: raising is serial (the reader queues each alarm, a
+/// lane runs it), and a storm's lane needs the second core the helper would take: every line
+/// raising a `log:` alarm ran at 0.74 s per 256 MiB with the helper, 0.59 s without; Debian's
+/// 2,101 rules (an alarm per 1.5 KiB) and a storm of one line in ten (per 1.3 KiB) gain from
+/// it or lose nothing (PERF.md "fourteenth run").
+const STORM_BYTES_PER_ALARM: usize = 512;
+
 /// The hits of one piece of a region, kept until the region is matched (alarms stay in line
 /// order). Reused across buffers: no allocation per line.
 #[derive(Default)]
@@ -107,6 +115,8 @@ struct Matching {
     helper: Option<Matcher>,
     /// A second core exists and there are rules: large regions are matched by two threads.
     parallel: bool,
+    /// The last region matched was an alarm storm (see [`STORM_BYTES_PER_ALARM`]).
+    storm: bool,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
@@ -210,6 +220,7 @@ impl Pipeline {
             ms: Matching {
                 helper: None,
                 parallel,
+                storm: false,
                 bounds: Vec::new(),
                 deferred: Vec::new(),
                 matcher,
@@ -362,6 +373,14 @@ impl Matching {
     /// Match whole `lines` and raise their alarms into `sink`, in line order; `alarms` counts
     /// them. Returns the number of lines confirmed.
     fn scan(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
+        let before = *alarms;
+        let n = self.scan_region(lines, sink, alarms);
+        let raised = usize::try_from(*alarms - before).unwrap_or(usize::MAX);
+        self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > lines.len();
+        n
+    }
+
+    fn scan_region(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
         let mut deliver = |msg: &[u8], hits: &[u32]| {
             for &a in hits {
                 *alarms += 1;
@@ -372,7 +391,7 @@ impl Matching {
         // take in turn, so neither waits long for the other when the scheduler runs `cat`
         // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
         // keep line order (see PERF.md "pieces").
-        if self.parallel && lines.len() >= PARALLEL_MIN {
+        if self.parallel && !self.storm && lines.len() >= PARALLEL_MIN {
             let rules = self.matcher.rules();
             let helper = self.helper.get_or_insert_with(|| rules.matcher());
             let bounds = &mut self.bounds;
@@ -559,7 +578,7 @@ mod tests {
         }
         let big = run(&set, 4 * PARALLEL_MIN, &[&input]);
         let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
-        seq.ms.helper = None;
+        seq.ms.parallel = false;
         let mut s = CollectSink::default();
         seq.feed(&input, &mut s).unwrap();
         seq.finish(&mut s).unwrap();
@@ -568,6 +587,54 @@ mod tests {
         assert!(big.alarms == s.alarms, "parallel and sequential differ");
         let small: Vec<&[u8]> = input.chunks(1000).collect();
         assert!(run(&set, 4096, &small).alarms == s.alarms);
+    }
+
+    #[test]
+    fn an_alarm_storm_is_matched_by_one_thread_until_it_ends() {
+        let set = rules(8192);
+        let region = |every: u32| {
+            let mut input = Vec::new();
+            let mut i = 0u32;
+            while input.len() < 2 * PARALLEL_MIN {
+                let line = if i % every == 0 {
+                    format!("{i} ERR raised\n")
+                } else {
+                    format!("line {i} quiet\n")
+                };
+                input.extend_from_slice(line.as_bytes());
+                i += 1;
+            }
+            input
+        };
+        // One alarm per ~30 bytes, then one per ~8 KiB.
+        let (storm, calm) = (region(2), region(500));
+        let mut p = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        let mut s = CollectSink::default();
+        p.feed(&calm, &mut s).unwrap();
+        assert!(
+            !p.ms.storm && p.ms.helper.is_some(),
+            "a calm region is shared"
+        );
+        p.feed(&storm, &mut s).unwrap();
+        assert!(p.ms.storm);
+        // The helper is not used now: the storm's alarms come from the reader's matcher.
+        p.ms.helper = None;
+        p.feed(&storm, &mut s).unwrap();
+        assert!(p.ms.storm && p.ms.helper.is_none(), "a storm is not shared");
+        p.feed(&calm, &mut s).unwrap();
+        assert!(!p.ms.storm, "the storm ended");
+        p.feed(&calm, &mut s).unwrap();
+        assert!(p.ms.helper.is_some(), "a calm region is shared again");
+        p.finish(&mut s).unwrap();
+        let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        seq.ms.parallel = false;
+        let mut want = CollectSink::default();
+        for r in [&calm, &storm, &storm, &calm, &calm] {
+            seq.feed(r, &mut want).unwrap();
+        }
+        seq.finish(&mut want).unwrap();
+        assert!(s.alarms == want.alarms, "alarms differ from one thread's");
+        assert_eq!(s.out, want.out);
     }
 
     #[test]
