@@ -392,8 +392,10 @@ impl Matching {
         // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
         // keep line order (see PERF.md "pieces").
         if self.parallel && !self.storm && lines.len() >= PARALLEL_MIN {
-            let rules = self.matcher.rules();
-            let helper = self.helper.get_or_insert_with(|| rules.matcher());
+            let helper = match &mut self.helper {
+                Some(h) => h,
+                none => none.insert(self.matcher.helper()),
+            };
             let bounds = &mut self.bounds;
             bounds.clear();
             bounds.push(0);

@@ -594,6 +594,7 @@ impl RuleSet {
             scan_cache: None,
             exact_cache: None,
             shared: None,
+            helpers: None,
             dfa_hit: false,
             windows: Default::default(),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
@@ -1260,6 +1261,41 @@ mod tests {
         // Per-matcher counts stay per matcher: each sibling counted its own buffers' hits.
         let (ha, hb): (u64, u64) = (a.rule_hits().iter().sum(), b.rule_hits().iter().sum());
         assert!(ha > 0 && hb > 0 && ha != hb, "{ha} {hb}");
+    }
+
+    #[test]
+    fn the_helpers_of_siblings_share_one_set_of_caches_of_their_own() {
+        let s = set(
+            &[("ERROR \\d+", &[0], false), ("^\\d+$", &[1], false)],
+            8192,
+        );
+        let buf: &[u8] = b"ERROR 12\nok\n345\n";
+        let mut first = s.matcher();
+        let (mut a, mut b) = (first.sibling(), first.sibling());
+        let (mut ha, hb) = (a.helper(), b.helper());
+        let slot = |m: &Matcher| m.shared.clone();
+        let (Some(sa), Some(sha), Some(shb)) = (slot(&a), slot(&ha), slot(&hb)) else {
+            panic!("a helper and a sibling take shared caches");
+        };
+        // One set for every helper (100 inputs made 100 sets of lazy DFAs), never the
+        // siblings' own: a sibling and its helper match at the same time.
+        assert!(Arc::ptr_eq(&sha, &shb));
+        assert!(!Arc::ptr_eq(&sa, &sha));
+        let mut got = Vec::new();
+        ha.scan_lines(buf, &mut |l, al| got.push((l.to_vec(), al.to_vec())));
+        let mut want = Vec::new();
+        a.scan_lines(buf, &mut |l, al| want.push((l.to_vec(), al.to_vec())));
+        assert_eq!(got, want);
+        let filled = |c: &Arc<std::sync::Mutex<matcher::Caches>>| {
+            c.lock().map(|c| c.group.iter().any(Option::is_some)).ok()
+        };
+        assert_eq!(
+            filled(&shb),
+            Some(true),
+            "the helpers' caches were made once"
+        );
+        let mut b2 = b.sibling();
+        assert!(b2.helper().shared.is_some_and(|c| Arc::ptr_eq(&c, &sha)));
     }
 
     #[test]
