@@ -79,6 +79,15 @@ const PIECE: usize = 64 * 1024;
 /// it or lose nothing (PERF.md "fourteenth run").
 const STORM_BYTES_PER_ALARM: usize = 512;
 
+/// A region is matched by two threads only when one would take at least this long by the
+/// matcher's recent speed ([`Matching::nanos_per_byte`]). PERF: starting the helper and
+/// waiting for it costs tens of µs and the second core, which `cat`, the alarm lane or other
+/// inputs' writers may need: with 100 supervised processes (regions of ≤ 320 KiB, rules100)
+/// the helper made the run slower (0.70 s vs 0.61 s), and 10 rules over stdin's 1 MiB regions
+/// gained nothing from it; Debian's 2,101 rules (about 6 ns a byte) need it at any size
+/// (PERF.md "fourteenth run").
+const PARALLEL_MIN_NANOS: f64 = 500_000.0;
+
 /// The hits of one piece of a region, kept until the region is matched (alarms stay in line
 /// order). Reused across buffers: no allocation per line.
 #[derive(Default)]
@@ -117,6 +126,9 @@ struct Matching {
     parallel: bool,
     /// The last region matched was an alarm storm (see [`STORM_BYTES_PER_ALARM`]).
     storm: bool,
+    /// What matching a byte costs one thread, recently (a moving average over regions of
+    /// at least [`PARALLEL_MIN`] bytes; a region matched by two threads counts twice its time).
+    nanos_per_byte: f64,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
@@ -221,6 +233,7 @@ impl Pipeline {
                 helper: None,
                 parallel,
                 storm: false,
+                nanos_per_byte: 0.0,
                 bounds: Vec::new(),
                 deferred: Vec::new(),
                 matcher,
@@ -374,13 +387,31 @@ impl Matching {
     /// them. Returns the number of lines confirmed.
     fn scan(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
         let before = *alarms;
-        let n = self.scan_region(lines, sink, alarms);
+        let large = lines.len() >= PARALLEL_MIN;
+        let t = large.then(std::time::Instant::now);
+        let two = self.parallel
+            && large
+            && !self.storm
+            && lines.len() as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS;
+        let n = self.scan_region(lines, sink, alarms, two);
         let raised = usize::try_from(*alarms - before).unwrap_or(usize::MAX);
         self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > lines.len();
+        if let Some(t) = t {
+            let threads = if two { 2.0 } else { 1.0 };
+            let sample = t.elapsed().as_nanos() as f64 * threads / lines.len() as f64;
+            self.nanos_per_byte = 0.75 * self.nanos_per_byte + 0.25 * sample;
+        }
         n
     }
 
-    fn scan_region(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
+    /// [`scan`](Self::scan) of one region, on two threads when `two`.
+    fn scan_region(
+        &mut self,
+        lines: &[u8],
+        sink: &mut dyn Sink,
+        alarms: &mut u64,
+        two: bool,
+    ) -> usize {
         let mut deliver = |msg: &[u8], hits: &[u32]| {
             for &a in hits {
                 *alarms += 1;
@@ -391,7 +422,7 @@ impl Matching {
         // take in turn, so neither waits long for the other when the scheduler runs `cat`
         // or the alarm thread on one core; each piece's hits wait in `deferred` so alarms
         // keep line order (see PERF.md "pieces").
-        if self.parallel && !self.storm && lines.len() >= PARALLEL_MIN {
+        if two {
             let helper = match &mut self.helper {
                 Some(h) => h,
                 none => none.insert(self.matcher.helper()),
@@ -521,8 +552,11 @@ mod tests {
         RuleSet::new(&[("ERR", r(0)), ("^x+$", r(1))], 2, bufsize).unwrap()
     }
 
+    /// Every region through `cap`, matched as if each byte were slow to match (large regions
+    /// on two threads, but in a storm).
     fn run(set: &RuleSet, cap: usize, chunks: &[&[u8]]) -> CollectSink {
         let mut p = Pipeline::new(set.matcher(), cap);
+        p.ms.nanos_per_byte = f64::INFINITY;
         let mut s = CollectSink::default();
         for c in chunks {
             p.feed(c, &mut s).unwrap();
@@ -611,6 +645,10 @@ mod tests {
         // One alarm per ~30 bytes, then one per ~8 KiB.
         let (storm, calm) = (region(2), region(500));
         let mut p = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        if !p.ms.parallel {
+            return; // One core: no region is ever shared.
+        }
+        p.ms.nanos_per_byte = f64::INFINITY;
         let mut s = CollectSink::default();
         p.feed(&calm, &mut s).unwrap();
         assert!(
@@ -637,6 +675,34 @@ mod tests {
         seq.finish(&mut want).unwrap();
         assert!(s.alarms == want.alarms, "alarms differ from one thread's");
         assert_eq!(s.out, want.out);
+    }
+
+    #[test]
+    fn only_a_region_slow_to_match_is_shared() {
+        let set = rules(8192);
+        let mut input = Vec::new();
+        let mut i = 0u32;
+        while input.len() < 2 * PARALLEL_MIN {
+            input.extend_from_slice(format!("line {i} quiet\n").as_bytes());
+            i += 1;
+        }
+        let mut p = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        if !p.ms.parallel {
+            return; // One core: no region is ever shared.
+        }
+        let mut s = CollectSink::default();
+        // Quick by the recent speed (the region would take 1 ns a byte, 0.26 ms): one thread.
+        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / (4 * PARALLEL_MIN) as f64;
+        p.feed(&input, &mut s).unwrap();
+        assert!(p.ms.helper.is_none(), "a quick region is not shared");
+        // What the region took is now the recent speed: measured, finite, not the guess.
+        assert!(p.ms.nanos_per_byte.is_finite() && p.ms.nanos_per_byte > 0.0);
+        // Slow: at least PARALLEL_MIN_NANOS for this region.
+        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / PARALLEL_MIN as f64;
+        p.feed(&input, &mut s).unwrap();
+        assert!(p.ms.helper.is_some(), "a slow region is shared");
+        p.finish(&mut s).unwrap();
+        assert_eq!(s.out.len(), 2 * input.len());
     }
 
     #[test]
