@@ -632,7 +632,7 @@ mod tests {
             let mut input = Vec::new();
             let mut i = 0u32;
             while input.len() < 2 * PARALLEL_MIN {
-                let line = if i % every == 0 {
+                let line = if i.is_multiple_of(every) {
                     format!("{i} ERR raised\n")
                 } else {
                     format!("line {i} quiet\n")
