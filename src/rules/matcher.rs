@@ -517,14 +517,13 @@ impl Matcher {
                     continue;
                 }
                 any = true;
-                self.rule_hits[r as usize] += 1;
-                if let Some(v) = &mut self.recording {
-                    v.push(r);
-                }
-                mark(
-                    &mut self.pos_bits,
-                    &mut self.neg_bits,
-                    &set.rules[r as usize],
+                let marks = (&mut self.pos_bits, &mut self.neg_bits);
+                matched(
+                    &mut self.rule_hits,
+                    &mut self.recording,
+                    marks,
+                    set,
+                    r as usize,
                 );
                 continue;
             }
@@ -546,11 +545,8 @@ impl Matcher {
                     continue;
                 }
                 any = true;
-                self.rule_hits[rule] += 1;
-                if let Some(v) = &mut self.recording {
-                    v.push(rule as u32);
-                }
-                mark(&mut self.pos_bits, &mut self.neg_bits, &set.rules[rule]);
+                let marks = (&mut self.pos_bits, &mut self.neg_bits);
+                matched(&mut self.rule_hits, &mut self.recording, marks, set, rule);
             }
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
@@ -573,11 +569,14 @@ impl Matcher {
                     continue;
                 }
                 any = true;
-                self.rule_hits[r] += 1;
-                if let Some(v) = &mut self.recording {
-                    v.push(r as u32);
-                }
-                mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
+                let marks = (&mut self.pos_bits, &mut self.neg_bits);
+                matched(
+                    &mut self.rule_hits,
+                    &mut self.recording,
+                    marks,
+                    &self.set,
+                    r,
+                );
             }
             if let Some(c) = &mut self.cost {
                 c.share(&dfa.ids, since(t));
@@ -596,11 +595,14 @@ impl Matcher {
                 continue;
             }
             any = true;
-            self.rule_hits[r] += 1;
-            if let Some(v) = &mut self.recording {
-                v.push(r as u32);
-            }
-            mark(&mut self.pos_bits, &mut self.neg_bits, &self.set.rules[r]);
+            let marks = (&mut self.pos_bits, &mut self.neg_bits);
+            matched(
+                &mut self.rule_hits,
+                &mut self.recording,
+                marks,
+                &self.set,
+                r,
+            );
         }
         if let Some(c) = &mut self.cost {
             c.share(&dfa.ids, since(t));
@@ -691,6 +693,23 @@ pub(super) fn clear_named(named: &mut Vec<u32>, seen: &mut [u64]) {
     for r in named.drain(..) {
         seen[r as usize / 64] &= !(1u64 << (r % 64));
     }
+}
+
+/// Rule `r` of `set` matched the line being confirmed: count it, record it (`replay --report`)
+/// and set the alarm bits it names in `marks` (positive, negative).
+#[inline]
+fn matched(
+    rule_hits: &mut [u64],
+    recording: &mut Option<Vec<u32>>,
+    (pos, neg): (&mut Vec<u64>, &mut Vec<u64>),
+    set: &RuleSet,
+    r: usize,
+) {
+    rule_hits[r] += 1;
+    if let Some(v) = recording {
+        v.push(r as u32);
+    }
+    mark(pos, neg, &set.rules[r]);
 }
 
 /// Set the alarm bits a matching rule names.
