@@ -539,15 +539,17 @@ impl Matcher {
             };
             let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
             which(re, cache, text, &mut self.group_set);
-            for pid in self.group_set.iter() {
-                let rule = group.rules[pid.as_usize()] as usize;
-                if !set.confirmed(rule, text) {
-                    continue;
-                }
-                any = true;
-                let marks = (&mut self.pos_bits, &mut self.neg_bits);
-                matched(&mut self.rule_hits, &mut self.recording, marks, set, rule);
-            }
+            let rules = self.group_set.iter();
+            let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
+            let marks = (&mut self.pos_bits, &mut self.neg_bits);
+            any |= confirm_each(
+                set,
+                text,
+                rules,
+                &mut self.rule_hits,
+                &mut self.recording,
+                marks,
+            );
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
             }
@@ -555,55 +557,46 @@ impl Matcher {
         any
     }
 
-    /// Confirm the DFA part's rules on `text` (one automaton run gives all of them).
+    /// Confirm the DFA part's rules on `text` (one automaton run gives all of them, or a few
+    /// rules of literals only compare their literals).
     fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
         let Some(dfa) = self.set.dfa.as_ref() else {
             return false;
         };
-        if let Some(literal) = &dfa.literal {
-            let t = self.cost.is_some().then(std::time::Instant::now);
-            let mut any = false;
-            for (r, l) in literal {
-                let r = *r as usize;
-                if !l.matches(text) || !self.set.confirmed(r, text) {
-                    continue;
-                }
-                any = true;
-                let marks = (&mut self.pos_bits, &mut self.neg_bits);
-                matched(
+        let t = self.cost.is_some().then(std::time::Instant::now);
+        let marks = (&mut self.pos_bits, &mut self.neg_bits);
+        let any = match &dfa.literal {
+            Some(literal) => {
+                let hits = literal.iter().filter(|(_, l)| l.matches(text));
+                let rules = hits.map(|(r, _)| *r as usize);
+                confirm_each(
+                    &self.set,
+                    text,
+                    rules,
                     &mut self.rule_hits,
                     &mut self.recording,
                     marks,
+                )
+            }
+            None => {
+                let cache = self
+                    .exact_cache
+                    .get_or_insert_with(|| dfa.exact.create_cache());
+                which(&dfa.exact, cache, text, &mut self.patset);
+                let rules = self
+                    .patset
+                    .iter()
+                    .map(|pid| dfa.ids[pid.as_usize()] as usize);
+                confirm_each(
                     &self.set,
-                    r,
-                );
+                    text,
+                    rules,
+                    &mut self.rule_hits,
+                    &mut self.recording,
+                    marks,
+                )
             }
-            if let Some(c) = &mut self.cost {
-                c.share(&dfa.ids, since(t));
-            }
-            return any;
-        }
-        let cache = self
-            .exact_cache
-            .get_or_insert_with(|| dfa.exact.create_cache());
-        let t = self.cost.is_some().then(std::time::Instant::now);
-        which(&dfa.exact, cache, text, &mut self.patset);
-        let mut any = false;
-        for pid in self.patset.iter() {
-            let r = dfa.ids[pid.as_usize()] as usize;
-            if !self.set.confirmed(r, text) {
-                continue;
-            }
-            any = true;
-            let marks = (&mut self.pos_bits, &mut self.neg_bits);
-            matched(
-                &mut self.rule_hits,
-                &mut self.recording,
-                marks,
-                &self.set,
-                r,
-            );
-        }
+        };
         if let Some(c) = &mut self.cost {
             c.share(&dfa.ids, since(t));
         }
@@ -693,6 +686,26 @@ pub(super) fn clear_named(named: &mut Vec<u32>, seen: &mut [u64]) {
     for r in named.drain(..) {
         seen[r as usize / 64] &= !(1u64 << (r % 64));
     }
+}
+
+/// Each of `rules` that `text` matches when its confirmer agrees: counted, recorded and marked
+/// ([`matched`]). Returns whether any did.
+fn confirm_each(
+    set: &RuleSet,
+    text: &[u8],
+    rules: impl Iterator<Item = usize>,
+    rule_hits: &mut [u64],
+    recording: &mut Option<Vec<u32>>,
+    (pos, neg): (&mut Vec<u64>, &mut Vec<u64>),
+) -> bool {
+    let mut any = false;
+    for r in rules {
+        if set.confirmed(r, text) {
+            any = true;
+            matched(rule_hits, recording, (&mut *pos, &mut *neg), set, r);
+        }
+    }
+    any
 }
 
 /// Rule `r` of `set` matched the line being confirmed: count it, record it (`replay --report`)
