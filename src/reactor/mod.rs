@@ -146,6 +146,8 @@ struct Reactor<'a> {
     last_tail: Instant,
     last_backlog: Instant,
     last_reap: Instant,
+    /// A process was added: look for ended ones at the next reap.
+    reap_now: bool,
     /// Each log input's read buffer, from the number of inputs at start-up
     /// ([`input_capacity`]); inputs added later (a reload's daemons) get the same.
     input_capacity: usize,
@@ -166,6 +168,12 @@ impl<'a> Reactor<'a> {
         poll.registry()
             .register(&mut cx.signals.wake, signal, Interest::READABLE)?;
         let endless = monitors.endless();
+        if cx.supervisor.programs() > usize::from(cx.supervisor.has_main()) {
+            let token = table.next_token();
+            cx.supervisor
+                .spawn_with(mio::Waker::new(poll.registry(), token)?)?;
+            table.insert(poll.registry(), Source::Spawner)?;
+        }
         // Each supervised process has two pipes (stdout, stderr).
         let inputs = usize::from(stdin.is_some())
             + monitors.nats.len()
@@ -242,6 +250,7 @@ impl<'a> Reactor<'a> {
             last_tail: now,
             last_backlog: now,
             last_reap: now,
+            reap_now: false,
             input_capacity,
             meters: HashMap::new(),
         })
@@ -265,6 +274,8 @@ impl<'a> Reactor<'a> {
             for fd in [out, err] {
                 self.add_child(fd, slot)?;
             }
+            // One that ended before it was taken here sent its SIGCHLD too early.
+            self.reap_now = true;
         }
         Ok(())
     }
@@ -563,6 +574,10 @@ impl<'a> Reactor<'a> {
         };
         match source {
             Source::Signal => Ok(true),
+            Source::Spawner => {
+                *ready = false;
+                Ok(true)
+            }
             Source::Log { input, pipeline } => {
                 let mut sink = LogSink {
                     output: cx.output,
@@ -687,7 +702,7 @@ impl<'a> Reactor<'a> {
     /// Reap the supervised processes that ended (on SIGCHLD, or every [`REAP_EVERY`]): read
     /// their last lines, report crashes, note the end of `-- CMD`.
     fn reap(&mut self, now: Instant) -> io::Result<()> {
-        let chld = self.cx.signals.take_chld();
+        let chld = self.cx.signals.take_chld() | std::mem::take(&mut self.reap_now);
         if !chld && now.saturating_duration_since(self.last_reap) < REAP_EVERY {
             return Ok(());
         }

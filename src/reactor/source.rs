@@ -45,6 +45,9 @@ pub(super) enum Input {
 pub(super) enum Source {
     /// The signal self-pipe (the flags are in `Signals`).
     Signal,
+    /// The supervisor's spawner thread says a process started (the loop's
+    /// `start_due` takes it).
+    Spawner,
     Log {
         input: Input,
         // Boxed: a pipeline is large, the other sources are a few words.
@@ -87,7 +90,7 @@ impl Source {
             },
             Source::AlarmFd(w) => Some(w.fd),
             Source::AlarmSocket(s) => Some(s.fd()),
-            Source::Signal => None,
+            Source::Signal | Source::Spawner => None,
         }
     }
 }
