@@ -81,8 +81,13 @@ pub(crate) fn is_pipe_or_socket(fd: RawFd) -> bool {
 }
 
 /// Grow a pipe's kernel buffer to `size` bytes (Linux `F_SETPIPE_SZ`); best effort, returns
-/// the new size. Fewer, larger reads cost far fewer context switches than 64 KiB ones.
+/// the new size. Fewer, larger reads cost far fewer context switches than 64 KiB ones. A pipe
+/// already that large (someone else grew it) is left as it is.
 pub(crate) fn grow_pipe(fd: RawFd, size: usize) -> io::Result<usize> {
+    let now = syscall!(fcntl(fd, libc::F_GETPIPE_SZ))? as usize;
+    if now >= size {
+        return Ok(now);
+    }
     let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
     syscall!(fcntl(fd, libc::F_SETPIPE_SZ, size)).map(|n| n as usize)
 }
