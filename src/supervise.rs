@@ -407,7 +407,10 @@ impl Supervisor {
         let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
             let _ = child.kill();
             let _ = child.wait();
-            report!(Alarm, "cannot start \"{label}\": its output pipes are missing");
+            report!(
+                Alarm,
+                "cannot start \"{label}\": its output pipes are missing"
+            );
             return None;
         };
         if let (Program::Mule(_, n), Some(stdin)) = (&s.program, child.stdin.take()) {
@@ -427,7 +430,11 @@ impl Supervisor {
         s.restart_at = None;
         s.tail.clear();
         if self.stopping || s.retired {
-            let sig = if s.retired { libc::SIGTERM } else { self.stop_signal };
+            let sig = if s.retired {
+                libc::SIGTERM
+            } else {
+                self.stop_signal
+            };
             let _ = crate::sys::kill(-pid, sig);
         }
         self.pids

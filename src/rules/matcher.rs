@@ -331,6 +331,14 @@ impl Matcher {
         cur: &mut DfaCursor,
     ) -> Option<Range<usize>> {
         let dfa = self.set.dfa.as_ref()?;
+        if let Some(prefixes) = &dfa.prefixes {
+            // `pos` is at a line start (the region's, or the end of the line before).
+            let line = &buf[pos..to];
+            if !line.is_empty() && prefixes.iter().any(|p| line.starts_with(p)) {
+                let end = memchr::memchr(b'\n', line).map_or(to, |i| pos + i + 1);
+                return Some(pos..end);
+            }
+        }
         let cache = self
             .scan_cache
             .get_or_insert_with(|| dfa.scan.create_cache());

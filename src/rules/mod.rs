@@ -321,6 +321,11 @@ struct DfaPart {
     /// When every rule here matches literals only and they are few, what each matches (in
     /// `ids`' order): a candidate line is confirmed by comparing them, not by the automaton.
     literal: Option<Vec<(u32, LiteralOnly)>>,
+    /// When every rule here is `^literal`: those literals. A line starting with one is a
+    /// candidate without a search (PERF: a storm of `^STORM` lines spent a fifth of the
+    /// reader finding each line's `STORM` with memmem from the line before and its start
+    /// again with memrchr).
+    prefixes: Option<Vec<Vec<u8>>>,
 }
 
 /// Most DFA-part rules confirmed by their literals (each compared on its own per candidate
@@ -806,13 +811,20 @@ impl Builder {
         if needs_classes && classes.is_none() {
             pre = None;
         }
+        let literal = literal_only(&self.ids, std::mem::take(&mut self.dfa_literal));
+        let prefixes = literal.as_ref().and_then(|l| {
+            l.iter()
+                .map(|(_, l)| l.prefix.clone())
+                .collect::<Option<Vec<_>>>()
+        });
         Ok(Some(DfaPart {
             pre,
             classes,
             needs_classes,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
             exact: build(&self.dfa_exact, MatchKind::All)?,
-            literal: literal_only(&self.ids, std::mem::take(&mut self.dfa_literal)),
+            literal,
+            prefixes,
             ids: std::mem::take(&mut self.ids),
         }))
     }

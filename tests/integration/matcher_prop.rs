@@ -151,8 +151,54 @@ fn literal_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
         .prop_map(|(a, b, c, al, n)| (format!("{a}{b}{c}"), al, n))
 }
 
+/// `^literal` rules only, of 1..=5 bytes (the DFA part then finds a line starting with one
+/// without a search), and lines that often start with them, one after another.
+fn prefix_rule() -> impl Strategy<Value = (String, Vec<u32>, bool)> {
+    (
+        prop_oneof![
+            Just("a"),
+            Just("ab"),
+            Just("aab"),
+            Just("b a"),
+            Just("STORM"),
+            Just("a\\x00b")
+        ],
+        proptest::collection::vec(0u32..4, 1..3),
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(|(l, al, n)| (format!("^{l}"), al, n))
+}
+
+fn prefix_input() -> impl Strategy<Value = Vec<u8>> {
+    proptest::collection::vec(
+        prop_oneof![
+            Just(&b"aab x\n"[..]),
+            Just(&b"STORM y\n"[..]),
+            Just(&b"ab\n"[..]),
+            Just(&b"\n"[..]),
+            Just(&b"x aab STORM\n"[..]),
+            Just(&b"b a\x00b\n"[..]),
+            Just(&b"a"[..]),
+            Just(&b"STOR"[..]),
+        ]
+        .prop_map(|b| b.to_vec()),
+        0..60,
+    )
+    .prop_map(|v| v.concat())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn prefix_rules_equal_oracle(
+        rules in proptest::collection::vec(prefix_rule(), 1..5),
+        input in prefix_input(),
+        chunks in proptest::collection::vec(1usize..40, 1..5),
+        bufsize in prop_oneof![Just(8192usize), 1usize..12],
+    ) {
+        check(rules, input, chunks, bufsize)?;
+    }
 
     #[test]
     fn one_pass_equals_oracle(
