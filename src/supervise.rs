@@ -652,6 +652,76 @@ mod tests {
     }
 
     #[test]
+    fn daemons_start_on_the_spawner_thread_and_wake_the_poll() {
+        use std::io::Read;
+        let mut s = Supervisor::new(
+            vec![
+                Program::Daemon("echo one".into()),
+                Program::Daemon("echo two >&2".into()),
+            ],
+            "/bin/sh".into(),
+            Pids::default(),
+            Mules::default(),
+        );
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        s.spawn_with(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap())
+            .unwrap();
+        // Handed to the spawner: nothing started on this thread, both counted as running.
+        let now = Instant::now();
+        assert!(s.start_due(now).unwrap().is_empty());
+        assert_eq!(s.running(), 2);
+        assert_eq!(s.next_due(), None, "a start under way is not due again");
+        let mut started = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.len() < 2 && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            started.extend(s.start_due(Instant::now()).unwrap());
+        }
+        assert_eq!(started.len(), 2, "the spawner woke the poll for each start");
+        let mut said = Vec::new();
+        for (slot, out, err) in started {
+            let mut text = String::new();
+            std::fs::File::from(out).read_to_string(&mut text).unwrap();
+            std::fs::File::from(err).read_to_string(&mut text).unwrap();
+            said.push((slot, text));
+        }
+        said.sort();
+        assert_eq!(
+            said,
+            vec![(0, "one\n".to_string()), (1, "two\n".to_string())]
+        );
+        assert_eq!(s.pids.lock().unwrap().len(), 2);
+        assert_eq!(s.stop_all(Duration::from_secs(2)), 2);
+    }
+
+    #[test]
+    fn a_start_that_fails_on_the_spawner_is_retried_later() {
+        let mut s = Supervisor::new(
+            vec![Program::Daemon("true".into())],
+            "/nonexistent/sh".into(),
+            Pids::default(),
+            Mules::default(),
+        );
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        s.spawn_with(mio::Waker::new(poll.registry(), mio::Token(1)).unwrap())
+            .unwrap();
+        let now = Instant::now();
+        assert!(s.start_due(now).unwrap().is_empty());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.running() > 0 && Instant::now() < deadline {
+            poll.poll(&mut events, Some(Duration::from_secs(1)))
+                .unwrap();
+            assert!(s.start_due(Instant::now()).unwrap().is_empty());
+        }
+        assert_eq!(s.running(), 0);
+        let due = s.next_due().expect("a restart is planned");
+        assert!(due > now, "after the back-off, not at once");
+    }
+
+    #[test]
     fn tail_keeps_the_latest_bytes() {
         let mut s = Supervisor::new(
             vec![Program::Daemon("true".into())],
