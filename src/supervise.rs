@@ -9,8 +9,8 @@
 //! Invariants: nothing here reads or writes log bytes (the reactor does); the list of live
 //! process groups is shared with the `signal:` action under a mutex taken only at spawn, exit
 //! and signal time, never per line.
-//! Daemons and mules are started by a thread of their own ([`Spawner`]) once the reactor has
-//! given its waker: `posix_spawn` holds its caller until the child has exec'd (0.5-1 ms for
+//! Daemons are started by a thread of their own ([`Spawner`]) once the reactor has given its
+//! waker (mules and `-- CMD` on the reactor, before the first line is read): `posix_spawn` holds its caller until the child has exec'd (0.5-1 ms for
 //! `sh`), which, on the reactor, held every log input for 0.1 s while 100 daemons started
 //! and for a moment at each restart of a crashing one.
 //! Rejected alternative: `waitpid(-1)` — it would also reap `cmd:` children, which their own
@@ -118,7 +118,7 @@ pub(crate) struct StartError {
 /// New pipes of a started process: (slot, stdout, stderr).
 pub(crate) type Started = (usize, OwnedFd, OwnedFd);
 
-/// Starts daemons and mules off the reactor thread; each start's outcome comes back with its
+/// Starts daemons off the reactor thread; each start's outcome comes back with its
 /// slot, and the reactor is woken to take it.
 struct Spawner {
     jobs: mpsc::Sender<(usize, Command)>,
@@ -217,7 +217,7 @@ impl Supervisor {
         }
     }
 
-    /// Start daemons and mules on a thread of their own from now on; `waker` wakes the
+    /// Start daemons on a thread of their own from now on; `waker` wakes the
     /// reactor when one has started (or failed to), for [`Supervisor::start_due`] to take it.
     pub(crate) fn spawn_with(&mut self, waker: mio::Waker) -> std::io::Result<()> {
         self.spawner = Some(Spawner::start(waker)?);
@@ -278,6 +278,13 @@ impl Supervisor {
         self.slots.is_empty()
     }
 
+    /// Whether `--attach-daemon` programs are supervised.
+    pub(crate) fn has_daemons(&self) -> bool {
+        self.slots
+            .iter()
+            .any(|s| matches!(s.program, Program::Daemon(_)))
+    }
+
     /// Whether a `-- CMD` is supervised (then logalarm's stdin is the command's).
     pub(crate) fn has_main(&self) -> bool {
         self.slots
@@ -296,7 +303,8 @@ impl Supervisor {
     /// Start what is due, and take what the [`Spawner`] started. Failures to start are
     /// reported and retried with back-off, except for `-- CMD`, whose failure is returned
     /// (logalarm then exits). `-- CMD` starts here, on the caller's thread (it is one, and
-    /// its failure ends the run).
+    /// its failure ends the run), and so do mules (a `mule:` alarm raised by the first lines
+    /// read must find its pipe: started on the spawner, one was "not running" for them).
     pub(crate) fn start_due(&mut self, now: Instant) -> Result<Vec<Started>, StartError> {
         let mut started = self.take_spawned(now);
         if self.stopping {
@@ -309,7 +317,9 @@ impl Supervisor {
             }
             let cmd = self.command(i);
             let main = matches!(self.slots[i].program, Program::Main(_));
-            let cmd = match (&self.spawner, main) {
+            // A mule starts here too: `mule:` alarms of the first lines need its pipe.
+            let here = main || matches!(self.slots[i].program, Program::Mule(..));
+            let cmd = match (&self.spawner, here) {
                 (Some(sp), false) => match sp.jobs.send((i, cmd)) {
                     Ok(()) => {
                         let s = &mut self.slots[i];

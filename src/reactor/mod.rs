@@ -168,7 +168,7 @@ impl<'a> Reactor<'a> {
         poll.registry()
             .register(&mut cx.signals.wake, signal, Interest::READABLE)?;
         let endless = monitors.endless();
-        if cx.supervisor.programs() > usize::from(cx.supervisor.has_main()) {
+        if cx.supervisor.has_daemons() {
             let token = table.next_token();
             cx.supervisor
                 .spawn_with(mio::Waker::new(poll.registry(), token)?)?;
