@@ -11,8 +11,8 @@ use crate::sys;
 #[derive(Debug)]
 pub(crate) struct Log {
     prefix: String,
-    /// The date of the last line: (Unix second, ctime text).
-    date: (u64, String),
+    /// The start of the last line: (Unix second, `<ctime> - ALARM: PREFIX `).
+    head: (u64, Vec<u8>),
 }
 
 /// Most bytes of lines a lane keeps before it writes them (see [`Log::fire`]).
@@ -22,15 +22,15 @@ impl Log {
     pub(crate) fn parse(arg: &str) -> Log {
         Log {
             prefix: arg.to_string(),
-            date: (u64::MAX, String::new()),
+            head: (u64::MAX, Vec::new()),
         }
     }
 
     /// The line this action writes for `msg` at date `date`.
     #[cfg(test)]
     fn format(&self, date: &str, msg: &[u8]) -> Vec<u8> {
-        let mut line = Vec::new();
-        self.append(&mut line, date, msg);
+        let mut line = self.head_at(date);
+        append(&mut line, &[], msg);
         line
     }
 
@@ -41,17 +41,16 @@ impl Log {
         64 + 10 + self.prefix.len() + 1 + msg_len + 1
     }
 
-    fn append(&self, out: &mut Vec<u8>, date: &str, msg: &[u8]) {
-        let body = msg.strip_suffix(b"\n").unwrap_or(msg);
-        out.reserve(date.len() + self.prefix.len() + body.len() + 16);
-        out.extend_from_slice(date.as_bytes());
-        out.extend_from_slice(b" - ALARM: ");
+    /// What every line at date `date` starts with.
+    fn head_at(&self, date: &str) -> Vec<u8> {
+        let mut head = Vec::with_capacity(date.len() + self.prefix.len() + 11);
+        head.extend_from_slice(date.as_bytes());
+        head.extend_from_slice(b" - ALARM: ");
         if !self.prefix.is_empty() {
-            out.extend_from_slice(self.prefix.as_bytes());
-            out.push(b' ');
+            head.extend_from_slice(self.prefix.as_bytes());
+            head.push(b' ');
         }
-        out.extend_from_slice(body);
-        out.push(b'\n');
+        head
     }
 
     /// Add the line for `msg` to the lane's `batch` (shared by the lane's `log:` alarms, so
@@ -63,15 +62,25 @@ impl Log {
         // alarms a GiB; see PERF.md "log: batches").
         // The coarse clock: no hardware clock read per alarm line (a storm's lane read the
         // clock five times per alarm).
+        // The line's start (date, prefix) is made once a second too: one copy per line.
         let now = sys::time::coarse_unix_secs();
-        if now != self.date.0 {
-            self.date = (now, sys::time::ctime_now());
+        if now != self.head.0 {
+            self.head = (now, self.head_at(&sys::time::ctime_now()));
         }
-        self.append(batch, &self.date.1, msg);
+        append(batch, &self.head.1, msg);
         if batch.len() >= BATCH_MAX {
             write_batch(batch, after, ctx);
         }
     }
+}
+
+/// `head`, `msg` without its `\n`, and one `\n`.
+fn append(out: &mut Vec<u8>, head: &[u8], msg: &[u8]) {
+    let body = msg.strip_suffix(b"\n").unwrap_or(msg);
+    out.reserve(head.len() + body.len() + 1);
+    out.extend_from_slice(head);
+    out.extend_from_slice(body);
+    out.push(b'\n');
 }
 
 /// Write a lane's batch of `log:` lines into the log output, after log position `after`.
