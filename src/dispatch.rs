@@ -1372,7 +1372,7 @@ impl LaneAlarms {
         };
         let a = &shared.alarms[ev.alarm as usize];
         let now = run.ended.take().unwrap_or_else(Instant::now);
-        a.read.record(ev.raised.saturating_duration_since(ev.read));
+        a.read.record(run.spans[0].between(ev.read, ev.raised));
         // alarm-multiline: the line may start or join an event, decided when it is complete.
         let ok = match inst.suppress.gather(ev.msg, ev.pos, now) {
             Some(held) => {
@@ -1515,13 +1515,17 @@ fn decide_and_fire(
     // PERF: the time the lane took for this event (deciding takes microseconds): one clock
     // read less per alarm.
     let started = now;
-    a.wait.record(started.saturating_duration_since(raised));
+    a.wait.record(run.spans[1].between(raised, started));
     if let Some(read) = read {
-        a.total.record(started.saturating_duration_since(read));
+        a.total.record(run.spans[2].between(read, started));
     }
     let outcome = inst.action.fire(&inst.name, msg, raised, run);
     let ended = run.clock_after(appends, started);
-    a.run.record(ended.saturating_duration_since(started));
+    a.run.record(if ended == started {
+        Duration::ZERO
+    } else {
+        ended.saturating_duration_since(started)
+    });
     run.ended = Some(ended);
     if !appends && lane.running.swap(0, Ordering::SeqCst) == 0 {
         return false;
