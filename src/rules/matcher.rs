@@ -453,8 +453,8 @@ impl Matcher {
             return;
         }
         let (msg, text) = cut(line, self.set.bufsize);
-        self.pos_bits.fill(0);
-        self.neg_bits.fill(0);
+        clear_bits(&mut self.pos_bits);
+        clear_bits(&mut self.neg_bits);
         // A cut line is searched again: a match within the cut text holds one of its rule's
         // literals within the cut text (plain rules need exactly that).
         let names = match names {
@@ -675,6 +675,16 @@ pub(super) fn cut(line: &[u8], bufsize: usize) -> (&[u8], &[u8]) {
         (msg, without_terminator(msg))
     } else {
         (msg, msg)
+    }
+}
+
+/// Clear an alarm bitset. PERF: one word (up to 64 alarms) without a call to memset, per
+/// candidate line (3 % of a storm's instructions were those calls).
+#[inline]
+fn clear_bits(bits: &mut [u64]) {
+    match bits {
+        [w] => *w = 0,
+        all => all.fill(0),
     }
 }
 
