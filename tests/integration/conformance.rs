@@ -254,6 +254,19 @@ fn run_case(path: &Path) -> Result<(), String> {
     last
 }
 
+/// Whether every record of `part` is in `whole` (as many times).
+fn sub_multiset(part: &[String], whole: &[String]) -> bool {
+    let mut left: Vec<&String> = whole.iter().collect();
+    part.iter()
+        .all(|r| match left.iter().position(|x| *x == r) {
+            Some(i) => {
+                left.swap_remove(i);
+                true
+            }
+            None => false,
+        })
+}
+
 fn run_case_once(path: &Path) -> Result<(), String> {
     let case: Case = case::load(path);
     let name = path.file_stem().unwrap().to_string_lossy().into_owned();
@@ -362,9 +375,16 @@ fn run_case_once(path: &Path) -> Result<(), String> {
     match (&case.deviation, &case.expect_uwsgi, &case.expect_logalarm) {
         (Some(_), Some(eu), Some(el)) => {
             if u.records != sorted(eu) {
-                return Err(ctx(&format!(
-                    "uWSGI no longer does what the deviation says: {eu:?}"
-                )));
+                // uWSGI ran fewer of the alarms the deviation names (its master drops alarm
+                // runs under load, see `run_case`): repeated, like any case.
+                let dropped = u.records.len() < eu.len() && sub_multiset(&u.records, eu);
+                return Err(format!(
+                    "{}{}",
+                    if dropped { "DROPPED " } else { "" },
+                    ctx(&format!(
+                        "uWSGI no longer does what the deviation says: {eu:?}"
+                    ))
+                ));
             }
             if l.records != sorted(el) {
                 return Err(ctx(&format!(
