@@ -661,22 +661,26 @@ mod tests {
         assert!(m.contains("line 20\n"));
     }
 
+    /// A supervisor of `programs` whose spawner wakes the returned poll.
+    fn with_spawner(programs: Vec<Program>, binsh: &str) -> (Supervisor, mio::Poll) {
+        let mut s = Supervisor::new(programs, binsh.into(), Pids::default(), Mules::default());
+        let poll = mio::Poll::new().unwrap();
+        s.spawn_with(mio::Waker::new(poll.registry(), mio::Token(1)).unwrap())
+            .unwrap();
+        (s, poll)
+    }
+
     #[test]
     fn daemons_start_on_the_spawner_thread_and_wake_the_poll() {
         use std::io::Read;
-        let mut s = Supervisor::new(
+        let (mut s, mut poll) = with_spawner(
             vec![
                 Program::Daemon("echo one".into()),
                 Program::Daemon("echo two >&2".into()),
             ],
-            "/bin/sh".into(),
-            Pids::default(),
-            Mules::default(),
+            "/bin/sh",
         );
-        let mut poll = mio::Poll::new().unwrap();
         let mut events = mio::Events::with_capacity(4);
-        s.spawn_with(mio::Waker::new(poll.registry(), mio::Token(7)).unwrap())
-            .unwrap();
         // Handed to the spawner: nothing started on this thread, both counted as running.
         let now = Instant::now();
         assert!(s.start_due(now).unwrap().is_empty());
@@ -708,16 +712,9 @@ mod tests {
 
     #[test]
     fn a_start_that_fails_on_the_spawner_is_retried_later() {
-        let mut s = Supervisor::new(
-            vec![Program::Daemon("true".into())],
-            "/nonexistent/sh".into(),
-            Pids::default(),
-            Mules::default(),
-        );
-        let mut poll = mio::Poll::new().unwrap();
+        let (mut s, mut poll) =
+            with_spawner(vec![Program::Daemon("true".into())], "/nonexistent/sh");
         let mut events = mio::Events::with_capacity(4);
-        s.spawn_with(mio::Waker::new(poll.registry(), mio::Token(1)).unwrap())
-            .unwrap();
         let now = Instant::now();
         assert!(s.start_due(now).unwrap().is_empty());
         let deadline = Instant::now() + Duration::from_secs(10);
