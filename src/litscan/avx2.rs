@@ -54,6 +54,72 @@ pub(super) unsafe fn next_block<const S: usize>(
     (q, 0)
 }
 
+/// See `Teddy`: from window start `q`, the first 32 window starts (all at or before `last`)
+/// where some window passes the tables of a group, as (first start, lane bits: bit `j` is the
+/// window at `start + j`); `(q', 0)` when none does, `q'` the first start of 32 that would
+/// pass `last`. Windows are 3 bytes.
+///
+/// # Safety
+/// The CPU must have AVX2; `last + 3 <= hay.len()`; `q >= 14`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn next_teddy_block(
+    lo: &[[u8; 16]; 3],
+    hi: &[[u8; 16]; 3],
+    hay: &[u8],
+    mut q: usize,
+    last: usize,
+) -> (usize, u32) {
+    // PERF: 16 bytes a step, each byte's nibbles looked up once per window position; the
+    // results for positions 0 and 1 are shifted in by 2 and 1 bytes from the step before
+    // (`palignr`), so that byte e holds the verdict on the window ending at e. 128-bit steps:
+    // this machine's CPU splits 256-bit shuffles in two and a 256-bit byte shift needs a lane
+    // permute; 256-bit unaligned loads per position ran at 3.9 GB/s (see PERF.md "Teddy").
+    let nib = _mm_set1_epi8(0x0f);
+    let zero = _mm_setzero_si128();
+    // SAFETY (both): each table is 16 bytes.
+    let los: [__m128i; 3] =
+        std::array::from_fn(|k| unsafe { _mm_loadu_si128(lo[k].as_ptr().cast()) });
+    let his: [__m128i; 3] =
+        std::array::from_fn(|k| unsafe { _mm_loadu_si128(hi[k].as_ptr().cast()) });
+    // The groups allowing each of the 16 bytes at `p` at each window position.
+    let step = |p: usize| -> [__m128i; 3] {
+        // SAFETY: callers pass p + 16 <= hay.len() (bounds at each call).
+        let v = unsafe { _mm_loadu_si128(hay.as_ptr().add(p).cast()) };
+        let l = _mm_and_si128(v, nib);
+        let h = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+        std::array::from_fn(|k| {
+            _mm_and_si128(_mm_shuffle_epi8(los[k], l), _mm_shuffle_epi8(his[k], h))
+        })
+    };
+    // Byte e of the result: the groups whose window ending at e passes.
+    let ends = |cur: &[__m128i; 3], prev: &[__m128i; 3]| -> __m128i {
+        let first = _mm_alignr_epi8::<14>(cur[0], prev[0]);
+        let second = _mm_alignr_epi8::<15>(cur[1], prev[1]);
+        _mm_and_si128(cur[2], _mm_and_si128(first, second))
+    };
+    let lanes = |v: __m128i| !(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) as u32) & 0xffff;
+    if q + 31 > last {
+        return (q, 0);
+    }
+    // The window starting at q ends at q + 2: the first step reads from there; the step 16
+    // bytes before it gives the bytes shifted in (its last two are q and q + 1).
+    // SAFETY: q + 2 >= 16, and q + 2 + 16 <= last + 3 <= hay.len().
+    let mut prev = step(q + 2 - 16);
+    while q + 31 <= last {
+        // SAFETY: q + 2 + 32 <= last + 3 <= hay.len().
+        let one = step(q + 2);
+        let two = step(q + 18);
+        let (x, y) = (ends(&one, &prev), ends(&two, &one));
+        let any = _mm_or_si128(x, y);
+        if _mm_testz_si128(any, any) == 0 {
+            return (q, lanes(x) | lanes(y) << 16);
+        }
+        prev = two;
+        q += 32;
+    }
+    (q, 0)
+}
+
 /// See `ClassScan::find`: from `q`, the first block of 32 positions where some window's
 /// classes all hold, as (block start, lane bits: bit `j` is position `start + j`); `(q', 0)`
 /// when none does before `q'`, where fewer than `32 + widest - 1` bytes are left.

@@ -27,6 +27,7 @@
 mod avx2;
 pub(crate) mod classes;
 mod rarity;
+mod teddy;
 
 pub(crate) use rarity::{class_chances, window_of_classes};
 use rarity::{each_case_variant, rarest_base};
@@ -58,6 +59,8 @@ pub struct LitScan {
     starts: Box<[u32]>,
     /// (needle index, offset of the window in the needle).
     entries: Box<[(u32, i32)]>,
+    /// Nibble tables for few literals, searched instead of the filter with AVX2.
+    teddy: Option<teddy::Teddy>,
 }
 
 /// Widest stride: more windows per literal (a fuller filter) for fewer tests per byte.
@@ -124,27 +127,41 @@ impl LitScan {
         let shift = 32 - bits.trailing_zeros();
         let (filter, starts, pairs) = table(keys, bits, shift);
         let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
+        let avx2 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
+        // PERF: few literals are searched with nibble tables (two shuffles per window byte and
+        // 32 bytes) instead of a gather per 32 bytes (rules10, search alone: see PERF.md
+        // "Teddy"); the filter stays for CPUs without AVX2.
+        let teddy = if avx2 {
+            teddy::Teddy::new(&needles, teddy::MAX_CHANCE)
+        } else {
+            None
+        };
         Some(LitScan {
             needles,
             width,
             stride,
             mask,
             shift,
-            avx2: cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2"),
+            avx2,
             filter,
             starts,
             entries,
+            teddy,
         })
     }
 
-    /// (literals, window width, stride, filter bits).
+    /// (literals, window width, stride, filter bits); with nibble tables instead of the
+    /// filter, (literals, their window width, 1, 0).
     pub fn shape(&self) -> (usize, usize, usize, usize) {
-        (
-            self.needles.len(),
-            self.width,
-            self.stride,
-            self.filter.len() * 64,
-        )
+        match (&self.teddy, self.avx2) {
+            (Some(_), true) => (self.needles.len(), teddy::WIDTH, 1, 0),
+            _ => (
+                self.needles.len(),
+                self.width,
+                self.stride,
+                self.filter.len() * 64,
+            ),
+        }
     }
 
     /// Call `on(start, needle)` for every occurrence of a literal in `hay[from..to]`, in the order
@@ -161,6 +178,9 @@ impl LitScan {
         let to = to.min(hay.len());
         if to < from + self.width {
             return;
+        }
+        if let (Some(t), true) = (&self.teddy, self.avx2) {
+            return self.each_teddy(t, hay, from, to, on);
         }
         let last = to - self.width; // last window start
         match (self.stride, self.avx2) {
@@ -208,6 +228,71 @@ impl LitScan {
                 if !self.verify(hay, from, to, w, h, on) {
                     return;
                 }
+            }
+            q = at + 32;
+        }
+    }
+
+    /// [`LitScan::each`] with nibble tables: 32 window starts tested at once, each window that
+    /// passes verified against the literals of its groups; the first and last windows one at
+    /// a time.
+    fn each_teddy(
+        &self,
+        t: &teddy::Teddy,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) {
+        if to < from + teddy::WIDTH {
+            return;
+        }
+        let last = to - teddy::WIDTH; // last window start
+        let check = |w: usize, on: &mut dyn FnMut(usize, &Needle) -> bool| -> bool {
+            let mut groups = t.at(hay, w);
+
+            while groups != 0 {
+                let g = groups.trailing_zeros() as usize;
+                groups &= groups - 1;
+                if !self.verify_entries(hay, from, to, w, t.group(g), on) {
+                    return false;
+                }
+            }
+            true
+        };
+        // Windows ending before byte 16 of `hay`: one at a time (the kernel reads the 16 bytes
+        // before its first block).
+        let head = (17 - teddy::WIDTH).clamp(from, last + 1);
+        for w in from..head {
+            if !check(w, on) {
+                return;
+            }
+        }
+        let mut q = head;
+        loop {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `self.avx2` (checked by the caller) is set only when the CPU has AVX2;
+            // last + WIDTH = to <= hay.len(); q >= head >= 14 once past the head's windows.
+            let (at, mut lanes) = unsafe { avx2::next_teddy_block(&t.lo, &t.hi, hay, q, last) };
+            #[cfg(not(target_arch = "x86_64"))]
+            let (at, mut lanes) = (q, 0u32);
+            let tail = lanes == 0;
+            if tail {
+                // Fewer than 32 windows left: all of them, one at a time.
+                lanes = match last.checked_sub(at) {
+                    Some(n) if n < 32 => u32::MAX >> (31 - n),
+                    _ => 0,
+                };
+            }
+            while lanes != 0 {
+                let w = at + lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                if !check(w, on) {
+                    return;
+                }
+            }
+            if tail {
+                return;
             }
             q = at + 32;
         }
@@ -307,7 +392,21 @@ impl LitScan {
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) -> bool {
         let (a, b) = (self.starts[h] as usize, self.starts[h + 1] as usize);
-        for &(n, off) in &self.entries[a..b] {
+        self.verify_entries(hay, from, to, q, &self.entries[a..b], on)
+    }
+
+    /// Report every literal of `entries` (needle, offset of the window at `q` in it) that
+    /// occurs in full between `from` and `to`; false when `on` asked to stop.
+    fn verify_entries(
+        &self,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        q: usize,
+        entries: &[(u32, i32)],
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) -> bool {
+        for &(n, off) in entries {
             let Some(p) = q.checked_add_signed(-(off as isize)).filter(|&p| p >= from) else {
                 continue;
             };
@@ -552,6 +651,40 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 1000, ..Default::default() })]
+        /// Up to 32 literals: eight groups of nibble tables share them.
+        #[test]
+        fn many_literals_equal_brute_force(
+            lits in proptest::collection::vec(
+                (proptest::collection::vec(proptest::sample::select(&b"abcxyzAZ_ 09\xc3"[..]), 3..8),
+                 proptest::bool::weighted(0.3)),
+                1..33),
+            parts in proptest::collection::vec(
+                (proptest::sample::select(&b"abcxyzAZ_ 09\xc3\n"[..]), 0usize..64, proptest::bool::ANY),
+                0..300),
+            cut in (0usize..20, 0usize..20),
+        ) {
+            let mut hay = Vec::new();
+            for (b, i, upper) in parts {
+                match lits.get(i) {
+                    Some((l, _)) if upper => hay.extend(l.to_ascii_uppercase()),
+                    Some((l, _)) => hay.extend(l),
+                    None => hay.push(b),
+                }
+            }
+            let lits: Vec<(Vec<u8>, bool)> = lits
+                .into_iter()
+                .map(|(l, ci)| (if ci { l.to_ascii_lowercase() } else { l }, ci))
+                .collect();
+            let needles = lits.iter().enumerate().map(|(i, (l, ci))| Needle {
+                bytes: l.clone().into(), ci: *ci, rule: i as u32,
+            }).collect();
+            let Some(s) = LitScan::new(needles) else { return Ok(()); };
+            agrees_with_naive(&s, &lits, &hay, cut)?;
+        }
+    }
+
     /// `s` (with AVX2 and without) finds in `hay`, cut by `cut` bytes at each end, exactly
     /// the occurrences of `lits` a brute-force search finds.
     fn agrees_with_naive(
@@ -566,9 +699,17 @@ mod tests {
         } else {
             vec![]
         };
-        for avx2 in [false, s.avx2] {
+        // The filter without and with AVX2, and (with AVX2) the nibble tables whatever the
+        // chance of their windows.
+        let forced = teddy::Teddy::new(&s.needles, f64::INFINITY);
+        let ways = [(false, None), (true, None), (true, forced)];
+        for (i, (avx2, teddy)) in ways.into_iter().enumerate() {
+            if avx2 && !s.avx2 {
+                continue;
+            }
             let t = LitScan {
                 avx2,
+                teddy,
                 ..LitScan::new(s.needles.clone()).unwrap()
             };
             let mut got = Vec::new();
@@ -578,7 +719,7 @@ mod tests {
             });
             got.sort();
             got.dedup();
-            proptest::prop_assert_eq!(&got, &expected, "avx2 {}", avx2);
+            proptest::prop_assert_eq!(&got, &expected, "way {}", i);
         }
         Ok(())
     }

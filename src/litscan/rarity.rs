@@ -87,6 +87,15 @@ pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> 
         .unwrap_or(0)
 }
 
+/// The chance of each byte at a position of ordinary log text (bytes above ASCII count as the
+/// rarest).
+pub(super) fn byte_chances() -> [f64; 256] {
+    std::array::from_fn(|b| {
+        let r = RARITY.get(128 * 128 + b).copied().filter(|_| b < 128);
+        f64::from_bits((1023 - u64::from(r.unwrap_or(21).min(100))) << 52)
+    })
+}
+
 /// The chances of byte classes in ordinary log text, for [`window_of_classes`]: per class,
 /// the chance of one of its bytes at a position; per adjacent pair, the chance of one of its
 /// byte pairs (bytes above ASCII count as the rarest).
