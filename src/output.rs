@@ -37,10 +37,19 @@ struct State {
     passed: u64,
     /// Records waiting for the log stream to reach `pending_after` and a line end: a line
     /// longer than the buffer is passed in pieces, and its alarm is raised from its head;
-    /// every alarm is raised before its line is written. At most [`MAX_PENDING`] bytes.
-    pending: Vec<u8>,
+    /// every alarm is raised before its line is written. At most [`MAX_PENDING`] bytes. PERF:
+    /// the buffers as the lanes handed them over, written one after the other (a storm's
+    /// `log:` batches were appended to one buffer: 7.7 % of its instructions copying them).
+    pending: Vec<Vec<u8>>,
+    /// The bytes in `pending`.
+    pending_len: usize,
     pending_after: u64,
+    /// Emptied record buffers, handed back to the lanes in exchange for full ones.
+    spare: Vec<Vec<u8>>,
 }
+
+/// Most emptied record buffers kept for reuse.
+const MAX_SPARE: usize = 16;
 
 /// Most bytes of records held back while a line is being written; beyond it they are written
 /// on a line of their own at once (a line that never ends must not hold alarms for ever).
@@ -152,7 +161,9 @@ impl Output {
                 at_line_start: true,
                 passed: 0,
                 pending: Vec::new(),
+                pending_len: 0,
                 pending_after: 0,
+                spare: Vec::new(),
             }),
             passed: AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -231,23 +242,38 @@ impl Output {
         if state.pending.is_empty() && state.at_line_start && after <= state.passed {
             return self.write_locked(&mut state, line);
         }
-        state.pending.extend_from_slice(line);
+        if line.is_empty() {
+            return Ok(());
+        }
+        if state.pending.is_empty() {
+            let buf = state.spare.pop().unwrap_or_default();
+            state.pending.push(buf);
+        }
+        if let Some(buf) = state.pending.last_mut() {
+            buf.extend_from_slice(line);
+        }
+        state.pending_len += line.len();
         self.held_back(&mut state, after)
     }
 
     /// [`write_record`](Self::write_record) of a buffer of whole lines, left empty. PERF: a
-    /// buffer held back is taken as it is when nothing else waits (a storm's `log:` batches
-    /// were copied here on every read).
+    /// buffer held back is taken as it is, in exchange for an emptied one (a storm's `log:`
+    /// batches were copied here on every read).
     pub(crate) fn write_records(&self, lines: &mut Vec<u8>, after: u64) -> io::Result<()> {
         let mut state = self.target.lock().unwrap_or_else(|p| p.into_inner());
         let done = if state.pending.is_empty() && state.at_line_start && after <= state.passed {
             self.write_locked(&mut state, lines)
+        } else if lines.is_empty() {
+            Ok(())
         } else {
-            if state.pending.is_empty() {
-                std::mem::swap(&mut state.pending, lines);
-            } else {
-                state.pending.extend_from_slice(lines);
-            }
+            // A new buffer as large as the one handed over: grown from nothing, it was copied
+            // at every doubling.
+            let spare = match state.spare.pop() {
+                Some(b) => b,
+                None => Vec::with_capacity(lines.capacity()),
+            };
+            state.pending_len += lines.len();
+            state.pending.push(std::mem::replace(lines, spare));
             self.held_back(&mut state, after)
         };
         lines.clear();
@@ -257,7 +283,7 @@ impl Output {
     /// Records were added to the held-back ones, to follow position `after`.
     fn held_back(&self, state: &mut State, after: u64) -> io::Result<()> {
         state.pending_after = state.pending_after.max(after);
-        if state.pending.len() > MAX_PENDING {
+        if state.pending_len > MAX_PENDING {
             return self.end_line_locked(state);
         }
         Ok(())
@@ -281,12 +307,31 @@ impl Output {
         self.write_pending(state)
     }
 
-    /// Write the records held back, keeping their buffer (PERF: a storm's `log:` lines wait
-    /// here for their lines on every read; a new buffer each time grew again from nothing).
+    /// Write the records held back, in order, keeping their buffers (PERF: a storm's `log:`
+    /// lines wait here for their lines on every read; a new buffer each time grew again from
+    /// nothing). After a failure the rest is not written (the error says how much was not).
     fn write_pending(&self, state: &mut State) -> io::Result<()> {
         let mut pending = std::mem::take(&mut state.pending);
-        let written = self.write_locked(state, &pending);
-        pending.clear();
+        let mut left = std::mem::take(&mut state.pending_len);
+        let mut written = Ok(());
+        for mut buf in pending.drain(..) {
+            left = left.saturating_sub(buf.len());
+            if written.is_ok() {
+                written = self.write_locked(state, &buf).map_err(|e| {
+                    if left == 0 {
+                        return e;
+                    }
+                    io::Error::new(
+                        e.kind(),
+                        format!("{e}; {left} more byte(s) of records not written"),
+                    )
+                });
+            }
+            buf.clear();
+            if state.spare.len() < MAX_SPARE {
+                state.spare.push(buf);
+            }
+        }
         if state.pending.is_empty() {
             state.pending = pending;
         }
@@ -462,6 +507,45 @@ mod tests {
         o.write(b"c\n").unwrap();
         assert_eq!(std::fs::read(dir.path().join("log.1")).unwrap(), b"a\nb\n");
         assert_eq!(std::fs::read(&p).unwrap(), b"c\n");
+    }
+
+    #[test]
+    fn records_held_back_follow_their_lines_in_order_and_buffers_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let o = Output::file(&p, false).unwrap();
+        o.write(b"one\npart").unwrap();
+        // Inside a line: held back, batch after batch (each handed over whole), and a
+        // single record between them.
+        let mut a = b"A1\nA2\n".to_vec();
+        o.write_records(&mut a, 4).unwrap();
+        assert!(a.is_empty());
+        let mut b = Vec::with_capacity(64);
+        b.extend_from_slice(b"B1\n");
+        o.write_records(&mut b, 9).unwrap();
+        // Emptied, and still room for the next batch (no new growth from nothing).
+        assert!(b.is_empty() && b.capacity() >= 4, "{}", b.capacity());
+        o.write_record(b"C1\n", 9).unwrap();
+        // The line ends: the records follow it.
+        o.write(b"-end\nmore ").unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"one\npart-end\nA1\nA2\nB1\nC1\nmore "
+        );
+        let mut d = b"D1\n".to_vec();
+        o.write_records(&mut d, 20).unwrap();
+        o.write(b"and more\n").unwrap();
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"one\npart-end\nA1\nA2\nB1\nC1\nmore and more\nD1\n"
+        );
+        // Nothing waits: written at once; the emptied buffers are kept for reuse.
+        let mut e = b"E1\n".to_vec();
+        o.write_records(&mut e, 0).unwrap();
+        assert!(std::fs::read(&p).unwrap().ends_with(b"D1\nE1\n"));
+        let state = o.target.lock().unwrap();
+        assert!(state.pending.is_empty() && state.pending_len == 0);
+        assert!(!state.spare.is_empty() && state.spare.iter().all(Vec::is_empty));
     }
 
     #[test]

@@ -32,6 +32,24 @@ mod teddy;
 pub(crate) use rarity::{class_chances, window_of_classes};
 use rarity::{each_case_variant, rarest_base};
 
+/// The first `\n` in `hay` (a short line found faster than by memchr's calls).
+#[inline(always)]
+pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    return avx2::find_newline(hay);
+    #[cfg(not(target_arch = "x86_64"))]
+    return memchr::memchr(b'\n', hay);
+}
+
+/// The last `\n` in `hay` (see [`find_newline`]).
+#[inline(always)]
+pub(crate) fn rfind_newline(hay: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    return avx2::rfind_newline(hay);
+    #[cfg(not(target_arch = "x86_64"))]
+    return memchr::memrchr(b'\n', hay);
+}
+
 /// One literal and the rule it stands for.
 #[derive(Debug, Clone)]
 pub struct Needle {
@@ -780,6 +798,28 @@ mod tests {
                 true
             });
             assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The inline newline search agrees with memchr, forwards and backwards, at every
+        /// length (the SSE2 steps, the hand-over to memchr past 256 bytes, the tail).
+        #[test]
+        fn newline_search_equals_memchr(
+            parts in proptest::collection::vec((0usize..300, proptest::bool::ANY), 0..6),
+        ) {
+            let mut hay = Vec::new();
+            for (n, nl) in parts {
+                hay.extend(std::iter::repeat_n(b'x', n));
+                if nl {
+                    hay.push(b'\n');
+                }
+            }
+            for cut in 0..hay.len().min(40) {
+                let h = &hay[cut..];
+                proptest::prop_assert_eq!(find_newline(h), memchr::memchr(b'\n', h));
+                proptest::prop_assert_eq!(rfind_newline(h), memchr::memrchr(b'\n', h));
+            }
         }
     }
 

@@ -335,7 +335,7 @@ impl Matcher {
             // `pos` is at a line start (the region's, or the end of the line before).
             let line = &buf[pos..to];
             if !line.is_empty() && prefixes.iter().any(|p| line.starts_with(p)) {
-                let end = memchr::memchr(b'\n', line).map_or(to, |i| pos + i + 1);
+                let end = crate::litscan::find_newline(line).map_or(to, |i| pos + i + 1);
                 return Some(pos..end);
             }
         }
@@ -755,7 +755,7 @@ pub(super) fn mark(pos: &mut [u64], neg: &mut [u64], rule: &Rule) {
 /// The line of `buf[pos..to]` (`pos` a line start) holding position `at`.
 #[inline]
 pub(super) fn line_around(buf: &[u8], pos: usize, at: usize, to: usize) -> (usize, usize) {
-    let start = memchr::memrchr(b'\n', &buf[pos..at]).map_or(pos, |i| pos + i + 1);
-    let end = memchr::memchr(b'\n', &buf[at..to]).map_or(to, |i| at + i + 1);
+    let start = crate::litscan::rfind_newline(&buf[pos..at]).map_or(pos, |i| pos + i + 1);
+    let end = crate::litscan::find_newline(&buf[at..to]).map_or(to, |i| at + i + 1);
     (start, end)
 }
