@@ -593,22 +593,25 @@ fn key_of(window: &[u8]) -> u32 {
     u32::from_le_bytes(k)
 }
 
+/// Needles for tests: literal `i` (and whether it is compared ignoring case) for rule `i`.
+#[cfg(test)]
+pub(super) fn test_needles(lits: &[(&str, bool)]) -> Vec<Needle> {
+    lits.iter()
+        .enumerate()
+        .map(|(i, (s, ci))| Needle {
+            bytes: s.as_bytes().into(),
+            ci: *ci,
+            rule: i as u32,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn scan(lits: &[(&str, bool)]) -> LitScan {
-        LitScan::new(
-            lits.iter()
-                .enumerate()
-                .map(|(i, (s, ci))| Needle {
-                    bytes: s.as_bytes().into(),
-                    ci: *ci,
-                    rule: i as u32,
-                })
-                .collect(),
-        )
-        .unwrap()
+        LitScan::new(test_needles(lits)).unwrap()
     }
 
     #[test]
@@ -702,26 +705,43 @@ mod tests {
                 0..120),
             cut in (0usize..8, 0usize..8),
         ) {
-            // Mostly single bytes; a part whose index is below the literal count is that
-            // literal (upper-cased when the flag says), so occurrences are common.
-            let mut hay = Vec::new();
-            for (b, i, upper) in parts {
-                match lits.get(i) {
-                    Some((l, _)) if upper => hay.extend(l.to_ascii_uppercase()),
-                    Some((l, _)) => hay.extend(l),
-                    None => hay.push(b),
-                }
-            }
-            let lits: Vec<(Vec<u8>, bool)> = lits
-                .into_iter()
-                .map(|(l, ci)| (if ci { l.to_ascii_lowercase() } else { l }, ci))
-                .collect();
-            let needles = lits.iter().enumerate().map(|(i, (l, ci))| Needle {
-                bytes: l.clone().into(), ci: *ci, rule: i as u32,
-            }).collect();
-            let Some(s) = LitScan::new(needles) else { return Ok(()); };
-            agrees_with_naive(&s, &lits, &hay, cut)?;
+            literals_in_parts_agree(lits, parts, cut)?;
         }
+    }
+
+    /// A haystack of `parts`: mostly single bytes; a part whose index is below the literal
+    /// count is that literal (upper-cased when the flag says), so occurrences are common. The
+    /// search over `lits` (lower-cased where compared ignoring case) must agree with brute force.
+    fn literals_in_parts_agree(
+        lits: Vec<(Vec<u8>, bool)>,
+        parts: Vec<(u8, usize, bool)>,
+        cut: (usize, usize),
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut hay = Vec::new();
+        for (b, i, upper) in parts {
+            match lits.get(i) {
+                Some((l, _)) if upper => hay.extend(l.to_ascii_uppercase()),
+                Some((l, _)) => hay.extend(l),
+                None => hay.push(b),
+            }
+        }
+        let lits: Vec<(Vec<u8>, bool)> = lits
+            .into_iter()
+            .map(|(l, ci)| (if ci { l.to_ascii_lowercase() } else { l }, ci))
+            .collect();
+        let needles = lits
+            .iter()
+            .enumerate()
+            .map(|(i, (l, ci))| Needle {
+                bytes: l.clone().into(),
+                ci: *ci,
+                rule: i as u32,
+            })
+            .collect();
+        let Some(s) = LitScan::new(needles) else {
+            return Ok(());
+        };
+        agrees_with_naive(&s, &lits, &hay, cut)
     }
 
     proptest::proptest! {
@@ -738,23 +758,7 @@ mod tests {
                 0..300),
             cut in (0usize..20, 0usize..20),
         ) {
-            let mut hay = Vec::new();
-            for (b, i, upper) in parts {
-                match lits.get(i) {
-                    Some((l, _)) if upper => hay.extend(l.to_ascii_uppercase()),
-                    Some((l, _)) => hay.extend(l),
-                    None => hay.push(b),
-                }
-            }
-            let lits: Vec<(Vec<u8>, bool)> = lits
-                .into_iter()
-                .map(|(l, ci)| (if ci { l.to_ascii_lowercase() } else { l }, ci))
-                .collect();
-            let needles = lits.iter().enumerate().map(|(i, (l, ci))| Needle {
-                bytes: l.clone().into(), ci: *ci, rule: i as u32,
-            }).collect();
-            let Some(s) = LitScan::new(needles) else { return Ok(()); };
-            agrees_with_naive(&s, &lits, &hay, cut)?;
+            literals_in_parts_agree(lits, parts, cut)?;
         }
     }
 

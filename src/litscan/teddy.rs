@@ -220,16 +220,7 @@ fn markov_chance(nibs: &Nibs) -> f64 {
 mod tests {
     use super::*;
 
-    fn needles(lits: &[(&str, bool)]) -> Vec<Needle> {
-        lits.iter()
-            .enumerate()
-            .map(|(i, (s, ci))| Needle {
-                bytes: s.as_bytes().into(),
-                ci: *ci,
-                rule: i as u32,
-            })
-            .collect()
-    }
+    use crate::litscan::test_needles as needles;
 
     #[test]
     fn every_window_passes_its_groups_tables() {
