@@ -73,7 +73,7 @@ pub(super) unsafe fn next_teddy_block(
     // results for positions 0 and 1 are shifted in by 2 and 1 bytes from the step before
     // (`palignr`), so that byte e holds the verdict on the window ending at e. 128-bit steps:
     // this machine's CPU splits 256-bit shuffles in two and a 256-bit byte shift needs a lane
-    // permute; 256-bit unaligned loads per position ran at 3.9 GB/s (see PERF.md "Teddy").
+    // permute; 256-bit unaligned loads per position ran at 3.9 GB/s (see PERF.md "sixteenth run").
     let nib = _mm_set1_epi8(0x0f);
     let zero = _mm_setzero_si128();
     // SAFETY (both): each table is 16 bytes.

@@ -149,8 +149,8 @@ impl LitScan {
         let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
         let avx2 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
         // PERF: few literals are searched with nibble tables (two shuffles per window byte and
-        // 32 bytes) instead of a gather per 32 bytes (rules10, search alone: see PERF.md
-        // "Teddy"); the filter stays for CPUs without AVX2.
+        // 16 bytes) instead of a gather per 32 bytes (rules10, search alone: see PERF.md
+        // "sixteenth run"); the filter stays for CPUs without AVX2.
         let teddy = if avx2 {
             teddy::Teddy::new(&needles, teddy::MAX_CHANCE)
         } else {
@@ -271,7 +271,6 @@ impl LitScan {
         let last = to - teddy::WIDTH; // last window start
         let check = |w: usize, on: &mut dyn FnMut(usize, &Needle) -> bool| -> bool {
             let mut groups = t.at(hay, w);
-
             while groups != 0 {
                 let g = groups.trailing_zeros() as usize;
                 groups &= groups - 1;

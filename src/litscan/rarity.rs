@@ -90,10 +90,16 @@ pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> 
 /// The chance of each byte at a position of ordinary log text (bytes above ASCII count as the
 /// rarest).
 pub(super) fn byte_chances() -> [f64; 256] {
-    std::array::from_fn(|b| {
-        let r = RARITY.get(128 * 128 + b).copied().filter(|_| b < 128);
-        f64::from_bits((1023 - u64::from(r.unwrap_or(21).min(100))) << 52)
-    })
+    std::array::from_fn(|b| byte_chance(b as u8))
+}
+
+/// The chance of byte `b` at a position of ordinary log text (see [`byte_chances`]).
+fn byte_chance(b: u8) -> f64 {
+    let r = RARITY
+        .get(128 * 128 + usize::from(b))
+        .copied()
+        .filter(|_| b < 128);
+    f64::from_bits((1023 - u64::from(r.unwrap_or(21).min(100))) << 52)
 }
 
 /// The chances of byte classes in ordinary log text, for [`window_of_classes`]: per class,
@@ -101,12 +107,6 @@ pub(super) fn byte_chances() -> [f64; 256] {
 /// byte pairs (bytes above ASCII count as the rarest).
 pub(crate) fn class_chances(sets: &[ByteSet]) -> (Vec<f64>, Vec<f64>) {
     let p2 = |r: u8| f64::from_bits((1023 - u64::from(r.min(100))) << 52);
-    let one = |b: u8| {
-        p2(RARITY
-            .get(128 * 128 + usize::from(b))
-            .copied()
-            .unwrap_or(21))
-    };
     let two = |a: u8, b: u8| match RARITY.get(usize::from(a) * 128 + usize::from(b)) {
         Some(&r) if a < 128 && b < 128 => p2(r),
         _ => p2(40),
@@ -115,7 +115,7 @@ pub(crate) fn class_chances(sets: &[ByteSet]) -> (Vec<f64>, Vec<f64>) {
     let bytes: Vec<Vec<u8>> = sets.iter().map(members).collect();
     let singles = bytes
         .iter()
-        .map(|m| m.iter().map(|&b| one(b)).sum::<f64>().min(1.0))
+        .map(|m| m.iter().map(|&b| byte_chance(b)).sum::<f64>().min(1.0))
         .collect();
     let pairs = bytes
         .windows(2)

@@ -24,7 +24,7 @@ use super::Needle;
 
 /// The window's width: every literal of the search has at least three bytes. (Four, where
 /// every literal has four, passed fewer windows but cost more per byte: rules10's search 3.9
-/// against 4.6 GB/s; see PERF.md "Teddy".)
+/// against 4.6 GB/s; see PERF.md "sixteenth run".)
 pub(super) const WIDTH: usize = 3;
 
 /// Most literals the tables take (grouping them costs start-up time; beyond this many, eight
@@ -184,12 +184,10 @@ fn union(a: &Nibs, b: &Nibs) -> Nibs {
 /// The chance that a group's tables pass a position of ordinary log text (every combination
 /// of its nibbles at each position; positions taken as independent: this only ranks merges).
 fn chance(nibs: &Nibs, bytes: &[f64; 256]) -> f64 {
-    let bits = |m: u16| (0..16u8).filter(move |x| m >> x & 1 == 1);
     nibs.iter()
         .map(|&(lo, hi)| {
-            bits(hi)
-                .flat_map(|h| bits(lo).map(move |l| usize::from(h << 4 | l)))
-                .map(|b| bytes[b])
+            allowed(lo, hi)
+                .map(|b| bytes[usize::from(b)])
                 .sum::<f64>()
                 .min(1.0)
         })
@@ -203,17 +201,20 @@ fn markov_chance(nibs: &Nibs) -> f64 {
         .iter()
         .map(|&(lo, hi)| {
             let mut s: ByteSet = [0; 4];
-            for h in (0..16u8).filter(|h| hi >> h & 1 == 1) {
-                for l in (0..16u8).filter(|l| lo >> l & 1 == 1) {
-                    let b = h << 4 | l;
-                    s[usize::from(b >> 6)] |= 1 << (b & 63);
-                }
+            for b in allowed(lo, hi) {
+                s[usize::from(b >> 6)] |= 1 << (b & 63);
             }
             s
         })
         .collect();
     let (singles, pairs) = class_chances(&sets);
     window_of_classes(&singles, &pairs, 0, WIDTH)
+}
+
+/// The bytes a position's tables allow: every combination of its low and high nibbles.
+fn allowed(lo: u16, hi: u16) -> impl Iterator<Item = u8> {
+    let bits = |m: u16| (0..16u8).filter(move |x| m >> x & 1 == 1);
+    bits(hi).flat_map(move |h| bits(lo).map(move |l| h << 4 | l))
 }
 
 #[cfg(test)]
