@@ -205,6 +205,40 @@ pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', hay.get(i..)?).map(|k| i + k)
 }
 
+/// The first place `needle` (not empty) starts in `hay`, looked for among the first
+/// [`SHORT`] places only: `Err(i)` when it starts at none of the places before `i`.
+#[inline(always)]
+pub(crate) fn find_literal_near(hay: &[u8], needle: &[u8]) -> Result<usize, usize> {
+    let (Some(&first), Some(&last)) = (needle.first(), needle.last()) else {
+        return Err(0);
+    };
+    let n = needle.len();
+    // SAFETY (every intrinsic here): SSE2 is part of the x86_64 baseline.
+    let (f, l) = unsafe { (_mm_set1_epi8(first as i8), _mm_set1_epi8(last as i8)) };
+    let mut i = 0;
+    while i < SHORT && i + n - 1 + 16 <= hay.len() {
+        // SAFETY: i + n - 1 + 16 <= hay.len(): both 16-byte reads are in `hay`.
+        let (a, b) = unsafe {
+            (
+                _mm_loadu_si128(hay.as_ptr().add(i).cast()),
+                _mm_loadu_si128(hay.as_ptr().add(i + n - 1).cast()),
+            )
+        };
+        let mut m =
+            unsafe { _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(a, f), _mm_cmpeq_epi8(b, l))) }
+                as u32;
+        while m != 0 {
+            let at = i + m.trailing_zeros() as usize;
+            if hay[at..].starts_with(needle) {
+                return Ok(at);
+            }
+            m &= m - 1;
+        }
+        i += 16;
+    }
+    Err(i)
+}
+
 /// The last `\n` in `hay` (see [`find_newline`]).
 #[inline(always)]
 pub(crate) fn rfind_newline(hay: &[u8]) -> Option<usize> {

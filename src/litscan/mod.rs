@@ -41,6 +41,17 @@ pub(crate) fn find_newline(hay: &[u8]) -> Option<usize> {
     return memchr::memchr(b'\n', hay);
 }
 
+/// Where `needle` starts in `hay` if it does within the first few places (a literal found
+/// again a line later, faster than by a searcher's call); `Err(i)`: it starts at none of the
+/// places before `i`, search on from there.
+#[inline(always)]
+pub(crate) fn find_literal_near(hay: &[u8], needle: &[u8]) -> Result<usize, usize> {
+    #[cfg(target_arch = "x86_64")]
+    return avx2::find_literal_near(hay, needle);
+    #[cfg(not(target_arch = "x86_64"))]
+    return Err(0);
+}
+
 /// The last `\n` in `hay` (see [`find_newline`]).
 #[inline(always)]
 pub(crate) fn rfind_newline(hay: &[u8]) -> Option<usize> {
@@ -877,6 +888,44 @@ mod tests {
                 let h = &hay[cut..];
                 proptest::prop_assert_eq!(find_newline(h), memchr::memchr(b'\n', h));
                 proptest::prop_assert_eq!(rfind_newline(h), memchr::memrchr(b'\n', h));
+            }
+        }
+
+        /// The near literal search finds what memmem finds, or says how far it looked and
+        /// memmem finds nothing before that (needles of 1-8 bytes, hits at any distance,
+        /// overlapping and cut ones).
+        #[test]
+        fn near_literal_search_agrees_with_memmem(
+            needle in proptest::collection::vec(proptest::sample::select(b"abX".to_vec()), 1..8),
+            parts in proptest::collection::vec((0usize..300, 0u8..3), 0..6),
+        ) {
+            let mut hay = Vec::new();
+            for (n, what) in parts {
+                hay.extend(std::iter::repeat_n(b'x', n));
+                match what {
+                    0 => hay.extend_from_slice(&needle),
+                    1 => hay.extend_from_slice(&needle[..needle.len() - 1]),
+                    _ => hay.extend_from_slice(b"ab"),
+                }
+            }
+            for cut in 0..hay.len().min(24) {
+                let h = &hay[cut..];
+                let want = memchr::memmem::find(h, &needle);
+                // A hit in a 16-byte block it looks at (the first 256 places, both reads in
+                // `h`) is found.
+                let block = want.map(|w| w / 16 * 16);
+                if cfg!(target_arch = "x86_64")
+                    && block.is_some_and(|b| b < 256 && b + needle.len() + 15 <= h.len())
+                {
+                    proptest::prop_assert_eq!(find_literal_near(h, &needle).ok(), want);
+                }
+                match find_literal_near(h, &needle) {
+                    Ok(at) => proptest::prop_assert_eq!(Some(at), want),
+                    Err(i) => {
+                        proptest::prop_assert!(i <= h.len());
+                        proptest::prop_assert!(want.is_none_or(|w| w >= i));
+                    }
+                }
             }
         }
     }

@@ -344,12 +344,10 @@ impl Matcher {
             .get_or_insert_with(|| dfa.scan.create_cache());
         let classes = dfa.classes.as_ref().filter(|_| !self.windows.off);
         let at = match (&dfa.pre, classes) {
-            (Some(pre), None) if !dfa.needs_classes => pre.find(buf, Span::from(pos..to))?.start,
+            (Some(pre), None) if !dfa.needs_classes => dfa.pre_find(pre, buf, pos, to)?,
             (None, Some(classes)) => classes.find(buf, pos, to)?,
             (Some(pre), Some(classes)) => {
-                let a = cur
-                    .pre
-                    .next(pos, || pre.find(buf, Span::from(pos..to)).map(|s| s.start));
+                let a = cur.pre.next(pos, || dfa.pre_find(pre, buf, pos, to));
                 let b = cur.classes.next(pos, || classes.find(buf, pos, to));
                 match (a, b) {
                     (Some(a), Some(b)) => a.min(b),

@@ -308,6 +308,11 @@ struct DfaPart {
     /// The case-sensitive literals of these rules that have them (short ones: see
     /// [`FastLiterals`]).
     pre: Option<Prefilter>,
+    /// `pre`'s literal when it has only one: looked for near the last candidate line first
+    /// (PERF: a storm of lines holding `STORM` mid-line spent a fifth of the reader in the
+    /// searcher's calls, each finding the next line's `STORM` a few bytes on; PERF.md
+    /// "seventeenth run").
+    near: Option<Box<[u8]>>,
     /// The rare windows of byte classes of the others (see [`class_scan`]).
     classes: Option<ClassScan>,
     /// Whether some of these rules have no case-sensitive literals (so `pre` alone does not
@@ -326,6 +331,21 @@ struct DfaPart {
     /// reader finding each line's `STORM` with memmem from the line before and its start
     /// again with memrchr).
     prefixes: Option<Vec<Vec<u8>>>,
+}
+
+impl DfaPart {
+    /// Where the next candidate of `pre` (this part's prefilter) starts in `buf[pos..to]`.
+    #[inline]
+    fn pre_find(&self, pre: &Prefilter, buf: &[u8], pos: usize, to: usize) -> Option<usize> {
+        let from = match &self.near {
+            Some(lit) => match crate::litscan::find_literal_near(&buf[pos..to], lit) {
+                Ok(at) => return Some(pos + at),
+                Err(i) => pos + i,
+            },
+            None => pos,
+        };
+        pre.find(buf, Span::from(from..to)).map(|s| s.start)
+    }
 }
 
 /// Most DFA-part rules confirmed by their literals (each compared on its own per candidate
@@ -356,7 +376,13 @@ impl LiteralOnly {
     pub(super) fn matches(&self, text: &[u8]) -> bool {
         match &self.prefix {
             Some(p) => text.starts_with(p),
-            None => self.finders.iter().any(|f| f.find(text).is_some()),
+            // PERF: a line is short: looked at inline first (see `DfaPart::near`).
+            None => self.finders.iter().any(|f| {
+                match crate::litscan::find_literal_near(text, f.needle()) {
+                    Ok(_) => true,
+                    Err(i) => text.len() >= i + f.needle().len() && f.find(&text[i..]).is_some(),
+                }
+            }),
         }
     }
 }
@@ -798,6 +824,10 @@ impl Builder {
         // ones; otherwise the automaton runs over every byte for all of them (Debian's 2,101
         // rules leave 8 rules with short literals and 8 without any here).
         let needles = std::mem::take(&mut self.short_needles);
+        let near = match &needles[..] {
+            [one] if !one.is_empty() => Some(one.clone().into_boxed_slice()),
+            _ => None,
+        };
         let mut pre = (!needles.is_empty())
             .then(|| Prefilter::new(MatchKind::LeftmostFirst, &needles))
             .flatten();
@@ -819,6 +849,7 @@ impl Builder {
         });
         Ok(Some(DfaPart {
             pre,
+            near,
             classes,
             needs_classes,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
