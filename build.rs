@@ -1,16 +1,19 @@
-//! Build check: logalarm links the system's libcurl, which has TLS and SMTP.
+//! Build check: the static musl binary links a libcurl that has TLS and SMTP.
 //!
-//! curl-sys builds a bundled libcurl when pkg-config finds no system one, and that build has
-//! neither SMTP nor the options logalarm sets for TLS: the binary would start and then fail
-//! every `curl:` alarm. So the build stops instead, naming the package to install. (Rejected:
-//! loading libcurl at run time like libstrophe — every curl call would go through dlsym; a
-//! vendored build with TLS and SMTP — curl-sys offers none.)
+//! The dynamically linked build opens the system's libcurl at run time (src/sys/curl.rs) and
+//! needs nothing here. The static musl build links libcurl through curl-sys, which builds a
+//! bundled copy when pkg-config finds no libcurl for the target, and that copy has neither SMTP
+//! nor the TLS options logalarm sets: the binary would start and then fail every `curl:`
+//! alarm. So that build stops instead (scripts/static-musl.sh builds the right libcurl).
 
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     git_version();
+    if std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("musl") {
+        return;
+    }
     // Set by curl-sys's build script (`links = "curl"`) when it built its bundled copy.
     println!("cargo:rerun-if-env-changed=DEP_CURL_STATIC");
     let found = Command::new("pkg-config")
@@ -22,13 +25,12 @@ fn main() {
         return;
     }
     eprintln!(
-        "\nlogalarm needs the system libcurl (TLS, SMTP), and {}.\n\
-         On Debian or Ubuntu: apt-get install libcurl4-openssl-dev pkg-config\n\
-         (scripts/setup.sh does it), then `cargo clean -p curl-sys` and build again.\n",
+        "\nthe static logalarm needs a libcurl for musl with TLS and SMTP, and {}.\n\
+         Build it with scripts/static-musl.sh, which builds that libcurl first.\n",
         if bundled {
             "curl-sys built its bundled copy instead, which has no SMTP"
         } else {
-            "pkg-config cannot find it"
+            "pkg-config cannot find one"
         }
     );
     std::process::exit(1);

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 say() { printf '\n== %s (%ss into %s)\n' "$*" "$SECONDS" "${0##*/}"; }
 
 say "dependencies"
-# The build's own needs (cc, pkg-config, libcurl with its headers) and the helpers below.
+# The build's own needs (cc, pkg-config), the libcurl curl: alarms open, and the helpers below.
 source scripts/setup.sh
 need_pkg python3 python3
 need_pkg uwsgi uwsgi-core          # the oracle of the conformance tests

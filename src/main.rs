@@ -12,5 +12,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let code = logalarm::main(std::env::args_os().skip(1).collect());
-    std::process::exit(code);
+    // What std buffered is flushed, then the process ends without the C library's exit
+    // handlers: mimalloc's would hand every page it holds back to the kernel (madvise) and the
+    // loaded libraries would run their destructors, a tenth of a short run's CPU, for a process
+    // that is gone the next instant. Everything logalarm writes is written by now (its own
+    // writers flush before `main` returns).
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let _ = std::io::Write::flush(&mut std::io::stderr());
+    // SAFETY: _exit ends the process; nothing after it runs.
+    unsafe { libc::_exit(code) }
 }

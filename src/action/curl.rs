@@ -9,12 +9,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use ::curl::easy::Easy;
-
 use super::delivery::{self, Endpoint, Failure, Transport};
 use super::ActionError;
 use super::Ctx;
 use crate::sys;
+use crate::sys::curl::{self as libcurl, Easy};
 
 /// A `curl:` action.
 #[derive(Debug)]
@@ -283,34 +282,27 @@ fn send_mail(
     to: &[String],
     mail: &[u8],
 ) -> Result<(), Failure> {
-    let setup = |easy: &mut Easy| -> Result<(), ::curl::Error> {
+    let setup = |easy: &mut Easy| -> Result<(), libcurl::Error> {
         transport.apply(easy)?;
         easy.url(url)?;
-        easy.upload(true)?;
-        easy.in_filesize(mail.len() as u64)?;
-        Ok(())
+        easy.upload(mail.len() as u64)?;
+        easy.envelope(&format!("<{from}>"), &addresses(to))
     };
     setup(easy).map_err(|e| delivery::classify(&e, 0, true))?;
-    let _envelope = sys::curl::MailEnvelope::set(easy, &format!("<{from}>"), &addresses(to))
-        .map_err(|e| Failure::Permanent(e.to_string()))?;
     let mut rest = mail;
-    let result = {
-        let mut t = easy.transfer();
-        t.read_function(|buf| {
+    let result = easy.perform(
+        Some(&mut |buf: &mut [u8]| {
             let n = buf.len().min(rest.len());
             buf[..n].copy_from_slice(&rest[..n]);
             rest = &rest[n..];
-            Ok(n)
-        })
-        .map_err(|e| delivery::classify(&e, 0, true))?;
-        t.perform()
-    };
+            n
+        }),
+        // An SMTP server sends no body; anything else is dropped (never to standard output).
+        &mut |data: &[u8]| data.len(),
+    );
     match result {
         Ok(()) => Ok(()),
-        Err(e) => {
-            let reply = easy.response_code().unwrap_or(0);
-            Err(delivery::classify(&e, reply, true))
-        }
+        Err(e) => Err(delivery::classify(&e, easy.response_code(), true)),
     }
 }
 

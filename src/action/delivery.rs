@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ::curl::easy::{Easy, List};
+use crate::sys::curl::{self as libcurl, Easy};
 
 use super::ActionError;
 use crate::backoff::{Backoff, Jitter};
@@ -94,12 +94,25 @@ impl Endpoint {
         stop: &AtomicBool,
         mut attempt: impl FnMut(&mut Easy, &Transport, &str) -> Result<(), Failure>,
     ) -> Result<(), Failure> {
-        let mut easy = self.easy.take();
         let who = Reporter {
             tag: Tag::Curl,
             alarm,
             target: &self.shown,
             secrets: &self.secrets,
+        };
+        let mut easy = match self.easy.take() {
+            Ok(easy) => easy,
+            // libcurl is loaded at start-up (`check_protocol`): this is a handle it could not
+            // make (out of memory).
+            Err(e) => {
+                return Err(match classify(&e, 0, false) {
+                    Failure::Transient(w) if self.once => Failure::Transient(who.text(&w)),
+                    Failure::Transient(w) | Failure::Permanent(w) => {
+                        who.line(&format!("{w}; not retried"));
+                        Failure::Permanent(w)
+                    }
+                })
+            }
         };
         let (transport, url) = (&self.transport, self.url.as_str());
         let result = if self.once {
@@ -161,8 +174,11 @@ fn url_password(url: &str) -> Option<&str> {
 struct Handle(Option<Easy>);
 
 impl Handle {
-    fn take(&mut self) -> Easy {
-        self.0.take().unwrap_or_else(Easy::new)
+    fn take(&mut self) -> Result<Easy, libcurl::Error> {
+        match self.0.take() {
+            Some(easy) => Ok(easy),
+            None => Easy::new(),
+        }
     }
     fn put(&mut self, easy: Easy) {
         self.0 = Some(easy);
@@ -298,19 +314,18 @@ impl Transport {
     }
 
     /// Set these options on `easy` (a zero timeout means none, as in libcurl).
-    pub(crate) fn apply(&self, easy: &mut Easy) -> Result<(), ::curl::Error> {
-        easy.signal(false)?;
+    pub(crate) fn apply(&self, easy: &mut Easy) -> Result<(), libcurl::Error> {
+        easy.no_signal()?;
         easy.timeout(self.timeout)?;
         easy.connect_timeout(self.conn_timeout)?;
-        easy.ssl_verify_peer(!self.ssl_insecure)?;
-        easy.ssl_verify_host(!self.ssl_insecure)?;
+        easy.verify(!self.ssl_insecure)?;
         if let Some(f) = &self.ca_file {
             easy.cainfo(f)?;
         }
         if let Some(d) = &self.ca_dir {
             easy.capath(d)?;
         }
-        crate::sys::curl::curl_use_ssl(easy, self.ssl)?;
+        easy.use_ssl(self.ssl)?;
         if let Some(u) = &self.user {
             easy.username(u)?;
         }
@@ -372,7 +387,8 @@ pub(crate) enum Failure {
 }
 
 /// Classify a libcurl error. `reply` is the last response code (HTTP status or SMTP reply).
-pub(crate) fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
+pub(crate) fn classify(err: &libcurl::Error, reply: u32, smtp: bool) -> Failure {
+    use libcurl::code;
     let mut why = format!("curl_easy_perform() failed: {}", err.description());
     if let Some(extra) = err.extra_description() {
         if !extra.is_empty() && extra != err.description() {
@@ -382,11 +398,13 @@ pub(crate) fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
     if smtp && reply >= 400 {
         why.push_str(&format!(" [server replied {reply}]"));
     }
-    let bad_cert = err.is_peer_failed_verification()
-        || err.is_ssl_cacert()
-        || err.is_ssl_certproblem()
-        || err.is_ssl_cacert_badfile()
-        || err.is_ssl_issuer_error();
+    let bad_cert = matches!(
+        err.code,
+        code::PEER_FAILED_VERIFICATION
+            | code::SSL_CERTPROBLEM
+            | code::SSL_CACERT_BADFILE
+            | code::SSL_ISSUER_ERROR
+    );
     if bad_cert {
         why.push_str(
             "; the server's certificate is not trusted: give its CA in SSL_CERT_FILE, \
@@ -394,12 +412,15 @@ pub(crate) fn classify(err: &::curl::Error, reply: u32, smtp: bool) -> Failure {
         );
         return Failure::Permanent(why);
     }
-    let permanent = err.is_login_denied()
-        || err.is_url_malformed()
-        || err.is_unsupported_protocol()
-        || err.is_use_ssl_failed()
-        || err.is_remote_access_denied()
-        || (smtp && (500..600).contains(&reply));
+    let permanent = matches!(
+        err.code,
+        code::LOGIN_DENIED
+            | code::URL_MALFORMAT
+            | code::UNSUPPORTED_PROTOCOL
+            | code::USE_SSL_FAILED
+            | code::REMOTE_ACCESS_DENIED
+            | code::BAD_FUNCTION_ARGUMENT
+    ) || (smtp && (500..600).contains(&reply));
     if permanent {
         Failure::Permanent(why)
     } else {
@@ -433,44 +454,32 @@ pub(crate) fn http_request(
     headers: &[String],
     body: &[u8],
 ) -> Result<(), Failure> {
-    let setup = |easy: &mut Easy| -> Result<(), ::curl::Error> {
+    let setup = |easy: &mut Easy| -> Result<(), libcurl::Error> {
         easy.url(url)?;
-        easy.post_fields_copy(body)?;
-        easy.custom_request(method)?;
-        let mut list = List::new();
-        for h in headers {
-            list.append(h)?;
-        }
         // Never wait for `100 Continue`: some recorders and proxies do not send it.
-        list.append("Expect:")?;
-        easy.http_headers(list)?;
-        Ok(())
+        let mut lines: Vec<&str> = headers.iter().map(String::as_str).collect();
+        lines.push("Expect:");
+        easy.request(method, &lines, body)
     };
     setup(easy).map_err(|e| classify(&e, 0, false))?;
     let mut answer = Vec::new();
-    let result = {
-        let mut t = easy.transfer();
-        t.write_function(|data| {
-            let room = 4096usize.saturating_sub(answer.len());
-            answer.extend_from_slice(&data[..data.len().min(room)]);
-            Ok(data.len())
-        })
-        .map_err(|e| classify(&e, 0, false))?;
-        t.perform()
-    };
-    let status = easy.response_code().unwrap_or(0);
+    let result = easy.perform(None, &mut |data: &[u8]| {
+        let room = 4096usize.saturating_sub(answer.len());
+        answer.extend_from_slice(&data[..data.len().min(room)]);
+        data.len()
+    });
+    let status = easy.response_code();
     match result {
         Ok(()) => classify_status(status, &answer),
         Err(e) => Err(classify(&e, status, false)),
     }
 }
 
-/// Check at start-up that the linked libcurl speaks `scheme`.
+/// Check at start-up that libcurl can be loaded and speaks `scheme`.
 pub(crate) fn check_protocol(scheme: &str) -> Result<(), ActionError> {
-    ::curl::init();
-    let v = ::curl::Version::get();
-    let protocols: Vec<&str> = v.protocols().collect();
-    check_protocol_in(scheme, &protocols, v.version())
+    let (version, protocols) = libcurl::version().map_err(|e| ActionError::from(e.to_string()))?;
+    let protocols: Vec<&str> = protocols.iter().map(String::as_str).collect();
+    check_protocol_in(scheme, &protocols, &version)
 }
 
 pub(crate) fn check_protocol_in(
@@ -481,10 +490,19 @@ pub(crate) fn check_protocol_in(
     if protocols.iter().any(|p| p.eq_ignore_ascii_case(scheme)) {
         return Ok(());
     }
+    let (which, fix) = if cfg!(target_env = "musl") {
+        (
+            "built into this static logalarm",
+            "use the .deb or a build from source",
+        )
+    } else {
+        (
+            "logalarm loaded",
+            "install Debian's libcurl4 (libcurl4t64 on Debian 13), which has both",
+        )
+    };
     Err(ActionError::from(format!(
-        "the libcurl this logalarm is linked to ({version}) does not support {scheme}:// \
-         (it supports: {}); install Debian's libcurl with `apt-get install libcurl4-openssl-dev` \
-         and rebuild logalarm so that it links to it",
+        "the libcurl {which} ({version}) does not support {scheme}:// (it supports: {}); {fix}",
         protocols.join(" ")
     )))
 }
@@ -629,29 +647,30 @@ mod tests {
 
     #[test]
     fn curl_errors_classes() {
-        let e = |c| ::curl::Error::new(c);
+        use libcurl::code;
+        let e = |c| libcurl::Error::new(c);
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_COULDNT_CONNECT), 0, false),
+            classify(&e(code::COULDNT_CONNECT), 0, false),
             Failure::Transient(_)
         ));
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_OPERATION_TIMEDOUT), 0, false),
+            classify(&e(code::OPERATION_TIMEDOUT), 0, false),
             Failure::Transient(_)
         ));
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_PEER_FAILED_VERIFICATION), 0, false),
+            classify(&e(code::PEER_FAILED_VERIFICATION), 0, false),
             Failure::Permanent(w) if w.contains("ssl_insecure")
         ));
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_LOGIN_DENIED), 535, true),
+            classify(&e(code::LOGIN_DENIED), 535, true),
             Failure::Permanent(_)
         ));
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_SEND_ERROR), 451, true),
+            classify(&e(code::SEND_ERROR), 451, true),
             Failure::Transient(_)
         ));
         assert!(matches!(
-            classify(&e(curl_sys::CURLE_SEND_ERROR), 550, true),
+            classify(&e(code::SEND_ERROR), 550, true),
             Failure::Permanent(_)
         ));
     }
@@ -665,15 +684,16 @@ mod tests {
     }
 
     #[test]
-    fn the_linked_libcurl_sends_mail() {
-        // Debian's libcurl is linked (the bundled build has no SMTP): see scripts/test.sh.
+    fn the_loaded_libcurl_sends_mail() {
+        // Debian's libcurl4 is installed where the tests run (scripts/setup.sh).
         for p in ["http", "https", "smtp", "smtps"] {
             check_protocol(p).unwrap();
         }
         let e = check_protocol_in("smtp", &["http"], "8.0")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("libcurl4-openssl-dev"), "{e}");
+        assert!(e.contains("(8.0) does not support smtp://"), "{e}");
+        assert!(e.contains("libcurl4"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Role: thin, checked wrappers over the POSIX calls std does not expose (non-blocking flags,
 //! `fstat` file type, pipe sizes, `kill`, `uname`, blocking-aware `read`/`write`/`poll`), and one
 //! room per foreign interface: [`time`] (local dates), [`sock_diag`] (netlink listen queues),
-//! [`curl`] (libcurl options the safe crate lacks), [`strophe`] (libstrophe, loaded at run time).
+//! [`curl`] (libcurl, loaded at run time), [`strophe`] (libstrophe, loaded at run time).
 //! Invariant: every `unsafe` block carries a `// SAFETY:` comment and every wrapper returns
 //! `io::Result` built from `errno`. The only `unsafe` outside `sys` is the AVX2 kernel of the
 //! literal search (`litscan/avx2.rs`, and its one call in `litscan/mod.rs`), which is CPU

@@ -93,6 +93,80 @@ fn http_put_with_basic_auth_and_the_header_block() {
     assert!(!stderr(&out).contains("s3cr3t"));
 }
 
+/// Run logalarm with `args` and `LOGALARM_LIBCURL` set to `lib`, `input` on its stdin.
+fn with_libcurl(lib: &str, args: &[&str], input: &str) -> Output {
+    let mut child = support::bin()
+        .args(args)
+        .env("LOGALARM_LIBCURL", lib)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn libcurl_is_opened_only_for_alarms_that_need_it_and_a_missing_one_is_named() {
+    let bad = "/nonexistent/libcurl.so.4";
+    // Only a log: alarm: libcurl is never opened, so a library that cannot be is no matter.
+    let out = with_libcurl(
+        bad,
+        &["--alarm", "a log:", "--log-alarm", "a ERR"],
+        "ERR x
+",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(both.contains("ALARM: ERR x"), "{both}");
+    // A curl: alarm opens it at start-up: one error naming the alarm, the variable and the
+    // loader's reason; nothing read.
+    let out = with_libcurl(
+        bad,
+        &[
+            "--alarm",
+            "hook curl:http://127.0.0.1:9/x",
+            "--log-alarm",
+            "hook ERR",
+        ],
+        "ERR x\n",
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("hook curl:http://127.0.0.1:9/x")
+            && err.contains(&format!("LOGALARM_LIBCURL={bad}: cannot load it"))
+            && err.contains("No such file"),
+        "{err}"
+    );
+    // Debian's other libcurl, when installed, delivers as well.
+    if !ready() || !Path::new("/usr/lib/x86_64-linux-gnu/libcurl-gnutls.so.4").exists() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (srv, port) = http(dir.path(), "rec", &[]);
+    let hook = format!("hook curl:http://127.0.0.1:{port}/g;method=POST");
+    let out = with_libcurl(
+        "libcurl-gnutls.so.4",
+        &[
+            "--alarm",
+            &hook,
+            "--log-alarm",
+            "hook ERR",
+            "--alarm-grace",
+            "30",
+        ],
+        "ERR via gnutls\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = srv.wait_records(1, 5);
+    assert_eq!(r[0]["method"], "POST");
+    assert_eq!(latin1(&r[0]["body"]), b"ERR via gnutls\n");
+}
+
 #[test]
 fn method_override_and_a_plain_body() {
     if !ready() {
