@@ -524,30 +524,32 @@ impl Easy {
             (self.lib.easy_setopt)(self.h.as_ptr(), CURLOPT_COPYPOSTFIELDS, body.as_ptr())
         })?;
         self.string(CURLOPT_CUSTOMREQUEST, method, "method")?;
-        let mut list = List::build(self.lib, headers, "a header")?;
-        // SAFETY: a live handle; the list stays in `self.headers` until replaced or dropped,
-        // after any transfer that uses it.
-        let rc = unsafe { (self.lib.easy_setopt)(self.h.as_ptr(), CURLOPT_HTTPHEADER, list.0) };
-        if rc != code::OK {
-            list.free(self.lib);
-            return self.check(rc);
-        }
-        std::mem::swap(&mut self.headers, &mut list);
-        list.free(self.lib);
-        Ok(())
+        self.list(CURLOPT_HTTPHEADER, headers, "a header", |e| &mut e.headers)
     }
 
     /// The SMTP envelope: `MAIL FROM` and one `RCPT TO` per entry.
     pub(crate) fn envelope<S: AsRef<str>>(&mut self, from: &str, rcpts: &[S]) -> Result<(), Error> {
         self.string(CURLOPT_MAIL_FROM, from, "mail_from")?;
-        let mut list = List::build(self.lib, rcpts, "mail_to")?;
-        // SAFETY: as for the header list: it stays in `self.rcpts` past the transfer.
-        let rc = unsafe { (self.lib.easy_setopt)(self.h.as_ptr(), CURLOPT_MAIL_RCPT, list.0) };
+        self.list(CURLOPT_MAIL_RCPT, rcpts, "mail_to", |e| &mut e.rcpts)
+    }
+
+    /// List option `opt` set to `items`; the list is kept in `slot` (the one it replaces is
+    /// freed) until replaced again or the handle is dropped, after any transfer that uses it.
+    fn list<S: AsRef<str>>(
+        &mut self,
+        opt: c_int,
+        items: &[S],
+        what: &str,
+        slot: fn(&mut Easy) -> &mut List,
+    ) -> Result<(), Error> {
+        let mut list = List::build(self.lib, items, what)?;
+        // SAFETY: a live handle; `opt` takes a curl_slist, which lives in `slot` (above).
+        let rc = unsafe { (self.lib.easy_setopt)(self.h.as_ptr(), opt, list.0) };
         if rc != code::OK {
             list.free(self.lib);
             return self.check(rc);
         }
-        std::mem::swap(&mut self.rcpts, &mut list);
+        std::mem::swap(slot(self), &mut list);
         list.free(self.lib);
         Ok(())
     }

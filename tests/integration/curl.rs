@@ -39,17 +39,7 @@ fn logalarm_with(extra: &[&str], alarms: &[&str], input: &str) -> Output {
     args.push(&rule);
     let mut cmd = support::bin();
     cmd.args(&args).env("SSL_CERT_FILE", &tls().ca);
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
-    drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    support::assert_no_secret(&out.stderr);
+    let out = support::run_cmd(cmd, input.as_bytes().to_vec());
     assert!(
         out.status.success(),
         "{}",
@@ -95,18 +85,22 @@ fn http_put_with_basic_auth_and_the_header_block() {
 
 /// Run logalarm with `args` and `LOGALARM_LIBCURL` set to `lib`, `input` on its stdin.
 fn with_libcurl(lib: &str, args: &[&str], input: &str) -> Output {
-    let mut child = support::bin()
-        .args(args)
-        .env("LOGALARM_LIBCURL", lib)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
-    drop(stdin);
-    child.wait_with_output().unwrap()
+    let mut cmd = support::bin();
+    cmd.args(args).env("LOGALARM_LIBCURL", lib);
+    support::run_cmd(cmd, input.as_bytes().to_vec())
+}
+
+/// Whether the ELF executable at `path` has an interpreter (PT_INTERP): a dynamically linked
+/// binary, which can open libraries at run time; the static musl one has none.
+fn dynamically_linked(path: &Path) -> bool {
+    let elf = std::fs::read(path).unwrap();
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(0x36), u16_at(0x38));
+    (0..count).any(|i| {
+        let o = phoff + i * size;
+        u32::from_le_bytes(elf[o..o + 4].try_into().unwrap()) == 3
+    })
 }
 
 #[test]
@@ -122,6 +116,21 @@ fn libcurl_is_opened_only_for_alarms_that_need_it_and_a_missing_one_is_named() {
     assert!(out.status.success(), "{}", stderr(&out));
     let both = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert!(both.contains("ALARM: ERR x"), "{both}");
+    // The static binary has its libcurl built in: the variable does not apply.
+    if !dynamically_linked(&support::bin_path()) {
+        let out = with_libcurl(
+            bad,
+            &[
+                "--alarm",
+                "hook curl:http://127.0.0.1:9/x",
+                "--log-alarm",
+                "hook ERR",
+            ],
+            "quiet\n",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        return;
+    }
     // A curl: alarm opens it at start-up: one error naming the alarm, the variable and the
     // loader's reason; nothing read.
     let out = with_libcurl(

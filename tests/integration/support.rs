@@ -72,7 +72,19 @@ pub(crate) fn assert_no_secret(stderr: &[u8]) {
 /// Run with `input` on stdin (written from a thread, so large inputs cannot deadlock). Its
 /// standard error is checked for the tests' secrets.
 pub(crate) fn run(args: &[&str], input: Vec<u8>) -> Output {
-    let mut child = spawn_open(args);
+    let mut cmd = bin();
+    cmd.args(args);
+    run_cmd(cmd, input)
+}
+
+/// [`run`] of a command made by the caller (its arguments and environment; stdio is piped).
+pub(crate) fn run_cmd(mut cmd: Command, input: Vec<u8>) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let w = std::thread::spawn(move || {
         let _ = stdin.write_all(&input);
