@@ -257,14 +257,18 @@ pub(super) fn is_prefix(h: &Hir, needles: &[Vec<u8>], ci: bool) -> bool {
 impl RuleSet {
     /// The gates of rule `r` of `group` (made at its first candidate line).
     pub(super) fn gates_for(&self, group: &Group, r: u32) -> Vec<Gate> {
-        let Some(lits) = self.lits.as_ref() else {
+        let mut lits = Vec::new();
+        for scan in [&self.lits, &self.short].into_iter().flatten() {
+            lits.extend(scan.literals_of(r));
+        }
+        if lits.is_empty() {
             return Vec::new();
-        };
+        }
         group
             .rules
             .iter()
             .position(|&x| x == r)
-            .map(|i| gates_of(&group.hirs()[i], &lits.literals_of(r)))
+            .map(|i| gates_of(&group.hirs()[i], &lits))
             .unwrap_or_default()
     }
 }

@@ -37,6 +37,9 @@ pub struct Matcher {
     /// The literal search's hits over the region being scanned: (literal start, rule), all of
     /// a line's before any of a later line's. Reused: no allocation per line.
     pub(super) lit_hits: Vec<(usize, u32)>,
+    /// The short literal search's hits over the region, and the two lists merged (scratch).
+    pub(super) short_hits: Vec<(usize, u32)>,
+    pub(super) merged_hits: Vec<(usize, u32)>,
     /// Rules whose literals the current line holds, each once (`seen` is their bitset).
     pub(super) named: Vec<u32>,
     pub(super) seen: Vec<u64>,
@@ -388,6 +391,23 @@ impl Matcher {
                 true
             });
         }
+        if let Some(short) = self.set.short.as_ref() {
+            let mut more = std::mem::take(&mut self.short_hits);
+            more.clear();
+            short.each(buf, from, to, &mut |p, n| {
+                more.push((p, n.rule));
+                true
+            });
+            if hits.is_empty() {
+                std::mem::swap(&mut hits, &mut more);
+            } else if !more.is_empty() {
+                let mut merged = std::mem::take(&mut self.merged_hits);
+                merge_by_line(&hits, &more, &mut merged);
+                std::mem::swap(&mut hits, &mut merged);
+                self.merged_hits = merged;
+            }
+            self.short_hits = more;
+        }
         let mut lit = Self::next_lit_line(&hits, 0, buf, pos, to);
         let mut cur = DfaCursor::default();
         let mut dfa = self.next_dfa_line(buf, pos, to, &mut cur);
@@ -475,9 +495,9 @@ impl Matcher {
     /// Fill `named` with the rules whose literals `text` holds. False when no rule has
     /// literals.
     fn name_rules(&mut self, text: &[u8], names: Names<'_>) -> bool {
-        let Some(lits) = self.set.lits.as_ref() else {
+        if self.set.lits.is_none() && self.set.short.is_none() {
             return false;
-        };
+        }
         clear_named(&mut self.named, &mut self.seen);
         let (named, seen) = (&mut self.named, &mut self.seen);
         match names {
@@ -486,10 +506,14 @@ impl Matcher {
                     name(named, seen, rule);
                 }
             }
-            _ => lits.each(text, 0, text.len(), &mut |_, n| {
-                name(named, seen, n.rule);
-                true
-            }),
+            _ => {
+                for scan in [&self.set.lits, &self.set.short].into_iter().flatten() {
+                    scan.each(text, 0, text.len(), &mut |_, n| {
+                        name(named, seen, n.rule);
+                        true
+                    });
+                }
+            }
         }
         true
     }
@@ -748,6 +772,25 @@ pub(super) fn mark(pos: &mut [u64], neg: &mut [u64], rule: &Rule) {
     for &a in &rule.alarms {
         bits[a as usize / 64] |= 1 << (a % 64);
     }
+}
+
+/// Two lists of literal hits, each with all of a line's hits before any of a later line's,
+/// merged into `out` by position: the result keeps that order (a hit of a later line is past
+/// every hit of an earlier one, so it never goes first).
+fn merge_by_line(a: &[(usize, u32)], b: &[(usize, u32)], out: &mut Vec<(usize, u32)>) {
+    out.clear();
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        if x.0 <= y.0 {
+            out.push(*x);
+            i += 1;
+        } else {
+            out.push(*y);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
 }
 
 /// The line of `buf[pos..to]` (`pos` a line start) holding position `at`.

@@ -118,6 +118,9 @@ pub struct Compiled {
     /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
     /// rules to confirm.
     lits: Option<LitScan>,
+    /// The literals of the few rules whose literals are too short for `lits` (see
+    /// [`FastLiterals`]), searched on their own beside it.
+    short: Option<LitScan>,
     /// Groups of the rules the literal search finds, and each rule's group (`NO_GROUP` for the
     /// rules the DFA part takes).
     groups: Vec<Group>,
@@ -465,9 +468,16 @@ impl RuleSet {
                 Some(h) => Ok(h),
                 None => parse_regex(texts[i]).map_err(RuleError::of(i)),
             };
-            let lits = lits.filter(|_| b.needles.len() < MAX_NEEDLES);
+            let lits = lits.filter(|_| b.needles.len() + b.short.len() < MAX_NEEDLES);
             match lits {
-                Some((lits, ci)) if fast.takes(&lits) => {
+                // PERF: a few rules with short literals beside many with long ones: their own
+                // search (the long ones keep their stride) naming them for confirmation, not
+                // the DFA part, which ran all of them on every line one named (Debian's 2,101
+                // rules: 14 such rules, 30,484 lines per 64 MB confirmed in vain; PERF.md
+                // "nineteenth run"). A rule its literals match whole stays in the DFA part,
+                // which compares them without an automaton.
+                Some((lits, ci)) if fast.takes(&lits) || (fast.has_long && !plain) => {
+                    let short = !fast.takes(&lits);
                     let h = if heavy { Some(parsed(h)?) } else { h };
                     let rule = LiteralRule {
                         pattern: texts[i],
@@ -476,7 +486,7 @@ impl RuleSet {
                         heavy,
                         prefix: prefix.then(|| lits.first().cloned()).flatten(),
                     };
-                    b.literal_rule(i, rule, lits, ci)?
+                    b.literal_rule(i, rule, lits, ci, short)?
                 }
                 other => {
                     let literal = match &other {
@@ -495,6 +505,7 @@ impl RuleSet {
         }
         let set = RuleSet(Arc::new(Compiled {
             lits: LitScan::new(b.needles),
+            short: LitScan::new(b.short),
             groups: b.groups,
             group_of: b.group_of,
             checks: b.checks,
@@ -636,6 +647,8 @@ impl RuleSet {
             windows: Default::default(),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
             lit_hits: Vec::new(),
+            short_hits: Vec::new(),
+            merged_hits: Vec::new(),
             named: Vec::with_capacity(self.rules.len().min(64)),
             seen: vec![0; words],
             pos_bits: vec![0; self.n_alarms.div_ceil(64)],
@@ -656,6 +669,8 @@ impl RuleSet {
 struct FastLiterals {
     six_fit: bool,
     keep_short: bool,
+    /// Some rule's literals are long (the literal search then exists without the short ones).
+    has_long: bool,
 }
 
 impl FastLiterals {
@@ -673,10 +688,12 @@ impl FastLiterals {
         let mut f = FastLiterals {
             six_fit: six_keys <= crate::litscan::MAX_OVERHANG_KEYS,
             keep_short: false,
+            has_long: false,
         };
         let with = found.iter().flatten().count();
         let short = found.iter().flatten().filter(|(l, _)| !f.long(l)).count();
         f.keep_short = short > (with / 20).max(2);
+        f.has_long = short < with;
         f
     }
 
@@ -693,6 +710,8 @@ impl FastLiterals {
 #[derive(Debug, Default)]
 struct Builder {
     needles: Vec<Needle>,
+    /// The needles of the short literal search (`Compiled::short`).
+    short: Vec<Needle>,
     groups: Vec<Group>,
     group_of: Vec<u32>,
     checks: Vec<Check>,
@@ -732,6 +751,7 @@ impl Builder {
         rule: LiteralRule<'_>,
         lits: Vec<Vec<u8>>,
         ci: bool,
+        short: bool,
     ) -> Result<(), RuleError> {
         // A large rule is compiled now, so that a size error stops start-up like any regex
         // error (groups are compiled at their first candidate line).
@@ -768,7 +788,12 @@ impl Builder {
         for l in &lits {
             self.group_by_literal.entry((l.clone(), ci)).or_insert(g);
         }
-        self.needles.extend(lits.into_iter().map(|l| Needle {
+        let needles = if short {
+            &mut self.short
+        } else {
+            &mut self.needles
+        };
+        needles.extend(lits.into_iter().map(|l| Needle {
             bytes: l.into(),
             ci,
             rule: i as u32,
@@ -1120,6 +1145,52 @@ mod tests {
         assert_eq!(lits("^\\d+$"), None);
         assert_eq!(lits("ab|\\d+"), None);
         assert!(lits("(?i)machine check").is_some());
+    }
+
+    #[test]
+    fn short_literals_beside_long_ones_are_searched_on_their_own() {
+        // Enough rules with long literals that three with short ones stay few.
+        let filler: Vec<String> = (0..60)
+            .map(|i| format!("filler rule {i:02} here"))
+            .collect();
+        let mut rules: Vec<(&str, &[u32], bool)> = vec![
+            ("disk full on \\w+", &[0], false),
+            ("printer on fire", &[1], false),
+            (" su(\\[\\d+\\])?: \\(to \\w+\\)", &[2], false),
+            ("(?i)[a-z]+ panic\\b", &[3], false),
+            ("^\\d+$", &[4], false),
+            (" sudo", &[5], false),
+        ];
+        rules.extend(filler.iter().map(|f| (f.as_str(), &[6u32][..], false)));
+        let rules = &rules[..];
+        let s = set(rules, 8192);
+        // The two short rules needing an automaton in `short`; the literal-only ` sudo` and
+        // the literal-free rule in the DFA part.
+        assert!(s.lits.is_some() && s.short.is_some());
+        assert!(s.dfa.as_ref().is_some_and(|d| d.ids == [4, 5]));
+        let text = b"x su: (to root) disk full on sda\n12\n su[3]: (to bob)\nsu: (to x)\n\
+                     kernel PANIC now\nno panic\n\
+                     panic\n sudo -i\nprinter on fire su[1]: (to a)\n\
+                     ok\n";
+        let got = hits(&s, text);
+        let lines: Vec<(&str, &[u32])> = got.iter().map(|(l, a)| (l.as_str(), &a[..])).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("x su: (to root) disk full on sda\n", &[0, 2][..]),
+                ("12\n", &[4]),
+                (" su[3]: (to bob)\n", &[2]),
+                ("kernel PANIC now\n", &[3]),
+                ("no panic\n", &[3]),
+                (" sudo -i\n", &[5]),
+                ("printer on fire su[1]: (to a)\n", &[1, 2]),
+            ]
+        );
+        // A line cut to the bufsize is searched again, by both searches.
+        let cut = set(rules, 24);
+        let got = hits(&cut, b"printer on fire su: (to a) and more text\n");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].1, vec![1]);
     }
 
     #[test]
