@@ -11,7 +11,11 @@
 //!   holds are confirmed, by the small automaton of their [`Group`] (rules sharing a literal
 //!   share one; most hold one rule), compiled at its first candidate. Most lines, which hold no
 //!   literal, cost a fraction of a nanosecond per byte.
-//! * The rules without literals of [`FAST_NEEDLE_LEN`] bytes form the *DFA part*: `scan`, one
+//! * A few rules whose literals are shorter than [`FAST_NEEDLE_LEN`] bytes, beside many with
+//!   longer ones, get a second [`LitScan`] of their own (`short`): the long literals keep their
+//!   stride, and its hits name rules for confirmation like the first one's.
+//! * The other rules (without literals; with short ones and none beside them with long ones;
+//!   or short literals that are the whole rule) form the *DFA part*: `scan`, one
 //!   regex-automata lazy DFA of all of them, rewritten so that no match can cross a line (`\n`
 //!   removed from every class and literal, `^`/`\A` become "after `\n`, or `\r` not before
 //!   `\n`", `$`/`\z` become "before `\r` or `\n`"), searches the whole buffer for candidates
