@@ -108,6 +108,10 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
     };
     match t.run() {
         Ok(()) => {
+            if !t.discard.is_empty() {
+                // A look-around left open (PCRE refuses the rule too).
+                t.relax("look-around");
+            }
             if !t.behind.is_empty() {
                 if t.look_behinds_hold() {
                     t.note("one-byte look-behind that always holds where it stands dropped");
@@ -231,8 +235,9 @@ impl Translator<'_> {
     /// Whether every look-behind dropped is of one byte and holds wherever it stands: the
     /// bytes that can come before its place in a match (the rule read as written, any text
     /// before the match) are all ones it accepts and the line's start is not among them
-    /// (negative: none it refuses). The fail2ban `<HOST>` pattern's `(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:…|(?<=:):)`
-    /// then needs no PCRE: 168 of Debian's 2,101 rules (PERF.md "nineteenth run").
+    /// (negative: none it refuses). The fail2ban `<HOST>` pattern's
+    /// `(?:[0-9a-fA-F]{1,4}::?|::){1,7}(?:…|(?<=:):)` then needs no PCRE: 168 of Debian's
+    /// 2,101 rules (PERF.md "nineteenth run").
     fn look_behinds_hold(&self) -> bool {
         // PERF: each look-behind is checked within the smallest group around it first (the
         // `<HOST>` shape holds within its `(?P<ip6>…)`): parsing each whole rule again cost
