@@ -1547,10 +1547,10 @@ fn decide_and_fire(
     }
     match outcome {
         Outcome::Done => {
-            a.counts.ran.fetch_add(1, Ordering::Relaxed);
+            a.counts.ran.fetch_add(1, Ordering::Release);
         }
         Outcome::Failed => {
-            a.counts.ran.fetch_add(1, Ordering::Relaxed);
+            a.counts.ran.fetch_add(1, Ordering::Release);
             a.counts.failed.fetch_add(1, Ordering::Relaxed);
         }
         Outcome::Dropped => a.lose(msg),
@@ -1795,7 +1795,7 @@ impl Delivery<'_> {
                 }
                 Ok(()) => self.recovered(),
             }
-            counts.ran.fetch_add(1, Ordering::Relaxed);
+            counts.ran.fetch_add(1, Ordering::Release);
             if let Err(e) = self.spool.ack() {
                 report!(
                     Alarm,

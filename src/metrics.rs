@@ -43,6 +43,48 @@ pub(crate) struct InputMeter {
     alarms: AtomicU64,
 }
 
+/// One input's counters as read together.
+#[derive(Debug, Clone, Copy)]
+struct InputCounts {
+    bytes: u64,
+    passed: u64,
+    lines: u64,
+    alarms: u64,
+}
+
+impl InputMeter {
+    /// Count what one read turn did. The lines go last, released: a reader that sees them
+    /// (`snapshot`) also sees the bytes and alarms of the same lines, and the rule matches
+    /// `Meter::publish` counted before.
+    fn add(&self, d: InputCounts) {
+        for (a, n) in [
+            (&self.bytes, d.bytes),
+            (&self.passed, d.passed),
+            (&self.alarms, d.alarms),
+        ] {
+            if n > 0 {
+                a.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if d.lines > 0 {
+            self.lines.fetch_add(d.lines, Ordering::Release);
+        }
+    }
+
+    /// The counters, consistent with the lines: `Meter::publish` adds the lines last
+    /// (released) and they are read first here (acquired), so the bytes, alarms and rule
+    /// matches read after them include at least those of the lines counted.
+    fn snapshot(&self) -> InputCounts {
+        let lines = self.lines.load(Ordering::Acquire);
+        InputCounts {
+            lines,
+            bytes: self.bytes.load(Ordering::Relaxed),
+            passed: self.passed.load(Ordering::Relaxed),
+            alarms: self.alarms.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// One supervised program's starts and exits (by how it ended).
 #[derive(Debug, Default, Clone)]
 struct ProcessCounts {
@@ -194,12 +236,13 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|m| {
+                let c = m.snapshot();
                 serde_json::json!({
                     "input": m.name,
-                    "bytes": m.bytes.load(Ordering::Relaxed),
-                    "passed_bytes": m.passed.load(Ordering::Relaxed),
-                    "lines": m.lines.load(Ordering::Relaxed),
-                    "alarms": m.alarms.load(Ordering::Relaxed),
+                    "bytes": c.bytes,
+                    "passed_bytes": c.passed,
+                    "lines": c.lines,
+                    "alarms": c.alarms,
                 })
             })
             .collect();
@@ -295,15 +338,6 @@ impl Meter {
     /// Publish what `pipeline` did since the last call (once per read turn).
     pub(crate) fn publish(&mut self, metrics: &Metrics, pipeline: &Pipeline) {
         let s = &pipeline.stats;
-        let add = |a: &AtomicU64, now: u64, seen: u64| {
-            if now > seen {
-                a.fetch_add(now - seen, Ordering::Relaxed);
-            }
-        };
-        add(&self.input.bytes, s.bytes, self.seen.bytes);
-        add(&self.input.passed, s.passed, self.seen.passed);
-        add(&self.input.lines, s.lines, self.seen.lines);
-        add(&self.input.alarms, s.alarms, self.seen.alarms);
         if s.confirmed != self.seen.confirmed {
             // Only when lines were confirmed: the rules' counts can have moved.
             self.scratch.fill(0);
@@ -323,6 +357,14 @@ impl Meter {
                 }
             }
         }
+        // The input's counters after the rules': their lines last (see `InputMeter::add`).
+        let seen = &self.seen;
+        self.input.add(InputCounts {
+            bytes: s.bytes.saturating_sub(seen.bytes),
+            passed: s.passed.saturating_sub(seen.passed),
+            lines: s.lines.saturating_sub(seen.lines),
+            alarms: s.alarms.saturating_sub(seen.alarms),
+        });
         self.seen = *s;
     }
 }
@@ -385,6 +427,14 @@ impl Collector for Scrape {
             None,
             MetricType::Gauge,
         )?)?;
+        let inputs: Vec<(String, InputCounts)> = m
+            .inputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|i| (label(&i.name), i.snapshot()))
+            .collect();
+        // After the inputs' lines (see `InputMeter::snapshot`): the output holds them.
         let out = m.output.get().map_or(0, |o| o.passed());
         ConstCounter::new(out).encode(e.encode_descriptor(
             "logalarm_output_bytes",
@@ -392,42 +442,35 @@ impl Collector for Scrape {
             None,
             MetricType::Counter,
         )?)?;
-        let inputs: Vec<Arc<InputMeter>> =
-            m.inputs.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let per_input = |f: fn(&InputMeter) -> &AtomicU64| -> Vec<(Vec<(&str, String)>, u64)> {
+        let per_input = |f: fn(&InputCounts) -> u64| -> Vec<(Vec<(&str, String)>, u64)> {
             inputs
                 .iter()
-                .map(|i| {
-                    (
-                        vec![("input", label(&i.name))],
-                        f(i).load(Ordering::Relaxed),
-                    )
-                })
+                .map(|(name, c)| (vec![("input", name.clone())], f(c)))
                 .collect()
         };
         counters(
             &mut e,
             "logalarm_input_bytes",
             "Log bytes read, per input",
-            &per_input(|i| &i.bytes),
+            &per_input(|c| c.bytes),
         )?;
         counters(
             &mut e,
             "logalarm_input_passed_bytes",
             "Log bytes of each input handed to the output",
-            &per_input(|i| &i.passed),
+            &per_input(|c| c.passed),
         )?;
         counters(
             &mut e,
             "logalarm_input_lines",
             "Log lines of each input passed to the output",
-            &per_input(|i| &i.lines),
+            &per_input(|c| c.lines),
         )?;
         counters(
             &mut e,
             "logalarm_input_alarms",
             "Alarms raised by the lines of each input",
-            &per_input(|i| &i.alarms),
+            &per_input(|c| c.alarms),
         )?;
         let rules: Vec<_> = m
             .rule_list()
@@ -793,4 +836,40 @@ fn answer(metrics: &Arc<Metrics>, mut conn: TcpStream, what: Serve) -> std::io::
         conn.write_all(body.as_bytes())?;
     }
     conn.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scrape taken while the reactor publishes never shows lines whose bytes, passed bytes
+    /// or alarms it has not counted yet (a CI run once read the bytes before a publish and
+    /// the lines after it).
+    #[test]
+    fn a_snapshot_never_counts_lines_ahead_of_their_bytes() {
+        let m = Metrics::new(Vec::new());
+        let input = m.input("stdin");
+        let writer = {
+            let input = input.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200_000 {
+                    input.add(InputCounts {
+                        bytes: 10,
+                        passed: 10,
+                        lines: 1,
+                        alarms: 1,
+                    });
+                }
+            })
+        };
+        let mut last = 0;
+        while last < 200_000 {
+            let c = input.snapshot();
+            assert!(c.bytes >= 10 * c.lines, "{c:?}");
+            assert!(c.passed >= 10 * c.lines, "{c:?}");
+            assert!(c.alarms >= c.lines, "{c:?}");
+            last = c.lines;
+        }
+        writer.join().unwrap();
+    }
 }
