@@ -405,16 +405,41 @@ const LATENCY_BOUNDS_NS: [u64; 19] = [
     60_000_000_000,
 ];
 
+/// Per bit length `b` of a duration in nanoseconds: the first bound not below the smallest
+/// such duration (`2^(b-1)`; 0 for 0), or the overflow bucket.
+const FIRST_BUCKET_BY_BITS: [u8; 65] = {
+    let mut t = [0u8; 65];
+    let mut b = 0;
+    while b <= 64 {
+        let lo = if b == 0 { 0 } else { 1u64 << (b - 1) };
+        let mut i = 0;
+        while i < LATENCY_BOUNDS_NS.len() && LATENCY_BOUNDS_NS[i] < lo {
+            i += 1;
+        }
+        t[b] = i as u8;
+        b += 1;
+    }
+    t
+};
+
+/// The bucket of a duration of `ns` nanoseconds: the first bound not below it, or the
+/// overflow bucket. PERF: a table by bit length and one comparison (each bound is at least
+/// twice the one before, so a power-of-two interval holds at most one): four histograms per
+/// event, and the binary search's chain of dependent compares was a tenth of a storm's lane
+/// (PERF.md "twentieth run"; a walk over the bounds before it, "seventeenth run").
+#[inline]
+fn bucket_of(ns: u64) -> usize {
+    let i = FIRST_BUCKET_BY_BITS[(64 - ns.leading_zeros()) as usize] as usize;
+    i + LATENCY_BOUNDS_NS.get(i).map_or(0, |&b| usize::from(b < ns))
+}
+
 impl Latency {
     /// Count `d`. Only the lane of the alarm writes its histograms (a reload that keeps an
     /// alarm keeps its lane; a changed one gets a new slot), so a load and a store suffice
     /// (PERF: four histograms per event, no locked instruction).
     fn record(&self, d: Duration) {
         let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        // PERF: a binary search, not a walk (four histograms per event: the walk was a
-        // tenth of a storm's lane, PERF.md "seventeenth run"). The first bound not below
-        // `ns`, or the overflow bucket.
-        let i = LATENCY_BOUNDS_NS.partition_point(|&b| b < ns);
+        let i = bucket_of(ns);
         let bump = |a: &AtomicU64, by: u64| {
             a.store(
                 a.load(Ordering::Relaxed).wrapping_add(by),
@@ -1901,7 +1926,18 @@ mod tests {
         assert_eq!(buckets[1], (0.000_025, 1));
         assert_eq!(buckets[18], (60.0, 1));
         assert_eq!(buckets[19], (f64::MAX, 1));
-        // Each bound and its neighbours land where the first bound not below them says.
+        // The table's premise: each bound at least twice the one before.
+        for w in LATENCY_BOUNDS_NS.windows(2) {
+            assert!(w[1] >= 2 * w[0], "{w:?}");
+        }
+        // Every power of two and its neighbours, each bound and its neighbours, land where the
+        // first bound not below them says.
+        let first_not_below = |ns: u64| LATENCY_BOUNDS_NS.iter().take_while(|&&x| x < ns).count();
+        for b in 0..64 {
+            for ns in [(1u64 << b) - 1, 1 << b, (1 << b) + 1, u64::MAX] {
+                assert_eq!(bucket_of(ns), first_not_below(ns), "{ns} ns");
+            }
+        }
         for &b in &LATENCY_BOUNDS_NS {
             for ns in [b - 1, b, b + 1] {
                 let l = Latency::default();
