@@ -264,6 +264,14 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
                 r.origin
             ));
         }
+        if crate::rules::needs_a_newline(&t.pattern) {
+            warnings.push(format!(
+                "{} {}: can never match: every match of it holds a newline, and each line is matched on its own without its \"\\n\" (uWSGI matched each read() chunk, which may hold several lines){}",
+                rule_option(r),
+                r.raw,
+                r.origin
+            ));
+        }
     }
     let probe = c
         .rules

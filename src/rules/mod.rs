@@ -66,6 +66,7 @@ pub use literals::rule_needles;
 use literals::*;
 pub(crate) use matcher::without_terminator;
 pub use matcher::{Matcher, RuleCost};
+pub(crate) use syntax::needs_a_newline;
 pub use syntax::parse_regex;
 use syntax::*;
 
@@ -945,6 +946,41 @@ mod tests {
             out.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
         });
         out
+    }
+
+    /// Rules that can only match across a newline are found (and only those): each flagged
+    /// one matches no line of a text where every other one matches some line.
+    #[test]
+    fn rules_that_need_a_newline_are_found() {
+        let cases: &[(&str, bool)] = &[
+            (r"a\nb", true),
+            (r"a\x0ab", true),
+            (r"a\x0Ab", true),
+            (r"a\x{0a}b", true),
+            (r"a\cJb", true),
+            (r"a[\n]b", true),
+            (r".*\nWARNING: x$", true),
+            (r"(a\n|b\x0a)", true),
+            (r"(a\n)+b", true),
+            (r"(?i)A\NB", false), // `\N` is "not a newline"
+            (r"(a\n|b)", false),
+            (r"(a\n)?b", false),
+            (r"(a\n)*c", false),
+            (r"a[^\n]b", false),
+            (r"a\s*b", false),
+            (r"a\x0bb", false),
+            (r"a\x{0b}b", false),
+            (r"x\x{62}a", false),
+        ];
+        let text = b"a\x0bb\nab\naxb\nc\nb\nxba\n";
+        for &(p, dead) in cases {
+            // As the plan asks: of the pattern the automaton runs (PCRE's `\cJ` and `\N`
+            // translated).
+            let t = pcre::translate(p).unwrap();
+            assert_eq!(needs_a_newline(&t.pattern), dead, "{p}: {t:?}");
+            let s = RuleSet::from_triples(&[(&t.pattern, &[0][..], false)], 8, 8192).unwrap();
+            assert_eq!(hits(&s, text).is_empty(), dead, "{p}");
+        }
     }
 
     #[test]

@@ -33,6 +33,33 @@ pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
     })
 }
 
+/// Can a rule (its pattern for the automaton) never match a line because every match of it
+/// holds a newline? Lines are matched one at a time without their terminator, so such a rule
+/// is dead (uWSGI matched each `read()` chunk, which may hold several lines: fail2ban's
+/// multi-line filters, for one). PERF: only patterns that spell a newline some way are parsed
+/// again (a start with two thousand rules pays nothing for the others).
+pub(crate) fn needs_a_newline(pattern: &str) -> bool {
+    let lower = pattern.to_ascii_lowercase();
+    let spelled = ["\\n", "\\x0a", "\\x{", "\\u", "\\cj", "\\012", "\\o{"]
+        .iter()
+        .any(|s| lower.contains(s));
+    spelled && parse_regex(pattern).is_ok_and(|h| never_matches(&for_scan(h)))
+}
+
+/// Does this tree match nothing at all (an empty class where every way through must pass)?
+/// (Not `minimum_len().is_none()`: one dead branch makes an alternation's minimum unknown.)
+fn never_matches(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Look(_) => false,
+        HirKind::Class(Class::Bytes(c)) => c.ranges().is_empty(),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().is_empty(),
+        HirKind::Repetition(r) => r.min > 0 && never_matches(&r.sub),
+        HirKind::Capture(c) => never_matches(&c.sub),
+        HirKind::Concat(v) => v.iter().any(never_matches),
+        HirKind::Alternation(v) => v.iter().all(never_matches),
+    }
+}
+
 /// Rewrite a rule so that it cannot match across `\n` and its anchors work at line boundaries
 /// inside a buffer of many lines. Matches of the original on a line are matches of the result
 /// at the same place in the buffer (the result may match a little more: candidates only).

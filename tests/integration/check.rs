@@ -124,6 +124,45 @@ fn warnings_make_status_two() {
     assert!(text.contains("1 warning(s)"), "{text}");
 }
 
+/// A rule every match of which holds a newline (fail2ban's multi-line filters) is accepted,
+/// as uWSGI accepts it, and named once, at `check` and at start-up, as never matching; a rule
+/// with a newline in one branch only is not.
+#[test]
+fn rules_that_can_only_match_across_lines_are_named() {
+    let dead = r#"a .*\nWARNING: Authentication attempt from \S+ for user "[^"]*" failed\.$"#;
+    let out = bin()
+        .args(["check", "--alarm", "a log:", "--log-alarm", dead])
+        .args(["--log-alarm", r"a (x\n|y)z"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(text.matches("can never match").count(), 1, "{text}");
+    assert!(
+        text.contains(&format!("log-alarm {dead}: can never match")),
+        "{text}"
+    );
+    let mut child = bin()
+        .args(["--alarm", "a log:", "--log-alarm", dead])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(b"x\nWARNING: Authentication attempt from 10.0.0.1 for user \"r\" failed.\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("can never match").count(), 1, "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ALARM"));
+}
+
 #[test]
 fn version_names_the_commit() {
     let out = bin().arg("--version").output().unwrap();
