@@ -725,7 +725,9 @@ impl Probe {
             .enumerate()
             .map(|(i, t)| {
                 let c = &self.shared.alarms[i].counts;
-                let get = |x: &AtomicU64| x.load(Ordering::Relaxed);
+                // Acquire: `ran` is released after the event's histograms are recorded, which a
+                // scrape reads after these counters.
+                let get = |x: &AtomicU64| x.load(Ordering::Acquire);
                 AlarmNow {
                     name: t.name.clone(),
                     action: t.kind,
