@@ -256,20 +256,30 @@ fn reload_through_the_socket_keeps_anti_flood_and_refuses_a_broken_config() {
                 .map(|a| a.trim_end_matches("/metrics").to_string())
         })
         .unwrap();
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut scrape = String::new();
-    conn.read_to_string(&mut scrape).unwrap();
-    for (series, n) in [
+    let want = [
         ("rule=\"log-alarm a ERROR\"} ", 2),
         ("rule=\"log-alarm c CRIT\"} ", 2),
         ("rule=\"log-alarm b WARN|NOTE\"} ", 1),
-    ] {
-        let got = scrape
+    ];
+    let count = |scrape: &str, series: &str| {
+        scrape
             .lines()
             .find(|l| l.contains(series))
             .and_then(|l| l.rsplit(' ').next())
-            .unwrap_or_else(|| panic!("no {series} in {scrape}"));
+            .map(str::to_string)
+    };
+    // (The last line may still be on its way: scraped again until it is counted.)
+    let mut scrape = String::new();
+    wait_until("the rules' counts", 10, || {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        write!(conn, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        scrape.clear();
+        conn.read_to_string(&mut scrape).unwrap();
+        want.iter()
+            .all(|(series, n)| count(&scrape, series) == Some(n.to_string()))
+    });
+    for (series, n) in want {
+        let got = count(&scrape, series).unwrap_or_else(|| panic!("no {series} in {scrape}"));
         assert_eq!(got, n.to_string(), "{series}");
     }
     drop(stdin);
