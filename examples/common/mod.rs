@@ -1,5 +1,7 @@
 //! What the developer probes share: `PROBE RULES.txt CORPUS` on the command line, a rules file
-//! of one regex per line, each raising alarm 0.
+//! of one regex per line in uWSGI's PCRE dialect (translated as `log-alarm` translates it: a
+//! construct only PCRE runs is in its relaxed form, as the automaton runs it), each raising
+//! alarm 0.
 
 use logalarm::RuleSet;
 
@@ -12,7 +14,17 @@ pub(crate) fn rules_and_corpus(probe: &str) -> (RuleSet, Vec<u8>, Vec<String>) {
         std::process::exit(2);
     };
     let text = std::fs::read_to_string(rules).unwrap_or_default();
-    let pats: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let mut pats: Vec<String> = Vec::new();
+    for (i, l) in text.lines().filter(|l| !l.is_empty()).enumerate() {
+        match logalarm::testing::translate_pcre(l) {
+            Ok(t) => pats.push(t.pattern),
+            Err(e) => {
+                eprintln!("rule {} ({l}): {e}", i + 1);
+                std::process::exit(1);
+            }
+        }
+    }
+    let pats: Vec<&str> = pats.iter().map(String::as_str).collect();
     let t = std::time::Instant::now();
     let set = match RuleSet::one_alarm(&pats, 8192) {
         Ok(s) => s,
