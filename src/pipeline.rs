@@ -88,6 +88,21 @@ const STORM_BYTES_PER_ALARM: usize = 512;
 /// (PERF.md "fourteenth run").
 const PARALLEL_MIN_NANOS: f64 = 500_000.0;
 
+/// ... and, on fewer than [`HELPER_OWN_CORE`] cores, only when the matcher's recent speed is at
+/// least this many nanoseconds a byte. PERF: there a faster matcher leaves the helper only
+/// the core that the writer (`cat`) and the reader thread need:
+/// rules100 (0.8 ns a byte on one thread; 1.6 counted with the helper) through `cat |` over
+/// 1 MiB regions took 5-8 % less CPU without it and as long or less (256 MiB: 0.245 s against
+/// 0.255 in a fast period, 0.374 against 0.359 in a slow one), while fail2ban's 194 rules
+/// (4.5 ns a byte), logcheck's 1,907, Debian's 2,101 and rules1000 (4.5 to 8 ns) still gain
+/// from it (PERF.md "twenty-first run").
+const PARALLEL_MIN_NANOS_PER_BYTE: f64 = 2.0;
+
+/// Cores from which the helper is taken to have one of its own beside the writer and the
+/// reader thread, and [`PARALLEL_MIN_NANOS_PER_BYTE`] is not asked (not measured: this
+/// project's machines have 2).
+const HELPER_OWN_CORE: usize = 4;
+
 /// The hits of one piece of a region, kept until the region is matched (alarms stay in line
 /// order). Reused across buffers: no allocation per line.
 #[derive(Default)]
@@ -124,6 +139,9 @@ struct Matching {
     helper: Option<Matcher>,
     /// A second core exists and there are rules: large regions are matched by two threads.
     parallel: bool,
+    /// The recent speed below which a region is never shared (see
+    /// [`PARALLEL_MIN_NANOS_PER_BYTE`]; 0 with [`HELPER_OWN_CORE`] cores or more).
+    min_nanos_per_byte: f64,
     /// The last region matched was an alarm storm (see [`STORM_BYTES_PER_ALARM`]).
     storm: bool,
     /// What matching a byte costs one thread, recently (a moving average over regions of
@@ -238,6 +256,10 @@ impl Pipeline {
             ms: Matching {
                 helper: None,
                 parallel,
+                min_nanos_per_byte: match cores() < HELPER_OWN_CORE {
+                    true => PARALLEL_MIN_NANOS_PER_BYTE,
+                    false => 0.0,
+                },
                 storm: false,
                 nanos_per_byte: 0.0,
                 bounds: Vec::new(),
@@ -398,6 +420,7 @@ impl Matching {
         let two = self.parallel
             && large
             && !self.storm
+            && self.nanos_per_byte >= self.min_nanos_per_byte
             && lines.len() as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS;
         let n = self.scan_region(lines, sink, alarms, two);
         let raised = usize::try_from(*alarms - before).unwrap_or(usize::MAX);
@@ -688,7 +711,7 @@ mod tests {
         let set = rules(8192);
         let mut input = Vec::new();
         let mut i = 0u32;
-        while input.len() < 2 * PARALLEL_MIN {
+        while input.len() < 3 * PARALLEL_MIN {
             input.extend_from_slice(format!("line {i} quiet\n").as_bytes());
             i += 1;
         }
@@ -697,10 +720,20 @@ mod tests {
             return; // One core: no region is ever shared.
         }
         let mut s = CollectSink::default();
-        // Quick by the recent speed (the region would take 1 ns a byte, 0.26 ms): one thread.
+        // Quick by the recent speed (the region would take 1 ns a byte, 0.4 ms): one thread.
         p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / (4 * PARALLEL_MIN) as f64;
         p.feed(&input, &mut s).unwrap();
         assert!(p.ms.helper.is_none(), "a quick region is not shared");
+        // Long enough by time (over 0.7 ms), but a matcher that keeps up with the pipe alone
+        // (on a machine of fewer than HELPER_OWN_CORE cores).
+        p.ms.min_nanos_per_byte = PARALLEL_MIN_NANOS_PER_BYTE;
+        p.ms.nanos_per_byte = 0.95 * PARALLEL_MIN_NANOS_PER_BYTE;
+        assert!(input.len() as f64 * p.ms.nanos_per_byte >= PARALLEL_MIN_NANOS);
+        p.feed(&input, &mut s).unwrap();
+        assert!(
+            p.ms.helper.is_none(),
+            "a fast matcher's region is not shared"
+        );
         // What the region took is now the recent speed: measured, finite, not the guess.
         assert!(p.ms.nanos_per_byte.is_finite() && p.ms.nanos_per_byte > 0.0);
         // Slow: at least PARALLEL_MIN_NANOS for this region.
@@ -708,7 +741,7 @@ mod tests {
         p.feed(&input, &mut s).unwrap();
         assert!(p.ms.helper.is_some(), "a slow region is shared");
         p.finish(&mut s).unwrap();
-        assert_eq!(s.out.len(), 2 * input.len());
+        assert_eq!(s.out.len(), 3 * input.len());
     }
 
     #[test]
