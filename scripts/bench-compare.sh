@@ -20,7 +20,7 @@
 # histograms) and the `cmd:` spawn rate (20,000 raising lines, `cmd:/bin/true` and the same
 # through the shell, `alarm-overflow block`: every command runs, at most 64 at once); "many":
 # 100 supervised processes and 100 tailed files beside stdin (the same bytes, rules100).
-# Floors: `newline_count` is `cat | memchr newline count` (the floor with a pipe); the header
+# Floors: `newline_count` is `cat | memchr newline count` in 128 KiB reads (the floor with a pipe); the header
 # prints the in-memory memchr newline count (the floor for splitting lines).
 #
 # Peers: rg --passthru (the same job: pass everything through, find matches), rg -c, GNU grep
