@@ -188,9 +188,10 @@ pub(crate) fn wait_fd(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::
     }
 }
 
-/// Wait until `fd` is readable (or at its end) or `stop` is. Returns false when `stop` is
-/// (checked first: once asked to stop, nothing more is read).
-pub(crate) fn wait_readable_unless(fd: RawFd, stop: RawFd) -> io::Result<bool> {
+/// Wait until `fd` is readable (or at its end) or `stop` is, at most `timeout_ms` (-1: for
+/// ever, 0: not at all). `Some(false)` when `stop` is (checked first: once asked to stop,
+/// nothing more is read), `None` when neither became ready in time.
+pub(crate) fn readable_unless(fd: RawFd, stop: RawFd, timeout_ms: i32) -> io::Result<Option<bool>> {
     let mut pfds = [
         libc::pollfd {
             fd: stop,
@@ -205,7 +206,7 @@ pub(crate) fn wait_readable_unless(fd: RawFd, stop: RawFd) -> io::Result<bool> {
     ];
     loop {
         // SAFETY: `pfds` is an array of two valid pollfds.
-        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, -1) };
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
         if n < 0 {
             let err = io::Error::last_os_error();
             if err.kind() == io::ErrorKind::Interrupted {
@@ -213,7 +214,10 @@ pub(crate) fn wait_readable_unless(fd: RawFd, stop: RawFd) -> io::Result<bool> {
             }
             return Err(err);
         }
-        return Ok(pfds[0].revents == 0);
+        if n == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(pfds[0].revents == 0));
     }
 }
 
