@@ -3,11 +3,12 @@
 //! Role: [`Prefetch`] reads standard input into a few 1 MiB buffers on a thread (128 KiB a
 //! read, see [`READ_PIECE`]), so the kernel's copy out of the pipe overlaps matching; the
 //! reactor processes each buffer's whole lines in place (`Pipeline::feed_chunk`) and hands the
-//! buffer back. The thread wakes the poll through a
-//! `mio::Waker` after each buffer.
+//! buffer back. The thread wakes the poll through a `mio::Waker` after each buffer.
 //! Invariants: buffers come back through a bounded channel of [`STDIN_CHUNKS`]: a slow log path
-//! stops the reading (back-pressure), memory stays bounded; buffers arrive in read order; the
-//! thread ends after end of file or a read error, which it passes on as its last buffer.
+//! stops the reading (back-pressure), memory stays bounded; buffers arrive in read order; no
+//! buffer waits for more bytes than were waiting when its first read returned; the thread ends
+//! after end of file or a read error, which it passes on as its last buffer (after the bytes
+//! read before it).
 //! Rejected alternative: reading standard input in the reactor — with 10 rules, 1 GiB through
 //! `cat |` left both cores idle a third of the time (PERF.md, "reader thread").
 
