@@ -89,6 +89,14 @@ pub mod testing {
     };
     pub use crate::rules::{parse_regex, rule_needles};
 
+    /// `search` placed again by the window counts of `sample` (what a rule set's matchers do
+    /// after the first MiB of a stream: `rules::placed`); None when nothing would change.
+    pub fn placed_by_sample(search: &LitScan, sample: &[u8]) -> Option<LitScan> {
+        let mut counts = crate::litscan::WindowCounts::default();
+        counts.add(sample);
+        search.placed_for(&counts)
+    }
+
     /// The thrash probe's warnings for `plan`'s rules (what `logalarm` prints beside the log
     /// path after start-up).
     pub fn probe_warnings(plan: &crate::Plan) -> Vec<String> {

@@ -26,9 +26,12 @@
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 pub(crate) mod classes;
+mod placement;
 mod rarity;
 mod teddy;
 
+use placement::stream_base;
+pub(crate) use placement::WindowCounts;
 pub(crate) use rarity::{class_chances, window_of_classes};
 use rarity::{each_case_variant, rarest_base};
 
@@ -92,6 +95,38 @@ pub struct LitScan {
     teddy: Option<teddy::Teddy>,
     /// Each needle's first bytes as a word.
     quick: Box<[Quick]>,
+    /// Where each needle's windows start ([`SHORT`]: a 6-byte literal's overhang windows).
+    bases: Box<[u8]>,
+}
+
+/// The base of a literal whose windows overhang it (`window_keys`).
+const SHORT: u8 = u8::MAX;
+
+/// (window width, stride, whether 6-byte literals take overhang windows) for `needles`; None
+/// when there are none or one is shorter than 3 bytes.
+fn shape_of(needles: &[Needle]) -> Option<(usize, usize, bool)> {
+    let min = needles.iter().map(|n| n.bytes.len()).min()?;
+    if min < 3 {
+        return None;
+    }
+    // PERF: 6-byte literals, when few, join the stride-4 search with a window that starts a
+    // byte before them (rules100's `\[(crit|alert|emerg)\]` no longer needs a pass of its
+    // own; see PERF.md "overhang").
+    let overhang = min == 6
+        && needles
+            .iter()
+            .filter(|n| n.bytes.len() == 6)
+            .map(|n| overhang_keys(&n.bytes, n.ci))
+            .sum::<usize>()
+            <= MAX_OVERHANG_KEYS;
+    let width = min.min(4);
+    // PERF: stride 3 would not fit the AVX2 kernel's 4-byte lanes: 2 instead.
+    let stride = match (min - width + 1).min(MAX_STRIDE) {
+        _ if overhang => MAX_STRIDE,
+        3 => 2,
+        s => s,
+    };
+    Some((width, stride, overhang))
 }
 
 /// Widest stride: more windows per literal (a fuller filter) for fewer tests per byte.
@@ -120,33 +155,53 @@ impl LitScan {
     /// Build over `needles` (each at least 3 bytes long, none containing `\n`). None when
     /// `needles` is empty or one is shorter than 3 bytes.
     pub fn new(needles: Vec<Needle>) -> Option<LitScan> {
-        let min = needles.iter().map(|n| n.bytes.len()).min()?;
-        if min < 3 {
+        let (width, stride, overhang) = shape_of(&needles)?;
+        let bases = needles
+            .iter()
+            .map(|n| match overhang && n.bytes.len() < width + stride - 1 {
+                true => SHORT,
+                false => rarest_base(&n.bytes, n.ci, width, stride) as u8,
+            })
+            .collect();
+        Some(Self::build(needles, width, stride, bases))
+    }
+
+    /// The same search with each literal's windows placed where `counts` (a sample of the
+    /// stream) saw them least (see `placement`); None when this search does not use the
+    /// filter of 4-byte windows (nibble tables, 3-byte windows) or no literal's place changes.
+    pub(crate) fn placed_for(&self, counts: &WindowCounts) -> Option<LitScan> {
+        if self.width != 4 || (self.teddy.is_some() && self.avx2) {
             return None;
         }
-        // PERF: 6-byte literals, when few, join the stride-4 search with a window that starts a
-        // byte before them (rules100's `\[(crit|alert|emerg)\]` no longer needs a pass of its
-        // own; see PERF.md "overhang").
-        let overhang = min == 6
-            && needles
-                .iter()
-                .filter(|n| n.bytes.len() == 6)
-                .map(|n| overhang_keys(&n.bytes, n.ci))
-                .sum::<usize>()
-                <= MAX_OVERHANG_KEYS;
-        let width = min.min(4);
-        // PERF: stride 3 would not fit the AVX2 kernel's 4-byte lanes: 2 instead.
-        let stride = match (min - width + 1).min(MAX_STRIDE) {
-            _ if overhang => MAX_STRIDE,
-            3 => 2,
-            s => s,
-        };
+        let bases: Box<[u8]> = self
+            .needles
+            .iter()
+            .zip(&self.bases[..])
+            .map(|(n, &b)| match b {
+                SHORT => SHORT,
+                _ => stream_base(&n.bytes, n.ci, self.width, self.stride, counts) as u8,
+            })
+            .collect();
+        if bases == self.bases {
+            return None;
+        }
+        Some(Self::build(
+            self.needles.clone(),
+            self.width,
+            self.stride,
+            bases,
+        ))
+    }
+
+    /// The search over `needles` with windows of `width` bytes every `stride` bytes, literal
+    /// `i`'s starting at `bases[i]` ([`SHORT`]: the overhang windows).
+    fn build(needles: Vec<Needle>, width: usize, stride: usize, bases: Box<[u8]>) -> LitScan {
         // PERF: the key keeps case (a literal compared ignoring case is entered under each
         // case variant of its windows): with case masked out, "error" and "kernel" in ordinary
         // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
         // 256 MiB, 86 % in vain; see PERF.md "case kept").
         let mask = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
-        let keys = window_keys(&needles, width, stride, overhang);
+        let keys = window_keys(&needles, width, stride, &bases);
         // PERF: a filter about 0.2 % full (512 bits a key): at 1.5 % full, chance hits of
         // ordinary text cost as much as the rare windows save. Keys of windows entered under
         // 256 first bytes count too: sized by windows alone, a set of two rules (`NEEDLE \w+`,
@@ -167,7 +222,7 @@ impl LitScan {
         } else {
             None
         };
-        Some(LitScan {
+        LitScan {
             width,
             stride,
             mask,
@@ -179,7 +234,8 @@ impl LitScan {
             teddy,
             quick: needles.iter().map(Quick::of).collect(),
             needles,
-        })
+            bases,
+        }
     }
 
     /// (literals, window width, stride, filter bits); with nibble tables instead of the
@@ -530,12 +586,12 @@ fn window_keys(
     needles: &[Needle],
     width: usize,
     stride: usize,
-    overhang: bool,
+    bases: &[u8],
 ) -> Vec<(u32, u32, i32)> {
     let mut keys: Vec<(u32, u32, i32)> = Vec::with_capacity(needles.len() * stride);
-    for (i, n) in needles.iter().enumerate() {
+    for ((i, n), &base) in needles.iter().enumerate().zip(bases) {
         let i = i as u32;
-        let short = overhang && n.bytes.len() < width + stride - 1;
+        let short = base == SHORT;
         if short {
             // Windows at -1, 0, 1, 2: the first is entered under every byte before the
             // literal. An occurrence at the search's start is tested at 0, 1 or 2 (the
@@ -555,7 +611,7 @@ fn window_keys(
         let (base, end) = if short {
             (0, stride - 1)
         } else {
-            let b = rarest_base(&n.bytes, n.ci, width, stride);
+            let b = usize::from(base);
             (b, b + stride)
         };
         for off in base..end {
@@ -808,7 +864,73 @@ mod tests {
             got.dedup();
             proptest::prop_assert_eq!(&got, &expected, "way {}", i);
         }
+        // Placed again by the haystack's own window counts (the filter, as the matchers'
+        // placement builds it), with AVX2 and without: the same occurrences.
+        let mut counts = WindowCounts::default();
+        counts.add(hay);
+        let filter = LitScan {
+            teddy: None,
+            ..LitScan::new(s.needles.clone()).unwrap()
+        };
+        if let Some(placed) = filter.placed_for(&counts) {
+            for avx2 in [false, true] {
+                if avx2 && !s.avx2 {
+                    continue;
+                }
+                let t = LitScan {
+                    avx2,
+                    teddy: None,
+                    ..LitScan::build(
+                        placed.needles.clone(),
+                        placed.width,
+                        placed.stride,
+                        placed.bases.clone(),
+                    )
+                };
+                let mut got = Vec::new();
+                t.each(hay, from, to.max(from), &mut |p, n| {
+                    got.push((p, n.rule));
+                    true
+                });
+                got.sort();
+                got.dedup();
+                proptest::prop_assert_eq!(&got, &expected, "placed, avx2 {}", avx2);
+            }
+        }
         Ok(())
+    }
+
+    #[test]
+    fn windows_move_off_what_the_stream_repeats() {
+        // The model's place for this literal, repeated all over a sample as other text: the
+        // placed search tests other windows of it, and still finds it everywhere.
+        let lit = "session opened for user root";
+        let s = LitScan {
+            teddy: None,
+            ..scan(&[(lit, false)])
+        };
+        let b = usize::from(s.bases[0]);
+        let common = &lit.as_bytes()[b..b + s.width + s.stride - 1];
+        let mut sample = Vec::new();
+        for i in 0..2000 {
+            sample.extend_from_slice(format!("line {i} x").as_bytes());
+            sample.extend_from_slice(common);
+            sample.extend_from_slice(b" y\n");
+        }
+        let mut counts = WindowCounts::default();
+        counts.add(&sample);
+        let placed = s.placed_for(&counts).expect("the common windows are left");
+        let moved = usize::from(placed.bases[0]);
+        assert_ne!(moved, b);
+        // None of its windows lies inside the repeated text any more.
+        assert!(
+            moved + s.stride + s.width - 1 <= b || moved >= b + s.stride,
+            "{moved} {b}"
+        );
+        // Counts that agree with the model change nothing.
+        assert!(placed.placed_for(&counts).is_none());
+        let hay = format!("a {lit} b\nc {lit}");
+        assert_eq!(all(&placed, hay.as_bytes()), vec![(2, 0), (35, 0)]);
     }
 
     proptest::proptest! {

@@ -58,6 +58,10 @@ pub struct Matcher {
     pub(super) dfa_hit: bool,
     /// How the DFA part's class windows fare on this input (see [`WindowWatch`]).
     pub(super) windows: WindowWatch,
+    /// The rule set's literal search placed by the stream's window counts (see `placed`),
+    /// and the generation it is.
+    pub(super) placed: Option<Arc<LitScan>>,
+    pub(super) placed_generation: u32,
     /// The automata caches this matcher shares with its siblings ([`Matcher::sibling`]): moved
     /// into the fields above for each call, back after it.
     pub(super) shared: Option<Arc<Mutex<Caches>>>,
@@ -386,6 +390,14 @@ impl Matcher {
         let mut hits = std::mem::take(&mut self.lit_hits);
         hits.clear();
         if let Some(lits) = self.set.lits.as_ref() {
+            let placement = &self.set.placement;
+            placement.observe(lits, &buf[from..to]);
+            let generation = placement.generation();
+            if generation != self.placed_generation {
+                self.placed = placement.current();
+                self.placed_generation = generation;
+            }
+            let lits = self.placed.as_deref().unwrap_or(lits);
             lits.each(buf, from, to, &mut |p, n| {
                 hits.push((p, n.rule));
                 true

@@ -55,6 +55,7 @@ mod gate;
 mod literals;
 mod matcher;
 pub(crate) mod pcre;
+mod placed;
 mod syntax;
 mod windows;
 
@@ -123,6 +124,8 @@ pub struct Compiled {
     /// The literals of the rules that have some (see [`rule_needles`]): their hits name the
     /// rules to confirm.
     lits: Option<LitScan>,
+    /// `lits` placed again by the stream's window counts, shared by the matchers.
+    placement: placed::Placement,
     /// The literals of the few rules whose literals are too short for `lits` (see
     /// [`FastLiterals`]), searched on their own beside it.
     short: Option<LitScan>,
@@ -510,6 +513,7 @@ impl RuleSet {
         }
         let set = RuleSet(Arc::new(Compiled {
             lits: LitScan::new(b.needles),
+            placement: Default::default(),
             short: LitScan::new(b.short),
             groups: b.groups,
             group_of: b.group_of,
@@ -662,6 +666,8 @@ impl RuleSet {
             rule_hits: vec![0; self.rules.len()],
             recording: None,
             cost: None,
+            placed: None,
+            placed_generation: 0,
         }
     }
 }
@@ -1488,6 +1494,63 @@ mod tests {
             got,
             vec![b"key 0123456789abcdef0123456789abcdef\n".to_vec()]
         );
+    }
+
+    #[test]
+    fn the_literal_search_is_placed_again_by_the_stream_and_nothing_is_missed() {
+        // 120 literal rules (too many for nibble tables: the filter serves), every line of the
+        // stream holding words of their literals, a few lines holding a whole one.
+        let pats: Vec<String> = (0..120)
+            .map(|i| format!("session {i:03} opened for user"))
+            .collect();
+        let rules: Vec<(&str, &[u32], bool)> = pats
+            .iter()
+            .map(|p| (p.as_str(), &[0u32][..], false))
+            .collect();
+        let s = set(&rules, 8192);
+        let shape = s.lits.as_ref().map(LitScan::shape);
+        assert!(
+            shape.is_some_and(|(n, _, _, bits)| n == 120 && bits > 0),
+            "{shape:?}"
+        );
+        let mut stream = Vec::new();
+        let mut want = Vec::new();
+        let mut i = 0usize;
+        while stream.len() < 3 * placed::SAMPLE as usize {
+            let whole = i.is_multiple_of(997);
+            let line = if whole {
+                format!("x session {:03} opened for user root\n", i % 120)
+            } else {
+                format!("{i} session {:03} closed; opened for user {i}\n", i % 120)
+            };
+            if whole {
+                want.push(line.clone().into_bytes());
+            }
+            stream.extend_from_slice(line.as_bytes());
+            i += 1;
+        }
+        let mut first = s.matcher();
+        let (mut a, mut b) = (first.sibling(), first.sibling());
+        let mut got = Vec::new();
+        let mut start = 0;
+        for k in 0.. {
+            if start >= stream.len() {
+                break;
+            }
+            let mut end = (start + (256 << 10)).min(stream.len());
+            end = stream[..end]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(stream.len(), |i| i + 1);
+            let m = if k % 2 == 0 { &mut a } else { &mut b };
+            m.scan_lines(&stream[start..end], &mut |l, _| got.push(l.to_vec()));
+            start = end;
+        }
+        assert_eq!(got, want);
+        // Placed once after the first MiB (the next sample starts 256 MiB later), and both
+        // siblings took it.
+        assert_eq!(s.placement.generation(), 1);
+        assert!(a.placed.is_some() && b.placed.is_some());
     }
 
     #[test]

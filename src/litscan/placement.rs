@@ -1,0 +1,102 @@
+//! Where a literal's filter windows go when the stream itself says which windows are common.
+//!
+//! Role: [`WindowCounts`] counts the 4-byte windows of a sample of the stream (every position,
+//! hashed into a table of [`COUNT_SLOTS`] counters); [`stream_base`] then places a literal's
+//! `stride` windows where the sample has them least, the rarity model breaking ties and
+//! standing in for windows the sample lacks. `LitScan::placed_for` builds the same search with
+//! those places.
+//! Invariants: only placement depends on the counts (every window of every literal is still in
+//! the filter), so a re-placed search finds exactly what the first one found; counting
+//! allocates once per sample, never per line.
+//! Why: the rarity model is a first-order Markov estimate of log text; a given log repeats whole
+//! words the model cannot see (Debian's 2,101 rules over the loghub corpus: "nect", "auth",
+//! "sshd" windows sent 1.3 M of 1.68 M bucket visits per 64 MB in vain; PERF.md
+//! "twenty-second run").
+
+use super::rarity::{each_case_variant, window_chance};
+
+/// Counters in the table: a collision adds another window's count, about one per
+/// `sample / COUNT_SLOTS` bytes on average, far below the counts that matter (a window that
+/// costs time is seen hundreds of times per MiB).
+const COUNT_BITS: u32 = 18;
+const COUNT_SLOTS: usize = 1 << COUNT_BITS;
+
+/// Counts of the 4-byte windows seen in a sample of the stream.
+#[derive(Debug)]
+pub(crate) struct WindowCounts {
+    table: Box<[u16]>,
+    bytes: u64,
+}
+
+impl Default for WindowCounts {
+    fn default() -> Self {
+        WindowCounts {
+            table: vec![0; COUNT_SLOTS].into_boxed_slice(),
+            bytes: 0,
+        }
+    }
+}
+
+#[inline(always)]
+fn slot(key: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B1) >> (32 - COUNT_BITS)) as usize
+}
+
+impl WindowCounts {
+    /// Count every window that starts in `hay` and ends in it.
+    pub(crate) fn add(&mut self, hay: &[u8]) {
+        let table = &mut self.table[..];
+        for w in hay.windows(4) {
+            if let Some(c) = w.first_chunk::<4>() {
+                let s = &mut table[slot(u32::from_le_bytes(*c))];
+                *s = s.saturating_add(1);
+            }
+        }
+        self.bytes += hay.len() as u64;
+    }
+
+    /// Bytes counted so far.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How often `w` (4 bytes; every case variant when `ci`) was seen.
+    fn count(&self, w: &[u8], ci: bool) -> u64 {
+        let one = |v: &[u8]| -> u64 {
+            let mut k = [0u8; 4];
+            let n = v.len().min(4);
+            k[..n].copy_from_slice(&v[..n]);
+            u64::from(self.table[slot(u32::from_le_bytes(k))])
+        };
+        if ci {
+            let mut sum = 0;
+            each_case_variant(w, &mut |v| sum += one(v));
+            sum
+        } else {
+            one(w)
+        }
+    }
+}
+
+/// Where in `lit` its `stride` windows of `width` (4) bytes start so that the sample saw them
+/// least: per window its count plus the model's expected count over the sample (so windows the
+/// sample never saw are told apart by the model, and a collision's few counts weigh no more
+/// than the model's estimate).
+pub(crate) fn stream_base(
+    lit: &[u8],
+    ci: bool,
+    width: usize,
+    stride: usize,
+    counts: &WindowCounts,
+) -> usize {
+    let mut cost = [f64::MAX; 64];
+    let sample = counts.bytes as f64;
+    for (c, w) in cost.iter_mut().zip(lit.windows(width)) {
+        *c = counts.count(w, ci) as f64 + window_chance(w, ci) * sample;
+    }
+    let at = |b: usize| -> f64 { cost.get(b..b + stride).map_or(f64::MAX, |c| c.iter().sum()) };
+    // The same bases as `rarity::rarest_base` (every window inside the literal).
+    (0..(lit.len() + 2).saturating_sub(width + stride))
+        .min_by(|&a, &b| at(a).total_cmp(&at(b)))
+        .unwrap_or(0)
+}
