@@ -170,7 +170,7 @@ impl LitScan {
     /// stream) saw them least (see `placement`); None when this search does not use the
     /// filter of 4-byte windows (nibble tables, 3-byte windows) or no literal's place changes.
     pub(crate) fn placed_for(&self, counts: &WindowCounts) -> Option<LitScan> {
-        if self.width != 4 || (self.teddy.is_some() && self.avx2) {
+        if !self.placeable() {
             return None;
         }
         let bases: Box<[u8]> = self
@@ -191,6 +191,12 @@ impl LitScan {
             self.stride,
             bases,
         ))
+    }
+
+    /// Whether [`LitScan::placed_for`] can place this search's windows (it uses the filter of
+    /// 4-byte windows).
+    pub(crate) fn placeable(&self) -> bool {
+        self.width == 4 && !(self.teddy.is_some() && self.avx2)
     }
 
     /// The search over `needles` with windows of `width` bytes every `stride` bytes, literal

@@ -390,12 +390,16 @@ impl Matcher {
         let mut hits = std::mem::take(&mut self.lit_hits);
         hits.clear();
         if let Some(lits) = self.set.lits.as_ref() {
+            // PERF: the search placed by the stream's own window counts once it is built (a
+            // search of nibble tables is not placed: nothing is counted for it).
             let placement = &self.set.placement;
-            placement.observe(lits, &buf[from..to]);
-            let generation = placement.generation();
-            if generation != self.placed_generation {
-                self.placed = placement.current();
-                self.placed_generation = generation;
+            if lits.placeable() {
+                placement.observe(lits, &buf[from..to]);
+                let generation = placement.generation();
+                if generation != self.placed_generation {
+                    self.placed = placement.current();
+                    self.placed_generation = generation;
+                }
             }
             let lits = self.placed.as_deref().unwrap_or(lits);
             lits.each(buf, from, to, &mut |p, n| {
