@@ -6,6 +6,7 @@
 #   RULESETS="10 100 1000" UWSGI_MB=16 scripts/bench-compare.sh
 #   UWSGI=0 RUNS=1 scripts/bench-compare.sh     # without the uWSGI rows (minutes each)
 #   LOGALARM_OLD=/tmp/old/logalarm UWSGI=0 scripts/bench-compare.sh   # an older build beside
+#   CORPUS_KIND=other RULESETS="100 debian" scripts/bench-compare.sh     # a corpus that is not loghub
 #
 # Rule sets: benches/rules/rulesN.txt (rules100pcre: 10 of the 100 with a PCRE look-ahead);
 # `debian`, `logcheck`, `fail2ban`: rule sets written by others, from Debian's logcheck-database
@@ -53,11 +54,21 @@ cargo build --release --quiet --bin logalarm --example nlcount
 LOGALARM=$ROOT/target/release/logalarm
 NLCOUNT=$ROOT/target/release/examples/nlcount
 
-CORPUS=$WORK/corpus-${SIZE_MB}.log
-[ -s "$CORPUS" ] || scripts/make_corpus.sh "$SIZE_MB" "$CORPUS"
+# CORPUS_KIND=other: text the literal search's rarity model never saw (nginx access lines,
+# RFC 3339 syslog, Java and Python traces; scripts/make_other_corpus.py) instead of loghub's.
+case ${CORPUS_KIND:-loghub} in
+  loghub) NAME=corpus ;;
+  other) NAME=other ;;
+  *) echo "CORPUS_KIND is loghub or other" >&2; exit 2 ;;
+esac
+CORPUS=$WORK/$NAME-${SIZE_MB}.log
+if [ ! -s "$CORPUS" ]; then
+  if [ "$NAME" = other ]; then python3 scripts/make_other_corpus.py "$SIZE_MB" "$CORPUS"
+  else scripts/make_corpus.sh "$SIZE_MB" "$CORPUS"; fi
+fi
 BYTES=$(stat -c %s "$CORPUS")
 UWSGI_MB=${UWSGI_MB:-128}
-UCORPUS=$WORK/corpus-${SIZE_MB}-first${UWSGI_MB}.log
+UCORPUS=$WORK/$NAME-${SIZE_MB}-first${UWSGI_MB}.log
 [ -s "$UCORPUS" ] || head -c $((UWSGI_MB * 1048576)) "$CORPUS" | sed '$d' > "$UCORPUS"
 UBYTES=$(stat -c %s "$UCORPUS")
 ULINES=$(wc -l < "$UCORPUS")
@@ -114,7 +125,7 @@ for n in $RULESETS; do
   case $n in
     storm100|storm10)
       pct=${n#storm}
-      CORPUS=$WORK/corpus-${SIZE_MB}-$n.log
+      CORPUS=$WORK/$NAME-${SIZE_MB}-$n.log
       [ -s "$CORPUS" ] || awk -v p="$pct" 'p == 100 || NR % 10 == 1 { print "STORM " $0; next } { print }' "$MAIN_CORPUS" > "$CORPUS"
       RULES=$WORK/storm.txt; echo '^STORM' > "$RULES" ;;
     debian|logcheck|fail2ban)
@@ -252,7 +263,7 @@ for w in ${WORKLOADS:-}; do
       # `cat`s its part, then sleeps) or followed as 100 files (`tail`, from their start),
       # with rules100; timed until every byte is out (`head -c` of the total), beside the
       # same rules on the whole corpus through stdin. Median of RUNS.
-      PARTS=$WORK/parts-$SIZE_MB
+      PARTS=$WORK/parts-$NAME-$SIZE_MB
       if [ ! -s "$PARTS/part-99" ]; then
         rm -rf "$PARTS"; mkdir -p "$PARTS"
         split -n l/100 -d -a 2 "$MAIN_CORPUS" "$PARTS/part-"
