@@ -45,9 +45,41 @@ fn match_rate(c: &mut Criterion) {
     g.finish();
 }
 
+/// The literal search alone over the corpus, its windows placed by the rarity model and then by
+/// the window counts of the corpus's first MiB (what the matchers do after a stream's first
+/// MiB: `rules::placed`).
+fn literal_placement(c: &mut Criterion) {
+    let corpus = common::corpus();
+    let mut g = c.benchmark_group("litscan/placement");
+    g.throughput(Throughput::Bytes(corpus.len() as u64));
+    let set = common::build(&common::rules(100));
+    let Some(model) = set.literal_search() else {
+        panic!("rules100 has literals the search takes");
+    };
+    let sample = &corpus[..corpus.len().min(1 << 20)];
+    let placed = logalarm::testing::placed_by_sample(model, sample);
+    let count = |s: &logalarm::testing::LitScan, buf: &[u8]| {
+        let mut n = 0usize;
+        s.each(buf, 0, buf.len(), &mut |_, _| {
+            n += 1;
+            true
+        });
+        n
+    };
+    g.bench_with_input(BenchmarkId::new("rules100", "model"), &corpus, |b, buf| {
+        b.iter(|| count(model, buf))
+    });
+    if let Some(placed) = &placed {
+        g.bench_with_input(BenchmarkId::new("rules100", "stream"), &corpus, |b, buf| {
+            b.iter(|| count(placed, buf))
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = corpus_rules, match_rate
+    targets = corpus_rules, match_rate, literal_placement
 }
 criterion_main!(benches);
