@@ -848,6 +848,16 @@ mod tests {
         } else {
             vec![]
         };
+        let found = |t: &LitScan| {
+            let mut got = Vec::new();
+            t.each(hay, from, to.max(from), &mut |p, n| {
+                got.push((p, n.rule));
+                true
+            });
+            got.sort();
+            got.dedup();
+            got
+        };
         // The filter without and with AVX2, and (with AVX2) the nibble tables whatever the
         // chance of their windows.
         let forced = teddy::Teddy::new(&s.needles, f64::INFINITY);
@@ -861,14 +871,7 @@ mod tests {
                 teddy,
                 ..LitScan::new(s.needles.clone()).unwrap()
             };
-            let mut got = Vec::new();
-            t.each(hay, from, to.max(from), &mut |p, n| {
-                got.push((p, n.rule));
-                true
-            });
-            got.sort();
-            got.dedup();
-            proptest::prop_assert_eq!(&got, &expected, "way {}", i);
+            proptest::prop_assert_eq!(&found(&t), &expected, "way {}", i);
         }
         // Placed again by the haystack's own window counts (the filter, as the matchers'
         // placement builds it), with AVX2 and without: the same occurrences.
@@ -893,14 +896,7 @@ mod tests {
                         placed.bases.clone(),
                     )
                 };
-                let mut got = Vec::new();
-                t.each(hay, from, to.max(from), &mut |p, n| {
-                    got.push((p, n.rule));
-                    true
-                });
-                got.sort();
-                got.dedup();
-                proptest::prop_assert_eq!(&got, &expected, "placed, avx2 {}", avx2);
+                proptest::prop_assert_eq!(&found(&t), &expected, "placed, avx2 {}", avx2);
             }
         }
         Ok(())

@@ -13,7 +13,8 @@
 //! "sshd" windows sent 1.3 M of 1.68 M bucket visits per 64 MB in vain; PERF.md
 //! "twenty-second run").
 
-use super::rarity::{each_case_variant, window_chance};
+use super::key_of;
+use super::rarity::{over_variants, window_chance};
 
 /// Counters in the table: a collision adds another window's count, about one per
 /// `sample / COUNT_SLOTS` bytes on average, far below the counts that matter (a window that
@@ -62,19 +63,7 @@ impl WindowCounts {
 
     /// How often `w` (4 bytes; every case variant when `ci`) was seen.
     fn count(&self, w: &[u8], ci: bool) -> u64 {
-        let one = |v: &[u8]| -> u64 {
-            let mut k = [0u8; 4];
-            let n = v.len().min(4);
-            k[..n].copy_from_slice(&v[..n]);
-            u64::from(self.table[slot(u32::from_le_bytes(k))])
-        };
-        if ci {
-            let mut sum = 0;
-            each_case_variant(w, &mut |v| sum += one(v));
-            sum
-        } else {
-            one(w)
-        }
+        over_variants(w, ci, |v| u64::from(self.table[slot(key_of(v))]))
     }
 }
 

@@ -36,13 +36,21 @@ pub(super) fn window_chance(w: &[u8], ci: bool) -> f64 {
         // 2^-r, r an integer: built, not computed (start-up with 1,000 rules).
         f64::from_bits((1023 - r.clamp(0, 1022) as u64) << 52)
     };
-    if ci {
-        let mut sum = 0.0;
-        each_case_variant(w, &mut |v| sum += exact(v));
-        sum
-    } else {
-        exact(w)
+    over_variants(w, ci, exact)
+}
+
+/// `f` of the window `w`, or (when `ci`) the sum of `f` over its case variants.
+pub(super) fn over_variants<T: std::ops::AddAssign + Default>(
+    w: &[u8],
+    ci: bool,
+    f: impl Fn(&[u8]) -> T,
+) -> T {
+    if !ci {
+        return f(w);
     }
+    let mut sum = T::default();
+    each_case_variant(w, &mut |v| sum += f(v));
+    sum
 }
 
 /// Call `on` with every ASCII case variant of a window of at most 4 bytes (at most 16).
