@@ -179,7 +179,10 @@ impl LitScan {
             .zip(&self.bases[..])
             .map(|(n, &b)| match b {
                 SHORT => SHORT,
-                _ => stream_base(&n.bytes, n.ci, self.width, self.stride, counts) as u8,
+                now => {
+                    let now = usize::from(now);
+                    stream_base(&n.bytes, n.ci, self.width, self.stride, counts, now) as u8
+                }
             })
             .collect();
         if bases == self.bases {

@@ -67,16 +67,26 @@ impl WindowCounts {
     }
 }
 
+/// How much rarer in the sample a literal's windows must be elsewhere for it to move: samples
+/// that differ only by chance then move nothing (`placed`'s test). Debian's rules, the placed
+/// search alone (`litspeed`, three interleaved runs): any gain moving, 960-1,000 and
+/// 1,260-1,300 MB/s on the two 64 MB corpora; 1.25: 962-989 and 1,232-1,247; 2: 913-956 and
+/// 1,186-1,219.
+const MOVE: f64 = 1.25;
+
 /// Where in `lit` its `stride` windows of `width` (4) bytes start so that the sample saw them
-/// least: per window its count plus the model's expected count over the sample (so windows the
-/// sample never saw are told apart by the model, and a collision's few counts weigh no more
-/// than the model's estimate).
+/// least, given that they start at `now`: per window its count plus the model's expected count
+/// over the sample (so windows the sample never saw are told apart by the model, and a
+/// collision's few counts weigh no more than the model's estimate). A literal moves only to
+/// windows seen [`MOVE`] times less often than those at `now`: samples that differ by chance
+/// do not move it back and forth (each move builds the search again).
 pub(crate) fn stream_base(
     lit: &[u8],
     ci: bool,
     width: usize,
     stride: usize,
     counts: &WindowCounts,
+    now: usize,
 ) -> usize {
     let mut cost = [f64::MAX; 64];
     let sample = counts.bytes as f64;
@@ -85,7 +95,12 @@ pub(crate) fn stream_base(
     }
     let at = |b: usize| -> f64 { cost.get(b..b + stride).map_or(f64::MAX, |c| c.iter().sum()) };
     // The same bases as `rarity::rarest_base` (every window inside the literal).
-    (0..(lit.len() + 2).saturating_sub(width + stride))
+    let best = (0..(lit.len() + 2).saturating_sub(width + stride))
         .min_by(|&a, &b| at(a).total_cmp(&at(b)))
-        .unwrap_or(0)
+        .unwrap_or(0);
+    if at(best) * MOVE < at(now) {
+        best
+    } else {
+        now
+    }
 }
