@@ -14,7 +14,7 @@
 //! "twenty-second run").
 
 use super::key_of;
-use super::rarity::{over_variants, window_chance};
+use super::rarity::{over_variants, window_chance, BaseCosts};
 
 /// Counters in the table: a collision adds another window's count, about one per
 /// `sample / COUNT_SLOTS` bytes on average, far below the counts that matter (a window that
@@ -88,17 +88,12 @@ pub(crate) fn stream_base(
     counts: &WindowCounts,
     now: usize,
 ) -> usize {
-    let mut cost = [f64::MAX; 64];
     let sample = counts.bytes as f64;
-    for (c, w) in cost.iter_mut().zip(lit.windows(width)) {
-        *c = counts.count(w, ci) as f64 + window_chance(w, ci) * sample;
-    }
-    let at = |b: usize| -> f64 { cost.get(b..b + stride).map_or(f64::MAX, |c| c.iter().sum()) };
-    // The same bases as `rarity::rarest_base` (every window inside the literal).
-    let best = (0..(lit.len() + 2).saturating_sub(width + stride))
-        .min_by(|&a, &b| at(a).total_cmp(&at(b)))
-        .unwrap_or(0);
-    if at(best) * MOVE < at(now) {
+    let costs = BaseCosts::new(lit, width, stride, |w| {
+        counts.count(w, ci) as f64 + window_chance(w, ci) * sample
+    });
+    let best = costs.cheapest();
+    if costs.at(best) * MOVE < costs.at(now) {
         best
     } else {
         now

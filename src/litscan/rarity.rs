@@ -79,20 +79,54 @@ pub(super) fn each_case_variant(w: &[u8], on: &mut dyn FnMut(&[u8])) {
 /// ordinary text ([`window_chance`]). A window of common bytes (" of ", "erro") would send most
 /// lines to the buckets.
 pub(super) fn rarest_base(lit: &[u8], ci: bool, width: usize, stride: usize) -> usize {
-    // Literals are cut at 32 bytes (`rules::prefix_literals`): 29 windows at most.
-    let mut chance = [f64::MAX; 64];
-    for (c, w) in chance.iter_mut().zip(lit.windows(width)) {
-        *c = window_chance(w, ci);
+    BaseCosts::new(lit, width, stride, |w| window_chance(w, ci)).cheapest()
+}
+
+/// What each place of a literal's `stride` windows of `width` bytes costs, by a cost per window
+/// (the model's chance: [`rarest_base`]; a stream's count: `placement::stream_base`).
+pub(super) struct BaseCosts {
+    /// Per window start; literals are cut at 32 bytes (`rules::prefix_literals`): 29 windows at
+    /// most.
+    window: [f64; 64],
+    stride: usize,
+    /// How many places there are (every window inside the literal).
+    bases: usize,
+}
+
+impl BaseCosts {
+    pub(super) fn new(
+        lit: &[u8],
+        width: usize,
+        stride: usize,
+        cost: impl Fn(&[u8]) -> f64,
+    ) -> Self {
+        let mut window = [f64::MAX; 64];
+        for (c, w) in window.iter_mut().zip(lit.windows(width)) {
+            *c = cost(w);
+        }
+        // (Written so that it cannot underflow: a 7-byte literal at width 4, stride 4 has one
+        // base.)
+        let bases = (lit.len() + 2).saturating_sub(width + stride);
+        BaseCosts {
+            window,
+            stride,
+            bases,
+        }
     }
-    let cost = |b: usize| -> f64 {
-        chance
-            .get(b..b + stride)
+
+    /// The cost of the windows starting at `base`.
+    pub(super) fn at(&self, base: usize) -> f64 {
+        self.window
+            .get(base..base + self.stride)
             .map_or(f64::MAX, |c| c.iter().sum())
-    };
-    // (Written so that it cannot underflow: a 7-byte literal at width 4, stride 4 has one base.)
-    (0..(lit.len() + 2).saturating_sub(width + stride))
-        .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
-        .unwrap_or(0)
+    }
+
+    /// The place whose windows cost least (0 when there is none).
+    pub(super) fn cheapest(&self) -> usize {
+        (0..self.bases)
+            .min_by(|&a, &b| self.at(a).total_cmp(&self.at(b)))
+            .unwrap_or(0)
+    }
 }
 
 /// The chance of each byte at a position of ordinary log text (bytes above ASCII count as the
