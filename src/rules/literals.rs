@@ -4,7 +4,8 @@
 //! (`litscan`) looks for — the best of the rule's prefix literals and of its required inner
 //! parts, case-folded for `(?i)` rules — by a quality that prefers fewer, longer, rarer literals.
 //! Invariants: a line that the rule matches holds one of its literals (so a line without any is
-//! never confirmed); at most [`MAX_RULE_NEEDLES`] literals per rule and [`MAX_NEEDLES`] in all.
+//! never confirmed); at most [`MAX_RULE_NEEDLES`] literals per rule ([`MAX_UNION_NEEDLES`]
+//! long ones from an alternation) and [`MAX_NEEDLES`] in all.
 
 #[allow(unused_imports)]
 use super::*;
@@ -17,6 +18,10 @@ pub(super) const MAX_NEEDLES: usize = 50_000;
 /// Most literals one rule may contribute (a `(?i)` word has 2^n case variants: beyond this, the
 /// extractor settles for shorter prefixes), and the shortest useful literal.
 pub(super) const MAX_RULE_NEEDLES: usize = 16;
+/// Most literals an alternation's branches may give a rule when every one of them is at least
+/// [`SEARCH_NEEDLE_LEN`] bytes (fail2ban's `apache-badbots`: 95 user agents, where the rule's
+/// other required literal is `HTTP`, in every line of a web log).
+pub(super) const MAX_UNION_NEEDLES: usize = 128;
 pub(super) const MIN_NEEDLE_LEN: usize = 3;
 /// The shortest literal the literal-first search takes: 4-byte windows at 4 offsets (its
 /// fastest stride); a few 6-byte ones are taken too (a window starting a byte before them:
@@ -26,6 +31,9 @@ pub(super) const MIN_NEEDLE_LEN: usize = 3;
 // stride 2 the search was scalar (1.5 GB/s alone); in the DFA part it cost a Teddy pass of its
 // own (4-5 % of the pipe path's CPU); with an overhang window neither (see PERF.md).
 pub(super) const FAST_NEEDLE_LEN: usize = 7;
+/// The shortest literal the literal search may take at its full stride (6-byte ones with a
+/// window before them, when few: see [`FAST_NEEDLE_LEN`]).
+pub(super) const SEARCH_NEEDLE_LEN: usize = FAST_NEEDLE_LEN - 1;
 /// Literals this long, one or two of them, are not bettered by folding case.
 const GOOD_NEEDLE_LEN: usize = 12;
 
@@ -48,15 +56,19 @@ pub(super) fn min_len(lits: &[Vec<u8>]) -> usize {
     lits.iter().map(Vec::len).min().unwrap_or(0)
 }
 
-/// How good a literal set is as a prefilter: a longer shortest literal (up to 32 bytes), less
+/// How good a literal set is as a prefilter: first, literals the literal search may take at its
+/// full stride ([`SEARCH_NEEDLE_LEN`] bytes or more: a shorter one goes to a search of its own
+/// and, in text full of it, sends every line to confirmation: `HTTP` against 95 user agents);
+/// then a longer shortest literal (up to 32 bytes), less
 /// a byte for each doubling of the number of literals (`PacketResponder \d+` is better served by
 /// "PacketResponder " than by its ten expansions "PacketResponder 0".."9", which cost ten
 /// comparisons per hit); then longer literals on average (`R|v1x20`: the literals of `R` and
 /// "v1x20" beat the prefixes "WARN " and "v1x20"); then fewer literals.
-pub(super) fn quality(lits: &[Vec<u8>]) -> (i64, usize, std::cmp::Reverse<usize>) {
+pub(super) fn quality(lits: &[Vec<u8>]) -> (bool, i64, usize, std::cmp::Reverse<usize>) {
     let doublings = i64::from(usize::BITS - lits.len().leading_zeros());
     let total: usize = lits.iter().map(|l| l.len().min(32)).sum();
     (
+        min_len(lits) >= SEARCH_NEEDLE_LEN,
         min_len(lits).min(32) as i64 - doublings,
         total / lits.len().max(1),
         std::cmp::Reverse(lits.len()),
@@ -95,11 +107,15 @@ pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
             let mut union = Vec::new();
             for child in v {
                 match required_literals(child) {
-                    Some(l) if union.len() + l.len() <= MAX_RULE_NEEDLES => union.extend(l),
+                    Some(l) if union.len() + l.len() <= MAX_UNION_NEEDLES => union.extend(l),
                     _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
                 }
             }
-            best = better(best, Some(union));
+            // Beyond a rule's usual count only long literals: many short ones would crowd
+            // the search's buckets for one rule.
+            if union.len() <= MAX_RULE_NEEDLES || min_len(&union) >= SEARCH_NEEDLE_LEN {
+                best = better(best, Some(union));
+            }
         }
         HirKind::Repetition(r) if r.min >= 1 => best = better(best, required_literals(&r.sub)),
         HirKind::Capture(c) => best = better(best, required_literals(&c.sub)),
@@ -201,8 +217,15 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
     } else {
         None
     };
+    // Folded literals win only by being longer or fewer by a doubling: on a fewer count alone
+    // (case variants of the same words that the folded set counts once) the exact ones stay,
+    // cheaper to search (a folded window is a key per case variant).
+    let key = |l: &[Vec<u8>]| {
+        let q = quality(l);
+        (q.0, q.1, q.2)
+    };
     match (exact, folded) {
-        (Some(e), Some(f)) if quality(&f) > quality(&e) => Some((f, true)),
+        (Some(e), Some(f)) if key(&f) > key(&e) => Some((f, true)),
         (Some(e), _) => Some((e, false)),
         (None, f) => f.map(|f| (f, true)),
     }

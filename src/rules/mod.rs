@@ -1193,6 +1193,56 @@ mod tests {
         assert!(lits("(?i)machine check").is_some());
     }
 
+    /// fail2ban's `apache-badbots`: a request line's `HTTP` (in every line of a web log) or
+    /// one of many user agents: the user agents, as written (not folded, though `\w` holds a
+    /// case pair and folding makes fewer of them), and lines are matched as before.
+    #[test]
+    fn many_long_alternatives_beat_a_short_common_literal() {
+        let agents: Vec<String> = (0..40).map(|i| format!("BadAgent{i:02}/1\\.0")).collect();
+        let pattern = format!(
+            "^\\w+ -.*\"(GET|POST|HEAD).*HTTP.*\"(?:{}|EmailSiphon|Emailsiphon)\"$",
+            agents.join("|")
+        );
+        let (lits, ci) = rule_needles(&parse_regex(&pattern).unwrap()).unwrap();
+        assert!(!ci);
+        assert_eq!(lits.len(), 42);
+        assert!(
+            lits.contains(&b"BadAgent07/1.0".to_vec()) && lits.contains(&b"Emailsiphon".to_vec())
+        );
+        // Beyond `MAX_UNION_NEEDLES` the rule keeps its short literal.
+        let many: Vec<String> = (0..MAX_UNION_NEEDLES + 1)
+            .map(|i| format!("BadAgent{i:03}"))
+            .collect();
+        let (lits, _) =
+            rule_needles(&parse_regex(&format!("HTTP.*(?:{})", many.join("|"))).unwrap()).unwrap();
+        assert_eq!(lits, vec![b"HTTP".to_vec()]);
+        // Short alternatives stay within a rule's usual count.
+        let short: Vec<String> = (0..20).map(|i| format!("ab{i:02}")).collect();
+        let (lits, _) =
+            rule_needles(&parse_regex(&format!("HTTP/1\\.1 .*(?:{})", short.join("|"))).unwrap())
+                .unwrap();
+        assert_eq!(lits, vec![b"HTTP/1.1 ".to_vec()]);
+        let filler: Vec<String> = (0..40)
+            .map(|i| format!("filler rule {i:02} here"))
+            .collect();
+        let mut rules: Vec<(&str, &[u32], bool)> = vec![(pattern.as_str(), &[0], false)];
+        rules.extend(filler.iter().map(|f| (f.as_str(), &[1u32][..], false)));
+        let s = set(&rules, 8192);
+        let text = b"host - - \"GET / HTTP/1.1\" 200 \"Mozilla/5.0\"\n\
+                     host - - \"GET / HTTP/1.1\" 200 \"BadAgent13/1.0\"\n\
+                     BadAgent13/1.0 alone\n\
+                     h2 - \"POST /x HTTP/1.0\" \"Emailsiphon\"\n";
+        let got = hits(&s, text);
+        let lines: Vec<&str> = got.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "host - - \"GET / HTTP/1.1\" 200 \"BadAgent13/1.0\"\n",
+                "h2 - \"POST /x HTTP/1.0\" \"Emailsiphon\"\n"
+            ]
+        );
+    }
+
     #[test]
     fn short_literals_beside_long_ones_are_searched_on_their_own() {
         // Enough rules with long literals that three with short ones stay few.
