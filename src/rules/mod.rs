@@ -1252,8 +1252,8 @@ mod tests {
         let mut rules: Vec<(&str, &[u32], bool)> = vec![
             ("disk full on \\w+", &[0], false),
             ("printer on fire", &[1], false),
-            (" su(\\[\\d+\\])?: \\(to \\w+\\)", &[2], false),
-            ("(?i)[a-z]+ panic\\b", &[3], false),
+            (" su(\\[\\d+\\])?: \\(x \\w+\\)", &[2], false),
+            ("(?i)[a-z]+ oops\\b", &[3], false),
             ("^\\d+$", &[4], false),
             (" sudo", &[5], false),
         ];
@@ -1264,27 +1264,27 @@ mod tests {
         // the literal-free rule in the DFA part.
         assert!(s.lits.is_some() && s.short.is_some());
         assert!(s.dfa.as_ref().is_some_and(|d| d.ids == [4, 5]));
-        let text = b"x su: (to root) disk full on sda\n12\n su[3]: (to bob)\nsu: (to x)\n\
-                     kernel PANIC now\nno panic\n\
-                     panic\n sudo -i\nprinter on fire su[1]: (to a)\n\
+        let text = b"x su: (x root) disk full on sda\n12\n su[3]: (x bob)\nsu: (x x)\n\
+                     kernel OOPS now\nno oops\n\
+                     oops\n sudo -i\nprinter on fire su[1]: (x a)\n\
                      ok\n";
         let got = hits(&s, text);
         let lines: Vec<(&str, &[u32])> = got.iter().map(|(l, a)| (l.as_str(), &a[..])).collect();
         assert_eq!(
             lines,
             vec![
-                ("x su: (to root) disk full on sda\n", &[0, 2][..]),
+                ("x su: (x root) disk full on sda\n", &[0, 2][..]),
                 ("12\n", &[4]),
-                (" su[3]: (to bob)\n", &[2]),
-                ("kernel PANIC now\n", &[3]),
-                ("no panic\n", &[3]),
+                (" su[3]: (x bob)\n", &[2]),
+                ("kernel OOPS now\n", &[3]),
+                ("no oops\n", &[3]),
                 (" sudo -i\n", &[5]),
-                ("printer on fire su[1]: (to a)\n", &[1, 2]),
+                ("printer on fire su[1]: (x a)\n", &[1, 2]),
             ]
         );
         // A line cut to the bufsize is searched again, by both searches.
         let cut = set(rules, 24);
-        let got = hits(&cut, b"printer on fire su: (to a) and more text\n");
+        let got = hits(&cut, b"printer on fire su: (x a) and more text\n");
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].1, vec![1]);
     }
