@@ -203,10 +203,18 @@ for n in $RULESETS; do
   printf '%-14s %10s %10s %14s %10s %10s\n' tool seconds MB/s lines/s rss_MiB "vs logalarm"
   base=""
   # Interleaved: run k of every tool before run k+1 of any, so drift (thermal, other load)
-  # spreads over all rows alike.
+  # spreads over all rows alike; and each round starts RUNS-th of the way further along the
+  # order, so no tool is always first (straight after the previous round's Hyperscan compile:
+  # the first column read 10-30 % slower than the same binary in later ones, PERF.md
+  # "twenty-third run").
   for tool in $ORDER; do : > "$WORK/times.$tool"; done
-  for _ in $(seq "$RUNS"); do
-    for tool in $ORDER; do measure "${CMDS[$tool]}" >> "$WORK/times.$tool"; done
+  read -r -a tools <<< "$ORDER"
+  for round in $(seq 0 $((RUNS - 1))); do
+    shift_by=$(( round * ${#tools[@]} / RUNS ))
+    for i in "${!tools[@]}"; do
+      tool=${tools[$(( (i + shift_by) % ${#tools[@]} ))]}
+      measure "${CMDS[$tool]}" >> "$WORK/times.$tool"
+    done
   done
   if command -v uwsgi >/dev/null && [ "${UWSGI:-1}" != 0 ] && { { numeric "$n" && [ "$n" -le 100 ]; } || [ "${UWSGI_ALL:-0}" = 1 ]; }; then
     # uWSGI runs each line through every PCRE in turn (1,000 rules would take an hour), and
