@@ -136,9 +136,9 @@ const MAX_STRIDE: usize = 4;
 /// (256 a window, times its case variants): each sets that many more bits of the filter.
 // PERF: 1,024 (four exact 6-byte literals) left the 6-byte literals of Debian's 2,101 rules
 // (nine, two of them user agents of fail2ban's `apache-badbots`) to a search of their own;
-// with 4,096 they join the main one: instructions per 16 MB, fail2ban's 194 rules on web logs
-// 261 → 211 M, Debian's on loghub's 445 → 428 M; rules100, logcheck's unchanged (PERF.md
-// "twenty-third run").
+// with 4,096 they join the main one: instructions per 16 MB of the generated corpus,
+// fail2ban's 194 rules 257-261 → 211-217 M, Debian's 2,101 482 → 452 M (means); on loghub's,
+// and for rules100 and logcheck's, unchanged (PERF.md "twenty-third run").
 pub(crate) const MAX_OVERHANG_KEYS: usize = 4096;
 
 /// The filter keys a 6-byte literal's window before it takes (see [`MAX_OVERHANG_KEYS`]).

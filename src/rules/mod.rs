@@ -689,10 +689,10 @@ impl FastLiterals {
         let six_keys: usize = found
             .iter()
             .flatten()
-            .filter(|(l, _)| min_len(l) == FAST_NEEDLE_LEN - 1)
+            .filter(|(l, _)| min_len(l) == SEARCH_NEEDLE_LEN)
             .flat_map(|(l, ci)| {
                 l.iter()
-                    .filter(|x| x.len() == FAST_NEEDLE_LEN - 1)
+                    .filter(|x| x.len() == SEARCH_NEEDLE_LEN)
                     .map(|x| crate::litscan::overhang_keys(x, *ci))
             })
             .sum();
@@ -709,7 +709,7 @@ impl FastLiterals {
     }
 
     fn long(&self, l: &[Vec<u8>]) -> bool {
-        min_len(l) >= FAST_NEEDLE_LEN || (min_len(l) == FAST_NEEDLE_LEN - 1 && self.six_fit)
+        min_len(l) >= FAST_NEEDLE_LEN || (min_len(l) == SEARCH_NEEDLE_LEN && self.six_fit)
     }
 
     fn takes(&self, l: &[Vec<u8>]) -> bool {
