@@ -476,6 +476,13 @@ impl RuleSet {
                 Some(h) => Ok(h),
                 None => parse_regex(texts[i]).map_err(RuleError::of(i)),
             };
+            // PERF: a rule every match of which holds a newline never matches a line (plan
+            // warns of it): it takes no part in any search (Debian's set has five, fail2ban's
+            // multi-line filters; one of them was a class-window scan over every byte).
+            if needs_a_newline(texts[i]) {
+                b.never_rule();
+                continue;
+            }
             let lits = lits.filter(|_| b.needles.len() + b.short.len() < MAX_NEEDLES);
             match lits {
                 // PERF: a few rules with short literals beside many with long ones: their own
@@ -571,7 +578,9 @@ impl RuleSet {
             let windows =
                 || windows::rarest_windows(&h).is_some_and(|(_, p)| p <= MAX_WINDOW_CHANCE);
             let short = || rule_needles(&h).is_some_and(|(n, ci)| !ci && !n.is_empty());
-            let engine = if literal {
+            let engine = if needs_a_newline(p) {
+                "none (every match holds a newline: it never matches a line and is never run)"
+            } else if literal {
                 "literal-first (a line without its literal is never confirmed)"
             } else if short() {
                 "short literals (a line without one of its literals is never confirmed) when the other rules without long literals have rare class windows, else automaton (every line)"
@@ -829,6 +838,12 @@ impl Builder {
         self.dfa_scan.push(for_scan(h.clone()));
         self.dfa_exact.push(h);
         self.ids.push(i as u32);
+        self.group_of.push(NO_GROUP);
+        self.checks.push(Check::default());
+    }
+
+    /// The next rule can never match a line: it is in no search and no group.
+    fn never_rule(&mut self) {
         self.group_of.push(NO_GROUP);
         self.checks.push(Check::default());
     }
