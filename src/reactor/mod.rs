@@ -155,6 +155,16 @@ struct Reactor<'a> {
     meters: HashMap<usize, crate::metrics::Meter>,
 }
 
+/// The matcher the inputs' matchers are siblings of: with `--metrics`, each rule's lines are
+/// all counted (`logalarm_rule_matches_total`), so every rule a line matches is confirmed.
+fn shared_matcher(rules: &RuleSet, metrics: bool) -> crate::rules::Matcher {
+    let mut m = rules.matcher();
+    if metrics {
+        m.count_every_rule();
+    }
+    m
+}
+
 impl<'a> Reactor<'a> {
     fn new(
         rules: &RuleSet,
@@ -181,7 +191,7 @@ impl<'a> Reactor<'a> {
             + monitors.udp.len()
             + 2 * cx.supervisor.programs();
         let input_capacity = input_capacity(inputs);
-        let mut shared = rules.matcher();
+        let mut shared = shared_matcher(rules, cx.metrics.is_some());
         if let Some(fd) = stdin {
             add_stdin(&poll, &mut table, shared.sibling(), fd)?;
         }
@@ -468,7 +478,7 @@ impl<'a> Reactor<'a> {
             }
         }
         let mut from = Vec::new();
-        self.shared = rules.matcher();
+        self.shared = shared_matcher(&rules, self.cx.metrics.is_some());
         for t in self.table.tokens() {
             if let Some(Entry {
                 source: Source::Log { input, pipeline },

@@ -49,6 +49,9 @@ pub struct Matcher {
     /// Lines each rule matched (rule index), counted where a match is confirmed: never per
     /// line, so it costs nothing on lines that match nothing.
     pub(super) rule_hits: Vec<u64>,
+    /// Every rule a confirmed line matches is found and counted in `rule_hits` (metrics,
+    /// `replay`); otherwise a rule whose alarms the line has already decided is not confirmed.
+    pub(super) every_rule: bool,
     /// When set, the rules each confirmed line matched, in the order found (`replay
     /// --report`: its own matcher, never the log path's).
     pub(super) recording: Option<Vec<u32>>,
@@ -204,6 +207,17 @@ impl Matcher {
     /// two clock reads per confirmation step: for `replay`, not the log path.
     pub fn profile(&mut self) {
         self.cost = Some(Box::new(RuleCost::new(self.set.rules.len())));
+        self.every_rule = true;
+    }
+
+    /// Find and count every rule each line matches ([`rule_hits`](Self::rule_hits) exact per
+    /// rule: `--metrics`' per-rule counts, `replay`), also for this matcher's siblings and
+    /// helpers made from now on. Without it a line's rules are confirmed only while they can
+    /// still change its alarms: once the line raises an alarm (or a `not-log-alarm` rule
+    /// cancelled it), the other rules naming only decided alarms are not confirmed, and
+    /// `rule_hits` counts the rules that were.
+    pub fn count_every_rule(&mut self) {
+        self.every_rule = true;
     }
 
     /// The figures recorded since [`profile`](Self::profile), if it was called.
@@ -235,6 +249,7 @@ impl Matcher {
         let mut m = self.set.matcher();
         m.shared = Some(shared);
         m.helpers = Some(helpers);
+        m.every_rule = self.every_rule;
         m
     }
 
@@ -249,6 +264,7 @@ impl Matcher {
             .clone();
         let mut m = self.set.matcher();
         m.shared = Some(helpers);
+        m.every_rule = self.every_rule;
         m
     }
 
@@ -542,7 +558,21 @@ impl Matcher {
         let mut any = false;
         self.groups_run.clear();
         let timed = self.cost.is_some();
+        // PERF: a rule that can only set alarm bits the line has already decided is not
+        // confirmed (many rules, few alarms: Debian's 2,101 rules raise one).
+        let decided = !self.every_rule && self.recording.is_none() && !set.decides.is_empty();
         for &r in &self.named {
+            if decided && any {
+                let (bits, negate) = set.decides[r as usize];
+                let done = if negate {
+                    self.neg_bits[0]
+                } else {
+                    self.pos_bits[0] | self.neg_bits[0]
+                };
+                if bits & !done == 0 {
+                    continue;
+                }
+            }
             let g = set.group_of[r as usize];
             let Some(group) = set.groups.get(g as usize) else {
                 continue;

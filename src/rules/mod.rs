@@ -148,6 +148,9 @@ pub struct Compiled {
     /// run in a relaxed form (see `pcre`), or a field rule's parser (see `fields`); empty
     /// when no rule needs one.
     confirm: Vec<Option<Confirmer>>,
+    /// Per rule, the bits of the alarms it names and whether it is a `not-log-alarm` rule;
+    /// empty when there are more than 64 alarms (see [`Matcher::count_every_rule`]).
+    decides: Vec<(u64, bool)>,
 }
 
 /// What confirms a rule's candidate lines beyond its automaton pattern.
@@ -531,6 +534,12 @@ impl RuleSet {
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
             confirm: Vec::new(),
+            decides: if n_alarms <= 64 {
+                let bits = |r: &Rule| r.alarms.iter().fold(0u64, |m, &a| m | 1 << (a % 64));
+                patterns.iter().map(|(_, r)| (bits(r), r.negate)).collect()
+            } else {
+                Vec::new()
+            },
         }));
         Ok((set, note))
     }
@@ -673,6 +682,7 @@ impl RuleSet {
             neg_bits: vec![0; self.n_alarms.div_ceil(64)],
             hits: Vec::with_capacity(self.n_alarms),
             rule_hits: vec![0; self.rules.len()],
+            every_rule: false,
             recording: None,
             cost: None,
             placed: None,
@@ -1074,6 +1084,48 @@ mod tests {
                 ("x y skip\n".into(), vec![1, 2]),
             ]
         );
+    }
+
+    /// Once a line has decided an alarm, rules naming only decided alarms are not confirmed:
+    /// the alarms are the same, a `not-log-alarm` rule still cancels, and with
+    /// `count_every_rule` every matching rule is counted.
+    #[test]
+    fn rules_of_decided_alarms_are_skipped_unless_every_rule_is_counted() {
+        let s = set(
+            &[
+                ("disk is full", &[0], false),
+                (r"disk is \w+", &[0], false),
+                ("is full", &[0, 1], false),
+                ("(?i)DISK IS FULL", &[1], true),
+                ("tank is empty", &[2], false),
+            ],
+            8192,
+        );
+        let buf = b"disk is full\ntank is full\ntank is empty\n";
+        let want = vec![
+            ("disk is full\n".to_string(), vec![0]),
+            ("tank is full\n".to_string(), vec![0, 1]),
+            ("tank is empty\n".to_string(), vec![2]),
+        ];
+        for every in [false, true] {
+            let mut m = s.matcher();
+            if every {
+                m.count_every_rule();
+            }
+            let mut got = Vec::new();
+            m.scan_lines(buf, &mut |l, a| {
+                got.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
+            });
+            assert_eq!(got, want, "every rule counted: {every}");
+            let first_line: u64 = m.rule_hits()[..4].iter().sum::<u64>() - 1;
+            if every {
+                assert_eq!(m.rule_hits(), &[1, 1, 2, 1, 1][..]);
+            } else {
+                // The first two rules name only alarm 0: whichever is confirmed first decides
+                // it, the other is not confirmed.
+                assert!(first_line < 4, "{:?}", m.rule_hits());
+            }
+        }
     }
 
     #[test]
