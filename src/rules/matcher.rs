@@ -516,7 +516,13 @@ impl Matcher {
             any |= self.confirm_named(text);
         }
         if by_dfa {
-            self.dfa_hit = self.confirm_dfa_part(text);
+            // A line that has decided every alarm needs no more rules (not a false candidate
+            // of the class windows either: it was not checked).
+            let skip = any
+                && !self.every_rule
+                && self.recording.is_none()
+                && settled(&self.set, &self.pos_bits, &self.neg_bits);
+            self.dfa_hit = skip || self.confirm_dfa_part(text);
             any |= self.dfa_hit;
         }
         if any {
@@ -563,6 +569,9 @@ impl Matcher {
         let decided = !self.every_rule && self.recording.is_none() && !set.decides.is_empty();
         for &r in &self.named {
             if decided && any {
+                if settled(set, &self.pos_bits, &self.neg_bits) {
+                    break;
+                }
                 let (bits, negate) = set.decides[r as usize];
                 let done = if negate {
                     self.neg_bits[0]
@@ -695,6 +704,16 @@ impl Matcher {
             on_hit(msg, &self.hits);
         }
     }
+}
+
+/// Whether the line being confirmed has decided every alarm a rule names (with at most 64
+/// alarms): each is cancelled by a `not-log-alarm` rule, or raised and named by none.
+#[inline]
+fn settled(set: &RuleSet, pos: &[u64], neg: &[u64]) -> bool {
+    let (Some(&p), Some(&n)) = (pos.first(), neg.first()) else {
+        return false;
+    };
+    !set.decides.is_empty() && set.ruled & !((p & set.unnegated) | n) == 0
 }
 
 /// The patterns of `re` that match `text`, into `set`.

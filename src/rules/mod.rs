@@ -151,6 +151,10 @@ pub struct Compiled {
     /// Per rule, the bits of the alarms it names and whether it is a `not-log-alarm` rule;
     /// empty when there are more than 64 alarms (see [`Matcher::count_every_rule`]).
     decides: Vec<(u64, bool)>,
+    /// With `decides`: the alarms some rule names, and those no `not-log-alarm` rule names (a
+    /// line that raised one of these has decided it).
+    ruled: u64,
+    unnegated: u64,
 }
 
 /// What confirms a rule's candidate lines beyond its automaton pattern.
@@ -521,6 +525,14 @@ impl RuleSet {
                 let _ = g.hirs.set(hirs);
             }
         }
+        let bits = |r: &Rule| r.alarms.iter().fold(0u64, |m, &a| m | 1 << (a % 64));
+        let decides: Vec<(u64, bool)> = if n_alarms <= 64 {
+            patterns.iter().map(|(_, r)| (bits(r), r.negate)).collect()
+        } else {
+            Vec::new()
+        };
+        let ruled = decides.iter().fold(0, |m, (b, _)| m | b);
+        let negated = decides.iter().filter(|d| d.1).fold(0, |m, (b, _)| m | b);
         let set = RuleSet(Arc::new(Compiled {
             lits: LitScan::new(b.needles),
             placement: Default::default(),
@@ -534,12 +546,9 @@ impl RuleSet {
             bufsize: bufsize.max(1),
             end_sensitive: b.end_sensitive,
             confirm: Vec::new(),
-            decides: if n_alarms <= 64 {
-                let bits = |r: &Rule| r.alarms.iter().fold(0u64, |m, &a| m | 1 << (a % 64));
-                patterns.iter().map(|(_, r)| (bits(r), r.negate)).collect()
-            } else {
-                Vec::new()
-            },
+            decides,
+            ruled,
+            unnegated: !negated,
         }));
         Ok((set, note))
     }
