@@ -24,7 +24,11 @@
 //!   shufti search for those windows, [`ClassScan`]); `exact` (MatchKind::All) gives the set of
 //!   them that a candidate line matches.
 //! * Both candidate streams are merged in line order; each line is confirmed cut to
-//!   `log-master-bufsize` and without its terminator: the exact semantics.
+//!   `log-master-bufsize` and without its terminator: the exact semantics. A line stops
+//!   meeting rules once they cannot change its alarms (a rule naming only alarms the line
+//!   raised or cancelled is not confirmed) unless every rule is counted
+//!   (`Matcher::count_every_rule`: `--metrics`, `replay`).
+//! * A rule every match of which holds a newline never matches a line and is in no search.
 //!
 //! Invariants: no loop over all rules per line (a line meets only the rules its literals name,
 //! and the DFA part's set comes from one automaton run); no allocation per line (caches and
