@@ -623,7 +623,18 @@ impl Matcher {
                 continue;
             };
             let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
-            which(re, cache, text, &mut self.group_set);
+            // PERF: rules alike for the alarms: whether one matches is all the line needs, so
+            // the search stops at the first match instead of running to the line's end for
+            // every pattern (kept when every rule is counted).
+            if decided && re.pattern_len() > 1 && *group.alike.get_or_init(|| set.alike(group)) {
+                self.group_set.clear();
+                let input = Input::new(text).earliest(true);
+                if let Some(m) = re.search_half_with(cache, &input) {
+                    self.group_set.insert(m.pattern());
+                }
+            } else {
+                which(re, cache, text, &mut self.group_set);
+            }
             let rules = self.group_set.iter();
             let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
             let marks = (&mut self.pos_bits, &mut self.neg_bits);

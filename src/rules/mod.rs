@@ -219,6 +219,9 @@ struct Group {
     patterns: Vec<Box<str>>,
     hirs: OnceLock<Vec<Hir>>,
     re: OnceLock<Result<Regex, RegexError>>,
+    /// Its rules name the same alarms the same way and none needs a confirmer: which of them
+    /// matched changes no line's alarms (see `RuleSet::alike`).
+    alike: OnceLock<bool>,
 }
 
 impl Group {
@@ -572,6 +575,18 @@ impl RuleSet {
         true
     }
 
+    /// Whether `group`'s rules are interchangeable for a line's alarms: the same alarms, all
+    /// positive or all `not-log-alarm`, none confirmed by PCRE or a field parser.
+    fn alike(&self, group: &Group) -> bool {
+        let mut rules = group.rules.iter().map(|&r| r as usize);
+        let Some(first) = rules.next() else {
+            return false;
+        };
+        let plain = |r: usize| self.confirm.get(r).is_none_or(Option::is_none);
+        let same = |r: usize| self.decides.get(r) == self.decides.get(first);
+        !self.decides.is_empty() && plain(first) && rules.all(|r| same(r) && plain(r))
+    }
+
     /// Whether rule `r`'s match on the line `text` stands (its PCRE confirmer, if any, agrees;
     /// a PCRE error, such as its match limit, is no match, as in uWSGI).
     #[inline]
@@ -813,6 +828,7 @@ impl Builder {
                 patterns: Vec::new(),
                 hirs: OnceLock::new(),
                 re: OnceLock::new(),
+                alike: OnceLock::new(),
             });
             self.parsed.push(Vec::new());
             (self.groups.len() - 1) as u32
@@ -1137,6 +1153,46 @@ mod tests {
                 // The first two rules name only alarm 0: whichever is confirmed first decides
                 // it, the other is not confirmed.
                 assert!(first_line < 4, "{:?}", m.rule_hits());
+            }
+        }
+    }
+
+    /// A group of rules sharing a literal (one automaton) stops at its first match only when
+    /// its rules are alike for the alarms; otherwise every rule that matches is found.
+    #[test]
+    fn a_group_stops_at_its_first_match_only_when_its_rules_are_alike() {
+        let buf = b"x connect from 10.1 y\nconnect from hostA\nconnect from zed\n";
+        let mixed = set(
+            &[
+                (r"connect from \d+\.\d+", &[0], false),
+                (r"connect from \w+", &[0], false),
+                (r"connect from (\w+)$", &[1], false),
+            ],
+            8192,
+        );
+        let alike = set(
+            &[
+                (r"connect from \d+\.\d+", &[0], false),
+                (r"connect from \w+", &[0], false),
+                (r"connect from (\w+)$", &[0], false),
+            ],
+            8192,
+        );
+        let one = |a: u32| vec![a];
+        let want_mixed = vec![one(0), vec![0, 1], vec![0, 1]];
+        let want_alike = vec![one(0), one(0), one(0)];
+        for (s, want) in [(&mixed, want_mixed), (&alike, want_alike)] {
+            for every in [false, true] {
+                let mut m = s.matcher();
+                if every {
+                    m.count_every_rule();
+                }
+                let mut got = Vec::new();
+                m.scan_lines(buf, &mut |_, a| got.push(a.to_vec()));
+                assert_eq!(got, want, "every rule counted: {every}");
+                if every {
+                    assert_eq!(m.rule_hits(), &[1, 3, 2][..]);
+                }
             }
         }
     }
