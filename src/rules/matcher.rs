@@ -220,6 +220,13 @@ impl Matcher {
         self.every_rule = true;
     }
 
+    /// Whether a line's rules are confirmed only while they can change its alarms (see
+    /// [`count_every_rule`](Self::count_every_rule)).
+    #[inline]
+    fn skips(&self) -> bool {
+        !self.every_rule && self.recording.is_none() && !self.set.decides.is_empty()
+    }
+
     /// The figures recorded since [`profile`](Self::profile), if it was called.
     pub fn rule_cost(&self) -> Option<&RuleCost> {
         self.cost.as_deref()
@@ -518,10 +525,7 @@ impl Matcher {
         if by_dfa {
             // A line that has decided every alarm needs no more rules (not a false candidate
             // of the class windows either: it was not checked).
-            let skip = any
-                && !self.every_rule
-                && self.recording.is_none()
-                && settled(&self.set, &self.pos_bits, &self.neg_bits);
+            let skip = any && self.skips() && settled(&self.set, &self.pos_bits, &self.neg_bits);
             self.dfa_hit = skip || self.confirm_dfa_part(text);
             any |= self.dfa_hit;
         }
@@ -566,7 +570,7 @@ impl Matcher {
         let timed = self.cost.is_some();
         // PERF: a rule that can only set alarm bits the line has already decided is not
         // confirmed (many rules, few alarms: Debian's 2,101 rules raise one).
-        let decided = !self.every_rule && self.recording.is_none() && !set.decides.is_empty();
+        let decided = self.skips();
         for &r in &self.named {
             if decided && any {
                 if settled(set, &self.pos_bits, &self.neg_bits) {
@@ -724,7 +728,7 @@ fn settled(set: &RuleSet, pos: &[u64], neg: &[u64]) -> bool {
     let (Some(&p), Some(&n)) = (pos.first(), neg.first()) else {
         return false;
     };
-    !set.decides.is_empty() && set.ruled & !((p & set.unnegated) | n) == 0
+    set.ruled & !((p & set.unnegated) | n) == 0
 }
 
 /// The patterns of `re` that match `text`, into `set`.

@@ -153,7 +153,7 @@ pub struct Compiled {
     /// when no rule needs one.
     confirm: Vec<Option<Confirmer>>,
     /// Per rule, the bits of the alarms it names and whether it is a `not-log-alarm` rule;
-    /// empty when there are more than 64 alarms (see [`Matcher::count_every_rule`]).
+    /// empty unless there are 1 to 64 alarms (see [`Matcher::count_every_rule`]).
     decides: Vec<(u64, bool)>,
     /// With `decides`: the alarms some rule names, and those no `not-log-alarm` rule names (a
     /// line that raised one of these has decided it).
@@ -533,7 +533,7 @@ impl RuleSet {
             }
         }
         let bits = |r: &Rule| r.alarms.iter().fold(0u64, |m, &a| m | 1 << (a % 64));
-        let decides: Vec<(u64, bool)> = if n_alarms <= 64 {
+        let decides: Vec<(u64, bool)> = if (1..=64).contains(&n_alarms) {
             patterns.iter().map(|(_, r)| (bits(r), r.negate)).collect()
         } else {
             Vec::new()
@@ -1155,6 +1155,14 @@ mod tests {
                 assert!(first_line < 4, "{:?}", m.rule_hits());
             }
         }
+        // Rules naming no alarm of a set of none (the library allows it): nothing raised.
+        let none = RuleSet::from_triples(
+            &[("disk is full", &[], false), ("is full", &[], false)],
+            0,
+            8192,
+        );
+        let mut m = none.map_err(|e| e.to_string()).unwrap().matcher();
+        m.scan_lines(buf, &mut |l, a| panic!("{l:?} raised {a:?}"));
     }
 
     /// A group of rules sharing a literal (one automaton) stops at its first match only when
