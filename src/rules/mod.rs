@@ -1161,7 +1161,7 @@ mod tests {
             0,
             8192,
         );
-        let mut m = none.map_err(|e| e.to_string()).unwrap().matcher();
+        let mut m = none.unwrap().matcher();
         m.scan_lines(buf, &mut |l, a| panic!("{l:?} raised {a:?}"));
     }
 
