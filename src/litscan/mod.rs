@@ -151,6 +151,16 @@ pub(crate) fn overhang_keys(lit: &[u8], ci: bool) -> usize {
     256 << letters
 }
 
+/// Whether [`LitScan::new`] would search `needles` with nibble tables (the CPU has AVX2 and
+/// they fit: few, and rare enough in log text).
+pub(crate) fn takes_nibble_tables(needles: &[Needle]) -> bool {
+    needles.len() <= teddy::MAX_LITERALS
+        && cfg!(target_arch = "x86_64")
+        && std::arch::is_x86_feature_detected!("avx2")
+        && needles.iter().all(|n| n.bytes.len() >= teddy::WIDTH)
+        && teddy::Teddy::new(needles, teddy::MAX_CHANCE).is_some()
+}
+
 #[inline(always)]
 fn hash(key: u32, shift: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B1) >> shift) as usize

@@ -750,9 +750,36 @@ impl FastLiterals {
         };
         let with = found.iter().flatten().count();
         let short = found.iter().flatten().filter(|(l, _)| !f.long(l)).count();
-        f.keep_short = short > (with / 20).max(2);
         f.has_long = short < with;
+        // PERF: many rules with short literals keep them in the one search (its stride then
+        // 1 or 2 for all), unless those literals alone fit nibble tables and all together do
+        // not: a second pass of nibble tables (~5 GB/s) costs less than the stride lost (the
+        // "mixed" bench set: four of 28 rules with short literals, ` E ` and `node-\d`; its
+        // literal search alone 1.0-1.1 GB/s at stride 1, 2.5 GB/s at stride 4 beside 5-6 GB/s
+        // for the four: PERF.md "twenty-fifth run").
+        f.keep_short =
+            short > (with / 20).max(2) && !(f.has_long && f.short_take_nibble_tables(found));
         f
+    }
+
+    /// Whether the short rules' literals (see [`FastLiterals::long`]) fit a search of nibble
+    /// tables of their own while all the literals together do not.
+    fn short_take_nibble_tables(&self, found: &[Option<RuleLiterals>]) -> bool {
+        let needles = |short_only: bool| -> Vec<Needle> {
+            let rules = found.iter().flatten();
+            let rules = rules.filter(|(l, _)| !short_only || !self.long(l));
+            rules
+                .flat_map(|(l, ci)| {
+                    l.iter().map(|b| Needle {
+                        bytes: b.clone().into(),
+                        ci: *ci,
+                        rule: 0,
+                    })
+                })
+                .collect()
+        };
+        crate::litscan::takes_nibble_tables(&needles(true))
+            && !crate::litscan::takes_nibble_tables(&needles(false))
     }
 
     fn long(&self, l: &[Vec<u8>]) -> bool {
@@ -1382,6 +1409,47 @@ mod tests {
             vec![
                 "host - - \"GET / HTTP/1.1\" 200 \"BadAgent13/1.0\"\n",
                 "h2 - \"POST /x HTTP/1.0\" \"Emailsiphon\"\n"
+            ]
+        );
+    }
+
+    #[test]
+    fn many_short_literals_that_fit_nibble_tables_leave_the_long_ones_their_stride() {
+        // Four of 44 rules have short literals (more than a twentieth): they stay in the one
+        // search only when they would not fit nibble tables of their own (and all 45 literals
+        // together fit none).
+        let filler: Vec<String> = (0..40)
+            .map(|i| format!("long literal number {i:02}"))
+            .collect();
+        let mut rules: Vec<(&str, &[u32], bool)> = vec![
+            (" E [A-Z]\\w+: ", &[0], false),
+            ("node-\\d+ .*fail", &[1], false),
+            ("\\|Step_\\w+\\|", &[2], false),
+            ("(?i)\\b(denied|forbidden)\\b", &[3], false),
+        ];
+        rules.extend(filler.iter().map(|f| (f.as_str(), &[4u32][..], false)));
+        let s = set(&rules, 8192);
+        let avx2 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
+        let stride = s.lits.as_ref().map(|l| l.shape().2);
+        if avx2 {
+            assert_eq!(stride, Some(4));
+            assert!(s.short.is_some());
+        } else {
+            assert_eq!(stride, Some(1));
+            assert!(s.short.is_none());
+        }
+        let text = b"a E Foo: x\nnode-12 link failed\nnode-x fail\n|Step_a|\n\
+                     access DENIED\nundenied\nlong literal number 07 and E Bar: y\nnothing\n";
+        let got = hits(&s, text);
+        let lines: Vec<(&str, &[u32])> = got.iter().map(|(l, a)| (l.as_str(), &a[..])).collect();
+        assert_eq!(
+            lines,
+            vec![
+                ("a E Foo: x\n", &[0][..]),
+                ("node-12 link failed\n", &[1]),
+                ("|Step_a|\n", &[2]),
+                ("access DENIED\n", &[3]),
+                ("long literal number 07 and E Bar: y\n", &[0, 4]),
             ]
         );
     }
