@@ -630,7 +630,10 @@ impl Matcher {
             // PERF: rules alike for the alarms: whether one matches is all the line needs, so
             // the search stops at the first match instead of running to the line's end for
             // every pattern (kept when every rule is counted).
-            if decided && re.pattern_len() > 1 && *group.alike.get_or_init(|| set.alike(group)) {
+            if decided
+                && re.pattern_len() > 1
+                && *group.alike.get_or_init(|| set.alike(&group.rules))
+            {
                 self.group_set.clear();
                 let input = Input::new(text).earliest(true);
                 if let Some(m) = re.search_half_with(cache, &input) {
@@ -664,6 +667,7 @@ impl Matcher {
             return false;
         };
         let t = self.cost.is_some().then(std::time::Instant::now);
+        let skips = self.skips();
         let marks = (&mut self.pos_bits, &mut self.neg_bits);
         let any = match &dfa.literal {
             Some(literal) => {
@@ -682,7 +686,20 @@ impl Matcher {
                 let cache = self
                     .exact_cache
                     .get_or_insert_with(|| dfa.exact.create_cache());
-                which(&dfa.exact, cache, text, &mut self.patset);
+                // PERF: rules alike for the alarms (as a group's): the first match is all the
+                // line needs (the "mixed" bench set's two rules without literals).
+                let first = dfa.exact.pattern_len() > 1
+                    && skips
+                    && *dfa.alike.get_or_init(|| self.set.alike(&dfa.ids));
+                if first {
+                    self.patset.clear();
+                    let input = Input::new(text).earliest(true);
+                    if let Some(m) = dfa.exact.search_half_with(cache, &input) {
+                        self.patset.insert(m.pattern());
+                    }
+                } else {
+                    which(&dfa.exact, cache, text, &mut self.patset);
+                }
                 let rules = self
                     .patset
                     .iter()

@@ -348,6 +348,8 @@ struct DfaPart {
     exact: Regex,
     /// Rule index of each of the automata's patterns.
     ids: Vec<u32>,
+    /// Its rules are alike for the alarms (see `RuleSet::alike`).
+    alike: OnceLock<bool>,
     /// When every rule here matches literals only and they are few, what each matches (in
     /// `ids`' order): a candidate line is confirmed by comparing them, not by the automaton.
     literal: Option<Vec<(u32, LiteralOnly)>>,
@@ -575,10 +577,11 @@ impl RuleSet {
         true
     }
 
-    /// Whether `group`'s rules are interchangeable for a line's alarms: the same alarms, all
-    /// positive or all `not-log-alarm`, none confirmed by PCRE or a field parser.
-    fn alike(&self, group: &Group) -> bool {
-        let mut rules = group.rules.iter().map(|&r| r as usize);
+    /// Whether `rules` (a group's, the DFA part's) are interchangeable for a line's alarms: the
+    /// same alarms, all positive or all `not-log-alarm`, none confirmed by PCRE or a field
+    /// parser.
+    fn alike(&self, rules: &[u32]) -> bool {
+        let mut rules = rules.iter().map(|&r| r as usize);
         let Some(first) = rules.next() else {
             return false;
         };
@@ -980,6 +983,7 @@ impl Builder {
             literal,
             prefixes,
             ids: std::mem::take(&mut self.ids),
+            alike: OnceLock::new(),
         }))
     }
 }
@@ -1228,6 +1232,41 @@ mod tests {
                 if every {
                     assert_eq!(m.rule_hits(), &[1, 3, 2][..]);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dfa_part_stops_at_its_first_match_only_when_its_rules_are_alike() {
+        // Rules without literals (the DFA part); the second line matches both.
+        let buf = b"at 10.1.2 ok\nERRORS at 10.1.2\nFATAL\n";
+        let rules = |b: u32| [(r"\d+\.\d+\.\d+", vec![0u32]), (r"[A-Z]{5,}", vec![b])];
+        let triples = |b: u32| -> Vec<(&str, Vec<u32>)> { rules(b).to_vec() };
+        for (b, want) in [
+            (1, vec![vec![0], vec![0, 1], vec![1]]),
+            (0, vec![vec![0]; 3]),
+        ] {
+            let t = triples(b);
+            let t: Vec<(&str, &[u32], bool)> = t.iter().map(|(p, a)| (*p, &a[..], false)).collect();
+            let s = set(&t, 8192);
+            assert!(s.lits.is_none() && s.dfa.is_some());
+            for every in [false, true] {
+                let mut m = s.matcher();
+                if every {
+                    m.count_every_rule();
+                }
+                let mut got = Vec::new();
+                m.scan_lines(buf, &mut |_, a| got.push(a.to_vec()));
+                assert_eq!(got, want, "alarms {b}, every rule counted: {every}");
+                // Alike rules (one alarm) stop at the line's first match unless every rule is
+                // counted: the second line then counts one of them.
+                let counted: u64 = m.rule_hits().iter().sum();
+                let stops = b == 0 && !every;
+                assert_eq!(
+                    counted,
+                    if stops { 3 } else { 4 },
+                    "alarms {b}, every: {every}"
+                );
             }
         }
     }
