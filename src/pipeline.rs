@@ -79,6 +79,14 @@ const PIECE: usize = 64 * 1024;
 /// it or lose nothing (PERF.md "fourteenth run").
 const STORM_BYTES_PER_ALARM: usize = 512;
 
+/// ... and when the alarms' lane would be busy at least half as long as the matcher: about
+/// this many nanoseconds a raised `log:` alarm (decide, render, write: the lane's CPU in a
+/// storm of every line raising, ~97 ns an alarm). PERF: where matching costs more than the
+/// alarms, the helper pays even in a dense storm: the "mixed" bench set on loghub's corpus
+/// (an alarm per 444 bytes, matching ~3.4 ns a byte) ran on one thread at the lane's speed
+/// (PERF.md "twenty-fifth run").
+const STORM_LANE_NANOS_PER_ALARM: f64 = 100.0;
+
 /// A region is matched by two threads only when one would take at least this long by the
 /// matcher's recent speed ([`Matching::nanos_per_byte`]). PERF: starting the helper and
 /// waiting for it costs tens of µs and the second core, which `cat`, the alarm lane or other
@@ -424,7 +432,11 @@ impl Matching {
             && lines.len() as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS;
         let n = self.scan_region(lines, sink, alarms, two);
         let raised = usize::try_from(*alarms - before).unwrap_or(usize::MAX);
-        self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > lines.len();
+        // Dense, and the lane's work per byte at least half the matcher's (by its recent
+        // speed; before any is measured, density alone).
+        let lane = raised as f64 * STORM_LANE_NANOS_PER_ALARM;
+        self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > lines.len()
+            && 2.0 * lane >= lines.len() as f64 * self.nanos_per_byte;
         if let Some(t) = t {
             let threads = if two { 2.0 } else { 1.0 };
             let sample = t.elapsed().as_nanos() as f64 * threads / lines.len() as f64;
@@ -677,28 +689,45 @@ mod tests {
         if !p.ms.parallel {
             return; // One core: no region is ever shared.
         }
-        p.ms.nanos_per_byte = f64::INFINITY;
+        // A matcher slow enough to share a region (the recent speed is set before each
+        // region: what the test's own regions measure depends on the build), yet quicker
+        // than the storm's lane (an alarm per ~30 bytes: ~3 ns a byte of lane work).
+        let slow = (PARALLEL_MIN_NANOS / PARALLEL_MIN as f64).max(PARALLEL_MIN_NANOS_PER_BYTE);
+        assert!(2.0 * STORM_LANE_NANOS_PER_ALARM / 30.0 > slow);
         let mut s = CollectSink::default();
-        p.feed(&calm, &mut s).unwrap();
+        let mut feed = |p: &mut Pipeline, r: &[u8], npb: f64| {
+            p.ms.nanos_per_byte = npb;
+            p.feed(r, &mut s).unwrap();
+        };
+        feed(&mut p, &calm, slow);
         assert!(
             !p.ms.storm && p.ms.helper.is_some(),
             "a calm region is shared"
         );
-        p.feed(&storm, &mut s).unwrap();
+        feed(&mut p, &storm, slow);
         assert!(p.ms.storm);
         // The helper is not used now: the storm's alarms come from the reader's matcher.
         p.ms.helper = None;
-        p.feed(&storm, &mut s).unwrap();
+        feed(&mut p, &storm, slow);
         assert!(p.ms.storm && p.ms.helper.is_none(), "a storm is not shared");
-        p.feed(&calm, &mut s).unwrap();
+        feed(&mut p, &calm, slow);
         assert!(!p.ms.storm, "the storm ended");
-        p.feed(&calm, &mut s).unwrap();
+        feed(&mut p, &calm, slow);
         assert!(p.ms.helper.is_some(), "a calm region is shared again");
+        // As dense a storm, but matching costs more than its alarms: shared.
+        p.ms.helper = None;
+        feed(&mut p, &storm, 100.0);
+        assert!(!p.ms.storm, "a storm of costly matching is no storm");
+        feed(&mut p, &storm, 100.0);
+        assert!(
+            p.ms.helper.is_some(),
+            "a storm of costly matching is shared"
+        );
         p.finish(&mut s).unwrap();
         let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
         seq.ms.parallel = false;
         let mut want = CollectSink::default();
-        for r in [&calm, &storm, &storm, &calm, &calm] {
+        for r in [&calm, &storm, &storm, &calm, &calm, &storm, &storm] {
             seq.feed(r, &mut want).unwrap();
         }
         seq.finish(&mut want).unwrap();
