@@ -101,7 +101,7 @@ impl ClassScan {
     /// The search for `windows` (each 1..=[`MAX_WIDTH`] classes, at most [`MAX_WINDOWS`]), or
     /// `None` when there is nothing to search or the CPU cannot search it fast (no AVX2).
     pub(crate) fn new(windows: &[Vec<ByteSet>]) -> Option<ClassScan> {
-        Self::build(windows).filter(|_| avx2())
+        Self::build(windows).filter(|_| super::has_avx2())
     }
 
     fn build(windows: &[Vec<ByteSet>]) -> Option<ClassScan> {
@@ -152,7 +152,7 @@ impl ClassScan {
         let mut q = from;
         #[cfg(target_arch = "x86_64")]
         {
-            if avx2() {
+            if super::has_avx2() {
                 // SAFETY: the CPU has AVX2 (checked above); `widths`, `tables` and `offsets`
                 // agree (`build`: offsets below their window's width), and `widest` is the
                 // largest width.
@@ -173,17 +173,6 @@ impl ClassScan {
             }
         }
         (q..hay.len()).find(|&p| self.at(hay, p))
-    }
-}
-
-fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

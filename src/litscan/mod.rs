@@ -155,10 +155,21 @@ pub(crate) fn overhang_keys(lit: &[u8], ci: bool) -> usize {
 /// they fit: few, and rare enough in log text).
 pub(crate) fn takes_nibble_tables(needles: &[Needle]) -> bool {
     needles.len() <= teddy::MAX_LITERALS
-        && cfg!(target_arch = "x86_64")
-        && std::arch::is_x86_feature_detected!("avx2")
+        && has_avx2()
         && needles.iter().all(|n| n.bytes.len() >= teddy::WIDTH)
         && teddy::Teddy::new(needles, teddy::MAX_CHANCE).is_some()
+}
+
+/// Whether this CPU has AVX2 (the searches' SIMD kernels need it; false off x86_64).
+pub(crate) fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 #[inline(always)]
@@ -237,7 +248,7 @@ impl LitScan {
         let shift = 32 - bits.trailing_zeros();
         let (filter, starts, pairs) = table(keys, bits, shift);
         let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
-        let avx2 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = has_avx2();
         // PERF: few literals are searched with nibble tables (two shuffles per window byte and
         // 16 bytes) instead of a gather per 32 bytes (rules10, search alone: see PERF.md
         // "sixteenth run"); the filter stays for CPUs without AVX2.

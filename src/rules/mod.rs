@@ -1240,15 +1240,14 @@ mod tests {
     fn the_dfa_part_stops_at_its_first_match_only_when_its_rules_are_alike() {
         // Rules without literals (the DFA part); the second line matches both.
         let buf = b"at 10.1.2 ok\nERRORS at 10.1.2\nFATAL\n";
-        let rules = |b: u32| [(r"\d+\.\d+\.\d+", vec![0u32]), (r"[A-Z]{5,}", vec![b])];
-        let triples = |b: u32| -> Vec<(&str, Vec<u32>)> { rules(b).to_vec() };
         for (b, want) in [
             (1, vec![vec![0], vec![0, 1], vec![1]]),
             (0, vec![vec![0]; 3]),
         ] {
-            let t = triples(b);
-            let t: Vec<(&str, &[u32], bool)> = t.iter().map(|(p, a)| (*p, &a[..], false)).collect();
-            let s = set(&t, 8192);
+            let s = set(
+                &[(r"\d+\.\d+\.\d+", &[0], false), (r"[A-Z]{5,}", &[b], false)],
+                8192,
+            );
             assert!(s.lits.is_none() && s.dfa.is_some());
             for every in [false, true] {
                 let mut m = s.matcher();
@@ -1468,7 +1467,7 @@ mod tests {
         ];
         rules.extend(filler.iter().map(|f| (f.as_str(), &[4u32][..], false)));
         let s = set(&rules, 8192);
-        let avx2 = cfg!(target_arch = "x86_64") && std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = crate::litscan::has_avx2();
         let stride = s.lits.as_ref().map(|l| l.shape().2);
         if avx2 {
             assert_eq!(stride, Some(4));
@@ -1613,7 +1612,7 @@ mod tests {
             .collect();
         let s = set(&triples, 8192);
         let uses_windows = s.dfa.as_ref().is_some_and(|d| d.classes.is_some());
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = crate::litscan::has_avx2();
         assert_eq!(
             uses_windows, avx2,
             "class windows are used exactly when AVX2 is there"
