@@ -56,6 +56,7 @@ mod metrics;
 mod monitor;
 mod nats;
 mod output;
+mod par;
 mod pipeline;
 mod plan;
 mod raise;

@@ -247,24 +247,17 @@ impl Pipeline {
     }
 }
 
-/// The cores this process may use, asked once (std reads the cgroup's quota files at each
-/// call: ~60 µs, and a pipeline is made per input).
-fn cores() -> usize {
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 impl Pipeline {
     /// A pipeline with a buffer of at least `capacity` bytes (and always more than twice
     /// `log-master-bufsize`, so an over-long line's head is in the buffer when it overflows).
     pub fn new(matcher: Matcher, capacity: usize) -> Pipeline {
         let cap = capacity.max(matcher.rules().bufsize().saturating_mul(2) + 1);
-        let parallel = !matcher.rules().is_empty() && cores() > 1;
+        let parallel = !matcher.rules().is_empty() && crate::par::cores() > 1;
         Pipeline {
             ms: Matching {
                 helper: None,
                 parallel,
-                min_nanos_per_byte: match cores() < HELPER_OWN_CORE {
+                min_nanos_per_byte: match crate::par::cores() < HELPER_OWN_CORE {
                     true => PARALLEL_MIN_NANOS_PER_BYTE,
                     false => 0.0,
                 },

@@ -286,10 +286,12 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
-/// Each rule parsed, with its required literals, in order. PERF: a large set is parsed on two
-/// threads (parsing and literal extraction are most of the start-up with 2,000 rules).
+/// Each rule parsed, with its required literals, in order. PERF: a large set is parsed on every
+/// core (parsing and literal extraction are most of the start-up with 2,000 rules), in chunks of
+/// 16 rules drawn in turn (PERF.md "twenty-sixth run").
 fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), RuleError>> {
-    let one = |i: usize, p: &str| {
+    let one = |i: usize| {
+        let p = patterns[i].0;
         let h = parse_regex(p).map_err(RuleError::of(i))?;
         let lits = rule_needles(&h);
         let record = cache::Record {
@@ -300,30 +302,17 @@ fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), Rule
         };
         Ok((h, record))
     };
-    let half = patterns.len() / 2;
-    if half < 128 {
-        return patterns
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| one(i, p))
-            .collect();
+    crate::par::map(patterns.len(), parallel_threads(patterns.len()), 16, one)
+}
+
+/// Threads for start-up work over `n` rules: one below 256 (a few milliseconds of work), else
+/// every core.
+pub(crate) fn parallel_threads(n: usize) -> usize {
+    if n < 256 {
+        1
+    } else {
+        crate::par::cores()
     }
-    let (a, b) = patterns.split_at(half);
-    std::thread::scope(|scope| {
-        let second = scope.spawn(|| {
-            b.iter()
-                .enumerate()
-                .map(|(i, (p, _))| one(half + i, p))
-                .collect::<Vec<_>>()
-        });
-        let mut out: Vec<_> = a.iter().enumerate().map(|(i, (p, _))| one(i, p)).collect();
-        match second.join() {
-            Ok(rest) => out.extend(rest),
-            // The thread panicked (a bug): parse its half here, where the panic shows again.
-            Err(_) => out.extend(b.iter().enumerate().map(|(i, (p, _))| one(half + i, p))),
-        }
-        out
-    })
 }
 
 /// Rules matched by automata instead of literals: a scan automaton over the whole buffer, and
