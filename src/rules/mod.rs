@@ -1036,6 +1036,7 @@ mod tests {
             (r"a\nb", true),
             (r"a\x0ab", true),
             (r"a\x0Ab", true),
+            ("a\nb", true), // a newline byte in the rule itself
             (r"a\x{0a}b", true),
             (r"a\cJb", true),
             (r"a[\n]b", true),

@@ -37,12 +37,20 @@ pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
 /// holds a newline? Lines are matched one at a time without their terminator, so such a rule
 /// is dead (uWSGI matched each `read()` chunk, which may hold several lines: fail2ban's
 /// multi-line filters, for one). PERF: only patterns that spell a newline some way are parsed
-/// again (a start with two thousand rules pays nothing for the others).
+/// again (a start with two thousand rules pays nothing for the others; the spellings are looked
+/// for after each backslash, without a lowered copy of the pattern).
 pub(crate) fn needs_a_newline(pattern: &str) -> bool {
-    let lower = pattern.to_ascii_lowercase();
-    let spelled = ["\\n", "\\x0a", "\\x{", "\\u", "\\cj", "\\012", "\\o{"]
-        .iter()
-        .any(|s| lower.contains(s));
+    let b = pattern.as_bytes();
+    let spelled = memchr::memchr_iter(b'\\', b).any(|at| {
+        let after = &b[at + 1..];
+        [&b"n"[..], b"x0a", b"x{", b"u", b"cj", b"012", b"o{"]
+            .iter()
+            .any(|s| {
+                after
+                    .get(..s.len())
+                    .is_some_and(|a| a.eq_ignore_ascii_case(s))
+            })
+    });
     spelled && parse_regex(pattern).is_ok_and(|h| never_matches(&for_scan(h)))
 }
 
