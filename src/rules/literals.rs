@@ -93,10 +93,20 @@ pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
             // PERF: only suffixes that start with a literal, and only their next four parts (the
             // prefixes of those are prefixes of the whole suffix's matches; literals are cut at
             // 32 bytes anyway): 1,000 rules spent ~40 ms here cloning every suffix whole.
+            // PERF: nor the parts after one that leaves every prefix inexact (`\d+`): the
+            // extractor stops there, so they are not cloned; a literal alone is not cloned at all
+            // (Debian's 2,101 rules: PERF.md "twenty-sixth run").
             for i in 1..v.len() {
                 if matches!(v[i].kind(), HirKind::Literal(_)) {
-                    let part = Hir::concat(v[i..v.len().min(i + 4)].to_vec());
-                    best = better(best, prefix_literals(&part));
+                    let mut end = v.len().min(i + 4);
+                    if let Some(j) = v[i..end].iter().position(ends_prefixes) {
+                        end = i + j + 1;
+                    }
+                    let lits = match &v[i..end] {
+                        [one] => prefix_literals(one),
+                        parts => prefix_literals(&Hir::concat(parts.to_vec())),
+                    };
+                    best = better(best, lits);
                 }
             }
             for child in v {
@@ -122,6 +132,17 @@ pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
         _ => {}
     }
     best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
+}
+
+/// Does every prefix of `h`'s matches end inexact, so that no part after `h` in a concatenation
+/// can lengthen the concatenation's prefix literals? A repetition with a minimum and no fixed
+/// count (`x+`, `x{2,}`, `x{1,3}`), also inside a group.
+fn ends_prefixes(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Repetition(r) => r.min >= 1 && r.max != Some(r.min),
+        HirKind::Capture(c) => ends_prefixes(&c.sub),
+        _ => false,
+    }
 }
 
 /// ASCII case folded out of a rule: literals and classes in lower case. A line matching the rule

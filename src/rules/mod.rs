@@ -1390,6 +1390,16 @@ mod tests {
         assert_eq!(lits("^\\d+$"), None);
         assert_eq!(lits("ab|\\d+"), None);
         assert!(lits("(?i)machine check").is_some());
+        // A suffix's prefixes run on through a repetition of fixed count, and stop at one
+        // without (the parts after it are not looked at).
+        assert_eq!(
+            lits(r"\S+ id=(ab){2}cdefgh"),
+            Some(vec![b" id=ababcdefgh".to_vec()])
+        );
+        assert_eq!(
+            lits(r"\S+ id=\d+cdefghijklmnop"),
+            Some(vec![b"cdefghijklmnop".to_vec()])
+        );
     }
 
     /// fail2ban's `apache-badbots`: a request line's `HTTP` (in every line of a web log) or
