@@ -1020,12 +1020,27 @@ mod tests {
     }
 
     fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {
+        hits_counted(s, buf, false).0
+    }
+
+    /// Each raising line with its alarms, in order, and the matcher (for its per-rule counts),
+    /// with every rule counted or not.
+    fn hits_counted(s: &RuleSet, buf: &[u8], every: bool) -> (Vec<(String, Vec<u32>)>, Matcher) {
         let mut m = s.matcher();
+        if every {
+            m.count_every_rule();
+        }
         let mut out = Vec::new();
         m.scan_lines(buf, &mut |l, a| {
             out.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
         });
-        out
+        (out, m)
+    }
+
+    /// Each raising line's alarms, in order, and the matcher (see [`hits_counted`]).
+    fn alarms_counted(s: &RuleSet, buf: &[u8], every: bool) -> (Vec<Vec<u32>>, Matcher) {
+        let (hits, m) = hits_counted(s, buf, every);
+        (hits.into_iter().map(|(_, a)| a).collect(), m)
     }
 
     /// Rules that can only match across a newline are found (and only those): each flagged
@@ -1158,14 +1173,7 @@ mod tests {
             ("tank is empty\n".to_string(), vec![2]),
         ];
         for every in [false, true] {
-            let mut m = s.matcher();
-            if every {
-                m.count_every_rule();
-            }
-            let mut got = Vec::new();
-            m.scan_lines(buf, &mut |l, a| {
-                got.push((String::from_utf8_lossy(l).into_owned(), a.to_vec()))
-            });
+            let (got, m) = hits_counted(&s, buf, every);
             assert_eq!(got, want, "every rule counted: {every}");
             let first_line: u64 = m.rule_hits()[..4].iter().sum::<u64>() - 1;
             if every {
@@ -1212,12 +1220,7 @@ mod tests {
         let want_alike = vec![one(0), one(0), one(0)];
         for (s, want) in [(&mixed, want_mixed), (&alike, want_alike)] {
             for every in [false, true] {
-                let mut m = s.matcher();
-                if every {
-                    m.count_every_rule();
-                }
-                let mut got = Vec::new();
-                m.scan_lines(buf, &mut |_, a| got.push(a.to_vec()));
+                let (got, m) = alarms_counted(s, buf, every);
                 assert_eq!(got, want, "every rule counted: {every}");
                 if every {
                     assert_eq!(m.rule_hits(), &[1, 3, 2][..]);
@@ -1240,12 +1243,7 @@ mod tests {
             );
             assert!(s.lits.is_none() && s.dfa.is_some());
             for every in [false, true] {
-                let mut m = s.matcher();
-                if every {
-                    m.count_every_rule();
-                }
-                let mut got = Vec::new();
-                m.scan_lines(buf, &mut |_, a| got.push(a.to_vec()));
+                let (got, m) = alarms_counted(&s, buf, every);
                 assert_eq!(got, want, "alarms {b}, every rule counted: {every}");
                 // Alike rules (one alarm) stop at the line's first match unless every rule is
                 // counted: the second line then counts one of them.
