@@ -9,6 +9,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use regex_syntax::hir::literal::Seq;
 
 /// A rule's literals and whether they are compared ignoring ASCII case (lower case then).
 pub(super) type RuleLiterals = (Vec<Vec<u8>>, bool);
@@ -37,18 +38,60 @@ pub(super) const SEARCH_NEEDLE_LEN: usize = FAST_NEEDLE_LEN - 1;
 /// Literals this long, one or two of them, are not bettered by folding case.
 const GOOD_NEEDLE_LEN: usize = 12;
 
-/// Literals every match of `h` must begin with, if they form a small finite set.
-pub(super) fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
+/// The longest literal the extractor keeps (longer ones are cut to their first this many bytes).
+const MAX_LITERAL_LEN: usize = 32;
+
+fn extractor() -> Extractor {
     let mut ex = Extractor::new();
     ex.kind(ExtractKind::Prefix)
-        .limit_literal_len(32)
+        .limit_literal_len(MAX_LITERAL_LEN)
         .limit_total(MAX_RULE_NEEDLES);
-    let seq = ex.extract(h);
+    ex
+}
+
+/// The literals of an extracted prefix sequence, if they form a small finite set.
+fn finite(seq: &Seq) -> Option<Vec<Vec<u8>>> {
     let lits = seq.literals()?;
     if lits.is_empty() || lits.len() > MAX_RULE_NEEDLES {
         return None;
     }
     Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// Literals every match of `h` must begin with, if they form a small finite set.
+pub(super) fn prefix_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
+    // PERF: a literal is its own prefix, cut as the extractor cuts it (Debian's 2,101 rules
+    // asked 92,000 times, half of them on a literal).
+    if let HirKind::Literal(hir::Literal(bytes)) = h.kind() {
+        return Some(vec![bytes[..bytes.len().min(MAX_LITERAL_LEN)].to_vec()]);
+    }
+    finite(&extractor().extract(h))
+}
+
+/// The prefix sequence of the concatenation of `parts`, as the extractor computes it for a
+/// concatenation (each part's sequence crossed onto the ones before until every literal is
+/// inexact), from each part's own sequence, extracted once into `seqs` and kept there for
+/// the other suffixes and the parts' own literals.
+// PERF: in place of cloning each suffix into a new concatenation and extracting it whole
+// (Debian's 2,101 rules: 45 M instructions in the clones alone; the part nearest a literal
+// extracted up to six times).
+fn concat_prefix(ex: &Extractor, parts: &[Hir], seqs: &mut [Option<Seq>]) -> Seq {
+    let mut seq = Seq::singleton(hir::literal::Literal::exact(vec![]));
+    for (part, cached) in parts.iter().zip(seqs.iter_mut()) {
+        if seq.is_inexact() {
+            break;
+        }
+        let mut next = cached.get_or_insert_with(|| ex.extract(part)).clone();
+        if seq
+            .max_cross_len(&next)
+            .is_some_and(|len| len > MAX_RULE_NEEDLES)
+        {
+            next.make_infinite();
+        }
+        seq.cross_forward(&mut next);
+        seq.keep_first_bytes(MAX_LITERAL_LEN);
+    }
+    seq
 }
 
 /// The shortest literal's length.
@@ -66,10 +109,10 @@ pub(super) fn min_len(lits: &[Vec<u8>]) -> usize {
 /// "v1x20" beat the prefixes "WARN " and "v1x20"); then fewer literals.
 pub(super) fn quality(lits: &[Vec<u8>]) -> (bool, i64, usize, std::cmp::Reverse<usize>) {
     let doublings = i64::from(usize::BITS - lits.len().leading_zeros());
-    let total: usize = lits.iter().map(|l| l.len().min(32)).sum();
+    let total: usize = lits.iter().map(|l| l.len().min(MAX_LITERAL_LEN)).sum();
     (
         min_len(lits) >= SEARCH_NEEDLE_LEN,
-        min_len(lits).min(32) as i64 - doublings,
+        min_len(lits).min(MAX_LITERAL_LEN) as i64 - doublings,
         total / lits.len().max(1),
         std::cmp::Reverse(lits.len()),
     )
@@ -87,32 +130,23 @@ pub(super) fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option
 /// literal of any concatenated part, the union over alternation branches. None when no set with
 /// literals of at least [`MIN_NEEDLE_LEN`] bytes exists.
 pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
-    let mut best = prefix_literals(h);
+    required_given(h, None)
+}
+
+/// [`required_literals`], with `h`'s prefix literals when the caller has them already.
+fn required_given(h: &Hir, prefix: Option<Option<Vec<Vec<u8>>>>) -> Option<Vec<Vec<u8>>> {
     match h.kind() {
-        HirKind::Concat(v) => {
-            // PERF: only suffixes that start with a literal, and only their next four parts (the
-            // prefixes of those are prefixes of the whole suffix's matches; literals are cut at
-            // 32 bytes anyway): 1,000 rules spent ~40 ms here cloning every suffix whole.
-            // PERF: nor the parts after one that leaves every prefix inexact (`\d+`): the
-            // extractor stops there, so they are not cloned; a literal alone is not cloned at all
-            // (Debian's 2,101 rules: PERF.md "twenty-sixth run").
-            for i in 1..v.len() {
-                if matches!(v[i].kind(), HirKind::Literal(_)) {
-                    let mut end = v.len().min(i + 4);
-                    if let Some(j) = v[i..end].iter().position(ends_prefixes) {
-                        end = i + j + 1;
-                    }
-                    let lits = match &v[i..end] {
-                        [one] => prefix_literals(one),
-                        parts => prefix_literals(&Hir::concat(parts.to_vec())),
-                    };
-                    best = better(best, lits);
-                }
-            }
-            for child in v {
-                best = better(best, required_literals(child));
-            }
-        }
+        // PERF: what can match the empty string or a single byte has no literal of
+        // MIN_NEEDLE_LEN bytes: no extraction asked (the answer is the one it would give).
+        HirKind::Empty | HirKind::Look(_) | HirKind::Class(_) => return None,
+        HirKind::Repetition(r) if r.min == 0 => return None,
+        _ => {}
+    }
+    if let HirKind::Concat(v) = h.kind() {
+        return required_in_concat(v, prefix);
+    }
+    let mut best = prefix.unwrap_or_else(|| prefix_literals(h));
+    match h.kind() {
         HirKind::Alternation(v) => {
             let mut union = Vec::new();
             for child in v {
@@ -128,8 +162,40 @@ pub(crate) fn required_literals(h: &Hir) -> Option<Vec<Vec<u8>>> {
             }
         }
         HirKind::Repetition(r) if r.min >= 1 => best = better(best, required_literals(&r.sub)),
-        HirKind::Capture(c) => best = better(best, required_literals(&c.sub)),
+        // PERF: a group's prefix literals are its contents' (asked once, not twice).
+        HirKind::Capture(c) => {
+            let inner = required_given(&c.sub, Some(best.clone()));
+            best = better(best, inner);
+        }
         _ => {}
+    }
+    best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
+}
+
+/// [`required_given`] for a concatenation of `v`: the best of its prefix literals, those of
+/// each suffix starting with a literal, and each part's required literals.
+fn required_in_concat(v: &[Hir], prefix: Option<Option<Vec<Vec<u8>>>>) -> Option<Vec<Vec<u8>>> {
+    let ex = extractor();
+    let mut seqs: Vec<Option<Seq>> = vec![None; v.len()];
+    let mut best = prefix.unwrap_or_else(|| finite(&concat_prefix(&ex, v, &mut seqs)));
+    // PERF: only suffixes that start with a literal, and only their next four parts (the
+    // prefixes of those are prefixes of the whole suffix's matches; literals are cut at
+    // 32 bytes anyway): 1,000 rules spent ~40 ms here cloning every suffix whole.
+    // PERF: nor the parts after one that leaves every prefix inexact (`\d+`): the extractor
+    // stops there (PERF.md "twenty-sixth run").
+    for i in 1..v.len() {
+        if matches!(v[i].kind(), HirKind::Literal(_)) {
+            let mut end = v.len().min(i + 4);
+            if let Some(j) = v[i..end].iter().position(ends_prefixes) {
+                end = i + j + 1;
+            }
+            let lits = finite(&concat_prefix(&ex, &v[i..end], &mut seqs[i..end]));
+            best = better(best, lits);
+        }
+    }
+    for (child, seq) in v.iter().zip(&seqs) {
+        // A part's prefix literals are those of the sequence already extracted for it.
+        best = better(best, required_given(child, seq.as_ref().map(finite)));
     }
     best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
 }
@@ -249,5 +315,70 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
         (Some(e), Some(f)) if key(&f) > key(&e) => Some((f, true)),
         (Some(e), _) => Some((e, false)),
         (None, f) => f.map(|f| (f, true)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition [`required_literals`] computes, written plainly: every prefix extracted
+    /// whole by the extractor from a concatenation cloned for it.
+    fn plain(h: &Hir) -> Option<Vec<Vec<u8>>> {
+        let whole = |h: &Hir| finite(&extractor().extract(h));
+        let mut best = whole(h);
+        match h.kind() {
+            HirKind::Concat(v) => {
+                for i in 1..v.len() {
+                    if matches!(v[i].kind(), HirKind::Literal(_)) {
+                        let mut end = v.len().min(i + 4);
+                        if let Some(j) = v[i..end].iter().position(ends_prefixes) {
+                            end = i + j + 1;
+                        }
+                        best = better(best, whole(&Hir::concat(v[i..end].to_vec())));
+                    }
+                }
+                for child in v {
+                    best = better(best, plain(child));
+                }
+            }
+            HirKind::Alternation(v) => {
+                let mut union = Vec::new();
+                for child in v {
+                    match plain(child) {
+                        Some(l) if union.len() + l.len() <= MAX_UNION_NEEDLES => union.extend(l),
+                        _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
+                    }
+                }
+                if union.len() <= MAX_RULE_NEEDLES || min_len(&union) >= SEARCH_NEEDLE_LEN {
+                    best = better(best, Some(union));
+                }
+            }
+            HirKind::Repetition(r) if r.min >= 1 => best = better(best, plain(&r.sub)),
+            HirKind::Capture(c) => best = better(best, plain(&c.sub)),
+            _ => {}
+        }
+        best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+        /// The shared per-part extraction and the shortcuts (a literal's prefix, nothing for
+        /// a class or an optional part) give what the plain definition gives, folded or not.
+        #[test]
+        fn required_literals_are_the_plain_definition(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "ab", "cd", "[a-c]", "x{2}", "(?i:ef)", "(?i)", "\\d+", "[0-9]{1,3}", "foo ?",
+                "\\(bar\\)", "(gh|ij)k", "lmnopqrstuvwxyz0123456789abcdefghij", "\\w", ":",
+                " ", "$", "^", "\\.", "z*", "(", ")", "|", "(?:", "){2,}", ")?", "+",
+            ]), 1..16)
+        ) {
+            let p = parts.concat();
+            let Ok(h) = crate::rules::syntax::parse_regex(&p) else { return Ok(()) };
+            proptest::prop_assert_eq!(required_literals(&h), plain(&h), "{}", p);
+            if let Some(f) = fold_case(&h) {
+                proptest::prop_assert_eq!(required_literals(&f), plain(&f), "folded {}", p);
+            }
+        }
     }
 }
