@@ -29,24 +29,12 @@ const WORD: usize = std::mem::size_of::<usize>();
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            // SAFETY: forwarded as documented above.
-            unsafe { libmimalloc_sys::mi_malloc(layout.size()).cast() }
-        } else {
-            // SAFETY: forwarded as documented above.
-            unsafe { libmimalloc_sys::mi_malloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        fresh(layout, false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
-        if layout.align() <= WORD {
-            // SAFETY: forwarded as documented above.
-            unsafe { libmimalloc_sys::mi_zalloc(layout.size()).cast() }
-        } else {
-            // SAFETY: forwarded as documented above.
-            unsafe { libmimalloc_sys::mi_zalloc_aligned(layout.size(), layout.align()).cast() }
-        }
+        fresh(layout, true)
     }
 
     #[inline]
@@ -67,6 +55,25 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
             }
         }
     }
+}
+
+/// A new block for `layout`, zeroed or not: the plain call up to a word's alignment, the
+/// aligned one above it.
+#[inline]
+fn fresh(layout: std::alloc::Layout, zeroed: bool) -> *mut u8 {
+    use libmimalloc_sys::{mi_malloc, mi_malloc_aligned, mi_zalloc, mi_zalloc_aligned};
+    let (size, align) = (layout.size(), layout.align());
+    // SAFETY: mimalloc's allocation calls take any size and a power-of-two alignment (a
+    // `Layout`'s is); a null return is the allocation failure `GlobalAlloc` expects.
+    let block = unsafe {
+        match (align <= WORD, zeroed) {
+            (true, false) => mi_malloc(size),
+            (true, true) => mi_zalloc(size),
+            (false, false) => mi_malloc_aligned(size, align),
+            (false, true) => mi_zalloc_aligned(size, align),
+        }
+    };
+    block.cast()
 }
 
 fn main() {
