@@ -60,6 +60,7 @@ mod literals;
 mod matcher;
 pub(crate) mod pcre;
 mod placed;
+mod quick;
 mod syntax;
 mod windows;
 
