@@ -93,12 +93,12 @@ fn report(c: &Config, p: &plan::Plan) -> (String, usize) {
     let width = c
         .trace
         .iter()
-        .map(|t| t.option.len() + t.value.chars().count() + 3)
+        .map(|t| t.option.len() + t.value().chars().count() + 3)
         .max()
         .unwrap_or(0)
         .min(72);
     for t in &c.trace {
-        let opt = format!("{} = {}", t.option, t.value);
+        let opt = format!("{} = {}", t.option, t.value());
         let _ = writeln!(s, "{opt:<width$}  # {}", origin(&t.origin));
     }
     s.push_str("*** alarms ***\n");

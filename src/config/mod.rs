@@ -224,12 +224,36 @@ pub struct Config {
 }
 
 /// One option as read (see [`Config::trace`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Traced {
     pub option: &'static str,
-    /// The value with its secrets masked (never the secret itself).
-    pub value: String,
+    /// The value as written: shown only masked, by [`Traced::value`].
+    // PERF: masked when shown, not when read (Debian's 2,101 rules: 11 M instructions, a
+    // tenth of a cold start's serial work, for a listing only `check` prints).
+    written: String,
     pub origin: Origin,
+}
+
+impl Traced {
+    /// The value with its secrets masked (never the secret itself).
+    pub fn value(&self) -> String {
+        redact_value(&self.written)
+    }
+
+    /// Whether two options read the same value (secrets compared, never shown).
+    pub(crate) fn same_value(&self, other: &Traced) -> bool {
+        self.written == other.written
+    }
+}
+
+impl std::fmt::Debug for Traced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traced")
+            .field("option", &self.option)
+            .field("value", &self.value())
+            .field("origin", &self.origin)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -292,7 +316,7 @@ impl Config {
     fn traced(&mut self, def: &OptDef, value: &str, origin: &Origin) {
         self.trace.push(Traced {
             option: def.name,
-            value: redact_value(value),
+            written: value.to_string(),
             origin: origin.clone(),
         });
     }

@@ -27,7 +27,7 @@ pub(crate) fn without_terminator(line: &[u8]) -> &[u8] {
 pub struct Matcher {
     pub(super) set: RuleSet,
     /// Per-group caches, made at a group's first candidate.
-    pub(super) group_caches: Vec<Option<meta::Cache>>,
+    pub(super) group_caches: Vec<Option<Box<meta::Cache>>>,
     pub(super) group_set: PatternSet,
     /// Groups already run for the current line.
     pub(super) groups_run: Vec<u32>,
@@ -139,7 +139,7 @@ impl WindowWatch {
 /// A matcher's automata caches, shared by the matchers of one thread's inputs.
 #[derive(Debug, Default)]
 pub(super) struct Caches {
-    pub(super) group: Vec<Option<meta::Cache>>,
+    pub(super) group: Vec<Option<Box<meta::Cache>>>,
     scan: Option<meta::Cache>,
     exact: Option<meta::Cache>,
 }
@@ -626,7 +626,8 @@ impl Matcher {
                 // at start-up, where an error stops logalarm); never matches then.
                 continue;
             };
-            let cache = self.group_caches[g as usize].get_or_insert_with(|| re.create_cache());
+            let cache =
+                self.group_caches[g as usize].get_or_insert_with(|| Box::new(re.create_cache()));
             // PERF: rules alike for the alarms: whether one matches is all the line needs, so
             // the search stops at the first match instead of running to the line's end for
             // every pattern (kept when every rule is counted).

@@ -46,14 +46,15 @@ pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
 pub(crate) fn needs_a_newline(pattern: &str) -> bool {
     let b = pattern.as_bytes();
     let spelled = memchr::memchr_iter(b'\\', b).any(|at| {
-        let after = &b[at + 1..];
-        [&b"n"[..], b"x0a", b"x{", b"u", b"cj", b"012", b"o{"]
-            .iter()
-            .any(|s| {
-                after
-                    .get(..s.len())
-                    .is_some_and(|a| a.eq_ignore_ascii_case(s))
-            })
+        let after = |i: usize| b.get(at + i).map_or(0, u8::to_ascii_lowercase);
+        match after(1) {
+            b'n' | b'u' => true,
+            b'x' => after(2) == b'{' || (after(2) == b'0' && after(3) == b'a'),
+            b'c' => after(2) == b'j',
+            b'0' => after(2) == b'1' && after(3) == b'2',
+            b'o' => after(2) == b'{',
+            _ => false,
+        }
     });
     spelled && parse_regex(pattern).is_ok_and(|h| never_matches(&for_scan(h)))
 }
