@@ -287,10 +287,14 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
-/// Each rule parsed, with its required literals, in order. PERF: a large set is parsed on every
-/// core (parsing and literal extraction are most of the start-up with 2,000 rules), in chunks of
-/// 16 rules drawn in turn (PERF.md "twenty-sixth run").
-fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), RuleError>> {
+/// Each rule parsed, with its required literals, in order; its tree kept when the DFA part may
+/// take it or its automaton is built at start-up. PERF: a large set is parsed on every core
+/// (parsing and literal extraction are most of the start-up with 2,000 rules), in chunks of 16
+/// rules drawn in turn (PERF.md "twenty-sixth run"); a rule the literal search surely takes is
+/// parsed again at its first candidate line, as after a warm start, and its tree's memory
+/// serves the next rule's parse (Debian's 2,101 rules: 5 MB of fresh pages, ~1,300 page
+/// faults, at every cold start).
+fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Option<Hir>, cache::Record), RuleError>> {
     let one = |i: usize| {
         let p = patterns[i].0;
         let h = parse_regex(p).map_err(RuleError::of(i))?;
@@ -301,7 +305,12 @@ fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Hir, cache::Record), Rule
             heavy: nfa_weight(&h) > EAGER_WEIGHT,
             lits,
         };
-        Ok((h, record))
+        let searched = record
+            .lits
+            .as_ref()
+            .is_some_and(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN);
+        let kept = (record.heavy || !searched).then_some(h);
+        Ok((kept, record))
     };
     crate::par::map(patterns.len(), parallel_threads(patterns.len()), 16, one)
 }
@@ -455,7 +464,7 @@ impl RuleSet {
                 let mut records = Vec::with_capacity(patterns.len());
                 for parsed in parse_all(patterns) {
                     let (h, r) = parsed?;
-                    hirs.push(Some(h));
+                    hirs.push(h);
                     records.push(r);
                 }
                 if let Some(dir) = cache {
