@@ -45,24 +45,23 @@ pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
 /// for after each backslash, without a lowered copy of the pattern).
 pub(crate) fn needs_a_newline(pattern: &str) -> bool {
     let b = pattern.as_bytes();
-    // PERF: a plain loop, not `memchr_iter`: translated rules hold a backslash every few
-    // bytes (`\xHH`), where the vector search restarted at each (Debian's 2,101: 8 -> ~2 M
-    // instructions).
-    let spelled = (0..b.len()).any(|at| {
-        if b[at] != b'\\' {
-            return false;
-        }
-        let after = |i: usize| b.get(at + i).map_or(0, u8::to_ascii_lowercase);
-        match after(1) {
-            b'n' | b'u' => true,
-            b'x' => after(2) == b'{' || (after(2) == b'0' && after(3) == b'a'),
-            b'c' => after(2) == b'j',
-            b'0' => after(2) == b'1' && after(3) == b'2',
-            b'o' => after(2) == b'{',
-            _ => false,
-        }
-    });
+    let spelled = memchr::memchr_iter(b'\\', b).any(|at| spells_a_newline(&b[at + 1..]));
     spelled && parse_regex(pattern).is_ok_and(|h| never_matches(&for_scan(h)))
+}
+
+/// Whether the text after a backslash starts with an escape that is a newline (`\n`,
+/// `\x0a`, `\012`, `\cj`, or one of the forms whose value needs reading: `\x{`, `\o{`,
+/// `\u`), in either case.
+fn spells_a_newline(after: &[u8]) -> bool {
+    let at = |i: usize| after.get(i).map_or(0, u8::to_ascii_lowercase);
+    match at(0) {
+        b'n' | b'u' => true,
+        b'x' => at(1) == b'{' || (at(1) == b'0' && at(2) == b'a'),
+        b'c' => at(1) == b'j',
+        b'0' => at(1) == b'1' && at(2) == b'2',
+        b'o' => at(1) == b'{',
+        _ => false,
+    }
 }
 
 /// Does this tree match nothing at all (an empty class where every way through must pass)?
