@@ -12,7 +12,7 @@
 use super::*;
 
 /// Parse one rule's regex the way uWSGI's PCRE reads it (byte-based, case-sensitive, `.` not
-/// matching newline) into a syntax tree. Most patterns take [`super::quick`]'s fast path,
+/// matching newline) into a syntax tree. Most patterns take the fast path of `rules::quick`,
 /// which makes the same tree; the rest, and every error, are regex-syntax's.
 pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
     if let Some(h) = super::quick::parse(pattern) {
