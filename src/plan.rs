@@ -263,7 +263,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
         a.policy = std::sync::Arc::new(policy);
     }
     warnings.extend(note);
-    for (r, t) in c.rules.iter().zip(&translated) {
+    for (i, (r, t)) in c.rules.iter().zip(&translated).enumerate() {
         if pcre::pcre_only(t) {
             warnings.push(format!(
                 "{} {}: {}; every line costs a PCRE match for it{}",
@@ -273,7 +273,7 @@ pub fn build(c: &Config) -> Result<Plan, ConfigError> {
                 r.origin
             ));
         }
-        if crate::rules::needs_a_newline(&t.pattern) {
+        if rules.never_matches(i) {
             warnings.push(format!(
                 "{} {}: can never match: every match of it holds a newline, and each line is matched on its own without its \"\\n\" (uWSGI matched each read() chunk, which may hold several lines){}",
                 rule_option(r),

@@ -245,24 +245,66 @@ pub(super) fn fold_case(h: &Hir) -> Option<Hir> {
     })
 }
 
-/// Whether some class holds an ASCII letter in both cases (`(?i)`, `[Cc]`, `\w`): only then
-/// can folding case give better literals.
+/// The most bytes a class may hold for the extractor to expand it into literals
+/// (regex-syntax's default `limit_class`).
+const EXTRACTED_CLASS_LEN: usize = 10;
+
+/// Whether some class holds an ASCII letter in both cases (`(?i)`, `[Cc]`) and, folded, is
+/// small enough for the extractor to expand into literals: only then can folding case give
+/// better literals through a class. A large class (`\w`, `[[:alnum:]]`, `[A-Za-z0-9._-]`)
+/// ends every literal before and after folding alike.
+// PERF: not every class with a case pair (Debian's 2,101 rules: 321 rules folded and extracted
+// again, 32 M instructions of a cold start, 9 of them getting better literals; PERF.md
+// "twenty-ninth run").
 pub(super) fn has_case_pair(h: &Hir) -> bool {
     match h.kind() {
-        HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| {
-            (r.start()..=r.end()).any(|b| {
-                b.is_ascii_uppercase() && {
-                    let l = b | 0x20;
-                    c.ranges().iter().any(|q| q.start() <= l && l <= q.end())
+        HirKind::Class(Class::Bytes(c)) => {
+            let has = |b: u8| c.ranges().iter().any(|q| q.start() <= b && b <= q.end());
+            let mut pair = false;
+            let mut folded = 0usize;
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    if b.is_ascii_uppercase() {
+                        pair |= has(b | 0x20);
+                        folded += usize::from(!has(b | 0x20));
+                    } else {
+                        folded += 1;
+                    }
+                    if folded > EXTRACTED_CLASS_LEN {
+                        return false;
+                    }
                 }
-            })
-        }),
+            }
+            pair
+        }
         HirKind::Class(Class::Unicode(_)) => true,
         HirKind::Repetition(r) => has_case_pair(&r.sub),
         HirKind::Capture(c) => has_case_pair(&c.sub),
-        HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(has_case_pair),
+        HirKind::Concat(v) => v.iter().any(has_case_pair),
+        HirKind::Alternation(v) => case_variants(v) || v.iter().any(has_case_pair),
         _ => false,
     }
+}
+
+/// Whether two of an alternation's branches begin with literals that differ only in case
+/// (`(Error|error)`, `(gh|GH)\d`, `(Error \d+|error \w+)`): folded, their literals may
+/// become one.
+fn case_variants(branches: &[Hir]) -> bool {
+    fn lead(h: &Hir) -> Option<&[u8]> {
+        match h.kind() {
+            HirKind::Literal(hir::Literal(b)) => Some(b),
+            HirKind::Capture(c) => lead(&c.sub),
+            HirKind::Concat(v) => v.first().and_then(lead),
+            _ => None,
+        }
+    }
+    let leads: Vec<&[u8]> = branches.iter().filter_map(lead).collect();
+    leads.iter().enumerate().any(|(i, a)| {
+        leads[i + 1..].iter().any(|b| {
+            let n = a.len().min(b.len());
+            a[..n] != b[..n] && a[..n].eq_ignore_ascii_case(&b[..n])
+        })
+    })
 }
 
 /// The literals a rule's matches must contain, and whether they compare ignoring ASCII case:
@@ -272,6 +314,11 @@ pub(super) fn has_case_pair(h: &Hir) -> bool {
 /// holding `\n` are left out (no match within a line can contain one). None when neither form
 /// has literals of at least `MIN_NEEDLE_LEN` (3) bytes.
 pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
+    needles_folding_when(h, has_case_pair)
+}
+
+/// [`rule_needles`], folding case when `may_gain(h)` says folding can give better literals.
+fn needles_folding_when(h: &Hir, may_gain: fn(&Hir) -> bool) -> Option<(Vec<Vec<u8>>, bool)> {
     // Literals holding `\n` go, and so do literals holding another one of the set (any line
     // holding them holds the shorter one too).
     let clean = |v: Vec<Vec<u8>>| {
@@ -297,7 +344,7 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
         e.as_ref()
             .is_some_and(|e| min_len(e) >= GOOD_NEEDLE_LEN && e.len() <= 2)
     };
-    let folded = if !good(&exact) && has_case_pair(h) {
+    let folded = if !good(&exact) && may_gain(h) {
         fold_case(h)
             .and_then(|f| required_literals(&f))
             .and_then(clean)
@@ -379,6 +426,57 @@ mod tests {
             if let Some(f) = fold_case(&h) {
                 proptest::prop_assert_eq!(required_literals(&f), plain(&f), "folded {}", p);
             }
+        }
+
+        /// Folding tried only for small classes with a case pair and for branches that differ
+        /// only in case gives the literals that folding at every class with a case pair too
+        /// gives (the earlier definition, which missed the branches).
+        #[test]
+        fn folding_only_where_it_may_gain_loses_nothing(
+            parts in proptest::collection::vec(proptest::sample::select(vec![
+                "ab", "cd", "Ef", "GH", "[Ee]", "[Cc]on", "[A-Fa-f]", "[A-Za-z]", "\\w",
+                "[[:alnum:]]+", "[A-Z0-9_.-]", "(?i)", "(?i:rror)", "(Error|error)", "(gh|GH)",
+                "(ab|Ab|aB)", "x{2}", "\\d+", " ", ":", "lmnopqrstuv", "(", ")", "|", ")?", "+",
+            ]), 1..14)
+        ) {
+            /// Every class with a case pair, large or small (the earlier definition).
+            fn any_case_pair(h: &Hir) -> bool {
+                match h.kind() {
+                    HirKind::Class(Class::Bytes(c)) => c.ranges().iter().any(|r| {
+                        (r.start()..=r.end()).any(|b| {
+                            b.is_ascii_uppercase()
+                                && c.ranges().iter().any(|q| q.start() <= b | 0x20 && b | 0x20 <= q.end())
+                        })
+                    }),
+                    HirKind::Class(Class::Unicode(_)) => true,
+                    HirKind::Repetition(r) => any_case_pair(&r.sub),
+                    HirKind::Capture(c) => any_case_pair(&c.sub),
+                    HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().any(any_case_pair),
+                    _ => false,
+                }
+            }
+            let p = parts.concat();
+            let Ok(h) = crate::rules::syntax::parse_regex(&p) else { return Ok(()) };
+            let either = |h: &Hir| any_case_pair(h) || has_case_pair(h);
+            proptest::prop_assert_eq!(rule_needles(&h), needles_folding_when(&h, either), "{}", p);
+        }
+    }
+
+    /// Rules whose folded literals are better still get them: a small class with a case pair
+    /// (`[Ee]`, `(?i)`), and literals differing only in case.
+    #[test]
+    fn small_case_classes_and_case_variants_are_folded() {
+        for (p, want) in [
+            ("[Rr]eading [Pp]ackage [Ll]ists", "reading package lists"),
+            ("(?i)connection refused", "connection refused"),
+            ("(Illegal|illegal) us", "illegal us"),
+            ("(Error \\d+|error \\w+)", "error "),
+            ("[Aa]uth fail", "auth fail"),
+        ] {
+            let h = crate::rules::syntax::parse_regex(p).unwrap();
+            let (lits, ci) = rule_needles(&h).unwrap();
+            assert!(ci, "{p}: {lits:?}");
+            assert_eq!(lits, vec![want.as_bytes().to_vec()], "{p}");
         }
     }
 }
