@@ -259,6 +259,11 @@ const EXTRACTED_CLASS_LEN: usize = 10;
 pub(super) fn has_case_pair(h: &Hir) -> bool {
     match h.kind() {
         HirKind::Class(Class::Bytes(c)) => {
+            // Folding takes at most the 26 upper-case letters out.
+            let len: usize = c.ranges().iter().map(|r| r.len()).sum();
+            if len > EXTRACTED_CLASS_LEN + 26 {
+                return false;
+            }
             let has = |b: u8| c.ranges().iter().any(|q| q.start() <= b && b <= q.end());
             let mut pair = false;
             let mut folded = 0usize;

@@ -96,7 +96,8 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
     let mut t = Translator {
         src: pattern.as_bytes(),
         at: 0,
-        out: String::with_capacity(pattern.len() + 8),
+        // PERF: room for some bytes written as `\xHH` (a growing string was copied again).
+        out: String::with_capacity(pattern.len() * 2 + 16),
         notes: Vec::new(),
         groups: 0,
         extended: vec![false],
@@ -150,17 +151,45 @@ pub fn pcre_only(t: &Translation) -> bool {
 // (Debian's 2,101 rules: 65,000 of their 388,000 bytes are spaces and such punctuation;
 // PERF.md "twenty-sixth run").
 fn byte(out: &mut String, b: u8) {
-    if b.is_ascii_alphanumeric() || b"_:,/=\"'@%!;<>`".contains(&b) {
-        out.push(b as char);
-    } else if regex_syntax::is_meta_character(char::from(b)) {
+    match BYTE_SPELLING[usize::from(b)] {
+        AS_IS => out.push(char::from(b)),
         // `\[`, `\.`: the automaton's syntax reads an escaped meta character as itself in
         // any mode, at less cost than `\xHH`.
-        out.push('\\');
-        out.push(char::from(b));
-    } else {
-        hex(out, b);
+        ESCAPED => {
+            out.push('\\');
+            out.push(char::from(b));
+        }
+        _ => hex(out, b),
     }
 }
+
+/// How [`byte`] writes each byte: as it is, escaped, or `\xHH`.
+// PERF: a table, not a search of the punctuation list and of the meta characters per byte
+// (Debian's 2,101 rules: 112,847 literal bytes at every cold start).
+const AS_IS: u8 = 0;
+const ESCAPED: u8 = 1;
+const HEX: u8 = 2;
+const BYTE_SPELLING: [u8; 256] = {
+    let mut t = [HEX; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() {
+            AS_IS
+        } else {
+            // regex-syntax's meta characters (checked against `is_meta_character` in a test).
+            match c {
+                b'_' | b':' | b',' | b'/' | b'=' | b'"' | b'\'' | b'@' | b'%' | b'!' | b';'
+                | b'<' | b'>' | b'`' => AS_IS,
+                b'\\' | b'.' | b'+' | b'*' | b'?' | b'(' | b')' | b'|' | b'[' | b']' | b'{'
+                | b'}' | b'^' | b'$' | b'#' | b'&' | b'-' | b'~' => ESCAPED,
+                _ => HEX,
+            }
+        };
+        b += 1;
+    }
+    t
+};
 
 /// `\xHH` for `b`. PERF: not `write!` (the formatting machinery was 7 % of a warm start
 /// with Debian's 2,101 rules, most of it here).
@@ -1383,6 +1412,20 @@ mod tests {
         assert_eq!(class_escape(b'H'), Some(format!("[^{HSPACE}]").as_str()));
         assert_eq!(class_escape(b'V'), Some(format!("[^{VSPACE}]").as_str()));
         assert_eq!(class_escape(b'q'), None);
+    }
+
+    #[test]
+    fn the_byte_table_escapes_exactly_the_meta_characters() {
+        for b in 0..=255u8 {
+            let want = if b.is_ascii_alphanumeric() || b"_:,/=\"'@%!;<>`".contains(&b) {
+                AS_IS
+            } else if regex_syntax::is_meta_character(char::from(b)) {
+                ESCAPED
+            } else {
+                HEX
+            };
+            assert_eq!(BYTE_SPELLING[usize::from(b)], want, "byte {b:#04x}");
+        }
     }
 
     #[test]
