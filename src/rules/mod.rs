@@ -537,9 +537,9 @@ impl RuleSet {
                 }
             }
         }
-        // PERF: the literal searches are built on another thread while this one compiles the
-        // DFA part (Debian's 2,101 rules: ~4 ms each, one after the other on one core;
-        // PERF.md "twenty-ninth run"). A thread that cannot start costs only time.
+        // PERF: with a large set, the literal searches are built on another thread while this
+        // one compiles the DFA part (Debian's 2,101 rules: ~4 ms each, one after the other on
+        // one core; PERF.md "twenty-ninth run"). A thread that cannot start costs only time.
         let input = std::sync::Mutex::new(Some((
             std::mem::take(&mut b.needles),
             std::mem::take(&mut b.short),
@@ -549,7 +549,9 @@ impl RuleSet {
             taken.map(|(needles, short)| (LitScan::new(needles), LitScan::new(short)))
         };
         let (searches, dfa) = std::thread::scope(|s| {
-            let other = std::thread::Builder::new().spawn_scoped(s, scans).ok();
+            let other = (parallel_threads(texts.len()) > 1)
+                .then(|| std::thread::Builder::new().spawn_scoped(s, scans).ok())
+                .flatten();
             let dfa = b.dfa_part();
             let searches = match other.map(|h| h.join()) {
                 Some(Ok(built)) => built,
