@@ -44,6 +44,7 @@ const MAX_LITERAL_LEN: usize = 32;
 fn extractor() -> Extractor {
     let mut ex = Extractor::new();
     ex.kind(ExtractKind::Prefix)
+        .limit_class(EXTRACTED_CLASS_LEN)
         .limit_literal_len(MAX_LITERAL_LEN)
         .limit_total(MAX_RULE_NEEDLES);
     ex
@@ -245,8 +246,8 @@ pub(super) fn fold_case(h: &Hir) -> Option<Hir> {
     })
 }
 
-/// The most bytes a class may hold for the extractor to expand it into literals
-/// (regex-syntax's default `limit_class`).
+/// The most bytes a class may hold for the extractor to expand it into literals (its
+/// `limit_class`, set in [`extractor`]; [`has_case_pair`] relies on it).
 const EXTRACTED_CLASS_LEN: usize = 10;
 
 /// Whether some class holds an ASCII letter in both cases (`(?i)`, `[Cc]`) and, folded, is
@@ -270,8 +271,9 @@ pub(super) fn has_case_pair(h: &Hir) -> bool {
             for r in c.ranges() {
                 for b in r.start()..=r.end() {
                     if b.is_ascii_uppercase() {
-                        pair |= has(b | 0x20);
-                        folded += usize::from(!has(b | 0x20));
+                        let lower = has(b | 0x20);
+                        pair |= lower;
+                        folded += usize::from(!lower);
                     } else {
                         folded += 1;
                     }
