@@ -87,14 +87,15 @@ pub struct LitScan {
     /// The CPU has AVX2 (stride 4 then tests eight windows at once).
     avx2: bool,
     filter: Box<[u64]>,
-    /// Bucket `h` is `entries[starts[h]..starts[h + 1]]`.
-    starts: Box<[u32]>,
-    /// (needle index, offset of the window in the needle).
-    entries: Box<[(u32, i32)]>,
+    /// Per filter word: how many set bits the words before it hold (the index of its first
+    /// set bit's bucket in `buckets`).
+    ranks: Box<[u32]>,
+    /// The bucket of the `k`-th set bit of the filter is `entries[buckets[k]..buckets[k + 1]]`.
+    buckets: Box<[u32]>,
+    /// Each bucket's literals, with what the first comparison needs in the entry itself.
+    entries: Box<[Entry]>,
     /// Nibble tables for few literals, searched instead of the filter with AVX2.
     teddy: Option<teddy::Teddy>,
-    /// Each needle's first bytes as a word.
-    quick: Box<[Quick]>,
     /// Where each needle's windows start ([`SHORT`]: a 6-byte literal's overhang windows).
     bases: Box<[u8]>,
 }
@@ -197,7 +198,7 @@ impl LitScan {
             crate::par::cores()
         };
         let bases = crate::par::map(needles.len(), threads, 256, base).into();
-        Some(Self::build(needles, width, stride, bases))
+        Self::build(needles, width, stride, bases)
     }
 
     /// The same search with each literal's windows placed where `counts` (a sample of the
@@ -222,12 +223,7 @@ impl LitScan {
         if bases == self.bases {
             return None;
         }
-        Some(Self::build(
-            self.needles.clone(),
-            self.width,
-            self.stride,
-            bases,
-        ))
+        Self::build(self.needles.clone(), self.width, self.stride, bases)
     }
 
     /// Whether [`LitScan::placed_for`] can place this search's windows (it uses the filter of
@@ -238,7 +234,13 @@ impl LitScan {
 
     /// The search over `needles` with windows of `width` bytes every `stride` bytes, literal
     /// `i`'s starting at `bases[i]` ([`SHORT`]: the overhang windows).
-    fn build(needles: Vec<Needle>, width: usize, stride: usize, bases: Box<[u8]>) -> LitScan {
+    /// None only if a window's offset did not fit an entry (`bases` are bytes: it always does).
+    fn build(
+        needles: Vec<Needle>,
+        width: usize,
+        stride: usize,
+        bases: Box<[u8]>,
+    ) -> Option<LitScan> {
         // PERF: the key keeps case (a literal compared ignoring case is entered under each
         // case variant of its windows): with case masked out, "error" and "kernel" in ordinary
         // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
@@ -254,8 +256,11 @@ impl LitScan {
             .next_power_of_two()
             .clamp(1 << 12, 1 << 18);
         let shift = 32 - bits.trailing_zeros();
-        let (filter, starts, pairs) = table(keys, bits, shift);
-        let entries = pairs.iter().map(|&(_, n, o)| (n, o)).collect();
+        let (filter, ranks, buckets, pairs) = table(keys, bits, shift);
+        let entries = pairs
+            .iter()
+            .map(|&(_, n, o)| Entry::new(n, needles.get(n as usize)?, o))
+            .collect::<Option<_>>()?;
         let avx2 = has_avx2();
         // PERF: few literals are searched with nibble tables (two shuffles per window byte and
         // 16 bytes) instead of a gather per 32 bytes (rules10, search alone: see PERF.md
@@ -265,20 +270,20 @@ impl LitScan {
         } else {
             None
         };
-        LitScan {
+        Some(LitScan {
             width,
             stride,
             mask,
             shift,
             avx2,
             filter,
-            starts,
+            ranks,
+            buckets,
             entries,
             teddy,
-            quick: needles.iter().map(Quick::of).collect(),
             needles,
             bases,
-        }
+        })
     }
 
     /// (literals, window width, stride, filter bits); with nibble tables instead of the
@@ -521,8 +526,17 @@ impl LitScan {
         h: usize,
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) -> bool {
-        let (a, b) = (self.starts[h] as usize, self.starts[h + 1] as usize);
-        self.verify_entries(hay, from, to, q, &self.entries[a..b], on)
+        // PERF: the bucket found by the rank of its bit (a table of the set bits, 40 KiB for
+        // Debian's 2,101 rules) instead of a start per bit (1 MiB for a 2^18-bit filter: a
+        // cache miss per window that passes).
+        let word = self.filter[h / 64];
+        let k =
+            self.ranks[h / 64] as usize + (word & ((1u64 << (h % 64)) - 1)).count_ones() as usize;
+        let (Some(&a), Some(&b)) = (self.buckets.get(k), self.buckets.get(k + 1)) else {
+            return true;
+        };
+        let entries = self.entries.get(a as usize..b as usize).unwrap_or(&[]);
+        self.verify_entries(hay, from, to, q, entries, on)
     }
 
     /// Report every literal of `entries` (needle, offset of the window at `q` in it) that
@@ -533,38 +547,45 @@ impl LitScan {
         from: usize,
         to: usize,
         q: usize,
-        entries: &[(u32, i32)],
+        entries: &[Entry],
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) -> bool {
-        for &(n, off) in entries {
-            let Some(p) = q.checked_add_signed(-(off as isize)).filter(|&p| p >= from) else {
+        for e in entries {
+            let Some(p) = q
+                .checked_add_signed(-isize::from(e.off))
+                .filter(|&p| p >= from)
+            else {
                 continue;
             };
-            let needle = &self.needles[n as usize];
-            let len = needle.bytes.len();
+            let len = e.len();
             if p + len > to {
                 continue;
             }
             // PERF: the literal's first 8 bytes compared as one word first (case folded for a
-            // literal compared ignoring case): most windows that pass belong to another
-            // literal of their bucket, and the call to memcmp per entry was a fifth of
-            // Debian's 2,101 rules' samples. Exact for a literal of at most 8 bytes kept case.
-            // (The word kept in the entry instead, so that the literal is not read for a
-            // window passed in vain, was no faster: PERF.md "sixteenth run".)
-            let quick = &self.quick[n as usize];
+            // literal compared ignoring case), from the entry itself: most windows that pass
+            // belong to another literal of their bucket, and the literal is read only when its
+            // first bytes are there (the call to memcmp per entry was a fifth of Debian's
+            // 2,101 rules' samples; reading each literal's word from a table of its own, a
+            // cache miss per entry). Exact for a literal of at most 8 bytes kept case.
             let word = hay.get(p..p + 8).and_then(|w| w.first_chunk::<8>());
             if let Some(w) = word {
-                if (u64::from_le_bytes(*w) | quick.fold) & quick.mask != quick.key {
-                    continue;
-                }
-                if !needle.ci && len <= 8 {
-                    if !on(p, needle) {
-                        return false;
-                    }
+                if (u64::from_le_bytes(*w) | e.fold()) & e.mask() != e.key {
                     continue;
                 }
             }
-            let Some(got) = hay.get(p..p + len) else {
+            let Some(needle) = self.needles.get(e.needle as usize) else {
+                continue;
+            };
+            if word.is_some() && !needle.ci && needle.bytes.len() <= 8 {
+                if !on(p, needle) {
+                    return false;
+                }
+                continue;
+            }
+            let Some(got) = hay
+                .get(p..p + needle.bytes.len())
+                .filter(|_| p + needle.bytes.len() <= to)
+            else {
                 continue;
             };
             let same = if needle.ci {
@@ -580,34 +601,66 @@ impl LitScan {
     }
 }
 
-/// A literal's first (up to) 8 bytes as a word, for a first comparison ([`LitScan`]'s
-/// `verify_entries`).
-#[derive(Debug, Clone, Copy)]
-struct Quick {
-    /// The bytes (bit 5 of each set when compared ignoring case), masked.
+/// One literal of a bucket (or of a group of the nibble tables): which, where the window lies
+/// in it, and its first (up to) 8 bytes as a word, for a first comparison that reads nothing
+/// but the entry ([`LitScan`]'s `verify_entries`). 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Entry {
+    /// The bytes (bit 5 of each set when compared ignoring case), masked to the literal's.
     key: u64,
-    /// The literal's bytes among the 8.
-    mask: u64,
-    /// Bit 5 of each byte when compared ignoring case (upper and lower case then agree; other
-    /// bytes may agree too: the full comparison follows), else 0.
-    fold: u64,
+    /// The needle's index.
+    pub(super) needle: u32,
+    /// The window's offset in the literal (-1: a window starting a byte before it).
+    pub(super) off: i16,
+    /// The literal's length (at most [`Entry::MAX_LEN`]; longer ones are checked in full
+    /// anyway) and, in the top bit, whether it is compared ignoring case.
+    meta: u16,
 }
 
-impl Quick {
-    fn of(n: &Needle) -> Quick {
-        let k = n.bytes.len().min(8);
+impl Entry {
+    const MAX_LEN: usize = 0x7fff;
+
+    /// The entry of `needle` (index `n`) for its window at `off`; None when `off` does not fit
+    /// in 16 bits (the filter's windows lie within a literal's first 260 bytes; the nibble
+    /// tables are not used for a literal of 32 KiB).
+    pub(super) fn new(n: u32, needle: &Needle, off: i32) -> Option<Entry> {
+        let k = needle.bytes.len().min(8);
         let mut b = [0u8; 8];
-        b[..k].copy_from_slice(&n.bytes[..k]);
-        let mask = if k == 8 {
-            u64::MAX
-        } else {
-            (1u64 << (8 * k)) - 1
+        b[..k].copy_from_slice(&needle.bytes[..k]);
+        let meta = needle.bytes.len().min(Self::MAX_LEN) as u16 | (u16::from(needle.ci) << 15);
+        let off = i16::try_from(off).ok()?;
+        let mut e = Entry {
+            key: u64::from_le_bytes(b),
+            needle: n,
+            off,
+            meta,
         };
-        let fold = if n.ci { 0x2020_2020_2020_2020 } else { 0 };
-        Quick {
-            key: (u64::from_le_bytes(b) | fold) & mask,
-            mask,
-            fold,
+        e.key = (e.key | e.fold()) & e.mask();
+        Some(e)
+    }
+
+    /// The literal's length (or [`Entry::MAX_LEN`] when longer).
+    #[inline(always)]
+    fn len(&self) -> usize {
+        usize::from(self.meta & 0x7fff)
+    }
+
+    /// Bit 5 of each byte when compared ignoring case (upper and lower case then agree; other
+    /// bytes may agree too: the full comparison follows), else 0.
+    #[inline(always)]
+    fn fold(&self) -> u64 {
+        match self.meta >> 15 {
+            0 => 0,
+            _ => 0x2020_2020_2020_2020,
+        }
+    }
+
+    /// The literal's bytes among the first 8.
+    #[inline(always)]
+    fn mask(&self) -> u64 {
+        match self.len() {
+            n if n >= 8 => u64::MAX,
+            n => (1u64 << (8 * n)) - 1,
         }
     }
 }
@@ -669,14 +722,15 @@ fn window_keys(
     keys
 }
 
-/// The filter of `bits` bits, the bucket starts (prefix sums) and the sorted, deduplicated
-/// (bucket, literal, offset) entries for `keys`.
+/// The filter of `bits` bits, its words' ranks (set bits before each), the bucket starts (one
+/// per set bit, and the end) and the sorted, deduplicated (bucket, literal, offset) entries for
+/// `keys`.
 #[allow(clippy::type_complexity)]
 fn table(
     keys: Vec<(u32, u32, i32)>,
     bits: usize,
     shift: u32,
-) -> (Box<[u64]>, Box<[u32]>, Vec<(usize, u32, i32)>) {
+) -> (Box<[u64]>, Box<[u32]>, Box<[u32]>, Vec<(usize, u32, i32)>) {
     let mut pairs: Vec<(usize, u32, i32)> = keys
         .into_iter()
         .map(|(k, n, o)| (hash(k, shift), n, o))
@@ -684,15 +738,21 @@ fn table(
     pairs.sort_unstable();
     pairs.dedup();
     let mut filter = vec![0u64; bits / 64].into_boxed_slice();
-    let mut starts = vec![0u32; bits + 1].into_boxed_slice();
-    for &(h, _, _) in &pairs {
-        filter[h / 64] |= 1 << (h % 64);
-        starts[h + 1] += 1;
+    let mut buckets = Vec::with_capacity(pairs.len() + 1);
+    for (i, &(h, _, _)) in pairs.iter().enumerate() {
+        if i == 0 || pairs[i - 1].0 != h {
+            filter[h / 64] |= 1 << (h % 64);
+            buckets.push(i as u32);
+        }
     }
-    for h in 0..bits {
-        starts[h + 1] += starts[h];
+    buckets.push(pairs.len() as u32);
+    let mut ranks = vec![0u32; bits / 64].into_boxed_slice();
+    let mut set = 0u32;
+    for (r, w) in ranks.iter_mut().zip(&filter[..]) {
+        *r = set;
+        set += w.count_ones();
     }
-    (filter, starts, pairs)
+    (filter, ranks, buckets.into_boxed_slice(), pairs)
 }
 
 fn key_of(window: &[u8]) -> u32 {
@@ -932,6 +992,7 @@ mod tests {
                         placed.stride,
                         placed.bases.clone(),
                     )
+                    .unwrap()
                 };
                 proptest::prop_assert_eq!(&found(&t), &expected, "placed, avx2 {}", avx2);
             }
@@ -1123,5 +1184,37 @@ mod tests {
         assert_eq!(all(&s, b"ab"), vec![]);
         assert_eq!(all(&s, b"xxabc"), vec![(2, 0)]);
         assert!(LitScan::new(vec![]).is_none());
+    }
+
+    #[test]
+    fn literals_longer_than_an_entry_holds_are_compared_in_full() {
+        // An entry keeps at most 32 KiB - 1 of a literal's length: a longer one is still
+        // bounded and compared by its whole length (no hit for a haystack that differs only
+        // in the last byte, or that ends a byte early).
+        let long: String = (0..40_000)
+            .map(|i| (b'a' + (i % 23) as u8) as char)
+            .collect();
+        for ci in [false, true] {
+            let s = scan(&[(long.as_str(), ci), ("needle", false)]);
+            let mut hay = format!("xx{long}yy").into_bytes();
+            assert_eq!(all(&s, &hay), vec![(2, 0)], "ci {ci}");
+            let last = 2 + long.len() - 1;
+            hay[last] = b'#';
+            assert_eq!(all(&s, &hay), vec![], "ci {ci}");
+            assert_eq!(all(&s, &hay[..last]), vec![], "ci {ci}");
+        }
+    }
+
+    #[test]
+    fn entries_keep_what_the_first_comparison_needs() {
+        let ns = test_needles(&[("abc", false), ("Some Longer Literal", true)]);
+        let e = Entry::new(0, &ns[0], 0).unwrap();
+        assert_eq!((e.len(), e.fold(), e.mask()), (3, 0, 0xff_ffff));
+        assert_eq!(e.key, u64::from(u32::from_le_bytes(*b"abc\0")));
+        let e = Entry::new(1, &ns[1], -1).unwrap();
+        assert_eq!((e.len(), e.off, e.mask()), (19, -1, u64::MAX));
+        assert_eq!(e.fold(), 0x2020_2020_2020_2020);
+        assert_eq!(e.key, u64::from_le_bytes(*b"some lon"));
+        assert!(Entry::new(1, &ns[1], 40_000).is_none());
     }
 }

@@ -20,7 +20,7 @@
 
 use super::classes::ByteSet;
 use super::rarity::{byte_chances, class_chances, rarest_base, window_of_classes};
-use super::Needle;
+use super::{Entry, Needle};
 
 /// The window's width: every literal of the search has at least three bytes. (Four, where
 /// every literal has four, passed fewer windows but cost more per byte: rules10's search 3.9
@@ -47,7 +47,7 @@ pub(super) struct Teddy {
     /// Group `g` is `entries[starts[g]..starts[g + 1]]`.
     starts: [u32; 9],
     /// (needle index, offset of its window in the needle).
-    entries: Box<[(u32, i32)]>,
+    entries: Box<[Entry]>,
 }
 
 /// One group's allowed nibbles per window position (low, high), as bit sets.
@@ -101,7 +101,10 @@ impl Teddy {
                     }
                 }
             }
-            entries.extend(members.iter().map(|&i| (i as u32, windows[i].0 as i32)));
+            for &i in members {
+                let off = i32::try_from(windows[i].0).ok()?;
+                entries.push(Entry::new(i as u32, needles.get(i)?, off)?);
+            }
             starts[g + 1] = entries.len() as u32;
         }
         for g in groups.len()..8 {
@@ -131,7 +134,7 @@ impl Teddy {
 
     /// The (needle, window offset) entries of group `g`.
     #[inline]
-    pub(super) fn group(&self, g: usize) -> &[(u32, i32)] {
+    pub(super) fn group(&self, g: usize) -> &[Entry] {
         let (a, b) = (self.starts[g] as usize, self.starts[g + 1] as usize);
         self.entries.get(a..b).unwrap_or(&[])
     }
@@ -240,7 +243,8 @@ mod tests {
         let t = Teddy::new(&ns, f64::INFINITY).unwrap();
         let mut seen = vec![false; ns.len()];
         for g in 0..8 {
-            for &(n, off) in t.group(g) {
+            for e in t.group(g) {
+                let (n, off) = (e.needle, e.off);
                 seen[n as usize] = true;
                 let lit = &ns[n as usize].bytes;
                 let upper = lit.to_ascii_uppercase();
