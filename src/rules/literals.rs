@@ -214,23 +214,17 @@ fn ends_prefixes(h: &Hir) -> bool {
 
 /// ASCII case folded out of a rule: literals and classes in lower case. A line matching the rule
 /// matches the folded rule once lowered, so the folded rule's required literals, compared
-/// ignoring case, are required literals of the rule. None for trees with Unicode classes.
+/// ignoring case, are required literals of the rule. None for trees with classes of
+/// characters beyond ASCII.
 pub(super) fn fold_case(h: &Hir) -> Option<Hir> {
     Some(match h.kind() {
         HirKind::Empty => Hir::empty(),
         HirKind::Literal(hir::Literal(bytes)) => Hir::literal(bytes.to_ascii_lowercase()),
-        HirKind::Class(Class::Bytes(c)) => {
-            let mut folded = hir::ClassBytes::new(c.iter().flat_map(|r| {
-                let (lo, hi) = (r.start().max(b'A'), r.end().min(b'Z'));
-                let lower = (lo <= hi).then(|| hir::ClassBytesRange::new(lo | 0x20, hi | 0x20));
-                std::iter::once(*r).chain(lower)
-            }));
-            folded.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
-                b'A', b'Z',
-            )]));
-            Hir::class(Class::Bytes(folded))
-        }
-        HirKind::Class(Class::Unicode(_)) => return None,
+        HirKind::Class(Class::Bytes(c)) => fold_class(c),
+        // An alternation of single letters under `(?i)` (`-r(o|w)`) is made one class of
+        // characters by regex-syntax: folded as the byte class it is when all ASCII (such a
+        // rule kept 8 case variants of "]: par" instead of "expanded entry: -ro").
+        HirKind::Class(Class::Unicode(c)) => fold_class(&c.to_byte_class()?),
         HirKind::Look(look) => Hir::look(*look),
         HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
             min: r.min,
@@ -244,6 +238,19 @@ pub(super) fn fold_case(h: &Hir) -> Option<Hir> {
             Hir::alternation(v.iter().map(fold_case).collect::<Option<_>>()?)
         }
     })
+}
+
+/// `c` with its upper-case ASCII letters replaced by lower-case ones.
+fn fold_class(c: &hir::ClassBytes) -> Hir {
+    let mut folded = hir::ClassBytes::new(c.iter().flat_map(|r| {
+        let (lo, hi) = (r.start().max(b'A'), r.end().min(b'Z'));
+        let lower = (lo <= hi).then(|| hir::ClassBytesRange::new(lo | 0x20, hi | 0x20));
+        std::iter::once(*r).chain(lower)
+    }));
+    folded.difference(&hir::ClassBytes::new([hir::ClassBytesRange::new(
+        b'A', b'Z',
+    )]));
+    Hir::class(Class::Bytes(folded))
 }
 
 /// The most bytes a class may hold for the extractor to expand it into literals (its
@@ -474,16 +481,29 @@ mod tests {
     #[test]
     fn small_case_classes_and_case_variants_are_folded() {
         for (p, want) in [
-            ("[Rr]eading [Pp]ackage [Ll]ists", "reading package lists"),
-            ("(?i)connection refused", "connection refused"),
-            ("(Illegal|illegal) us", "illegal us"),
-            ("(Error \\d+|error \\w+)", "error "),
-            ("[Aa]uth fail", "auth fail"),
+            (
+                "[Rr]eading [Pp]ackage [Ll]ists",
+                &["reading package lists"][..],
+            ),
+            ("(?i)connection refused", &["connection refused"]),
+            ("(Illegal|illegal) us", &["illegal us"]),
+            ("(Error \\d+|error \\w+)", &["error "]),
+            ("[Aa]uth fail", &["auth fail"]),
+            // regex-syntax makes `(?i)(o|w)` a class of characters, not of bytes.
+            (
+                "(?i)expanded entry: -r(o|w)",
+                &["expanded entry: -ro", "expanded entry: -rw"],
+            ),
+            (
+                "(?i)options=\"r(o|w)\", \\w",
+                &["options=\"ro\", ", "options=\"rw\", "],
+            ),
         ] {
             let h = crate::rules::syntax::parse_regex(p).unwrap();
             let (lits, ci) = rule_needles(&h).unwrap();
             assert!(ci, "{p}: {lits:?}");
-            assert_eq!(lits, vec![want.as_bytes().to_vec()], "{p}");
+            let want: Vec<Vec<u8>> = want.iter().map(|w| w.as_bytes().to_vec()).collect();
+            assert_eq!(lits, want, "{p}");
         }
     }
 }
