@@ -11,6 +11,7 @@
 # Rule sets: benches/rules/rulesN.txt (rules100pcre: 10 of the 100 with a PCRE look-ahead);
 # `debian`, `logcheck`, `fail2ban`: rule sets written by others, from Debian's logcheck-database
 # and fail2ban packages (scripts/debian-rules.py downloads and converts them: 1,907 + 194);
+# `debianci`: the 2,101 of `debian`, each behind `(?i)`;
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
 # `storm100`, `storm10`: alarm storms — the corpus with `STORM ` before every line (or one line
@@ -131,6 +132,12 @@ for n in $RULESETS; do
     debian|logcheck|fail2ban)
       [ -s "$WORK/debian-rules/$n.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
       RULES=$WORK/debian-rules/$n.txt
+      sed 's/^/# /' "$WORK/debian-rules/SOURCES" ;;
+    debianci)
+      # Debian's 2,101 rules each behind `(?i)` (every literal compared ignoring case).
+      [ -s "$WORK/debian-rules/debian.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
+      RULES=$WORK/debianci.txt
+      sed 's/^/(?i)/' "$WORK/debian-rules/debian.txt" > "$RULES"
       sed 's/^/# /' "$WORK/debian-rules/SOURCES" ;;
   esac
   if [ "$n" = 1000 ]; then
