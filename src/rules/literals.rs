@@ -263,6 +263,42 @@ fn fold_class(c: &hir::ClassBytes) -> Hir {
     Hir::class(Class::Bytes(folded))
 }
 
+/// How many letters in both cases as classes of their own (`(?i)e`, `[Ee]`) `h` holds, counted
+/// up to `most`.
+fn letter_pairs(h: &Hir, most: usize) -> usize {
+    let pair = |a: u32, b: u32| a + 0x20 == b && (u32::from(b'A')..=u32::from(b'Z')).contains(&a);
+    match h.kind() {
+        HirKind::Class(Class::Bytes(c)) => match c.ranges() {
+            [a, b] if a.len() == 1 && b.len() == 1 => {
+                usize::from(pair(u32::from(a.start()), u32::from(b.start())))
+            }
+            _ => 0,
+        },
+        HirKind::Class(Class::Unicode(c)) => match c.ranges() {
+            [a, b] if a.start() == a.end() && b.start() == b.end() => {
+                usize::from(pair(u32::from(a.start()), u32::from(b.start())))
+            }
+            _ => 0,
+        },
+        HirKind::Capture(c) => letter_pairs(&c.sub, most),
+        HirKind::Repetition(r) => letter_pairs(&r.sub, most),
+        HirKind::Concat(v) | HirKind::Alternation(v) => {
+            let mut n = 0;
+            for p in v {
+                n += letter_pairs(p, most - n);
+                if n >= most {
+                    break;
+                }
+            }
+            n
+        }
+        _ => 0,
+    }
+}
+
+/// A rule with this many letters in both cases is folded first ([`rule_needles`]).
+const FOLD_FIRST_PAIRS: usize = 8;
+
 /// The most bytes a class may hold for the extractor to expand it into literals (its
 /// `limit_class`, set in [`extractor`]; [`has_case_pair`] relies on it).
 const EXTRACTED_CLASS_LEN: usize = 10;
@@ -360,14 +396,28 @@ fn needles_folding_when(h: &Hir, may_gain: fn(&Hir) -> bool) -> Option<(Vec<Vec<
         }
         (!kept.is_empty()).then_some(kept)
     };
-    let exact = required_literals(h).and_then(clean);
-    // PERF: folding is only tried when the rule's own literals are not already good (one or two
-    // of 12+ bytes): `[[:alnum:]]`, `\w` and `[Cc]` hold case pairs, so nearly every rule of
-    // Debian's 2,101 was extracted twice (literal extraction 80 -> 60 ms for them, one thread).
     let good = |e: &Option<Vec<Vec<u8>>>| {
         e.as_ref()
             .is_some_and(|e| min_len(e) >= GOOD_NEEDLE_LEN && e.len() <= 2)
     };
+    // PERF: a rule with many letters in both cases (a `(?i)` rule) is folded first, and its own
+    // literals (case variants of short pieces, the costliest extraction there is, never
+    // better than the folded ones) are not extracted when the folded ones are good: Debian's
+    // 2,101 rules behind `(?i)` spent ~200 M instructions of a cold start on them. A few
+    // pairs (`[Ee]rror`, `(?i:error)` after a literal) keep the order below, where a tie
+    // keeps the rule's own literals (cheaper to search).
+    if letter_pairs(h, FOLD_FIRST_PAIRS) >= FOLD_FIRST_PAIRS {
+        let folded = fold_case(h)
+            .and_then(|f| required_literals(&f))
+            .and_then(clean);
+        if good(&folded) {
+            return folded.map(|f| (f, true));
+        }
+    }
+    let exact = required_literals(h).and_then(clean);
+    // PERF: folding is only tried when the rule's own literals are not already good (one or two
+    // of 12+ bytes): `[[:alnum:]]`, `\w` and `[Cc]` hold case pairs, so nearly every rule of
+    // Debian's 2,101 was extracted twice (literal extraction 80 -> 60 ms for them, one thread).
     let folded = if !good(&exact) && may_gain(h) {
         fold_case(h)
             .and_then(|f| required_literals(&f))
@@ -488,6 +538,27 @@ mod tests {
 
     /// Rules whose folded literals are better still get them: a small class with a case pair
     /// (`[Ee]`, `(?i)`), and literals differing only in case.
+    #[test]
+    fn rules_with_many_letters_in_both_cases_are_folded_first() {
+        // Its own literals would be the letter-free piece (good enough to stop there before);
+        // folded first, the letters count too.
+        let h =
+            crate::rules::syntax::parse_regex("(?i)^\\w+ arpwatch: ethernet broadcast 0:0:0:0:0:0")
+                .unwrap();
+        assert!(letter_pairs(&h, FOLD_FIRST_PAIRS) >= FOLD_FIRST_PAIRS);
+        assert_eq!(
+            rule_needles(&h),
+            Some((vec![b" arpwatch: ethernet broadcast 0:".to_vec()], true))
+        );
+        // A few pairs: the rule's own literals when they are as good (a tie keeps them).
+        let h = crate::rules::syntax::parse_regex("open through proxy \\S+ (?i:error)").unwrap();
+        assert_eq!(letter_pairs(&h, FOLD_FIRST_PAIRS), 5);
+        assert_eq!(
+            rule_needles(&h),
+            Some((vec![b"open through proxy ".to_vec()], false))
+        );
+    }
+
     #[test]
     fn small_case_classes_and_case_variants_are_folded() {
         for (p, want) in [
