@@ -1270,21 +1270,13 @@ mod tests {
             "password",
             "invalid",
         ];
-        let mut lits: Vec<(Vec<u8>, bool)> = words
+        let mut pairs: Vec<(&str, bool)> = words.iter().map(|&w| (w, true)).collect();
+        pairs.push(("Error: kept", false));
+        let lits: Vec<(Vec<u8>, bool)> = pairs
             .iter()
-            .map(|w| (w.as_bytes().to_vec(), true))
+            .map(|&(w, ci)| (w.as_bytes().to_vec(), ci))
             .collect();
-        lits.push((b"Error: kept".to_vec(), false));
-        let needles: Vec<Needle> = lits
-            .iter()
-            .enumerate()
-            .map(|(i, (b, ci))| Needle {
-                bytes: b.clone().into(),
-                ci: *ci,
-                rule: i as u32,
-            })
-            .collect();
-        let s = LitScan::new(needles).unwrap();
+        let s = LitScan::new(test_needles(&pairs)).unwrap();
         let filter = LitScan {
             teddy: None,
             ..LitScan::new(s.needles.clone()).unwrap()
@@ -1298,18 +1290,14 @@ mod tests {
         assert_eq!(found.iter().filter(|&&(_, n)| n == 9).count(), 1);
         assert_eq!(found.iter().filter(|&&(_, n)| n == 5).count(), 2);
         // Half of them keeping case: the key keeps case.
-        let half: Vec<Needle> = words
+        let half: Vec<(&str, bool)> = words
             .iter()
             .enumerate()
-            .map(|(i, w)| Needle {
-                bytes: w.as_bytes().into(),
-                ci: i % 2 == 0,
-                rule: i as u32,
-            })
+            .map(|(i, &w)| (w, i % 2 == 0))
             .collect();
         let t = LitScan {
             teddy: None,
-            ..LitScan::new(half).unwrap()
+            ..LitScan::new(test_needles(&half)).unwrap()
         };
         assert_eq!(t.mask, u32::MAX);
     }
