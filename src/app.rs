@@ -99,7 +99,7 @@ fn print(text: &str) -> i32 {
 
 /// Run `plan` to its end: open the output and the monitors, start the alarm threads and the
 /// supervised processes, run the reactor, then let queued alarms finish.
-pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
+pub(crate) fn run(mut plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     let output = match open_output(&plan) {
         Ok(o) => Arc::new(o),
         Err(e) => return fail(e),
@@ -121,7 +121,7 @@ pub(crate) fn run(plan: Plan, reload: Option<crate::reload::Reloader>) -> i32 {
     // PERF: the thrash probe (about a millisecond a suspicious rule, up to its budget for a
     // thrashing one: 0.19 s of the 0.46 s start-up with Debian's 2,101 rules) runs beside the
     // log path instead of before it; its warnings come when it is done, and exit waits for it.
-    let probe = start_probe(&plan);
+    let probe = start_probe(&mut plan);
     let cluster = match plan
         .dispatch
         .cluster
@@ -269,7 +269,7 @@ const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The thrash probe's warnings, printed from a thread of its own (inline when no thread can be
 /// made).
-fn start_probe(plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
+fn start_probe(plan: &mut Plan) -> Option<std::thread::JoinHandle<()>> {
     fn say(rules: &[crate::plan::ProbeRule], cache: Option<&std::path::Path>) {
         for w in crate::plan::probe_warnings(rules, cache) {
             crate::report::plain(format_args!("logalarm: warning: {w}"));
@@ -278,20 +278,23 @@ fn start_probe(plan: &Plan) -> Option<std::thread::JoinHandle<()>> {
     if plan.probe.is_empty() {
         return None;
     }
-    let rules = plan.probe.clone();
-    let cache = plan.probe_cache.clone();
+    // PERF: the rules are handed over, not copied (Debian's 2,101 rules: 0.7 MB of fresh
+    // memory, ~175 page faults, before the first line out).
+    let rules = Arc::new(std::mem::take(&mut plan.probe));
+    let cache = plan.probe_cache.take();
+    let (theirs, their_cache) = (rules.clone(), cache.clone());
     let spawned = std::thread::Builder::new()
         .name("rule-probe".into())
         .spawn(move || {
             // PERF: the probe (0.4 s of CPU for Debian's 2,101 rules) gives way to the log
             // path: on two busy cores it delayed the first line out.
             crate::sys::lower_thread_priority();
-            say(&rules, cache.as_deref())
+            say(&theirs, their_cache.as_deref())
         });
     match spawned {
         Ok(h) => Some(h),
         Err(_) => {
-            say(&plan.probe, plan.probe_cache.as_deref());
+            say(&rules, cache.as_deref());
             None
         }
     }

@@ -77,7 +77,7 @@ fn report(c: &Config, p: &plan::Plan) -> (String, usize) {
                 origin(&r.origin).trim(),
                 plan::thrash_text(cost)
             );
-            if !warnings.iter().any(|x| x.contains(&r.raw)) {
+            if !warnings.iter().any(|x| x.contains(&*r.raw)) {
                 warnings.push(w);
             }
         }

@@ -123,7 +123,8 @@ pub(crate) struct ObservePlan {
     pub(crate) metrics: Option<(std::net::SocketAddr, String, Origin)>,
     pub(crate) stats: Option<(std::net::SocketAddr, String, Origin)>,
     pub(crate) stats_http: bool,
-    /// Each rule as its metrics label: `log-alarm NAME REGEX`.
+    /// Each rule as its metrics label: `log-alarm NAME REGEX` (empty when no counters are
+    /// served).
     pub(crate) rules: Vec<String>,
 }
 
@@ -177,7 +178,7 @@ pub(crate) struct ProbeRule {
     // PERF: written out only for a rule warned of, not for every rule at every start
     // (Debian's 2,101 rules: 6 M instructions of formatting).
     option: &'static str,
-    raw: String,
+    raw: std::sync::Arc<str>,
     /// Where it was configured.
     origin: crate::config::Origin,
 }
@@ -384,15 +385,23 @@ fn observe(c: &Config) -> Result<ObservePlan, ConfigError> {
             })
             .transpose()
     };
-    Ok(ObservePlan {
-        metrics: addr("metrics", &c.metrics)?,
-        stats: addr("stats", &c.stats)?,
-        stats_http: c.stats_http,
-        rules: c
+    let metrics = addr("metrics", &c.metrics)?;
+    let stats = addr("stats", &c.stats)?;
+    // PERF: the labels are written only when counters are served (Debian's 2,101 rules: 0.3
+    // MB of fresh memory, ~70 page faults, before the first line out at every start).
+    let rules = match metrics.is_some() || stats.is_some() {
+        true => c
             .rules
             .iter()
             .map(|r| format!("{} {}", rule_option(r), r.raw))
             .collect(),
+        false => Vec::new(),
+    };
+    Ok(ObservePlan {
+        metrics,
+        stats,
+        stats_http: c.stats_http,
+        rules,
     })
 }
 

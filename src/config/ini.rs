@@ -10,11 +10,13 @@
 
 use std::path::Path;
 
-/// One `key = value` line of an accepted section.
+/// One `key = value` line of an accepted section, borrowed from the file's text.
+// PERF: borrowed, not copied: Debian's 2,101 rules in one ini file were 2 allocations a line
+// and 0.5 MB of fresh memory (~130 page faults of ~3 µs on this VM) before the first line out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IniEntry {
-    pub key: String,
-    pub value: String,
+pub(crate) struct IniEntry<'a> {
+    pub key: &'a str,
+    pub value: &'a str,
     /// 1-based line number in the file.
     pub line: usize,
 }
@@ -27,8 +29,8 @@ pub(crate) const MAX_INI_BYTES: u64 = 16 << 20;
 
 /// An ini file's accepted entries, and what was skipped.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Parsed {
-    pub(crate) entries: Vec<IniEntry>,
+pub(crate) struct Parsed<'a> {
+    pub(crate) entries: Vec<IniEntry<'a>>,
     /// Whether an accepted section (`[uwsgi]`, `[logalarm]`) was there at all.
     pub(crate) accepted: bool,
     /// Sections skipped whose name differs from an accepted one only in case (uWSGI skips
@@ -39,7 +41,7 @@ pub(crate) struct Parsed {
 /// Parse ini text. Lines outside an accepted section are ignored; a line without `=` inside one
 /// is a key with an empty value (uWSGI treats `master` alone as `master = true`). A UTF-8 byte
 /// order mark at the start is skipped (uWSGI would read `\u{FEFF}[uwsgi]` as no section).
-pub(crate) fn parse(text: &str) -> Parsed {
+pub(crate) fn parse(text: &str) -> Parsed<'_> {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut p = Parsed::default();
     let out = &mut p.entries;
@@ -66,28 +68,33 @@ pub(crate) fn parse(text: &str) -> Parsed {
             None => (line, ""),
         };
         out.push(IniEntry {
-            key: key.to_string(),
-            value: value.to_string(),
+            key,
+            value,
             line: idx + 1,
         });
     }
     p
 }
 
-/// Read and parse an ini file (at most [`MAX_INI_BYTES`]).
-pub(crate) fn load(path: &Path) -> std::io::Result<Parsed> {
+/// Read an ini file's text (at most [`MAX_INI_BYTES`]): [`parse`] it.
+pub(crate) fn load(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(MAX_INI_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    let file = std::fs::File::open(path)?;
+    // PERF: read into a buffer of the file's size (the `take` hides the size from
+    // `read_to_end`, which then doubled its buffer from 8 KiB: 1 MB of fresh memory for a
+    // 420 KB file), and kept as it is when it is UTF-8 (it was copied).
+    let hint = file
+        .metadata()
+        .map_or(0, |m| m.len().min(MAX_INI_BYTES + 1));
+    let mut bytes = Vec::with_capacity(usize::try_from(hint).unwrap_or(0) + 1);
+    file.take(MAX_INI_BYTES + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_INI_BYTES {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("larger than {} MiB", MAX_INI_BYTES >> 20),
         ));
     }
-    Ok(parse(&decode(&bytes)?))
+    decode(bytes)
 }
 
 /// The keys whose values are rules: raw bytes there are PCRE bytes (uWSGI compiles rules
@@ -104,10 +111,11 @@ pub(crate) const RULE_KEYS: [&str; 7] = [
 
 /// Ini bytes as text: UTF-8, except that rule lines may hold raw bytes (see [`RULE_KEYS`]);
 /// a raw byte anywhere else is an error naming its line.
-fn decode(bytes: &[u8]) -> std::io::Result<String> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        return Ok(s.to_string());
-    }
+fn decode(bytes: Vec<u8>) -> std::io::Result<String> {
+    let bytes = match String::from_utf8(bytes) {
+        Ok(s) => return Ok(s),
+        Err(e) => e.into_bytes(),
+    };
     let mut out = String::with_capacity(bytes.len() + 16);
     for (idx, line) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         if let Ok(s) = std::str::from_utf8(line) {
@@ -154,9 +162,10 @@ mod tests {
     #[test]
     fn raw_bytes_only_in_rules_as_pcre_bytes() {
         let text = b"[uwsgi]\nlog-alarm = a caf\xe9 \\\xe8\nalarm = a log:\n";
-        let got = parse(&decode(text).unwrap());
+        let decoded = decode(text.to_vec()).unwrap();
+        let got = parse(&decoded);
         assert_eq!(got.entries[0].value, "a caf\\xE9 \\xE8");
-        let e = decode(b"[uwsgi]\nalarm = a cmd:echo \xe9\n").unwrap_err();
+        let e = decode(b"[uwsgi]\nalarm = a cmd:echo \xe9\n".to_vec()).unwrap_err();
         assert!(e.to_string().contains("line 2: not UTF-8"), "{e}");
     }
 
@@ -169,7 +178,7 @@ mod tests {
         let kv: Vec<(&str, &str, usize)> = got
             .entries
             .iter()
-            .map(|e| (e.key.as_str(), e.value.as_str(), e.line))
+            .map(|e| (e.key, e.value, e.line))
             .collect();
         assert_eq!(
             kv,

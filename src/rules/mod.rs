@@ -493,7 +493,7 @@ impl RuleSet {
             crate::par::map(texts.len(), parallel_threads(texts.len()), 64, |i| {
                 needs_a_newline(texts[i])
             });
-        let mut b = Builder::default();
+        let mut b = Builder::for_rules(&found);
         for (i, ((lits, (plain, heavy, prefix)), h)) in
             found.into_iter().zip(flags).zip(hirs).enumerate()
         {
@@ -876,6 +876,24 @@ struct LiteralRule<'a> {
 }
 
 impl Builder {
+    /// A builder with room for rules whose literals are `found`.
+    // PERF: room made once, not by doubling (Debian's 2,101 rules: the groups, checks,
+    // needles and the literal map grown by doubling touched ~1 MB of fresh memory more, ~250
+    // page faults of ~3 µs on this VM, on the serial part of a cold start).
+    fn for_rules(found: &[Option<RuleLiterals>]) -> Builder {
+        let n = found.len();
+        let literals = found.iter().flatten().map(|(l, _)| l.len()).sum();
+        Builder {
+            needles: Vec::with_capacity(literals),
+            groups: Vec::with_capacity(n),
+            group_of: Vec::with_capacity(n),
+            checks: Vec::with_capacity(n),
+            group_by_literal: std::collections::HashMap::with_capacity(literals),
+            parsed: Vec::with_capacity(n),
+            ..Builder::default()
+        }
+    }
+
     /// Rule `i` is found by the literal search through `lits`.
     fn literal_rule(
         &mut self,
