@@ -13,7 +13,7 @@
 /// Fixed-capacity roll buffer.
 pub(crate) struct LineBuffer {
     /// The storage; its length is the capacity and never changes.
-    buf: Box<[u8]>,
+    buf: crate::sys::ZeroedBytes,
     /// Where the unprocessed bytes begin: everything before was handed out and consumed.
     /// Moves forward as lines are consumed; back to 0 when the buffer rolls.
     start: usize,
@@ -26,7 +26,7 @@ impl LineBuffer {
     /// A buffer of `capacity` bytes (at least 1).
     pub(crate) fn with_capacity(capacity: usize) -> LineBuffer {
         LineBuffer {
-            buf: vec![0; capacity.max(1)].into_boxed_slice(),
+            buf: crate::sys::ZeroedBytes::new(capacity),
             start: 0,
             end: 0,
         }
