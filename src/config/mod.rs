@@ -1673,6 +1673,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rules_text_is_shared_by_its_trace_and_its_regex_is_the_texts_end() {
+        let ini = "[uwsgi]\nalarm = a log:\nlog-alarm = a,b  x y\nnot-log-alarm = a z\n\
+                   log-alarm-json = a level=error\nalarm-multiline = a ^\\s\n";
+        let c = match parse_ini_str(ini, "t.ini") {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let rules: Vec<(&str, &str)> = c.rules.iter().map(|r| (&*r.raw, r.regex())).collect();
+        assert_eq!(rules[..2], [("a,b  x y", " x y"), ("a z", "z")]);
+        assert_eq!(rules[2].0, "a level=error");
+        assert_ne!(
+            rules[2].1, "level=error",
+            "a field rule runs its candidate pattern"
+        );
+        assert_eq!(rules[3], ("a ^\\s", "^\\s"));
+        for (r, t) in c.rules.iter().zip(&c.trace[1..]) {
+            assert!(Arc::ptr_eq(&r.raw, &t.written), "{}", r.raw);
+        }
+        let Origin::Ini { file, line } = &c.rules[1].origin else {
+            panic!("not from the ini file");
+        };
+        assert_eq!((&**file, *line), (Path::new("t.ini"), 4));
+    }
+
+    #[test]
     fn numbers_and_bools() {
         let c = parse_args(args(&[
             "--alarm-freq",
