@@ -277,11 +277,15 @@ pub(crate) fn pipe_free(fd: RawFd) -> io::Result<usize> {
 /// become resident only when written (a heap block when small or when the mapping fails).
 // PERF: a 1 MiB read buffer zeroed by the allocator was ~256 page faults of ~3 µs on this VM
 // before the first line out (PERF.md "thirty-first run"), and memory a quiet input never used.
-pub(crate) struct ZeroedBytes {
-    /// The mapping (`len` bytes, `len > 0`), or none when the bytes are `heap`.
-    mapped: Option<std::ptr::NonNull<u8>>,
-    len: usize,
-    heap: Box<[u8]>,
+// The store is private: a mapping is made only by `new` (a pointer from elsewhere would make
+// `deref` unsound).
+pub(crate) struct ZeroedBytes(Store);
+
+enum Store {
+    /// An anonymous mapping of this many bytes (more than zero).
+    Mapped(std::ptr::NonNull<u8>, usize),
+    /// A heap block.
+    Heap(Box<[u8]>),
 }
 
 /// Smaller buffers come from the heap.
@@ -291,7 +295,7 @@ impl ZeroedBytes {
     /// `len` zero bytes (at least one).
     pub(crate) fn new(len: usize) -> ZeroedBytes {
         let len = len.max(1);
-        let mapped = if len >= MAPPED_MIN {
+        if len >= MAPPED_MIN {
             // SAFETY: a fresh anonymous private mapping of `len` bytes, at an address the
             // kernel chooses: no existing memory is touched.
             let p = unsafe {
@@ -304,48 +308,45 @@ impl ZeroedBytes {
                     0,
                 )
             };
-            (p != libc::MAP_FAILED)
+            if let Some(p) = (p != libc::MAP_FAILED)
                 .then(|| std::ptr::NonNull::new(p.cast::<u8>()))
                 .flatten()
-        } else {
-            None
-        };
-        let heap = match mapped {
-            Some(_) => Box::default(),
-            None => vec![0; len].into_boxed_slice(),
-        };
-        ZeroedBytes { mapped, len, heap }
+            {
+                return ZeroedBytes(Store::Mapped(p, len));
+            }
+        }
+        ZeroedBytes(Store::Heap(vec![0; len].into_boxed_slice()))
     }
 }
 
 impl std::ops::Deref for ZeroedBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match self.mapped {
+        match &self.0 {
             // SAFETY: the mapping is `len` readable bytes, initialised (zero or written since),
             // owned by `self` and unmapped only by its drop.
-            Some(p) => unsafe { std::slice::from_raw_parts(p.as_ptr(), self.len) },
-            None => &self.heap,
+            Store::Mapped(p, len) => unsafe { std::slice::from_raw_parts(p.as_ptr(), *len) },
+            Store::Heap(b) => b,
         }
     }
 }
 
 impl std::ops::DerefMut for ZeroedBytes {
     fn deref_mut(&mut self) -> &mut [u8] {
-        match self.mapped {
+        match &mut self.0 {
             // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
-            Some(p) => unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), self.len) },
-            None => &mut self.heap,
+            Store::Mapped(p, len) => unsafe { std::slice::from_raw_parts_mut(p.as_ptr(), *len) },
+            Store::Heap(b) => b,
         }
     }
 }
 
 impl Drop for ZeroedBytes {
     fn drop(&mut self) {
-        if let Some(p) = self.mapped {
+        if let Store::Mapped(p, len) = &self.0 {
             // SAFETY: the mapping made in `new`, of `len` bytes, unmapped once; no reference
             // to it outlives `self`.
-            unsafe { libc::munmap(p.as_ptr().cast(), self.len) };
+            unsafe { libc::munmap(p.as_ptr().cast(), *len) };
         }
     }
 }
@@ -357,7 +358,7 @@ unsafe impl Sync for ZeroedBytes {}
 
 impl std::fmt::Debug for ZeroedBytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ZeroedBytes({} bytes)", self.len)
+        write!(f, "ZeroedBytes({} bytes)", self.len())
     }
 }
 
@@ -445,7 +446,8 @@ mod tests {
         for len in [0, 1, 4096, MAPPED_MIN - 1, MAPPED_MIN, 3 * MAPPED_MIN + 5] {
             let mut b = ZeroedBytes::new(len);
             assert_eq!(b.len(), len.max(1));
-            assert_eq!(b.mapped.is_some(), len >= MAPPED_MIN, "{len}");
+            let mapped = matches!(b.0, Store::Mapped(..));
+            assert_eq!(mapped, len >= MAPPED_MIN, "{len}");
             assert!(b.iter().all(|&x| x == 0), "{len}");
             let last = b.len() - 1;
             b[last] = 7;
