@@ -47,10 +47,21 @@ pub(crate) fn map<T: Send>(
             ));
         }
     };
+    // PERF: each other thread keeps off the caller's CPU. Left to the scheduler, a thread made
+    // at start-up ran on its parent's CPU, the two taking turns, for the first ~20 ms of 70
+    // while the other CPU idled (Debian's 2,101 rules behind `(?i)`, sampled per CPU: PERF.md
+    // "thirty-second run").
+    let caller = crate::sys::current_cpu();
     let mut parts = std::thread::scope(|s| {
         let work = &work;
+        let helper = move || {
+            if let Some(cpu) = caller {
+                crate::sys::avoid_cpu(cpu);
+            }
+            work()
+        };
         let others: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, helper).ok())
             .collect();
         let mut parts = work();
         for other in others {

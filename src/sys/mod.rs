@@ -244,6 +244,40 @@ pub(crate) fn lower_thread_priority() {
     }
 }
 
+/// The CPU the calling thread runs on now (`sched_getcpu`), None where it cannot be told.
+pub(crate) fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no preconditions.
+    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+}
+
+/// Keep the calling thread off `cpu`: its affinity becomes what it was without `cpu`. Best
+/// effort: nothing changes when that would leave no CPU or a call fails. For a helper thread
+/// made to run beside its parent, which a freshly woken process's scheduler may otherwise keep
+/// queued on the parent's CPU while another one idles.
+pub(crate) fn avoid_cpu(cpu: usize) {
+    // SAFETY: an all-zero `cpu_set_t` is an empty set, a valid value for the out-parameter.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of `size` bytes; pid 0 is this thread.
+    if unsafe { libc::sched_getaffinity(0, size, &mut set) } != 0
+        || cpu >= libc::CPU_SETSIZE as usize
+    {
+        return;
+    }
+    // SAFETY: `cpu` is below CPU_SETSIZE (checked above), within `set`.
+    if !unsafe { libc::CPU_ISSET(cpu, &set) } {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe { libc::CPU_CLR(cpu, &mut set) };
+    // SAFETY: `set` is a valid `cpu_set_t`.
+    if unsafe { libc::CPU_COUNT(&set) } == 0 {
+        return;
+    }
+    // SAFETY: `set` is a valid `cpu_set_t` of `size` bytes; pid 0 is this thread.
+    unsafe { libc::sched_setaffinity(0, size, &set) };
+}
+
 /// Make the process non-dumpable (`PR_SET_DUMPABLE` 0): no core file, no ptrace or
 /// `/proc/PID/mem` by its own user. For a process holding secrets in memory.
 pub(crate) fn set_not_dumpable() -> io::Result<()> {
@@ -440,6 +474,47 @@ pub(crate) fn recv_from(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPUs the calling thread may run on.
+    fn allowed() -> Vec<usize> {
+        // SAFETY: as in `avoid_cpu`.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: as in `avoid_cpu`.
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut set) }, 0);
+        // SAFETY: every index is below CPU_SETSIZE.
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| unsafe { libc::CPU_ISSET(c, &set) })
+            .collect()
+    }
+
+    #[test]
+    fn a_thread_avoiding_a_cpu_keeps_the_others_and_never_none() {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let before = allowed();
+                let Some(&first) = before.first() else {
+                    panic!("no CPU allowed")
+                };
+                avoid_cpu(first);
+                let after = allowed();
+                if before.len() > 1 {
+                    assert_eq!(after, before[1..], "{first} avoided");
+                    assert_ne!(current_cpu(), Some(first));
+                } else {
+                    assert_eq!(after, before, "the only CPU is kept");
+                }
+                // Avoiding the last one left changes nothing; nor does a CPU out of range.
+                for &c in &after {
+                    avoid_cpu(c);
+                }
+                assert_eq!(allowed().len(), 1);
+                avoid_cpu(usize::MAX);
+                assert_eq!(allowed().len(), 1);
+            });
+        });
+        assert!(current_cpu().is_some());
+    }
 
     #[test]
     fn zeroed_bytes_are_zero_writable_and_mapped_only_when_large() {
