@@ -447,22 +447,27 @@ fn needles_folding_when(h: &Hir, may_gain: fn(&Hir) -> bool) -> Option<(Vec<Vec<
     // 2,101 rules behind `(?i)` spent ~200 M instructions of a cold start on them. A few
     // pairs (`[Ee]rror`, `(?i:error)` after a literal) keep the order below, where a tie
     // keeps the rule's own literals (cheaper to search).
-    if letter_pairs(h, FOLD_FIRST_PAIRS) >= FOLD_FIRST_PAIRS {
-        let folded = fold_case(h)
+    let folded_literals = || {
+        fold_case(h)
             .and_then(|f| required_literals(&f))
-            .and_then(clean);
+            .and_then(clean)
+    };
+    // The folded literals when they were found first (kept: they were found again below when
+    // not good enough, a second fold and extraction of the same tree).
+    let mut folded_first = None;
+    if letter_pairs(h, FOLD_FIRST_PAIRS) >= FOLD_FIRST_PAIRS {
+        let folded = folded_literals();
         if good(&folded) {
             return folded.map(|f| (f, true));
         }
+        folded_first = Some(folded);
     }
     let exact = required_literals(h).and_then(clean);
     // PERF: folding is only tried when the rule's own literals are not already good (one or two
     // of 12+ bytes): `[[:alnum:]]`, `\w` and `[Cc]` hold case pairs, so nearly every rule of
     // Debian's 2,101 was extracted twice (literal extraction 80 -> 60 ms for them, one thread).
     let folded = if !good(&exact) && may_gain(h) {
-        fold_case(h)
-            .and_then(|f| required_literals(&f))
-            .and_then(clean)
+        folded_first.unwrap_or_else(folded_literals)
     } else {
         None
     };
