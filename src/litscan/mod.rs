@@ -246,7 +246,6 @@ impl LitScan {
         // text hit the windows of " ERROR [" and "KERNEL" (rules100: 1.86 M bucket visits per
         // 256 MiB, 86 % in vain; see PERF.md "case kept").
         let exact = if width == 4 { u32::MAX } else { 0x00FF_FFFF };
-        let keys = window_keys(&needles, width, stride, &bases, None);
         // PERF: ... unless nearly every literal is compared ignoring case and their case
         // variants outnumber the windows themselves (Debian's 2,101 rules each behind `(?i)`:
         // 113,853 keys for 11,900 windows, the filter of 2^18 bits 16 % full, every sixth
@@ -258,17 +257,13 @@ impl LitScan {
         // folded (see PERF.md "thirtieth run").
         let windows = plain_windows(&needles, stride, &bases);
         let ci = needles.iter().filter(|n| n.ci).count();
-        let (mask, keys) = if ci * FOLD_SHARE.1 >= needles.len() * FOLD_SHARE.0
-            && keys.len() > FOLD_AT * windows
-        {
-            let mask = exact & CASE_MASK;
-            (
-                mask,
-                window_keys(&needles, width, stride, &bases, Some(mask)),
-            )
-        } else {
-            (exact, keys)
-        };
+        // PERF: the keys are counted first, and made once, folded or not (Debian's 2,101 rules
+        // behind `(?i)` made their 113,853 case variants only to drop them: ~5 ms on the
+        // serial path of a cold start, PERF.md "thirty-second run").
+        let fold = ci * FOLD_SHARE.1 >= needles.len() * FOLD_SHARE.0
+            && count_window_keys(&needles, width, stride, &bases) > FOLD_AT * windows;
+        let mask = if fold { exact & CASE_MASK } else { exact };
+        let keys = window_keys(&needles, width, stride, &bases, fold.then_some(mask));
         // PERF: a filter about 0.2 % full (512 bits a key): at 1.5 % full, chance hits of
         // ordinary text cost as much as the rare windows save. Keys of windows entered under
         // 256 first bytes count too: sized by windows alone, a set of two rules (`NEEDLE \w+`,
@@ -718,6 +713,30 @@ fn plain_windows(needles: &[Needle], stride: usize, bases: &[u8]) -> usize {
     needles.len() * stride + short * 256
 }
 
+/// How many keys [`window_keys`] makes without `fold` (a window compared ignoring case is a
+/// key per case variant: two per letter).
+fn count_window_keys(needles: &[Needle], width: usize, stride: usize, bases: &[u8]) -> usize {
+    let variants = |n: &Needle, w: &[u8]| match n.ci {
+        true => 1 << w.iter().take(4).filter(|b| b.is_ascii_alphabetic()).count(),
+        false => 1,
+    };
+    needles
+        .iter()
+        .zip(bases)
+        .map(|(n, &base)| match base {
+            SHORT => {
+                256 * variants(n, &n.bytes[..width - 1])
+                    + (0..stride - 1)
+                        .map(|off| variants(n, &n.bytes[off..off + width]))
+                        .sum::<usize>()
+            }
+            b => (usize::from(b)..usize::from(b) + stride)
+                .map(|off| variants(n, &n.bytes[off..off + width]))
+                .sum(),
+        })
+        .sum()
+}
+
 /// Every filter key of every literal: (window key, literal index, offset of the window in the
 /// literal; -1 for an overhang window starting a byte before it). With `fold`, one key per
 /// window, masked by it (case ignored); else a literal compared ignoring case enters every
@@ -856,6 +875,33 @@ mod tests {
         // at the bound.
         let s = scan(&[("abcdef", false), ("ghijklm", false)]);
         assert_eq!(all(&s, b"xx ghijklm abcdef\n"), vec![(3, 1), (11, 0)]);
+    }
+
+    #[test]
+    fn the_keys_counted_are_the_keys_made() {
+        for lits in [
+            &[("abcdef", true), ("ghijklm", false), ("Zq9-xy", true)][..],
+            &[("kernel: oversized", true), ("1234567", true), ("e.g. x", false)],
+            &[("abc", true), ("abcd", false), ("a1b2c3d4e5", true)],
+            &[("mnopqrst", false)],
+        ] {
+            let needles = test_needles(lits);
+            let Some((width, stride, overhang)) = shape_of(&needles) else {
+                panic!("{lits:?} has a shape")
+            };
+            let bases: Vec<u8> = needles
+                .iter()
+                .map(|n| match overhang && n.bytes.len() < width + stride - 1 {
+                    true => SHORT,
+                    false => rarity::rarest_base(&n.bytes, n.ci, width, stride) as u8,
+                })
+                .collect();
+            assert_eq!(
+                count_window_keys(&needles, width, stride, &bases),
+                window_keys(&needles, width, stride, &bases, None).len(),
+                "{lits:?}"
+            );
+        }
     }
 
     fn all(s: &LitScan, hay: &[u8]) -> Vec<(usize, u32)> {
