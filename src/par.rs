@@ -20,6 +20,24 @@ pub(crate) fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Start `f` on a new thread of `scope` that keeps off the caller's CPU (see
+/// `sys::avoid_cpu`), for work meant to run beside the caller's.
+// PERF: left to the scheduler, a thread made at start-up ran on its parent's CPU, the two
+// taking turns, for the first ~20 ms of 70 while the other CPU idled (Debian's 2,101 rules
+// behind `(?i)`, sampled per CPU: PERF.md "thirty-second run").
+pub(crate) fn spawn_beside<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<std::thread::ScopedJoinHandle<'scope, T>> {
+    let caller = crate::sys::current_cpu();
+    std::thread::Builder::new().spawn_scoped(scope, move || {
+        if let Some(cpu) = caller {
+            crate::sys::avoid_cpu(cpu);
+        }
+        f()
+    })
+}
+
 /// `f(i)` for every `i` in `0..n`, in order, on up to `threads` threads (the caller's among
 /// them) taking `chunk` indices at a time.
 pub(crate) fn map<T: Send>(
@@ -47,21 +65,10 @@ pub(crate) fn map<T: Send>(
             ));
         }
     };
-    // PERF: each other thread keeps off the caller's CPU. Left to the scheduler, a thread made
-    // at start-up ran on its parent's CPU, the two taking turns, for the first ~20 ms of 70
-    // while the other CPU idled (Debian's 2,101 rules behind `(?i)`, sampled per CPU: PERF.md
-    // "thirty-second run").
-    let caller = crate::sys::current_cpu();
     let mut parts = std::thread::scope(|s| {
         let work = &work;
-        let helper = move || {
-            if let Some(cpu) = caller {
-                crate::sys::avoid_cpu(cpu);
-            }
-            work()
-        };
         let others: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, helper).ok())
+            .filter_map(|_| spawn_beside(s, work).ok())
             .collect();
         let mut parts = work();
         for other in others {

@@ -881,7 +881,11 @@ mod tests {
     fn the_keys_counted_are_the_keys_made() {
         for lits in [
             &[("abcdef", true), ("ghijklm", false), ("Zq9-xy", true)][..],
-            &[("kernel: oversized", true), ("1234567", true), ("e.g. x", false)],
+            &[
+                ("kernel: oversized", true),
+                ("1234567", true),
+                ("e.g. x", false),
+            ],
             &[("abc", true), ("abcd", false), ("a1b2c3d4e5", true)],
             &[("mnopqrst", false)],
         ] {

@@ -550,7 +550,7 @@ impl RuleSet {
         };
         let (searches, dfa) = std::thread::scope(|s| {
             let other = (parallel_threads(texts.len()) > 1)
-                .then(|| std::thread::Builder::new().spawn_scoped(s, scans).ok())
+                .then(|| crate::par::spawn_beside(s, scans).ok())
                 .flatten();
             let dfa = b.dfa_part();
             let searches = match other.map(|h| h.join()) {
