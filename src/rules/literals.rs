@@ -252,13 +252,15 @@ fn fold_concat(v: &[Hir]) -> Option<Hir> {
     let mut parts = Vec::with_capacity(v.len());
     let mut run: Vec<u8> = Vec::new();
     for h in v {
-        match h.kind() {
-            HirKind::Literal(hir::Literal(bytes)) => {
+        let letter = match h.kind() {
+            HirKind::Class(Class::Bytes(c)) => letter_in_both_cases(c),
+            _ => None,
+        };
+        match (h.kind(), letter) {
+            (HirKind::Literal(hir::Literal(bytes)), _) => {
                 run.extend(bytes.iter().map(u8::to_ascii_lowercase));
             }
-            HirKind::Class(Class::Bytes(c)) if letter_in_both_cases(c).is_some() => {
-                run.extend(letter_in_both_cases(c));
-            }
+            (_, Some(low)) => run.push(low),
             _ => {
                 if !run.is_empty() {
                     parts.push(Hir::literal(std::mem::take(&mut run)));
