@@ -420,25 +420,37 @@ pub fn rule_needles(h: &Hir) -> Option<(Vec<Vec<u8>>, bool)> {
     needles_folding_when(h, has_case_pair)
 }
 
+/// A rule's literals without those holding `\n` and those holding another one of the set (any
+/// line holding them holds the shorter one too); None when none is left.
+fn clean(v: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
+    let mut v: Vec<Vec<u8>> = v
+        .into_iter()
+        .filter(|l| memchr::memchr(b'\n', l).is_none())
+        .collect();
+    v.sort_by_key(Vec::len);
+    v.dedup();
+    let mut kept: Vec<Vec<u8>> = Vec::with_capacity(v.len());
+    for l in v {
+        if !kept.iter().any(|k| memchr::memmem::find(&l, k).is_some()) {
+            kept.push(l);
+        }
+    }
+    (!kept.is_empty()).then_some(kept)
+}
+
+/// The literals of a rule that ignores ASCII case throughout, from `kept`, the same rule
+/// keeping case (its flag taken out): [`rule_needles`] of `kept`, lower-cased, each compared
+/// ignoring case. Exact because the rule ignoring case matches a line exactly when the rule
+/// keeping case matches some case variant of it, so each of its matches holds a case variant
+/// of one of `kept`'s literals. PERF: `kept` parses to literals where the rule ignoring case
+/// parses to a class per letter, and its literals are extracted once instead of from 2^n case
+/// variants or a folded copy (PERF.md "thirty-third run").
+pub(super) fn needles_ignoring_case(kept: &[Vec<u8>]) -> Option<Vec<Vec<u8>>> {
+    clean(kept.iter().map(|l| l.to_ascii_lowercase()).collect())
+}
+
 /// [`rule_needles`], folding case when `may_gain(h)` says folding can give better literals.
 fn needles_folding_when(h: &Hir, may_gain: fn(&Hir) -> bool) -> Option<(Vec<Vec<u8>>, bool)> {
-    // Literals holding `\n` go, and so do literals holding another one of the set (any line
-    // holding them holds the shorter one too).
-    let clean = |v: Vec<Vec<u8>>| {
-        let mut v: Vec<Vec<u8>> = v
-            .into_iter()
-            .filter(|l| memchr::memchr(b'\n', l).is_none())
-            .collect();
-        v.sort_by_key(Vec::len);
-        v.dedup();
-        let mut kept: Vec<Vec<u8>> = Vec::with_capacity(v.len());
-        for l in v {
-            if !kept.iter().any(|k| memchr::memmem::find(&l, k).is_some()) {
-                kept.push(l);
-            }
-        }
-        (!kept.is_empty()).then_some(kept)
-    };
     let good = |e: &Option<Vec<Vec<u8>>>| {
         e.as_ref()
             .is_some_and(|e| min_len(e) >= GOOD_NEEDLE_LEN && e.len() <= 2)

@@ -300,6 +300,9 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
 fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Option<Hir>, cache::Record), RuleError>> {
     let one = |i: usize| {
         let p = patterns[i].0;
+        if let Some(parsed) = parse_ignoring_case(p) {
+            return parsed.map_err(RuleError::of(i));
+        }
         let h = parse_regex(p).map_err(RuleError::of(i))?;
         let lits = rule_needles(&h);
         let record = cache::Record {
@@ -316,6 +319,47 @@ fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Option<Hir>, cache::Recor
         Ok((kept, record))
     };
     crate::par::map(patterns.len(), parallel_threads(patterns.len()), 16, one)
+}
+
+/// [`parse_all`]'s work for a rule that ignores ASCII case throughout (`(?i)` in front, see
+/// [`syntax::case_kept`]): its literals from the rule keeping case (see
+/// `literals::needles_ignoring_case`), and the rule itself parsed only when its tree is kept.
+/// None when it is not such a rule or its case-kept form does not parse (it is then parsed as
+/// written). PERF: each letter of a rule ignoring case parses to a class of its two cases
+/// (allocated, joined, dropped) and its literals were found by folding those classes back:
+/// Debian's 2,101 rules each behind `(?i)` spent 503 M instructions of a cold start on their
+/// parse and literals, against 271 M for the same rules as written (PERF.md "thirty-third run").
+fn parse_ignoring_case(p: &str) -> Option<Result<(Option<Hir>, cache::Record), RegexError>> {
+    let kept = parse_regex(&syntax::case_kept(p)?).ok()?;
+    let own = rule_needles(&kept);
+    // The rule keeping case is its literals and nothing else: so is the rule ignoring case,
+    // compared ignoring case.
+    let plain = own.as_ref().is_some_and(|(l, ci)| is_plain(&kept, l, *ci));
+    let lits = own.and_then(|(l, _)| needles_ignoring_case(&l).map(|l| (l, true)));
+    let searched = lits
+        .as_ref()
+        .is_some_and(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN);
+    // Folding case adds at most two ranges to each byte or range: the rule ignoring case weighs
+    // at most three times as much as the rule keeping it.
+    if searched && nfa_weight(&kept).saturating_mul(3) <= EAGER_WEIGHT {
+        let record = cache::Record {
+            plain,
+            prefix: false,
+            heavy: false,
+            lits,
+        };
+        return Some(Ok((None, record)));
+    }
+    Some(parse_regex(p).map(|h| {
+        let heavy = nfa_weight(&h) > EAGER_WEIGHT;
+        let record = cache::Record {
+            plain,
+            prefix: false,
+            heavy,
+            lits,
+        };
+        ((heavy || !searched).then_some(h), record)
+    }))
 }
 
 /// Threads for start-up work over `n` rules: one below 256 (a few milliseconds of work), else
@@ -1122,6 +1166,100 @@ mod tests {
     fn alarms_counted(s: &RuleSet, buf: &[u8], every: bool) -> (Vec<Vec<u32>>, Matcher) {
         let (hits, m) = hits_counted(s, buf, every);
         (hits.into_iter().map(|(_, a)| a).collect(), m)
+    }
+
+    /// A rule ignoring case throughout takes its literals from the rule keeping case,
+    /// lower-cased and compared ignoring case; its tree is parsed only when kept; and the
+    /// rules match every case variant of their lines, as the automaton of each rule does.
+    #[test]
+    fn rules_ignoring_case_throughout_take_the_literals_of_the_rule_keeping_case() {
+        let record = |p: &str| {
+            let Some(Ok((tree, r))) = parse_ignoring_case(p) else {
+                panic!("{p}: not taken as a rule ignoring case throughout");
+            };
+            (tree.is_some(), r.plain, r.heavy, r.lits)
+        };
+        let lits = |v: &[&str]| Some((v.iter().map(|l| l.as_bytes().to_vec()).collect(), true));
+        assert_eq!(
+            record("(?i)Connection REFUSED"),
+            (false, true, false, lits(&["connection refused"]))
+        );
+        assert_eq!(
+            record("(?i)kernel: Oversized packet [0-9]+ from"),
+            (false, false, false, lits(&["kernel: oversized packet "]))
+        );
+        // Case variants of the rule keeping case are one literal ignoring it.
+        assert_eq!(
+            record("(?i)(Disk FULL|disk full) on /"),
+            (false, false, false, lits(&["disk full on /"]))
+        );
+        // Short literals: the tree is kept for the DFA part.
+        assert_eq!(record("(?is)abc.d"), (true, false, false, lits(&["abc"])));
+        // Heavy: weighed on the tree ignoring case, which is kept.
+        let heavy = record("(?i)(abcdefgh){300} cpu throttled");
+        assert!(heavy.0 && heavy.2);
+        for p in [
+            "abc",
+            "(?-i)abc",
+            "(?i)ab(?-i)cdefgh",
+            "(?iu)kelvin",
+            "(?i:abcdefgh)",
+        ] {
+            assert!(parse_ignoring_case(p).is_none(), "{p}");
+        }
+        let kept = |p: &str| syntax::case_kept(p);
+        assert_eq!(kept("(?i)a(?:b)c").as_deref(), Some("a(?:b)c"));
+        assert_eq!(kept("(?sxi)a(?P<n>b)").as_deref(), Some("(?sx)a(?P<n>b)"));
+        assert_eq!(kept("(?i)a\\(?s)b"), None);
+        assert_eq!(kept("(?i"), None);
+
+        let rules = [
+            "(?i)connection refused by [0-9.]+",
+            "(?i)Disk FULL",
+            "(?is)out of memory.*killed",
+            "(?i)(SEGFAULT|general protection) at",
+        ];
+        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
+        let triples: Vec<(&str, &[u32], bool)> = rules
+            .iter()
+            .zip(&alarms)
+            .map(|(r, a)| (*r, &a[..], false))
+            .collect();
+        let s = set(&triples, 8192);
+        let lines = [
+            "Connection refused by 10.0.0.1",
+            "CONNECTION REFUSED BY 1.2.3.4 now",
+            "connection Refused by x",
+            "disk full",
+            "the DISK Full here",
+            "Out Of Memory: process 12 KILLED",
+            "out of memory",
+            "segfault at 0",
+            "General Protection at ip",
+            "general protection",
+        ];
+        let bytes = regex_automata::util::syntax::Config::new()
+            .unicode(false)
+            .utf8(false);
+        let re: Vec<regex_automata::meta::Regex> = rules
+            .iter()
+            .filter_map(|r| meta::Builder::new().syntax(bytes).build(r).ok())
+            .collect();
+        assert_eq!(re.len(), rules.len());
+        let mut buf = Vec::new();
+        let mut want = Vec::new();
+        for l in lines {
+            buf.extend_from_slice(l.as_bytes());
+            buf.push(b'\n');
+            let a: Vec<u32> = (0..rules.len() as u32)
+                .filter(|&i| re[i as usize].is_match(l.as_bytes()))
+                .collect();
+            if !a.is_empty() {
+                want.push((format!("{l}\n"), a));
+            }
+        }
+        assert_eq!(want.len(), 7);
+        assert_eq!(hits(&s, &buf), want);
     }
 
     /// Rules that can only match across a newline are found (and only those): each flagged

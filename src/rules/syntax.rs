@@ -37,6 +37,40 @@ pub fn parse_regex(pattern: &str) -> Result<Hir, RegexError> {
     })
 }
 
+/// The pattern of a rule that ignores ASCII case throughout, with that flag taken out: `rest`
+/// for `(?i)rest`, `(?s)rest` for `(?is)rest`. None unless the pattern starts with a flag
+/// directive that sets `i` (and only `i`, `m`, `s`, `x`, `R`, `U`: `u` would fold beyond ASCII)
+/// and sets no flag anywhere else (`(?-i)`, `(?i:…)` inside; a `(?` that may be escaped counts
+/// too). See `literals::needles_ignoring_case` for why literals of the result serve.
+pub(super) fn case_kept(pattern: &str) -> Option<String> {
+    let b = pattern.as_bytes();
+    let flags = b.strip_prefix(b"(?")?;
+    let n = flags.iter().position(|&c| c == b')')?;
+    let flags = &flags[..n];
+    if !flags.contains(&b'i') || !flags.iter().all(|c| b"imsxRU".contains(c)) {
+        return None;
+    }
+    let rest = &pattern[n + 3..];
+    let sets_flags = rest.as_bytes().windows(3).any(|w| {
+        w[0] == b'('
+            && w[1] == b'?'
+            && (w[2] == b'-' || (w[2].is_ascii_alphabetic() && w[2] != b'P'))
+    });
+    if sets_flags {
+        return None;
+    }
+    let others: String = flags
+        .iter()
+        .filter(|&&c| c != b'i')
+        .map(|&c| char::from(c))
+        .collect();
+    Some(if others.is_empty() {
+        rest.to_string()
+    } else {
+        format!("(?{others}){rest}")
+    })
+}
+
 /// Can a rule (its pattern for the automaton) never match a line because every match of it
 /// holds a newline? Lines are matched one at a time without their terminator, so such a rule
 /// is dead (uWSGI matched each `read()` chunk, which may hold several lines: fail2ban's
