@@ -17,6 +17,13 @@
 //! reported positions are those where [`ClassScan::at`] holds, AVX2 or not; no allocation
 //! during a search.
 
+#[cfg(target_arch = "x86_64")]
+use super::avx2::{KEPT, SHARED};
+#[cfg(not(target_arch = "x86_64"))]
+const KEPT: usize = 64;
+#[cfg(not(target_arch = "x86_64"))]
+const SHARED: u8 = 0x80;
+
 /// A set of bytes: bit `b % 64` of word `b / 64`.
 pub(crate) type ByteSet = [u64; 4];
 
@@ -85,16 +92,33 @@ impl Nibbles {
 }
 
 /// The compiled search.
+///
+/// Each window is placed in a common *frame* so that the windows' rarest classes line up:
+/// window `w` starts `shift[w]` bytes into the frame, and the SIMD search reports frame
+/// positions; [`ClassScan::find`] turns a frame position back into the windows' starts with
+/// [`ClassScan::at`]. A class at the same frame place in several windows is one test, computed
+/// once per block (see `avx2::next_class_block`).
 #[derive(Debug, Clone)]
 pub(crate) struct ClassScan {
-    /// Every window's classes, one after the other, each window's rarest class first (the
-    /// search leaves a block at the first class that holds nowhere in it).
+    /// Every window's classes, one after the other, in window order (for [`ClassScan::at`]).
     tables: Vec<Nibbles>,
-    /// The position in its window of each class of `tables`.
-    offsets: Vec<usize>,
     /// Each window's width (its classes are the next `width` tables).
     widths: Vec<usize>,
-    widest: usize,
+    /// The distinct tests of the frame: a class, and its place in the frame (`places`).
+    tests: Vec<Nibbles>,
+    places: Vec<usize>,
+    /// Each window's tests (indices into `tests`, marked `SHARED` when another window has the
+    /// test too), its rarest class first (the search leaves a block at the first test that
+    /// holds nowhere in it), `widths` of them per window.
+    order: Vec<u8>,
+    /// Whether every window starts with test 0 (the search tries it once a block first).
+    gated: bool,
+    /// Whether some test is shared by windows.
+    sharing: bool,
+    /// The frame's width: the farthest byte any window reaches, plus one.
+    frame: usize,
+    /// The largest shift of a window into the frame.
+    back: usize,
 }
 
 impl ClassScan {
@@ -109,26 +133,70 @@ impl ClassScan {
         if windows.is_empty() || windows.len() > MAX_WINDOWS || !windows.iter().all(ok) {
             return None;
         }
-        let mut offsets = Vec::new();
-        for w in windows {
-            // PERF: the class rarest in log text first, not the smallest: ` ` is one byte and
-            // in every block of a log.
-            let (chances, _) = super::rarity::class_chances(w);
-            let mut order: Vec<usize> = (0..w.len()).collect();
-            order.sort_by(|&a, &b| chances[a].total_cmp(&chances[b]));
-            offsets.extend(order);
+        // PERF: the class rarest in log text first, not the smallest: ` ` is one byte and
+        // in every block of a log.
+        let orders: Vec<Vec<usize>> = windows
+            .iter()
+            .map(|w| {
+                let (chances, _) = super::rarity::class_chances(w);
+                let mut order: Vec<usize> = (0..w.len()).collect();
+                order.sort_by(|&a, &b| chances[a].total_cmp(&chances[b]));
+                order
+            })
+            .collect();
+        // Each window shifted so that its rarest class sits where the others' do.
+        let anchor = |o: &Vec<usize>| o.first().copied().unwrap_or(0);
+        let back = orders.iter().map(anchor).max().unwrap_or(0);
+        let mut keys: Vec<(ByteSet, usize)> = Vec::new();
+        let mut order = Vec::new();
+        let mut frame = 0;
+        for (w, o) in windows.iter().zip(&orders) {
+            let shift = back - anchor(o);
+            frame = frame.max(shift + w.len());
+            for &i in o {
+                let key = (w[i], shift + i);
+                let k = match keys.iter().position(|x| *x == key) {
+                    Some(k) => k,
+                    None => {
+                        keys.push(key);
+                        keys.len() - 1
+                    }
+                };
+                // At most MAX_WINDOWS * MAX_WIDTH = 128 tests: the index fits beside SHARED.
+                order.push(u8::try_from(k).ok().filter(|&k| k & SHARED == 0)?);
+            }
         }
-        let mut tables = Vec::with_capacity(offsets.len());
+        // Tests more than one window has are marked (the search keeps their verdict for a
+        // block); when every window starts with the same one, the search tries it first.
+        let mut uses = vec![0usize; keys.len()];
+        for &k in &order {
+            uses[usize::from(k)] += 1;
+        }
         let mut t = 0;
+        let mut gated = true;
         for w in windows {
-            tables.extend(offsets[t..t + w.len()].iter().map(|&i| Nibbles::of(&w[i])));
+            gated &= order[t] == 0;
             t += w.len();
         }
+        for k in &mut order {
+            if uses[usize::from(*k)] > 1 && usize::from(*k) < KEPT {
+                *k |= SHARED;
+            }
+        }
+        // Without a shared test the tests are numbered in order (each key new when met),
+        // which the search then relies on; anything else takes the general path.
+        let sharing = uses.iter().any(|&n| n > 1)
+            || !order.iter().enumerate().all(|(i, &k)| usize::from(k) == i);
         Some(ClassScan {
-            tables,
-            offsets,
+            tables: windows.iter().flatten().map(Nibbles::of).collect(),
             widths: windows.iter().map(Vec::len).collect(),
-            widest: windows.iter().map(Vec::len).max().unwrap_or(1),
+            tests: keys.iter().map(|(c, _)| Nibbles::of(c)).collect(),
+            places: keys.iter().map(|&(_, p)| p).collect(),
+            order,
+            gated: gated && windows.len() > 1,
+            sharing,
+            frame,
+            back,
         })
     }
 
@@ -138,7 +206,7 @@ impl ClassScan {
         let mut t = 0;
         for &w in &self.widths {
             let fits = p + w <= hay.len();
-            if fits && (t..t + w).all(|k| self.tables[k].holds(hay[p + self.offsets[k]])) {
+            if fits && (0..w).all(|i| self.tables[t + i].holds(hay[p + i])) {
                 return true;
             }
             t += w;
@@ -153,23 +221,60 @@ impl ClassScan {
         #[cfg(target_arch = "x86_64")]
         {
             if super::has_avx2() {
-                // SAFETY: the CPU has AVX2 (checked above); `widths`, `tables` and `offsets`
-                // agree (`build`: offsets below their window's width), and `widest` is the
-                // largest width.
-                let (at, lanes) = unsafe {
-                    super::avx2::next_class_block(
-                        &self.tables,
-                        &self.offsets,
-                        &self.widths,
-                        self.widest,
-                        hay,
-                        q,
-                    )
-                };
-                if lanes != 0 {
-                    return Some(at + lanes.trailing_zeros() as usize);
+                // A window starting at s is seen at frame position s - shift (shift <= back):
+                // the frames start `back` before `from`; windows starting before `back` have
+                // no frame and are looked at one by one.
+                let mut checked = from;
+                if from < self.back {
+                    let first = (from..self.back.min(hay.len())).find(|&p| self.at(hay, p));
+                    if first.is_some() {
+                        return first;
+                    }
+                    checked = self.back;
                 }
-                q = at;
+                q = from.saturating_sub(self.back);
+                loop {
+                    // SAFETY: the CPU has AVX2 (checked above); `build` made `order`'s
+                    // indices below `tests.len()` = `places.len()` (and below `KEPT` where
+                    // marked `SHARED`), `widths` sum to `order.len()`, and every place is below
+                    // `frame`.
+                    let (at, lanes) = unsafe {
+                        let search = if self.sharing {
+                            super::avx2::next_class_block::<true>
+                        } else {
+                            super::avx2::next_class_block::<false>
+                        };
+                        search(
+                            &self.tests,
+                            &self.places,
+                            &self.order,
+                            &self.widths,
+                            self.gated,
+                            self.frame,
+                            hay,
+                            q,
+                        )
+                    };
+                    if lanes == 0 {
+                        q = at.max(checked);
+                        break;
+                    }
+                    // The windows seen at frame position f start in f..=f + back: the
+                    // first that starts at or after `from` is the answer (a frame before
+                    // `from` may hold only windows that start before it).
+                    let mut lanes = lanes;
+                    while lanes != 0 {
+                        let f = at + lanes.trailing_zeros() as usize;
+                        let end = (f + self.back + 1).min(hay.len());
+                        let lo = f.max(checked);
+                        if let Some(p) = (lo..end).find(|&p| self.at(hay, p)) {
+                            return Some(p);
+                        }
+                        checked = checked.max(end);
+                        lanes &= lanes - 1;
+                    }
+                    q = at + 32;
+                }
             }
         }
         (q..hay.len()).find(|&p| self.at(hay, p))
@@ -193,7 +298,7 @@ mod tests {
     #[test]
     fn finds_every_window_and_agrees_with_the_scalar_check() {
         let mut next = crate::rules::xorshift(0x2545_F491_4F6C_DD1D);
-        for round in 0..300 {
+        for round in 0..1_000 {
             // Classes of many shapes: ranges, scattered bytes, high bytes, nine+ nibble rows.
             let n = 1 + (next() % 3) as usize;
             let windows: Vec<Vec<ByteSet>> = (0..n)
@@ -225,12 +330,44 @@ mod tests {
             for p in 0..hay.len() {
                 assert!(!exact(p) || scan.at(&hay, p), "round {round}: missed {p}");
             }
-            let from = (next() % 50) as usize;
+            // Near the start (windows starting before any frame) or anywhere (frames before
+            // `from` holding windows that start before it).
+            let from = if round % 2 == 0 {
+                (next() % 16) as usize
+            } else {
+                (next() % hay.len() as u64) as usize
+            };
             let want = (from..hay.len()).find(|&p| scan.at(&hay, p));
             assert_eq!(scan.find(&hay, from, hay.len()), want, "round {round}");
             let to = hay.len() - (next() % 40) as usize;
+            let from = from.min(to);
             let want = (from..to).find(|&p| scan.at(&hay[..to], p));
             assert_eq!(scan.find(&hay, from, to), want, "round {round} to {to}");
+        }
+    }
+
+    /// One rule's alternatives (`[0-9]{1,3}:[0-9]` as three windows) share their tests: the
+    /// windows are aligned at their rarest class, each shared test counted once, and the
+    /// search finds what the scalar check finds.
+    #[test]
+    fn windows_of_one_rule_share_their_tests() {
+        let d = set(b'0'..=b'9');
+        let c = set([b':']);
+        let windows = vec![vec![d, c, d], vec![d, d, c, d], vec![d, d, d, c, d]];
+        let Some(scan) = ClassScan::build(&windows) else {
+            panic!("windows refused");
+        };
+        assert!(scan.sharing && scan.gated, "{scan:?}");
+        // Aligned at `:`: a digit before it, `:`, a digit after it are one test each.
+        assert_eq!(
+            (scan.back, scan.frame, scan.tests.len()),
+            (3, 5, 5),
+            "{scan:?}"
+        );
+        let hay = b"at 12:30 and 7:1, 123:4567 x:9 1:".repeat(9);
+        for from in 0..hay.len() {
+            let want = (from..hay.len()).find(|&p| scan.at(&hay, p));
+            assert_eq!(scan.find(&hay, from, hay.len()), want, "from {from}");
         }
     }
 

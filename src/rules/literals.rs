@@ -630,8 +630,24 @@ mod tests {
                     _ => false,
                 }
             }
+            /// The tree without its groups. Folding drops them, and with them the bounds that
+            /// keep a group's last literal from joining the next one (`(x[A-Z] )ab` folds to
+            /// " ab", keeps case as "ab"): a gain of folding that has nothing to do with case.
+            fn ungrouped(h: &Hir) -> Hir {
+                match h.kind() {
+                    HirKind::Capture(c) => ungrouped(&c.sub),
+                    HirKind::Concat(v) => Hir::concat(v.iter().map(ungrouped).collect()),
+                    HirKind::Alternation(v) => Hir::alternation(v.iter().map(ungrouped).collect()),
+                    HirKind::Repetition(r) => Hir::repetition(hir::Repetition {
+                        sub: Box::new(ungrouped(&r.sub)),
+                        ..r.clone()
+                    }),
+                    _ => h.clone(),
+                }
+            }
             let p = parts.concat();
             let Ok(h) = crate::rules::syntax::parse_regex(&p) else { return Ok(()) };
+            let h = ungrouped(&h);
             let either = |h: &Hir| any_case_pair(h) || has_case_pair(h);
             proptest::prop_assert_eq!(rule_needles(&h), needles_folding_when(&h, either), "{}", p);
         }
