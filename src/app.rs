@@ -413,7 +413,7 @@ fn finish(
     if result.is_ok() && totals.alarms + lost > 0 {
         report!(
             Alarm,
-            "exit: {} bytes passed, {} lines matched exactly, {} alarms raised, {} ran, {} suppressed by anti-flood, {} dropped, {} discarded at shutdown, {} failed, {} cmd commands started",
+            "exit: {} bytes passed, {} candidate lines checked exactly, {} alarms raised, {} ran, {} suppressed by anti-flood, {} dropped, {} discarded at shutdown, {} failed, {} cmd commands started",
             totals.bytes,
             totals.confirmed,
             totals.alarms,
