@@ -511,13 +511,9 @@ impl Matching {
             };
             let matcher = &mut self.matcher;
             std::thread::scope(|s| {
+                // PERF: started off this CPU (Debian's 2,101 rules through `cat |`: idle
+                // samples 10.0 -> 6.7 %, PERF.md "thirty-third run").
                 let h = crate::par::spawn_beside(s, || work(helper));
-                // PERF: a new thread starts queued on its parent's CPU, which the parent keeps
-                // busy: let it run once, to leave this CPU first thing (`spawn_beside`), instead
-                // of waiting for the scheduler to move it while the other CPU idles (Debian's
-                // 2,101 rules through `cat |`: idle samples 10.0 -> 6.7 %, PERF.md
-                // "thirty-third run").
-                std::thread::yield_now();
                 work(matcher);
                 // A panic in the helper is a bug, not input: re-raise it here. A helper that
                 // could not be started leaves every piece to this thread.
