@@ -93,9 +93,9 @@ impl Nibbles {
 
 /// The compiled search.
 ///
-/// Each window is placed in a common *frame* so that the windows' rarest classes line up:
-/// window `w` starts `shift[w]` bytes into the frame, and the SIMD search reports frame
-/// positions; [`ClassScan::find`] turns a frame position back into the windows' starts with
+/// Each window is placed in a common *frame* so that the windows' rarest classes line up: a
+/// window whose rarest class is its `a`-th starts `back - a` bytes into the frame, and the SIMD
+/// search reports frame positions; [`ClassScan::find`] turns a frame position back into the windows' starts with
 /// [`ClassScan::at`]. A class at the same frame place in several windows is one test, computed
 /// once per block (see `avx2::next_class_block`).
 #[derive(Debug, Clone)]

@@ -1144,6 +1144,17 @@ mod tests {
         RuleSet::from_triples(rules, 8, bufsize).unwrap()
     }
 
+    /// The set of `rules` where rule i raises alarm i.
+    fn one_alarm_each(rules: &[&str]) -> RuleSet {
+        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
+        let triples: Vec<(&str, &[u32], bool)> = rules
+            .iter()
+            .zip(&alarms)
+            .map(|(r, a)| (*r, &a[..], false))
+            .collect();
+        set(&triples, 8192)
+    }
+
     fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {
         hits_counted(s, buf, false).0
     }
@@ -1219,13 +1230,7 @@ mod tests {
             "(?is)out of memory.*killed",
             "(?i)(SEGFAULT|general protection) at",
         ];
-        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
-        let triples: Vec<(&str, &[u32], bool)> = rules
-            .iter()
-            .zip(&alarms)
-            .map(|(r, a)| (*r, &a[..], false))
-            .collect();
-        let s = set(&triples, 8192);
+        let s = one_alarm_each(&rules);
         let lines = [
             "Connection refused by 10.0.0.1",
             "CONNECTION REFUSED BY 1.2.3.4 now",
@@ -1821,13 +1826,7 @@ mod tests {
     /// when the CPU has AVX2, and that every line each rule matches is found over random text
     /// made of the bytes that matter.
     fn windows_agree_with_per_line_regexes(rules: &[&str]) -> RuleSet {
-        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
-        let triples: Vec<(&str, &[u32], bool)> = rules
-            .iter()
-            .zip(&alarms)
-            .map(|(r, a)| (*r, &a[..], false))
-            .collect();
-        let s = set(&triples, 8192);
+        let s = one_alarm_each(rules);
         let uses_windows = s.dfa.as_ref().is_some_and(|d| d.classes.is_some());
         let avx2 = crate::litscan::has_avx2();
         assert_eq!(
