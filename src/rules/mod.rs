@@ -311,14 +311,22 @@ fn parse_all(patterns: &[(&str, Rule)]) -> Vec<Result<(Option<Hir>, cache::Recor
             heavy: nfa_weight(&h) > EAGER_WEIGHT,
             lits,
         };
-        let searched = record
-            .lits
-            .as_ref()
-            .is_some_and(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN);
-        let kept = (record.heavy || !searched).then_some(h);
-        Ok((kept, record))
+        Ok((kept_tree(h, &record), record))
     };
     crate::par::map(patterns.len(), parallel_threads(patterns.len()), 16, one)
+}
+
+/// Whether the literal search surely takes a rule with literals `lits` (its tree can then wait
+/// for its first candidate line).
+fn searched(lits: &Option<RuleLiterals>) -> bool {
+    lits.as_ref()
+        .is_some_and(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN)
+}
+
+/// The tree `h` of the rule `record` describes, when start-up keeps it: the rule is compiled
+/// at start-up (heavy) or the DFA part may take it (not surely searched).
+fn kept_tree(h: Hir, record: &cache::Record) -> Option<Hir> {
+    (record.heavy || !searched(&record.lits)).then_some(h)
 }
 
 /// [`parse_all`]'s work for a rule that ignores ASCII case throughout (`(?i)` in front, see
@@ -335,30 +343,20 @@ fn parse_ignoring_case(p: &str) -> Option<Result<(Option<Hir>, cache::Record), R
     // The rule keeping case is its literals and nothing else: so is the rule ignoring case,
     // compared ignoring case.
     let plain = own.as_ref().is_some_and(|(l, ci)| is_plain(&kept, l, *ci));
-    let lits = own.and_then(|(l, _)| needles_ignoring_case(&l).map(|l| (l, true)));
-    let searched = lits
-        .as_ref()
-        .is_some_and(|(l, _)| min_len(l) >= FAST_NEEDLE_LEN);
+    let mut record = cache::Record {
+        plain,
+        prefix: false,
+        heavy: false,
+        lits: own.and_then(|(l, _)| needles_ignoring_case(&l).map(|l| (l, true))),
+    };
     // Folding case adds at most two ranges to each byte or range: the rule ignoring case weighs
     // at most three times as much as the rule keeping it.
-    if searched && nfa_weight(&kept).saturating_mul(3) <= EAGER_WEIGHT {
-        let record = cache::Record {
-            plain,
-            prefix: false,
-            heavy: false,
-            lits,
-        };
+    if searched(&record.lits) && nfa_weight(&kept).saturating_mul(3) <= EAGER_WEIGHT {
         return Some(Ok((None, record)));
     }
     Some(parse_regex(p).map(|h| {
-        let heavy = nfa_weight(&h) > EAGER_WEIGHT;
-        let record = cache::Record {
-            plain,
-            prefix: false,
-            heavy,
-            lits,
-        };
-        ((heavy || !searched).then_some(h), record)
+        record.heavy = nfa_weight(&h) > EAGER_WEIGHT;
+        (kept_tree(h, &record), record)
     }))
 }
 
