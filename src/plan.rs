@@ -896,6 +896,7 @@ pub(crate) fn rule_patterns(c: &Config) -> Result<Vec<Translation>, ConfigError>
                 pattern: r.regex().to_string(),
                 notes: Vec::new(),
                 pcre: false,
+                pcre_source: None,
             }),
             RuleSyntax::Pcre => pcre::translate(r.regex()).map_err(|e| {
                 ConfigError::new(
@@ -950,7 +951,7 @@ fn compile_rules(
                         &r.origin,
                     )
                 }),
-            None => pcre_confirmer(r).map(crate::rules::Confirmer::Pcre),
+            None => pcre_confirmer(r, &translated[i]).map(crate::rules::Confirmer::Pcre),
         }
     };
     let wanted: Vec<usize> = (0..c.rules.len())
@@ -1006,9 +1007,10 @@ fn rules_cache_dir(c: &Config) -> Option<PathBuf> {
 }
 
 /// The PCRE that confirms rule `r`'s lines, compiled as uWSGI compiles rules (no options: no
-/// UTF, no multi-line, `.` not newline), JIT when available (at its first candidate line).
-fn pcre_confirmer(r: &RuleDef) -> Result<crate::rules::LazyJit, ConfigError> {
-    crate::rules::LazyJit::new(r.regex()).map_err(|e| {
+/// UTF, no multi-line, `.` not newline), JIT when available (at its first candidate line); the
+/// rule as PCRE 8 reads it (`t`'s [`Translation::pcre_text`]).
+fn pcre_confirmer(r: &RuleDef, t: &Translation) -> Result<crate::rules::LazyJit, ConfigError> {
+    crate::rules::LazyJit::new(t.pcre_text(r.regex())).map_err(|e| {
         ConfigError::new(
             format!(
                 "invalid {}: {}: PCRE refuses it: {e}",

@@ -32,6 +32,19 @@ pub struct Translation {
     /// `pattern` is a relaxed form matching a superset (look-around dropped, possessive made
     /// greedy, …): the lines it matches are confirmed by PCRE on the original rule.
     pub pcre: bool,
+    /// The rule as PCRE2 must read it to mean what uWSGI's PCRE 8 means, when that differs from
+    /// the rule as written: each `{` that starts no quantifier escaped (PCRE2 10.43 and later
+    /// read `{,3}` as `{0,3}` and `{ 2 }` as `{2}`; PCRE 8 reads both as text), `\x` without
+    /// digits written `\x00` (PCRE2 refuses it; PCRE 8 reads a NUL), `\8` and `\9` that are
+    /// no backreference written as the digit (PCRE2 refuses them; PCRE 8 reads the digit).
+    pub pcre_source: Option<String>,
+}
+
+impl Translation {
+    /// The rule for the PCRE that confirms it (see [`Translation::pcre_source`]).
+    pub fn pcre_text<'a>(&'a self, rule: &'a str) -> &'a str {
+        self.pcre_source.as_deref().unwrap_or(rule)
+    }
 }
 
 /// Why a rule cannot be translated: PCRE refuses it too, or the automaton cannot run it.
@@ -89,6 +102,43 @@ struct Translator<'a> {
     relaxed: bool,
     /// Open conditional groups: (depth, a `|` of theirs was written).
     conditionals: Vec<(usize, bool)>,
+    /// What PCRE2 must read otherwise (see [`Translation::pcre_source`]): at an offset of
+    /// `src`, how many bytes to leave out and what to put in their place.
+    fixes: Vec<(usize, usize, &'static str)>,
+    /// The first construct with no relaxed form (the rule is then run by PCRE alone); the rest
+    /// of the rule is still read, for its errors and its braces.
+    alone: Option<Untranslatable>,
+    /// A `(*UTF…)` verb was read.
+    utf: bool,
+    /// What a quantifier here would repeat (PCRE refuses one with nothing to repeat).
+    repeat: Repeat,
+}
+
+impl Repeat {
+    /// What follows a comment or `\E` after this: PCRE 8 repeats the item before them
+    /// (`a(?#c)*`), but reads a `?` or `+` after them as a quantifier of its own (`a*(?#c)?` is
+    /// refused).
+    fn across(self) -> Repeat {
+        match self {
+            Repeat::Item => Repeat::Item,
+            _ => Repeat::Nothing,
+        }
+    }
+}
+
+/// What the item before a quantifier is, as PCRE 8 sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Nothing a quantifier can take: the start of the rule, of a group or of an alternative,
+    /// an anchor or another zero-width escape (`^ $ \b \B \A \Z \z \G \K`), an option
+    /// setting.
+    Nothing,
+    /// An item (a literal, a class, a group).
+    Item,
+    /// A quantifier: `?` (lazy) or `+` (possessive) may follow, no other.
+    Quantified,
+    /// A quantifier made lazy or possessive: nothing more may follow.
+    Done,
 }
 
 /// Translate PCRE rule `pattern` (see the module doc).
@@ -106,8 +156,21 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
         behind: Vec::new(),
         relaxed: false,
         conditionals: Vec::new(),
+        fixes: Vec::new(),
+        alone: None,
+        utf: false,
+        repeat: Repeat::Nothing,
     };
-    match t.run() {
+    // A construct PCRE alone runs makes the rule PCRE's; an error the translator sees after
+    // `(*UTF…)` is PCRE's to decide (UTF mode allows bytes above \xFF), as before the rest of
+    // such a rule was read.
+    let run = match t.run() {
+        Ok(()) => t.alone.take().map_or(Ok(()), Err),
+        Err(e) if t.utf => Err(t.alone.take().unwrap_or(e)),
+        Err(e) => Err(e),
+    };
+    let pcre_source = (!t.fixes.is_empty()).then(|| fixed(pattern, &mut t.fixes));
+    match run {
         Ok(()) => {
             if !t.discard.is_empty() {
                 // A look-around left open (PCRE refuses the rule too).
@@ -131,6 +194,7 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
                 pattern,
                 notes: t.notes,
                 pcre: t.relaxed,
+                pcre_source,
             })
         }
         // No relaxed form: every line is a candidate (the empty pattern) and PCRE decides.
@@ -141,9 +205,60 @@ pub fn translate(pattern: &str) -> Result<Translation, Untranslatable> {
                 e.what, e.offset
             )],
             pcre: true,
+            pcre_source,
         }),
         Err(e) => Err(e),
     }
+}
+
+/// `s` (from a `[`) starts PCRE's POSIX syntax `[:…:]` (`.` or `=` for `:`), read as PCRE's
+/// `check_posix_syntax` reads it: up to the first `:]`, with no `]` and no `[:` before it (`\]`
+/// and `\\` skipped): (the kind, the offset of its closing `:`). `[:[:xdigit:]]` is a class.
+fn posix_syntax(s: &[u8]) -> Option<(u8, usize)> {
+    let &kind = s.get(1)?;
+    if !matches!(kind, b':' | b'.' | b'=') {
+        return None;
+    }
+    let mut i = 2;
+    while let Some(&c) = s.get(i) {
+        let next = s.get(i + 1).copied();
+        if c == b'\\' && matches!(next, Some(b']' | b'\\')) {
+            i += 1;
+        } else if (c == b'[' && next == Some(kind)) || c == b']' {
+            return None;
+        } else if c == kind && next == Some(b']') {
+            return Some((kind, i));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Whether `group` (from its `(`) is an option setting such as `(?i)` or `(?-x)`.
+fn is_option_setting(group: &[u8]) -> bool {
+    match group {
+        [b'(', b'?', flags @ .., b')'] => {
+            !flags.is_empty() && flags.iter().all(|b| b"imsxXUJ-".contains(b))
+        }
+        _ => false,
+    }
+}
+
+/// `rule` with `fixes` made ((offset, bytes left out, text put in), at ASCII bytes).
+fn fixed(rule: &str, fixes: &mut [(usize, usize, &str)]) -> String {
+    fixes.sort_unstable();
+    let mut out = String::with_capacity(rule.len() + 2 * fixes.len());
+    let mut from = 0;
+    for &(at, cut, put) in fixes.iter() {
+        if at < from {
+            continue;
+        }
+        out.push_str(rule.get(from..at).unwrap_or_default());
+        out.push_str(put);
+        from = at + cut;
+    }
+    out.push_str(rule.get(from..).unwrap_or_default());
+    out
 }
 
 /// Whether `t` is run by PCRE alone on every line (see [`translate`]).
@@ -366,10 +481,40 @@ impl Translator<'_> {
         while let Some(c) = self.peek() {
             let quantifier = self.after_quantifier;
             self.after_quantifier = false;
+            let prev = self.repeat;
+            self.repeat = Repeat::Item;
             match c {
-                b'\\' => self.escape()?,
+                b'\\' => {
+                    let (start, written) = (self.at, self.out.len());
+                    self.escape()?;
+                    let zero = matches!(
+                        self.src.get(start + 1),
+                        Some(b'b' | b'B' | b'A' | b'Z' | b'z' | b'G' | b'K')
+                    );
+                    if zero {
+                        self.repeat = Repeat::Nothing;
+                    } else if self.out.len() == written {
+                        // `\E`, an empty `\Q\E`: the item before still takes a quantifier
+                        // (but a quantifier does not take `?` or `+` across them).
+                        self.repeat = prev.across();
+                    }
+                }
                 b'[' => self.class()?,
-                b'(' => self.open()?,
+                b'(' => {
+                    let (start, depth) = (self.at, self.extended.len());
+                    self.open()?;
+                    let opened = &self.src[start..self.at];
+                    self.repeat = if opened.starts_with(b"(?#") {
+                        prev.across()
+                    } else if self.extended.len() > depth
+                        || is_option_setting(opened)
+                        || opened.starts_with(b"(*")
+                    {
+                        Repeat::Nothing
+                    } else {
+                        Repeat::Item
+                    };
+                }
                 b')' => {
                     self.at += 1;
                     let depth = self.extended.len();
@@ -395,6 +540,11 @@ impl Translator<'_> {
                     self.out.push(')');
                 }
                 b'*' | b'+' | b'?' => {
+                    self.repeat = match (prev, c) {
+                        (Repeat::Item, _) => Repeat::Quantified,
+                        (Repeat::Quantified, b'?' | b'+') => Repeat::Done,
+                        _ => return Err(error(self.at, "nothing to repeat")),
+                    };
                     if c == b'+' && quantifier {
                         // Possessive: greedy for the automaton, PCRE decides.
                         self.relax("possessive quantifiers");
@@ -407,7 +557,11 @@ impl Translator<'_> {
                     self.after_quantifier = c != b'?' || !quantifier;
                 }
                 b'{' => match self.quantifier_len() {
+                    Some(_) if prev != Repeat::Item => {
+                        return Err(error(self.at, "nothing to repeat"));
+                    }
                     Some(n) => {
+                        self.repeat = Repeat::Quantified;
                         let q =
                             String::from_utf8_lossy(&self.src[self.at..self.at + n]).into_owned();
                         self.out.push_str(&q);
@@ -416,6 +570,7 @@ impl Translator<'_> {
                     }
                     None => {
                         self.note("`{` that starts no quantifier read as a literal, as PCRE does");
+                        self.fixes.push((self.at, 0, "\\"));
                         self.at += 1;
                         byte(&mut self.out, b'{');
                     }
@@ -423,6 +578,9 @@ impl Translator<'_> {
                 b'^' | b'$' | b'.' | b'|' => {
                     self.at += 1;
                     self.out.push(c as char);
+                    if c != b'.' {
+                        self.repeat = Repeat::Nothing;
+                    }
                     if c == b'|' {
                         let depth = self.extended.len();
                         if let Some(top) = self.conditionals.last_mut() {
@@ -432,8 +590,12 @@ impl Translator<'_> {
                         }
                     }
                 }
-                b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C if self.extended() => self.at += 1,
+                b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C if self.extended() => {
+                    self.at += 1;
+                    self.repeat = prev;
+                }
                 b'#' if self.extended() => {
+                    self.repeat = prev;
                     while let Some(c) = self.peek() {
                         self.at += 1;
                         if c == b'\n' {
@@ -473,7 +635,7 @@ impl Translator<'_> {
         self.at += 1;
         let x = self.extended();
         match (self.peek(), self.peek_at(1)) {
-            (Some(b'*'), _) => Err(unsupported(start, "a PCRE verb `(*...)`")),
+            (Some(b'*'), _) => self.alone_atom(start, "a PCRE verb `(*...)`"),
             (Some(b'?'), next) => {
                 self.at += 1;
                 match next {
@@ -536,16 +698,16 @@ impl Translator<'_> {
                             }
                             Err(error(start, "missing ) after (?P=name"))
                         }
-                        _ => Err(unsupported(start, "recursion `(?P>name)`")),
+                        _ => self.alone_atom(start, "recursion `(?P>name)`"),
                     },
                     Some(b'(') => self.conditional(start),
                     Some(b'R') | Some(b'&') | Some(b'+') | Some(b'0'..=b'9') => {
-                        Err(unsupported(start, "recursion or a subroutine call"))
+                        self.alone_atom(start, "recursion or a subroutine call")
                     }
                     Some(b'-') if self.peek_at(1).is_some_and(|d| d.is_ascii_digit()) => {
-                        Err(unsupported(start, "a subroutine call"))
+                        self.alone_atom(start, "a subroutine call")
                     }
-                    Some(b'C') => Err(unsupported(start, "a callout `(?C...)`")),
+                    Some(b'C') => self.alone_atom(start, "a callout `(?C...)`"),
                     _ => self.flags(start),
                 }
             }
@@ -556,6 +718,30 @@ impl Translator<'_> {
                 Ok(())
             }
         }
+    }
+
+    /// Note `what` (at `start`) as a construct PCRE alone can run, the first one being the one
+    /// reported.
+    fn alone(&mut self, start: usize, what: &str) {
+        if self.alone.is_none() {
+            self.alone = Some(unsupported(start, what));
+        }
+    }
+
+    /// [`Translator::alone`] for a construct that ends at the next `)` (a verb, a recursion,
+    /// a callout), read past as an empty group.
+    fn alone_atom(&mut self, start: usize, what: &str) -> Result<(), Untranslatable> {
+        let rest = &self.src[self.at..];
+        let close = rest
+            .iter()
+            .position(|&b| b == b')')
+            .ok_or_else(|| error(start, "missing )"))?;
+        self.utf |= self.src[start..].starts_with(b"(*UTF");
+        self.at += close + 1;
+        self.alone(start, what);
+        self.out.push_str("(?:)");
+        self.after_quantifier = false;
+        Ok(())
     }
 
     /// `(?(CONDITION)YES|NO)` (the position at the condition's `(`): for the automaton either
@@ -581,7 +767,7 @@ impl Translator<'_> {
                 c => name(c),
             };
             if !ok {
-                return Err(unsupported(start, "a conditional group `(?(...)...)`"));
+                self.alone(start, "a conditional group `(?(...)...)`");
             }
             self.at += close + 1;
         }
@@ -715,7 +901,8 @@ impl Translator<'_> {
                 let _ = write!(self.out, "(?:\\x0D\\x0A|[{VSPACE}])");
             }
             b'N' => {
-                if self.peek() == Some(b'{') {
+                // `\N{2}` is `\N` repeated; only `\N{name}` is refused.
+                if self.peek() == Some(b'{') && self.quantifier_len().is_none() {
                     return Err(error(start, "PCRE does not support \\N{name}"));
                 }
                 self.out.push_str("[^\\x0A]");
@@ -747,7 +934,7 @@ impl Translator<'_> {
             b'1'..=b'9' => self.digits(start)?,
             b'g' | b'k' => {
                 if self.peek() == Some(b'<') && c == b'g' {
-                    return Err(unsupported(start, "a subroutine call `\\g<...>`"));
+                    self.alone(start, "a subroutine call `\\g<...>`");
                 }
                 self.skip_reference();
                 self.backreference();
@@ -797,6 +984,13 @@ impl Translator<'_> {
         self.at = from;
         if matches!(self.src[from], b'8' | b'9') {
             // `\8`, `\9` without that many groups: the digit itself.
+            // A group, not the bare digit: `\1\8` must not become `\18`.
+            let digit = if self.src[from] == b'8' {
+                "(?:8)"
+            } else {
+                "(?:9)"
+            };
+            self.fixes.push((from - 1, 2, digit));
             self.at += 1;
             self.literal(self.src[from]);
             return Ok(());
@@ -875,7 +1069,7 @@ impl Translator<'_> {
         if self.peek() == Some(b'{') {
             return self.braced(start, 16);
         }
-        let mut v = 0u32;
+        let (mut v, from) = (0u32, self.at);
         for _ in 0..2 {
             match self.peek().and_then(|d| (d as char).to_digit(16)) {
                 Some(d) => {
@@ -884,6 +1078,9 @@ impl Translator<'_> {
                 }
                 None => break,
             }
+        }
+        if self.at == from {
+            self.fixes.push((from, 0, "00"));
         }
         Ok(v)
     }
@@ -924,6 +1121,17 @@ impl Translator<'_> {
     /// A class `[...]`, as PCRE parses it.
     fn class(&mut self) -> Result<(), Untranslatable> {
         let start = self.at;
+        // `[:alpha:]` outside a class.
+        match posix_syntax(&self.src[start..]) {
+            Some((b':', _)) => {
+                return Err(error(
+                    start,
+                    "POSIX named classes are supported only within a class",
+                ))
+            }
+            Some(_) => return Err(error(start, "POSIX collating elements are not supported")),
+            None => {}
+        }
         self.at += 1;
         let mut items = String::new();
         let negated = self.peek() == Some(b'^');
@@ -958,12 +1166,10 @@ impl Translator<'_> {
                         prev = None;
                         continue;
                     }
-                    Item::Set(s) => {
-                        // `a-\d`: the `-` is a literal.
-                        items.push_str("\\x2D");
-                        items.push_str(&s);
-                        prev = None;
-                        continue;
+                    // `a-\d`, `a-[:digit:]`: PCRE 8 refuses the range (PCRE2 and Perl read
+                    // the `-` as a literal).
+                    Item::Set(_) => {
+                        return Err(error(save, "invalid range in character class"));
                     }
                     Item::Nothing => {
                         items.push_str("\\x2D");
@@ -1107,24 +1313,9 @@ impl Translator<'_> {
     /// `[:name:]` / `[:^name:]` at the position (inside a class), if one is there.
     fn posix_class(&mut self, start: usize) -> Result<Option<&'static str>, Untranslatable> {
         let s = &self.src[self.at..];
-        let Some(&kind) = s.get(1) else {
+        let Some((kind, end)) = posix_syntax(s) else {
             return Ok(None);
         };
-        if !matches!(kind, b':' | b'.' | b'=') {
-            return Ok(None);
-        }
-        // PCRE: `[:` ... `:]` with no `]` in between is a POSIX class.
-        let Some(end) = s
-            .windows(2)
-            .skip(2)
-            .position(|w| w[0] == kind && w[1] == b']')
-            .map(|p| p + 2)
-        else {
-            return Ok(None);
-        };
-        if s[2..end].contains(&b']') {
-            return Ok(None);
-        }
         if kind != b':' {
             return Err(error(start, "POSIX collating elements are not supported"));
         }
@@ -1608,6 +1799,100 @@ mod tests {
         ] {
             let e = translate(p).unwrap_err().to_string();
             assert!(e.contains(what), "{p}: {e}");
+        }
+    }
+
+    /// Each checked against uWSGI's libpcre 8.39 (`pcre_compile` with no options) when written.
+    #[test]
+    fn what_pcre_8_refuses_is_refused() {
+        for (p, what) in [
+            ("a**", "nothing to repeat"),
+            ("a{2}{3}", "nothing to repeat"),
+            ("a?*", "nothing to repeat"),
+            ("a??+", "nothing to repeat"),
+            ("a*+?", "nothing to repeat"),
+            (r"\d{2}*", "nothing to repeat"),
+            ("[a]{2}{1}", "nothing to repeat"),
+            ("^*", "nothing to repeat"),
+            ("$+", "nothing to repeat"),
+            (r"a\b{2}", "nothing to repeat"),
+            (r"\A?", "nothing to repeat"),
+            (r"\K*", "nothing to repeat"),
+            ("a(?i)*", "nothing to repeat"),
+            ("x|{2}", "nothing to repeat"),
+            ("({2})", "nothing to repeat"),
+            ("(?#c)*", "nothing to repeat"),
+            ("a*(?#c)?", "nothing to repeat"),
+            ("a+(?#c)(?#d)?", "nothing to repeat"),
+            (r"a*\E?", "nothing to repeat"),
+            (r"a*\Q\E+", "nothing to repeat"),
+            (r"\Q\E*", "nothing to repeat"),
+            ("(?x) *", "nothing to repeat"),
+            ("a(*ACCEPT)?", "nothing to repeat"),
+            (r"[a-\d]", "invalid range"),
+            ("[%-[:digit:]]", "invalid range"),
+            ("[:alpha:]", "only within a class"),
+            ("x[:al:]y", "only within a class"),
+            ("[.a.]", "collating"),
+        ] {
+            let e = translate(p).unwrap_err().to_string();
+            assert!(e.contains(what), "{p}: {e}");
+        }
+        for p in [
+            "a*+",
+            "a*?",
+            "a{2}?",
+            "a{1,2}+",
+            "(?=x)*",
+            "(?<=x){2}",
+            "()*",
+            r"a\Q\E*",
+            r"a\E*",
+            "a(?#c)*",
+            "(?x)a #c\n*",
+            "(?x)a* ?",
+            "a(?#c)?",
+            "a{,3}{2}",
+            r"\N{2}",
+            r"a\N{1,3}",
+            r"[\d-a]",
+            r"[a-\Q\E]",
+            "[:a]",
+            "[:[:xdigit:]]+",
+            "[[:[:digit:]]]",
+        ] {
+            assert!(translate(p).is_ok(), "{p}");
+        }
+        assert!(translate(r"\N{name}").is_err());
+    }
+
+    #[test]
+    fn pcre2_reads_the_rule_as_pcre_8_does() {
+        let src = |p: &str| translate(p).unwrap().pcre_source;
+        // PCRE2 10.43+ reads `{,3}` as `{0,3}` and `{ 2 }` as `{2}`.
+        assert_eq!(src("(?<=x)a{,3}b").as_deref(), Some(r"(?<=x)a\{,3}b"));
+        assert_eq!(src("(?!z)c{ 2}{").as_deref(), Some(r"(?!z)c\{ 2}\{"));
+        // PCRE2 refuses `\x` without digits and `\8` without eight groups.
+        assert_eq!(src(r"(?=a)\xg").as_deref(), Some(r"(?=a)\x00g"));
+        assert_eq!(src(r"(?=a)[\x]").as_deref(), Some(r"(?=a)[\x00]"));
+        assert_eq!(src(r"(a)\1\8\9").as_deref(), Some(r"(a)\1(?:8)(?:9)"));
+        // Braces that PCRE reads otherwise are left as written.
+        assert_eq!(src(r"(?=a)a{2}\x{41}\p{L}[{]\Q{\E(?#{)"), None);
+        assert_eq!(src(r"(?=a)\x41\8"), Some(r"(?=a)\x41(?:8)".into()));
+        // A rule PCRE alone runs is read to its end for them.
+        assert_eq!(src("(?R)|x{,2}").as_deref(), Some(r"(?R)|x\{,2}"));
+        // The text PCRE2 compiles.
+        let t = translate("(?<=x)a{,3}b").unwrap();
+        assert_eq!(t.pcre_text("(?<=x)a{,3}b"), r"(?<=x)a\{,3}b");
+        let t = translate("(?<=x)ab").unwrap();
+        assert_eq!(t.pcre_text("(?<=x)ab"), "(?<=x)ab");
+        for p in [
+            r"(?<=x)a\{,3}b",
+            r"(?!z)c\{ 2}\{",
+            r"(?=a)\x00g",
+            r"(a)\1(?:8)(?:9)",
+        ] {
+            assert!(crate::rules::LazyJit::new(p).is_ok(), "{p}");
         }
     }
 
