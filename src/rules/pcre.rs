@@ -1142,6 +1142,8 @@ impl Translator<'_> {
         let mut first = true;
         // The previous item, when it is one byte (a range may start there).
         let mut prev: Option<u8> = None;
+        // The previous item is a class escape or a POSIX class.
+        let mut set_before = false;
         loop {
             let Some(c) = self.peek() else {
                 return Err(error(start, "missing terminating ] for character class"));
@@ -1178,6 +1180,11 @@ impl Translator<'_> {
                     }
                 }
             }
+            if c == b'-' && set_before && self.peek_at(1).is_some_and(|n| n != b']') {
+                // `[\d-z]`: PCRE 8 reads a literal `-`; PCRE2 10.46 refuses the range.
+                self.fixes.push((self.at, 0, "\\"));
+            }
+            set_before = false;
             match self.class_item(start, false)? {
                 Item::Byte(b) => {
                     class_byte(&mut items, b);
@@ -1186,6 +1193,7 @@ impl Translator<'_> {
                 Item::Set(s) => {
                     items.push_str(&s);
                     prev = None;
+                    set_before = true;
                 }
                 Item::Nothing => {}
             }
@@ -1876,6 +1884,10 @@ mod tests {
         assert_eq!(src(r"(?=a)\xg").as_deref(), Some(r"(?=a)\x00g"));
         assert_eq!(src(r"(?=a)[\x]").as_deref(), Some(r"(?=a)[\x00]"));
         assert_eq!(src(r"(a)\1\8\9").as_deref(), Some(r"(a)\1(?:8)(?:9)"));
+        // ... and `[\d-z]` (PCRE 8: a literal `-`).
+        let want = r"(?=a)[\d\-z][[:digit:]\-a]";
+        assert_eq!(src(r"(?=a)[\d-z][[:digit:]-a]").as_deref(), Some(want));
+        assert_eq!(src(r"(?=a)[\d-]"), None);
         // Braces that PCRE reads otherwise are left as written.
         assert_eq!(src(r"(?=a)a{2}\x{41}\p{L}[{]\Q{\E(?#{)"), None);
         assert_eq!(src(r"(?=a)\x41\8"), Some(r"(?=a)\x41(?:8)".into()));
@@ -1891,6 +1903,7 @@ mod tests {
             r"(?!z)c\{ 2}\{",
             r"(?=a)\x00g",
             r"(a)\1(?:8)(?:9)",
+            r"(?=a)[\d\-z]",
         ] {
             assert!(crate::rules::LazyJit::new(p).is_ok(), "{p}");
         }
