@@ -159,6 +159,147 @@ pub(crate) fn rule_bytes(bytes: &[u8]) -> String {
     out
 }
 
+/// uWSGI's magic variables in a config file's text (`uwsgi_open_and_read` applies them to the
+/// whole file before parsing it; the command line has none): `%%` is `%`, `%[` is ESC, and a
+/// letter or digit names a value of the file or the host: `%p` its absolute path, `%o` the path
+/// as given, `%s` its name, `%n` the name without its extension, `%e` the extension, `%d` its
+/// directory with a final `/`, `%c` that directory's name, `%0`..`%9` the directory's
+/// components, `%v` the working directory, `%h` the host name, `%k` the CPU cores, `%u` `%g`
+/// the user and group ids, `%U` `%G` their names, `%t` `%T` the time in seconds and
+/// microseconds, `%i` the file's inode, `%j` the hash of its path, `%b` this executable,
+/// `%V` the version (upper-case file letters as their lower-case ones). Any other character
+/// after `%` is dropped with it, as uWSGI drops it (`usage 9[0-9]%$` is `usage 9[0-9]` there),
+/// except `(`: `%(name)` is a placeholder, see [`placeholders`].
+pub(crate) fn magic<'a>(text: &'a str, path: &Path) -> std::borrow::Cow<'a, str> {
+    if !text.contains('%') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let lossy = |p: &Path| p.to_string_lossy().into_owned();
+    let name = lossy(Path::new(abs.file_name().unwrap_or_default()));
+    let dir = abs.parent().map(lossy).unwrap_or_default();
+    let components: Vec<String> = abs
+        .parent()
+        .map(|d| {
+            d.components()
+                .filter_map(|c| match c {
+                    std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let value = |c: char| -> String {
+        let (stem, ext) = match name.rsplit_once('.') {
+            Some((s, e)) => (s.to_string(), e.to_string()),
+            None => (name.clone(), String::new()),
+        };
+        match c {
+            'p' | 'P' => lossy(&abs),
+            'o' | 'O' => lossy(path),
+            's' | 'S' => name.clone(),
+            'n' | 'N' => stem,
+            'e' | 'E' => ext,
+            'd' | 'D' => format!("{}/", dir.trim_end_matches('/')),
+            'c' | 'C' => components.last().cloned().unwrap_or_default(),
+            '0'..='9' => {
+                let i = c as usize - '0' as usize;
+                components.get(i).cloned().unwrap_or_default()
+            }
+            'v' => std::env::current_dir()
+                .map(|d| lossy(&d))
+                .unwrap_or_default(),
+            'h' => crate::sys::uname().nodename,
+            'k' => crate::par::cores().to_string(),
+            'u' => crate::sys::ids().0.to_string(),
+            'g' => crate::sys::ids().1.to_string(),
+            'U' => crate::sys::user_name(crate::sys::ids().0).unwrap_or_default(),
+            'G' => crate::sys::group_name(crate::sys::ids().1).unwrap_or_default(),
+            't' | 'T' => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                match c {
+                    't' => now.as_secs().to_string(),
+                    _ => now.as_micros().to_string(),
+                }
+            }
+            'i' | 'I' => {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(&abs)
+                    .map(|m| m.ino().to_string())
+                    .unwrap_or_default()
+            }
+            'j' | 'J' => {
+                // uWSGI's djb33x hash of the absolute path, its bytes in memory order as hex.
+                let h = lossy(&abs)
+                    .bytes()
+                    .fold(5381u32, |h, b| h.wrapping_mul(33) ^ u32::from(b));
+                h.to_le_bytes().iter().map(|b| format!("{b:02X}")).collect()
+            }
+            'b' => std::env::current_exe()
+                .map(|p| lossy(&p))
+                .unwrap_or_default(),
+            'V' => env!("CARGO_PKG_VERSION").to_string(),
+            _ => String::new(),
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek().copied() {
+            Some('%') => out.push('%'),
+            Some('[') => out.push('\u{1b}'),
+            Some('(') => {
+                out.push('%');
+                continue;
+            }
+            // A `%` ending a line is dropped, its line end kept.
+            Some('\n') | None => continue,
+            Some(next) => out.push_str(&value(next)),
+        }
+        chars.next();
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// uWSGI's placeholders in an ini value: `%(name)` is the value of the option `name` set
+/// earlier in the file (any key, a logalarm option or not; the last value), left as written
+/// when no such key came before.
+pub(crate) fn placeholders<'a>(
+    value: &'a str,
+    earlier: &std::collections::HashMap<&str, &str>,
+) -> std::borrow::Cow<'a, str> {
+    if !value.contains("%(") {
+        return std::borrow::Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find("%(") {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        match tail
+            .find(')')
+            .and_then(|end| Some((end, earlier.get(&tail[2..end])?)))
+        {
+            Some((end, v)) => {
+                out.push_str(v);
+                rest = &tail[end + 1..];
+            }
+            None => {
+                out.push_str("%(");
+                rest = &tail[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +352,52 @@ mod tests {
         assert!(!got.accepted && got.entries.is_empty());
         assert_eq!(got.near_misses, vec![("uWSGI".to_string(), 1)]);
         assert!(!parse("alarm-freq = 1\n").accepted);
+    }
+
+    #[test]
+    fn magic_variables_as_uwsgi_reads_them() {
+        let path = Path::new("/etc/logalarm/app.conf.ini");
+        let m = |t: &str| magic(t, path).into_owned();
+        assert_eq!(m("no percent"), "no percent");
+        assert!(matches!(
+            magic("no percent", path),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        // `%%` is `%`; a `%` before anything else but a letter's value or `(` goes with it.
+        assert_eq!(m("usage 9[0-9]%%"), "usage 9[0-9]%");
+        assert_eq!(m("usage [0-9]+%$"), "usage [0-9]+");
+        assert_eq!(m("50% half"), "50half");
+        assert_eq!(m("a%\nb"), "a\nb");
+        assert_eq!(m("end%"), "end");
+        assert_eq!(m("%z%q"), "");
+        assert_eq!(m("%[1m"), "\u{1b}1m");
+        assert_eq!(m("%(name)"), "%(name)");
+        // The file's values (uWSGI 2.0.21's, checked with its `print` option).
+        assert_eq!(m("%p|%s|%n|%e|%d|%c|%0|%1|%2"), "/etc/logalarm/app.conf.ini|app.conf.ini|app.conf|ini|/etc/logalarm/|logalarm|etc|logalarm|");
+        assert_eq!(
+            m("%P %S %N %E %D %C"),
+            "/etc/logalarm/app.conf.ini app.conf.ini app.conf ini /etc/logalarm/ logalarm"
+        );
+        assert_eq!(m("%o"), "/etc/logalarm/app.conf.ini");
+        assert_eq!(magic("%o|%s", Path::new("rel/x.ini")), "rel/x.ini|x.ini");
+        assert_eq!(m("%k"), crate::par::cores().to_string());
+        assert_eq!(m("%V"), env!("CARGO_PKG_VERSION"));
+        assert!(m("%t").parse::<u64>().is_ok_and(|t| t > 1_700_000_000));
+        assert_eq!(m("%j").len(), 8);
+        // uWSGI 2.0.21 prints AF909DCB for /tmp/fz/p.ini.
+        assert_eq!(magic("%j", Path::new("/tmp/fz/p.ini")), "AF909DCB");
+    }
+
+    #[test]
+    fn placeholders_take_an_earlier_key() {
+        let earlier: std::collections::HashMap<&str, &str> =
+            [("foo", "bar"), ("dir", "/var/log")].into_iter().collect();
+        assert_eq!(placeholders("^%(foo)$", &earlier), "^bar$");
+        assert_eq!(placeholders("%(dir)/%(foo)", &earlier), "/var/log/bar");
+        assert_eq!(placeholders("%(nope) %(foo", &earlier), "%(nope) %(foo");
+        assert!(matches!(
+            placeholders("plain", &earlier),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -1019,6 +1019,10 @@ impl Loader {
         let text = ini::load(&path).map_err(|e| {
             ConfigError::new(format!("invalid ini: {}: {}", path.display(), e), origin)
         })?;
+        let text = match ini::magic(&text, &path) {
+            std::borrow::Cow::Owned(t) => t,
+            std::borrow::Cow::Borrowed(_) => text,
+        };
         let entries = accepted_entries(ini::parse(&text), &path, c, origin)?;
         self.stack.push(path.clone());
         let res = self.apply_entries(c, entries, &path);
@@ -1040,7 +1044,12 @@ impl Loader {
         c.trace.reserve(entries.len());
         let rules = entries.iter().filter(|e| ini::RULE_KEYS.contains(&e.key));
         c.rules.reserve(rules.count());
+        // Every key's last value so far, for `%(name)` placeholders (uWSGI's).
+        let mut earlier: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
         for e in entries {
+            let value = ini::placeholders(e.value, &earlier);
+            let value: &str = &value;
+            earlier.insert(e.key, e.value);
             let o = Origin::Ini {
                 file: file.clone(),
                 line: e.line,
@@ -1051,10 +1060,10 @@ impl Loader {
                         .push(format!("ignoring option `{}` in ini file{}", e.key, o));
                 }
                 Some(def) => {
-                    let value = if def.arity == Arity::Flag && e.value.is_empty() {
+                    let value = if def.arity == Arity::Flag && value.is_empty() {
                         "true"
                     } else {
-                        e.value
+                        value
                     };
                     if def.arity == Arity::Value && value.is_empty() {
                         return Err(ConfigError::new(
@@ -1116,7 +1125,8 @@ pub fn parse_ini_str(text: &str, name: &str) -> Result<Config, ConfigError> {
     let mut loader = Loader::default();
     let path = PathBuf::from(name);
     loader.stack.push(path.clone());
-    let entries = accepted_entries(ini::parse(text), &path, &mut c, &Origin::Cli)?;
+    let text = ini::magic(text, &path);
+    let entries = accepted_entries(ini::parse(&text), &path, &mut c, &Origin::Cli)?;
     loader.apply_entries(&mut c, entries, &path)?;
     Ok(c)
 }

@@ -130,6 +130,50 @@ pub(crate) fn uname() -> Uname {
         machine: field(&u.machine),
     }
 }
+/// The real user and group ids.
+pub(crate) fn ids() -> (u32, u32) {
+    // SAFETY: getuid and getgid take nothing and cannot fail.
+    unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// The name of user `uid` (`getpwuid_r`), if it has one.
+pub(crate) fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero `passwd` is a valid out-parameter.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` is writable for its length.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || pw.pw_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// The name of group `gid` (`getgrgid_r`), if it has one.
+pub(crate) fn group_name(gid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: an all-zero `group` is a valid out-parameter.
+    let mut gr: libc::group = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; `buf` is writable for its length.
+    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() || gr.gr_name.is_null() {
+        return None;
+    }
+    // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`.
+    Some(
+        unsafe { std::ffi::CStr::from_ptr(gr.gr_name) }
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
 /// One `write(2)` of `buf` to `fd`, retrying on `EINTR`. Returns bytes written (> 0); a
 /// non-blocking descriptor without room is `WouldBlock` (the caller decides how long to wait).
 pub(crate) fn write_fd(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
