@@ -138,37 +138,42 @@ pub(crate) fn ids() -> (u32, u32) {
 
 /// The name of user `uid` (`getpwuid_r`), if it has one.
 pub(crate) fn user_name(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero `passwd` is a valid out-parameter.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` is writable for its length.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() || pw.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
-    Some(
-        unsafe { std::ffi::CStr::from_ptr(pw.pw_name) }
-            .to_string_lossy()
-            .into_owned(),
+    // SAFETY: `getpwuid_r` with the entry, buffer and result pointers `entry_name` passes.
+    entry_name(
+        |e: &mut libc::passwd, buf, len, found| unsafe {
+            libc::getpwuid_r(uid, e, buf, len, found)
+        },
+        |e| e.pw_name,
     )
 }
 
 /// The name of group `gid` (`getgrgid_r`), if it has one.
 pub(crate) fn group_name(gid: u32) -> Option<String> {
+    // SAFETY: `getgrgid_r` with the entry, buffer and result pointers `entry_name` passes.
+    entry_name(
+        |e: &mut libc::group, buf, len, found| unsafe { libc::getgrgid_r(gid, e, buf, len, found) },
+        |e| e.gr_name,
+    )
+}
+
+/// The name field of a passwd or group entry looked up by `lookup` (a `get*_r` call given the
+/// entry, a buffer, its length and the result pointer), if found.
+fn entry_name<T>(
+    lookup: impl FnOnce(&mut T, *mut libc::c_char, usize, &mut *mut T) -> libc::c_int,
+    name: impl Fn(&T) -> *mut libc::c_char,
+) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 4096];
-    // SAFETY: an all-zero `group` is a valid out-parameter.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut found: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; `buf` is writable for its length.
-    let rc = unsafe { libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if rc != 0 || found.is_null() || gr.gr_name.is_null() {
+    // SAFETY: an all-zero passwd or group struct is a valid out-parameter.
+    let mut entry: T = unsafe { std::mem::zeroed() };
+    let mut found: *mut T = std::ptr::null_mut();
+    let rc = lookup(&mut entry, buf.as_mut_ptr(), buf.len(), &mut found);
+    let field = name(&entry);
+    if rc != 0 || found.is_null() || field.is_null() {
         return None;
     }
-    // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`.
+    // SAFETY: on success the name points to a NUL-terminated string inside `buf`.
     Some(
-        unsafe { std::ffi::CStr::from_ptr(gr.gr_name) }
+        unsafe { std::ffi::CStr::from_ptr(field) }
             .to_string_lossy()
             .into_owned(),
     )
