@@ -36,7 +36,9 @@ pub struct Translation {
     /// the rule as written: each `{` that starts no quantifier escaped (PCRE2 10.43 and later
     /// read `{,3}` as `{0,3}` and `{ 2 }` as `{2}`; PCRE 8 reads both as text), `\x` without
     /// digits written `\x00` (PCRE2 refuses it; PCRE 8 reads a NUL), `\8` and `\9` that are
-    /// no backreference written as the digit (PCRE2 refuses them; PCRE 8 reads the digit).
+    /// no backreference written `(?:8)`, `(?:9)` (PCRE2 refuses them; PCRE 8 reads the digit),
+    /// and a `-` after a class escape in a class escaped (`[\d-z]`: PCRE2 refuses the range;
+    /// PCRE 8 reads a literal `-`).
     pub pcre_source: Option<String>,
 }
 
@@ -114,18 +116,6 @@ struct Translator<'a> {
     repeat: Repeat,
 }
 
-impl Repeat {
-    /// What follows a comment or `\E` after this: PCRE 8 repeats the item before them
-    /// (`a(?#c)*`), but reads a `?` or `+` after them as a quantifier of its own (`a*(?#c)?` is
-    /// refused).
-    fn across(self) -> Repeat {
-        match self {
-            Repeat::Item => Repeat::Item,
-            _ => Repeat::Nothing,
-        }
-    }
-}
-
 /// What the item before a quantifier is, as PCRE 8 sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repeat {
@@ -139,6 +129,18 @@ enum Repeat {
     Quantified,
     /// A quantifier made lazy or possessive: nothing more may follow.
     Done,
+}
+
+impl Repeat {
+    /// What follows a comment or `\E` after this: PCRE 8 repeats the item before them
+    /// (`a(?#c)*`), but reads a `?` or `+` after them as a quantifier of its own (`a*(?#c)?` is
+    /// refused).
+    fn across(self) -> Repeat {
+        match self {
+            Repeat::Item => Repeat::Item,
+            _ => Repeat::Nothing,
+        }
+    }
 }
 
 /// Translate PCRE rule `pattern` (see the module doc).
