@@ -98,7 +98,7 @@ uwsgi_run() { # uwsgi_run RULES: the whole uWSGI master life, corpus through its
     echo "[uwsgi]"; echo "master = true"; echo "socket = $dir/x.sock"; echo "processes = 1"
     echo "log-master = true"; echo "logto = $dir/out.log"; echo "pidfile = $dir/pid"
     echo "alarm = a signal:30"; echo "alarm = done cmd:kill -INT \$(cat $dir/pid)"
-    while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$rules"
+    while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a ${r//%/%%}"; done < "$rules"
     echo "log-alarm = done ^LOGALARM_BENCH_DONE\$"
     # uWSGI's log pipe is a datagram socket: one write() is one message (cat's 128 KiB writes
     # fail with EMSGSIZE), so the corpus is written one line per write(), as applications do.
@@ -149,14 +149,14 @@ for n in $RULESETS; do
   BYTES=$(stat -c %s "$CORPUS")
   LINES=$(wc -l < "$CORPUS")
   INI=$WORK/rules$n.ini
-  { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$RULES"
+  { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a ${r//%/%%}"; done < "$RULES"
     if [[ "$n" == storm* ]]; then echo "alarm-freq = 0"; fi; } > "$INI"
   # The same rules, one in ten on an alarm with a message template using the match, a key
   # and a threshold (alarm-template, alarm-key, alarm-threshold): what only raising lines pay.
   INIP=$WORK/rules$n-policies.ini
   { echo "[uwsgi]"; echo "alarm = a log:"; echo "alarm = p log:"
     i=0; while IFS= read -r r; do [ -n "$r" ] || continue; i=$((i+1))
-      if [ $((i % 10)) = 1 ]; then echo "log-alarm = p $r"; else echo "log-alarm = a $r"; fi
+      if [ $((i % 10)) = 1 ]; then echo "log-alarm = p ${r//%/%%}"; else echo "log-alarm = a ${r//%/%%}"; fi
     done < "$RULES"
     echo "alarm-key = p {0}"; echo "alarm-threshold = p 3 60"; echo "alarm-template = p {count} x {0} ({alarm}, {first}..{last})"
   } > "$INIP"
@@ -286,7 +286,7 @@ for w in ${WORKLOADS:-}; do
       cargo build --release --quiet --example outclock
       OUTCLOCK=$ROOT/target/release/examples/outclock
       R100=$ROOT/benches/rules/rules100.txt
-      rules_ini() { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a $r"; done < "$R100"; }
+      rules_ini() { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a ${r//%/%%}"; done < "$R100"; }
       { rules_ini; for f in "$PARTS"/part-*; do echo "attach-daemon = cat $f; exec sleep 100000"; done; } > "$WORK/many-daemons.ini"
       { rules_ini; echo "tail-from-start = true"; for f in "$PARTS"/part-*; do echo "tail = $f"; done; } > "$WORK/many-tails.ini"
       rules_ini > "$WORK/many-stdin.ini"

@@ -45,7 +45,7 @@ impl Reloader {
 
     /// Read the configuration again. `Ok(None)`: nothing changed.
     pub(crate) fn prepare(&self) -> Result<Option<Next>, String> {
-        let mut new = config::parse_args(self.args.clone()).map_err(|e| e.to_string())?;
+        let mut new = config::parse_args_on_reload(self.args.clone()).map_err(|e| e.to_string())?;
         if same_options(&new, &self.running) {
             return Ok(None);
         }
@@ -56,7 +56,7 @@ impl Reloader {
 
     /// The reload was applied: `new` is what runs now.
     pub(crate) fn applied(&mut self) -> Result<(), String> {
-        let mut new = config::parse_args(self.args.clone()).map_err(|e| e.to_string())?;
+        let mut new = config::parse_args_on_reload(self.args.clone()).map_err(|e| e.to_string())?;
         keep_restart_only(&self.running, &mut new);
         self.running = new;
         Ok(())

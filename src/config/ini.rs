@@ -38,10 +38,11 @@ pub(crate) struct Parsed<'a> {
     pub(crate) near_misses: Vec<(String, usize)>,
 }
 
-/// Parse ini text. Lines outside an accepted section are ignored; a line without `=` inside one
-/// is a key with an empty value (uWSGI treats `master` alone as `master = true`). A UTF-8 byte
-/// order mark at the start is skipped (uWSGI would read `\u{FEFF}[uwsgi]` as no section).
-pub(crate) fn parse(text: &str) -> Parsed<'_> {
+/// Parse ini text. Lines outside an accepted section (`section`, else `[uwsgi]` and
+/// `[logalarm]`) are ignored; a line without `=` inside one is a key with an empty value (uWSGI
+/// treats `master` alone as `master = true`). A UTF-8 byte order mark at the start is skipped
+/// (uWSGI would read `\u{FEFF}[uwsgi]` as no section).
+pub(crate) fn parse<'a>(text: &'a str, section: Option<&str>) -> Parsed<'a> {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     let mut p = Parsed::default();
     // PERF: room for every line made once (grown by doubling, 0.3 MB of fresh memory for an
@@ -57,9 +58,14 @@ pub(crate) fn parse(text: &str) -> Parsed<'_> {
         }
         if let Some(rest) = line.strip_prefix('[') {
             let name = rest.strip_suffix(']').unwrap_or(rest).trim();
-            in_section = SECTIONS.contains(&name);
+            let wanted = |s: &str| section.map_or(SECTIONS.contains(&s), |w| w == s);
+            let near = |s: &str| match section {
+                Some(w) => w.eq_ignore_ascii_case(s),
+                None => SECTIONS.iter().any(|x| x.eq_ignore_ascii_case(s)),
+            };
+            in_section = wanted(name);
             p.accepted |= in_section;
-            if !in_section && SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(name)) {
+            if !in_section && near(name) {
                 p.near_misses.push((name.to_string(), idx + 1));
             }
             continue;
@@ -169,7 +175,7 @@ pub(crate) fn rule_bytes(bytes: &[u8]) -> String {
 /// microseconds, `%i` the file's inode, `%j` the hash of its path, `%b` this executable,
 /// `%V` the version (upper-case file letters as their lower-case ones). Any other character
 /// after `%` is dropped with it, as uWSGI drops it (`usage 9[0-9]%$` is `usage 9[0-9]` there),
-/// except `(`: `%(name)` is a placeholder, see [`placeholders`].
+/// except `(`: `%(name)` is a placeholder (`super::stream`).
 pub(crate) fn magic<'a>(text: &'a str, path: &Path) -> std::borrow::Cow<'a, str> {
     if !text.contains('%') {
         return std::borrow::Cow::Borrowed(text);
@@ -267,39 +273,6 @@ pub(crate) fn magic<'a>(text: &'a str, path: &Path) -> std::borrow::Cow<'a, str>
     std::borrow::Cow::Owned(out)
 }
 
-/// uWSGI's placeholders in an ini value: `%(name)` is the value of the option `name` set
-/// earlier in the file (any key, a logalarm option or not; the last value), left as written
-/// when no such key came before.
-pub(crate) fn placeholders<'a>(
-    value: &'a str,
-    earlier: &std::collections::HashMap<&str, &str>,
-) -> std::borrow::Cow<'a, str> {
-    if !value.contains("%(") {
-        return std::borrow::Cow::Borrowed(value);
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(i) = rest.find("%(") {
-        out.push_str(&rest[..i]);
-        let tail = &rest[i..];
-        match tail
-            .find(')')
-            .and_then(|end| Some((end, earlier.get(&tail[2..end])?)))
-        {
-            Some((end, v)) => {
-                out.push_str(v);
-                rest = &tail[end + 1..];
-            }
-            None => {
-                out.push_str("%(");
-                rest = &tail[2..];
-            }
-        }
-    }
-    out.push_str(rest);
-    std::borrow::Cow::Owned(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +281,7 @@ mod tests {
     fn raw_bytes_only_in_rules_as_pcre_bytes() {
         let text = b"[uwsgi]\nlog-alarm = a caf\xe9 \\\xe8\nalarm = a log:\n";
         let decoded = decode(text.to_vec()).unwrap();
-        let got = parse(&decoded);
+        let got = parse(&decoded, None);
         assert_eq!(got.entries[0].value, "a caf\\xE9 \\xE8");
         let e = decode(b"[uwsgi]\nalarm = a cmd:echo \xe9\n".to_vec()).unwrap_err();
         assert!(e.to_string().contains("line 2: not UTF-8"), "{e}");
@@ -318,7 +291,7 @@ mod tests {
     fn keeps_repeats_backslashes_and_semicolons() {
         let text = "; comment\n[other]\nalarm = no\n[uwsgi]\nalarm = a cmd:cat\n# c\n\
                     log-alarm = a \\d+ x;y\nalarm = b log:\nmaster\n[logalarm]\nalarm-freq=0\n";
-        let got = parse(text);
+        let got = parse(text, None);
         assert!(got.accepted);
         let kv: Vec<(&str, &str, usize)> = got
             .entries
@@ -339,19 +312,19 @@ mod tests {
 
     #[test]
     fn value_keeps_inner_equals() {
-        let got = parse("[uwsgi]\nalarm = m curl:http://x/?a=b;method=POST\n");
+        let got = parse("[uwsgi]\nalarm = m curl:http://x/?a=b;method=POST\n", None);
         assert_eq!(got.entries[0].value, "m curl:http://x/?a=b;method=POST");
     }
 
     #[test]
     fn a_byte_order_mark_is_skipped_and_sections_compare_exactly() {
-        let got = parse("\u{FEFF}[uwsgi]\nalarm-freq = 1\n");
+        let got = parse("\u{FEFF}[uwsgi]\nalarm-freq = 1\n", None);
         assert!(got.accepted);
         assert_eq!(got.entries.len(), 1);
-        let got = parse("[uWSGI]\nalarm-freq = 1\n");
+        let got = parse("[uWSGI]\nalarm-freq = 1\n", None);
         assert!(!got.accepted && got.entries.is_empty());
         assert_eq!(got.near_misses, vec![("uWSGI".to_string(), 1)]);
-        assert!(!parse("alarm-freq = 1\n").accepted);
+        assert!(!parse("alarm-freq = 1\n", None).accepted);
     }
 
     #[test]
@@ -386,18 +359,5 @@ mod tests {
         assert_eq!(m("%j").len(), 8);
         // uWSGI 2.0.21 prints AF909DCB for /tmp/fz/p.ini.
         assert_eq!(magic("%j", Path::new("/tmp/fz/p.ini")), "AF909DCB");
-    }
-
-    #[test]
-    fn placeholders_take_an_earlier_key() {
-        let earlier: std::collections::HashMap<&str, &str> =
-            [("foo", "bar"), ("dir", "/var/log")].into_iter().collect();
-        assert_eq!(placeholders("^%(foo)$", &earlier), "^bar$");
-        assert_eq!(placeholders("%(dir)/%(foo)", &earlier), "/var/log/bar");
-        assert_eq!(placeholders("%(nope) %(foo", &earlier), "%(nope) %(foo");
-        assert!(matches!(
-            placeholders("plain", &earlier),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

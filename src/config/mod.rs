@@ -9,6 +9,7 @@
 //! optional boolean values) fits one small table better than a derive macro.
 
 pub(crate) mod ini;
+mod stream;
 
 use std::ffi::OsString;
 use std::fmt;
@@ -358,10 +359,6 @@ impl Config {
 
 /// Largest accepted `log-master-bufsize` / `alarm-msg-size`: memory stays bounded.
 pub(crate) const MAX_BUFSIZE: usize = 16 << 20;
-/// Nesting limit for `ini` inside ini files.
-const MAX_INI_DEPTH: usize = 8;
-/// Most ini files read in all (includes fanning out must not read for ever).
-const MAX_INI_FILES: usize = 64;
 
 /// Whether an option takes a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -372,7 +369,7 @@ pub enum Arity {
     Flag,
 }
 
-type Apply = fn(&mut Config, &str, &Origin, &mut Loader) -> Result<(), ConfigError>;
+type Apply = fn(&mut Config, &str, &Origin) -> Result<(), ConfigError>;
 
 /// One option: its uWSGI name, aliases, arity, help text and parser.
 #[derive(Debug)]
@@ -393,7 +390,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME TYPE:ARG\"",
         doc: "define an alarm (types: cmd, signal, mule, log, curl, xmpp, speech, airbrake; see --alarm-list)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             let def = parse_alarm(v, o)?;
             c.alarms.push(def);
             Ok(())
@@ -405,7 +402,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] REGEX\"",
         doc: "raise the named alarms when a log line matches REGEX",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.rules.push(parse_rule(c.written(v), false, o)?);
             Ok(())
         },
@@ -416,7 +413,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] FIELD=REGEX...\"",
         doc: "logalarm: raise the named alarms when a JSON line's fields (a.b: nested) each match their REGEX entirely",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             let raw = c.written(v);
             c.rules.push(parse_field_rule(raw, crate::rules::fields::Format::Json, o)?);
             Ok(())
@@ -428,7 +425,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] FIELD=REGEX...\"",
         doc: "logalarm: raise the named alarms when a logfmt line's fields (key=value) each match their REGEX entirely",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             let raw = c.written(v);
             c.rules.push(parse_field_rule(raw, crate::rules::fields::Format::Logfmt, o)?);
             Ok(())
@@ -440,7 +437,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] REGEX\"",
         doc: "logalarm: lines matching REGEX right after a line that raised NAME join its message (a stack trace as one alarm)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             let mut r = parse_rule(c.written(v), false, o).map_err(|_| {
                 ConfigError::new(
                     format!("invalid alarm-multiline syntax: {v} (expected \"NAME[,NAME...] REGEX\")"),
@@ -458,7 +455,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] REGEX\"",
         doc: "skip the named alarms for log lines matching REGEX",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.rules.push(parse_rule(c.written(v), true, o)?);
             Ok(())
         },
@@ -469,7 +466,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME FD[:BYTES] MESSAGE\"",
         doc: "raise NAME with MESSAGE when descriptor FD becomes readable",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_fds.push(parse_alarm_fd(v, o)?);
             Ok(())
         },
@@ -486,7 +483,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "NAME",
         doc: "raise NAME when a --watch-socket listen queue is full",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_backlog.push(sourced(name_only("alarm-backlog", v, o)?, o));
             Ok(())
         },
@@ -497,7 +494,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "NAME",
         doc: "raise NAME when a supervised process crashes (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_segfault.push(sourced(name_only("alarm-segfault", v, o)?, o));
             Ok(())
         },
@@ -508,7 +505,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "read --tail files from their beginning instead of their end",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.tail_from_start = parse_bool("tail-from-start", v, o)?;
             Ok(())
         },
@@ -519,7 +516,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "run every action on the main alarm thread instead of per-action threads",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_cheap = parse_bool("alarm-cheap", v, o)?;
             Ok(())
         },
@@ -530,7 +527,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "SECONDS",
         doc: "anti-flood window: an identical message within it is suppressed (default 3, 0 disables)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_freq = Duration::from_secs(parse_uint("alarm-freq", v, o, 0, u32::MAX as u64)?);
             Ok(())
         },
@@ -541,7 +538,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "BYTES",
         doc: "longest alarm message; longer ones are truncated (default 8192)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_msg_size = parse_uint("alarm-msg-size", v, o, 1, MAX_BUFSIZE as u64)? as usize;
             Ok(())
         },
@@ -552,7 +549,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "print the alarm types and the configured alarms (secrets masked), then exit",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_list = parse_bool("alarm-list", v, o)?;
             Ok(())
         },
@@ -563,7 +560,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "pcre|rust",
         doc: "logalarm: the dialect of log-alarm rules: pcre (uWSGI's, the default) or rust (the regex crate's syntax)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.rule_syntax = match v.trim() {
                 "pcre" => RuleSyntax::Pcre,
                 "rust" => RuleSyntax::Rust,
@@ -583,7 +580,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "logalarm: print each rule's engine and cost (its speed on lines made of its own bytes; pathological rules named), then exit: 0, or 2 when a rule is pathological",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.check_rules = parse_bool("check-rules", v, o)?;
             Ok(())
         },
@@ -594,7 +591,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "DIR",
         doc: "logalarm: directory where start-up keeps the literals of sets of 256 rules or more, so the next start need not parse them (default $XDG_CACHE_HOME/logalarm or ~/.cache/logalarm; off: none)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.rules_cache = Some(non_empty("rules-cache", v, o)?.to_string());
             Ok(())
         },
@@ -605,7 +602,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "SECONDS",
         doc: "logalarm: at shutdown, how long queued alarms may still run (default 5)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_grace = Duration::from_secs(parse_uint("alarm-grace", v, o, 0, 3600)?);
             Ok(())
         },
@@ -616,7 +613,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "EVENTS",
         doc: "logalarm: capacity of each alarm queue; a full queue drops and counts (default 1024)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_queue = parse_uint("alarm-queue", v, o, 1, 1 << 20)? as usize;
             Ok(())
         },
@@ -627,7 +624,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "BYTES",
         doc: "how much of one line is matched and used as its message (default 8192)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.log_master_bufsize =
                 parse_uint("log-master-bufsize", v, o, 1, MAX_BUFSIZE as u64)? as usize;
             Ok(())
@@ -639,7 +636,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "PATH",
         doc: "shell used by cmd: alarms (default /bin/sh)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.binsh = PathBuf::from(non_empty("binsh", v, o)?);
             Ok(())
         },
@@ -650,7 +647,8 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "FILE",
         doc: "load options from the [uwsgi] and [logalarm] sections of an ini file (repeatable)",
-        apply: |c, v, o, l| l.load_ini(c, non_empty("ini", v, o)?, o),
+        // Read while the options are (`stream`): here only checked.
+        apply: |_, v, o| non_empty("ini", v, o).map(|_| ()),
     },
     OptDef {
         name: "logto",
@@ -658,7 +656,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "PATH",
         doc: "write the log stream to PATH instead of stdout (reopened on SIGHUP)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.logto = Some(PathBuf::from(non_empty("logto", v, o)?));
             Ok(())
         },
@@ -669,7 +667,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "let --logto be a symbolic link (refused otherwise: a planted link could make logalarm overwrite another file)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.logto_follow_symlinks = parse_bool("logto-follow-symlinks", v, o)?;
             Ok(())
         },
@@ -680,7 +678,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "COMMAND",
         doc: "supervise a shell command; its output joins the log stream",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.attach_daemon
                 .push(sourced(non_empty("attach-daemon", v, o)?.to_string(), o));
             Ok(())
@@ -692,7 +690,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "PATH",
         doc: "follow a file as a log input",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.tail.push(sourced(PathBuf::from(non_empty("tail", v, o)?), o));
             Ok(())
         },
@@ -703,7 +701,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "HOST:PORT",
         doc: "receive log lines as UDP datagrams (:PORT = loopback only)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.udp.push(sourced(non_empty("udp", v, o)?.to_string(), o));
             Ok(())
         },
@@ -714,7 +712,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "CIDR[,CIDR...]",
         doc: "logalarm: accept --udp datagrams only from these networks (e.g. 10.0.0.0/8,::1); others are dropped and counted",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.udp_allow.push(sourced(non_empty("udp-allow", v, o)?.to_string(), o));
             Ok(())
         },
@@ -725,7 +723,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "logalarm: put the sender's address in front of each line of a --udp datagram (\"[1.2.3.4:514] line\"), so rules and messages see it",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.udp_sender = parse_bool("udp-sender", v, o)?;
             Ok(())
         },
@@ -736,7 +734,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "ADDR",
         doc: "a listening socket whose queue --alarm-backlog watches",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.watch_socket
                 .push(sourced(non_empty("watch-socket", v, o)?.to_string(), o));
             Ok(())
@@ -748,7 +746,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "COMMAND",
         doc: "start a mule process for mule: alarms",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.mule.push(sourced(non_empty("mule", v, o)?.to_string(), o));
             Ok(())
         },
@@ -759,7 +757,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "PATH",
         doc: "unix datagram socket where applications raise alarms as \"NAME MESSAGE\"",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_socket
                 .push(sourced(PathBuf::from(non_empty("alarm-socket", v, o)?), o));
             Ok(())
@@ -771,7 +769,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] POLICY\"",
         doc: "logalarm: what an alarm does when its queue is full: drop (count, then send a digest), block (slow the log stream), spool (queue on disk; curl, airbrake, xmpp)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_overflow.push(sourced(non_empty("alarm-overflow", v, o)?.to_string(), o));
             Ok(())
         },
@@ -782,7 +780,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] TEMPLATE\"",
         doc: "logalarm: the message NAME sends: TEMPLATE with {1}, {group} (the raising rule's captures), {line}, {alarm}, {count}, {first}, {last}",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_template.push(sourced(non_empty("alarm-template", v, o)?.to_string(), o));
             Ok(())
         },
@@ -793,7 +791,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] TEMPLATE\"",
         doc: "logalarm: alarm-template whose values are written JSON-escaped, for a message that is JSON: {{\"ip\": \"{ip}\"}}",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_template_json.push(sourced(non_empty("alarm-template-json", v, o)?.to_string(), o));
             Ok(())
         },
@@ -804,7 +802,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] TEMPLATE\"",
         doc: "logalarm: anti-flood and thresholds of NAME per key (TEMPLATE, e.g. {ip}) instead of per message",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_key.push(sourced(non_empty("alarm-key", v, o)?.to_string(), o));
             Ok(())
         },
@@ -815,7 +813,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] COUNT SECONDS\"",
         doc: "logalarm: NAME fires on the COUNT-th match within SECONDS (per key with alarm-key)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_threshold.push(sourced(non_empty("alarm-threshold", v, o)?.to_string(), o));
             Ok(())
         },
@@ -826,7 +824,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] SECONDS\"",
         doc: "logalarm: lines anti-flood held are summed up in one message SECONDS after the first of them",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_digest.push(sourced(non_empty("alarm-digest", v, o)?.to_string(), o));
             Ok(())
         },
@@ -837,7 +835,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "redis[s]://[USER:PASSWORD@]HOST:PORT/PREFIX[?timeout=MS&ca=FILE&id=NAME]",
         doc: "logalarm: anti-flood, thresholds, keys and digests shared by every logalarm using the same Redis and PREFIX (one page per incident for a fleet)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_cluster = Some(sourced(non_empty("alarm-cluster", v, o)?.to_string(), o));
             Ok(())
         },
@@ -848,7 +846,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "URL,STREAM,CONSUMER[,ack_wait=S][,batch=N][,max_pending=N]",
         doc: "logalarm: read log lines from a NATS JetStream stream as a member of durable consumer CONSUMER (instances sharing it share the stream), each message acknowledged once its lines are passed on and their alarms handled",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.nats.push(sourced(non_empty("nats", v, o)?.to_string(), o));
             Ok(())
         },
@@ -859,7 +857,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "URL,SUBJECT[,stream=NAME]",
         doc: "logalarm: publish every passed-through line to SUBJECT on NATS (with stream=NAME, to JetStream, each publish acknowledged; the stream is created when missing)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.nats_out = Some(sourced(non_empty("nats-out", v, o)?.to_string(), o));
             Ok(())
         },
@@ -870,7 +868,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "\"NAME[,NAME...] SECONDS\"",
         doc: "logalarm: NAME's lines are heartbeats: it fires when none came for SECONDS, and again when one comes back",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_absence.push(sourced(non_empty("alarm-absence", v, o)?.to_string(), o));
             Ok(())
         },
@@ -881,7 +879,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "KEYS",
         doc: "logalarm: most keys each alarm-key/alarm-threshold alarm remembers (default 100000)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_keys_max = parse_uint("alarm-keys-max", v, o, 2, 1 << 26)? as usize;
             Ok(())
         },
@@ -892,7 +890,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "[HOST]:PORT",
         doc: "logalarm: serve Prometheus metrics at http://ADDR/metrics (:PORT is loopback)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             crate::metrics::address("metrics", v).map_err(|e| ConfigError::new(e, o))?;
             c.metrics = Some(sourced(v.to_string(), o));
             Ok(())
@@ -904,7 +902,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "[HOST]:PORT",
         doc: "enable the stats server: the counters as JSON to each connection, as uWSGI's (:PORT is loopback)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             crate::metrics::address("stats", v).map_err(|e| ConfigError::new(e, o))?;
             c.stats = Some(sourced(v.to_string(), o));
             Ok(())
@@ -916,7 +914,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "prefix stats server json output with http headers",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.stats_http = parse_bool("stats-http", v, o)?;
             Ok(())
         },
@@ -927,7 +925,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "DIR",
         doc: "logalarm: directory of the on-disk queues of spool alarms (makes spool the default for curl, airbrake and xmpp alarms)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_spool = Some(PathBuf::from(non_empty("alarm-spool", v, o)?));
             Ok(())
         },
@@ -938,7 +936,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "BYTES",
         doc: "logalarm: most bytes each alarm's spool holds, K/M/G suffixes (default 64M); beyond it new alarms are dropped and counted",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_spool_max_size = parse_size("alarm-spool-max-size", v, o)?;
             Ok(())
         },
@@ -949,7 +947,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Value,
         value_name: "SECONDS",
         doc: "logalarm: spooled alarms older than this are discarded and counted (default 86400)",
-        apply: |c, v, o, _| {
+        apply: |c, v, o| {
             c.alarm_spool_max_age =
                 Duration::from_secs(parse_uint("alarm-spool-max-age", v, o, 1, 30 * 86_400)?);
             Ok(())
@@ -961,7 +959,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "print this help and exit",
-        apply: |c, _, _, _| {
+        apply: |c, _, _| {
             c.help = true;
             Ok(())
         },
@@ -972,7 +970,7 @@ pub static OPTIONS: &[OptDef] = &[
         arity: Arity::Flag,
         value_name: "",
         doc: "print the version and exit",
-        apply: |c, _, _, _| {
+        apply: |c, _, _| {
             c.version = true;
             Ok(())
         },
@@ -986,149 +984,65 @@ pub(crate) fn lookup(name: &str) -> Option<&'static OptDef> {
         .find(|d| d.name == name || d.aliases.contains(&name))
 }
 
-/// State while loading: ini nesting, to refuse include loops, and the files read so far.
-#[derive(Debug, Default)]
-pub(crate) struct Loader {
-    stack: Vec<PathBuf>,
-    /// Ini files read in all (at most [`MAX_INI_FILES`]).
-    files: usize,
-}
-
-impl Loader {
-    fn load_ini(&mut self, c: &mut Config, path: &str, origin: &Origin) -> Result<(), ConfigError> {
-        let path = PathBuf::from(path);
-        if self.stack.len() >= MAX_INI_DEPTH || self.stack.contains(&path) {
-            return Err(ConfigError::new(
-                format!(
-                    "invalid ini: {}: included from itself or nested too deep",
-                    path.display()
-                ),
-                origin,
-            ));
-        }
-        self.files += 1;
-        if self.files > MAX_INI_FILES {
-            return Err(ConfigError::new(
-                format!(
-                    "invalid ini: {}: more than {MAX_INI_FILES} ini files in all",
-                    path.display()
-                ),
-                origin,
-            ));
-        }
-        let text = ini::load(&path).map_err(|e| {
-            ConfigError::new(format!("invalid ini: {}: {}", path.display(), e), origin)
-        })?;
-        let text = match ini::magic(&text, &path) {
-            std::borrow::Cow::Owned(t) => t,
-            std::borrow::Cow::Borrowed(_) => text,
-        };
-        let entries = accepted_entries(ini::parse(&text), &path, c, origin)?;
-        self.stack.push(path.clone());
-        let res = self.apply_entries(c, entries, &path);
-        self.stack.pop();
-        res
-    }
-
-    /// Apply parsed ini entries of `path` as options, in order.
-    fn apply_entries(
-        &mut self,
-        c: &mut Config,
-        entries: Vec<ini::IniEntry<'_>>,
-        path: &std::path::Path,
-    ) -> Result<(), ConfigError> {
-        // PERF: one path shared by every entry's origin (it was a copy per entry), and room
-        // for the rules and the trace made once (grown by doubling, they were ~1 MB of fresh
-        // memory more for Debian's 2,101 rules before the first line out).
-        let file: Arc<Path> = Arc::from(path);
-        c.trace.reserve(entries.len());
-        let rules = entries.iter().filter(|e| ini::RULE_KEYS.contains(&e.key));
-        c.rules.reserve(rules.count());
-        // Every key's last value so far, for `%(name)` placeholders (uWSGI's).
-        let mut earlier: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
-        for e in entries {
-            let value = ini::placeholders(e.value, &earlier);
-            let value: &str = &value;
-            earlier.insert(e.key, e.value);
-            let o = Origin::Ini {
-                file: file.clone(),
-                line: e.line,
-            };
-            match lookup(e.key) {
-                Some(def) if def.name == "help" || def.name == "version" => {
-                    c.warnings
-                        .push(format!("ignoring option `{}` in ini file{}", e.key, o));
-                }
-                Some(def) => {
-                    let value = if def.arity == Arity::Flag && value.is_empty() {
-                        "true"
-                    } else {
-                        value
-                    };
-                    if def.arity == Arity::Value && value.is_empty() {
-                        return Err(ConfigError::new(
-                            format!("option {} needs a value", e.key),
-                            &o,
-                        ));
-                    }
-                    let value = expand(def.name, value, &o)?;
-                    c.traced(def, &value, &o);
-                    (def.apply)(c, &value, &o, self)?;
-                }
-                None => c.warnings.push(format!(
-                    "ignoring option `{}`: not a logalarm option{}",
-                    e.key, o
-                )),
+/// Apply the options of `stream` to a fresh [`Config`], in order, after uWSGI's passes over
+/// their values (see [`stream`]).
+fn apply_stream(mut st: stream::Stream) -> Result<Config, ConfigError> {
+    st.finish()?;
+    let mut c = Config::default();
+    c.warnings.append(&mut st.warnings);
+    let (values, placeholders) = st.resolve()?;
+    // PERF: room for the rules and the trace made once (grown by doubling, they were ~1 MB of
+    // fresh memory more for Debian's 2,101 rules before the first line out).
+    c.trace.reserve(st.opts.len());
+    let rules = st
+        .opts
+        .iter()
+        .filter(|e| ini::RULE_KEYS.contains(&st.key(e)));
+    c.rules.reserve(rules.count());
+    for (e, value) in st.opts.iter().zip(values) {
+        let key = st.key(e);
+        let o = &e.origin;
+        let Some(def) = lookup(key) else {
+            if !e.configured
+                && stream::stream_option(key).is_none()
+                && key != "end"
+                && !placeholders.contains(key)
+            {
+                c.warnings
+                    .push(format!("ignoring option `{key}`: not a logalarm option{o}"));
             }
+            continue;
+        };
+        if e.configured {
+            // `ini`, read already.
+            c.traced(def, &value, o);
+            continue;
         }
-        Ok(())
-    }
-}
-
-/// The entries of an ini file's accepted sections; a file without any is an error (uWSGI
-/// only warns, and then runs without the alarms the file was meant to define), and sections
-/// that differ from `[uwsgi]` only in case get a warning.
-fn accepted_entries<'a>(
-    parsed: ini::Parsed<'a>,
-    path: &std::path::Path,
-    c: &mut Config,
-    origin: &Origin,
-) -> Result<Vec<ini::IniEntry<'a>>, ConfigError> {
-    for (name, line) in &parsed.near_misses {
-        c.warnings.push(format!(
-            "section [{name}] of {}:{line} ignored: section names are compared exactly, as uWSGI does (write [uwsgi])",
-            path.display()
-        ));
-    }
-    if parsed.accepted {
-        return Ok(parsed.entries);
-    }
-    let hint = match parsed.near_misses.first() {
-        Some((name, _)) => {
-            format!(" (it has [{name}]: section names are compared exactly, as uWSGI does)")
+        if matches!(o, Origin::Ini { .. }) && (def.name == "help" || def.name == "version") {
+            c.warnings
+                .push(format!("ignoring option `{key}` in ini file{o}"));
+            continue;
         }
-        None => " (put `[uwsgi]` before the options)".to_string(),
-    };
-    Err(ConfigError::new(
-        format!(
-            "invalid ini: {}: no [uwsgi] or [logalarm] section{hint}",
-            path.display()
-        ),
-        origin,
-    ))
+        let value: &str = if def.arity == Arity::Flag && value.is_empty() {
+            "true"
+        } else {
+            &value
+        };
+        if def.arity == Arity::Value && value.is_empty() {
+            return Err(ConfigError::new(format!("option {key} needs a value"), o));
+        }
+        c.traced(def, value, o);
+        (def.apply)(&mut c, value, o)?;
+    }
+    Ok(c)
 }
 
 /// Parse ini text as if it were a file named `name` given with `--ini` (fuzzing, tests).
 /// `ini` options inside it are read from disk as usual.
 pub fn parse_ini_str(text: &str, name: &str) -> Result<Config, ConfigError> {
-    let mut c = Config::default();
-    let mut loader = Loader::default();
-    let path = PathBuf::from(name);
-    loader.stack.push(path.clone());
-    let text = ini::magic(text, &path);
-    let entries = accepted_entries(ini::parse(&text), &path, &mut c, &Origin::Cli)?;
-    loader.apply_entries(&mut c, entries, &path)?;
-    Ok(c)
+    let mut st = stream::Stream::new(false);
+    st.read_ini_text(text.to_string(), Path::new(name), None, &Origin::Cli)?;
+    apply_stream(st)
 }
 
 /// Parse command-line arguments (without the program name).
@@ -1136,8 +1050,23 @@ pub fn parse_args<I>(args: I) -> Result<Config, ConfigError>
 where
     I: IntoIterator<Item = OsString>,
 {
-    let mut c = Config::default();
-    let mut loader = Loader::default();
+    parse_args_as(args, false)
+}
+
+/// [`parse_args`] for a reload (uWSGI's `if-reload` blocks hold).
+pub(crate) fn parse_args_on_reload<I>(args: I) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    parse_args_as(args, true)
+}
+
+fn parse_args_as<I>(args: I, reload: bool) -> Result<Config, ConfigError>
+where
+    I: IntoIterator<Item = OsString>,
+{
+    let mut st = stream::Stream::new(reload);
+    let mut command = Vec::new();
     let mut it = args.into_iter();
     let cli = Origin::Cli;
     while let Some(arg) = it.next() {
@@ -1148,13 +1077,17 @@ where
             )
         })?;
         if arg == "--" {
-            c.command = it.by_ref().collect();
+            command = it.by_ref().collect();
             break;
         }
         let body = if let Some(b) = arg.strip_prefix("--") {
             b
         } else if let Some(b) = arg.strip_prefix('-').filter(|b| !b.is_empty()) {
             b
+        } else if !arg.starts_with('[') && is_ini_path(&arg) {
+            // uWSGI reads a bare `app.ini` (or `app.ini:section`) argument as `--ini`.
+            st.export(stream::Text::owned("ini"), stream::Text::owned(&arg), &cli)?;
+            continue;
         } else {
             return Err(ConfigError::new(
                 format!("unexpected argument: {arg} (options start with --; a command to supervise goes after --)"),
@@ -1165,81 +1098,63 @@ where
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
-        let def = lookup(name).ok_or_else(|| {
-            ConfigError::new(format!("unknown option: --{name} (see --help)"), &cli)
-        })?;
-        let value = match (def.arity, inline) {
+        let def = lookup(name);
+        let takes_value = match (def, stream::stream_option(name)) {
+            (Some(d), _) => d.arity == Arity::Value,
+            (None, Some(v)) => v,
+            (None, None) => {
+                return Err(ConfigError::new(
+                    format!("unknown option: --{name} (see --help)"),
+                    &cli,
+                ))
+            }
+        };
+        let value = match (takes_value, inline) {
             (_, Some(v)) => v,
-            (Arity::Flag, None) => "true".to_string(),
-            (Arity::Value, None) => match it.next() {
+            (false, None) => match def {
+                Some(_) => "true".to_string(),
+                None => String::new(),
+            },
+            (true, None) => match it.next() {
                 Some(v) => match v.into_string() {
                     Ok(v) => v,
                     // A rule may hold raw bytes: PCRE bytes (see `ini::RULE_KEYS`).
-                    Err(v) if ini::RULE_KEYS.contains(&def.name) => {
+                    Err(v) if def.is_some_and(|d| ini::RULE_KEYS.contains(&d.name)) => {
                         ini::rule_bytes(std::os::unix::ffi::OsStrExt::as_bytes(v.as_os_str()))
                     }
                     Err(v) => {
                         return Err(ConfigError::new(
-                            format!("invalid {}: {}: not UTF-8", def.name, v.to_string_lossy()),
+                            format!("invalid {name}: {}: not UTF-8", v.to_string_lossy()),
                             &cli,
                         ))
                     }
                 },
                 None => {
+                    let what = def.map_or("VALUE", |d| d.value_name);
                     return Err(ConfigError::new(
-                        format!("option --{name} needs a value: {}", def.value_name),
+                        format!("option --{name} needs a value: {what}"),
                         &cli,
-                    ))
+                    ));
                 }
             },
         };
-        let value = expand(def.name, &value, &cli)?;
-        c.traced(def, &value, &cli);
-        (def.apply)(&mut c, &value, &cli, &mut loader)?;
+        st.export(stream::Text::owned(name), stream::Text::owned(&value), &cli)?;
     }
+    let mut c = apply_stream(st)?;
+    c.command = command;
     Ok(c)
+}
+
+/// Whether a bare argument names an ini file (`PATH.ini` or `PATH.ini:SECTION`).
+fn is_ini_path(arg: &str) -> bool {
+    arg.ends_with(".ini")
+        || arg
+            .rsplit_once(':')
+            .is_some_and(|(f, _)| f.ends_with(".ini"))
 }
 
 /// Largest file `@(PATH)` reads (a password, a key; never a log).
 const MAX_AT_FILE: u64 = 1 << 20;
-
-/// uWSGI's expansions in option values, on the command line and in ini files alike:
-/// `$(NAME)` is the environment variable NAME (left as written when it is not set), `@(PATH)`
-/// is the content of the file PATH without its final newline (an unreadable file is an error).
-/// So a password can live in a file or the environment instead of the command line. The text
-/// inserted is not expanded again.
-fn expand<'a>(opt: &str, v: &'a str, o: &Origin) -> Result<std::borrow::Cow<'a, str>, ConfigError> {
-    if !v.contains("$(") && !v.contains("@(") {
-        return Ok(std::borrow::Cow::Borrowed(v));
-    }
-    let mut out = String::with_capacity(v.len());
-    let mut rest = v;
-    while let Some(i) = rest.find(['$', '@']) {
-        let (head, tail) = rest.split_at(i);
-        out.push_str(head);
-        let close = tail.find(')');
-        match (tail.as_bytes().get(1), close) {
-            (Some(b'('), Some(end)) => {
-                let inner = &tail[2..end];
-                if tail.starts_with('$') {
-                    match std::env::var(inner) {
-                        Ok(val) if !inner.is_empty() => out.push_str(&val),
-                        _ => out.push_str(&tail[..=end]),
-                    }
-                } else {
-                    out.push_str(&read_at_file(opt, inner, o)?);
-                }
-                rest = &tail[end + 1..];
-            }
-            _ => {
-                out.push_str(&tail[..1]);
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(std::borrow::Cow::Owned(out))
-}
 
 /// The content of `@(PATH)` (never quoted in errors: it may be a secret).
 fn read_at_file(opt: &str, path: &str, o: &Origin) -> Result<String, ConfigError> {
@@ -1593,6 +1508,95 @@ mod tests {
 
     fn args(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn logic_sections_and_includes_from_the_command_line_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.ini");
+        std::fs::write(
+            &p,
+            "[uwsgi]\nalarm = a log:\n[prod]\nalarm = p log:\ninherit = INHERIT\n[dev]\nalarm = d log:\n"
+                .replace("INHERIT", &dir.path().join("base.ini").display().to_string()),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("base.ini"), "[uwsgi]\nalarm = base log:\n").unwrap();
+        let names = |c: &Config| c.alarms.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        let a = p.to_str().unwrap();
+        // `--ini FILE:SECTION`, a bare `FILE.ini` argument, `inherit` read after the rest.
+        let c = parse_args(args(&[
+            "--ini",
+            &format!("{a}:prod"),
+            a,
+            "--alarm",
+            "z log:",
+        ]))
+        .unwrap();
+        assert_eq!(names(&c), ["p", "a", "z", "base"]);
+        let c = parse_args(args(&["--ini", a, "--ini", ":dev"])).unwrap();
+        assert_eq!(names(&c), ["a", "d"]);
+        let e = parse_args(args(&["--ini", &format!("{a}:nope")])).unwrap_err();
+        assert!(e.to_string().contains("no [nope] section"), "{e}");
+        // Logic on the command line: `--endif` takes no value.
+        let c = parse_args(args(&[
+            "--if-env",
+            "PATH",
+            "--alarm",
+            "yes log:",
+            "--endif",
+            "--if-not-env",
+            "PATH",
+            "--alarm",
+            "no log:",
+            "--endif",
+            "--for",
+            "x y",
+            "--alarm",
+            "f%(_) log:",
+            "--endfor",
+            "--set-ph",
+            "n=1",
+            "--alarm",
+            "n%(n) log:",
+        ]))
+        .unwrap();
+        assert_eq!(names(&c), ["yes", "fx", "fy", "n1"]);
+        let e = parse_args(args(&["--include", "x.yaml"])).unwrap_err();
+        assert!(e.to_string().contains("only ini files"), "{e}");
+        let e = parse_args(args(&[
+            "--for-readline",
+            "/nonexistent/list",
+            "--alarm",
+            "a%(_) log:",
+        ]))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid for-readline: /nonexistent/list"),
+            "{e}"
+        );
+        // A placeholder is the first value of its key anywhere, the command line included.
+        let c = parse_args(args(&["--alarm", "%(name) log:", "--ini", a])).unwrap();
+        assert_eq!(names(&c), ["%(name)", "a"]);
+        std::fs::write(
+            dir.path().join("n.ini"),
+            "[uwsgi]\nname = fromini\nname = second\n",
+        )
+        .unwrap();
+        let n = dir.path().join("n.ini");
+        let c = parse_args(args(&[
+            "--alarm",
+            "%(name) log:",
+            "--ini",
+            n.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(names(&c), ["fromini"]);
+        assert!(
+            c.warnings.is_empty(),
+            "a placeholder's source is no typo: {:?}",
+            c.warnings
+        );
     }
 
     #[test]

@@ -130,6 +130,42 @@ pub(crate) fn uname() -> Uname {
         machine: field(&u.machine),
     }
 }
+/// `glob(3)` with `GLOB_MARK | GLOB_NOCHECK`, as uWSGI's `for-glob` calls it: the paths that
+/// match (directories with a final `/`), or the pattern itself when none does.
+pub(crate) fn glob(pattern: &str) -> io::Result<Vec<String>> {
+    let c = std::ffi::CString::new(pattern)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in the pattern"))?;
+    // SAFETY: an all-zero glob_t is the documented initial state.
+    let mut g: libc::glob_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated, `g` a valid glob_t; freed below on every path.
+    let rc = unsafe {
+        libc::glob(
+            c.as_ptr(),
+            libc::GLOB_MARK | libc::GLOB_NOCHECK,
+            None,
+            &mut g,
+        )
+    };
+    let mut out = Vec::new();
+    if rc == 0 {
+        for i in 0..g.gl_pathc {
+            // SAFETY: glob filled `gl_pathv` with `gl_pathc` NUL-terminated strings.
+            let p = unsafe { *g.gl_pathv.add(i) };
+            if !p.is_null() {
+                // SAFETY: see above.
+                let s = unsafe { std::ffi::CStr::from_ptr(p) };
+                out.push(s.to_string_lossy().into_owned());
+            }
+        }
+    }
+    // SAFETY: `g` came from glob (or is all-zero, which globfree accepts).
+    unsafe { libc::globfree(&mut g) };
+    if rc != 0 {
+        return Err(io::Error::other(format!("glob failed ({rc})")));
+    }
+    Ok(out)
+}
+
 /// The real user and group ids.
 pub(crate) fn ids() -> (u32, u32) {
     // SAFETY: getuid and getgid take nothing and cannot fail.
