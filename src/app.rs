@@ -59,6 +59,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
     for w in &config.warnings {
         crate::report::plain(format_args!("logalarm: warning: {w}"));
     }
+    // `env`/`unenv`: set while logalarm is one thread (no other can read the environment), so
+    // that every child inherits them.
+    for (name, value) in &config.env {
+        match value {
+            Some(v) => std::env::set_var(name, v),
+            None => std::env::remove_var(name),
+        }
+    }
     if config.alarm_list && print(&plan::alarm_list(&config)) != 0 {
         return 1;
     }

@@ -116,6 +116,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep!("alarm-grace", alarm_grace);
     keep!("log-master-bufsize", log_master_bufsize);
     keep!("binsh", binsh);
+    keep!("env", env);
     let fds = |c: &Config| -> Vec<(String, i32, Option<usize>, String)> {
         c.alarm_fds
             .iter()

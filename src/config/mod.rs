@@ -190,6 +190,10 @@ pub struct Config {
     pub alarm_queue: usize,
     pub log_master_bufsize: usize,
     pub binsh: PathBuf,
+    /// `env`/`unenv`, in order: a variable set (`Some`) or unset (`None`) in logalarm's own
+    /// environment at start-up, so every child (`cmd:` actions, daemons, mules, `-- CMD`)
+    /// inherits it, as uWSGI's children do.
+    pub env: Vec<(String, Option<String>)>,
     pub logto: Option<PathBuf>,
     pub attach_daemon: Vec<Sourced<String>>,
     pub tail: Vec<Sourced<PathBuf>>,
@@ -262,6 +266,12 @@ pub struct Traced {
 impl Traced {
     /// The value with its secrets masked (never the secret itself).
     pub fn value(&self) -> String {
+        // An `env` value may be a token a `cmd:` action reads: never shown.
+        if self.option == "env" {
+            if let Some((name, _)) = self.written.split_once('=') {
+                return format!("{name}=***");
+            }
+        }
         redact_value(&self.written)
     }
 
@@ -300,6 +310,7 @@ impl Default for Config {
             alarm_queue: 1024,
             log_master_bufsize: 8192,
             binsh: PathBuf::from("/bin/sh"),
+            env: Vec::new(),
             logto: None,
             attach_daemon: Vec::new(),
             tail: Vec::new(),
@@ -638,6 +649,41 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "shell used by cmd: alarms (default /bin/sh)",
         apply: |c, v, o| {
             c.binsh = PathBuf::from(non_empty("binsh", v, o)?);
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "env",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "NAME=VALUE",
+        doc: "set an environment variable for every child (cmd: actions, daemons, mules, -- CMD); NAME alone unsets it",
+        apply: |c, v, o| {
+            let v = non_empty("env", v, o)?;
+            let (name, value) = match v.split_once('=') {
+                Some((n, val)) => (n, Some(val.to_string())),
+                None => (v, None),
+            };
+            let name = env_name("env", name, o)?;
+            if value.as_ref().is_some_and(|v| v.contains('\0')) {
+                return Err(ConfigError::new(
+                    format!("invalid env: {name}: a NUL byte in the value"),
+                    o,
+                ));
+            }
+            c.env.push((name, value));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "unenv",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "NAME",
+        doc: "unset an environment variable for every child",
+        apply: |c, v, o| {
+            let name = env_name("unenv", v, o)?;
+            c.env.push((name, None));
             Ok(())
         },
     },
@@ -1315,6 +1361,17 @@ pub(crate) fn parse_alarm_fd(v: &str, o: &Origin) -> Result<AlarmFdDef, ConfigEr
         message: message.to_string(),
         origin: o.clone(),
     })
+}
+
+/// An environment variable's name: not empty, no `=` and no NUL.
+fn env_name(opt: &str, v: &str, o: &Origin) -> Result<String, ConfigError> {
+    if v.is_empty() || v.contains(['=', '\0']) {
+        return Err(ConfigError::new(
+            format!("invalid {opt}: {v}: expected an environment variable's name"),
+            o,
+        ));
+    }
+    Ok(v.to_string())
 }
 
 fn name_only(opt: &str, v: &str, o: &Origin) -> Result<String, ConfigError> {

@@ -173,6 +173,60 @@ fn cmd_gets_the_line_on_stdin_and_its_output_is_logged_unmatched() {
     );
 }
 
+/// `env` (uWSGI's option) sets a variable every child inherits: a `cmd:` action (through the
+/// shell and started directly) and a supervised command; `unenv` removes one. `check` never
+/// shows the value.
+#[test]
+fn env_reaches_every_child_and_is_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f, g) = (dir.path().join("f"), dir.path().join("g"));
+    let ini = dir.path().join("a.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[uwsgi]\nenv = LOGALARM_TEST_TOKEN=s3cr3t-token\nenv = HOME=/logalarm-home\nunenv = HOME\nalarm = a cmd:echo \"$LOGALARM_TEST_TOKEN:${{HOME-unset}}\" > {}\nalarm = b cmd:printenv LOGALARM_TEST_TOKEN\nlog-alarm = a,b ERROR\n",
+            f.display()
+        ),
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "--ini",
+            ini.to_str().unwrap(),
+            "--",
+            "sh",
+            "-c",
+            &format!(
+                "echo ERROR; echo \"$LOGALARM_TEST_TOKEN\" > {}",
+                g.display()
+            ),
+        ],
+        Vec::new(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "s3cr3t-token:unset\n");
+    assert_eq!(std::fs::read_to_string(&g).unwrap(), "s3cr3t-token\n");
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        s.contains("s3cr3t-token\n"),
+        "printenv's output is logged: {s}"
+    );
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_logalarm"))
+        .args(["check", "--ini", ini.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{s}");
+    assert!(
+        s.contains("env = LOGALARM_TEST_TOKEN=***") && !s.contains("s3cr3t"),
+        "{s}"
+    );
+}
+
 /// Plain commands start without the shell; what the shell would have done is kept: a long
 /// message (over a pipe's first page) reaches a plain command whole, quoting is the shell's,
 /// and a program that cannot start is reported by the shell in the log as before.
