@@ -1205,21 +1205,7 @@ const MAX_AT_FILE: u64 = 1 << 20;
 /// The content of `@(PATH)` (never quoted in errors: it may be a secret).
 fn read_at_file(opt: &str, path: &str, o: &Origin) -> Result<String, ConfigError> {
     let err = |why: String| ConfigError::new(format!("invalid {opt}: @({path}): {why}"), o);
-    // Non-blocking open: a FIFO must not hang start-up; only a regular file is read.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| err(e.to_string()))?;
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return Err(err("not a regular file".to_string()));
-    }
-    let mut text = Vec::new();
-    std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_AT_FILE + 1), &mut text)
-        .map_err(|e| err(e.to_string()))?;
-    if text.len() as u64 > MAX_AT_FILE {
-        return Err(err(format!("larger than {MAX_AT_FILE} bytes")));
-    }
+    let text = read_small_file(path, MAX_AT_FILE).map_err(err)?;
     let mut text = String::from_utf8(text).map_err(|_| err("not UTF-8".to_string()))?;
     if text.ends_with('\n') {
         text.pop();
@@ -1228,6 +1214,26 @@ fn read_at_file(opt: &str, path: &str, o: &Origin) -> Result<String, ConfigError
         }
     }
     Ok(text)
+}
+
+/// A regular file of at most `max` bytes, opened without blocking (a FIFO must not hang
+/// start-up, `/dev/zero` must not fill memory). The error is the reason alone.
+pub(crate) fn read_small_file(path: &str, max: u64) -> Result<Vec<u8>, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err("not a regular file".to_string());
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(f, max + 1), &mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
 }
 
 fn sourced<T>(value: T, origin: &Origin) -> Sourced<T> {
@@ -1541,7 +1547,12 @@ pub fn help_text() -> String {
          logalarm replay FILE... [OPTIONS] [--json] [--summary] [--report FILE.html] [--execute] [--rate N] [--time-format FMT] [--year YYYY]\n       \
          logalarm check [OPTIONS]                         (validate: 0 ok, 2 warnings, 1 invalid)\n       \
          logalarm man | logalarm completions bash|zsh|fish\n\n\
-         Every option also works as `name = value` in an ini file's [uwsgi] or [logalarm] section.\n\n\
+         Every option also works as `name = value` in an ini file's [uwsgi] or [logalarm] section\n\
+         (--ini FILE:SECTION for another). As in uWSGI: config logic (--if-env, --if-not-env,\n\
+         --if-exists, --if-file, --if-dir, --if-opt, --if-hostname, --if-reload, ... up to --endif;\n\
+         --for, --for-times, --for-glob, --for-readline up to --endfor; %(_) is the item), --include,\n\
+         --inherit, --set NAME=VALUE, --set-placeholder NAME=VALUE, and in values $(ENV), @(FILE),\n\
+         %(name) (the first value of a key).\n\n\
          options:\n",
     );
     for d in OPTIONS {
@@ -1618,6 +1629,18 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(names(&c), ["yes", "fx", "fy", "n1"]);
+        let reload = [
+            "--if-reload",
+            "--alarm",
+            "r log:",
+            "--endif",
+            "--if-not-reload",
+            "--alarm",
+            "s log:",
+            "--endif",
+        ];
+        assert_eq!(names(&parse_args(args(&reload)).unwrap()), ["s"]);
+        assert_eq!(names(&parse_args_on_reload(args(&reload)).unwrap()), ["r"]);
         let e = parse_args(args(&["--include", "x.yaml"])).unwrap_err();
         assert!(e.to_string().contains("only ini files"), "{e}");
         let e = parse_args(args(&[

@@ -34,6 +34,8 @@ const MAX_INI_FILES: usize = 64;
 const MAX_SUBSTITUTIONS: usize = 10_000;
 /// Longest value placeholders may make.
 const MAX_EXPANDED: usize = 16 << 20;
+/// Largest ini text after its magic variables (spans are 32-bit).
+const MAX_EXPANDED_INI: usize = 64 << 20;
 /// Most options in all (`for-times = 1000000000` must not take the machine's memory).
 const MAX_OPTIONS: usize = 1 << 20;
 /// Largest file `for-readline` reads.
@@ -365,7 +367,7 @@ impl Stream {
                 }
                 (1..=n.max(0)).map(|n| Some(n.to_string())).collect()
             }
-            Logic::ForReadline => read_list(arg)
+            Logic::ForReadline => super::read_small_file(arg, MAX_READLINE)
                 .map_err(fail)?
                 .split_inclusive(|&b| b == b'\n')
                 .map(|l| {
@@ -501,11 +503,28 @@ impl Stream {
             Cow::Owned(t) => t,
             Cow::Borrowed(_) => text,
         };
+        if text.len() > MAX_EXPANDED_INI {
+            return Err(ConfigError::new(
+                format!(
+                    "invalid ini: {}: its magic variables make it larger than {} MiB",
+                    path.display(),
+                    MAX_EXPANDED_INI >> 20
+                ),
+                origin,
+            ));
+        }
         let spans = {
             let parsed = ini::parse(&text, section);
             accepted(&parsed, path, section, &mut self.warnings, origin)?;
             let base = text.as_ptr() as usize;
-            let at = |s: &str| (s.as_ptr() as usize - base) as u32;
+            // An empty key or value may be a literal "" (no `=`): any empty span will do.
+            let at = |s: &str| {
+                if s.is_empty() {
+                    0
+                } else {
+                    (s.as_ptr() as usize).saturating_sub(base) as u32
+                }
+            };
             parsed
                 .entries
                 .iter()
@@ -621,29 +640,6 @@ impl Stream {
         }
         Ok((out, used.into_inner()))
     }
-}
-
-/// The file `for-readline` reads: a regular file (a FIFO must not hang start-up, `/dev/zero`
-/// must not fill memory) of at most [`MAX_READLINE`] bytes.
-fn read_list(path: &str) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    if !f.metadata().is_ok_and(|m| m.is_file()) {
-        return Err("not a regular file".to_string());
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_READLINE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > MAX_READLINE {
-        return Err(format!("larger than {} MiB", MAX_READLINE >> 20));
-    }
-    Ok(bytes)
 }
 
 /// A logic result: once with `%(_)` as `with`, or not at all.

@@ -18,7 +18,7 @@ pub(crate) fn config(data: &[u8]) {
         .split(|&b| b == 0)
         .map(|a| <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(a).to_os_string())
         // Never read files named by the fuzzer.
-        .filter(|a| !a.to_string_lossy().contains("ini"))
+        .filter(|a| !reads_files(&a.to_string_lossy()))
         .collect();
     if let Ok(c) = logalarm::parse_args(args) {
         match logalarm::build_plan(&c) {
@@ -33,13 +33,21 @@ pub(crate) fn config(data: &[u8]) {
         }
     }
     if let Ok(text) = std::str::from_utf8(data) {
-        if !text.contains("ini") {
+        if !reads_files(text) {
             match logalarm::parse_ini_str(text, "fuzz.ini") {
                 Ok(c) => check(logalarm::build_plan(&c).err()),
                 Err(e) => check(Some(e)),
             }
         }
     }
+}
+
+/// Whether the fuzzer's text could name a file to read as configuration (`ini`, `include`,
+/// `inherit`, `for-readline`, `for-glob`).
+fn reads_files(text: &str) -> bool {
+    ["ini", "include", "inherit", "readline", "glob"]
+        .iter()
+        .any(|k| text.contains(k))
 }
 
 fn check(e: Option<logalarm::ConfigError>) {
