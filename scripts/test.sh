@@ -13,7 +13,7 @@ say "dependencies"
 # The build's own needs (cc, pkg-config), the libcurl curl: alarms open, and the helpers below.
 source scripts/setup.sh
 need_pkg python3 python3
-need_pkg uwsgi uwsgi-core          # the oracle of the conformance tests (and its libpcre.so.3, of tests/pcre8_diff.py)
+need_pkg uwsgi uwsgi-core          # the oracle of the conformance tests, tests/config_diff.py and (its libpcre.so.3) tests/pcre8_diff.py
 [ -e /usr/lib/uwsgi/plugins/alarm_curl_plugin.so ] || need_pkg __never_a_command__ uwsgi-plugin-alarm-curl
 need_pkg openssl openssl           # TLS material for the HTTPS/SMTPS test servers
 need_pkg xmllint libxml2-utils     # airbrake notices against the v2.3 schema
@@ -75,6 +75,8 @@ grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 say "the PCRE dialect against uWSGI's libpcre 8 (random rules and lines, differential)"
 # libpcre.so.3 comes with uwsgi-core (uWSGI links it). 30 seeds of 150 rules: ~12 s.
 python3 tests/pcre8_diff.py --bin target/release/logalarm --seeds 30
+# The option stream (config logic, placeholders, the environment) against the real uWSGI.
+python3 tests/config_diff.py --bin target/release/logalarm --seeds 300
 
 say "cargo doc (no warnings) and the embedding example"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

@@ -607,38 +607,42 @@ impl Stream {
         for (i, e) in self.opts.iter().enumerate() {
             first.entry(self.text(&e.key)).or_insert(i);
         }
-        let mut out = Vec::with_capacity(values.len());
-        for (i, e) in self.opts.iter().enumerate() {
+        // In order, each value replaced as it is resolved, as uWSGI's pass does: a placeholder
+        // (or an arithmetic operand) reads a key's value resolved when the key came before,
+        // and as written (then read again) when it comes after.
+        for i in 0..values.len() {
+            let e = &self.opts[i];
             if e.configured || !values[i].contains("%(") {
-                out.push(values[i].clone());
                 continue;
             }
-            let value_of = |n: &str| {
-                let v = first.get(n).map(|&j| values[j].to_string());
-                if v.is_some() {
-                    used.borrow_mut().insert(n.to_string());
-                }
-                v
+            let resolved = {
+                let value_of = |n: &str| {
+                    let v = first.get(n).map(|&j| values[j].to_string());
+                    if v.is_some() {
+                        used.borrow_mut().insert(n.to_string());
+                    }
+                    v
+                };
+                let hook = |name: &str| -> Option<String> {
+                    if name.contains(' ') {
+                        return Some(arithmetic(name, value_of));
+                    }
+                    value_of(name)
+                };
+                placeholders(&values[i], hook).ok_or_else(|| {
+                    ConfigError::new(
+                        format!(
+                            "invalid {}: {}: its placeholders expand without end (one refers to itself)",
+                            self.text(&e.key),
+                            &values[i]
+                        ),
+                        &e.origin,
+                    )
+                })?
             };
-            let hook = |name: &str| -> Option<String> {
-                if name.contains(' ') {
-                    return Some(arithmetic(name, value_of));
-                }
-                value_of(name)
-            };
-            let v = placeholders(&values[i], hook).ok_or_else(|| {
-                ConfigError::new(
-                    format!(
-                        "invalid {}: {}: its placeholders expand without end (one refers to itself)",
-                        self.text(&e.key),
-                        &values[i]
-                    ),
-                    &e.origin,
-                )
-            })?;
-            out.push(Cow::Owned(v));
+            values[i] = Cow::Owned(resolved);
         }
-        Ok((out, used.into_inner()))
+        Ok((values, used.into_inner()))
     }
 }
 
@@ -922,6 +926,9 @@ mod tests {
             "[uwsgi]\nprint = [%(a)] [x%(a)] [%(q)] [%(num + 2)] [%(num * num)] [%(num ++)] [%(v w)] [%(num / 0)] [%(a(b))] [%(v%(w))]\na = %(b)\nb = %(c)\nc = C\nq = %(a)%(a)\nnum = 7\nv = V\nw = W\n",
         );
         assert_eq!(p, ["[C] [xC] [CC] [9] [49] [8] [VW] [0] [%(a(b))] [%(vW)]"]);
+        // An operand that came before is read resolved (uWSGI 2.0.21 prints `x0 77%(k3)`).
+        let p = printed("[uwsgi]\nk1 = 7%(k3)\nk0 = 7%(k1 k3)\nprint = x%(k1 / k0) %(k0)\n");
+        assert_eq!(p, ["x0 77%(k3)"]);
         let e = stream("[uwsgi]\nlog-alarm = a %(a)\na = x%(a)\n").unwrap_err();
         assert!(e.to_string().contains("expand without end"), "{e}");
     }
