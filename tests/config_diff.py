@@ -2,7 +2,8 @@
 """Differential test of logalarm's option stream against the real uWSGI.
 
 uWSGI reads every option before it applies any: its config logic (`if-env`, `if-not-env`,
-`if-opt`, `if-not-opt`, `for`, `for-times` up to `endif`/`endfor`), placeholders
+`if-opt`, `if-not-opt`, `if-exists`, `if-file`, `if-dir` and their `if-not-` forms, `for`,
+`for-times`, `for-glob` up to `endif`/`endfor`), `set`, placeholders
 (`set-placeholder`, `%(name)`: a key's first value anywhere, with arithmetic), and the
 environment (`$(NAME)`). This script writes random ini files of those, each with probe lines,
 and checks that logalarm resolves every probe as uWSGI does:
@@ -82,11 +83,16 @@ class Gen:
         if r < 0.55:
             # A placeholder's value refers to no placeholder (never a cycle).
             return ("set-ph = %s=%s" % (self.r.choice(PHS), self.word() + self.word()),)
+        if r < 0.6:
+            i = self.r.randrange(len(KEYS))
+            return ("set = %s=%s" % (KEYS[i], self.value(i, in_loop)),)
         return ("PROBE", "a " + self.value(None, in_loop))
 
     def block(self):
         r = self.r
-        kind = r.choice(["if-env", "if-not-env", "if-opt", "if-not-opt", "for", "for-times"])
+        kind = r.choice(["if-env", "if-not-env", "if-opt", "if-not-opt", "for", "for-times",
+                         "for-glob", "if-exists", "if-not-exists", "if-file", "if-not-file",
+                         "if-dir", "if-not-dir"])
         if kind in ("if-env", "if-not-env"):
             arg = r.choice(ENVS)
             if arg == "HOME" and r.random() < 0.5:
@@ -97,6 +103,10 @@ class Gen:
                 arg += "=" + self.word()
         elif kind == "for":
             arg = " ".join(self.word() for _ in range(r.randint(1, 3)))
+        elif kind == "for-glob":
+            arg = r.choice(["/etc/host*", "/nonexistent/*", "/etc/passw?", "/e*"])
+        elif kind.startswith("if-"):
+            arg = r.choice(["/etc", "/etc/hostname", "/nonexistent", "/etc/"])
         else:
             arg = str(r.randint(0, 3))
         loop = kind.startswith("for")
