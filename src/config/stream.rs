@@ -837,23 +837,18 @@ fn arithmetic(key: &str, value: impl Fn(&str) -> Option<String>) -> String {
     let mut current: Option<String> = None;
     let mut op = Op::Concat;
     for token in key.split(' ').filter(|t| !t.is_empty()) {
+        let arith = match token {
+            "+" => Some(Op::Sum),
+            "-" => Some(Op::Sub),
+            "*" => Some(Op::Mul),
+            "/" => Some(Op::Div),
+            _ => None,
+        };
+        if let Some(next) = arith {
+            op = next;
+            continue;
+        }
         let v = match token {
-            "+" => {
-                op = Op::Sum;
-                continue;
-            }
-            "-" => {
-                op = Op::Sub;
-                continue;
-            }
-            "*" => {
-                op = Op::Mul;
-                continue;
-            }
-            "/" => {
-                op = Op::Div;
-                continue;
-            }
             "++" | "--" => {
                 if let Some(c) = &current {
                     let d = if token == "++" { 1 } else { -1 };
