@@ -31,9 +31,9 @@ const MAX_INI_DEPTH: usize = 8;
 /// Most ini files read in all (includes fanning out must not read for ever).
 const MAX_INI_FILES: usize = 64;
 /// Most placeholder substitutions in one value (uWSGI loops for ever on `a = %(a)`).
-const MAX_SUBSTITUTIONS: usize = 10_000;
-/// Longest value placeholders may make.
-const MAX_EXPANDED: usize = 16 << 20;
+const MAX_SUBSTITUTIONS: usize = 1_000;
+/// Most bytes placeholders may add to one value.
+const MAX_EXPANDED: usize = 256 << 10;
 /// Largest ini text after its magic variables (spans are 32-bit).
 const MAX_EXPANDED_INI: usize = 64 << 20;
 /// Most options in all (`for-times = 1000000000` must not take the machine's memory).
@@ -732,6 +732,10 @@ fn scan<E>(
     let mut out = v.to_string();
     let mut from = 0;
     let mut count = 0;
+    // Where the placeholders that hold the one being read start (`%(a%(b))`: `%(a`), outermost
+    // first: after a substitution inside them the scan starts again at the outermost, not at
+    // the value's start (uWSGI's), so a value is read in time linear in what it puts in.
+    let mut open: Vec<usize> = Vec::new();
     'outer: loop {
         let bytes = out.as_bytes();
         let mut j = from;
@@ -765,9 +769,21 @@ fn scan<E>(
                         }
                         let head = j - 1;
                         out.replace_range(head..=k, &val);
-                        from = if again { 0 } else { head + val.len() };
+                        // Again: from the outermost placeholder around it, or from the byte
+                        // before it (a symbol there and a `(` put in make a new one).
+                        from = if again {
+                            open.first()
+                                .map_or(head, |&o| o.min(head))
+                                .saturating_sub(1)
+                        } else {
+                            head + val.len()
+                        };
+                        open.clear();
                         continue 'outer;
                     }
+                }
+                if k < bytes.len() && bytes[k] == symbol {
+                    open.push(j - 1);
                 }
                 mark = None;
                 j = k.max(j + 1);
@@ -921,6 +937,12 @@ mod tests {
             "[uwsgi]\nprint = [%(a)] [x%(a)] [%(q)] [%(num + 2)] [%(num * num)] [%(num ++)] [%(v w)] [%(num / 0)] [%(a(b))] [%(v%(w))]\na = %(b)\nb = %(c)\nc = C\nq = %(a)%(a)\nnum = 7\nv = V\nw = W\n",
         );
         assert_eq!(p, ["[C] [xC] [CC] [9] [49] [8] [VW] [0] [%(a(b))] [%(vW)]"]);
+        // A placeholder inside another's name is read first (uWSGI prints `[both]`).
+        let p = printed("[uwsgi]\nv = V\nw = W\nvW = both\nprint = [%(v%(w))]\n");
+        assert_eq!(p, ["[both]"]);
+        // One that refers to itself is an error (it grows 8 bytes a turn until the cap).
+        let e = stream("[uwsgi]\nx = 1 y=%(x)\nlog-alarm = a %(x)\n").unwrap_err();
+        assert!(e.to_string().contains("expand without end"), "{e}");
         // An operand that came before is read resolved (uWSGI 2.0.21 prints `x0 77%(k3)`).
         let p = printed("[uwsgi]\nk1 = 7%(k3)\nk0 = 7%(k1 k3)\nprint = x%(k1 / k0) %(k0)\n");
         assert_eq!(p, ["x0 77%(k3)"]);
