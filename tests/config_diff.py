@@ -13,7 +13,9 @@ and checks that logalarm resolves every probe as uWSGI does:
 * logalarm runs `check` on the same file with each probe as `alarm-template = a VALUE`, and
   `check` lists the options in the order read, with their values.
 
-The two sequences of values must be equal. The generator leaves out what README names as a
+Every third seed runs the same options as command-line arguments as well (keys that are no
+option through `--set`/`-S`, logic blocks as `--if-env X ... --endif`, a boolean with its value),
+since uWSGI reads both alike. The two sequences of values must be equal. The generator leaves out what README names as a
 difference: a placeholder that refers to itself (uWSGI loops for ever) and a value that begins
 with a placeholder put in by another (uWSGI's rescan starts at its second byte).
 
@@ -133,8 +135,33 @@ def render(stmts, probe, head):
     return "\n".join(lines) + "\n"
 
 
-def uwsgi_values(uwsgi, path, tmp):
-    p = subprocess.run([uwsgi, "--ini", path], capture_output=True, timeout=20, cwd=tmp)
+def render_cli(stmts, probe, r):
+    """The same statements as command-line arguments: a key that is no option goes through
+    `--set` (or its short form `-S`), as on uWSGI's command line; a boolean with its value
+    (uWSGI gives `alarm-cheap` a required one) and `--name=value` now and then."""
+    args = []
+    if r.random() < 0.5:
+        args += ["--alarm-cheap", r.choice(["1", "0", "true", "off"])]
+    for st in stmts:
+        if st[0] == "PROBE":
+            args += ["--" + probe, st[1]]
+            continue
+        key, _, value = st[0].partition("=")
+        key, value = key.strip(), value.strip()
+        if key in KEYS:
+            args += [r.choice(["--set", "-S"]), "%s=%s" % (key, value)]
+        elif not value:
+            args.append("--" + key)
+        elif r.random() < 0.2:
+            args.append("--%s=%s" % (key, value))
+        else:
+            args += ["--" + key, value]
+    return args
+
+
+def uwsgi_values(uwsgi, path, tmp, cli=None):
+    argv = [uwsgi] + (cli + ["--socket", "/nonexistent/logalarm/x.sock"] if cli else ["--ini", path])
+    p = subprocess.run(argv, capture_output=True, timeout=20, cwd=tmp)
     out = []
     for ln in p.stdout.decode("latin-1").splitlines() + p.stderr.decode("latin-1").splitlines():
         if ln.startswith("a "):
@@ -143,9 +170,10 @@ def uwsgi_values(uwsgi, path, tmp):
     return out
 
 
-def logalarm_values(binary, path):
-    p = subprocess.run([binary, "check", "--rules-cache", "off", "--ini", path],
-                       capture_output=True, timeout=20)
+def logalarm_values(binary, path, cli=None):
+    argv = [binary, "check", "--rules-cache", "off"]
+    argv += ["--alarm", "a log:"] + cli if cli else ["--ini", path]
+    p = subprocess.run(argv, capture_output=True, timeout=20)
     if p.returncode not in (0, 2):
         return None, p.stdout.decode("latin-1") + p.stderr.decode("latin-1")
     out = []
@@ -169,6 +197,7 @@ def main():
         return 2
     os.environ.pop("LOGALARM_SURELY_UNSET", None)
     compared = 0
+    cli_seeds = 0
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(a.first, a.first + a.seeds):
             stmts = Gen(seed).config()
@@ -186,8 +215,21 @@ def main():
                                                    "\n".join(got or []), err))
                 return 1
             compared += len(want)
-    print("config_diff: %d seeds, %d resolved values compared, 0 differences"
-          % (a.seeds, compared))
+            # Every third seed: the same options on the command line.
+            if seed % 3 == 0:
+                u_cli = render_cli(stmts, "print", random.Random(seed))
+                l_cli = render_cli(stmts, "alarm-template", random.Random(seed))
+                want = uwsgi_values(uwsgi, None, tmp, u_cli)
+                got, err = logalarm_values(a.bin, None, l_cli)
+                if got != want:
+                    print("config_diff: seed %d differs on the command line\n--- args ---\n%s\n"
+                          "--- uWSGI ---\n%s\n--- logalarm ---\n%s\n%s"
+                          % (seed, u_cli, "\n".join(want), "\n".join(got or []), err))
+                    return 1
+                compared += len(want)
+                cli_seeds += 1
+    print("config_diff: %d seeds (%d also on the command line), %d resolved values compared, "
+          "0 differences" % (a.seeds, cli_seeds, compared))
     return 0
 
 

@@ -517,7 +517,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "read --tail files from their beginning instead of their end",
         apply: |c, v, o| {
-            c.tail_from_start = parse_bool("tail-from-start", v, o)?;
+            c.tail_from_start = parse_bool(c, "tail-from-start", v, o);
             Ok(())
         },
     },
@@ -528,7 +528,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "run every action on the main alarm thread instead of per-action threads",
         apply: |c, v, o| {
-            c.alarm_cheap = parse_bool("alarm-cheap", v, o)?;
+            c.alarm_cheap = parse_bool(c, "alarm-cheap", v, o);
             Ok(())
         },
     },
@@ -561,7 +561,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "print the alarm types and the configured alarms (secrets masked), then exit",
         apply: |c, v, o| {
-            c.alarm_list = parse_bool("alarm-list", v, o)?;
+            c.alarm_list = parse_bool(c, "alarm-list", v, o);
             Ok(())
         },
     },
@@ -592,7 +592,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "logalarm: print each rule's engine and cost (its speed on lines made of its own bytes; pathological rules named), then exit: 0, or 2 when a rule is pathological",
         apply: |c, v, o| {
-            c.check_rules = parse_bool("check-rules", v, o)?;
+            c.check_rules = parse_bool(c, "check-rules", v, o);
             Ok(())
         },
     },
@@ -714,7 +714,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "let --logto be a symbolic link (refused otherwise: a planted link could make logalarm overwrite another file)",
         apply: |c, v, o| {
-            c.logto_follow_symlinks = parse_bool("logto-follow-symlinks", v, o)?;
+            c.logto_follow_symlinks = parse_bool(c, "logto-follow-symlinks", v, o);
             Ok(())
         },
     },
@@ -770,7 +770,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "logalarm: put the sender's address in front of each line of a --udp datagram (\"[1.2.3.4:514] line\"), so rules and messages see it",
         apply: |c, v, o| {
-            c.udp_sender = parse_bool("udp-sender", v, o)?;
+            c.udp_sender = parse_bool(c, "udp-sender", v, o);
             Ok(())
         },
     },
@@ -961,7 +961,7 @@ pub static OPTIONS: &[OptDef] = &[
         value_name: "",
         doc: "prefix stats server json output with http headers",
         apply: |c, v, o| {
-            c.stats_http = parse_bool("stats-http", v, o)?;
+            c.stats_http = parse_bool(c, "stats-http", v, o);
             Ok(())
         },
     },
@@ -1113,7 +1113,7 @@ where
 {
     let mut st = stream::Stream::new(reload);
     let mut command = Vec::new();
-    let mut it = args.into_iter();
+    let mut it = args.into_iter().peekable();
     let cli = Origin::Cli;
     while let Some(arg) = it.next() {
         let arg = arg.into_string().map_err(|a| {
@@ -1144,6 +1144,8 @@ where
             Some((n, v)) => (n, Some(v.to_string())),
             None => (body, None),
         };
+        // uWSGI's one short option among logalarm's: `-S KEY=VALUE` is `--set`.
+        let name = if name == "S" { "set" } else { name };
         let def = lookup(name);
         let takes_value = match (def, stream::stream_option(name)) {
             (Some(d), _) => d.arity == Arity::Value,
@@ -1158,7 +1160,20 @@ where
         let value = match (takes_value, inline) {
             (_, Some(v)) => v,
             (false, None) => match def {
-                Some(_) => "true".to_string(),
+                // A boolean takes the next argument as its value when it is one (`--alarm-cheap
+                // 1`; uWSGI declares `alarm-cheap` with a required value, so a uWSGI command
+                // line always has one, and there any next argument is it).
+                Some(d) => match it.peek().and_then(|v| v.to_str()) {
+                    Some(v)
+                        if is_bool_word(v)
+                            || (UWSGI_VALUED_FLAGS.contains(&d.name) && !v.starts_with('-')) =>
+                    {
+                        let v = v.to_string();
+                        it.next();
+                        v
+                    }
+                    _ => "true".to_string(),
+                },
                 None => String::new(),
             },
             (true, None) => match it.next() {
@@ -1398,15 +1413,35 @@ fn non_empty<'a>(opt: &str, v: &'a str, o: &Origin) -> Result<&'a str, ConfigErr
     Ok(v.trim())
 }
 
-fn parse_bool(opt: &str, v: &str, o: &Origin) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "" | "1" | "true" | "yes" | "on" | "y" => Ok(true),
-        "0" | "false" | "no" | "off" | "n" => Ok(false),
-        _ => Err(ConfigError::new(
-            format!("invalid {opt}: `{v}`: expected true or false"),
-            o,
-        )),
+/// Boolean options that uWSGI declares with a required value (`required_argument`): on the
+/// command line the argument after them is their value unless it is an option.
+const UWSGI_VALUED_FLAGS: &[&str] = &["alarm-cheap"];
+
+/// A word a boolean option's value is commonly written as.
+fn is_bool_word(v: &str) -> bool {
+    ["1", "0", "true", "false", "yes", "no", "on", "off"]
+        .iter()
+        .any(|w| v.trim().eq_ignore_ascii_case(w))
+}
+
+/// A boolean option's value, read as uWSGI's `uwsgi_opt_true` reads it: `false`, `off`, `no`
+/// (any case) and `0` are false, anything else is true. A value that is no usual word for
+/// true (`enable`, `n`) is read so too, with a warning, since it may be a typo.
+fn parse_bool(c: &mut Config, opt: &str, v: &str, o: &Origin) -> bool {
+    let t = v.trim();
+    if ["false", "off", "no"]
+        .iter()
+        .any(|w| t.eq_ignore_ascii_case(w))
+        || t == "0"
+    {
+        return false;
     }
+    if !t.is_empty() && !is_bool_word(t) {
+        c.warnings.push(format!(
+            "{opt} = {t}: read as true, as uWSGI reads any value but false, off, no and 0{o}"
+        ));
+    }
+    true
 }
 
 fn parse_uint(opt: &str, v: &str, o: &Origin, min: u64, max: u64) -> Result<u64, ConfigError> {
@@ -1792,6 +1827,43 @@ mod tests {
     }
 
     #[test]
+    fn bools_as_uwsgi_reads_them() {
+        // uWSGI declares `alarm-cheap` with a required value: its command lines have one.
+        let cheap = |a: &[&str]| {
+            let mut v = vec!["--alarm", "a log:"];
+            v.extend_from_slice(a);
+            v.extend_from_slice(&["--log-alarm", "a x"]);
+            let c = parse_args(args(&v)).unwrap();
+            (c.alarm_cheap, c.warnings.len(), c.rules.len())
+        };
+        assert_eq!(cheap(&["--alarm-cheap", "1"]), (true, 0, 1));
+        assert_eq!(cheap(&["--alarm-cheap", "0"]), (false, 0, 1));
+        assert_eq!(cheap(&["--alarm-cheap", "False"]), (false, 0, 1));
+        assert_eq!(cheap(&["--alarm-cheap", "OFF"]), (false, 0, 1));
+        assert_eq!(cheap(&["--alarm-cheap"]), (true, 0, 1));
+        assert_eq!(cheap(&["--alarm-cheap=no"]), (false, 0, 1));
+        // Any other value is true in uWSGI; logalarm says so, since it may be a typo.
+        assert_eq!(cheap(&["--alarm-cheap", "enable"]), (true, 1, 1));
+        assert_eq!(cheap(&["--alarm-cheap", "n"]), (true, 1, 1));
+        // A flag uWSGI declares without a value takes only a boolean word after it.
+        let c = parse_args(args(&["--tail-from-start", "off", "--tail", "/x"])).unwrap();
+        assert!(!c.tail_from_start);
+        let e = parse_args(args(&["--tail-from-start", "/x"])).unwrap_err();
+        assert!(e.to_string().contains("unexpected argument: /x"), "{e}");
+        // `-S` is uWSGI's short `--set`.
+        let c = parse_args(args(&["-S", "alarm-freq=7"])).unwrap();
+        assert_eq!(c.alarm_freq, Duration::from_secs(7));
+        let c = parse_ini_str("[uwsgi]\nalarm-cheap = flase\n", "b.ini").unwrap();
+        assert!(c.alarm_cheap);
+        assert!(
+            c.warnings[0].contains("alarm-cheap = flase: read as true"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.warnings[0].contains("b.ini:2"), "{:?}", c.warnings);
+    }
+
+    #[test]
     fn numbers_and_bools() {
         let c = parse_args(args(&[
             "--alarm-freq",
@@ -1816,8 +1888,8 @@ mod tests {
             e.to_string(),
             "invalid alarm-freq: `abc`: not a whole number"
         );
-        let e = parse_args(args(&["--alarm-cheap=maybe"])).unwrap_err();
-        assert!(e.to_string().contains("alarm-cheap"));
+        let c = parse_args(args(&["--alarm-cheap=maybe"])).unwrap();
+        assert!(c.alarm_cheap && c.warnings[0].contains("alarm-cheap = maybe"));
         let e = parse_args(args(&["--log-master-bufsize", "0"])).unwrap_err();
         assert!(e.to_string().contains("between 1 and"));
     }

@@ -31,7 +31,10 @@ const BROKEN: [(&str, &str); 20] = [
         "invalid alarm-spool-max-size: `lots`",
     ),
     ("rule-syntax = perl", "invalid rule-syntax: `perl`"),
-    ("alarm-cheap = maybe", "invalid alarm-cheap: `maybe`"),
+    (
+        "alarm-fd = a x oops",
+        "invalid alarm-fd: a x oops: descriptor `x`",
+    ),
     ("alarm = b mule:abc", "`abc` is not a mule number"),
 ];
 
