@@ -415,6 +415,7 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "raise the named alarms when a log line matches REGEX",
         apply: |c, v, o| {
             c.rules.push(parse_rule(c.written(v), false, o)?);
+            warn_empty_names(c, "log-alarm", v, o);
             Ok(())
         },
     },
@@ -468,6 +469,7 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "skip the named alarms for log lines matching REGEX",
         apply: |c, v, o| {
             c.rules.push(parse_rule(c.written(v), true, o)?);
+            warn_empty_names(c, "not-log-alarm", v, o);
             Ok(())
         },
     },
@@ -1296,16 +1298,12 @@ pub(crate) fn parse_rule(raw: Arc<str>, negate: bool, o: &Origin) -> Result<Rule
             ))
         }
     };
-    let names: Vec<String> = names.split(',').map(str::to_string).collect();
-    if names.iter().any(String::is_empty) {
-        return Err(ConfigError::new(
-            format!(
-                "invalid {opt}: {v}: empty alarm name in \"{}\"",
-                names.join(",")
-            ),
-            o,
-        ));
-    }
+    // uWSGI splits the names with strtok: empty ones (`a,`, `a,,b`) are skipped.
+    let names: Vec<String> = names
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
     Ok(RuleDef {
         names,
         regex: RegexText::At(v.len() - regex.len()),
@@ -1315,6 +1313,18 @@ pub(crate) fn parse_rule(raw: Arc<str>, negate: bool, o: &Origin) -> Result<Rule
         fields: None,
         continuation: false,
     })
+}
+
+/// A rule's alarm list with an empty name (`a,` or `a,,b`): skipped as uWSGI skips it, and
+/// said, since `log-alarm = mail, pager ERROR` (a space after the comma) names only `mail`.
+fn warn_empty_names(c: &mut Config, opt: &str, v: &str, o: &Origin) {
+    let names = v.split_once(' ').map_or(v, |(n, _)| n);
+    if names.split(',').any(str::is_empty) {
+        c.warnings.push(format!(
+            "{opt} = {v}: the empty alarm name in \"{names}\" is skipped, as uWSGI skips it \
+             (the names end at the first space){o}"
+        ));
+    }
 }
 
 /// `log-alarm-json` / `log-alarm-logfmt`: `NAME[,NAME...] FIELD=REGEX [FIELD=REGEX...]`.
@@ -1797,8 +1807,26 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("invalid log-alarm syntax: nospace"));
-        let e = parse_args(args(&["--log-alarm", "a,,b x"])).unwrap_err();
-        assert!(e.to_string().contains("empty alarm name"));
+        // uWSGI skips empty names (strtok), and so does logalarm, with a warning.
+        let c = parse_args(args(&[
+            "--alarm",
+            "a log:",
+            "--alarm",
+            "b log:",
+            "--log-alarm",
+            "a,,b x",
+            "--not-log-alarm",
+            ", y",
+            "--log-alarm",
+            "a, b z",
+        ]))
+        .unwrap();
+        assert_eq!(c.rules[0].names, vec!["a", "b"]);
+        assert!(c.rules[1].names.is_empty());
+        assert_eq!(c.rules[2].names, vec!["a"]);
+        assert_eq!(c.rules[2].regex(), "b z");
+        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert!(c.warnings[2].contains("empty alarm name in \"a,\" is skipped"));
     }
 
     #[test]
