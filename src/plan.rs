@@ -73,6 +73,8 @@ pub(crate) struct MonitorPlan {
     pub(crate) segfault: Vec<u32>,
     pub(crate) tails: Vec<PathBuf>,
     pub(crate) tail_from_start: bool,
+    /// `--tail-state`.
+    pub(crate) tail_state: Option<PathBuf>,
     /// `--udp`: (as written, address, origin).
     pub(crate) udp: Vec<(String, SocketAddr, Origin)>,
     /// `--udp-allow` (empty: every sender).
@@ -1054,6 +1056,7 @@ fn monitors(c: &Config, names: &HashMap<String, u32>) -> Result<MonitorPlan, Con
         segfault: c.alarm_segfault.iter().map(|s| rank(&s.value)).collect(),
         tails: c.tail.iter().map(|t| t.value.clone()).collect(),
         tail_from_start: c.tail_from_start,
+        tail_state: c.tail_state.clone(),
         udp,
         alarm_sockets: c
             .alarm_socket

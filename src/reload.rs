@@ -100,6 +100,7 @@ fn keep_restart_only(old: &Config, new: &mut Config) -> Vec<&'static str> {
     }
     keep!("tail", tail, values);
     keep!("tail-from-start", tail_from_start);
+    keep!("tail-state", tail_state);
     keep!("udp", udp, values);
     keep!("udp-allow", udp_allow, values);
     keep!("udp-sender", udp_sender);

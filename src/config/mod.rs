@@ -198,6 +198,8 @@ pub struct Config {
     pub attach_daemon: Vec<Sourced<String>>,
     pub tail: Vec<Sourced<PathBuf>>,
     pub tail_from_start: bool,
+    /// `--tail-state FILE`: where each followed file was passed on to, kept across restarts.
+    pub tail_state: Option<PathBuf>,
     /// `--logto` may be a symbolic link (off: one logalarm did not create is refused).
     pub logto_follow_symlinks: bool,
     pub udp: Vec<Sourced<String>>,
@@ -315,6 +317,7 @@ impl Default for Config {
             attach_daemon: Vec::new(),
             tail: Vec::new(),
             tail_from_start: false,
+            tail_state: None,
             logto_follow_symlinks: false,
             udp: Vec::new(),
             udp_allow: Vec::new(),
@@ -740,6 +743,17 @@ pub static OPTIONS: &[OptDef] = &[
         doc: "follow a file as a log input",
         apply: |c, v, o| {
             c.tail.push(sourced(PathBuf::from(non_empty("tail", v, o)?), o));
+            Ok(())
+        },
+    },
+    OptDef {
+        name: "tail-state",
+        aliases: &[],
+        arity: Arity::Value,
+        value_name: "FILE",
+        doc: "logalarm: keep in FILE where each --tail file was passed on to, so a restart goes on at the next line",
+        apply: |c, v, o| {
+            c.tail_state = Some(PathBuf::from(non_empty("tail-state", v, o)?));
             Ok(())
         },
     },

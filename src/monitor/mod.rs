@@ -13,7 +13,7 @@ use std::os::fd::RawFd;
 
 use crate::config::Origin;
 use crate::plan::MonitorPlan;
-use crate::source::tail::Tail;
+use crate::source::tail::{Tail, TailState};
 
 pub(crate) mod backlog;
 pub(crate) mod fd;
@@ -45,6 +45,8 @@ pub(crate) struct Monitors {
     pub(crate) fds: Vec<FdWatch>,
     pub(crate) backlogs: Vec<Backlog>,
     pub(crate) tails: Vec<Tail>,
+    /// `--tail-state`, read (with tails to follow).
+    pub(crate) tail_state: Option<TailState>,
     /// Bound `--udp` sockets.
     pub(crate) udp: Vec<std::net::UdpSocket>,
     /// `--udp-allow` and `--udp-sender`.
@@ -66,10 +68,17 @@ impl Monitors {
             .iter()
             .map(|(shown, what)| Backlog::new(shown, what.clone()))
             .collect();
+        let tail_state = match &spec.tail_state {
+            Some(f) if !spec.tails.is_empty() => Some(TailState::load(f)),
+            _ => None,
+        };
         let tails = spec
             .tails
             .iter()
-            .map(|t| Tail::open(t, spec.tail_from_start))
+            .map(|t| {
+                let saved = tail_state.as_ref().and_then(|st| st.saved(t));
+                Tail::open(t, spec.tail_from_start, saved)
+            })
             .collect();
         let mut udp = Vec::new();
         for (value, addr, origin) in &spec.udp {
@@ -97,6 +106,7 @@ impl Monitors {
             fds,
             backlogs,
             tails,
+            tail_state,
             udp,
             udp_options: crate::source::udp::Options {
                 allow: spec.udp_allow.clone(),

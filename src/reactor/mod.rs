@@ -67,10 +67,21 @@ fn input_capacity(inputs: usize) -> usize {
 /// How often `--tail` files are read, `--watch-socket` queues checked, processes reaped
 /// without a SIGCHLD.
 const TAIL_EVERY: Duration = Duration::from_millis(200);
+/// How often `--tail-state` is written while the followed files move.
+const TAIL_STATE_EVERY: Duration = Duration::from_secs(1);
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 const REAP_EVERY: Duration = Duration::from_secs(1);
 /// The longest poll: the timers above are checked at least this often.
 const MAX_WAIT: Duration = Duration::from_secs(1);
+
+/// Note in `st` where the followed file `t` was passed on to: what its pipeline holds unwritten
+/// (a line without its end) is read again after a restart.
+fn note_tail(st: &mut crate::source::tail::TailState, t: &crate::source::tail::Tail, p: &Pipeline) {
+    let pending = p.stats.bytes.saturating_sub(p.stats.passed);
+    if let Some(cp) = t.checkpoint(pending) {
+        st.note(t.path(), cp);
+    }
+}
 
 /// What the reactor drives, besides its inputs.
 #[derive(Debug)]
@@ -143,7 +154,11 @@ struct Reactor<'a> {
     /// Tails, UDP sockets, alarm sockets or listen-queue watches keep logalarm running after
     /// standard input ends.
     endless: bool,
+    /// `--tail-state`: where each followed file was passed on to, written once a
+    /// [`TAIL_STATE_EVERY`] while it moves and at the end.
+    tail_state: Option<crate::source::tail::TailState>,
     last_tail: Instant,
+    last_tail_state: Instant,
     last_backlog: Instant,
     last_reap: Instant,
     /// A process was added: look for ended ones at the next reap.
@@ -199,6 +214,7 @@ impl<'a> Reactor<'a> {
             fds,
             backlogs,
             tails,
+            tail_state,
             udp,
             udp_options,
             sockets,
@@ -257,7 +273,9 @@ impl<'a> Reactor<'a> {
             cx,
             backlogs,
             endless,
+            tail_state,
             last_tail: now,
+            last_tail_state: now,
             last_backlog: now,
             last_reap: now,
             reap_now: false,
@@ -628,6 +646,16 @@ impl<'a> Reactor<'a> {
             mut input,
         } = source
         {
+            if let (Input::Tail(tail), Some(st)) = (&input, self.tail_state.as_mut()) {
+                // A followed file's unfinished last line is left to the next run, which reads
+                // it whole from the checkpoint (written after every input is closed).
+                note_tail(st, tail, &pipeline);
+                self.cx.totals.add(&pipeline.stats);
+                if let (Some(m), Some(mut meter)) = (self.cx.metrics, self.meters.remove(&t)) {
+                    meter.publish(m, &pipeline);
+                }
+                return Ok(());
+            }
             let grace = self.cx.grace;
             let mut sink = self.sink();
             if let Input::Stdin(p) = &mut input {
@@ -658,6 +686,9 @@ impl<'a> Reactor<'a> {
         for t in self.table.tokens() {
             self.close(t)?;
         }
+        if let Some(st) = self.tail_state.as_mut() {
+            st.write();
+        }
         let Reactor {
             internal, cx: ctx, ..
         } = self;
@@ -673,15 +704,23 @@ impl<'a> Reactor<'a> {
     /// Followed files become ready, listen queues are checked, when their time comes.
     fn timers(&mut self, now: Instant) -> io::Result<()> {
         if now.saturating_duration_since(self.last_tail) >= TAIL_EVERY {
+            let state_due = now.saturating_duration_since(self.last_tail_state) >= TAIL_STATE_EVERY;
             self.last_tail = now;
             for e in self.table.iter_mut() {
                 if let Source::Log {
-                    input: Input::Tail(_),
-                    ..
-                } = e.source
+                    input: Input::Tail(t),
+                    pipeline,
+                } = &e.source
                 {
                     e.ready = true;
+                    if let (Some(st), true) = (self.tail_state.as_mut(), state_due) {
+                        note_tail(st, t, pipeline);
+                    }
                 }
+            }
+            if let (Some(st), true) = (self.tail_state.as_mut(), state_due) {
+                self.last_tail_state = now;
+                st.write();
             }
         }
         if self.backlogs.is_empty()

@@ -14,9 +14,11 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::sys;
 
 /// What a rule set's start-up keeps of one rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,13 +90,6 @@ fn record_path(dir: &Path, kind: Kind, patterns: &[&str]) -> Option<(PathBuf, u6
     Some((dir.join(format!("{}{key:016x}.cache", kind.name())), key))
 }
 
-/// Whether `meta` belongs to this user and nobody else may write it.
-fn private(meta: &std::fs::Metadata) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    meta.uid() == me && meta.mode() & 0o022 == 0
-}
-
 /// The records for `patterns`, one per pattern, when a valid one is in `dir`. `Err` names why
 /// a record that is there was not used (its directory or file is writable by others).
 pub(crate) fn load(dir: &Path, patterns: &[&str]) -> Result<Option<Vec<Record>>, String> {
@@ -149,7 +144,7 @@ fn read(dir: &Path, kind: Kind, patterns: &[&str]) -> Result<Option<(Vec<u8>, u6
     let Ok(fmeta) = f.metadata() else {
         return Ok(None);
     };
-    if !dmeta.is_dir() || !private(&dmeta) || !private(&fmeta) {
+    if !dmeta.is_dir() || !sys::private(&dmeta) || !sys::private(&fmeta) {
         return Err(format!(
             "{}: not used: it or its directory belongs to another user or is writable by others",
             path.display()
@@ -181,33 +176,12 @@ fn write(
         .mode(0o700)
         .create(dir)?;
     let dmeta = std::fs::symlink_metadata(dir)?;
-    if !dmeta.is_dir() || !private(&dmeta) {
+    if !dmeta.is_dir() || !sys::private(&dmeta) {
         return Err(io::Error::other(
             "the directory belongs to another user or is writable by others",
         ));
     }
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let tmp = dir.join(format!(
-        ".{}{}-{nanos}.tmp",
-        kind.name(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&tmp)?;
-        f.write_all(&encode(key))?;
-        std::fs::rename(&tmp, &path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written?;
+    sys::replace_file(&path, kind.name(), &encode(key))?;
     prune(dir, kind);
     Ok(())
 }

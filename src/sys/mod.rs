@@ -12,6 +12,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
+use std::path::Path;
 
 /// Run a libc call and turn `-1` into the current `errno`.
 macro_rules! syscall {
@@ -170,6 +171,41 @@ pub(crate) fn glob(pattern: &str) -> io::Result<Vec<String>> {
 pub(crate) fn ids() -> (u32, u32) {
     // SAFETY: getuid and getgid take nothing and cannot fail.
     unsafe { (libc::getuid(), libc::getgid()) }
+}
+
+/// Whether `meta` belongs to this process's effective user and nobody else may write it: a
+/// file logalarm trusts (a rules-cache record, the tail state) must be.
+pub(crate) fn private(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    meta.uid() == me && meta.mode() & 0o022 == 0
+}
+
+/// Replace `path` with `bytes` atomically: written to a new file beside it (mode 0600, no
+/// symbolic link followed), then renamed over it. `tag` names the temporary file.
+pub(crate) fn replace_file(path: &Path, tag: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = dir.join(format!(".{tag}{}-{nanos}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// The name of user `uid` (`getpwuid_r`), if it has one.

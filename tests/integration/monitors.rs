@@ -280,6 +280,109 @@ fn tail_follows_appends_rotation_and_truncation() {
 }
 
 #[test]
+fn tail_state_goes_on_after_a_restart_across_rotation_without_loss_or_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let state = dir.path().join("tail.state");
+    let f = dir.path().join("rec");
+    std::fs::write(&log, "before the first start\n").unwrap();
+    let append = |s: &str| {
+        use std::io::Write;
+        let mut h = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log)
+            .unwrap();
+        h.write_all(s.as_bytes()).unwrap();
+    };
+    let run = || {
+        let mut child = spawn_detached(&[
+            "--tail",
+            log.to_str().unwrap(),
+            "--tail-state",
+            state.to_str().unwrap(),
+            "--alarm",
+            &recorder("e", &f),
+            "--log-alarm",
+            "e ERROR",
+            "--alarm-freq",
+            "0",
+        ]);
+        let out = collect(child.stdout.take().unwrap());
+        let err = collect(child.stderr.take().unwrap());
+        (child, out, err)
+    };
+    // First run: from the end (no state yet); a line, then half of one, at SIGTERM.
+    let (child, out, err) = run();
+    std::thread::sleep(Duration::from_millis(400));
+    append("ERROR one\nhalf of ERR");
+    wait_until("the first line", 5, || text(&out).contains("ERROR one\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stop(child), 0);
+    assert_eq!(
+        text(&out),
+        "ERROR one\n",
+        "the half line waits: {}",
+        text(&err)
+    );
+    let saved = read_all(&state);
+    let line = format!("\t{}\n", log.display());
+    assert!(
+        saved.starts_with("1\t") && saved.ends_with(&line),
+        "{saved}"
+    );
+    // While stopped: the half line ends, another comes, the file is rotated, a new one begun.
+    append("OR two\nERROR three\n");
+    std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+    append("ERROR four in the new file\n");
+    let (child, out, err) = run();
+    wait_until("the new file's line", 5, || {
+        text(&out).contains("ERROR four in the new file\n")
+    });
+    assert_eq!(stop(child), 0);
+    assert_eq!(
+        text(&out),
+        "half of ERROR two\nERROR three\nERROR four in the new file\n",
+        "{}",
+        text(&err)
+    );
+    assert!(
+        text(&err).contains("rotated while logalarm was stopped"),
+        "{}",
+        text(&err)
+    );
+    wait_until("alarms", 5, || read_all(&f).lines().count() == 4);
+    // (`cmd:` actions run side by side: their records in any order.)
+    let mut rec: Vec<String> = read_all(&f).lines().map(str::to_string).collect();
+    rec.sort();
+    assert_eq!(
+        rec,
+        [
+            "e\tERROR four in the new file",
+            "e\tERROR one",
+            "e\tERROR three",
+            "e\thalf of ERROR two"
+        ]
+    );
+    // A third run with nothing new passes nothing again.
+    let (child, out, _err) = run();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(stop(child), 0);
+    assert_eq!(text(&out), "");
+    // A state file others may write is not used (it could make logalarm skip lines).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (child, _out, err) = run();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(stop(child), 0);
+    assert!(
+        text(&err).contains("tail-state") && text(&err).contains("not used"),
+        "{}",
+        text(&err)
+    );
+}
+
+#[test]
 fn udp_datagrams_are_lines() {
     let port = {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
