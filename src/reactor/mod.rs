@@ -76,10 +76,20 @@ const MAX_WAIT: Duration = Duration::from_secs(1);
 
 /// Note in `st` where the followed file `t` was passed on to: what its pipeline holds unwritten
 /// (a line without its end) is read again after a restart.
-fn note_tail(st: &mut crate::source::tail::TailState, t: &crate::source::tail::Tail, p: &Pipeline) {
+/// `false` (nothing noted) when the unwritten bytes began in the file before a rotation.
+fn note_tail(
+    st: &mut crate::source::tail::TailState,
+    t: &crate::source::tail::Tail,
+    p: &Pipeline,
+) -> bool {
     let pending = p.stats.bytes.saturating_sub(p.stats.passed);
-    if let Some(cp) = t.checkpoint(pending) {
-        st.note(t.path(), cp);
+    match t.checkpoint(pending) {
+        Some(Some(cp)) => {
+            st.note(t.path(), cp);
+            true
+        }
+        Some(None) => false,
+        None => true,
     }
 }
 
@@ -641,45 +651,61 @@ impl<'a> Reactor<'a> {
         let Some(source) = self.table.remove(self.poll.registry(), t) else {
             return Ok(());
         };
-        if let Source::Log {
-            mut pipeline,
-            mut input,
-        } = source
-        {
+        if let Source::Log { pipeline, input } = source {
             if let (Input::Tail(tail), Some(st)) = (&input, self.tail_state.as_mut()) {
                 // A followed file's unfinished last line is left to the next run, which reads
-                // it whole from the checkpoint (written after every input is closed).
-                note_tail(st, tail, &pipeline);
-                self.cx.totals.add(&pipeline.stats);
-                if let (Some(m), Some(mut meter)) = (self.cx.metrics, self.meters.remove(&t)) {
-                    meter.publish(m, &pipeline);
+                // it whole from the checkpoint (written after every input is closed) — unless
+                // it began in the file before a rotation: then it is written now, as without
+                // a state.
+                if !note_tail(st, tail, &pipeline) {
+                    return self.finish_log(t, pipeline, input);
                 }
+                self.account(t, &pipeline);
                 return Ok(());
             }
-            let grace = self.cx.grace;
-            let mut sink = self.sink();
-            if let Input::Stdin(p) = &mut input {
-                // What its thread already read is written too (SIGTERM mid-stream).
-                p.finish(&mut pipeline, &mut sink)?;
-            }
-            if let Input::Nats(n) = &mut input {
-                // What its thread fetched is written and acknowledged; the rest refused.
-                n.finish(&mut pipeline, &mut sink, grace)?;
-            }
-            let inside_line = pipeline.inside_line();
-            let res = pipeline.finish(&mut sink);
-            sink.flush();
-            self.cx.totals.add(&pipeline.stats);
-            if let (Some(m), Some(mut meter)) = (self.cx.metrics, self.meters.remove(&t)) {
-                meter.publish(m, &pipeline);
-            }
-            res?;
-            if inside_line {
-                // Its last line has no `\n`: records held back for its end come now.
-                self.cx.output.end_line()?;
-            }
+            return self.finish_log(t, pipeline, input);
         }
         Ok(())
+    }
+
+    /// Write out what a closed log input's pipeline holds, then account for it.
+    fn finish_log(
+        &mut self,
+        t: usize,
+        mut pipeline: Box<Pipeline>,
+        mut input: Input,
+    ) -> io::Result<()> {
+        let grace = self.cx.grace;
+        let mut sink = self.sink();
+        if let Input::Stdin(p) = &mut input {
+            // What its thread already read is written too (SIGTERM mid-stream).
+            p.finish(&mut pipeline, &mut sink)?;
+        }
+        if let Input::Nats(n) = &mut input {
+            // What its thread fetched is written and acknowledged; the rest refused.
+            n.finish(&mut pipeline, &mut sink, grace)?;
+        }
+        let inside_line = pipeline.inside_line();
+        let res = pipeline.finish(&mut sink);
+        sink.flush();
+        self.account(t, &pipeline);
+        res?;
+        if inside_line {
+            // Its last line has no `\n`: records held back for its end come now.
+            self.cx.output.end_line()?;
+        }
+        if let (Input::Tail(tail), Some(st)) = (&input, self.tail_state.as_mut()) {
+            note_tail(st, tail, &pipeline);
+        }
+        Ok(())
+    }
+
+    /// Add a closed log input's counters to the totals and publish its meter's last figures.
+    fn account(&mut self, t: usize, pipeline: &Pipeline) {
+        self.cx.totals.add(&pipeline.stats);
+        if let (Some(m), Some(mut meter)) = (self.cx.metrics, self.meters.remove(&t)) {
+            meter.publish(m, pipeline);
+        }
     }
 
     fn close_all(&mut self) -> io::Result<()> {

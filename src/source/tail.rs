@@ -109,19 +109,22 @@ impl Tail {
     }
 
     /// Where this file was passed on to, `pending` bytes (read, not yet written: a line
-    /// without its end) before the read offset.
-    pub(crate) fn checkpoint(&self, pending: u64) -> Option<Checkpoint> {
+    /// without its end) before the read offset: `None` when no file is open, `Some(None)`
+    /// when the pending bytes began in the file before a rotation.
+    pub(crate) fn checkpoint(&self, pending: u64) -> Option<Option<Checkpoint>> {
         let f = self.file.as_ref()?;
-        let offset = self.offset.saturating_sub(pending);
+        let Some(offset) = self.offset.checked_sub(pending) else {
+            return Some(None);
+        };
         // Only bytes already passed on: the rest of a line may still be written.
         let mut head = [0u8; HEAD];
         let n = read_head(f, &mut head[..(offset.min(HEAD as u64) as usize)]);
-        Some(Checkpoint {
+        Some(Some(Checkpoint {
             dev: self.dev,
             ino: self.inode,
             offset,
             head: head[..n].to_vec(),
-        })
+        }))
     }
 
     fn reopen(&mut self, at_end: bool) {
@@ -426,7 +429,8 @@ mod tests {
         let mut buf = [0u8; 64];
         assert_eq!(t.read(&mut buf).unwrap(), 11);
         // 3 bytes (`thr`) read but not passed on.
-        let cp = t.checkpoint(3).unwrap();
+        let cp = t.checkpoint(3).unwrap().unwrap();
+        assert_eq!(t.checkpoint(12).unwrap(), None, "began before a rotation");
         assert_eq!(cp.offset, 8);
         assert_eq!(cp.head, b"one\ntwo\n");
         let state = dir.path().join("st");
