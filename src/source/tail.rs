@@ -98,7 +98,7 @@ impl Tail {
         }
     }
 
-    /// Follow `f` from byte `at` (which the caller checked it has).
+    /// Follow `f` from byte `at`.
     fn start(&mut self, mut f: File, at: u64) {
         let meta = f.metadata().ok();
         self.dev = meta.as_ref().map_or(0, |m| m.dev());
@@ -129,17 +129,12 @@ impl Tail {
 
     fn reopen(&mut self, at_end: bool) {
         match File::open(&self.path) {
-            Ok(mut f) => {
-                let meta = f.metadata().ok();
-                self.dev = meta.as_ref().map_or(0, |m| m.dev());
-                self.inode = meta.as_ref().map_or(0, |m| m.ino());
-                self.offset = if at_end {
-                    f.seek(SeekFrom::End(0)).unwrap_or(0)
-                } else {
-                    0
+            Ok(f) => {
+                let at = match at_end {
+                    true => f.metadata().map_or(0, |m| m.len()),
+                    false => 0,
                 };
-                self.file = Some(f);
-                self.missing = false;
+                self.start(f, at);
             }
             Err(e) => {
                 if !self.missing {

@@ -215,6 +215,17 @@ fn full_listen_queues_are_reported_into_the_stream_and_alarmed() {
     }
 }
 
+/// Append `s` to the file at `path` (made if missing), as a logging program does.
+fn append_to(path: &std::path::Path, s: &str) {
+    use std::io::Write;
+    let mut h = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap();
+    h.write_all(s.as_bytes()).unwrap();
+}
+
 #[test]
 fn tail_follows_appends_rotation_and_truncation() {
     let dir = tempfile::tempdir().unwrap();
@@ -234,15 +245,7 @@ fn tail_follows_appends_rotation_and_truncation() {
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     std::thread::sleep(Duration::from_millis(400));
-    let append = |s: &str| {
-        use std::io::Write;
-        let mut h = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log)
-            .unwrap();
-        h.write_all(s.as_bytes()).unwrap();
-    };
+    let append = |s: &str| append_to(&log, s);
     append("one\nERROR two\n");
     wait_until("appended lines", 5, || text(&out).contains("ERROR two\n"));
     std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
@@ -286,15 +289,7 @@ fn tail_state_goes_on_after_a_restart_across_rotation_without_loss_or_repeat() {
     let state = dir.path().join("tail.state");
     let f = dir.path().join("rec");
     std::fs::write(&log, "before the first start\n").unwrap();
-    let append = |s: &str| {
-        use std::io::Write;
-        let mut h = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log)
-            .unwrap();
-        h.write_all(s.as_bytes()).unwrap();
-    };
+    let append = |s: &str| append_to(&log, s);
     let run = || {
         let mut child = spawn_detached(&[
             "--tail",
