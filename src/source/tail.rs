@@ -326,6 +326,8 @@ pub(crate) struct TailState {
     saved: HashMap<PathBuf, Checkpoint>,
     /// What the file holds now (not written again while nothing moved).
     written: String,
+    /// The last write failed (said once until one succeeds).
+    failing: bool,
 }
 
 impl TailState {
@@ -337,6 +339,7 @@ impl TailState {
             file: file.to_path_buf(),
             saved: HashMap::new(),
             written: String::new(),
+            failing: false,
         };
         let shown = file.display();
         let text = match std::fs::OpenOptions::new().read(true).open(file) {
@@ -389,7 +392,7 @@ impl TailState {
     }
 
     /// Write the checkpoints when they moved since the last write. A failure is said on stderr
-    /// and tried again at the next write.
+    /// (once until a write succeeds) and tried again at the next write.
     pub(crate) fn write(&mut self) {
         let mut paths: Vec<&PathBuf> = self.saved.keys().collect();
         paths.sort();
@@ -401,12 +404,21 @@ impl TailState {
             return;
         }
         match crate::sys::replace_file(&self.file, "tail-state", text.as_bytes()) {
-            Ok(()) => self.written = text,
-            Err(e) => report!(
-                Alarm,
-                "tail-state {}: cannot write it: {e}",
-                self.file.display()
-            ),
+            Ok(()) => {
+                if std::mem::take(&mut self.failing) {
+                    report!(Alarm, "tail-state {}: written again", self.file.display());
+                }
+                self.written = text;
+            }
+            Err(e) if !self.failing => {
+                self.failing = true;
+                report!(
+                    Alarm,
+                    "tail-state {}: cannot write it: {e} (a restart would read the followed files as without it; tried again every second)",
+                    self.file.display()
+                );
+            }
+            Err(_) => {}
         }
     }
 }

@@ -375,6 +375,27 @@ fn tail_state_goes_on_after_a_restart_across_rotation_without_loss_or_repeat() {
         "{}",
         text(&err)
     );
+    // A state that cannot be written is said once, not every second.
+    let mut child = spawn_detached(&[
+        "--tail",
+        log.to_str().unwrap(),
+        "--tail-state",
+        dir.path().join("no/such/dir/st").to_str().unwrap(),
+    ]);
+    let err = collect(child.stderr.take().unwrap());
+    let _out = collect(child.stdout.take().unwrap());
+    std::thread::sleep(Duration::from_millis(400));
+    append("moves\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    append("moves again\n");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(stop(child), 0);
+    assert_eq!(
+        text(&err).matches("cannot write it").count(),
+        1,
+        "{}",
+        text(&err)
+    );
 }
 
 #[test]
