@@ -226,24 +226,32 @@ fn append_to(path: &std::path::Path, s: &str) {
     h.write_all(s.as_bytes()).unwrap();
 }
 
+type Collected = Arc<Mutex<Vec<u8>>>;
+
+/// logalarm following `log` (with `extra` options), raising `e` (recorded in `rec`) on `ERROR`
+/// lines: the process, its stdout and its stderr as they come.
+fn follow(
+    log: &std::path::Path,
+    extra: &[&str],
+    rec: &std::path::Path,
+) -> (Child, Collected, Collected) {
+    let alarm = recorder("e", rec);
+    let mut args = vec!["--tail", log.to_str().unwrap(), "--alarm", &alarm];
+    args.extend_from_slice(&["--log-alarm", "e ERROR", "--alarm-freq", "0"]);
+    args.extend_from_slice(extra);
+    let mut child = spawn_detached(&args);
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
 #[test]
 fn tail_follows_appends_rotation_and_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let f = dir.path().join("rec");
     std::fs::write(&log, "before start\n").unwrap();
-    let mut child = spawn_detached(&[
-        "--tail",
-        log.to_str().unwrap(),
-        "--alarm",
-        &recorder("e", &f),
-        "--log-alarm",
-        "e ERROR",
-        "--alarm-freq",
-        "0",
-    ]);
-    let out = collect(child.stdout.take().unwrap());
-    let err = collect(child.stderr.take().unwrap());
+    let (child, out, err) = follow(&log, &[], &f);
     std::thread::sleep(Duration::from_millis(400));
     let append = |s: &str| append_to(&log, s);
     append("one\nERROR two\n");
@@ -290,23 +298,7 @@ fn tail_state_goes_on_after_a_restart_across_rotation_without_loss_or_repeat() {
     let f = dir.path().join("rec");
     std::fs::write(&log, "before the first start\n").unwrap();
     let append = |s: &str| append_to(&log, s);
-    let run = || {
-        let mut child = spawn_detached(&[
-            "--tail",
-            log.to_str().unwrap(),
-            "--tail-state",
-            state.to_str().unwrap(),
-            "--alarm",
-            &recorder("e", &f),
-            "--log-alarm",
-            "e ERROR",
-            "--alarm-freq",
-            "0",
-        ]);
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
-        (child, out, err)
-    };
+    let run = || follow(&log, &["--tail-state", state.to_str().unwrap()], &f);
     // First run: from the end (no state yet); a line, then half of one, at SIGTERM.
     let (child, out, err) = run();
     std::thread::sleep(Duration::from_millis(400));
