@@ -1,6 +1,6 @@
 //! The AVX2 kernel of the literal search: eight windows hashed and tested per instruction.
 //!
-//! Role: [`next_block`] finds the next block of 32 positions where the filter has a bit set
+//! Role: [`scan_blocks`] finds the blocks of 32 positions where the filter has a bit set
 //! for some window, for a stride of 1, 2 or 4. The scalar loop in `mod.rs` is the reference and
 //! the fallback (CPUs without AVX2, the last bytes of a buffer).
 //! Invariants: reads stay inside `hay` (bounds written in each `// SAFETY:` comment); the lanes
@@ -9,20 +9,29 @@
 //! Rejected alternative: `std::simd` (nightly only).
 use std::arch::x86_64::*;
 
-/// See `LitScan::next_block`. The filter's u64 words are read as little-endian u32 words
+use super::{Blocks, BLOCKS};
+
+/// Fetch the cache line of `x` ahead of its use (`_mm_prefetch`, SSE: every x86_64 CPU has it).
+#[inline(always)]
+pub(super) fn prefetch<T>(x: &T) {
+    // SAFETY: SSE is part of x86_64's baseline; a prefetch reads nothing and never faults.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>()) };
+}
+
+/// See `LitScan::scan_blocks`. The filter's u64 words are read as little-endian u32 words
 /// (bit `h` is bit `h % 32` of u32 word `h / 32`, as it is bit `h % 64` of u64 word `h / 64`).
 ///
 /// # Safety
 /// The CPU must have AVX2, and `shift` must be `32 - log2(filter bits)`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn next_block<const S: usize>(
+pub(super) unsafe fn scan_blocks<const S: usize>(
     filter: &[u64],
-    mask: u32,
-    shift: u32,
+    (mask, shift): (u32, u32),
     hay: &[u8],
     mut q: usize,
     last: usize,
-) -> (usize, u32) {
+    out: &mut Blocks,
+) -> usize {
     let vmask = _mm256_set1_epi32(mask as i32);
     let mul = _mm256_set1_epi32(0x9E37_79B1_u32 as i32);
     let count = _mm_cvtsi32_si128(shift as i32);
@@ -30,10 +39,13 @@ pub(super) unsafe fn next_block<const S: usize>(
     let words = filter.as_ptr().cast::<i32>();
     // The windows at q + j*S + 4*i for j < 4/S and i < 8: every S-th window of the block.
     let loads = 4 / S;
+    out.len = 0;
     // PERF: 32 bytes a round: eight 4-byte windows hashed in one multiply, their filter words
     // fetched with one gather, per load (rules100, search alone: scalar 1.5 GB/s, AVX2 see
-    // PERF.md).
-    while q + 36 <= hay.len() && q + 32 - S <= last {
+    // PERF.md). Every block is written and counted only when a window passed: no branch on
+    // it (Debian's 2,101 rules pass a window every ~50 bytes: one block in two, a branch
+    // the CPU cannot predict).
+    while out.len < BLOCKS && q + 36 <= hay.len() && q + 32 - S <= last {
         let mut lanes = 0u32;
         for j in 0..loads {
             // SAFETY: q + j*S + 32 <= q + 35 < hay.len(): the 32 bytes read are in `hay`.
@@ -46,12 +58,14 @@ pub(super) unsafe fn next_block<const S: usize>(
             let bit = _mm256_slli_epi32::<31>(_mm256_srlv_epi32(w, _mm256_and_si256(h, low5)));
             lanes |= (_mm256_movemask_ps(_mm256_castsi256_ps(bit)) as u32) << (8 * j);
         }
-        if lanes != 0 {
-            return (q, lanes);
+        if let (Some(a), Some(l)) = (out.at.get_mut(out.len), out.lanes.get_mut(out.len)) {
+            *a = q;
+            *l = lanes;
         }
+        out.len += usize::from(lanes != 0);
         q += 32;
     }
-    (q, 0)
+    q
 }
 
 /// See `Teddy`: from window start `q`, the first 32 window starts (all at or before `last`)

@@ -347,7 +347,8 @@ impl LitScan {
     }
 
     /// [`LitScan::each`] with AVX2: the 32 / S windows of a 32-byte block tested at once, the
-    /// scalar path only for blocks with a set bit and for the tail.
+    /// scalar path only for the tail. The blocks with a window that passed are found
+    /// [`BLOCKS`] at a time, and those windows verified a batch at a time (see [`Batch`]).
     fn each_avx2<const S: usize>(
         &self,
         hay: &[u8],
@@ -356,34 +357,81 @@ impl LitScan {
         last: usize,
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) {
+        let mut batch = Batch::new();
+        let mut blocks = Blocks::new();
         let mut q = from;
         loop {
-            let (at, mut lanes) = self.next_block::<S>(hay, q, last);
-            if lanes == 0 {
-                return self.each_from::<S>(hay, from, at, to, last, on);
-            }
-            // Lane 8 j + i is the window at j S + 4 i: reorder to bit = offset in the block, so
-            // windows are visited left to right (the matcher relies on it).
-            let mut offsets = 0u32;
-            while lanes != 0 {
-                let lane = lanes.trailing_zeros() as usize;
-                lanes &= lanes - 1;
-                offsets |= 1 << ((lane / 8) * S + (lane % 8) * 4);
-            }
-            // PERF: only the windows whose bit is set are hashed again and verified.
-            while offsets != 0 {
-                let w = at + offsets.trailing_zeros() as usize;
-                offsets &= offsets - 1;
-                let Some(c) = hay.get(w..).and_then(|r| r.first_chunk::<4>()) else {
-                    continue;
-                };
-                let h = hash(u32::from_le_bytes(*c) & self.mask, self.shift);
-                if !self.verify(hay, from, to, w, h, on) {
+            let next = self.scan_blocks::<S>(hay, q, last, &mut blocks);
+            for (&at, &lanes) in blocks.at.iter().zip(&blocks.lanes).take(blocks.len) {
+                // Lane 8 j + i is the window at j S + 4 i: reorder to bit = offset in the
+                // block, so windows are visited left to right (the matcher relies on it).
+                let mut lanes = lanes;
+                let mut offsets = 0u32;
+                while lanes != 0 {
+                    let lane = lanes.trailing_zeros() as usize;
+                    lanes &= lanes - 1;
+                    offsets |= 1 << ((lane / 8) * S + (lane % 8) * 4);
+                }
+                // PERF: only the windows whose bit is set are hashed again.
+                while offsets != 0 {
+                    let w = at + offsets.trailing_zeros() as usize;
+                    offsets &= offsets - 1;
+                    let Some(c) = hay.get(w..).and_then(|r| r.first_chunk::<4>()) else {
+                        continue;
+                    };
+                    batch.push(w, hash(u32::from_le_bytes(*c) & self.mask, self.shift));
+                }
+                if batch.full() && !self.verify_batch(&mut batch, hay, from, to, on) {
                     return;
                 }
             }
-            q = at + 32;
+            if blocks.len < BLOCKS {
+                // The blocks ended (`next` is where): the windows left one at a time.
+                if !self.verify_batch(&mut batch, hay, from, to, on) {
+                    return;
+                }
+                return self.each_from::<S>(hay, from, next, to, last, on);
+            }
+            q = next;
         }
+    }
+
+    /// Verify the windows of `batch` in order and empty it; false when `on` asked to stop.
+    /// PERF: first every window's bucket is looked up and its first entry fetched ahead, then
+    /// the entries are compared: the lookups of a batch overlap instead of each waiting for
+    /// the one before (a window that passes costs a few cache misses, one after the other).
+    fn verify_batch(
+        &self,
+        batch: &mut Batch,
+        hay: &[u8],
+        from: usize,
+        to: usize,
+        on: &mut dyn FnMut(usize, &Needle) -> bool,
+    ) -> bool {
+        let n = std::mem::take(&mut batch.len);
+        for i in 0..n {
+            let h = batch.hash[i] as usize;
+            let word = self.filter[h / 64];
+            let k = self.ranks[h / 64] as usize
+                + (word & ((1u64 << (h % 64)) - 1)).count_ones() as usize;
+            let (a, b) = match (self.buckets.get(k), self.buckets.get(k + 1)) {
+                (Some(&a), Some(&b)) => (a, b),
+                _ => (0, 0),
+            };
+            batch.hash[i] = a;
+            batch.end[i] = b;
+            if let Some(e) = self.entries.get(a as usize) {
+                prefetch(e);
+            }
+        }
+        for i in 0..n {
+            let (a, b) = (batch.hash[i] as usize, batch.end[i] as usize);
+            let entries = self.entries.get(a..b).unwrap_or(&[]);
+            if !self.verify_entries(hay, from, to, batch.at[i], entries, on) {
+                return false;
+            }
+        }
+        true
     }
 
     /// [`LitScan::each`] with nibble tables: 32 window starts tested at once, each window that
@@ -450,22 +498,31 @@ impl LitScan {
         }
     }
 
-    /// The first 32-byte block from `q` on (in steps of 32, while its last window starts at or
-    /// before `last`) with a window (every `S` bytes) whose filter bit is set: `(start, lanes)`,
-    /// bit `8 j + i` of `lanes` set for the window at `start + j S + 4 i`; or where the blocks
-    /// ended: `(start, 0)`.
+    /// From `q` on, in steps of 32 while a block's last window starts at or before `last`, the
+    /// 32-byte blocks with a window (every `S` bytes) whose filter bit is set, into `out` (at
+    /// most [`BLOCKS`]; bit `8 j + i` of a block's lanes is the window at `start + j S + 4 i`);
+    /// returns where the next block starts. Fewer than [`BLOCKS`]: the blocks ended there.
     #[inline]
-    fn next_block<const S: usize>(&self, hay: &[u8], q: usize, last: usize) -> (usize, u32) {
+    fn scan_blocks<const S: usize>(
+        &self,
+        hay: &[u8],
+        q: usize,
+        last: usize,
+        out: &mut Blocks,
+    ) -> usize {
         #[cfg(target_arch = "x86_64")]
         {
             // SAFETY: `self.avx2` is set only when the CPU has AVX2 (`LitScan::new`), and
             // `self.shift` is 32 - log2 of the filter's bit count.
-            unsafe { avx2::next_block::<S>(&self.filter, self.mask, self.shift, hay, q, last) }
+            unsafe {
+                avx2::scan_blocks::<S>(&self.filter, (self.mask, self.shift), hay, q, last, out)
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (hay, last);
-            (q, 0)
+            out.len = 0;
+            q
         }
     }
 
@@ -558,6 +615,7 @@ impl LitScan {
 
     /// Report every literal of `entries` (needle, offset of the window at `q` in it) that
     /// occurs in full between `from` and `to`; false when `on` asked to stop.
+    #[inline(always)]
     fn verify_entries(
         &self,
         hay: &[u8],
@@ -616,6 +674,74 @@ impl LitScan {
         }
         true
     }
+}
+
+/// How many blocks [`LitScan::scan_blocks`] finds at a time.
+const BLOCKS: usize = 64;
+
+/// Blocks of 32 bytes with a window that passed the filter: where each starts and which of its
+/// windows passed. On the stack: no allocation per search.
+struct Blocks {
+    len: usize,
+    at: [usize; BLOCKS],
+    lanes: [u32; BLOCKS],
+}
+
+impl Blocks {
+    fn new() -> Blocks {
+        Blocks {
+            len: 0,
+            at: [0; BLOCKS],
+            lanes: [0; BLOCKS],
+        }
+    }
+}
+
+/// Windows of the filter search that passed, waiting to be verified ([`LitScan::each`]): up to
+/// [`Batch::CAP`], a 32-byte block adding at most 32. On the stack: no allocation per search.
+struct Batch {
+    len: usize,
+    at: [usize; Batch::CAP],
+    /// The window's hash; then, while verifying, its bucket's first entry.
+    hash: [u32; Batch::CAP],
+    end: [u32; Batch::CAP],
+}
+
+impl Batch {
+    const CAP: usize = 160;
+
+    fn new() -> Batch {
+        Batch {
+            len: 0,
+            at: [0; Batch::CAP],
+            hash: [0; Batch::CAP],
+            end: [0; Batch::CAP],
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, at: usize, h: usize) {
+        if let (Some(a), Some(x)) = (self.at.get_mut(self.len), self.hash.get_mut(self.len)) {
+            *a = at;
+            *x = h as u32;
+            self.len += 1;
+        }
+    }
+
+    /// Whether another block might not fit.
+    #[inline(always)]
+    fn full(&self) -> bool {
+        self.len > Self::CAP - 32
+    }
+}
+
+/// Ask the CPU to fetch `x`'s cache line (a hint: nothing happens where there is none).
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    avx2::prefetch(x);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// One literal of a bucket (or of a group of the nibble tables): which, where the window lies
@@ -957,6 +1083,76 @@ mod tests {
         }
         v.sort();
         v
+    }
+
+    /// A haystack where a window passes in most blocks, long enough to fill the blocks found at
+    /// a time and the batch of windows many times over: every occurrence found, in the order
+    /// of the scan, and a search stopped at the k-th occurrence has reported exactly the first k.
+    #[test]
+    fn many_passing_blocks_are_batched_without_loss_or_reorder() {
+        let words = [
+            "connection",
+            "refused",
+            "session opened",
+            "timeout",
+            "ERROR",
+            "failed password",
+            "disk full",
+            "kernel",
+            "user root",
+            "segfault at",
+            "denied",
+            "invalid user",
+        ];
+        // More literals than the nibble tables take: the filter's search.
+        let filler: Vec<String> = (0..40).map(|i| format!("zq{i}xw")).collect();
+        let lits: Vec<(&str, bool)> = words
+            .iter()
+            .copied()
+            .chain(filler.iter().map(String::as_str))
+            .enumerate()
+            .map(|(i, w)| (w, i % 3 == 0))
+            .collect();
+        let s = scan(&lits);
+        assert!(s.teddy.is_none() && s.width == 4);
+        let owned: Vec<(Vec<u8>, bool)> = lits
+            .iter()
+            .map(|(w, ci)| (w.as_bytes().to_vec(), *ci))
+            .collect();
+        let mut hay = Vec::new();
+        let mut x = 0x2545_f491_u32;
+        while hay.len() < 96 << 10 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let w = words[x as usize % words.len()];
+            match x >> 28 {
+                0 => hay.extend_from_slice(w.to_ascii_uppercase().as_bytes()),
+                1 => hay.extend_from_slice(&w.as_bytes()[1..]),
+                2 => hay.push(b'\n'),
+                _ => hay.extend_from_slice(w.as_bytes()),
+            }
+            hay.extend_from_slice(&b" conn xq "[..(x >> 20) as usize % 10]);
+        }
+        for (from, to) in [(0, hay.len()), (3, hay.len() - 5), (4097, 70_001)] {
+            let mut seq = Vec::new();
+            s.each(&hay, from, to, &mut |p, n| {
+                seq.push((p, n.rule));
+                true
+            });
+            let mut sorted = seq.clone();
+            sorted.sort();
+            assert_eq!(sorted, naive(&owned, &hay, from, to));
+            assert!(seq.len() > 2_000, "{} occurrences", seq.len());
+            for k in [1, 37, 500, seq.len() / 2, seq.len() - 1] {
+                let mut got = Vec::new();
+                s.each(&hay, from, to, &mut |p, n| {
+                    got.push((p, n.rule));
+                    got.len() < k
+                });
+                assert_eq!(got[..], seq[..k]);
+            }
+        }
     }
 
     proptest::proptest! {
