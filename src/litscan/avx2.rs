@@ -68,21 +68,23 @@ pub(super) unsafe fn scan_blocks<const S: usize>(
     q
 }
 
-/// See `Teddy`: from window start `q`, the first 32 window starts (all at or before `last`)
-/// where some window passes the tables of a group, as (first start, lane bits: bit `j` is the
-/// window at `start + j`); `(q', 0)` when none does, `q'` the first start of 32 that would
-/// pass `last`. Windows are 3 bytes.
+/// See `Teddy`: from window start `q`, in steps of 32 window starts (all at or before `last`),
+/// the steps where some window passes the tables of a group, into `out` (at most [`BLOCKS`]:
+/// each step's first start, and lane bits: bit `j` is the window at `start + j`); returns the
+/// next step's start. Fewer than [`BLOCKS`]: the steps ended there (the first start of 32 that
+/// would pass `last`). Windows are 3 bytes.
 ///
 /// # Safety
 /// The CPU must have AVX2; `last + 3 <= hay.len()`; `q >= 14`.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn next_teddy_block(
+pub(super) unsafe fn scan_teddy_blocks(
     lo: &[[u8; 16]; 3],
     hi: &[[u8; 16]; 3],
     hay: &[u8],
     mut q: usize,
     last: usize,
-) -> (usize, u32) {
+    out: &mut Blocks,
+) -> usize {
     // PERF: 16 bytes a step, each byte's nibbles looked up once per window position; the
     // results for positions 0 and 1 are shifted in by 2 and 1 bytes from the step before
     // (`palignr`), so that byte e holds the verdict on the window ending at e. 128-bit steps:
@@ -112,26 +114,30 @@ pub(super) unsafe fn next_teddy_block(
         _mm_and_si128(cur[2], _mm_and_si128(first, second))
     };
     let lanes = |v: __m128i| !(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) as u32) & 0xffff;
+    out.len = 0;
     if q + 31 > last {
-        return (q, 0);
+        return q;
     }
     // The window starting at q ends at q + 2: the first step reads from there; the step 16
     // bytes before it gives the bytes shifted in (its last two are q and q + 1).
     // SAFETY: q + 2 >= 16, and q + 2 + 16 <= last + 3 <= hay.len().
     let mut prev = step(q + 2 - 16);
-    while q + 31 <= last {
+    // PERF: every block written, counted only when a window passed (see `scan_blocks`).
+    while out.len < BLOCKS && q + 31 <= last {
         // SAFETY: q + 2 + 32 <= last + 3 <= hay.len().
         let one = step(q + 2);
         let two = step(q + 18);
         let (x, y) = (ends(&one, &prev), ends(&two, &one));
-        let any = _mm_or_si128(x, y);
-        if _mm_testz_si128(any, any) == 0 {
-            return (q, lanes(x) | lanes(y) << 16);
+        let found = lanes(x) | lanes(y) << 16;
+        if let (Some(a), Some(l)) = (out.at.get_mut(out.len), out.lanes.get_mut(out.len)) {
+            *a = q;
+            *l = found;
         }
+        out.len += usize::from(found != 0);
         prev = two;
         q += 32;
     }
-    (q, 0)
+    q
 }
 
 /// See `ClassScan::find`: from frame position `q`, the first block of 32 frame positions

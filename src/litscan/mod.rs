@@ -469,32 +469,41 @@ impl LitScan {
             }
         }
         let mut q = head;
+        let mut blocks = Blocks::new();
         loop {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `self.avx2` (checked by the caller) is set only when the CPU has AVX2;
             // last + WIDTH = to <= hay.len(); q >= head >= 14 once past the head's windows.
-            let (at, mut lanes) = unsafe { avx2::next_teddy_block(&t.lo, &t.hi, hay, q, last) };
+            let next = unsafe { avx2::scan_teddy_blocks(&t.lo, &t.hi, hay, q, last, &mut blocks) };
             #[cfg(not(target_arch = "x86_64"))]
-            let (at, mut lanes) = (q, 0u32);
-            let tail = lanes == 0;
-            if tail {
-                // Fewer than 32 windows left: all of them, one at a time.
-                lanes = match last.checked_sub(at) {
-                    Some(n) if n < 32 => u32::MAX >> (31 - n),
-                    _ => 0,
-                };
+            let next = q;
+            for (&at, &lanes) in blocks.at.iter().zip(&blocks.lanes).take(blocks.len) {
+                let mut lanes = lanes;
+                while lanes != 0 {
+                    let w = at + lanes.trailing_zeros() as usize;
+                    lanes &= lanes - 1;
+                    if !check(w, on) {
+                        return;
+                    }
+                }
             }
+            if blocks.len == BLOCKS {
+                q = next;
+                continue;
+            }
+            // Fewer than 32 windows left: all of them, one at a time.
+            let mut lanes = match last.checked_sub(next) {
+                Some(n) if n < 32 => u32::MAX >> (31 - n),
+                _ => 0,
+            };
             while lanes != 0 {
-                let w = at + lanes.trailing_zeros() as usize;
+                let w = next + lanes.trailing_zeros() as usize;
                 lanes &= lanes - 1;
                 if !check(w, on) {
                     return;
                 }
             }
-            if tail {
-                return;
-            }
-            q = at + 32;
+            return;
         }
     }
 
@@ -1104,17 +1113,27 @@ mod tests {
             "denied",
             "invalid user",
         ];
-        // More literals than the nibble tables take: the filter's search.
-        let filler: Vec<String> = (0..40).map(|i| format!("zq{i}xw")).collect();
-        let lits: Vec<(&str, bool)> = words
-            .iter()
-            .copied()
-            .chain(filler.iter().map(String::as_str))
-            .enumerate()
-            .map(|(i, w)| (w, i % 3 == 0))
-            .collect();
-        let s = scan(&lits);
-        assert!(s.teddy.is_none() && s.width == 4);
+        // The words alone: the nibble tables (with AVX2); with more literals than those take,
+        // the filter's search.
+        for fillers in [0, 40] {
+            let filler: Vec<String> = (0..fillers).map(|i| format!("zq{i}xw")).collect();
+            let lits: Vec<(&str, bool)> = words
+                .iter()
+                .copied()
+                .chain(filler.iter().map(String::as_str))
+                .enumerate()
+                .map(|(i, w)| (w, i % 3 == 0))
+                .collect();
+            let s = scan(&lits);
+            match fillers {
+                0 => assert_eq!(s.teddy.is_some(), has_avx2()),
+                _ => assert!(s.teddy.is_none() && s.width == 4),
+            }
+            batched_search_agrees(&s, &lits, &words);
+        }
+    }
+
+    fn batched_search_agrees(s: &LitScan, lits: &[(&str, bool)], words: &[&str]) {
         let owned: Vec<(Vec<u8>, bool)> = lits
             .iter()
             .map(|(w, ci)| (w.as_bytes().to_vec(), *ci))
