@@ -410,14 +410,7 @@ impl LitScan {
     ) -> bool {
         let n = std::mem::take(&mut batch.len);
         for i in 0..n {
-            let h = batch.hash[i] as usize;
-            let word = self.filter[h / 64];
-            let k = self.ranks[h / 64] as usize
-                + (word & ((1u64 << (h % 64)) - 1)).count_ones() as usize;
-            let (a, b) = match (self.buckets.get(k), self.buckets.get(k + 1)) {
-                (Some(&a), Some(&b)) => (a, b),
-                _ => (0, 0),
-            };
+            let (a, b) = self.bucket(batch.hash[i] as usize);
             batch.hash[i] = a;
             batch.end[i] = b;
             if let Some(e) = self.entries.get(a as usize) {
@@ -609,17 +602,24 @@ impl LitScan {
         h: usize,
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) -> bool {
+        let (a, b) = self.bucket(h);
+        let entries = self.entries.get(a as usize..b as usize).unwrap_or(&[]);
+        self.verify_entries(hay, from, to, q, entries, on)
+    }
+
+    /// The bucket of filter bit `h` (a set bit): its entries are `entries[a..b]`.
+    #[inline(always)]
+    fn bucket(&self, h: usize) -> (u32, u32) {
         // PERF: the bucket found by the rank of its bit (a table of the set bits, 40 KiB for
         // Debian's 2,101 rules) instead of a start per bit (1 MiB for a 2^18-bit filter: a
         // cache miss per window that passes).
         let word = self.filter[h / 64];
         let k =
             self.ranks[h / 64] as usize + (word & ((1u64 << (h % 64)) - 1)).count_ones() as usize;
-        let (Some(&a), Some(&b)) = (self.buckets.get(k), self.buckets.get(k + 1)) else {
-            return true;
-        };
-        let entries = self.entries.get(a as usize..b as usize).unwrap_or(&[]);
-        self.verify_entries(hay, from, to, q, entries, on)
+        match (self.buckets.get(k), self.buckets.get(k + 1)) {
+            (Some(&a), Some(&b)) => (a, b),
+            _ => (0, 0),
+        }
     }
 
     /// Report every literal of `entries` (needle, offset of the window at `q` in it) that
