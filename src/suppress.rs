@@ -308,6 +308,64 @@ pub(crate) type Groups = (usize, Vec<String>);
 #[derive(Debug)]
 pub(crate) struct Captor {
     rules: Vec<CapRegex>,
+    /// One literal search over the literals of the PCRE rules, built at the first capture.
+    index: OnceLock<Option<CapIndex>>,
+}
+
+/// Which of a captor's rules a line can match, found in one pass: the literals of every PCRE
+/// rule that has some (each at least 3 bytes) in one [`LitScan`]. PERF: Debian's 2,101 rules,
+/// one in ten behind a template using the match: a `memmem` per literal of each of ~210 rules
+/// per raising line was most of the alarm thread's time, and a full queue holds the reader
+/// (`overflow block`).
+#[derive(Debug)]
+struct CapIndex {
+    scan: crate::litscan::LitScan,
+    /// Per rule: whether its literals are in `scan` (a line in which it finds none of them
+    /// cannot match the rule).
+    indexed: Vec<bool>,
+}
+
+impl CapIndex {
+    /// None when no rule has literals the search takes.
+    fn of(rules: &[CapRegex]) -> Option<CapIndex> {
+        let mut needles = Vec::new();
+        let mut indexed = vec![false; rules.len()];
+        for (i, re) in rules.iter().enumerate() {
+            let CapRegex::Pcre(_, pattern, lits) = re else {
+                continue;
+            };
+            let Some(n) = lits.get_or_init(|| Needles::of(pattern)) else {
+                continue;
+            };
+            let takes = |l: &[u8]| l.len() >= 3 && !l.contains(&b'\n');
+            if !n.finders.iter().all(|f| takes(f.needle())) {
+                continue;
+            }
+            indexed[i] = true;
+            needles.extend(n.finders.iter().map(|f| crate::litscan::Needle {
+                bytes: f.needle().into(),
+                ci: n.fold,
+                rule: i as u32,
+            }));
+        }
+        let scan = crate::litscan::LitScan::new(needles)?;
+        Some(CapIndex { scan, indexed })
+    }
+
+    /// The rules `line` may match, in order: those whose literals it holds, and every rule
+    /// not indexed.
+    fn candidates(&self, line: &[u8]) -> Vec<usize> {
+        let mut rules: Vec<usize> = (self.indexed.iter().enumerate())
+            .filter_map(|(i, &x)| (!x).then_some(i))
+            .collect();
+        self.scan.each(line, 0, line.len(), &mut |_, n| {
+            rules.push(n.rule as usize);
+            true
+        });
+        rules.sort_unstable();
+        rules.dedup();
+        rules
+    }
 }
 
 /// The groups of one match (copied: only raising lines pay), and the matching rule's group
@@ -382,7 +440,8 @@ impl Captor {
                 rules.push(CapRegex::Rust(re));
             }
         }
-        Ok((Captor { rules }, groups))
+        let index = OnceLock::new();
+        Ok((Captor { rules, index }, groups))
     }
 
     /// Whether one of its rules matches `line`.
@@ -403,7 +462,15 @@ impl Captor {
     ) -> Option<Vec<Option<Vec<u8>>>> {
         let copy = |r: Option<Range<usize>>| r.map(|r| line[r].to_vec());
         let mut lower = None;
-        for re in &self.rules {
+        let index = self.index.get_or_init(|| CapIndex::of(&self.rules));
+        let order = match index {
+            Some(ix) => ix.candidates(line),
+            None => (0..self.rules.len()).collect(),
+        };
+        for (i, re) in order
+            .into_iter()
+            .filter_map(|i| Some((i, self.rules.get(i)?)))
+        {
             names.clear();
             match re {
                 CapRegex::Fields(f) => {
@@ -423,7 +490,11 @@ impl Captor {
                     // lacks all of their literals (Debian's rules behind one template: 43 µs
                     // an event with PCRE2 on each, see PERF.md eighteenth run).
                     let needles = needles.get_or_init(|| Needles::of(pattern));
-                    if needles.as_ref().is_some_and(|n| n.absent(line, &mut lower)) {
+                    // An indexed rule is here only when the line holds one of its literals.
+                    let indexed = index
+                        .as_ref()
+                        .is_some_and(|ix| ix.indexed.get(i) == Some(&true));
+                    if !indexed && needles.as_ref().is_some_and(|n| n.absent(line, &mut lower)) {
                         continue;
                     }
                     let Ok(Some(c)) = re.captures(line) else {
@@ -1201,6 +1272,7 @@ mod tests {
             r"(?i)OUT OF (MEMORY)",
             r"user (?P<user>\w+)(?= from)",
             r"^(\d+) bytes",
+            r"xy(\d)",
             r"(a|b)",
         ];
         let sources: Vec<CapSource<'_>> = rules.iter().map(|r| CapSource::Regex(r)).collect();
@@ -1209,7 +1281,9 @@ mod tests {
             .iter()
             .map(|r| pcre2::bytes::Regex::new(r).unwrap())
             .collect();
-        let lines: [&[u8]; 9] = [
+        let lines: [&[u8]; 11] = [
+            b"xy7 disk sda full",
+            b"OUT of memory xy8",
             b"disk sda full",
             b"kernel: Out Of Memory: killed",
             b"failed for user root from 10.0.0.1",
@@ -1241,8 +1315,12 @@ mod tests {
             CapRegex::Pcre(_, p, n) => n.get_or_init(|| Needles::of(p)).is_some(),
             _ => unreachable!(),
         };
-        assert!(needles(0) && needles(1) && needles(2) && needles(3));
-        assert!(!needles(4));
+        assert!(needles(0) && needles(1) && needles(2) && needles(3) && needles(4));
+        assert!(!needles(5));
+        // One search names the candidates of every rule with literals.
+        let index = captor.index.get().and_then(Option::as_ref);
+        let indexed = index.map(|ix| ix.indexed.clone());
+        assert_eq!(indexed, Some(vec![true, true, true, true, true, false]));
     }
 
     #[test]
