@@ -313,10 +313,10 @@ pub(crate) struct Captor {
 }
 
 /// Which of a captor's rules a line can match, found in one pass: the literals of every PCRE
-/// rule that has some (each at least 3 bytes) in one [`LitScan`]. PERF: Debian's 2,101 rules,
-/// one in ten behind a template using the match: a `memmem` per literal of each of ~210 rules
-/// per raising line was most of the alarm thread's time, and a full queue holds the reader
-/// (`overflow block`).
+/// rule that has some (each at least 3 bytes) in one [`LitScan`](crate::litscan::LitScan).
+/// PERF: Debian's 2,101 rules, one in ten behind a template using the match: a `memmem` per
+/// literal of each of ~210 rules per raising line was most of the alarm thread's time, and a
+/// full queue holds the reader (`overflow block`).
 #[derive(Debug)]
 struct CapIndex {
     scan: crate::litscan::LitScan,
