@@ -18,6 +18,16 @@ pub(super) fn prefetch<T>(x: &T) {
     unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>()) };
 }
 
+/// `LitScan::look_up_batch` with POPCNT (a bucket is found by the rank of its filter bit: one
+/// instruction instead of a dozen for the baseline's count of ones).
+///
+/// # Safety
+/// The CPU must have POPCNT (every CPU with AVX2 has it).
+#[target_feature(enable = "popcnt")]
+pub(super) unsafe fn look_up_batch(s: &super::LitScan, batch: &mut super::Batch, n: usize) {
+    s.look_up_batch(batch, n);
+}
+
 /// See `LitScan::scan_blocks`. The filter's u64 words are read as little-endian u32 words
 /// (bit `h` is bit `h % 32` of u32 word `h / 32`, as it is bit `h % 64` of u64 word `h / 64`).
 ///

@@ -409,14 +409,14 @@ impl LitScan {
         on: &mut dyn FnMut(usize, &Needle) -> bool,
     ) -> bool {
         let n = std::mem::take(&mut batch.len);
-        for i in 0..n {
-            let (a, b) = self.bucket(batch.hash[i] as usize);
-            batch.hash[i] = a;
-            batch.end[i] = b;
-            if let Some(e) = self.entries.get(a as usize) {
-                prefetch(e);
-            }
-        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the batch is verified only on the AVX2 path (`each_avx2`), and every CPU
+        // with AVX2 has POPCNT.
+        unsafe {
+            avx2::look_up_batch(self, batch, n)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        self.look_up_batch(batch, n);
         for i in 0..n {
             let (a, b) = (batch.hash[i] as usize, batch.end[i] as usize);
             let entries = self.entries.get(a..b).unwrap_or(&[]);
@@ -607,6 +607,20 @@ impl LitScan {
         self.verify_entries(hay, from, to, q, entries, on)
     }
 
+    /// Each of the first `n` windows of `batch`: its hash replaced by its bucket's bounds,
+    /// the bucket's first entry fetched ahead.
+    #[inline(always)]
+    fn look_up_batch(&self, batch: &mut Batch, n: usize) {
+        for i in 0..n.min(Batch::CAP) {
+            let (a, b) = self.bucket(batch.hash[i] as usize);
+            batch.hash[i] = a;
+            batch.end[i] = b;
+            if let Some(e) = self.entries.get(a as usize) {
+                prefetch(e);
+            }
+        }
+    }
+
     /// The bucket of filter bit `h` (a set bit): its entries are `entries[a..b]`.
     #[inline(always)]
     fn bucket(&self, h: usize) -> (u32, u32) {
@@ -732,7 +746,7 @@ impl Blocks {
 
 /// Windows of the filter search that passed, waiting to be verified ([`LitScan::each`]): up to
 /// [`Batch::CAP`], a 32-byte block adding at most 32. On the stack: no allocation per search.
-struct Batch {
+pub(super) struct Batch {
     len: usize,
     at: [usize; Batch::CAP],
     /// The window's hash; then, while verifying, its bucket's first entry.
