@@ -277,8 +277,9 @@ fn base_config() -> meta::Config {
         .dfa(false)
 }
 
-/// A group's automaton (all its rules' matches, the default lazy DFA cache, no prefilter: the
-/// literal search already found a literal of theirs in the line).
+/// A group's automaton (which of its rules match the line, each in its existence form
+/// (`syntax::for_existence`), the default lazy DFA cache, no prefilter: the literal search
+/// already found a literal of theirs in the line).
 fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
     meta::Builder::new()
         .configure(
@@ -286,7 +287,7 @@ fn group_regex(hirs: &[Hir]) -> Result<Regex, RegexError> {
                 .match_kind(MatchKind::All)
                 .auto_prefilter(false),
         )
-        .build_many_from_hir(hirs)
+        .build_many_from_hir(&hirs.iter().map(syntax::for_existence).collect::<Vec<_>>())
         .map_err(|e| RegexError(format!("cannot compile the rule: {e}")))
 }
 
@@ -1016,7 +1017,7 @@ impl Builder {
             _ => self.dfa_free.push(self.dfa_exact.len()),
         }
         self.end_sensitive |= looks_ahead(&h);
-        self.dfa_scan.push(for_scan(h.clone()));
+        self.dfa_scan.push(for_scan(syntax::for_existence(&h)));
         self.dfa_exact.push(h);
         self.ids.push(i as u32);
         self.group_of.push(NO_GROUP);
@@ -1079,6 +1080,10 @@ impl Builder {
         if needs_classes && classes.is_none() {
             pre = None;
         }
+        // Lines are what these automata tell: whether each rule matches one (where it matches
+        // is the line's business), so the parts at a rule's ends that match the empty string
+        // anywhere are left out of both.
+        let existence: Vec<Hir> = self.dfa_exact.iter().map(syntax::for_existence).collect();
         let literal = literal_only(&self.ids, std::mem::take(&mut self.dfa_literal));
         let prefixes = literal.as_ref().and_then(|l| {
             l.iter()
@@ -1091,7 +1096,7 @@ impl Builder {
             classes,
             needs_classes,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
-            exact: build(&self.dfa_exact, MatchKind::All)?,
+            exact: build(&existence, MatchKind::All)?,
             literal,
             prefixes,
             ids: std::mem::take(&mut self.ids),
@@ -2074,5 +2079,98 @@ mod tests {
         assert!(e.0.contains("backreference"), "{}", e.0);
         let e = parse_regex("(unclosed").unwrap_err();
         assert!(e.0.contains("offset"), "{}", e.0);
+    }
+
+    /// The existence form of a rule (the parts at its ends that match the empty string
+    /// anywhere taken off) matches exactly the lines the rule matches: for rules with optional
+    /// prefixes and suffixes, anchors, assertions and empty branches, on chosen lines and on
+    /// random lines of the bytes those rules mention.
+    #[test]
+    fn existence_form_matches_the_lines_the_rule_matches() {
+        let rules = [
+            r"(?:\[\])?\s*(?:<[^.]+\.[^.]+>\s+)?(?:\S+\s+)?(?P<m>(?:sshd\[\d+\]:\s+)?)Failed (\S+) for \S+(?: port \d+)?",
+            r"(?:x$)?ab",
+            r"(?:^x)?ab",
+            r"ab(?:^x)?",
+            r"\b?ab",
+            r"\bab(?: c)*",
+            r"(?:a|)b+c?",
+            r"(?:a|b)*",
+            r"(a|)?$",
+            r"(?:a*|b)c",
+            r"(?:ab|c*d)e{0,2}",
+            r"^a?b?$",
+            r"(?:(?:a)?b|c)d?",
+            r"(?:a?(?:b|$))c?",
+            r"x?(?:y|\bz)w?",
+            r"(?:a b)?c(?: d)?\s*$",
+        ];
+        let lines: Vec<Vec<u8>> = [
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root port 22",
+            "<a.b> host Failed x for y",
+            "Failed",
+            "ab",
+            "xab",
+            "x ab",
+            "abx",
+            "b",
+            "a",
+            "",
+            "c",
+            "cd",
+            "de",
+            "ac",
+            "bc d",
+            "a bc",
+            "zw",
+            "x zw",
+            "xzw",
+            "yw",
+            "a b c d ",
+            "c  ",
+        ]
+        .iter()
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+        let random: Vec<Vec<u8>> = (0..3000)
+            .map(|_| {
+                let n = (next() % 9) as usize;
+                (0..n)
+                    .map(|_| b"abcdxyzw $"[(next() % 10) as usize])
+                    .collect()
+            })
+            .collect();
+        let build = |h: &Hir| {
+            meta::Builder::new()
+                .configure(base_config())
+                .build_from_hir(h)
+        };
+        for rule in rules {
+            let h = parse_regex(rule).unwrap();
+            let (whole, trimmed) = (
+                build(&h).unwrap(),
+                build(&syntax::for_existence(&h)).unwrap(),
+            );
+            for line in lines.iter().chain(&random) {
+                assert_eq!(
+                    whole.is_match(&line[..]),
+                    trimmed.is_match(&line[..]),
+                    "{rule} on {:?} (as {})",
+                    String::from_utf8_lossy(line),
+                    syntax::for_existence(&h)
+                );
+            }
+        }
+        // What it takes off: fail2ban's prefix before the message, and an optional suffix.
+        let h = parse_regex(rules[0]).unwrap();
+        let expected = parse_regex(r"Failed (\S+) for \S+").unwrap();
+        assert_eq!(syntax::for_existence(&h).to_string(), expected.to_string());
+        // A branch that matches the empty string anywhere: every line matches.
+        let h = parse_regex(r"(?:a|)").unwrap();
+        assert_eq!(syntax::for_existence(&h), Hir::empty());
+        // Anchors stay.
+        let h = parse_regex(r"^a?b?$").unwrap();
+        assert_eq!(syntax::for_existence(&h).to_string(), h.to_string());
     }
 }

@@ -154,6 +154,71 @@ pub(super) fn for_scan(h: Hir) -> Hir {
     }
 }
 
+/// Whether `h` matches the empty string at every position (no assertion on the way).
+fn empty_anywhere(h: &Hir) -> bool {
+    match h.kind() {
+        HirKind::Empty => true,
+        HirKind::Repetition(r) => r.min == 0,
+        HirKind::Capture(c) => empty_anywhere(&c.sub),
+        HirKind::Concat(v) => v.iter().all(empty_anywhere),
+        HirKind::Alternation(v) => v.iter().any(empty_anywhere),
+        HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => false,
+    }
+}
+
+/// A rule for "does it match this line anywhere" only: the parts at its ends that match the
+/// empty string anywhere taken off (fail2ban's `(?:\[\])?\s*(?:<[^.]+\.[^.]+>\s+)?(?:\S+\s+)?…`
+/// prefix before a message), and captures. The same lines match: a match of `N S M` holds a
+/// match of `S`, and a match of `S` is one of `N S M` with `N` and `M` empty. Never for where a
+/// match is or what it captures.
+/// PERF: an unanchored lazy DFA tracks every place such a prefix could have started; without
+/// it, the automaton of `S` alone.
+pub(super) fn for_existence(h: &Hir) -> Hir {
+    trim(h, true, true)
+}
+
+/// `h` without the parts that match the empty string anywhere at its start (`lead`) and end
+/// (`tail`); `h` sits at the rule's start (end) wherever `lead` (`tail`) is set.
+fn trim(h: &Hir, lead: bool, tail: bool) -> Hir {
+    match h.kind() {
+        HirKind::Capture(c) => trim(&c.sub, lead, tail),
+        HirKind::Concat(parts) => {
+            let (mut a, mut b) = (0, parts.len());
+            while lead && a < b && empty_anywhere(&parts[a]) {
+                a += 1;
+            }
+            while tail && b > a && empty_anywhere(&parts[b - 1]) {
+                b -= 1;
+            }
+            match &parts[a..b] {
+                [] => Hir::empty(),
+                [one] => trim(one, lead, tail),
+                [first, middle @ .., last] => {
+                    let mut kept = Vec::with_capacity(b - a);
+                    kept.push(if lead {
+                        trim(first, true, false)
+                    } else {
+                        first.clone()
+                    });
+                    kept.extend(middle.iter().cloned());
+                    kept.push(if tail {
+                        trim(last, false, true)
+                    } else {
+                        last.clone()
+                    });
+                    Hir::concat(kept)
+                }
+            }
+        }
+        // A branch that matches the empty string anywhere matches every line.
+        HirKind::Alternation(v) if (lead || tail) && v.iter().any(empty_anywhere) => Hir::empty(),
+        HirKind::Alternation(v) if lead || tail => {
+            Hir::alternation(v.iter().map(|b| trim(b, lead, tail)).collect())
+        }
+        _ => h.clone(),
+    }
+}
+
 /// Does this tree contain an assertion about what follows a position (end anchors, word
 /// boundaries)? Such a rule can match a cut line at the cut only.
 pub(super) fn looks_ahead(h: &Hir) -> bool {
