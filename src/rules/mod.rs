@@ -2145,6 +2145,7 @@ mod tests {
             meta::Builder::new()
                 .configure(base_config())
                 .build_from_hir(h)
+                .ok()
         };
         for rule in rules {
             let h = parse_regex(rule).unwrap();
