@@ -2104,6 +2104,16 @@ mod tests {
             r"(?:a?(?:b|$))c?",
             r"x?(?:y|\bz)w?",
             r"(?:a b)?c(?: d)?\s*$",
+            r"\s+a",
+            r"a\s+",
+            r"(?:ab){2,}c",
+            r"c(?:ab){2,3}",
+            r"(?:ab){2,3}",
+            r"(?:a|b)+$",
+            r"^(?:a|b)+",
+            r"(?:\bz|y)+w",
+            r"a+",
+            r"(?:x|a+)b{1,}",
         ];
         let lines: Vec<Vec<u8>> = [
             "Dec 10 06:55:46 LabSZ sshd[24200]: Failed password for root port 22",
@@ -2128,6 +2138,13 @@ mod tests {
             "yw",
             "a b c d ",
             "c  ",
+            "ababc",
+            "abc",
+            "cabab",
+            "ab ab",
+            "  a",
+            "a  ",
+            "xbb",
         ]
         .iter()
         .map(|l| l.as_bytes().to_vec())
@@ -2163,13 +2180,18 @@ mod tests {
                 );
             }
         }
-        // What it takes off: fail2ban's prefix before the message, and an optional suffix.
+        // What it takes off: fail2ban's prefix before the message, an optional suffix, and
+        // the last part's repetition.
         let h = parse_regex(rules[0]).unwrap();
-        let expected = parse_regex(r"Failed (\S+) for \S+").unwrap();
+        let expected = parse_regex(r"Failed (\S+) for \S").unwrap();
         assert_eq!(syntax::for_existence(&h).to_string(), expected.to_string());
         // A branch that matches the empty string anywhere: every line matches.
         let h = parse_regex(r"(?:a|)").unwrap();
         assert_eq!(syntax::for_existence(&h), Hir::empty());
+        // A repetition at an end: its least.
+        let h = parse_regex(r"\s+error (\d+)").unwrap();
+        let expected = parse_regex(r"\serror \d").unwrap();
+        assert_eq!(syntax::for_existence(&h).to_string(), expected.to_string());
         // Anchors stay.
         let h = parse_regex(r"^a?b?$").unwrap();
         assert_eq!(syntax::for_existence(&h).to_string(), h.to_string());

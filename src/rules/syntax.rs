@@ -168,9 +168,10 @@ fn empty_anywhere(h: &Hir) -> bool {
 
 /// A rule for "does it match this line anywhere" only: the parts at its ends that match the
 /// empty string anywhere taken off (fail2ban's `(?:\[\])?\s*(?:<[^.]+\.[^.]+>\s+)?(?:\S+\s+)?…`
-/// prefix before a message), and captures. The same lines match: a match of `N S M` holds a
-/// match of `S`, and a match of `S` is one of `N S M` with `N` and `M` empty. Never for where a
-/// match is or what it captures.
+/// prefix before a message), a repetition at an end cut to its least (`\s+error` as
+/// `\s error`), and captures. The same lines match: a match of `N S M` holds a match of `S`,
+/// and a match of `S` is one of `N S M` with `N` and `M` empty; a match of `X{m,n} S` ends
+/// with one of `X{m} S`. Never for where a match is or what it captures.
 /// PERF: an unanchored lazy DFA tracks every place such a prefix could have started; without
 /// it, the automaton of `S` alone.
 pub(super) fn for_existence(h: &Hir) -> Hir {
@@ -209,6 +210,17 @@ fn trim(h: &Hir, lead: bool, tail: bool) -> Hir {
                     Hir::concat(kept)
                 }
             }
+        }
+        // At an end, `X{m,n}` holds `X{m}` wherever it matches (its last, or first, m
+        // copies), and one copy sits at that end itself.
+        HirKind::Repetition(r) if (lead || tail) && r.min == 1 => trim(&r.sub, lead, tail),
+        HirKind::Repetition(r) if (lead || tail) && r.max != Some(r.min) => {
+            Hir::repetition(hir::Repetition {
+                min: r.min,
+                max: Some(r.min),
+                greedy: r.greedy,
+                sub: r.sub.clone(),
+            })
         }
         // A branch that matches the empty string anywhere matches every line.
         HirKind::Alternation(v) if (lead || tail) && v.iter().any(empty_anywhere) => Hir::empty(),
