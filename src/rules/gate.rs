@@ -117,6 +117,27 @@ pub(super) fn required_sets(h: &Hir) -> Vec<LitSet> {
                 1 => sets.extend(one(&run[0])),
                 _ => sets.extend(one(&Hir::concat(run))),
             }
+            // Runs that go on through small optional parts (`tty=(ftp)? ruser=`): their
+            // literals hold the parts on both sides (" ruser=" alone is in every pam_unix
+            // line; "tty= ruser=" or "tty=ftp ruser=" is not).
+            let mut run: Vec<Hir> = Vec::new();
+            let mut optional = false;
+            for p in parts.iter().chain([&Hir::fail()]) {
+                if matches!(p.kind(), HirKind::Literal(_) | HirKind::Class(_)) {
+                    run.push(p.clone());
+                    continue;
+                }
+                if small_optional(p) {
+                    run.push(p.clone());
+                    optional = true;
+                    continue;
+                }
+                if optional && run.len() > 1 {
+                    sets.extend(one(&Hir::concat(std::mem::take(&mut run))));
+                }
+                run.clear();
+                optional = false;
+            }
             sets
         }
         HirKind::Alternation(branches) => {
@@ -137,6 +158,23 @@ pub(super) fn required_sets(h: &Hir) -> Vec<LitSet> {
         HirKind::Repetition(r) if r.min >= 1 => required_sets(&r.sub),
         HirKind::Literal(_) | HirKind::Class(_) => one(h),
         _ => Vec::new(),
+    }
+}
+
+/// `X?` of a few short literals (`(ftp)?`, `(?:s|es)?`): what a run of literals may hold.
+fn small_optional(h: &Hir) -> bool {
+    fn literals(h: &Hir) -> bool {
+        match h.kind() {
+            HirKind::Literal(hir::Literal(b)) => b.len() <= 16,
+            HirKind::Capture(c) => literals(&c.sub),
+            HirKind::Alternation(v) => v.len() <= 4 && v.iter().all(literals),
+            _ => false,
+        }
+    }
+    match h.kind() {
+        HirKind::Repetition(r) => r.min == 0 && r.max == Some(1) && literals(&r.sub),
+        HirKind::Capture(c) => small_optional(&c.sub),
+        _ => false,
     }
 }
 

@@ -1596,6 +1596,20 @@ mod tests {
         assert!(g[0].holds(b"open through proxy h:1 eRRor"));
         assert!(g[0].holds(b"open through proxy h:1 v3x69"));
         assert!(!g[0].holds(b"open through proxy h:1 HTTPS"));
+        // A run of literals through a small optional part: its literals hold both sides.
+        let rule =
+            r"pam_unix\(\S+\): authentication failure; logname=\S* tty=(ftp)? ruser=\S* rhost=\S+";
+        let g = gates(rule);
+        let ssh = b"pam_unix(sshd:auth): authentication failure; logname= tty=ssh ruser= rhost=h";
+        assert!(g.iter().any(|g| !g.holds(ssh)), "{g:?}");
+        let re = meta::Regex::new(rule).unwrap();
+        for line in [
+            &b"pam_unix(vsftpd:auth): authentication failure; logname= tty=ftp ruser= rhost=h"[..],
+            b"pam_unix(x): authentication failure; logname=a tty= ruser=b rhost=h",
+        ] {
+            assert!(re.is_match(line));
+            assert!(g.iter().all(|g| g.holds(line)), "{g:?}");
+        }
         assert!(contains_folded(b"xxERrorx", b"error"));
         assert!(!contains_folded(b"xxERrox", b"error"));
         assert!(contains_folded(b"abc", b""));
