@@ -117,26 +117,31 @@ pub(super) fn required_sets(h: &Hir) -> Vec<LitSet> {
                 1 => sets.extend(one(&run[0])),
                 _ => sets.extend(one(&Hir::concat(run))),
             }
-            // Runs that go on through small optional parts (`tty=(ftp)? ruser=`): their
+            // Runs that go on through small parts (`tty=(ftp)? ruser=`, `: (\+|-) `): their
             // literals hold the parts on both sides (" ruser=" alone is in every pam_unix
             // line; "tty= ruser=" or "tty=ftp ruser=" is not).
             let mut run: Vec<Hir> = Vec::new();
-            let mut optional = false;
+            let mut through = false;
             for p in parts.iter().chain([&Hir::fail()]) {
-                if matches!(p.kind(), HirKind::Literal(_) | HirKind::Class(_)) {
-                    run.push(p.clone());
+                let mut bare = p;
+                while let HirKind::Capture(c) = bare.kind() {
+                    bare = &c.sub;
+                }
+                if matches!(bare.kind(), HirKind::Literal(_) | HirKind::Class(_)) {
+                    run.push(bare.clone());
+                    through |= !std::ptr::eq(bare, p);
                     continue;
                 }
-                if small_optional(p) {
+                if small_part(p) {
                     run.push(p.clone());
-                    optional = true;
+                    through = true;
                     continue;
                 }
-                if optional && run.len() > 1 {
+                if through && run.len() > 1 {
                     sets.extend(one(&Hir::concat(std::mem::take(&mut run))));
                 }
                 run.clear();
-                optional = false;
+                through = false;
             }
             sets
         }
@@ -161,8 +166,9 @@ pub(super) fn required_sets(h: &Hir) -> Vec<LitSet> {
     }
 }
 
-/// `X?` of a few short literals (`(ftp)?`, `(?:s|es)?`): what a run of literals may hold.
-fn small_optional(h: &Hir) -> bool {
+/// A few short literals, one of them or none (`(ftp)?`, `(\+|-)`, `(opened|closed)`): what
+/// a run of literals may go on through.
+fn small_part(h: &Hir) -> bool {
     fn literals(h: &Hir) -> bool {
         match h.kind() {
             HirKind::Literal(hir::Literal(b)) => b.len() <= 16,
@@ -173,7 +179,8 @@ fn small_optional(h: &Hir) -> bool {
     }
     match h.kind() {
         HirKind::Repetition(r) => r.min == 0 && r.max == Some(1) && literals(&r.sub),
-        HirKind::Capture(c) => small_optional(&c.sub),
+        HirKind::Capture(c) => small_part(&c.sub),
+        HirKind::Alternation(_) => literals(h),
         _ => false,
     }
 }

@@ -1610,6 +1610,20 @@ mod tests {
             assert!(re.is_match(line));
             assert!(g.iter().all(|g| g.holds(line)), "{g:?}");
         }
+        // And through a captured class and an alternation of short literals: `: (\+|-) `.
+        let rule = r"^\w{3} [._[:alnum:]-]+ su(\[[0-9]+\])?: (\+|-) (/dev/)?(pts/[0-9]{1,2}|tty[0-9]) \S+$";
+        let g = gates(rule);
+        assert!(g
+            .iter()
+            .any(|g| !g.holds(b"Dec host su[1]: pam_unix(su:session): tty1 x")));
+        let re = meta::Regex::new(rule).unwrap();
+        for line in [
+            &b"Dec host su: + /dev/pts/1 a:b"[..],
+            b"Dec host su[12]: - tty1 root:x",
+        ] {
+            assert!(re.is_match(line));
+            assert!(g.iter().all(|g| g.holds(line)), "{g:?}");
+        }
         assert!(contains_folded(b"xxERrorx", b"error"));
         assert!(!contains_folded(b"xxERrox", b"error"));
         assert!(contains_folded(b"abc", b""));
