@@ -179,7 +179,8 @@ pub(super) fn for_existence(h: &Hir) -> Hir {
 }
 
 /// `h` without the parts that match the empty string anywhere at its start (`lead`) and end
-/// (`tail`); `h` sits at the rule's start (end) wherever `lead` (`tail`) is set.
+/// (`tail`); `h` sits at the rule's start (end) wherever `lead` (`tail`) is set, and at least
+/// one of them is.
 fn trim(h: &Hir, lead: bool, tail: bool) -> Hir {
     match h.kind() {
         HirKind::Capture(c) => trim(&c.sub, lead, tail),
@@ -213,18 +214,16 @@ fn trim(h: &Hir, lead: bool, tail: bool) -> Hir {
         }
         // At an end, `X{m,n}` holds `X{m}` wherever it matches (its last, or first, m
         // copies), and one copy sits at that end itself.
-        HirKind::Repetition(r) if (lead || tail) && r.min == 1 => trim(&r.sub, lead, tail),
-        HirKind::Repetition(r) if (lead || tail) && r.max != Some(r.min) => {
-            Hir::repetition(hir::Repetition {
-                min: r.min,
-                max: Some(r.min),
-                greedy: r.greedy,
-                sub: r.sub.clone(),
-            })
-        }
+        HirKind::Repetition(r) if r.min == 1 => trim(&r.sub, lead, tail),
+        HirKind::Repetition(r) if r.max != Some(r.min) => Hir::repetition(hir::Repetition {
+            min: r.min,
+            max: Some(r.min),
+            greedy: r.greedy,
+            sub: r.sub.clone(),
+        }),
         // A branch that matches the empty string anywhere matches every line.
-        HirKind::Alternation(v) if (lead || tail) && v.iter().any(empty_anywhere) => Hir::empty(),
-        HirKind::Alternation(v) if lead || tail => {
+        HirKind::Alternation(v) if v.iter().any(empty_anywhere) => Hir::empty(),
+        HirKind::Alternation(v) => {
             Hir::alternation(v.iter().map(|b| trim(b, lead, tail)).collect())
         }
         _ => h.clone(),
