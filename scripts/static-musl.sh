@@ -32,7 +32,7 @@ need_pkg make make
 need_pkg perl perl     # OpenSSL's Configure
 need_pkg file file
 TARGET=x86_64-unknown-linux-musl
-if ! rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+if ! grep -qx "$TARGET" <<<"$(rustup target list --installed 2>/dev/null)"; then
   rustup target add "$TARGET" || { echo "cannot add the Rust target $TARGET (rustup target add)"; exit 1; }
 fi
 deps=$PWD/target/musl-deps
@@ -89,8 +89,8 @@ mkdir -p target/dist
 out=target/dist/logalarm-$version-$TARGET
 objcopy --strip-debug "$built" "$out"
 file "$out"
-file "$out" | grep -q 'static' || { echo "$out is not statically linked"; exit 1; }
-if readelf -d "$out" | grep -q NEEDED; then echo "$out needs shared libraries: $(readelf -d "$out" | grep NEEDED)"; exit 1; fi
+grep -q 'static' <<<"$(file "$out")" || { echo "$out is not statically linked"; exit 1; }
+if grep -q NEEDED <<<"$(readelf -d "$out")"; then echo "$out needs shared libraries: $(readelf -d "$out" | grep NEEDED)"; exit 1; fi
 ls -l "$out"
 
 [ "${1:-}" = --build-only ] && exit 0

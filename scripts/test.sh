@@ -89,7 +89,10 @@ python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debia
 
 say "cargo doc (no warnings) and the embedding example"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
-printf 'ok\nERROR disk full\n' | cargo run --release --quiet --example embed 2>&1 | grep -q "alarm disk: ERROR disk full"
+# Output read whole before grep: `| grep -q` under pipefail fails when grep leaves early and the
+# example's last write meets a closed pipe (CI stop 52 failed on exactly that).
+embed_out=$(printf 'ok\nERROR disk full\n' | cargo run --release --quiet --example embed 2>&1)
+grep -q "alarm disk: ERROR disk full" <<<"$embed_out" || { echo "the embedding example raised no alarm: $embed_out"; exit 1; }
 
 say "benches compile"
 cargo bench --no-run --quiet
