@@ -93,7 +93,7 @@ for run in $(seq "$RUNS"); do
     t0=$(now)
     "$BIN" "${rules[@]}" "${extra[@]}" < "$WORK/path.log" > /dev/null 2> "$WORK/err"
     t1=$(now)
-    raised=$(grep -o '[0-9]* alarms raised' "$WORK/err" | head -1)
+    raised=$(grep -o -m1 '[0-9]* alarms raised' "$WORK/err")
     echo "log path, $mode: $(python3 -c "print(f'{$size/1e6/($t1-$t0):,.0f}')") MB/s ($raised)"
   done
 done
