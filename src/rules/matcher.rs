@@ -33,6 +33,7 @@ pub struct Matcher {
     pub(super) groups_run: Vec<u32>,
     pub(super) scan_cache: Option<meta::Cache>,
     pub(super) exact_cache: Option<meta::Cache>,
+    pub(super) ends_cache: LineEndsCache,
     pub(super) patset: PatternSet,
     /// The literal search's hits over the region being scanned: (literal start, rule), all of
     /// a line's before any of a later line's. Reused: no allocation per line.
@@ -80,6 +81,7 @@ pub struct Matcher {
 struct DfaCursor {
     pre: NextHit,
     classes: NextHit,
+    ends: NextHit,
 }
 
 /// One search's next hit in a region: unknown, at a position, or none until the region's end.
@@ -142,6 +144,7 @@ pub(super) struct Caches {
     pub(super) group: Vec<Option<Box<meta::Cache>>>,
     scan: Option<meta::Cache>,
     exact: Option<meta::Cache>,
+    ends: LineEndsCache,
 }
 
 /// Time spent confirming candidate lines, per rule (index: the rule's place in the
@@ -297,6 +300,7 @@ impl Matcher {
         std::mem::swap(&mut self.group_caches, &mut c.group);
         std::mem::swap(&mut self.scan_cache, &mut c.scan);
         std::mem::swap(&mut self.exact_cache, &mut c.exact);
+        std::mem::swap(&mut self.ends_cache, &mut c.ends);
     }
 
     fn scan_lines_here(&mut self, buf: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) -> usize {
@@ -373,21 +377,32 @@ impl Matcher {
             .scan_cache
             .get_or_insert_with(|| dfa.scan.create_cache());
         let classes = dfa.classes.as_ref().filter(|_| !self.windows.off);
-        let at = match (&dfa.pre, classes) {
-            (Some(pre), None) if !dfa.needs_classes => dfa.pre_find(pre, buf, pos, to)?,
-            (None, Some(classes)) => classes.find(buf, pos, to)?,
-            (Some(pre), Some(classes)) => {
-                let a = cur.pre.next(pos, || dfa.pre_find(pre, buf, pos, to));
-                let b = cur.classes.next(pos, || classes.find(buf, pos, to));
-                match (a, b) {
-                    (Some(a), Some(b)) => a.min(b),
-                    (a, b) => a.or(b)?,
-                }
+        let searched = (dfa.pre.is_some() || classes.is_some() || dfa.ends.is_some())
+            && (classes.is_some() || !dfa.needs_classes);
+        let at = if searched {
+            // The earliest of the searches' next hits (each kept until the scan passes it).
+            let earlier = |a: Option<usize>, b: Option<usize>| match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut at = None;
+            if let Some(pre) = &dfa.pre {
+                at = cur.pre.next(pos, || dfa.pre_find(pre, buf, pos, to));
             }
-            _ => {
-                let input = Input::new(buf).range(pos..to).earliest(true);
-                dfa.scan.search_half_with(cache, &input)?.offset()
+            if let Some(classes) = classes {
+                at = earlier(at, cur.classes.next(pos, || classes.find(buf, pos, to)));
             }
+            if let Some(ends) = &dfa.ends {
+                let (bufsize, cache) = (self.set.bufsize, &mut self.ends_cache);
+                let next = cur
+                    .ends
+                    .next(pos, || ends.find(buf, pos, to, bufsize, cache));
+                at = earlier(at, next);
+            }
+            at?
+        } else {
+            let input = Input::new(buf).range(pos..to).earliest(true);
+            dfa.scan.search_half_with(cache, &input)?.offset()
         };
         let (start, end) = line_around(buf, pos, at, to);
         // An empty match after the last `\n` is not a line.

@@ -56,6 +56,7 @@ pub(crate) mod cache;
 mod cost;
 pub(crate) mod fields;
 mod gate;
+mod line_ends;
 mod literals;
 mod matcher;
 pub(crate) mod pcre;
@@ -68,6 +69,7 @@ mod windows;
 pub(crate) use cost::xorshift;
 pub(crate) use cost::Cost;
 use gate::*;
+use line_ends::LineEndsCache;
 pub use literals::rule_needles;
 use literals::*;
 pub(crate) use matcher::without_terminator;
@@ -383,12 +385,17 @@ struct DfaPart {
     /// searcher's calls, each finding the next line's `STORM` a few bytes on; PERF.md
     /// "seventeenth run").
     near: Option<Box<[u8]>>,
-    /// The rare windows of byte classes of the others (see [`class_scan`]).
+    /// The rare windows of byte classes of the others (see [`class_scan`]), or of those of
+    /// them not in `ends`.
     classes: Option<ClassScan>,
-    /// Whether some of these rules have no case-sensitive literals (so `pre` alone does not
-    /// find all candidate lines). The searches find the candidate lines instead of `scan`
-    /// when together they cover every rule; the builder leaves both out otherwise.
+    /// Whether some of these rules have neither case-sensitive literals nor a place in
+    /// `ends` (so `pre` and `ends` alone do not find all candidate lines). The searches find
+    /// the candidate lines instead of `scan` when together they cover every rule; the builder
+    /// leaves them all out otherwise.
     needs_classes: bool,
+    /// The rules without literals anchored at a line's start or end whose windows were not
+    /// rare enough, checked at each line's ends (see [`line_ends`]).
+    ends: Option<line_ends::LineEnds>,
     scan: Regex,
     exact: Regex,
     /// Rule index of each of the automata's patterns.
@@ -786,6 +793,7 @@ impl RuleSet {
             // Made at first use: an input that stays idle (most stderr pipes) costs no cache.
             scan_cache: None,
             exact_cache: None,
+            ends_cache: Default::default(),
             shared: None,
             helpers: None,
             dfa_hit: false,
@@ -1071,19 +1079,48 @@ impl Builder {
             .then(|| Prefilter::new(MatchKind::LeftmostFirst, &needles))
             .flatten();
         let short_rules = self.ids.len() - self.dfa_free.len();
-        let needs_classes = !self.dfa_free.is_empty();
+        let mut needs_classes = !self.dfa_free.is_empty();
         let mut classes = None;
-        if needs_classes && (short_rules == 0 || pre.is_some()) {
-            let free: Vec<&Hir> = self.dfa_free.iter().map(|&i| &self.dfa_exact[i]).collect();
-            classes = class_scan(&free);
-        }
-        if needs_classes && classes.is_none() {
-            pre = None;
-        }
+        let mut ends = None;
         // Lines are what these automata tell: whether each rule matches one (where it matches
         // is the line's business), so the parts at a rule's ends that match the empty string
         // anywhere are left out of both.
         let existence: Vec<Hir> = self.dfa_exact.iter().map(syntax::for_existence).collect();
+        if needs_classes && (short_rules == 0 || pre.is_some()) {
+            let free: Vec<&Hir> = self.dfa_free.iter().map(|&i| &self.dfa_exact[i]).collect();
+            classes = class_scan(&free);
+            if classes.is_none() {
+                // PERF: the rules anchored at a line's start or end are checked there; the
+                // others need rare windows (sagan-rules' `^apache$|^mysql$|…` and
+                // ` [0-9]{3,4}: $` sent the automaton over every byte: PERF.md "thirty-ninth
+                // run").
+                let (anchored, rest): (Vec<_>, Vec<_>) = self
+                    .dfa_free
+                    .iter()
+                    .map(|&i| (&existence[i], &self.dfa_exact[i]))
+                    .partition(|(e, _)| line_ends::side(e).is_some());
+                let rest: Vec<&Hir> = rest.into_iter().map(|(_, h)| h).collect();
+                let rest_classes = if rest.is_empty() {
+                    None
+                } else {
+                    class_scan(&rest)
+                };
+                if !anchored.is_empty() && (rest.is_empty() || rest_classes.is_some()) {
+                    let sided: Vec<(&Hir, line_ends::Side)> = anchored
+                        .iter()
+                        .filter_map(|(e, _)| line_ends::side(e).map(|s| (*e, s)))
+                        .collect();
+                    ends = line_ends::LineEnds::new(&sided);
+                    if ends.is_some() {
+                        classes = rest_classes;
+                        needs_classes = !rest.is_empty();
+                    }
+                }
+            }
+        }
+        if needs_classes && classes.is_none() {
+            pre = None;
+        }
         let literal = literal_only(&self.ids, std::mem::take(&mut self.dfa_literal));
         let prefixes = literal.as_ref().and_then(|l| {
             l.iter()
@@ -1095,6 +1132,7 @@ impl Builder {
             near,
             classes,
             needs_classes,
+            ends,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
             exact: build(&existence, MatchKind::All)?,
             literal,
@@ -1841,6 +1879,26 @@ mod tests {
     }
 
     #[test]
+    fn rules_anchored_at_a_line_end_are_checked_there_beside_the_searches() {
+        // `[0-9]: $`'s window ": " is too common for the windows of all three; anchored at
+        // the line's start or end, the first two are checked there, the third keeps its
+        // windows and the fourth its short literal.
+        let rules = [
+            r"^x[0-9]",
+            r"[0-9]: $",
+            r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+",
+            r"su\[[0-9]+\]: x",
+        ];
+        let s = windows_agree_with_per_line_regexes(&rules);
+        let d = s.dfa.as_ref().unwrap();
+        assert!(d.ends.is_some() && d.pre.is_some() && d.needs_classes);
+        // Without the others, the anchored rules alone.
+        let s = one_alarm_each(&rules[..2]);
+        let d = s.dfa.as_ref().unwrap();
+        assert!(d.ends.is_some() && d.pre.is_none() && d.classes.is_none() && !d.needs_classes);
+    }
+
+    #[test]
     fn short_literals_and_class_windows_find_the_lines_together() {
         // A rule with a short literal ("su[": the DFA part's Teddy) beside the two without.
         let rules = [
@@ -1866,7 +1924,9 @@ mod tests {
             "class windows are used exactly when AVX2 is there"
         );
         let mut next = xorshift(0x0123_4567_89AB_CDEF);
-        let pieces: [&[u8]; 13] = [
+        let pieces: [&[u8]; 15] = [
+            b"x1",
+            b"7: ",
             b"10.0.0.1:8080",
             b"12:34:56.789",
             b"ERROR_CODE",
