@@ -86,7 +86,8 @@ impl LineEnds {
         let (starts, ends) = (of(Side::Start), of(Side::End));
         let fwd = automaton(&starts, false);
         let rev = automaton(&ends, true);
-        let built = fwd.is_some() == !starts.is_empty() && rev.is_some() == !ends.is_empty();
+        // Each side built that has rules.
+        let built = fwd.is_some() != starts.is_empty() && rev.is_some() != ends.is_empty();
         (built && !rules.is_empty()).then_some(LineEnds { fwd, rev })
     }
 
