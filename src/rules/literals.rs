@@ -19,9 +19,9 @@ pub(super) const MAX_NEEDLES: usize = 50_000;
 /// Most literals one rule may contribute (a `(?i)` word has 2^n case variants: beyond this, the
 /// extractor settles for shorter prefixes), and the shortest useful literal.
 pub(super) const MAX_RULE_NEEDLES: usize = 16;
-/// Most literals an alternation's branches may give a rule when every one of them is at least
-/// [`SEARCH_NEEDLE_LEN`] bytes (fail2ban's `apache-badbots`: 95 user agents, where the rule's
-/// other required literal is `HTTP`, in every line of a web log).
+/// Most literals an alternation's branches may give a rule (fail2ban's `apache-badbots`: 95
+/// user agents, where the rule's other required literal is `HTTP`, in every line of a web log;
+/// sagan-rules' 29 user names between spaces, where the rule has no other).
 pub(super) const MAX_UNION_NEEDLES: usize = 128;
 pub(super) const MIN_NEEDLE_LEN: usize = 3;
 /// The shortest literal the literal-first search takes: 4-byte windows at 4 offsets (its
@@ -156,11 +156,11 @@ fn required_given(h: &Hir, prefix: Option<Option<Vec<Vec<u8>>>>) -> Option<Vec<V
                     _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
                 }
             }
-            // Beyond a rule's usual count only long literals: many short ones would crowd
-            // the search's buckets for one rule.
-            if union.len() <= MAX_RULE_NEEDLES || min_len(&union) >= SEARCH_NEEDLE_LEN {
-                best = better(best, Some(union));
-            }
+            // PERF: beyond a rule's usual count too, short ones included: they go to a search
+            // of their own (the short literals' or the DFA part's), where the rule would
+            // otherwise send the automaton over every byte (sagan-rules' `…| www | lp | bin
+            // |…`, 29 words: PERF.md "thirty-ninth run"); `quality` still prefers a better set.
+            best = better(best, Some(union));
         }
         HirKind::Repetition(r) if r.min >= 1 => best = better(best, required_literals(&r.sub)),
         // PERF: a group's prefix literals are its contents' (asked once, not twice).
@@ -531,9 +531,7 @@ mod tests {
                         _ => return best.filter(|b| min_len(b) >= MIN_NEEDLE_LEN),
                     }
                 }
-                if union.len() <= MAX_RULE_NEEDLES || min_len(&union) >= SEARCH_NEEDLE_LEN {
-                    best = better(best, Some(union));
-                }
+                best = better(best, Some(union));
             }
             HirKind::Repetition(r) if r.min >= 1 => best = better(best, plain(&r.sub)),
             HirKind::Capture(c) => best = better(best, plain(&c.sub)),

@@ -1717,11 +1717,12 @@ mod tests {
         let (lits, _) =
             rule_needles(&parse_regex(&format!("HTTP.*(?:{})", many.join("|"))).unwrap()).unwrap();
         assert_eq!(lits, vec![b"HTTP".to_vec()]);
-        // Short alternatives stay within a rule's usual count: twenty of 4 bytes give the rule
-        // no literals.
+        // Short alternatives beyond a rule's usual count are its literals too when it has no
+        // others (without them it has none: the automaton over every byte).
         let short: Vec<String> = (0..20).map(|i| format!("ab{i:02}")).collect();
         let h = parse_regex(&format!("\\d+(?:{})", short.join("|"))).unwrap();
-        assert_eq!(rule_needles(&h), None);
+        let want: Vec<Vec<u8>> = short.iter().map(|s| s.as_bytes().to_vec()).collect();
+        assert_eq!(rule_needles(&h), Some((want, false)));
         let filler: Vec<String> = (0..40)
             .map(|i| format!("filler rule {i:02} here"))
             .collect();

@@ -178,12 +178,83 @@ fn alternation(alts: Vec<Seq>) -> Seq {
     }
     let heads: Vec<&Choice> = alts.iter().map(|a| &a.heads).collect();
     let tails: Vec<&Choice> = alts.iter().map(|a| &a.tails).collect();
+    // Each branch's rarest factor, wherever it is in the branch: a match holds one of their
+    // runs (sagan-rules' `(http://…|\/\??[a-f0-9]{60,}…|…)`: the third branch's head is `/`,
+    // its hex digits are inside, after the optional `?`).
+    let mut inner = Vec::new();
+    let rarest: Option<Vec<Choice>> = alts.iter().map(rarest_factor).collect();
+    if let Some(runs) = rarest.map(|r| r.concat()) {
+        if runs.len() <= MAX_BRANCH_RUNS {
+            inner.push(runs);
+        }
+    }
     Seq {
         exact: None,
         heads: any_of(&heads, false),
         tails: any_of(&tails, true),
-        inner: Vec::new(),
+        inner,
     }
+}
+
+/// Most runs an alternation's factor of its branches' rarest factors may have (a window
+/// each, in a search of at most `MAX_WINDOWS`).
+const MAX_BRANCH_RUNS: usize = 8;
+
+/// The factors of `s`: its inner ones, its exact runs, its heads and its tails.
+fn factors(s: &Seq) -> Vec<Choice> {
+    let mut factors = s.inner.clone();
+    factors.extend(s.exact.clone());
+    factors.push(s.heads.clone());
+    factors.push(s.tails.clone());
+    keep_factors(&mut factors);
+    factors
+}
+
+/// The window of at most [`MAX_WIDTH`] classes of `run` least likely in log text (the
+/// narrowest that is rare enough) and its chance at a position.
+fn rarest_window(run: &[ByteSet]) -> (Vec<ByteSet>, f64) {
+    let (singles, pairs) = class_chances(run);
+    // PERF: the narrowest window that is rare enough (each class costs the search two
+    // shuffles a block), else the rarest of the widest.
+    let mut pick = (0, 0, 1.0);
+    for width in 1..=run.len().min(MAX_WIDTH) {
+        let (start, p) = (0..=run.len() - width)
+            .map(|start| (start, window_of_classes(&singles, &pairs, start, width)))
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 1.0));
+        pick = (start, width, p);
+        if p <= RARE_ENOUGH {
+            break;
+        }
+    }
+    let (start, width, p) = pick;
+    (run[start..start + width].to_vec(), p)
+}
+
+/// The factor of `factors` whose windows are least likely together: its windows, their
+/// summed chance and its place.
+fn rarest_of(factors: &[Choice]) -> Option<(Vec<Vec<ByteSet>>, f64, usize)> {
+    let mut best: Option<(Vec<Vec<ByteSet>>, f64, usize)> = None;
+    for (i, f) in factors.iter().enumerate() {
+        let (windows, sum) = f.iter().map(|run| rarest_window(run)).fold(
+            (Vec::with_capacity(f.len()), 0.0),
+            |(mut ws, sum), (w, p)| {
+                ws.push(w);
+                (ws, sum + p)
+            },
+        );
+        if best.as_ref().is_none_or(|(_, q, _)| sum < *q) {
+            best = Some((windows, sum, i));
+        }
+    }
+    best
+}
+
+/// A branch's rarest factor; None when no match of it need hold a byte.
+fn rarest_factor(s: &Seq) -> Option<Choice> {
+    let mut factors = factors(s);
+    let (_, _, i) = rarest_of(&factors)?;
+    Some(factors.swap_remove(i))
 }
 
 fn seq(h: &Hir) -> Seq {
@@ -256,40 +327,7 @@ fn repetition(s: Seq, min: u32, max: Option<u32>) -> Seq {
 /// least likely in log text, with their summed chance at a position; `None` when no match
 /// need hold a byte.
 pub(super) fn rarest_windows(h: &Hir) -> Option<(Vec<Vec<ByteSet>>, f64)> {
-    let s = seq(h);
-    let mut factors = s.inner;
-    factors.extend(s.exact);
-    factors.push(s.heads);
-    factors.push(s.tails);
-    keep_factors(&mut factors);
-    let mut best: Option<(Vec<Vec<ByteSet>>, f64)> = None;
-    for f in &factors {
-        let mut windows = Vec::with_capacity(f.len());
-        let mut sum = 0.0;
-        for run in f {
-            let (singles, pairs) = class_chances(run);
-            // PERF: the narrowest window that is rare enough (each class costs the search
-            // two shuffles a block), else the rarest of the widest.
-            let mut pick = (0, 0, 1.0);
-            for width in 1..=run.len().min(MAX_WIDTH) {
-                let (start, p) = (0..=run.len() - width)
-                    .map(|start| (start, window_of_classes(&singles, &pairs, start, width)))
-                    .min_by(|a, b| a.1.total_cmp(&b.1))
-                    .unwrap_or((0, 1.0));
-                pick = (start, width, p);
-                if p <= RARE_ENOUGH {
-                    break;
-                }
-            }
-            let (start, width, p) = pick;
-            windows.push(run[start..start + width].to_vec());
-            sum += p;
-        }
-        if best.as_ref().is_none_or(|(_, q)| sum < *q) {
-            best = Some((windows, sum));
-        }
-    }
-    best
+    rarest_of(&factors(&seq(h))).map(|(windows, sum, _)| (windows, sum))
 }
 
 #[cfg(test)]
@@ -317,6 +355,16 @@ mod tests {
             .collect::<Vec<_>>()
             .join("|");
         Some((show, p))
+    }
+
+    #[test]
+    fn an_alternation_takes_each_branchs_rarest_factor() {
+        // The second branch's head is `/` (an optional `?` follows), its hex digits are
+        // inside; the first's rarest run is inside too.
+        let rule = r"(http://[^/]+/[a-z0-9]{6,}_[0-9]+_[a-f0-9]{32}\.html|/\??[a-f0-9]{60,};1\d{5})";
+        let (w, p) = window(rule).unwrap_or_default();
+        assert!(!w.split('|').any(|x| x == "/"), "{w}");
+        assert!(p < 1.0 / 4096.0, "{w} {p}");
     }
 
     #[test]
