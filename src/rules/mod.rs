@@ -565,8 +565,10 @@ impl RuleSet {
                 // the DFA part, which ran all of them on every line one named (Debian's 2,101
                 // rules: 14 such rules, 30,484 lines per 64 MB confirmed in vain; PERF.md
                 // "nineteenth run"). A rule its literals match whole stays in the DFA part,
-                // which compares them without an automaton.
-                Some((lits, ci)) if fast.takes(&lits) || (fast.has_long && !plain) => {
+                // which compares them without an automaton, unless they ignore case (the DFA
+                // part's literal search does not: such a rule needed its class windows there,
+                // sagan-rules' `(?i)CHMOD|DELE|STOR`, PERF.md "thirty-ninth run").
+                Some((lits, ci)) if fast.takes(&lits) || (fast.has_long && (!plain || ci)) => {
                     let short = !fast.takes(&lits);
                     let h = if heavy { Some(parsed(h)?) } else { h };
                     let rule = LiteralRule {
