@@ -707,13 +707,19 @@ impl RuleSet {
             });
             let windows =
                 || windows::rarest_windows(&h).is_some_and(|(_, p)| p <= MAX_WINDOW_CHANCE);
-            let short = || rule_needles(&h).is_some_and(|(n, ci)| !ci && !n.is_empty());
+            let short = || rule_needles(&h).is_some_and(|(n, _)| !n.is_empty());
+            let side = || line_ends::side(&syntax::for_existence(&h));
             let engine = if needs_a_newline(p) {
                 "none (every match holds a newline: it never matches a line and is never run)"
             } else if literal {
                 "literal-first (a line without its literal is never confirmed)"
             } else if short() {
                 "short literals (a line without one of its literals is never confirmed) when the other rules without long literals have rare class windows, else automaton (every line)"
+            } else if let Some(side) = side() {
+                match side {
+                    line_ends::Side::Start => "class windows when those of the rules without literals are rare together, else an automaton anchored at each line's start (a few bytes a line)",
+                    line_ends::Side::End => "class windows when those of the rules without literals are rare together, else an automaton anchored at each line's end, run backwards (a few bytes a line)",
+                }
             } else if windows() {
                 "class windows when the rules without literals are few (a line without its run of byte classes is never confirmed), else automaton (every line)"
             } else {

@@ -361,7 +361,8 @@ mod tests {
     fn an_alternation_takes_each_branchs_rarest_factor() {
         // The second branch's head is `/` (an optional `?` follows), its hex digits are
         // inside; the first's rarest run is inside too.
-        let rule = r"(http://[^/]+/[a-z0-9]{6,}_[0-9]+_[a-f0-9]{32}\.html|/\??[a-f0-9]{60,};1\d{5})";
+        let rule =
+            r"(http://[^/]+/[a-z0-9]{6,}_[0-9]+_[a-f0-9]{32}\.html|/\??[a-f0-9]{60,};1\d{5})";
         let (w, p) = window(rule).unwrap_or_default();
         assert!(!w.split('|').any(|x| x == "/"), "{w}");
         assert!(p < 1.0 / 4096.0, "{w} {p}");
