@@ -7,10 +7,16 @@ Downloads (apt-get download, nothing installed, no service started) and unpacks:
   - logcheck-database: /etc/logcheck/*.d*/*, POSIX extended regexes matched by `egrep` (GPL-2+);
   - fail2ban: /etc/fail2ban/filter.d/*.conf, Python regexes with fail2ban's tags and includes
     (GPL-2+), expanded by fail2ban's own reader (its Python package from the same .deb).
+  - sagan-rules: /etc/sagan-rules/*.rules, Sagan's (Snort-like) log rules (BSD-3-clause): a
+    rule's `pcre:` (its `/i` as `(?i)`), or else its positive `content:` strings in the order
+    written, joined by `.*` (`nocase` as `(?i:…)`, `|xx xx|` as the bytes); negated contents,
+    offsets and Sagan's other conditions are left out.
 Writes, one regex per line (the format of benches/rules/):
   OUTDIR/logcheck.txt   every logcheck rule, ERE turned into its PCRE meaning (below)
   OUTDIR/fail2ban.txt   every failregex with its filter's prefregex around it, unanchored
   OUTDIR/debian.txt     both (the "2,000 rules written by others" set)
+  OUTDIR/sagan.txt      every sagan rule with a pcre or a content (a second large set, written
+                        for other logs: firewalls, Windows events, web servers)
   OUTDIR/SOURCES        package versions and counts
 The rules are the packages' own text, downloaded at benchmark time, never stored in this
 repository.
@@ -137,6 +143,51 @@ def fail2ban(root):
     return rules, skipped
 
 
+def sagan(root):
+    def unhex(text):
+        # `|28 29|`: the bytes written in hex between bars.
+        parts = text.split("|")
+        return "".join(bytes(int(h, 16) for h in p.split()).decode("latin-1") if i % 2 else p
+                       for i, p in enumerate(parts))
+
+    def escape(text):
+        return "".join("\\" + c if c in "\\.^$|?*+()[]{}" else
+                       (c if 32 <= ord(c) < 127 else "\\x%02x" % ord(c)) for c in text)
+
+    content = re.compile(r'content:\s*(!?)\s*"((?:[^"\\]|\\.)*)"\s*;((?:\s*(?:nocase|offset[^;]*|'
+                         r'depth[^;]*|distance[^;]*|within[^;]*)\s*;)*)')
+    rules, skipped = [], 0
+    for f in sorted(glob.glob(os.path.join(root, "etc/sagan-rules/*.rules"))):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not re.match(r"(alert|drop|pass)\b", line):
+                    continue
+                body = line[line.find("(") + 1:]
+                pcre = re.search(r'pcre:\s*"/(.*?)/([a-zA-Z]*)"\s*;', body)
+                parts = []
+                for m in content.finditer(body):
+                    if m.group(1):
+                        continue
+                    text = m.group(2).replace('\\"', '"').replace("\\;", ";").replace("\\\\", "\\")
+                    c = escape(unhex(text))
+                    parts.append("(?i:" + c + ")" if "nocase" in m.group(3) else c)
+                if pcre:
+                    rx = ("(?i)" if "i" in pcre.group(2) else "") + pcre.group(1)
+                elif parts:
+                    rx = ".*".join(parts)
+                else:
+                    skipped += 1
+                    continue
+                try:
+                    re.compile(rx)
+                except Exception:
+                    skipped += 1
+                    continue
+                rules.append(rx)
+    return rules, skipped
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -147,16 +198,22 @@ def main():
         f2b_deb = unpack("fail2ban", root)
         lc = logcheck(root)
         f2b, skipped = fail2ban(root)
+    with tempfile.TemporaryDirectory() as root:
+        sg_deb = unpack("sagan-rules", root)
+        sg, sg_skipped = sagan(root)
     # `@(`, `$(` and `%(` start uWSGI's file, environment and placeholder expansions in an
     # option's value: written `[@](` and so on, the same regex.
-    lc, f2b = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b))
-    for name, rules in (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b)):
+    lc, f2b, sg = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b, sg))
+    sets = (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b), ("sagan", sg))
+    for name, rules in sets:
         with open(os.path.join(out, name + ".txt"), "w") as fh:
             fh.writelines(r + "\n" for r in rules)
     with open(os.path.join(out, "SOURCES"), "w") as fh:
         fh.write(f"{lc_deb}: {len(lc)} rules (logcheck.txt)\n")
         fh.write(f"{f2b_deb}: {len(f2b)} rules (fail2ban.txt), {skipped} left out\n")
         fh.write(f"debian.txt: {len(lc) + len(f2b)} rules\n")
+        fh.write(f"{sg_deb}: {len(sg)} rules (sagan.txt), {sg_skipped} without a pcre or "
+                 "content or not compiled by Python's re\n")
     print(open(os.path.join(out, "SOURCES")).read(), end="")
 
 
