@@ -210,19 +210,46 @@ pub(crate) fn class_chances(sets: &[ByteSet]) -> (Vec<f64>, Vec<f64>) {
         .iter()
         .map(|m| m.iter().map(|&b| byte_chance(b)).sum::<f64>().min(1.0))
         .collect();
-    let pairs = bytes
+    // PERF: a pair of a byte and a broad class (`.`, `[^/]`) summed as the byte's whole row
+    // less the bytes the class lacks: a pair of broad classes was 65,000 terms (sagan-rules'
+    // start-up, where an alternation's branches are each weighed: PERF.md "thirty-ninth run").
+    let rows = row_sums();
+    let pairs = sets
         .windows(2)
-        .map(|w| {
+        .zip(bytes.windows(2))
+        .map(|(s, w)| {
+            let ascii = w[1].iter().filter(|&&y| y < 128).count();
+            let high = (w[1].len() - ascii) as f64 * p2(40);
             let mut sum = 0.0;
             for &x in &w[0] {
-                for &y in &w[1] {
-                    sum += two(x, y);
+                if x >= 128 {
+                    sum += w[1].len() as f64 * p2(40);
+                } else if ascii > 64 {
+                    let lacks = (0..128u8).filter(|&y| !has(&s[1], y));
+                    sum += rows[usize::from(x)] - lacks.map(|y| two(x, y)).sum::<f64>() + high;
+                } else {
+                    sum += w[1].iter().map(|&y| two(x, y)).sum::<f64>();
                 }
             }
             sum.min(1.0)
         })
         .collect();
     (singles, pairs)
+}
+
+/// Per ASCII byte `x`, the sum of the chances of the pairs `x y` over every ASCII `y`.
+fn row_sums() -> &'static [f64; 128] {
+    static ROWS: std::sync::OnceLock<[f64; 128]> = std::sync::OnceLock::new();
+    ROWS.get_or_init(|| {
+        std::array::from_fn(|x| {
+            (0..128usize)
+                .map(|y| {
+                    let r = RARITY.get(x * 128 + y).copied().unwrap_or(40);
+                    f64::from_bits((1023 - u64::from(r.min(100))) << 52)
+                })
+                .sum()
+        })
+    })
 }
 
 /// The chance of the window `start..start + width` of classes at a position of ordinary log
