@@ -272,6 +272,47 @@ pub(crate) fn window_of_classes(singles: &[f64], pairs: &[f64], start: usize, wi
 mod tests {
     use super::*;
 
+    /// A pair's chance summed plainly, every byte pair of the two classes.
+    fn pair_plainly(a: &ByteSet, b: &ByteSet) -> f64 {
+        let p2 = |r: u8| f64::from_bits((1023 - u64::from(r.min(100))) << 52);
+        let mut sum = 0.0;
+        for x in (0..=255u8).filter(|&x| has(a, x)) {
+            for y in (0..=255u8).filter(|&y| has(b, y)) {
+                sum += match RARITY.get(usize::from(x) * 128 + usize::from(y)) {
+                    Some(&r) if x < 128 && y < 128 => p2(r),
+                    _ => p2(40),
+                };
+            }
+        }
+        sum.min(1.0)
+    }
+
+    #[test]
+    fn pairs_with_broad_classes_are_the_plain_sums() {
+        let set = |f: &dyn Fn(u8) -> bool| -> ByteSet {
+            let mut s = [0u64; 4];
+            for b in (0..=255u8).filter(|&b| f(b)) {
+                s[usize::from(b >> 6)] |= 1 << (b & 63);
+            }
+            s
+        };
+        let classes = [
+            set(&|b| b != b'\n'),
+            set(&|b| b != b'/' && b != b'\n'),
+            set(&|b| b.is_ascii_hexdigit()),
+            set(&|b| b == b'p'),
+            set(&|b| b >= 0x80 || b == b' '),
+            set(&|b| b.is_ascii_graphic()),
+        ];
+        for a in &classes {
+            for b in &classes {
+                let (_, pairs) = class_chances(&[*a, *b]);
+                let want = pair_plainly(a, b);
+                assert!((pairs[0] - want).abs() <= want * 1e-9, "{} against {want}", pairs[0]);
+            }
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn the_chance_ignoring_case_is_the_sum_over_case_variants(
