@@ -308,7 +308,11 @@ mod tests {
             for b in &classes {
                 let (_, pairs) = class_chances(&[*a, *b]);
                 let want = pair_plainly(a, b);
-                assert!((pairs[0] - want).abs() <= want * 1e-9, "{} against {want}", pairs[0]);
+                assert!(
+                    (pairs[0] - want).abs() <= want * 1e-9,
+                    "{} against {want}",
+                    pairs[0]
+                );
             }
         }
     }
