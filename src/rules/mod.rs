@@ -21,8 +21,10 @@
 //!   `\n`", `$`/`\z` become "before `\r` or `\n`"), searches the whole buffer for candidates
 //!   (or Teddy over their literals, when they all have some; or, when there are at most four
 //!   and each holds a rare *window of byte classes* — `[A-Z]` then seven `[A-Z0-9_]` — a
-//!   shufti search for those windows, [`ClassScan`]); `exact` (MatchKind::All) gives the set of
-//!   them that a candidate line matches.
+//!   shufti search for those windows, [`ClassScan`]; those of them anchored at a line's start
+//!   or end, when the windows of all are not rare together, by an automaton anchored there,
+//!   [`line_ends`]); `exact` (MatchKind::All) gives the set of them that a candidate line
+//!   matches.
 //! * Both candidate streams are merged in line order; each line is confirmed cut to
 //!   `log-master-bufsize` and without its terminator: the exact semantics. A line stops
 //!   meeting rules once they cannot change its alarms (a rule naming only alarms the line
@@ -1102,22 +1104,20 @@ impl Builder {
                 // others need rare windows (sagan-rules' `^apache$|^mysql$|…` and
                 // ` [0-9]{3,4}: $` sent the automaton over every byte: PERF.md "thirty-ninth
                 // run").
-                let (anchored, rest): (Vec<_>, Vec<_>) = self
-                    .dfa_free
-                    .iter()
-                    .map(|&i| (&existence[i], &self.dfa_exact[i]))
-                    .partition(|(e, _)| line_ends::side(e).is_some());
-                let rest: Vec<&Hir> = rest.into_iter().map(|(_, h)| h).collect();
+                let mut sided: Vec<(&Hir, line_ends::Side)> = Vec::new();
+                let mut rest: Vec<&Hir> = Vec::new();
+                for &i in &self.dfa_free {
+                    match line_ends::side(&existence[i]) {
+                        Some(side) => sided.push((&existence[i], side)),
+                        None => rest.push(&self.dfa_exact[i]),
+                    }
+                }
                 let rest_classes = if rest.is_empty() {
                     None
                 } else {
                     class_scan(&rest)
                 };
-                if !anchored.is_empty() && (rest.is_empty() || rest_classes.is_some()) {
-                    let sided: Vec<(&Hir, line_ends::Side)> = anchored
-                        .iter()
-                        .filter_map(|(e, _)| line_ends::side(e).map(|s| (*e, s)))
-                        .collect();
+                if !sided.is_empty() && (rest.is_empty() || rest_classes.is_some()) {
                     ends = line_ends::LineEnds::new(&sided);
                     if ends.is_some() {
                         classes = rest_classes;
