@@ -1908,6 +1908,45 @@ mod tests {
         let s = one_alarm_each(&rules[..2]);
         let d = s.dfa.as_ref().unwrap();
         assert!(d.ends.is_some() && d.pre.is_none() && d.classes.is_none() && !d.needs_classes);
+        // Lines cut to `log-master-bufsize` are matched cut, by the anchored rules too (`$`
+        // holds at the cut, as it did for uWSGI's chunk).
+        let lines: [&[u8]; 9] = [
+            b"x1 and more\n",
+            b"port 7: \n",
+            b"abc 7: x\n",
+            b"x\n",
+            b"7: \n",
+            b"su[4]: x\n",
+            b"10.0.0.1:80 x1\n",
+            b"x17: \r\n",
+            b"no 12: \n",
+        ];
+        let buf = lines.concat();
+        let re: Vec<regex_automata::meta::Regex> = rules
+            .iter()
+            .map(|r| regex_automata::meta::Regex::new(&format!("(?-u){r}")).unwrap())
+            .collect();
+        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
+        let triples: Vec<(&str, &[u32], bool)> = rules
+            .iter()
+            .zip(&alarms)
+            .map(|(r, a)| (*r, &a[..], false))
+            .collect();
+        for bufsize in [1, 2, 3, 4, 5, 7, 64] {
+            let s = set(&triples, bufsize);
+            assert!(s.dfa.as_ref().is_some_and(|d| d.ends.is_some()));
+            let want: Vec<(String, Vec<u32>)> = buf
+                .split_inclusive(|&b| b == b'\n')
+                .filter_map(|line| {
+                    let (msg, text) = matcher::cut(line, bufsize);
+                    let a: Vec<u32> = (0..rules.len() as u32)
+                        .filter(|&i| re[i as usize].is_match(text))
+                        .collect();
+                    (!a.is_empty()).then(|| (String::from_utf8_lossy(msg).into_owned(), a))
+                })
+                .collect();
+            assert_eq!(hits(&s, &buf), want, "bufsize {bufsize}");
+        }
     }
 
     #[test]
