@@ -142,6 +142,36 @@ fn report(c: &Config, p: &plan::Plan) -> (String, usize) {
             let _ = writeln!(s, "    engine: {engine}; cost: {verdict}");
         }
     }
+    // How the rules without long literals are found: an operator learns which rule sends the
+    // automaton over every byte (PERF.md "thirty-ninth run": one such rule cost sagan-rules'
+    // set 46 % of its time).
+    if let Some((n, by, every)) = p.rules().candidate_search() {
+        match every {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "({n} rule(s) without long literals: their candidate lines are found by {})",
+                    by.join(" and ")
+                );
+            }
+            Some(because) => {
+                let _ = writeln!(
+                    s,
+                    "({n} rule(s) without long literals: the automaton runs over every byte for them, about 2 ns a byte, because these have no literal, no anchor at a line's start or end and no rare window of byte classes:"
+                );
+                for r in because.iter().filter_map(|&i| c.rules.get(i as usize)) {
+                    let _ = writeln!(
+                        s,
+                        "    {} {}  # {}",
+                        plan::rule_option(r),
+                        r.raw,
+                        origin(&r.origin)
+                    );
+                }
+                s.push_str(")\n");
+            }
+        }
+    }
     let d = &p.dispatch;
     let _ = writeln!(
         s,

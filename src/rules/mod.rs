@@ -80,6 +80,10 @@ pub(crate) use syntax::needs_a_newline;
 pub use syntax::parse_regex;
 use syntax::*;
 
+/// What [`RuleSet::candidate_search`] tells: how many rules the DFA part has, the searches
+/// that find their candidate lines, and the rules to blame when none covers them all.
+pub(crate) type CandidateSearch<'a> = (usize, Vec<&'static str>, Option<&'a [u32]>);
+
 /// Lines beginning with this are logalarm's (and uWSGI's) own diagnostics: never matched.
 pub(crate) const SELF_PREFIX: &[u8] = b"[uwsgi-alarm";
 
@@ -398,6 +402,11 @@ struct DfaPart {
     /// The rules without literals anchored at a line's start or end whose windows were not
     /// rare enough, checked at each line's ends (see [`line_ends`]).
     ends: Option<line_ends::LineEnds>,
+    /// When no search covers every rule here (the automaton runs over every byte): the rules
+    /// without literals that have neither an anchor nor rare windows of their own, or all the
+    /// rules without literals when only their windows together are too common (`logalarm
+    /// check` names them).
+    every_byte_because: Vec<u32>,
     scan: Regex,
     exact: Regex,
     /// Rule index of each of the automata's patterns.
@@ -680,6 +689,30 @@ impl RuleSet {
         let plain = |r: usize| self.confirm.get(r).is_none_or(Option::is_none);
         let same = |r: usize| self.decides.get(r) == self.decides.get(first);
         !self.decides.is_empty() && plain(first) && rules.all(|r| same(r) && plain(r))
+    }
+
+    /// How the candidate lines of the rules without long literals (the DFA part) are found, for
+    /// `logalarm check`: their count, the searches that find them, and, when none covers them
+    /// all, the rules that send the automaton over every byte (indices into the rules). None
+    /// when every rule has long literals.
+    pub(crate) fn candidate_search(&self) -> Option<CandidateSearch<'_>> {
+        let d = self.dfa.as_ref()?;
+        let mut by = Vec::new();
+        if d.pre.is_some() {
+            by.push("a search for their short literals");
+        }
+        if d.classes.is_some() {
+            by.push("a search for rare windows of byte classes (the automaton over every byte instead if they prove common in the stream)");
+        }
+        if d.ends.is_some() {
+            by.push("an automaton anchored at each line's start or end");
+        }
+        let every = d.pre.is_none() && d.classes.is_none() && d.ends.is_none();
+        Some((
+            d.ids.len(),
+            by,
+            every.then_some(d.every_byte_because.as_slice()),
+        ))
     }
 
     /// Whether rule `r`'s match on the line `text` stands (its PCRE confirmer, if any, agrees;
@@ -1129,6 +1162,26 @@ impl Builder {
         if needs_classes && classes.is_none() {
             pre = None;
         }
+        let every_byte_because = if pre.is_none() && classes.is_none() && ends.is_none() {
+            let own = |i: usize| {
+                let h = &self.dfa_exact[i];
+                line_ends::side(&existence[i]).is_none()
+                    && windows::rarest_windows(h).is_none_or(|(_, p)| p > MAX_WINDOW_CHANCE)
+            };
+            let blamed: Vec<u32> = self
+                .dfa_free
+                .iter()
+                .filter(|&&i| own(i))
+                .map(|&i| self.ids[i])
+                .collect();
+            if blamed.is_empty() {
+                self.dfa_free.iter().map(|&i| self.ids[i]).collect()
+            } else {
+                blamed
+            }
+        } else {
+            Vec::new()
+        };
         let literal = literal_only(&self.ids, std::mem::take(&mut self.dfa_literal));
         let prefixes = literal.as_ref().and_then(|l| {
             l.iter()
@@ -1141,6 +1194,7 @@ impl Builder {
             classes,
             needs_classes,
             ends,
+            every_byte_because,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
             exact: build(&existence, MatchKind::All)?,
             literal,

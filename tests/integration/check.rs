@@ -166,6 +166,35 @@ fn rules_that_can_only_match_across_lines_are_named() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("ALARM"));
 }
 
+/// How the rules without long literals are found is said once for the set: the rule that
+/// sends the automaton over every byte is named (and only it), and a set whose rules are
+/// anchored at a line's ends says they are checked there.
+#[test]
+fn the_rule_that_sends_the_automaton_over_every_byte_is_named() {
+    let check = |rules: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(["check", "--alarm", "a log:"]);
+        for r in rules {
+            cmd.args(["--log-alarm", &format!("a {r}")]);
+        }
+        let out = cmd.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = check(&["ERROR disk full", r"[a-z]+ [0-9]+", r"^x[0-9]"]);
+    assert!(
+        text.contains("the automaton runs over every byte for them")
+            && text.contains("\n    log-alarm a [a-z]+ [0-9]+  # command line\n)"),
+        "{text}"
+    );
+    assert!(!text.contains("    log-alarm a ^x[0-9]  #"), "{text}");
+    let text = check(&["ERROR disk full", r"^x[0-9]", r"[0-9]: $"]);
+    assert!(
+        text.contains("2 rule(s) without long literals: their candidate lines are found by an automaton anchored at each line's start or end"),
+        "{text}"
+    );
+    assert!(!text.contains("every byte for them"), "{text}");
+}
+
 #[test]
 fn version_names_the_commit() {
     let out = bin().arg("--version").output().unwrap();
