@@ -1249,13 +1249,18 @@ mod tests {
 
     /// The set of `rules` where rule i raises alarm i.
     fn one_alarm_each(rules: &[&str]) -> RuleSet {
+        one_alarm_each_cut(rules, 8192)
+    }
+
+    /// [`one_alarm_each`] with lines cut to `bufsize`.
+    fn one_alarm_each_cut(rules: &[&str], bufsize: usize) -> RuleSet {
         let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
         let triples: Vec<(&str, &[u32], bool)> = rules
             .iter()
             .zip(&alarms)
             .map(|(r, a)| (*r, &a[..], false))
             .collect();
-        set(&triples, 8192)
+        set(&triples, bufsize)
     }
 
     fn hits(s: &RuleSet, buf: &[u8]) -> Vec<(String, Vec<u32>)> {
@@ -1980,14 +1985,8 @@ mod tests {
             .iter()
             .map(|r| regex_automata::meta::Regex::new(&format!("(?-u){r}")).unwrap())
             .collect();
-        let alarms: Vec<[u32; 1]> = (0..rules.len() as u32).map(|i| [i]).collect();
-        let triples: Vec<(&str, &[u32], bool)> = rules
-            .iter()
-            .zip(&alarms)
-            .map(|(r, a)| (*r, &a[..], false))
-            .collect();
         for bufsize in [1, 2, 3, 4, 5, 7, 64] {
-            let s = set(&triples, bufsize);
+            let s = one_alarm_each_cut(&rules, bufsize);
             assert!(s.dfa.as_ref().is_some_and(|d| d.ends.is_some()));
             let want: Vec<(String, Vec<u32>)> = buf
                 .split_inclusive(|&b| b == b'\n')
