@@ -91,6 +91,76 @@ impl Nibbles {
     }
 }
 
+/// How many frame places [`Sieve`] looks at.
+pub(super) const SIEVE_PLACES: usize = 3;
+
+/// A first look at a block for every window at once: Teddy's buckets over classes. Each
+/// window (two per bucket beyond eight) sets its bucket's bit, at each of [`SIEVE_PLACES`]
+/// frame places around the windows' shared rarest place, in the low-nibble table of every low
+/// nibble and the high-nibble table of every high nibble its class there has (every nibble
+/// where the window has no class). A frame position where no bucket's bit survives the three
+/// places holds no window (each place's test is a superset of the class: the nibbles of its
+/// bytes, crossed), so a block with no such position is left after three tests, however many
+/// windows there are.
+#[derive(Debug, Clone)]
+pub(super) struct Sieve {
+    pub lo: [[u8; 16]; SIEVE_PLACES],
+    pub hi: [[u8; 16]; SIEVE_PLACES],
+    pub places: [usize; SIEVE_PLACES],
+    /// Each window's shift into the frame (for the tests).
+    #[cfg(test)]
+    shifts: Vec<usize>,
+}
+
+impl Sieve {
+    /// The sieve of `windows`, each shifted `shifts[w]` into a frame `frame` wide, at the
+    /// places around `back`.
+    fn new(windows: &[Vec<ByteSet>], shifts: &[usize], frame: usize, back: usize) -> Sieve {
+        let first = back
+            .saturating_sub(1)
+            .min(frame.saturating_sub(SIEVE_PLACES));
+        let places = std::array::from_fn(|i| (first + i).min(frame.saturating_sub(1)));
+        let mut sieve = Sieve {
+            lo: [[0; 16]; SIEVE_PLACES],
+            hi: [[0; 16]; SIEVE_PLACES],
+            places,
+            #[cfg(test)]
+            shifts: shifts.to_vec(),
+        };
+        for (w, (window, &shift)) in windows.iter().zip(shifts).enumerate() {
+            let bit = 1u8 << (w % 8);
+            for (i, &place) in places.iter().enumerate() {
+                let class = place
+                    .checked_sub(shift)
+                    .and_then(|at| window.get(at))
+                    .copied()
+                    .unwrap_or([u64::MAX; 4]);
+                for b in (0..=255u8).filter(|&b| has(&class, b)) {
+                    sieve.lo[i][usize::from(b & 15)] |= bit;
+                    sieve.hi[i][usize::from(b >> 4)] |= bit;
+                }
+            }
+        }
+        sieve
+    }
+
+    /// Whether the sieve lets frame position `f` of `hay` through (the scalar twin of the
+    /// SIMD test, for the tests).
+    #[cfg(test)]
+    fn passes(&self, hay: &[u8], f: usize) -> bool {
+        let mut bits = 0xff;
+        for i in 0..SIEVE_PLACES {
+            let b = hay[f + self.places[i]];
+            bits &= self.lo[i][usize::from(b & 15)] & self.hi[i][usize::from(b >> 4)];
+        }
+        bits != 0
+    }
+}
+
+/// The windows' first tests (their rarest classes) from which the [`Sieve`] pays: each costs
+/// about a third of it per block.
+const SIEVE_FROM: usize = 3;
+
 /// The compiled search.
 ///
 /// Each window is placed in a common *frame* so that the windows' rarest classes line up: a
@@ -119,7 +189,18 @@ pub(crate) struct ClassScan {
     frame: usize,
     /// The largest shift of a window into the frame.
     back: usize,
+    /// A first look at each block for all windows at once, when they have many first tests.
+    sieve: Option<Sieve>,
 }
+
+/// What the search is passed when it has no sieve (never read).
+const NO_SIEVE: Sieve = Sieve {
+    lo: [[0; 16]; SIEVE_PLACES],
+    hi: [[0; 16]; SIEVE_PLACES],
+    places: [0; SIEVE_PLACES],
+    #[cfg(test)]
+    shifts: Vec::new(),
+};
 
 impl ClassScan {
     /// The search for `windows` (each 1..=[`MAX_WIDTH`] classes, at most [`MAX_WINDOWS`]), or
@@ -150,8 +231,10 @@ impl ClassScan {
         let mut keys: Vec<(ByteSet, usize)> = Vec::new();
         let mut order = Vec::new();
         let mut frame = 0;
+        let mut shifts = Vec::with_capacity(windows.len());
         for (w, o) in windows.iter().zip(&orders) {
             let shift = back - anchor(o);
+            shifts.push(shift);
             frame = frame.max(shift + w.len());
             for &i in o {
                 let key = (w[i], shift + i);
@@ -187,7 +270,17 @@ impl ClassScan {
         // which the search then relies on; anything else takes the general path.
         let sharing = uses.iter().any(|&n| n > 1)
             || !order.iter().enumerate().all(|(i, &k)| usize::from(k) == i);
+        let mut firsts: Vec<u8> = Vec::with_capacity(windows.len());
+        let mut t = 0;
+        for w in windows {
+            firsts.push(order[t] & !SHARED);
+            t += w.len();
+        }
+        firsts.sort_unstable();
+        firsts.dedup();
+        let sieve = (firsts.len() >= SIEVE_FROM).then(|| Sieve::new(windows, &shifts, frame, back));
         Some(ClassScan {
+            sieve,
             tables: windows.iter().flatten().map(Nibbles::of).collect(),
             widths: windows.iter().map(Vec::len).collect(),
             tests: keys.iter().map(|(c, _)| Nibbles::of(c)).collect(),
@@ -239,12 +332,14 @@ impl ClassScan {
                     // marked `SHARED`), `widths` sum to `order.len()`, and every place is below
                     // `frame`.
                     let (at, lanes) = unsafe {
-                        let search = if self.sharing {
-                            super::avx2::next_class_block::<true>
-                        } else {
-                            super::avx2::next_class_block::<false>
+                        let search = match (self.sharing, self.sieve.is_some()) {
+                            (true, true) => super::avx2::next_class_block::<true, true>,
+                            (true, false) => super::avx2::next_class_block::<true, false>,
+                            (false, true) => super::avx2::next_class_block::<false, true>,
+                            (false, false) => super::avx2::next_class_block::<false, false>,
                         };
                         search(
+                            self.sieve.as_ref().unwrap_or(&NO_SIEVE),
                             &self.tests,
                             &self.places,
                             &self.order,
@@ -298,9 +393,17 @@ mod tests {
     #[test]
     fn finds_every_window_and_agrees_with_the_scalar_check() {
         let mut next = crate::rules::xorshift(0x2545_F491_4F6C_DD1D);
-        for round in 0..1_000 {
-            // Classes of many shapes: ranges, scattered bytes, high bytes, nine+ nibble rows.
-            let n = 1 + (next() % 3) as usize;
+        let mut sieves = 0;
+        for round in 0..2_000 {
+            // Classes of many shapes: ranges, scattered bytes, high bytes, nine+ nibble rows;
+            // few windows, or many (the sieve in front, two windows per bucket beyond eight).
+            let n = 1
+                + (next()
+                    % if round % 2 == 0 {
+                        3
+                    } else {
+                        MAX_WINDOWS as u64
+                    }) as usize;
             let windows: Vec<Vec<ByteSet>> = (0..n)
                 .map(|_| {
                     let w = 1 + (next() % MAX_WIDTH as u64) as usize;
@@ -330,6 +433,18 @@ mod tests {
             for p in 0..hay.len() {
                 assert!(!exact(p) || scan.at(&hay, p), "round {round}: missed {p}");
             }
+            // The sieve lets through every frame position where a window starts at its
+            // shift into the frame.
+            if let Some(sieve) = &scan.sieve {
+                sieves += 1;
+                for (w, &shift) in windows.iter().zip(&sieve.shifts) {
+                    for f in 0..hay.len().saturating_sub(scan.frame) {
+                        let p = f + shift;
+                        let holds = w.iter().enumerate().all(|(i, s)| has(s, hay[p + i]));
+                        assert!(!holds || sieve.passes(&hay, f), "round {round}: sieved {f}");
+                    }
+                }
+            }
             // Near the start (windows starting before any frame) or anywhere (frames before
             // `from` holding windows that start before it).
             let from = if round % 2 == 0 {
@@ -344,6 +459,7 @@ mod tests {
             let want = (from..to).find(|&p| scan.at(&hay[..to], p));
             assert_eq!(scan.find(&hay, from, to), want, "round {round} to {to}");
         }
+        assert!(sieves > 500, "{sieves} searches with a sieve");
     }
 
     /// One rule's alternatives (`[0-9]{1,3}:[0-9]` as three windows) share their tests: the

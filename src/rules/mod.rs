@@ -1234,7 +1234,12 @@ fn class_scan(rules: &[&Hir]) -> Option<ClassScan> {
     for &h in rules {
         let (w, p) = windows::rarest_windows(h)?;
         sum += p;
-        windows.extend(w);
+        // One rule's branches may share a window (`\s+(nc|ncat)\s+`: `\snc` twice).
+        for w in w {
+            if !windows.contains(&w) {
+                windows.push(w);
+            }
+        }
     }
     (sum <= MAX_WINDOW_CHANCE).then(|| ClassScan::new(&windows))?
 }
