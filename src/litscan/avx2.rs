@@ -158,16 +158,16 @@ pub(super) unsafe fn scan_teddy_blocks(
 /// too); test `k` holds at frame position `f` when `hay[f + places[k]]` is in its class. When
 /// `gated`, every window starts with test 0. `SHARING`: whether any test is marked; when not,
 /// `order` must be `0..order.len()` (PERF: a single window's search without the bookkeeping
-/// and the indirection, as before sharing, ran 17 % faster). `SIEVE`: each block is first
-/// looked at through `sieve` (otherwise never read), and left when no frame position passes.
+/// and the indirection, as before sharing, ran 17 % faster). Each block is first looked at
+/// through `sieve`, and left when no frame position passes.
 ///
 /// # Safety
 /// The CPU must have AVX2; `widths` must sum to `order.len()`, every index of `order` (without
 /// [`SHARED`]) must be below `tests.len()` (= `places.len()`) and, when [`SHARED`] is set, below
-/// [`KEPT`]; every place (the sieve's too, when `SIEVE`) must be below `frame`.
+/// [`KEPT`]; every place (the sieve's too) must be below `frame`.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn next_class_block<const SHARING: bool, const SIEVE: bool>(
+pub(super) unsafe fn next_class_block<const SHARING: bool>(
     sieve: &super::classes::Sieve,
     tests: &[super::classes::Nibbles],
     places: &[usize],
@@ -202,21 +202,24 @@ pub(super) unsafe fn next_class_block<const SHARING: bool, const SIEVE: bool>(
         _mm256_cmpeq_epi8(_mm256_and_si256(l, h), zero)
     };
     let mut kept = [std::mem::MaybeUninit::<__m256i>::uninit(); KEPT];
+    // The sieve's tables in registers for the whole call (six of them).
+    let sieve_tables: [(__m256i, __m256i); super::classes::SIEVE_PLACES] =
+        std::array::from_fn(|i| (table(&sieve.lo[i]), table(&sieve.hi[i])));
     while q + 32 + frame - 1 <= hay.len() {
         // PERF: many windows with different rarest classes (sagan-rules' `\snc`, `netc`,
-        // `p:/`, `;[0-9]`, `?`) cost a test each per block; the sieve leaves most blocks
-        // after three, however many windows there are.
-        if SIEVE {
+        // `p:/`, `;[0-9]`, `?`) cost a test each per block, and a window whose rarest class
+        // is common (Debian's `\s[+-]\d{4}`: `[+-]` in 30 % of loghub's blocks) two or three,
+        // each with its tables read again; the sieve leaves most blocks after at most three
+        // tests, its tables in registers, however many windows there are (PERF.md "fortieth
+        // run").
+        {
             let mut bits = _mm256_cmpeq_epi8(zero, zero);
-            for i in 0..super::classes::SIEVE_PLACES {
+            for (&(lo, hi), &at) in sieve_tables.iter().zip(&sieve.places).take(sieve.count) {
                 // SAFETY: the sieve's places are below `frame` (`Sieve::new`), and callers
                 // keep q + frame - 1 + 32 <= hay.len().
-                let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + sieve.places[i]).cast()) };
-                let l = _mm256_shuffle_epi8(table(&sieve.lo[i]), _mm256_and_si256(v, nib));
-                let h = _mm256_shuffle_epi8(
-                    table(&sieve.hi[i]),
-                    _mm256_and_si256(_mm256_srli_epi16(v, 4), nib),
-                );
+                let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + at).cast()) };
+                let l = _mm256_shuffle_epi8(lo, _mm256_and_si256(v, nib));
+                let h = _mm256_shuffle_epi8(hi, _mm256_and_si256(_mm256_srli_epi16(v, 4), nib));
                 bits = _mm256_and_si256(bits, _mm256_and_si256(l, h));
             }
             if _mm256_testz_si256(bits, bits) != 0 {

@@ -95,18 +95,21 @@ impl Nibbles {
 pub(super) const SIEVE_PLACES: usize = 3;
 
 /// A first look at a block for every window at once: Teddy's buckets over classes. Each
-/// window (two per bucket beyond eight) sets its bucket's bit, at each of [`SIEVE_PLACES`]
-/// frame places around the windows' shared rarest place, in the low-nibble table of every low
-/// nibble and the high-nibble table of every high nibble its class there has (every nibble
-/// where the window has no class). A frame position where no bucket's bit survives the three
-/// places holds no window (each place's test is a superset of the class: the nibbles of its
-/// bytes, crossed), so a block with no such position is left after three tests, however many
-/// windows there are.
+/// window (two per bucket beyond eight) sets its bucket's bit, at each of up to
+/// [`SIEVE_PLACES`] frame places around the windows' shared rarest place, in the low-nibble
+/// table of every low nibble and the high-nibble table of every high nibble its class there
+/// has (every nibble where the window has no class). A frame position where no bucket's bit
+/// survives the places holds no window (each place's test is a superset of the class: the
+/// nibbles of its bytes, crossed), so a block with no such position is left after at most
+/// three tests with their tables in registers, however many windows there are. A place where
+/// every window lets every byte through is left out.
 #[derive(Debug, Clone)]
 pub(super) struct Sieve {
     pub lo: [[u8; 16]; SIEVE_PLACES],
     pub hi: [[u8; 16]; SIEVE_PLACES],
     pub places: [usize; SIEVE_PLACES],
+    /// How many of `places` (the first ones) are looked at.
+    pub count: usize,
     /// Each window's shift into the frame (for the tests).
     #[cfg(test)]
     shifts: Vec<usize>,
@@ -119,27 +122,35 @@ impl Sieve {
         let first = back
             .saturating_sub(1)
             .min(frame.saturating_sub(SIEVE_PLACES));
-        let places = std::array::from_fn(|i| (first + i).min(frame.saturating_sub(1)));
         let mut sieve = Sieve {
             lo: [[0; 16]; SIEVE_PLACES],
             hi: [[0; 16]; SIEVE_PLACES],
-            places,
+            places: [0; SIEVE_PLACES],
+            count: 0,
             #[cfg(test)]
             shifts: shifts.to_vec(),
         };
-        for (w, (window, &shift)) in windows.iter().zip(shifts).enumerate() {
-            let bit = 1u8 << (w % 8);
-            for (i, &place) in places.iter().enumerate() {
+        let used = (0..windows.len()).fold(0u8, |m, w| m | 1 << (w % 8));
+        for place in (first..frame).take(SIEVE_PLACES) {
+            let (mut lo, mut hi) = ([0u8; 16], [0u8; 16]);
+            for (w, (window, &shift)) in windows.iter().zip(shifts).enumerate() {
+                let bit = 1u8 << (w % 8);
                 let class = place
                     .checked_sub(shift)
                     .and_then(|at| window.get(at))
                     .copied()
                     .unwrap_or([u64::MAX; 4]);
                 for b in (0..=255u8).filter(|&b| has(&class, b)) {
-                    sieve.lo[i][usize::from(b & 15)] |= bit;
-                    sieve.hi[i][usize::from(b >> 4)] |= bit;
+                    lo[usize::from(b & 15)] |= bit;
+                    hi[usize::from(b >> 4)] |= bit;
                 }
             }
+            if lo.iter().chain(&hi).all(|&t| t == used) {
+                continue;
+            }
+            let i = sieve.count;
+            (sieve.lo[i], sieve.hi[i], sieve.places[i]) = (lo, hi, place);
+            sieve.count += 1;
         }
         sieve
     }
@@ -149,17 +160,13 @@ impl Sieve {
     #[cfg(test)]
     fn passes(&self, hay: &[u8], f: usize) -> bool {
         let mut bits = 0xff;
-        for i in 0..SIEVE_PLACES {
+        for i in 0..self.count {
             let b = hay[f + self.places[i]];
             bits &= self.lo[i][usize::from(b & 15)] & self.hi[i][usize::from(b >> 4)];
         }
         bits != 0
     }
 }
-
-/// The windows' first tests (their rarest classes) from which the [`Sieve`] pays: each costs
-/// about a third of it per block.
-const SIEVE_FROM: usize = 3;
 
 /// The compiled search.
 ///
@@ -189,18 +196,9 @@ pub(crate) struct ClassScan {
     frame: usize,
     /// The largest shift of a window into the frame.
     back: usize,
-    /// A first look at each block for all windows at once, when they have many first tests.
-    sieve: Option<Sieve>,
+    /// A first look at each block for all windows at once.
+    sieve: Sieve,
 }
-
-/// What the search is passed when it has no sieve (never read).
-const NO_SIEVE: Sieve = Sieve {
-    lo: [[0; 16]; SIEVE_PLACES],
-    hi: [[0; 16]; SIEVE_PLACES],
-    places: [0; SIEVE_PLACES],
-    #[cfg(test)]
-    shifts: Vec::new(),
-};
 
 impl ClassScan {
     /// The search for `windows` (each 1..=[`MAX_WIDTH`] classes, at most [`MAX_WINDOWS`]), or
@@ -270,17 +268,8 @@ impl ClassScan {
         // which the search then relies on; anything else takes the general path.
         let sharing = uses.iter().any(|&n| n > 1)
             || !order.iter().enumerate().all(|(i, &k)| usize::from(k) == i);
-        let mut firsts: Vec<u8> = Vec::with_capacity(windows.len());
-        let mut t = 0;
-        for w in windows {
-            firsts.push(order[t] & !SHARED);
-            t += w.len();
-        }
-        firsts.sort_unstable();
-        firsts.dedup();
-        let sieve = (firsts.len() >= SIEVE_FROM).then(|| Sieve::new(windows, &shifts, frame, back));
         Some(ClassScan {
-            sieve,
+            sieve: Sieve::new(windows, &shifts, frame, back),
             tables: windows.iter().flatten().map(Nibbles::of).collect(),
             widths: windows.iter().map(Vec::len).collect(),
             tests: keys.iter().map(|(c, _)| Nibbles::of(c)).collect(),
@@ -332,14 +321,13 @@ impl ClassScan {
                     // marked `SHARED`), `widths` sum to `order.len()`, and every place is below
                     // `frame`.
                     let (at, lanes) = unsafe {
-                        let search = match (self.sharing, self.sieve.is_some()) {
-                            (true, true) => super::avx2::next_class_block::<true, true>,
-                            (true, false) => super::avx2::next_class_block::<true, false>,
-                            (false, true) => super::avx2::next_class_block::<false, true>,
-                            (false, false) => super::avx2::next_class_block::<false, false>,
+                        let search = if self.sharing {
+                            super::avx2::next_class_block::<true>
+                        } else {
+                            super::avx2::next_class_block::<false>
                         };
                         search(
-                            self.sieve.as_ref().unwrap_or(&NO_SIEVE),
+                            &self.sieve,
                             &self.tests,
                             &self.places,
                             &self.order,
@@ -396,7 +384,7 @@ mod tests {
         let mut sieves = 0;
         for round in 0..2_000 {
             // Classes of many shapes: ranges, scattered bytes, high bytes, nine+ nibble rows;
-            // few windows, or many (the sieve in front, two windows per bucket beyond eight).
+            // few windows, or many (two per bucket of the sieve beyond eight).
             let n = 1
                 + (next()
                     % if round % 2 == 0 {
@@ -435,8 +423,9 @@ mod tests {
             }
             // The sieve lets through every frame position where a window starts at its
             // shift into the frame.
-            if let Some(sieve) = &scan.sieve {
-                sieves += 1;
+            {
+                let sieve = &scan.sieve;
+                sieves += usize::from(sieve.count > 0);
                 for (w, &shift) in windows.iter().zip(&sieve.shifts) {
                     for f in 0..hay.len().saturating_sub(scan.frame) {
                         let p = f + shift;
@@ -459,7 +448,7 @@ mod tests {
             let want = (from..to).find(|&p| scan.at(&hay[..to], p));
             assert_eq!(scan.find(&hay, from, to), want, "round {round} to {to}");
         }
-        assert!(sieves > 500, "{sieves} searches with a sieve");
+        assert!(sieves > 1_900, "{sieves} searches with a sieve");
     }
 
     /// One rule's alternatives (`[0-9]{1,3}:[0-9]` as three windows) share their tests: the
@@ -485,6 +474,31 @@ mod tests {
             let want = (from..hay.len()).find(|&p| scan.at(&hay, p));
             assert_eq!(scan.find(&hay, from, hay.len()), want, "from {from}");
         }
+    }
+
+    /// The sieve looks at up to three places around the rarest, each where some window has
+    /// a class: a lone byte is one test; `\s[+-]\d{4}` aligned at `[+-]` three.
+    #[test]
+    fn the_sieve_looks_where_a_window_has_a_class() {
+        let one = ClassScan::build(&[vec![set([b'?'])]]);
+        assert_eq!(
+            one.map(|s| (s.sieve.count, s.sieve.places[0])),
+            Some((1, 0))
+        );
+        let d = set(b'0'..=b'9');
+        let zone = vec![set(*b" \t"), set(*b"+-"), d, d, d, d];
+        let Some(scan) = ClassScan::build(&[zone]) else {
+            panic!("window refused");
+        };
+        let places = &scan.sieve.places[..scan.sieve.count];
+        assert_eq!((scan.back, places), (1, &[0, 1, 2][..]), "{scan:?}");
+        let hay = b"2015-10-18 12:00:01 -0700 x +12 -1234 ".repeat(3);
+        let passed: Vec<usize> = (0..hay.len() - scan.frame)
+            .filter(|&f| scan.sieve.passes(&hay, f))
+            .collect();
+        // ` -0700`, ` +12` (three places hold; the window does not) and ` -1234`.
+        assert_eq!(passed, [19, 27, 31, 57, 65, 69, 95, 103, 107], "{scan:?}");
+        assert!(!scan.at(&hay, 27) && scan.at(&hay, 31));
     }
 
     #[test]
