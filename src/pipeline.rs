@@ -103,8 +103,12 @@ const PARALLEL_MIN_NANOS: f64 = 500_000.0;
 /// 1 MiB regions took 5-8 % less CPU without it and as long or less (256 MiB: 0.245 s against
 /// 0.255 in a fast period, 0.374 against 0.359 in a slow one), while fail2ban's 194 rules
 /// (4.5 ns a byte), logcheck's 1,907, Debian's 2,101 and rules1000 (4.5 to 8 ns) still gain
-/// from it (PERF.md "twenty-first run").
-const PARALLEL_MIN_NANOS_PER_BYTE: f64 = 2.0;
+/// from it (PERF.md "twenty-first run"). It was 2.0 until Debian's 2,101 rules went below it
+/// (1.4-1.6 ns a byte after the class windows' sieve) and lost the helper: through `cat |`
+/// 0.27-0.28 s per 256 MiB with it against 0.37-0.40 without; fail2ban's 194, logcheck's
+/// 1,907, the same rules behind `(?i)` and rules1000 gain 4-14 %, and at 0.5 rules100 (0.8 ns
+/// a byte) is slower (0.12 against 0.11 s; PERF.md "fortieth run").
+const PARALLEL_MIN_NANOS_PER_BYTE: f64 = 1.0;
 
 /// Cores from which the helper is taken to have one of its own beside the writer and the
 /// reader thread, and [`PARALLEL_MIN_NANOS_PER_BYTE`] is not asked (not measured: this
@@ -738,17 +742,17 @@ mod tests {
         let set = rules(8192);
         let mut input = Vec::new();
         let mut i = 0u32;
-        while input.len() < 3 * PARALLEL_MIN {
+        while input.len() < 6 * PARALLEL_MIN {
             input.extend_from_slice(format!("line {i} quiet\n").as_bytes());
             i += 1;
         }
-        let mut p = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
+        let mut p = Pipeline::new(set.matcher(), 8 * PARALLEL_MIN);
         if !p.ms.parallel {
             return; // One core: no region is ever shared.
         }
         let mut s = CollectSink::default();
-        // Quick by the recent speed (the region would take 1 ns a byte, 0.4 ms): one thread.
-        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / (4 * PARALLEL_MIN) as f64;
+        // Quick by the recent speed (the region would take under 0.4 ms): one thread.
+        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / (8 * PARALLEL_MIN) as f64;
         p.feed(&input, &mut s).unwrap();
         assert!(p.ms.helper.is_none(), "a quick region is not shared");
         // Long enough by time (over 0.7 ms), but a matcher that keeps up with the pipe alone
