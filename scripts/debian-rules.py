@@ -11,12 +11,17 @@ Downloads (apt-get download, nothing installed, no service started) and unpacks:
     rule's `pcre:` (its `/i` as `(?i)`), or else its positive `content:` strings in the order
     written, joined by `.*` (`nocase` as `(?i:…)`, `|xx xx|` as the bytes); negated contents,
     offsets and Sagan's other conditions are left out.
+  - grc and multitail: the regexes of two log colourisers, written to pick out the parts of
+    log and command lines (`/usr/share/grc/conf.*`'s `regexp=`, Python regexes, GPL-2+;
+    `/etc/multitail.conf`'s `cs_re…:colour:regex`, POSIX extended regexes, GPL-2+): short,
+    mostly without literals, and matching often.
 Writes, one regex per line (the format of benches/rules/):
   OUTDIR/logcheck.txt   every logcheck rule, ERE turned into its PCRE meaning (below)
   OUTDIR/fail2ban.txt   every failregex with its filter's prefregex around it, unanchored
   OUTDIR/debian.txt     both (the "2,000 rules written by others" set)
   OUTDIR/sagan.txt      every sagan rule with a pcre or a content (a second large set, written
                         for other logs: firewalls, Windows events, web servers)
+  OUTDIR/colour.txt     every grc and multitail regex (a set of rules without literals)
   OUTDIR/SOURCES        package versions and counts
 The rules are the packages' own text, downloaded at benchmark time, never stored in this
 repository.
@@ -188,6 +193,27 @@ def sagan(root):
     return rules, skipped
 
 
+def colour(root):
+    rules = set()
+    for f in sorted(glob.glob(os.path.join(root, "usr/share/grc/conf.*"))):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            rules.update(l[len("regexp="):].rstrip("\n") for l in fh if l.startswith("regexp="))
+    with open(os.path.join(root, "etc/multitail.conf"), encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = re.match(r"(?:cs_re|mcsre)\w*:[^:]*:(.*)$", line.rstrip("\n"))
+            if m:
+                rules.add(ere_to_pcre(m.group(1)))
+    out, skipped = [], 0
+    for rx in sorted(r for r in rules if r.strip()):
+        try:
+            re.compile(rx)
+        except Exception:
+            skipped += 1
+            continue
+        out.append(rx)
+    return out, skipped
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
@@ -201,10 +227,15 @@ def main():
     with tempfile.TemporaryDirectory() as root:
         sg_deb = unpack("sagan-rules", root)
         sg, sg_skipped = sagan(root)
+    with tempfile.TemporaryDirectory() as root:
+        grc_deb = unpack("grc", root)
+        mt_deb = unpack("multitail", root)
+        co, co_skipped = colour(root)
     # `@(`, `$(` and `%(` start uWSGI's file, environment and placeholder expansions in an
     # option's value: written `[@](` and so on, the same regex.
-    lc, f2b, sg = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b, sg))
-    sets = (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b), ("sagan", sg))
+    lc, f2b, sg, co = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b, sg, co))
+    sets = (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b), ("sagan", sg),
+            ("colour", co))
     for name, rules in sets:
         with open(os.path.join(out, name + ".txt"), "w") as fh:
             fh.writelines(r + "\n" for r in rules)
@@ -214,6 +245,8 @@ def main():
         fh.write(f"debian.txt: {len(lc) + len(f2b)} rules\n")
         fh.write(f"{sg_deb}: {len(sg)} rules (sagan.txt), {sg_skipped} without a pcre or "
                  "content or not compiled by Python's re\n")
+        fh.write(f"{grc_deb}, {mt_deb}: {len(co)} rules (colour.txt), {co_skipped} not "
+                 "compiled by Python's re\n")
     print(open(os.path.join(out, "SOURCES")).read(), end="")
 
 

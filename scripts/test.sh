@@ -80,7 +80,8 @@ python3 tests/config_diff.py --bin target/release/logalarm --seeds 300
 # Rules written by others (Debian's logcheck and fail2ban rules, downloaded by
 # scripts/debian-rules.py, never stored here) against the same libpcre 8, as written and each
 # behind (?i): the matcher's large-set paths. ~20 s each.
-if [ ! -s target/debian-rules/debian.txt ] || [ ! -s target/debian-rules/sagan.txt ]; then
+if [ ! -s target/debian-rules/debian.txt ] || [ ! -s target/debian-rules/sagan.txt ] ||
+   [ ! -s target/debian-rules/colour.txt ]; then
   python3 scripts/debian-rules.py target/debian-rules > /dev/null 2>&1 ||
     { apt-get update -qq; python3 scripts/debian-rules.py target/debian-rules > /dev/null; }
 fi
@@ -89,6 +90,9 @@ python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debia
 # sagan-rules' 2,052 (written for other logs: firewalls, Windows events, web servers; rules
 # anchored at a line's ends, long alternations of short words, alternations of class runs).
 python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/sagan.txt --seed 3
+# grc's and multitail's 1,175 colouring regexes (short, mostly without literals, matching
+# often: many rules in the automaton part, class windows, storms of matches). ~30 s.
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/colour.txt --seed 4
 
 say "cargo doc (no warnings) and the embedding example"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
