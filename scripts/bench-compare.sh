@@ -12,7 +12,8 @@
 # `debian`, `logcheck`, `fail2ban`: rule sets written by others, from Debian's logcheck-database
 # and fail2ban packages (scripts/debian-rules.py downloads and converts them: 1,907 + 194);
 # `debianci`: the 2,101 of `debian`, each behind `(?i)`; `sagan`: sagan-rules' 2,052 (Sagan's
-# log rules, their pcre or contents; same script);
+# log rules, their pcre or contents; same script); `colour`: grc's and multitail's 1,175
+# colouring regexes (mostly without literals; nearly every line raises);
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
 # `storm100`, `storm10`: alarm storms — the corpus with `STORM ` before every line (or one line
@@ -130,7 +131,7 @@ for n in $RULESETS; do
       CORPUS=$WORK/$NAME-${SIZE_MB}-$n.log
       [ -s "$CORPUS" ] || awk -v p="$pct" 'p == 100 || NR % 10 == 1 { print "STORM " $0; next } { print }' "$MAIN_CORPUS" > "$CORPUS"
       RULES=$WORK/storm.txt; echo '^STORM' > "$RULES" ;;
-    debian|logcheck|fail2ban|sagan)
+    debian|logcheck|fail2ban|sagan|colour)
       [ -s "$WORK/debian-rules/$n.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
       RULES=$WORK/debian-rules/$n.txt
       sed 's/^/# /' "$WORK/debian-rules/SOURCES" ;;
