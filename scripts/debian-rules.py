@@ -203,8 +203,21 @@ def colour(root):
             m = re.match(r"(?:cs_re|mcsre)\w*:[^:]*:(.*)$", line.rstrip("\n"))
             if m:
                 rules.add(ere_to_pcre(m.group(1)))
+    def ends(rx):
+        # Blanks at the end as `\x20` / `\x09` (an escaped one without its backslash): an ini
+        # value loses them, and `\` would be left at the end.
+        tail = ""
+        while rx and rx[-1] in " \t":
+            c = rx[-1]
+            rx = rx[:-1]
+            slashes = len(rx) - len(rx.rstrip("\\"))
+            if slashes % 2 == 1:
+                rx = rx[:-1]
+            tail = ("\\x20" if c == " " else "\\x09") + tail
+        return rx + tail
+
     out, skipped = [], 0
-    for rx in sorted(r for r in rules if r.strip()):
+    for rx in sorted(ends(r) for r in rules if r.strip()):
         try:
             re.compile(rx)
         except Exception:
