@@ -33,6 +33,9 @@ pub struct Matcher {
     pub(super) groups_run: Vec<u32>,
     pub(super) scan_cache: Option<meta::Cache>,
     pub(super) exact_cache: Option<meta::Cache>,
+    /// The caches of the DFA part's automata in chunks (`DfaPart::chunks`), and their set.
+    pub(super) chunk_caches: Vec<Option<Box<meta::Cache>>>,
+    pub(super) chunk_set: Option<PatternSet>,
     pub(super) ends_cache: LineEndsCache,
     pub(super) patset: PatternSet,
     /// The literal search's hits over the region being scanned: (literal start, rule), all of
@@ -144,6 +147,7 @@ pub(super) struct Caches {
     pub(super) group: Vec<Option<Box<meta::Cache>>>,
     scan: Option<meta::Cache>,
     exact: Option<meta::Cache>,
+    chunks: Vec<Option<Box<meta::Cache>>>,
     ends: LineEndsCache,
 }
 
@@ -300,6 +304,7 @@ impl Matcher {
         std::mem::swap(&mut self.group_caches, &mut c.group);
         std::mem::swap(&mut self.scan_cache, &mut c.scan);
         std::mem::swap(&mut self.exact_cache, &mut c.exact);
+        std::mem::swap(&mut self.chunk_caches, &mut c.chunks);
         std::mem::swap(&mut self.ends_cache, &mut c.ends);
     }
 
@@ -712,6 +717,22 @@ impl Matcher {
                     let input = Input::new(text).earliest(true);
                     if let Some(m) = dfa.exact.search_half_with(cache, &input) {
                         self.patset.insert(m.pattern());
+                    }
+                } else if let Some(chunks) = dfa.chunks() {
+                    self.patset.clear();
+                    if self.chunk_caches.len() != chunks.len() {
+                        self.chunk_caches = chunks.iter().map(|_| None).collect();
+                    }
+                    let one = self
+                        .chunk_set
+                        .get_or_insert_with(|| PatternSet::new(WHICH_CHUNK));
+                    for (k, (re, cache)) in chunks.iter().zip(&mut self.chunk_caches).enumerate() {
+                        let cache = cache.get_or_insert_with(|| Box::new(re.create_cache()));
+                        which(re, cache, text, one);
+                        for pid in one.iter() {
+                            let id = PatternID::new_unchecked(k * WHICH_CHUNK + pid.as_usize());
+                            self.patset.insert(id);
+                        }
                     }
                 } else {
                     which(&dfa.exact, cache, text, &mut self.patset);

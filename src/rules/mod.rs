@@ -409,6 +409,9 @@ struct DfaPart {
     every_byte_because: Vec<u32>,
     scan: Regex,
     exact: Regex,
+    /// When `exact` has more than [`WHICH_CHUNK`] patterns: their trees, and (at the first
+    /// line that needs every matching pattern) automata of at most that many of them each.
+    chunks: Option<(Vec<Hir>, OnceLock<Vec<Regex>>)>,
     /// Rule index of each of the automata's patterns.
     ids: Vec<u32>,
     /// Its rules are alike for the alarms (see `RuleSet::alike`).
@@ -423,7 +426,38 @@ struct DfaPart {
     prefixes: Option<Vec<Vec<u8>>>,
 }
 
+/// Most patterns in one automaton asked for every pattern that matches a line (`--metrics`,
+/// `replay`, alarms not alike). PERF: one automaton of ~1,000 patterns asked for all of them
+/// builds a lazy-DFA state per combination of patterns still alive, thrashes its cache and
+/// falls back to the PikeVM: grc's and multitail's 1,175 colouring regexes with `--metrics`
+/// ran 70 times slower than without (94 s against 1.36 s per 64 MiB, 329 MiB of RSS); in chunks
+/// of 16 (32 alike, 64 five times slower) 2.5 s against 23 s per 16 MiB, 37 MiB (PERF.md
+/// "fortieth run").
+const WHICH_CHUNK: usize = 16;
+
 impl DfaPart {
+    /// The automata of at most [`WHICH_CHUNK`] patterns each, in `exact`'s order, when it has
+    /// more; `None` also when one cannot be built (then `exact` answers).
+    pub(super) fn chunks(&self) -> Option<&[Regex]> {
+        let (hirs, built) = self.chunks.as_ref()?;
+        let built = built.get_or_init(|| {
+            hirs.chunks(WHICH_CHUNK)
+                .map(|c| {
+                    meta::Builder::new()
+                        .configure(
+                            base_config()
+                                .match_kind(MatchKind::All)
+                                .auto_prefilter(false),
+                        )
+                        .build_many_from_hir(c)
+                        .ok()
+                })
+                .collect::<Option<Vec<_>>>()
+                .unwrap_or_default()
+        });
+        (!built.is_empty()).then_some(built.as_slice())
+    }
+
     /// Where the next candidate of `pre` (this part's prefilter) starts in `buf[pos..to]`.
     #[inline]
     fn pre_find(&self, pre: &Prefilter, buf: &[u8], pos: usize, to: usize) -> Option<usize> {
@@ -842,6 +876,8 @@ impl RuleSet {
             dfa_hit: false,
             windows: Default::default(),
             patset: PatternSet::new(self.dfa.as_ref().map_or(0, |d| d.ids.len())),
+            chunk_caches: Vec::new(),
+            chunk_set: None,
             lit_hits: Vec::new(),
             short_hits: Vec::new(),
             merged_hits: Vec::new(),
@@ -1197,6 +1233,7 @@ impl Builder {
             every_byte_because,
             scan: build(&self.dfa_scan, MatchKind::LeftmostFirst)?,
             exact: build(&existence, MatchKind::All)?,
+            chunks: (existence.len() > WHICH_CHUNK).then(|| (existence, OnceLock::new())),
             literal,
             prefixes,
             ids: std::mem::take(&mut self.ids),
@@ -1901,6 +1938,73 @@ mod tests {
         let got = hits(&cut, b"printer on fire su: (x a) and more text\n");
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].1, vec![1]);
+    }
+
+    /// More rules without literals than one automaton is asked for every match of
+    /// ([`WHICH_CHUNK`]), each on its own alarm: every line raises exactly the alarms of the
+    /// rules that match it (the chunks' pattern numbers put back in the whole part's order),
+    /// with every rule counted too.
+    #[test]
+    fn many_rules_without_literals_raise_each_its_own_alarm() {
+        let shapes = [
+            r"\d+\.\d+",
+            r"[A-Z]{3,}",
+            r"\s/[a-z]+",
+            r"\(\w+\)",
+            r"\d{2}:\d{2}",
+            r"\b\w+=\S+",
+            r"\[\d+\]",
+            r"^\S+\s",
+            r"\w+@\w+",
+            r"[0-9a-f]{8}",
+            r"\s-\d",
+            r"\w\.\w+$",
+        ];
+        let rules: Vec<String> = (0..3 * WHICH_CHUNK)
+            .map(|i| {
+                format!(
+                    "{}{}",
+                    shapes[i % shapes.len()],
+                    ["", "x?", r"\S?"][i / shapes.len() % 3]
+                )
+            })
+            .collect();
+        let refs: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let set = one_alarm_each(&refs);
+        assert!(set.dfa.as_ref().is_some_and(|d| d.ids.len() == rules.len()));
+        let res: Vec<regex::bytes::Regex> = rules
+            .iter()
+            .map(|r| regex::bytes::Regex::new(&format!("(?-u){r}")).unwrap())
+            .collect();
+        let lines = [
+            "Dec 10 06:55:46 LabSZ sshd[24200]: Invalid user webmaster from 173.234.31.186",
+            "2015-10-18 18:01:47,978 INFO [main] org.apache.MRAppMaster: Created (app) x=1",
+            "GET /index.html 200 deadbeef mail@host -5 end.txt",
+            "plain words only",
+            "",
+        ];
+        let buf: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        for every in [false, true] {
+            let (got, _) = hits_counted(&set, buf.as_bytes(), every);
+            let want: Vec<(String, Vec<u32>)> = lines
+                .iter()
+                .map(|l| {
+                    let a: Vec<u32> = (0..rules.len() as u32)
+                        .filter(|&i| res[i as usize].is_match(l.as_bytes()))
+                        .collect();
+                    (format!("{l}\n"), a)
+                })
+                .filter(|(_, a)| !a.is_empty())
+                .collect();
+            let got: Vec<(String, Vec<u32>)> = got
+                .into_iter()
+                .map(|(l, mut a)| {
+                    a.sort_unstable();
+                    (l, a)
+                })
+                .collect();
+            assert_eq!(got, want, "every rule counted: {every}");
+        }
     }
 
     #[test]
