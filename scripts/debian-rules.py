@@ -184,13 +184,22 @@ def sagan(root):
                 else:
                     skipped += 1
                     continue
-                try:
-                    re.compile(rx)
-                except Exception:
-                    skipped += 1
-                    continue
                 rules.append(rx)
-    return rules, skipped
+    rules, bad = python_compiles(rules)
+    return rules, skipped + bad
+
+
+def python_compiles(rules):
+    """The rules Python's `re` compiles (the samplers of tests/ruleset_diff.py need it), and
+    how many it does not."""
+    kept = []
+    for rx in rules:
+        try:
+            re.compile(rx)
+        except Exception:
+            continue
+        kept.append(rx)
+    return kept, len(rules) - len(kept)
 
 
 def colour(root):
@@ -203,6 +212,7 @@ def colour(root):
             m = re.match(r"(?:cs_re|mcsre)\w*:[^:]*:(.*)$", line.rstrip("\n"))
             if m:
                 rules.add(ere_to_pcre(m.group(1)))
+
     def ends(rx):
         # Blanks at the end as `\x20` / `\x09` (an escaped one without its backslash): an ini
         # value loses them, and `\` would be left at the end.
@@ -216,15 +226,7 @@ def colour(root):
             tail = ("\\x20" if c == " " else "\\x09") + tail
         return rx + tail
 
-    out, skipped = [], 0
-    for rx in sorted(ends(r) for r in rules if r.strip()):
-        try:
-            re.compile(rx)
-        except Exception:
-            skipped += 1
-            continue
-        out.append(rx)
-    return out, skipped
+    return python_compiles(sorted(ends(r) for r in rules if r.strip()))
 
 
 def main():
