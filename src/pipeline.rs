@@ -149,6 +149,8 @@ struct Matching {
     /// A second matcher for a second thread on large regions (see [`PARALLEL_MIN`]), made at
     /// the first such region (an input that never has one costs no second cache).
     helper: Option<Matcher>,
+    /// The thread that runs `helper`, started with it.
+    worker: Option<crate::par::Worker>,
     /// A second core exists and there are rules: large regions are matched by two threads.
     parallel: bool,
     /// The recent speed below which a region is never shared (see
@@ -260,6 +262,7 @@ impl Pipeline {
         Pipeline {
             ms: Matching {
                 helper: None,
+                worker: None,
                 parallel,
                 min_nanos_per_byte: match crate::par::cores() < HELPER_OWN_CORE {
                     true => PARALLEL_MIN_NANOS_PER_BYTE,
@@ -514,17 +517,17 @@ impl Matching {
                 }
             };
             let matcher = &mut self.matcher;
-            std::thread::scope(|s| {
-                // PERF: started off this CPU (Debian's 2,101 rules through `cat |`: idle
-                // samples 10.0 -> 6.7 %, PERF.md "thirty-third run").
-                let h = crate::par::spawn_beside(s, || work(helper));
-                work(matcher);
-                // A panic in the helper is a bug, not input: re-raise it here. A helper that
-                // could not be started leaves every piece to this thread.
-                if let Ok(h) = h {
-                    h.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-                }
-            });
+            if self.worker.is_none() {
+                self.worker = crate::par::Worker::new().ok();
+            }
+            match &mut self.worker {
+                // PERF: kept off this CPU (Debian's 2,101 rules through `cat |`: idle samples
+                // 10.0 -> 6.7 %, PERF.md "thirty-third run"). A panic in the helper is a bug,
+                // not input: `beside` raises it here.
+                Some(w) => w.beside(|| work(helper), || work(matcher)),
+                // A helper that could not be started leaves every piece to this thread.
+                None => work(matcher),
+            }
             let mut n = 0;
             for d in deferred {
                 let d = d.lock().unwrap_or_else(|e| e.into_inner());

@@ -399,6 +399,22 @@ pub(crate) fn avoid_cpu(cpu: usize) {
     unsafe { libc::sched_setaffinity(0, size, &set) };
 }
 
+/// This thread's CPU affinity, to be given back later with [`set_affinity`].
+pub(crate) fn affinity() -> Option<libc::cpu_set_t> {
+    // SAFETY: an all-zero `cpu_set_t` is an empty set, a valid value for the out-parameter.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of `size` bytes; pid 0 is this thread.
+    (unsafe { libc::sched_getaffinity(0, size, &mut set) } == 0).then_some(set)
+}
+
+/// Give this thread the affinity `set` (best effort).
+pub(crate) fn set_affinity(set: &libc::cpu_set_t) {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is a valid `cpu_set_t` of `size` bytes; pid 0 is this thread.
+    unsafe { libc::sched_setaffinity(0, size, set) };
+}
+
 /// Make the process non-dumpable (`PR_SET_DUMPABLE` 0): no core file, no ptrace or
 /// `/proc/PID/mem` by its own user. For a process holding secrets in memory.
 pub(crate) fn set_not_dumpable() -> io::Result<()> {
