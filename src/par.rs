@@ -1,5 +1,6 @@
 //! Independent work spread over this process's cores: start-up's per-rule translation and
-//! parsing (thousands of rules), the pipeline's count of cores.
+//! parsing (thousands of rules), the pipeline's count of cores, and the thread each pipeline
+//! keeps to match half of its large regions ([`Worker`]).
 //!
 //! Role: [`map`] computes `f(i)` for `0..n` in order on several threads that draw chunks of
 //! indices from one counter, so a thread that drew cheap items takes more of them (fixed halves
