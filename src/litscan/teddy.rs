@@ -57,7 +57,12 @@ impl Teddy {
     /// The tables for `needles`, or `None` when there are more than [`MAX_LITERALS`], one is
     /// shorter than [`WIDTH`], or the groups would pass more than `max_chance` of the positions
     /// of ordinary log text (estimated; [`MAX_CHANCE`] but in tests).
-    pub(super) fn new(needles: &[Needle], max_chance: f64) -> Option<Teddy> {
+    /// `twin(i)`: needle `i` has no entries (it is reported with an earlier one).
+    pub(super) fn new(
+        needles: &[Needle],
+        max_chance: f64,
+        twin: &dyn Fn(usize) -> bool,
+    ) -> Option<Teddy> {
         if needles.is_empty()
             || needles.len() > MAX_LITERALS
             || needles.iter().any(|n| n.bytes.len() < WIDTH)
@@ -101,7 +106,7 @@ impl Teddy {
                     }
                 }
             }
-            for &i in members {
+            for &i in members.iter().filter(|&&i| !twin(i)) {
                 let off = i32::try_from(windows[i].0).ok()?;
                 entries.push(Entry::new(i as u32, needles.get(i)?, off)?);
             }
@@ -240,7 +245,7 @@ mod tests {
                 rule: i as u32,
             })
             .collect();
-        let t = Teddy::new(&ns, f64::INFINITY).unwrap();
+        let t = Teddy::new(&ns, f64::INFINITY, &|_| false).unwrap();
         let mut seen = vec![false; ns.len()];
         for g in 0..8 {
             for e in t.group(g) {
@@ -255,14 +260,14 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|&s| s));
-        assert!(Teddy::new(&needles(&[("ab", false)]), f64::INFINITY).is_none());
-        assert!(Teddy::new(&[], f64::INFINITY).is_none());
+        assert!(Teddy::new(&needles(&[("ab", false)]), f64::INFINITY, &|_| false).is_none());
+        assert!(Teddy::new(&[], f64::INFINITY, &|_| false).is_none());
     }
 
     #[test]
     fn one_literal_a_group_is_exact() {
         let lits = [("Connection refused", false), ("panic", true)];
-        let t = Teddy::new(&needles(&lits), MAX_CHANCE).unwrap();
+        let t = Teddy::new(&needles(&lits), MAX_CHANCE, &|_| false).unwrap();
         let hay = b"connection REFUSED kernel PANIC";
         let hits: Vec<usize> = (0..hay.len()).filter(|&w| t.at(hay, w) != 0).collect();
         // Only the case-insensitive literal's window occurs ("panic" in upper case).
