@@ -704,9 +704,8 @@ impl Matcher {
                 )
             }
             None => {
-                let cache = self
-                    .exact_cache
-                    .get_or_insert_with(|| dfa.exact.create_cache());
+                // The whole part's cache is made only where the whole part runs (the chunks
+                // have caches of their own).
                 // PERF: rules alike for the alarms (as a group's): the first match is all the
                 // line needs (the "mixed" bench set's two rules without literals).
                 let first = dfa.exact.pattern_len() > 1
@@ -715,6 +714,9 @@ impl Matcher {
                 if first {
                     self.patset.clear();
                     let input = Input::new(text).earliest(true);
+                    let cache = self
+                        .exact_cache
+                        .get_or_insert_with(|| dfa.exact.create_cache());
                     if let Some(m) = dfa.exact.search_half_with(cache, &input) {
                         self.patset.insert(m.pattern());
                     }
@@ -735,6 +737,9 @@ impl Matcher {
                         }
                     }
                 } else {
+                    let cache = self
+                        .exact_cache
+                        .get_or_insert_with(|| dfa.exact.create_cache());
                     which(&dfa.exact, cache, text, &mut self.patset);
                 }
                 let rules = self
