@@ -85,7 +85,7 @@ pub(super) unsafe fn scan_blocks<const S: usize>(
 /// would pass `last`). Windows are 3 bytes.
 ///
 /// # Safety
-/// The CPU must have AVX2; `last + 3 <= hay.len()`; `q >= 14`.
+/// The CPU must have AVX2; `last + 3 <= hay.len()`; `q >= 30`.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn scan_teddy_blocks(
     lo: &[[u8; 16]; 3],
@@ -95,56 +95,63 @@ pub(super) unsafe fn scan_teddy_blocks(
     last: usize,
     out: &mut Blocks,
 ) -> usize {
-    // PERF: 16 bytes a step, each byte's nibbles looked up once per window position; the
-    // results for positions 0 and 1 are shifted in by 2 and 1 bytes from the step before
-    // (`palignr`), so that byte e holds the verdict on the window ending at e. 128-bit steps:
-    // this machine's CPU splits 256-bit shuffles in two and a 256-bit byte shift needs a lane
-    // permute; 256-bit unaligned loads per position ran at 3.9 GB/s (see PERF.md "sixteenth run").
-    let nib = _mm_set1_epi8(0x0f);
-    let zero = _mm_setzero_si128();
+    // PERF: 32 bytes a step, each byte's nibbles looked up once per window position (the
+    // tables in both 128-bit lanes); the results for positions 0 and 1 are shifted in by 2
+    // and 1 bytes from the 16 bytes before each lane (`vperm2i128` then `vpalignr`), so that
+    // byte e holds the verdict on the window ending at e. Half the vector instructions of
+    // 16-byte steps: rules10's search alone 4.8 → 5.3 GB/s (PERF.md "forty-first run").
+    let nib = _mm256_set1_epi8(0x0f);
+    let zero = _mm256_setzero_si256();
     // SAFETY (both): each table is 16 bytes.
-    let los: [__m128i; 3] =
-        std::array::from_fn(|k| unsafe { _mm_loadu_si128(lo[k].as_ptr().cast()) });
-    let his: [__m128i; 3] =
-        std::array::from_fn(|k| unsafe { _mm_loadu_si128(hi[k].as_ptr().cast()) });
-    // The groups allowing each of the 16 bytes at `p` at each window position.
-    let step = |p: usize| -> [__m128i; 3] {
-        // SAFETY: callers pass p + 16 <= hay.len() (bounds at each call).
-        let v = unsafe { _mm_loadu_si128(hay.as_ptr().add(p).cast()) };
-        let l = _mm_and_si128(v, nib);
-        let h = _mm_and_si128(_mm_srli_epi16::<4>(v), nib);
+    let los: [__m256i; 3] = std::array::from_fn(|k| {
+        _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(lo[k].as_ptr().cast()) })
+    });
+    let his: [__m256i; 3] = std::array::from_fn(|k| {
+        _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(hi[k].as_ptr().cast()) })
+    });
+    // The groups allowing each of the 32 bytes at `p` at each window position.
+    let step = |p: usize| -> [__m256i; 3] {
+        // SAFETY: callers pass p + 32 <= hay.len() (bounds at each call).
+        let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(p).cast()) };
+        let l = _mm256_and_si256(v, nib);
+        let h = _mm256_and_si256(_mm256_srli_epi16::<4>(v), nib);
         std::array::from_fn(|k| {
-            _mm_and_si128(_mm_shuffle_epi8(los[k], l), _mm_shuffle_epi8(his[k], h))
+            _mm256_and_si256(
+                _mm256_shuffle_epi8(los[k], l),
+                _mm256_shuffle_epi8(his[k], h),
+            )
         })
     };
-    // Byte e of the result: the groups whose window ending at e passes.
-    let ends = |cur: &[__m128i; 3], prev: &[__m128i; 3]| -> __m128i {
-        let first = _mm_alignr_epi8::<14>(cur[0], prev[0]);
-        let second = _mm_alignr_epi8::<15>(cur[1], prev[1]);
-        _mm_and_si128(cur[2], _mm_and_si128(first, second))
+    // Byte e of the result: the groups whose window ending at e passes. Each lane's 16 bytes
+    // before it: the upper lane of `prev` for the lower lane, the lower lane of `cur` for the
+    // upper one.
+    let ends = |cur: &[__m256i; 3], prev: &[__m256i; 3]| -> __m256i {
+        let before0 = _mm256_permute2x128_si256::<0x21>(prev[0], cur[0]);
+        let before1 = _mm256_permute2x128_si256::<0x21>(prev[1], cur[1]);
+        let first = _mm256_alignr_epi8::<14>(cur[0], before0);
+        let second = _mm256_alignr_epi8::<15>(cur[1], before1);
+        _mm256_and_si256(cur[2], _mm256_and_si256(first, second))
     };
-    let lanes = |v: __m128i| !(_mm_movemask_epi8(_mm_cmpeq_epi8(v, zero)) as u32) & 0xffff;
+    let lanes = |v: __m256i| !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, zero)) as u32);
     out.len = 0;
     if q + 31 > last {
         return q;
     }
-    // The window starting at q ends at q + 2: the first step reads from there; the step 16
-    // bytes before it gives the bytes shifted in (its last two are q and q + 1).
-    // SAFETY: q + 2 >= 16, and q + 2 + 16 <= last + 3 <= hay.len().
-    let mut prev = step(q + 2 - 16);
+    // The window starting at q ends at q + 2: each step reads from there; the step 32 bytes
+    // before it gives the bytes shifted in (its last two are q and q + 1).
+    // SAFETY: q + 2 >= 32, and q + 2 + 32 <= last + 3 <= hay.len().
+    let mut prev = step(q + 2 - 32);
     // PERF: every block written, counted only when a window passed (see `scan_blocks`).
     while out.len < BLOCKS && q + 31 <= last {
         // SAFETY: q + 2 + 32 <= last + 3 <= hay.len().
-        let one = step(q + 2);
-        let two = step(q + 18);
-        let (x, y) = (ends(&one, &prev), ends(&two, &one));
-        let found = lanes(x) | lanes(y) << 16;
+        let cur = step(q + 2);
+        let found = lanes(ends(&cur, &prev));
         if let (Some(a), Some(l)) = (out.at.get_mut(out.len), out.lanes.get_mut(out.len)) {
             *a = q;
             *l = found;
         }
         out.len += usize::from(found != 0);
-        prev = two;
+        prev = cur;
         q += 32;
     }
     q

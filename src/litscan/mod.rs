@@ -495,9 +495,9 @@ impl LitScan {
             }
             true
         };
-        // Windows ending before byte 16 of `hay`: one at a time (the kernel reads the 16 bytes
+        // Windows ending before byte 32 of `hay`: one at a time (the kernel reads the 32 bytes
         // before its first block).
-        let head = (17 - teddy::WIDTH).clamp(from, last + 1);
+        let head = (33 - teddy::WIDTH).clamp(from, last + 1);
         for w in from..head {
             if !check(w, on) {
                 return;
@@ -508,7 +508,7 @@ impl LitScan {
         loop {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `self.avx2` (checked by the caller) is set only when the CPU has AVX2;
-            // last + WIDTH = to <= hay.len(); q >= head >= 14 once past the head's windows.
+            // last + WIDTH = to <= hay.len(); q >= head >= 30 once past the head's windows.
             let next = unsafe { avx2::scan_teddy_blocks(&t.lo, &t.hi, hay, q, last, &mut blocks) };
             #[cfg(not(target_arch = "x86_64"))]
             let next = q;
