@@ -43,6 +43,16 @@ impl LineBuffer {
         self.end - self.start == self.buf.len()
     }
 
+    /// The bytes it holds when full.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Room left to read into once the unprocessed bytes are rolled to the front.
+    pub(crate) fn room(&self) -> usize {
+        self.buf.len() - (self.end - self.start)
+    }
+
     /// Room to read into. Rolls the unprocessed bytes to the front first when less than an
     /// eighth of the buffer is left. Empty only when [`is_full`](Self::is_full).
     pub(crate) fn spare(&mut self) -> &mut [u8] {

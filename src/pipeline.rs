@@ -136,10 +136,102 @@ struct DeferredHit {
 }
 
 impl Deferred {
+    /// Keep a hit: `msg` (in a region starting at address `base`) raises `hits`.
+    fn defer(&mut self, base: usize, msg: &[u8], hits: &[u32]) {
+        let start = msg.as_ptr() as usize - base;
+        let r0 = self.ranks.len();
+        self.ranks.extend_from_slice(hits);
+        self.hits.push(DeferredHit {
+            msg: start..start + msg.len(),
+            ranks: r0..self.ranks.len(),
+        });
+    }
+
     fn clear(&mut self) {
         self.hits.clear();
         self.ranks.clear();
         self.confirmed = 0;
+    }
+}
+
+/// When matching is worth a second thread: the matcher's recent speed and whether the last
+/// work was an alarm storm. A pipeline keeps one for its regions; the reactor keeps one for
+/// the batches of its many inputs (`reactor::batch`).
+#[derive(Debug, Clone)]
+pub(crate) struct Pace {
+    /// A second core exists and there are rules: large work is shared by two threads.
+    parallel: bool,
+    /// The recent speed below which work is never shared (see
+    /// [`PARALLEL_MIN_NANOS_PER_BYTE`]; 0 with [`HELPER_OWN_CORE`] cores or more).
+    min_nanos_per_byte: f64,
+    /// The last work matched was an alarm storm (see [`STORM_BYTES_PER_ALARM`]).
+    storm: bool,
+    /// What matching a byte costs one thread, recently (a moving average over work of at
+    /// least [`PARALLEL_MIN`] bytes; work shared by two threads counts twice its time).
+    nanos_per_byte: f64,
+}
+
+impl Pace {
+    /// The pace of a matcher of `rules` (none: never shared) before anything is measured.
+    pub(crate) fn new(rules: bool) -> Pace {
+        Pace {
+            parallel: rules && crate::par::cores() > 1,
+            min_nanos_per_byte: match crate::par::cores() < HELPER_OWN_CORE {
+                true => PARALLEL_MIN_NANOS_PER_BYTE,
+                false => 0.0,
+            },
+            storm: false,
+            nanos_per_byte: 0.0,
+        }
+    }
+
+    /// This pace, sharing work whatever the matcher's speed (no
+    /// [`PARALLEL_MIN_NANOS_PER_BYTE`]).
+    pub(crate) fn any_speed(mut self) -> Pace {
+        self.min_nanos_per_byte = 0.0;
+        self
+    }
+
+    /// A second core exists and there are rules.
+    pub(crate) fn parallel(&self) -> bool {
+        self.parallel
+    }
+
+    /// Whether matching that took one thread `nanos` for `bytes` (so far) is worth a second
+    /// thread for what follows.
+    pub(crate) fn worth_sharing(&self, bytes: usize, nanos: f64) -> bool {
+        self.parallel
+            && !self.storm
+            && nanos >= PARALLEL_MIN_NANOS
+            && nanos >= bytes as f64 * self.min_nanos_per_byte
+    }
+
+    /// Whether `bytes` about to be matched are worth two threads.
+    pub(crate) fn two(&self, bytes: usize) -> bool {
+        self.parallel
+            && bytes >= PARALLEL_MIN
+            && !self.storm
+            && self.nanos_per_byte >= self.min_nanos_per_byte
+            && bytes as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS
+    }
+
+    /// `bytes` were matched in `nanos` by `threads` threads and raised `raised` alarms.
+    pub(crate) fn after(&mut self, bytes: usize, raised: u64, nanos: f64, threads: f64) {
+        let raised = usize::try_from(raised).unwrap_or(usize::MAX);
+        // Dense, and the lane's work per byte at least half the matcher's (by its recent
+        // speed; before any is measured, density alone).
+        let lane = raised as f64 * STORM_LANE_NANOS_PER_ALARM;
+        self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > bytes
+            && 2.0 * lane >= bytes as f64 * self.nanos_per_byte;
+        if bytes >= PARALLEL_MIN {
+            let sample = nanos * threads / bytes as f64;
+            self.nanos_per_byte = match self.nanos_per_byte {
+                // The first measure is taken whole: a many inputs' turn may be a tenth of the
+                // run (PERF.md "forty-second run").
+                0.0 => sample,
+                npb => 0.75 * npb + 0.25 * sample,
+            };
+        }
     }
 }
 
@@ -151,16 +243,7 @@ struct Matching {
     helper: Option<Matcher>,
     /// The thread that runs `helper`, started with it.
     worker: Option<crate::par::Worker>,
-    /// A second core exists and there are rules: large regions are matched by two threads.
-    parallel: bool,
-    /// The recent speed below which a region is never shared (see
-    /// [`PARALLEL_MIN_NANOS_PER_BYTE`]; 0 with [`HELPER_OWN_CORE`] cores or more).
-    min_nanos_per_byte: f64,
-    /// The last region matched was an alarm storm (see [`STORM_BYTES_PER_ALARM`]).
-    storm: bool,
-    /// What matching a byte costs one thread, recently (a moving average over regions of
-    /// at least [`PARALLEL_MIN`] bytes; a region matched by two threads counts twice its time).
-    nanos_per_byte: f64,
+    pace: Pace,
     /// Piece bounds of the region being matched, and each piece's hits.
     bounds: Vec<usize>,
     deferred: Vec<std::sync::Mutex<Deferred>>,
@@ -174,6 +257,15 @@ pub struct Pipeline {
     skipping: bool,
     /// Count lines into `stats.lines`.
     count_lines: bool,
+    /// Reads are kept unprocessed ([`hold`](Self::hold)) ...
+    hold: bool,
+    /// ... and some are ([`is_held`](Self::is_held)).
+    held: bool,
+    /// The hits of the first `ahead_upto` unprocessed bytes (whole lines), matched ahead of
+    /// their processing by [`match_ahead`](Self::match_ahead); 0: none. Message places are
+    /// offsets from the first unprocessed byte (they stay true when the buffer rolls).
+    ahead: Deferred,
+    ahead_upto: usize,
     pub stats: Stats,
 }
 
@@ -202,7 +294,7 @@ impl Pipeline {
     /// Record where confirmation time goes per rule, in both matching threads (`replay`).
     pub fn profile_rules(&mut self) {
         self.ms.matcher.profile();
-        if self.ms.parallel {
+        if self.ms.pace.parallel {
             let rules = self.ms.matcher.rules();
             self.ms
                 .helper
@@ -232,6 +324,88 @@ impl Pipeline {
     pub fn set_matcher(&mut self, matcher: crate::Matcher) {
         self.ms.helper = None;
         self.ms.matcher = matcher;
+        // Matched by the rules swapped out: matched again.
+        self.ahead_upto = 0;
+    }
+
+    /// Keep what reads bring unprocessed (only [`commit`](Self::commit); [`feed`](Self::feed)
+    /// and [`feed_chunk`](Self::feed_chunk) process at once), until
+    /// [`release`](Self::release), unless the buffer fills up with no line end (then its head
+    /// is matched and passed as always). The reactor holds the reads of its many inputs to
+    /// match them in one batch on two threads (`reactor::batch`).
+    pub(crate) fn hold(&mut self, on: bool) {
+        self.hold = on;
+    }
+
+    /// Whether a held buffer should be released before it is read again: less than an
+    /// eighth of it is left to read into.
+    pub(crate) fn held_full(&self) -> bool {
+        self.held && self.buf.room() < self.buf.capacity() / 8 + 1
+    }
+
+    /// The bytes of the whole lines held, which [`release`](Self::release) processes.
+    pub(crate) fn held_lines(&self) -> usize {
+        match self.held {
+            true => memchr::memrchr(b'\n', self.buf.filled()).map_or(0, |i| i + 1),
+            false => 0,
+        }
+    }
+
+    /// Match the whole lines held now, without raising or passing anything (so another thread
+    /// may do it while this one serves other inputs): [`release`](Self::release) raises their
+    /// alarms. `helper`: on the helper's matcher (a thread matching beside the one that owns
+    /// this pipeline's matcher: see [`crate::Matcher::helper`]). Returns the bytes matched.
+    pub(crate) fn match_ahead(&mut self, helper: bool) -> usize {
+        let upto = self.held_lines();
+        self.ahead.clear();
+        self.ahead_upto = 0;
+        if upto == 0 {
+            return 0;
+        }
+        let filled = self.buf.filled();
+        let from = match self.skipping {
+            // The tail of an over-long line ends at the first newline: never matched.
+            true => memchr::memchr(b'\n', &filled[..upto]).map_or(upto, |i| i + 1),
+            false => 0,
+        };
+        let m = match helper {
+            true => {
+                let Matching {
+                    matcher, helper, ..
+                } = &mut self.ms;
+                helper.get_or_insert_with(|| matcher.helper())
+            }
+            false => &mut self.ms.matcher,
+        };
+        let d = &mut self.ahead;
+        let base = filled.as_ptr() as usize;
+        if from < upto {
+            d.confirmed = m.scan_lines(&filled[from..upto], &mut |msg, hits| {
+                d.defer(base, msg, hits);
+            });
+        }
+        self.ahead_upto = upto;
+        upto - from
+    }
+
+    /// The alarms [`match_ahead`](Self::match_ahead) found (for the batch's storm check).
+    pub(crate) fn ahead_alarms(&self) -> u64 {
+        self.ahead.ranks.len() as u64
+    }
+
+    /// Stop holding: raise and pass the whole lines held (by the hits matched ahead, if any).
+    pub(crate) fn release(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
+        self.hold = false;
+        if !self.held {
+            return Ok(());
+        }
+        match self.held_lines() {
+            0 => {
+                self.held = false;
+                Ok(())
+            }
+            upto => self.process(upto, sink),
+        }
     }
 
     /// The input's offset of the first byte not yet matched: a line start (where rules
@@ -258,18 +432,11 @@ impl Pipeline {
     /// `log-master-bufsize`, so an over-long line's head is in the buffer when it overflows).
     pub fn new(matcher: Matcher, capacity: usize) -> Pipeline {
         let cap = capacity.max(matcher.rules().bufsize().saturating_mul(2) + 1);
-        let parallel = !matcher.rules().is_empty() && crate::par::cores() > 1;
         Pipeline {
             ms: Matching {
                 helper: None,
                 worker: None,
-                parallel,
-                min_nanos_per_byte: match crate::par::cores() < HELPER_OWN_CORE {
-                    true => PARALLEL_MIN_NANOS_PER_BYTE,
-                    false => 0.0,
-                },
-                storm: false,
-                nanos_per_byte: 0.0,
+                pace: Pace::new(!matcher.rules().is_empty()),
                 bounds: Vec::new(),
                 deferred: Vec::new(),
                 matcher,
@@ -277,6 +444,10 @@ impl Pipeline {
             buf: LineBuffer::with_capacity(cap),
             skipping: false,
             count_lines: false,
+            hold: false,
+            held: false,
+            ahead: Deferred::default(),
+            ahead_upto: 0,
             stats: Stats::default(),
         }
     }
@@ -293,11 +464,25 @@ impl Pipeline {
 
     /// `n` bytes were read into [`spare`](Self::spare): pass and match every complete line.
     pub fn commit(&mut self, n: usize, sink: &mut dyn Sink) -> io::Result<()> {
-        let old_len = self.buf.filled().len();
+        self.commit_now(n, sink, self.hold)
+    }
+
+    /// [`commit`](Self::commit), held when `hold` (see [`hold`](Self::hold)).
+    fn commit_now(&mut self, n: usize, sink: &mut dyn Sink, hold: bool) -> io::Result<()> {
+        // Held bytes may hold line ends: the last one is looked for among them too.
+        let old_len = match self.held {
+            true => 0,
+            false => self.buf.filled().len(),
+        };
         self.buf.commit(n);
         self.stats.bytes += n as u64;
         let filled = self.buf.filled();
-        match memchr::memrchr(b'\n', &filled[old_len..]) {
+        let last = memchr::memrchr(b'\n', &filled[old_len..]);
+        if hold && (last.is_some() || !self.buf.is_full()) {
+            self.held |= !filled.is_empty();
+            return Ok(());
+        }
+        match last {
             Some(i) => {
                 let last = old_len + i + 1;
                 self.process(last, sink)
@@ -305,6 +490,7 @@ impl Pipeline {
             None if self.buf.is_full() => {
                 // A line longer than the whole buffer: match its head once, pass it in pieces.
                 let len = self.buf.filled().len();
+                self.held = false;
                 sink.region(self.buf.filled());
                 if !self.skipping {
                     self.raise_line(len, sink);
@@ -344,7 +530,7 @@ impl Pipeline {
             let n = spare.len().min(data.len());
             spare[..n].copy_from_slice(&data[..n]);
             data = &data[n..];
-            self.commit(n, sink)?;
+            self.commit_now(n, sink, false)?;
         }
         Ok(())
     }
@@ -382,7 +568,22 @@ impl Pipeline {
     /// Pass and match the first `upto` unprocessed bytes (they end at a line end).
     fn process(&mut self, upto: usize, sink: &mut dyn Sink) -> io::Result<()> {
         sink.region(&self.buf.filled()[..upto]);
+        self.held = false;
         let mut from = 0;
+        let ahead = std::mem::take(&mut self.ahead_upto);
+        if ahead > 0 && ahead <= upto {
+            // Matched ahead (`match_ahead`): raised in line order, the rest matched below.
+            let region = &self.buf.filled()[..ahead];
+            for h in &self.ahead.hits {
+                for &a in &self.ahead.ranks[h.ranks.clone()] {
+                    self.stats.alarms += 1;
+                    sink.alarm(a, &region[h.msg.clone()]);
+                }
+            }
+            self.stats.confirmed += self.ahead.confirmed as u64;
+            from = ahead;
+            self.skipping = false;
+        }
         if self.skipping {
             // The tail of an over-long line ends at the first newline: never matched.
             from = memchr::memchr(b'\n', &self.buf.filled()[..upto]).map_or(upto, |i| i + 1);
@@ -423,25 +624,13 @@ impl Matching {
     /// them. Returns the number of lines confirmed.
     fn scan(&mut self, lines: &[u8], sink: &mut dyn Sink, alarms: &mut u64) -> usize {
         let before = *alarms;
-        let large = lines.len() >= PARALLEL_MIN;
-        let t = large.then(std::time::Instant::now);
-        let two = self.parallel
-            && large
-            && !self.storm
-            && self.nanos_per_byte >= self.min_nanos_per_byte
-            && lines.len() as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS;
+        let t = (lines.len() >= PARALLEL_MIN).then(std::time::Instant::now);
+        let two = self.pace.two(lines.len());
         let n = self.scan_region(lines, sink, alarms, two);
-        let raised = usize::try_from(*alarms - before).unwrap_or(usize::MAX);
-        // Dense, and the lane's work per byte at least half the matcher's (by its recent
-        // speed; before any is measured, density alone).
-        let lane = raised as f64 * STORM_LANE_NANOS_PER_ALARM;
-        self.storm = raised.saturating_mul(STORM_BYTES_PER_ALARM) > lines.len()
-            && 2.0 * lane >= lines.len() as f64 * self.nanos_per_byte;
-        if let Some(t) = t {
-            let threads = if two { 2.0 } else { 1.0 };
-            let sample = t.elapsed().as_nanos() as f64 * threads / lines.len() as f64;
-            self.nanos_per_byte = 0.75 * self.nanos_per_byte + 0.25 * sample;
-        }
+        let nanos = t.map_or(0.0, |t| t.elapsed().as_nanos() as f64);
+        let threads = if two { 2.0 } else { 1.0 };
+        self.pace
+            .after(lines.len(), *alarms - before, nanos, threads);
         n
     }
 
@@ -506,13 +695,7 @@ impl Matching {
                     let base = lines.as_ptr() as usize;
                     d.confirmed =
                         m.scan_lines(&lines[bounds[k]..bounds[k + 1]], &mut |msg, hits| {
-                            let start = msg.as_ptr() as usize - base;
-                            let r0 = d.ranks.len();
-                            d.ranks.extend_from_slice(hits);
-                            d.hits.push(DeferredHit {
-                                msg: start..start + msg.len(),
-                                ranks: r0..d.ranks.len(),
-                            });
+                            d.defer(base, msg, hits);
                         });
                 }
             };
@@ -602,7 +785,7 @@ mod tests {
     /// on two threads, but in a storm).
     fn run(set: &RuleSet, cap: usize, chunks: &[&[u8]]) -> CollectSink {
         let mut p = Pipeline::new(set.matcher(), cap);
-        p.ms.nanos_per_byte = f64::INFINITY;
+        p.ms.pace.nanos_per_byte = f64::INFINITY;
         let mut s = CollectSink::default();
         for c in chunks {
             p.feed(c, &mut s).unwrap();
@@ -628,6 +811,86 @@ mod tests {
                 (0, b"last ERR".to_vec())
             ]
         );
+    }
+
+    /// Reads held and matched ahead (by either matcher, sometimes with more read after the
+    /// matching) give what reads processed at once give, whatever the read sizes.
+    #[test]
+    fn held_reads_matched_ahead_raise_and_pass_as_reads_processed_at_once() {
+        let set = rules(4);
+        let mut input = Vec::new();
+        for i in 0..300u32 {
+            match i % 7 {
+                0 => input.extend_from_slice(b"ERR one\n"),
+                1 => input.extend_from_slice(b"xxxx\n"),
+                // Longer than the buffer: its head matched once, the rest never.
+                2 => {
+                    input.extend_from_slice(b"ERR ");
+                    input.extend(std::iter::repeat_n(b'x', 40 + i as usize % 13));
+                    input.extend_from_slice(b" ERR\n");
+                }
+                3 => input.extend_from_slice(b"\n"),
+                _ => input.extend_from_slice(format!("ok {i}\n").as_bytes()),
+            }
+        }
+        input.extend_from_slice(b"ERR without an end");
+        let cap = 16;
+        let want = run(&set, cap, &[&input]);
+        for step in [1, 3, 5, 7, 16] {
+            let mut p = Pipeline::new(set.matcher(), cap);
+            let mut s = CollectSink::default();
+            let mut rest = &input[..];
+            let mut turn = 0;
+            while !rest.is_empty() {
+                p.hold(true);
+                let mut reads = 0;
+                while !rest.is_empty() && !p.held_full() && reads < 3 {
+                    let spare = p.spare();
+                    let n = spare.len().min(step).min(rest.len());
+                    spare[..n].copy_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    p.commit(n, &mut s).unwrap();
+                    reads += 1;
+                }
+                turn += 1;
+                p.match_ahead(turn % 2 == 0);
+                if turn % 3 == 0 && !rest.is_empty() && !p.held_full() {
+                    // More read after the matching: matched when released.
+                    let n = p.spare().len().min(step).min(rest.len());
+                    p.spare()[..n].copy_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    p.commit(n, &mut s).unwrap();
+                }
+                p.release(&mut s).unwrap();
+            }
+            p.finish(&mut s).unwrap();
+            assert_eq!(s.out, input, "step {step}");
+            assert_eq!(s.alarms, want.alarms, "step {step}");
+            assert_eq!(p.stats.alarms, want.alarms.len() as u64, "step {step}");
+        }
+    }
+
+    /// Lines matched ahead by rules that a reload swapped out are matched again by the new.
+    #[test]
+    fn lines_matched_ahead_are_matched_again_after_a_swap() {
+        let r = |a: u32| Rule {
+            alarms: vec![a],
+            negate: false,
+        };
+        let old = rules(64);
+        let new = RuleSet::new(&[("ok", r(0))], 1, 64).unwrap();
+        let mut p = Pipeline::new(old.matcher(), 256);
+        let mut s = CollectSink::default();
+        p.hold(true);
+        let text = b"ERR a\nok b\n";
+        p.spare()[..text.len()].copy_from_slice(text);
+        p.commit(text.len(), &mut s).unwrap();
+        assert!(s.out.is_empty(), "held");
+        p.match_ahead(false);
+        p.set_rules(&new);
+        p.release(&mut s).unwrap();
+        assert_eq!(s.out, text);
+        assert_eq!(s.alarms, vec![(0, b"ok b\n".to_vec())]);
     }
 
     #[test]
@@ -660,7 +923,7 @@ mod tests {
         }
         let big = run(&set, 4 * PARALLEL_MIN, &[&input]);
         let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
-        seq.ms.parallel = false;
+        seq.ms.pace.parallel = false;
         let mut s = CollectSink::default();
         seq.feed(&input, &mut s).unwrap();
         seq.finish(&mut s).unwrap();
@@ -691,7 +954,7 @@ mod tests {
         // One alarm per ~30 bytes, then one per ~8 KiB.
         let (storm, calm) = (region(2), region(500));
         let mut p = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
-        if !p.ms.parallel {
+        if !p.ms.pace.parallel {
             return; // One core: no region is ever shared.
         }
         // A matcher slow enough to share a region (the recent speed is set before each
@@ -701,28 +964,31 @@ mod tests {
         assert!(2.0 * STORM_LANE_NANOS_PER_ALARM / 30.0 > slow);
         let mut s = CollectSink::default();
         let mut feed = |p: &mut Pipeline, r: &[u8], npb: f64| {
-            p.ms.nanos_per_byte = npb;
+            p.ms.pace.nanos_per_byte = npb;
             p.feed(r, &mut s).unwrap();
         };
         feed(&mut p, &calm, slow);
         assert!(
-            !p.ms.storm && p.ms.helper.is_some(),
+            !p.ms.pace.storm && p.ms.helper.is_some(),
             "a calm region is shared"
         );
         feed(&mut p, &storm, slow);
-        assert!(p.ms.storm);
+        assert!(p.ms.pace.storm);
         // The helper is not used now: the storm's alarms come from the reader's matcher.
         p.ms.helper = None;
         feed(&mut p, &storm, slow);
-        assert!(p.ms.storm && p.ms.helper.is_none(), "a storm is not shared");
+        assert!(
+            p.ms.pace.storm && p.ms.helper.is_none(),
+            "a storm is not shared"
+        );
         feed(&mut p, &calm, slow);
-        assert!(!p.ms.storm, "the storm ended");
+        assert!(!p.ms.pace.storm, "the storm ended");
         feed(&mut p, &calm, slow);
         assert!(p.ms.helper.is_some(), "a calm region is shared again");
         // As dense a storm, but matching costs more than its alarms: shared.
         p.ms.helper = None;
         feed(&mut p, &storm, 100.0);
-        assert!(!p.ms.storm, "a storm of costly matching is no storm");
+        assert!(!p.ms.pace.storm, "a storm of costly matching is no storm");
         feed(&mut p, &storm, 100.0);
         assert!(
             p.ms.helper.is_some(),
@@ -730,7 +996,7 @@ mod tests {
         );
         p.finish(&mut s).unwrap();
         let mut seq = Pipeline::new(set.matcher(), 4 * PARALLEL_MIN);
-        seq.ms.parallel = false;
+        seq.ms.pace.parallel = false;
         let mut want = CollectSink::default();
         for r in [&calm, &storm, &storm, &calm, &calm, &storm, &storm] {
             seq.feed(r, &mut want).unwrap();
@@ -750,28 +1016,28 @@ mod tests {
             i += 1;
         }
         let mut p = Pipeline::new(set.matcher(), 8 * PARALLEL_MIN);
-        if !p.ms.parallel {
+        if !p.ms.pace.parallel {
             return; // One core: no region is ever shared.
         }
         let mut s = CollectSink::default();
         // Quick by the recent speed (the region would take under 0.4 ms): one thread.
-        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / (8 * PARALLEL_MIN) as f64;
+        p.ms.pace.nanos_per_byte = PARALLEL_MIN_NANOS / (8 * PARALLEL_MIN) as f64;
         p.feed(&input, &mut s).unwrap();
         assert!(p.ms.helper.is_none(), "a quick region is not shared");
         // Long enough by time (over 0.7 ms), but a matcher that keeps up with the pipe alone
         // (on a machine of fewer than HELPER_OWN_CORE cores).
-        p.ms.min_nanos_per_byte = PARALLEL_MIN_NANOS_PER_BYTE;
-        p.ms.nanos_per_byte = 0.95 * PARALLEL_MIN_NANOS_PER_BYTE;
-        assert!(input.len() as f64 * p.ms.nanos_per_byte >= PARALLEL_MIN_NANOS);
+        p.ms.pace.min_nanos_per_byte = PARALLEL_MIN_NANOS_PER_BYTE;
+        p.ms.pace.nanos_per_byte = 0.95 * PARALLEL_MIN_NANOS_PER_BYTE;
+        assert!(input.len() as f64 * p.ms.pace.nanos_per_byte >= PARALLEL_MIN_NANOS);
         p.feed(&input, &mut s).unwrap();
         assert!(
             p.ms.helper.is_none(),
             "a fast matcher's region is not shared"
         );
         // What the region took is now the recent speed: measured, finite, not the guess.
-        assert!(p.ms.nanos_per_byte.is_finite() && p.ms.nanos_per_byte > 0.0);
+        assert!(p.ms.pace.nanos_per_byte.is_finite() && p.ms.pace.nanos_per_byte > 0.0);
         // Slow: at least PARALLEL_MIN_NANOS for this region.
-        p.ms.nanos_per_byte = PARALLEL_MIN_NANOS / PARALLEL_MIN as f64;
+        p.ms.pace.nanos_per_byte = PARALLEL_MIN_NANOS / PARALLEL_MIN as f64;
         p.feed(&input, &mut s).unwrap();
         assert!(p.ms.helper.is_some(), "a slow region is shared");
         p.finish(&mut s).unwrap();

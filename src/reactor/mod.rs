@@ -36,6 +36,7 @@ use crate::source::udp::Udp;
 use crate::supervise::Supervisor;
 use crate::sys::{self, FdKind};
 
+mod batch;
 mod shutdown;
 mod signals;
 mod source;
@@ -178,6 +179,8 @@ struct Reactor<'a> {
     input_capacity: usize,
     /// `--metrics`/`--stats`: each log input's meter, by token.
     meters: HashMap<usize, crate::metrics::Meter>,
+    /// How the reads of many inputs are matched together (`None`: one core, or no rules).
+    batch: Option<batch::Batch>,
 }
 
 /// The matcher the inputs' matchers are siblings of: with `--metrics`, each rule's lines are
@@ -291,6 +294,7 @@ impl<'a> Reactor<'a> {
             reap_now: false,
             input_capacity,
             meters: HashMap::new(),
+            batch: batch::Batch::new(!rules.is_empty()),
         })
     }
 
@@ -590,16 +594,84 @@ impl<'a> Reactor<'a> {
 
     /// Give every ready source its turn.
     fn read_ready(&mut self) -> io::Result<()> {
+        // PERF: two or more pipes or followed files are read in one turn whose matching a
+        // helper thread shares (see `batch`): 100 tailed files with Debian's 2,101 rules ran
+        // at ~60 % of standard input's speed matched here one read at a time (PERF.md
+        // "forty-second run").
+        let many = self.batch.is_some()
+            && self
+                .table
+                .iter()
+                .filter(|e| e.source.holds())
+                .nth(1)
+                .is_some();
         for t in self.table.tokens() {
             let open = match self.table.get_mut(t) {
-                Some(e) if e.ready => self.serve(t, READS_PER_TURN)?,
+                Some(e) if e.ready && !(many && e.source.holds()) => {
+                    self.serve(t, READS_PER_TURN)?
+                }
                 _ => true,
             };
             if !open {
                 self.close(t)?;
             }
         }
+        if many {
+            for t in self.many_turn()? {
+                self.close(t)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Read, match and pass the ready pipes and followed files together (see `batch`).
+    /// Returns the tokens of those that ended.
+    fn many_turn(&mut self) -> io::Result<Vec<usize>> {
+        let Reactor {
+            table,
+            cx,
+            meters,
+            batch,
+            ..
+        } = self;
+        let Some(batch) = batch else {
+            return Ok(Vec::new());
+        };
+        let mut sink = LogSink {
+            output: cx.output,
+            dispatcher: &mut *cx.dispatcher,
+        };
+        let metrics = cx.metrics;
+        let supervisor = &mut *cx.supervisor;
+        let mut ready = table.ready_holding();
+        if ready.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut names = Vec::new();
+        if metrics.is_some() {
+            for r in &ready {
+                if !meters.contains_key(&r.token) {
+                    names.push((r.token, source::input_name(r.input, supervisor)));
+                }
+            }
+        }
+        for r in &mut ready {
+            r.pipeline.count_lines(metrics.is_some());
+        }
+        let turn = batch::TurnCx {
+            sink: &mut sink,
+            supervisor,
+            max: READS_PER_TURN,
+        };
+        batch.turn(ready, turn, |t, _, p| {
+            if let Some(m) = metrics {
+                let meter = meters.entry(t).or_insert_with(|| {
+                    let name = names.iter().find(|n| n.0 == t).map_or("", |n| n.1.as_str());
+                    crate::metrics::Meter::new(m, name)
+                });
+                meter.publish(m, p);
+            }
+        })
     }
 
     /// Serve the source at `t` (log inputs: at most `max` reads). Returns false at its end.

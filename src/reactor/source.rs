@@ -69,6 +69,19 @@ impl Source {
         }
     }
 
+    /// A log input whose reads may be held for a batch (`reactor::batch`): a supervised
+    /// process's pipe or a followed file (read into the pipeline's buffer, not processed where
+    /// another thread put it).
+    pub(super) fn holds(&self) -> bool {
+        matches!(
+            self,
+            Source::Log {
+                input: Input::Child { .. } | Input::Tail(_),
+                ..
+            }
+        )
+    }
+
     pub(super) fn is_stdin(&self) -> bool {
         matches!(
             self,
@@ -162,6 +175,30 @@ impl Table {
         self.entries.iter_mut().flatten()
     }
 
+    /// The ready log inputs whose reads may be held ([`Source::holds`]), in token order.
+    pub(super) fn ready_holding(&mut self) -> Vec<super::batch::Ready<'_>> {
+        let mut out = Vec::new();
+        for (token, e) in self.entries.iter_mut().enumerate() {
+            if let Some(Entry {
+                source:
+                    Source::Log {
+                        input: input @ (Input::Child { .. } | Input::Tail(_)),
+                        pipeline,
+                    },
+                ready: ready @ true,
+            }) = e
+            {
+                out.push(super::batch::Ready {
+                    token,
+                    input,
+                    pipeline,
+                    ready,
+                });
+            }
+        }
+        out
+    }
+
     /// The tokens of the sources `pred` picks.
     pub(super) fn tokens_where(&self, pred: impl Fn(&Source) -> bool) -> Vec<usize> {
         self.tokens()
@@ -213,6 +250,10 @@ pub(super) fn read_turn(
     max: usize,
 ) -> io::Result<bool> {
     for _ in 0..max {
+        if pipeline.held_full() {
+            // Matched and passed in the batch first (`reactor::batch`); still ready.
+            return Ok(true);
+        }
         // The read happens now (standard input's thread stamps its own reads); the stamp is
         // not left behind for a monitor's raise after this turn.
         sink.dispatcher.read_at = Some(std::time::Instant::now());
