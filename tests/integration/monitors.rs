@@ -617,3 +617,87 @@ fn udp_datagrams_the_kernel_drops_are_counted_exactly() {
         "received + dropped = sent ({warm} warm-up): {e}"
     );
 }
+
+/// Many inputs at once, followed files and supervised processes (read in turns whose matching
+/// a helper thread shares): every line is passed once and in its input's order, and every
+/// matching line raises its alarm once.
+#[test]
+fn many_inputs_pass_every_line_in_order_and_raise_every_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    const FILES: usize = 6;
+    const DAEMONS: usize = 2;
+    const LINES: usize = 20_000;
+    let mut args: Vec<String> = [
+        "--alarm",
+        "e log:",
+        "--alarm-freq",
+        "0",
+        "--tail-from-start",
+        "--log-alarm",
+        r"e ERROR \d+ disk",
+        "--log-alarm",
+        r"e (?i)warn(ing)? [a-z]+ \d+ \S+ full @@",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut want_alarms = 0;
+    for i in 0..FILES + DAEMONS {
+        let path = dir.path().join(format!("in{i}.log"));
+        let mut body = String::new();
+        for n in 0..LINES {
+            let what = match n % 10 {
+                3 => {
+                    want_alarms += 1;
+                    format!("ERROR {n} disk")
+                }
+                7 => {
+                    want_alarms += 1;
+                    format!("Warning queue {n} spool full")
+                }
+                _ => format!("info {n} all is well"),
+            };
+            body.push_str(&format!(
+                "2026-12-05T10:00:00 host app[{i}]: {what} @@{i} {n}\n"
+            ));
+        }
+        std::fs::write(&path, body).unwrap();
+        let path = path.to_str().unwrap().to_string();
+        if i < FILES {
+            args.extend(["--tail".to_string(), path]);
+        } else {
+            args.extend([
+                "--attach-daemon".to_string(),
+                format!("cat {path}; exec sleep 1000"),
+            ]);
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = spawn_detached(&args);
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let lines = |g: &Collected| g.lock().unwrap().iter().filter(|&&b| b == b'\n').count();
+    let total = (FILES + DAEMONS) * LINES + want_alarms;
+    // Then compared line by line: what is missing is named.
+    let t = Instant::now();
+    while lines(&out) < total && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(stop(child), 0, "{}", text(&err));
+    let out = text(&out);
+    let mut next = [0usize; FILES + DAEMONS];
+    let mut alarms = 0;
+    for line in out.lines() {
+        if line.contains(" - ALARM: ") {
+            assert!(line.contains(" full") || line.contains(" disk "), "{line}");
+            alarms += 1;
+            continue;
+        }
+        let tag = line.rsplit_once(" @@").map(|t| t.1).unwrap_or_default();
+        let (i, n) = tag.split_once(' ').unwrap_or_else(|| panic!("{line}"));
+        let (i, n): (usize, usize) = (i.parse().unwrap(), n.parse().unwrap());
+        assert_eq!(n, next[i], "input {i} out of order or repeated: {line}");
+        next[i] += 1;
+    }
+    assert_eq!(next, [LINES; FILES + DAEMONS]);
+    assert_eq!(alarms, want_alarms);
+}
