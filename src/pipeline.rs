@@ -5,7 +5,9 @@
 //! raises. It knows nothing of descriptors, polling or the alarm threads, so tests, benches and
 //! fuzz targets run exactly the code the reactor runs. Its one thread of its own: a region of
 //! at least [`PARALLEL_MIN`] bytes is matched by two threads (scoped, joined before `feed`
-//! returns), in ~64 KiB pieces cut at line ends.
+//! returns), in ~64 KiB pieces cut at line ends. Reads may also be held
+//! ([`Pipeline::hold`]) and matched ahead on another thread ([`Pipeline::match_ahead`]) before
+//! they are raised and passed ([`Pipeline::release`]): the reactor's turns of many inputs.
 //!
 //! Invariants: output is byte-identical to input, whatever the chunking; a region's alarms are
 //! raised before it is passed (see [`Sink`]; the output places a `log:` alarm's line after the

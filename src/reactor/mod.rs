@@ -8,7 +8,8 @@
 //! SIGTERM/SIGINT (stop reading, or forward to supervised processes and wait for them,
 //! [`shutdown`]), SIGHUP (reopen `--logto`, forward) and SIGCHLD (reap, report crashes,
 //! restart). [`run`] is the loop; the rooms: [`source`] (the token table), [`signals`],
-//! [`shutdown`] (the stop state machine).
+//! [`shutdown`] (the stop state machine), [`batch`] (two or more pipes and followed files read
+//! in one turn whose matching a helper thread shares).
 //! Invariants: a ready input is read at most [`READS_PER_TURN`] times before the others get a
 //! turn; the output is written with blocking writes, so a slow output slows the reading
 //! (back-pressure) instead of growing a buffer, and a process writing faster than that is slowed
