@@ -97,6 +97,8 @@ impl Batch {
             closed: AtomicBool::new(false),
             helper_gone: AtomicBool::new(false),
             nanos: AtomicU64::new(0),
+            helper: std::sync::OnceLock::new(),
+            parked: AtomicBool::new(false),
         };
         let mut mine = Turn {
             shared: &shared,
@@ -161,10 +163,18 @@ struct Shared<'p> {
     helper_gone: AtomicBool,
     /// Nanoseconds spent matching, by both threads.
     nanos: AtomicU64,
+    /// The helper thread, parked while there is nothing to match ...
+    helper: std::sync::OnceLock<std::thread::Thread>,
+    /// ... as it says here.
+    parked: AtomicBool,
 }
 
 /// Spins of a waiting thread before it lets others run on its CPU.
 const SPINS: u32 = 64;
+/// How long the helper spins for the next read before it parks.
+const HELPER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// The longest the helper stays parked without being woken (a safety net: it is woken).
+const HELPER_PARK: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl<'p> Shared<'p> {
     /// Lock item `k` (a poisoned lock only means the other thread panicked: raised later).
@@ -210,24 +220,43 @@ impl<'p> Shared<'p> {
             }
         }
         let _gone = Gone(&self.helper_gone);
-        let mut spins = 0;
+        let _ = self.helper.set(std::thread::current());
+        let mut idle = None;
         loop {
             // Read before looking for work: items published before `closed` are seen.
-            let closed = self.closed.load(Ordering::Acquire);
+            let closed = self.closed.load(Ordering::SeqCst);
             if self.match_next(true) {
-                spins = 0;
+                idle = None;
                 continue;
             }
             if closed {
                 return;
             }
-            spins += 1;
-            if spins < SPINS {
+            let since = *idle.get_or_insert_with(Instant::now);
+            if since.elapsed() < HELPER_SPIN {
                 std::hint::spin_loop();
-            } else {
-                // PERF: the inputs' writers (and `cat |`'s reader) may need this CPU while
-                // this thread reads.
-                std::thread::yield_now();
+                continue;
+            }
+            // PERF: parked, not spinning, while this thread reads or waits on a slow output:
+            // the inputs' writers may need the CPU.
+            self.parked.store(true, Ordering::SeqCst);
+            // Looked at again once `parked` is said: a read published or a turn closed since
+            // the look above is not slept through (and `wake` finds `parked`).
+            if self.next.load(Ordering::SeqCst) >= self.published.load(Ordering::SeqCst)
+                && !self.closed.load(Ordering::SeqCst)
+            {
+                std::thread::park_timeout(HELPER_PARK);
+            }
+            self.parked.store(false, Ordering::SeqCst);
+            idle = None;
+        }
+    }
+
+    /// Wake the helper if it is parked (an item was read, or the turn closed).
+    fn wake(&self) {
+        if self.parked.load(Ordering::SeqCst) {
+            if let Some(t) = self.helper.get() {
+                t.unpark();
             }
         }
     }
@@ -275,11 +304,11 @@ impl Turn<'_, '_, '_, '_, '_> {
                 Err(e) => {
                     // What was read is still released; nothing more is read.
                     self.res = Err(e);
-                    shared.published.store(k + 1, Ordering::Release);
+                    shared.published.store(k + 1, Ordering::SeqCst);
                     break;
                 }
             }
-            shared.published.store(k + 1, Ordering::Release);
+            shared.published.store(k + 1, Ordering::SeqCst);
             if let Some(pace) = alone {
                 shared.match_next(false);
                 self.release_matched(after);
@@ -288,10 +317,12 @@ impl Turn<'_, '_, '_, '_, '_> {
                     return true;
                 }
             } else {
+                shared.wake();
                 self.release_matched(after);
             }
         }
-        shared.closed.store(true, Ordering::Release);
+        shared.closed.store(true, Ordering::SeqCst);
+        shared.wake();
         let published = shared.published.load(Ordering::Acquire);
         let mut spins = 0;
         while self.released < published {
