@@ -24,7 +24,8 @@
 # start of `log:`, `mule:`, `signal:` alarms at 100 MB/s background, from logalarm's own
 # histograms) and the `cmd:` spawn rate (20,000 raising lines, `cmd:/bin/true` and the same
 # through the shell, `alarm-overflow block`: every command runs, at most 64 at once); "many":
-# 100 supervised processes and 100 tailed files beside stdin (the same bytes, rules100).
+# 100 supervised processes and 100 tailed files beside stdin (the same bytes, rules100;
+# MANY_RULES=debian: Debian's 2,101 rules instead).
 # Floors: `newline_count` is `cat | memchr newline count` in 128 KiB reads (the floor with a pipe); the header
 # prints the in-memory memchr newline count (the floor for splitting lines).
 #
@@ -288,12 +289,19 @@ for w in ${WORKLOADS:-}; do
       fi
       cargo build --release --quiet --example outclock
       OUTCLOCK=$ROOT/target/release/examples/outclock
-      R100=$ROOT/benches/rules/rules100.txt
-      rules_ini() { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a ${r//%/%%}"; done < "$R100"; }
+      MANY_RULES=${MANY_RULES:-100}
+      case $MANY_RULES in
+        100) RMANY=$ROOT/benches/rules/rules100.txt; MANY_NAME=rules100 ;;
+        debian)
+          [ -s "$WORK/debian-rules/debian.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
+          RMANY=$WORK/debian-rules/debian.txt; MANY_NAME="Debian's rules" ;;
+        *) echo "unknown MANY_RULES $MANY_RULES (100, debian)" >&2; exit 2 ;;
+      esac
+      rules_ini() { echo "[uwsgi]"; echo "alarm = a log:"; while IFS= read -r r; do [ -n "$r" ] && echo "log-alarm = a ${r//%/%%}"; done < "$RMANY"; }
       { rules_ini; for f in "$PARTS"/part-*; do echo "attach-daemon = cat $f; exec sleep 100000"; done; } > "$WORK/many-daemons.ini"
       { rules_ini; echo "tail-from-start = true"; for f in "$PARTS"/part-*; do echo "tail = $f"; done; } > "$WORK/many-tails.ini"
       rules_ini > "$WORK/many-stdin.ini"
-      printf '\n## many inputs (rules100, %s MiB; the output counted to the last byte)\n' "$SIZE_MB"
+      printf '\n## many inputs (%s, %s MiB; the output counted to the last byte)\n' "$MANY_NAME" "$SIZE_MB"
       printf '%-22s %10s %10s %10s %12s\n' inputs seconds MB/s rss_MiB steady_MB/s
       # Two stdin rows: the file itself as standard input (what the tails compare with: they
       # read files), and through a pipe from `cat` (what the daemons compare with: each `cat`s
