@@ -553,6 +553,10 @@ impl<'a> Reactor<'a> {
             .collect();
         let (started, stopped) = self.cx.supervisor.reconfigure_daemons(&daemons);
         self.rules = rules;
+        if self.batch.is_none() {
+            // Rules where there were none: many inputs' turns may now share their matching.
+            self.batch = batch::Batch::new(!self.rules.is_empty());
+        }
         self.cx.segfault = monitors.segfault;
         self.cx.backlog = monitors.backlog;
         self.cx.names = names;
