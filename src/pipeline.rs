@@ -261,7 +261,7 @@ pub struct Pipeline {
     count_lines: bool,
     /// Reads are kept unprocessed ([`hold`](Self::hold)) ...
     hold: bool,
-    /// ... and some are ([`is_held`](Self::is_held)).
+    /// ... and some are, until [`release`](Self::release) (or any processing) takes them.
     held: bool,
     /// The hits of the first `ahead_upto` unprocessed bytes (whole lines), matched ahead of
     /// their processing by [`match_ahead`](Self::match_ahead); 0: none. Message places are
@@ -356,13 +356,13 @@ impl Pipeline {
     /// Match the whole lines held now, without raising or passing anything (so another thread
     /// may do it while this one serves other inputs): [`release`](Self::release) raises their
     /// alarms. `helper`: on the helper's matcher (a thread matching beside the one that owns
-    /// this pipeline's matcher: see [`crate::Matcher::helper`]). Returns the bytes matched.
-    pub(crate) fn match_ahead(&mut self, helper: bool) -> usize {
+    /// this pipeline's matcher: see [`crate::Matcher::helper`]).
+    pub(crate) fn match_ahead(&mut self, helper: bool) {
         let upto = self.held_lines();
         self.ahead.clear();
         self.ahead_upto = 0;
         if upto == 0 {
-            return 0;
+            return;
         }
         let filled = self.buf.filled();
         let from = match self.skipping {
@@ -387,7 +387,6 @@ impl Pipeline {
             });
         }
         self.ahead_upto = upto;
-        upto - from
     }
 
     /// The alarms [`match_ahead`](Self::match_ahead) found (for the batch's storm check).

@@ -179,15 +179,13 @@ impl Table {
     pub(super) fn ready_holding(&mut self) -> Vec<super::batch::Ready<'_>> {
         let mut out = Vec::new();
         for (token, e) in self.entries.iter_mut().enumerate() {
-            if let Some(Entry {
-                source:
-                    Source::Log {
-                        input: input @ (Input::Child { .. } | Input::Tail(_)),
-                        pipeline,
-                    },
-                ready: ready @ true,
-            }) = e
-            {
+            let Some(Entry { source, ready }) = e else {
+                continue;
+            };
+            if !*ready || !source.holds() {
+                continue;
+            }
+            if let Source::Log { input, pipeline } = source {
                 out.push(super::batch::Ready {
                     token,
                     input,
