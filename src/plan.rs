@@ -1191,6 +1191,53 @@ mod tests {
         assert!(e.contains("needs mail_to") && !e.contains("hunter2"), "{e}");
     }
 
+    /// With one alarm, the rules sharing an automaton are alike and the first one confirmed
+    /// decides a line. When PCRE refuses the automaton's earliest match (its look-behind), the
+    /// other rules that match are still tried: in a group sharing a literal, and among the
+    /// rules without long literals, as one automaton and in chunks of 16.
+    #[test]
+    fn a_refused_first_match_leaves_the_other_rules_to_decide() {
+        let fillers: Vec<String> = (1..=16).map(|k| format!(r"\d[^\w\s]{{{k}}}\w")).collect();
+        let cases: [(Vec<String>, &[u8], Vec<&[u8]>); 3] = [
+            (
+                vec![
+                    r"(?<!x)connect from \d+".into(),
+                    r"connect from \d+ host".into(),
+                ],
+                b"xconnect from 12 host\nxconnect from 12 guest\nconnect from 12 guest\n",
+                vec![b"xconnect from 12 host\n", b"connect from 12 guest\n"],
+            ),
+            (
+                vec![r"(?<![x0-9])\d+".into(), r"\d+[u-y]$".into()],
+                b"x12y\nx12z\n12z\n",
+                vec![b"x12y\n", b"12z\n"],
+            ),
+            (
+                fillers
+                    .iter()
+                    .cloned()
+                    .chain([r"(?<![x0-9])\d+".into(), r"\d+[u-y]$".into()])
+                    .collect(),
+                b"x12y\nx12z\n12z\n",
+                vec![b"x12y\n", b"12z\n"],
+            ),
+        ];
+        for (rules, buf, want) in cases {
+            let mut args = vec!["--alarm".to_string(), "a log:".to_string()];
+            for r in &rules {
+                args.extend(["--log-alarm".to_string(), format!("a {r}")]);
+            }
+            let p = build(&parse_args(args.iter().map(Into::into)).unwrap()).unwrap();
+            let mut m = p.rules().matcher();
+            let mut got: Vec<Vec<u8>> = Vec::new();
+            m.scan_lines(buf, &mut |line, alarms| {
+                assert_eq!(alarms, &[0][..]);
+                got.push(line.to_vec());
+            });
+            assert_eq!(got, want, "{rules:?}");
+        }
+    }
+
     #[test]
     fn ranks_follow_first_naming() {
         let p = plan(&[

@@ -10,13 +10,15 @@ from the rule itself (sampled from its parse, some of them mutated by a byte), s
 rule has lines it matches and lines it nearly matches.
 
 libpcre 8 (`libpcre.so.3`, uWSGI's) decides which rules match each line, as uWSGI runs them
-(`pcre_compile` without options, `pcre_exec` on the line without its newline). Two
+(`pcre_compile` without options, `pcre_exec` on the line without its newline). Three
 configurations of the same rules are run through logalarm (`alarm-freq = 0`, `log:` alarms):
 
 * each rule its own alarm: every (rule, line) match must be an alarm, and nothing else;
 * the rules spread at random over five alarms, one rule in five a `not-log-alarm`: each line
   must raise the alarms its matching positive rules name minus those its matching negative
-  rules name (README, "not-log-alarm").
+  rules name (README, "not-log-alarm");
+* every rule naming one alarm: each line that any rule matches must raise it (the rules that
+  share an automaton are then alike, and the first one confirmed decides a line).
 
 Usage: tests/ruleset_diff.py --bin BIN --rules RULES.txt [--seed N] [--per-rule K]
        [--corpus-lines N] [--ignore-case]
@@ -278,9 +280,26 @@ def main():
         got = collections.Counter({k: v for k, v in got.items() if k[1] not in unknown_lines})
         five = sum(want.values())
         problems += report("five alarms", want, got, lambda n: "")
-    print("ruleset_diff: %d rules%s, %d lines: %d (rule, line) matches and %d alarms of five "
-          "compared, %d difference(s)" % (len(rules), " behind (?i)" if a.ignore_case else "",
-                                          len(lines), each, five, problems))
+        # One alarm (the commonest configuration): the rules that share an automaton (a
+        # group, the rules without literals) are alike for the alarms, and the first one
+        # confirmed decides a line.
+        ini = os.path.join(tmp, "one.ini")
+        with open(ini, "wb") as f:
+            f.write(b"[uwsgi]\nalarm-freq = 0\nalarm = a log:a\n")
+            for r in rules:
+                f.write(b"log-alarm = a %s\n" % r.replace(b"%", b"%%"))
+        want = collections.Counter()
+        for li, row in enumerate(matches):
+            if row and not any((ri, li) in unknown for ri in range(len(rules))):
+                want[("a", lines[li])] += 1
+        got = run_logalarm(a.bin, ini, data)
+        got = collections.Counter({k: v for k, v in got.items() if k[1] not in unknown_lines})
+        one = sum(want.values())
+        problems += report("one alarm", want, got, lambda n: "")
+    print("ruleset_diff: %d rules%s, %d lines: %d (rule, line) matches, %d alarms of five and "
+          "%d of one compared, %d difference(s)"
+          % (len(rules), " behind (?i)" if a.ignore_case else "", len(lines), each, five, one,
+             problems))
     return 1 if problems else 0
 
 

@@ -649,31 +649,48 @@ impl Matcher {
             let cache =
                 self.group_caches[g as usize].get_or_insert_with(|| Box::new(re.create_cache()));
             // PERF: rules alike for the alarms: whether one matches is all the line needs, so
-            // the search stops at the first match instead of running to the line's end for
-            // every pattern (kept when every rule is counted).
-            if decided
-                && re.pattern_len() > 1
-                && *group.alike.get_or_init(|| set.alike(&group.rules))
-            {
-                self.group_set.clear();
-                let input = Input::new(text).earliest(true);
-                if let Some(m) = re.search_half_with(cache, &input) {
-                    self.group_set.insert(m.pattern());
-                }
+            // the search stops at the first match confirmed instead of running to the line's
+            // end for every pattern (kept when every rule is counted).
+            let alike = if decided && re.pattern_len() > 1 {
+                *group.alike.get_or_init(|| set.alike(&group.rules))
             } else {
+                Alike::No
+            };
+            if alike == Alike::No {
                 which(re, cache, text, &mut self.group_set);
+                let rules = self.group_set.iter();
+                let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
+                let marks = (&mut self.pos_bits, &mut self.neg_bits);
+                any |= confirm_each(
+                    set,
+                    text,
+                    rules,
+                    &mut self.rule_hits,
+                    &mut self.recording,
+                    marks,
+                );
+            } else {
+                let (pos, neg) = (&mut self.pos_bits, &mut self.neg_bits);
+                let (hits, rec) = (&mut self.rule_hits, &mut self.recording);
+                let mut confirm = |r: u32| {
+                    let marks = (&mut *pos, &mut *neg);
+                    confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
+                };
+                let one = Automaton {
+                    re,
+                    ids: &group.rules,
+                };
+                any |= match one.earliest_confirmed(cache, text, None, &mut confirm) {
+                    Ok(found) => found,
+                    Err(refused) => one.any_confirmed(
+                        cache,
+                        text,
+                        &[refused],
+                        &mut self.group_set,
+                        &mut confirm,
+                    ),
+                };
             }
-            let rules = self.group_set.iter();
-            let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
-            let marks = (&mut self.pos_bits, &mut self.neg_bits);
-            any |= confirm_each(
-                set,
-                text,
-                rules,
-                &mut self.rule_hits,
-                &mut self.recording,
-                marks,
-            );
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
             }
@@ -689,7 +706,7 @@ impl Matcher {
         };
         let t = self.cost.is_some().then(std::time::Instant::now);
         let skips = self.skips();
-        let marks = (&mut self.pos_bits, &mut self.neg_bits);
+        let (pos, neg) = (&mut self.pos_bits, &mut self.neg_bits);
         let any = match &dfa.literal {
             Some(literal) => {
                 let hits = literal.iter().filter(|(_, l)| l.matches(text));
@@ -700,27 +717,91 @@ impl Matcher {
                     rules,
                     &mut self.rule_hits,
                     &mut self.recording,
-                    marks,
+                    (pos, neg),
                 )
             }
             None => {
                 // The whole part's cache is made only where the whole part runs (the chunks
                 // have caches of their own).
-                // PERF: rules alike for the alarms (as a group's): the first match is all the
-                // line needs (the "mixed" bench set's two rules without literals).
-                let first = dfa.exact.pattern_len() > 1
-                    && skips
-                    && *dfa.alike.get_or_init(|| self.set.alike(&dfa.ids));
-                if first {
-                    self.patset.clear();
-                    let input = Input::new(text).earliest(true);
+                // PERF: rules alike for the alarms (as a group's): the first match confirmed is
+                // all the line needs (the "mixed" bench set's two rules without literals;
+                // grok's patterns, which match almost every line, some confirmed by PCRE).
+                let alike = if dfa.exact.pattern_len() > 1 && skips {
+                    *dfa.alike.get_or_init(|| self.set.alike(&dfa.ids))
+                } else {
+                    Alike::No
+                };
+                if alike != Alike::No {
+                    // The whole part's earliest match, and only when its rule's confirmer
+                    // refuses it, each chunk's (or the whole part's) matches until one is
+                    // confirmed.
+                    let (hits, rec, set) = (&mut self.rule_hits, &mut self.recording, &self.set);
+                    let mut confirm = |r: u32| {
+                        let marks = (&mut *pos, &mut *neg);
+                        confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
+                    };
+                    let whole = Automaton {
+                        re: &dfa.exact,
+                        ids: &dfa.ids,
+                    };
                     let cache = self
                         .exact_cache
                         .get_or_insert_with(|| dfa.exact.create_cache());
-                    if let Some(m) = dfa.exact.search_half_with(cache, &input) {
-                        self.patset.insert(m.pattern());
+                    let any = match whole.earliest_confirmed(cache, text, None, &mut confirm) {
+                        Ok(found) => found,
+                        Err(refused) => match dfa.chunks() {
+                            None => whole.any_confirmed(
+                                cache,
+                                text,
+                                &[refused],
+                                &mut self.patset,
+                                &mut confirm,
+                            ),
+                            Some(chunks) => {
+                                if self.chunk_caches.len() != chunks.len() {
+                                    self.chunk_caches = chunks.iter().map(|_| None).collect();
+                                }
+                                let patset = self
+                                    .chunk_set
+                                    .get_or_insert_with(|| PatternSet::new(WHICH_CHUNK));
+                                let each = chunks
+                                    .iter()
+                                    .zip(&mut self.chunk_caches)
+                                    .zip(dfa.ids.chunks(WHICH_CHUNK));
+                                let mut found = false;
+                                for ((re, cache), ids) in each {
+                                    let cache =
+                                        cache.get_or_insert_with(|| Box::new(re.create_cache()));
+                                    let one = Automaton { re, ids };
+                                    found = match one.earliest_confirmed(
+                                        cache,
+                                        text,
+                                        Some(refused),
+                                        &mut confirm,
+                                    ) {
+                                        Ok(found) => found,
+                                        Err(also) => one.any_confirmed(
+                                            cache,
+                                            text,
+                                            &[also, refused],
+                                            patset,
+                                            &mut confirm,
+                                        ),
+                                    };
+                                    if found {
+                                        break;
+                                    }
+                                }
+                                found
+                            }
+                        },
+                    };
+                    if let Some(c) = &mut self.cost {
+                        c.share(&dfa.ids, since(t));
                     }
-                } else if let Some(chunks) = dfa.chunks() {
+                    return any;
+                }
+                if let Some(chunks) = dfa.chunks() {
                     self.patset.clear();
                     if self.chunk_caches.len() != chunks.len() {
                         self.chunk_caches = chunks.iter().map(|_| None).collect();
@@ -752,7 +833,7 @@ impl Matcher {
                     rules,
                     &mut self.rule_hits,
                     &mut self.recording,
-                    marks,
+                    (pos, neg),
                 )
             }
         };
@@ -805,6 +886,61 @@ fn which(re: &meta::Regex, cache: &mut meta::Cache, text: &[u8], set: &mut Patte
         return;
     }
     re.which_overlapping_matches_with(cache, &Input::new(text), set);
+}
+
+/// One automaton and the rule of each of its patterns, whose rules are alike for the alarms
+/// (`Alike`): the first rule confirmed on a line decides it.
+struct Automaton<'a> {
+    re: &'a meta::Regex,
+    ids: &'a [u32],
+}
+
+impl Automaton<'_> {
+    /// The rule of the automaton's earliest match on `text`, confirmed by `confirm` (which
+    /// confirms, counts and marks one rule): `Ok(true)` when it is, `Ok(false)` when nothing
+    /// matches, `Err(rule)` when its confirmer refuses it (or it is `refused`, not tried
+    /// again). PERF: for rules without confirmers this is the answer; the search stops at the
+    /// first match.
+    fn earliest_confirmed(
+        &self,
+        cache: &mut meta::Cache,
+        text: &[u8],
+        refused: Option<u32>,
+        confirm: &mut dyn FnMut(u32) -> bool,
+    ) -> Result<bool, u32> {
+        let input = Input::new(text).earliest(true);
+        let Some(m) = self.re.search_half_with(cache, &input) else {
+            return Ok(false);
+        };
+        let rule = self.ids[m.pattern().as_usize()];
+        if Some(rule) != refused && confirm(rule) {
+            Ok(true)
+        } else {
+            Err(rule)
+        }
+    }
+
+    /// Every rule the automaton finds in `text` but those `refused`, in pattern order, until
+    /// `confirm` confirms one (after a confirmer refused the earliest match). Returns whether
+    /// one was.
+    fn any_confirmed(
+        &self,
+        cache: &mut meta::Cache,
+        text: &[u8],
+        refused: &[u32],
+        patset: &mut PatternSet,
+        confirm: &mut dyn FnMut(u32) -> bool,
+    ) -> bool {
+        if self.re.pattern_len() == 1 {
+            // Its one rule is the one refused (this follows `earliest_confirmed`).
+            return false;
+        }
+        which(self.re, cache, text, patset);
+        patset
+            .iter()
+            .map(|pid| self.ids[pid.as_usize()])
+            .any(|rule| !refused.contains(&rule) && confirm(rule))
+    }
 }
 
 /// A candidate line of the literal search.

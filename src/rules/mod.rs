@@ -231,9 +231,9 @@ struct Group {
     patterns: Vec<Box<str>>,
     hirs: OnceLock<Vec<Hir>>,
     re: OnceLock<Result<Regex, RegexError>>,
-    /// Its rules name the same alarms the same way and none needs a confirmer: which of them
-    /// matched changes no line's alarms (see `RuleSet::alike`).
-    alike: OnceLock<bool>,
+    /// Whether its rules name the same alarms the same way: which of them matched changes no
+    /// line's alarms (see `RuleSet::alike`).
+    alike: OnceLock<Alike>,
 }
 
 impl Group {
@@ -414,8 +414,8 @@ struct DfaPart {
     chunks: Option<(Vec<Hir>, OnceLock<Vec<Regex>>)>,
     /// Rule index of each of the automata's patterns.
     ids: Vec<u32>,
-    /// Its rules are alike for the alarms (see `RuleSet::alike`).
-    alike: OnceLock<bool>,
+    /// Whether its rules are alike for the alarms (see `RuleSet::alike`).
+    alike: OnceLock<Alike>,
     /// When every rule here matches literals only and they are few, what each matches (in
     /// `ids`' order): a candidate line is confirmed by comparing them, not by the automaton.
     literal: Option<Vec<(u32, LiteralOnly)>>,
@@ -424,6 +424,17 @@ struct DfaPart {
     /// reader finding each line's `STORM` with memmem from the line before and its start
     /// again with memrchr).
     prefixes: Option<Vec<Vec<u8>>>,
+}
+
+/// How one automaton's rules (a group's, the DFA part's) decide a line's alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Alike {
+    /// Their alarms differ: every rule that matches is needed.
+    No,
+    /// The same alarms, and no rule has a confirmer: the automaton's first match decides.
+    Plain,
+    /// The same alarms, and some rules have confirmers: the first match confirmed decides.
+    Confirmed,
 }
 
 /// Most patterns in one automaton asked for every pattern that matches a line (`--metrics`,
@@ -713,16 +724,23 @@ impl RuleSet {
     }
 
     /// Whether `rules` (a group's, the DFA part's) are interchangeable for a line's alarms: the
-    /// same alarms, all positive or all `not-log-alarm`, none confirmed by PCRE or a field
-    /// parser.
-    fn alike(&self, rules: &[u32]) -> bool {
+    /// same alarms, all positive or all `not-log-alarm`; and whether any is confirmed by PCRE
+    /// or a field parser.
+    fn alike(&self, rules: &[u32]) -> Alike {
         let mut rules = rules.iter().map(|&r| r as usize);
         let Some(first) = rules.next() else {
-            return false;
+            return Alike::No;
         };
-        let plain = |r: usize| self.confirm.get(r).is_none_or(Option::is_none);
         let same = |r: usize| self.decides.get(r) == self.decides.get(first);
-        !self.decides.is_empty() && plain(first) && rules.all(|r| same(r) && plain(r))
+        if self.decides.is_empty() || !rules.clone().all(same) {
+            return Alike::No;
+        }
+        let plain = |r: usize| self.confirm.get(r).is_none_or(Option::is_none);
+        if plain(first) && rules.all(plain) {
+            Alike::Plain
+        } else {
+            Alike::Confirmed
+        }
     }
 
     /// How the candidate lines of the rules without long literals (the DFA part) are found, for
