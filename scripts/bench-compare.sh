@@ -14,7 +14,9 @@
 # `debianci`: the 2,101 of `debian`, each behind `(?i)`; `sagan`: sagan-rules' 2,052 (Sagan's
 # log rules, their pcre or contents; same script); `colour`: grc's and multitail's 1,175
 # colouring regexes (mostly without literals; nearly every line raises; Hyperscan takes ~2 min
-# a run of 256 MiB);
+# a run of 256 MiB); `grok`: Logstash's 300 grok patterns expanded (scripts/grok-rules.py
+# downloads them from PyPI: look-behind and atomic groups confirmed by PCRE, patterns that match
+# almost every line: nearly every line raises; Hyperscan refuses most of them);
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
 # `storm100`, `storm10`: alarm storms — the corpus with `STORM ` before every line (or one line
@@ -137,6 +139,10 @@ for n in $RULESETS; do
       [ -s "$WORK/debian-rules/$n.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
       RULES=$WORK/debian-rules/$n.txt
       sed 's/^/# /' "$WORK/debian-rules/SOURCES" ;;
+    grok)
+      [ -s "$WORK/grok-rules/grok.txt" ] || python3 scripts/grok-rules.py "$WORK/grok-rules" >&2
+      RULES=$WORK/grok-rules/grok.txt
+      sed 's/^/# /' "$WORK/grok-rules/SOURCES" ;;
     debianci)
       # Debian's 2,101 rules each behind `(?i)` (every literal compared ignoring case).
       [ -s "$WORK/debian-rules/debian.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2

@@ -93,6 +93,10 @@ python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debia
 # grc's and multitail's 1,175 colouring regexes (short, mostly without literals, matching
 # often: many rules in the automaton part, class windows, storms of matches). ~30 s.
 python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/colour.txt --seed 4
+# Logstash's grok patterns, expanded (scripts/grok-rules.py, from PyPI): PCRE look-behind and
+# atomic groups confirmed by PCRE, rules that match almost every line. ~40 s.
+[ -s target/grok-rules/grok.txt ] || python3 scripts/grok-rules.py target/grok-rules > /dev/null
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/grok-rules/grok.txt --seed 5
 
 say "cargo doc (no warnings) and the embedding example"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet

@@ -11,7 +11,7 @@
 //! Rejected alternative: single-byte frequencies (memchr's heuristic) — they cannot tell
 //! "rror" inside words from "k is" across them.
 
-use super::classes::{has, ByteSet};
+use super::classes::ByteSet;
 
 /// How rare bytes and byte pairs are in log text, case kept: -log2 of their frequency in the
 /// loghub samples of `tests/data/corpus` (2.9 MB), rounded; pairs (row = first byte) capped at 40,
@@ -199,57 +199,94 @@ fn byte_chance(b: u8) -> f64 {
 /// the chance of one of its bytes at a position; per adjacent pair, the chance of one of its
 /// byte pairs (bytes above ASCII count as the rarest).
 pub(crate) fn class_chances(sets: &[ByteSet]) -> (Vec<f64>, Vec<f64>) {
-    let p2 = |r: u8| f64::from_bits((1023 - u64::from(r.min(100))) << 52);
-    let two = |a: u8, b: u8| match RARITY.get(usize::from(a) * 128 + usize::from(b)) {
-        Some(&r) if a < 128 && b < 128 => p2(r),
-        _ => p2(40),
-    };
-    let members = |s: &ByteSet| (0..=255u8).filter(|&b| has(s, b)).collect::<Vec<u8>>();
-    let bytes: Vec<Vec<u8>> = sets.iter().map(members).collect();
-    let singles = bytes
+    let t = tables();
+    let singles = sets
         .iter()
-        .map(|m| m.iter().map(|&b| byte_chance(b)).sum::<f64>().min(1.0))
+        .map(|s| {
+            members(s)
+                .map(|b| t.one[usize::from(b)])
+                .sum::<f64>()
+                .min(1.0)
+        })
         .collect();
-    // PERF: a pair of a byte and a broad class (`.`, `[^/]`) summed as the byte's whole row
-    // less the bytes the class lacks: a pair of broad classes was 65,000 terms (sagan-rules'
-    // start-up, where an alternation's branches are each weighed: PERF.md "thirty-ninth run").
-    let rows = row_sums();
     let pairs = sets
         .windows(2)
-        .zip(bytes.windows(2))
-        .map(|(s, w)| {
-            let ascii = w[1].iter().filter(|&&y| y < 128).count();
-            let high = (w[1].len() - ascii) as f64 * p2(40);
-            let mut sum = 0.0;
-            for &x in &w[0] {
-                if x >= 128 {
-                    sum += w[1].len() as f64 * p2(40);
-                } else if ascii > 64 {
-                    let lacks = (0..128u8).filter(|&y| !has(&s[1], y));
-                    sum += rows[usize::from(x)] - lacks.map(|y| two(x, y)).sum::<f64>() + high;
-                } else {
-                    sum += w[1].iter().map(|&y| two(x, y)).sum::<f64>();
-                }
-            }
-            sum.min(1.0)
-        })
+        .map(|w| pair_chance(t, &w[0], &w[1]))
         .collect();
     (singles, pairs)
 }
 
-/// Per ASCII byte `x`, the sum of the chances of the pairs `x y` over every ASCII `y`.
-fn row_sums() -> &'static [f64; 128] {
-    static ROWS: std::sync::OnceLock<[f64; 128]> = std::sync::OnceLock::new();
-    ROWS.get_or_init(|| {
-        std::array::from_fn(|x| {
-            (0..128usize)
-                .map(|y| {
-                    let r = RARITY.get(x * 128 + y).copied().unwrap_or(40);
-                    f64::from_bits((1023 - u64::from(r.min(100))) << 52)
-                })
-                .sum()
+/// The bytes of a class, in order. PERF: its set bits only (a class's chances were summed over
+/// all 256 bytes, a sixth of start-up with Logstash's grok patterns: PERF.md forty-third run).
+fn members(s: &ByteSet) -> impl Iterator<Item = u8> + '_ {
+    s.iter().enumerate().flat_map(|(i, &word)| {
+        let mut w = word;
+        std::iter::from_fn(move || {
+            (w != 0).then(|| {
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                (i as u32 * 64 + b) as u8
+            })
         })
     })
+}
+
+/// The chances of bytes and byte pairs, decoded once from the rarity table.
+struct Tables {
+    /// Per byte (bytes above ASCII count as the rarest).
+    one: [f64; 256],
+    /// Per ASCII pair `x y`, at `x * 128 + y`.
+    two: Vec<f64>,
+    /// Per ASCII `x`, the sum of `two` over every ASCII `y`.
+    rows: [f64; 128],
+    /// A pair with a byte above ASCII.
+    high: f64,
+}
+
+fn tables() -> &'static Tables {
+    static TABLES: std::sync::OnceLock<Tables> = std::sync::OnceLock::new();
+    TABLES.get_or_init(|| {
+        let p2 = |r: u8| f64::from_bits((1023 - u64::from(r.min(100))) << 52);
+        let two: Vec<f64> = (0..128 * 128)
+            .map(|i| p2(RARITY.get(i).copied().unwrap_or(40)))
+            .collect();
+        Tables {
+            one: byte_chances(),
+            rows: std::array::from_fn(|x| two[x * 128..x * 128 + 128].iter().sum()),
+            two,
+            high: p2(40),
+        }
+    })
+}
+
+/// The chance of one of the byte pairs of the classes `a b` at a position.
+fn pair_chance(t: &Tables, a: &ByteSet, b: &ByteSet) -> f64 {
+    let size = |s: &ByteSet| s.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+    let all = size(b);
+    let ascii = size(&[b[0], b[1], 0, 0]);
+    let high = (all - ascii) as f64 * t.high;
+    // PERF: a pair of a byte and a broad class (`.`, `[^/]`) summed as the byte's whole row
+    // less the bytes the class lacks: a pair of broad classes was 65,000 terms (sagan-rules'
+    // start-up, where an alternation's branches are each weighed: PERF.md "thirty-ninth run").
+    let lacks = [!b[0], !b[1], 0, 0];
+    let mut sum = 0.0;
+    for x in members(a) {
+        let x = usize::from(x);
+        if x >= 128 {
+            sum += all as f64 * t.high;
+            continue;
+        }
+        let row = &t.two[x * 128..x * 128 + 128];
+        sum += if ascii > 64 {
+            t.rows[x] - members(&lacks).map(|y| row[usize::from(y)]).sum::<f64>() + high
+        } else {
+            members(&[b[0], b[1], 0, 0])
+                .map(|y| row[usize::from(y)])
+                .sum::<f64>()
+                + high
+        };
+    }
+    sum.min(1.0)
 }
 
 /// The chance of the window `start..start + width` of classes at a position of ordinary log
@@ -271,6 +308,7 @@ pub(crate) fn window_of_classes(singles: &[f64], pairs: &[f64], start: usize, wi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::litscan::classes::has;
 
     /// A pair's chance summed plainly, every byte pair of the two classes.
     fn pair_plainly(a: &ByteSet, b: &ByteSet) -> f64 {
