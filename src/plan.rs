@@ -1198,7 +1198,9 @@ mod tests {
     #[test]
     fn a_refused_first_match_leaves_the_other_rules_to_decide() {
         let fillers: Vec<String> = (1..=16).map(|k| format!(r"\d[^\w\s]{{{k}}}\w")).collect();
-        let cases: [(Vec<String>, &[u8], Vec<&[u8]>); 3] = [
+        // (rules, lines, the lines that raise)
+        type Case<'a> = (Vec<String>, &'a [u8], Vec<&'a [u8]>);
+        let cases: [Case; 3] = [
             (
                 vec![
                     r"(?<!x)connect from \d+".into(),

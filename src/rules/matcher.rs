@@ -731,11 +731,25 @@ impl Matcher {
                 } else {
                     Alike::No
                 };
+                let set = &self.set;
+                let (hits, rec) = (&mut self.rule_hits, &mut self.recording);
+                // The chunks are built at the first line that needs them (not on every line
+                // of a part alike, whose whole automaton answers).
+                let chunk_caches = &mut self.chunk_caches;
+                let chunks = move || {
+                    let chunks = dfa.chunks(&set.decides)?;
+                    if chunk_caches.len() != chunks.len() {
+                        *chunk_caches = chunks.iter().map(|_| None).collect();
+                    }
+                    Some((chunks, chunk_caches))
+                };
+                let one_set = self
+                    .chunk_set
+                    .get_or_insert_with(|| PatternSet::new(WHICH_CHUNK));
                 if alike != Alike::No {
                     // The whole part's earliest match, and only when its rule's confirmer
                     // refuses it, each chunk's (or the whole part's) matches until one is
                     // confirmed.
-                    let (hits, rec, set) = (&mut self.rule_hits, &mut self.recording, &self.set);
                     let mut confirm = |r: u32| {
                         let marks = (&mut *pos, &mut *neg);
                         confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
@@ -747,9 +761,9 @@ impl Matcher {
                     let cache = self
                         .exact_cache
                         .get_or_insert_with(|| dfa.exact.create_cache());
-                    let any = match whole.earliest_confirmed(cache, text, None, &mut confirm) {
+                    match whole.earliest_confirmed(cache, text, None, &mut confirm) {
                         Ok(found) => found,
-                        Err(refused) => match dfa.chunks() {
+                        Err(refused) => match chunks() {
                             None => whole.any_confirmed(
                                 cache,
                                 text,
@@ -757,23 +771,15 @@ impl Matcher {
                                 &mut self.patset,
                                 &mut confirm,
                             ),
-                            Some(chunks) => {
-                                if self.chunk_caches.len() != chunks.len() {
-                                    self.chunk_caches = chunks.iter().map(|_| None).collect();
-                                }
-                                let patset = self
-                                    .chunk_set
-                                    .get_or_insert_with(|| PatternSet::new(WHICH_CHUNK));
-                                let each = chunks
-                                    .iter()
-                                    .zip(&mut self.chunk_caches)
-                                    .zip(dfa.ids.chunks(WHICH_CHUNK));
-                                let mut found = false;
-                                for ((re, cache), ids) in each {
-                                    let cache =
-                                        cache.get_or_insert_with(|| Box::new(re.create_cache()));
-                                    let one = Automaton { re, ids };
-                                    found = match one.earliest_confirmed(
+                            Some((chunks, caches)) => {
+                                chunks.iter().zip(caches.iter_mut()).any(|(chunk, cache)| {
+                                    let cache = cache
+                                        .get_or_insert_with(|| Box::new(chunk.re.create_cache()));
+                                    let one = Automaton {
+                                        re: &chunk.re,
+                                        ids: &chunk.ids,
+                                    };
+                                    match one.earliest_confirmed(
                                         cache,
                                         text,
                                         Some(refused),
@@ -784,57 +790,65 @@ impl Matcher {
                                             cache,
                                             text,
                                             &[also, refused],
-                                            patset,
+                                            one_set,
                                             &mut confirm,
                                         ),
-                                    };
-                                    if found {
-                                        break;
                                     }
-                                }
-                                found
+                                })
                             }
                         },
-                    };
-                    if let Some(c) = &mut self.cost {
-                        c.share(&dfa.ids, since(t));
                     }
-                    return any;
-                }
-                if let Some(chunks) = dfa.chunks() {
-                    self.patset.clear();
-                    if self.chunk_caches.len() != chunks.len() {
-                        self.chunk_caches = chunks.iter().map(|_| None).collect();
-                    }
-                    let one = self
-                        .chunk_set
-                        .get_or_insert_with(|| PatternSet::new(WHICH_CHUNK));
-                    for (k, (re, cache)) in chunks.iter().zip(&mut self.chunk_caches).enumerate() {
-                        let cache = cache.get_or_insert_with(|| Box::new(re.create_cache()));
-                        which(re, cache, text, one);
-                        for pid in one.iter() {
-                            let id = PatternID::new_unchecked(k * WHICH_CHUNK + pid.as_usize());
-                            self.patset.insert(id);
+                } else if let Some((chunks, caches)) = chunks() {
+                    let mut any = false;
+                    for (chunk, cache) in chunks.iter().zip(caches.iter_mut()) {
+                        let cache = cache.get_or_insert_with(|| Box::new(chunk.re.create_cache()));
+                        if !skips {
+                            // Every rule that matches (`--metrics`, `replay`).
+                            which(&chunk.re, cache, text, one_set);
+                            let rules =
+                                one_set.iter().map(|pid| chunk.ids[pid.as_usize()] as usize);
+                            any |=
+                                confirm_each(set, text, rules, hits, rec, (&mut *pos, &mut *neg));
+                            continue;
+                        }
+                        // A chunk's rules name the same alarms the same way: none is asked
+                        // once the line has decided them, and the first confirmed is enough.
+                        let (bits, negate) = set.decides[chunk.ids[0] as usize];
+                        let done = if negate { neg[0] } else { pos[0] | neg[0] };
+                        if bits & !done == 0 {
+                            continue;
+                        }
+                        let mut confirm = |r: u32| {
+                            let marks = (&mut *pos, &mut *neg);
+                            confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
+                        };
+                        let one = Automaton {
+                            re: &chunk.re,
+                            ids: &chunk.ids,
+                        };
+                        let found = match one.earliest_confirmed(cache, text, None, &mut confirm) {
+                            Ok(found) => found,
+                            Err(refused) => {
+                                one.any_confirmed(cache, text, &[refused], one_set, &mut confirm)
+                            }
+                        };
+                        any |= found;
+                        if found && settled(set, pos, neg) {
+                            break;
                         }
                     }
+                    any
                 } else {
                     let cache = self
                         .exact_cache
                         .get_or_insert_with(|| dfa.exact.create_cache());
                     which(&dfa.exact, cache, text, &mut self.patset);
+                    let rules = self
+                        .patset
+                        .iter()
+                        .map(|pid| dfa.ids[pid.as_usize()] as usize);
+                    confirm_each(set, text, rules, hits, rec, (pos, neg))
                 }
-                let rules = self
-                    .patset
-                    .iter()
-                    .map(|pid| dfa.ids[pid.as_usize()] as usize);
-                confirm_each(
-                    &self.set,
-                    text,
-                    rules,
-                    &mut self.rule_hits,
-                    &mut self.recording,
-                    (pos, neg),
-                )
             }
         };
         if let Some(c) = &mut self.cost {
