@@ -680,16 +680,7 @@ impl Matcher {
                     re,
                     ids: &group.rules,
                 };
-                any |= match one.earliest_confirmed(cache, text, None, &mut confirm) {
-                    Ok(found) => found,
-                    Err(refused) => one.any_confirmed(
-                        cache,
-                        text,
-                        &[refused],
-                        &mut self.group_set,
-                        &mut confirm,
-                    ),
-                };
+                any |= one.first_confirmed(cache, text, None, &mut self.group_set, &mut confirm);
             }
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
@@ -779,21 +770,13 @@ impl Matcher {
                                         re: &chunk.re,
                                         ids: &chunk.ids,
                                     };
-                                    match one.earliest_confirmed(
+                                    one.first_confirmed(
                                         cache,
                                         text,
                                         Some(refused),
+                                        one_set,
                                         &mut confirm,
-                                    ) {
-                                        Ok(found) => found,
-                                        Err(also) => one.any_confirmed(
-                                            cache,
-                                            text,
-                                            &[also, refused],
-                                            one_set,
-                                            &mut confirm,
-                                        ),
-                                    }
+                                    )
                                 })
                             }
                         },
@@ -826,12 +809,7 @@ impl Matcher {
                             re: &chunk.re,
                             ids: &chunk.ids,
                         };
-                        let found = match one.earliest_confirmed(cache, text, None, &mut confirm) {
-                            Ok(found) => found,
-                            Err(refused) => {
-                                one.any_confirmed(cache, text, &[refused], one_set, &mut confirm)
-                            }
-                        };
+                        let found = one.first_confirmed(cache, text, None, one_set, &mut confirm);
                         any |= found;
                         if found && settled(set, pos, neg) {
                             break;
@@ -931,6 +909,26 @@ impl Automaton<'_> {
             Ok(true)
         } else {
             Err(rule)
+        }
+    }
+
+    /// Whether a rule of the automaton matches `text` and is confirmed (marked by `confirm`):
+    /// the earliest match's rule, and only when its confirmer refuses it, every other match's
+    /// in pattern order until one is confirmed. `refused`: a rule already refused on this line.
+    fn first_confirmed(
+        &self,
+        cache: &mut meta::Cache,
+        text: &[u8],
+        refused: Option<u32>,
+        patset: &mut PatternSet,
+        confirm: &mut dyn FnMut(u32) -> bool,
+    ) -> bool {
+        match self.earliest_confirmed(cache, text, refused, confirm) {
+            Ok(found) => found,
+            Err(also) => {
+                let refused = [also, refused.unwrap_or(also)];
+                self.any_confirmed(cache, text, &refused, patset, confirm)
+            }
         }
     }
 
