@@ -670,12 +670,9 @@ impl Matcher {
                     marks,
                 );
             } else {
-                let (pos, neg) = (&mut self.pos_bits, &mut self.neg_bits);
+                let marks = (&mut self.pos_bits, &mut self.neg_bits);
                 let (hits, rec) = (&mut self.rule_hits, &mut self.recording);
-                let mut confirm = |r: u32| {
-                    let marks = (&mut *pos, &mut *neg);
-                    confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
-                };
+                let mut confirm = confirmer(set, text, hits, rec, marks);
                 let one = Automaton {
                     re,
                     ids: &group.rules,
@@ -741,10 +738,7 @@ impl Matcher {
                     // The whole part's earliest match, and only when its rule's confirmer
                     // refuses it, each chunk's (or the whole part's) matches until one is
                     // confirmed.
-                    let mut confirm = |r: u32| {
-                        let marks = (&mut *pos, &mut *neg);
-                        confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
-                    };
+                    let mut confirm = confirmer(set, text, hits, rec, (pos, neg));
                     let whole = Automaton {
                         re: &dfa.exact,
                         ids: &dfa.ids,
@@ -801,15 +795,15 @@ impl Matcher {
                         if bits & !done == 0 {
                             continue;
                         }
-                        let mut confirm = |r: u32| {
-                            let marks = (&mut *pos, &mut *neg);
-                            confirm_each(set, text, std::iter::once(r as usize), hits, rec, marks)
-                        };
                         let one = Automaton {
                             re: &chunk.re,
                             ids: &chunk.ids,
                         };
-                        let found = one.first_confirmed(cache, text, None, one_set, &mut confirm);
+                        let found = {
+                            let marks = (&mut *pos, &mut *neg);
+                            let mut confirm = confirmer(set, text, &mut *hits, &mut *rec, marks);
+                            one.first_confirmed(cache, text, None, one_set, &mut confirm)
+                        };
                         any |= found;
                         if found && settled(set, pos, neg) {
                             break;
@@ -1033,6 +1027,21 @@ fn confirm_each(
         }
     }
     any
+}
+
+/// [`confirm_each`] of one rule at a time, for [`Automaton`]'s searches.
+fn confirmer<'a>(
+    set: &'a RuleSet,
+    text: &'a [u8],
+    rule_hits: &'a mut [u64],
+    recording: &'a mut Option<Vec<u32>>,
+    (pos, neg): (&'a mut Vec<u64>, &'a mut Vec<u64>),
+) -> impl FnMut(u32) -> bool + 'a {
+    move |r| {
+        let marks = (&mut *pos, &mut *neg);
+        let rule = std::iter::once(r as usize);
+        confirm_each(set, text, rule, &mut *rule_hits, &mut *recording, marks)
+    }
 }
 
 /// Rule `r` of `set` matched the line being confirmed: count it, record it (`replay --report`)
