@@ -1229,7 +1229,7 @@ mod tests {
             for r in &rules {
                 args.extend(["--log-alarm".to_string(), format!("a {r}")]);
             }
-            let p = build(&parse_args(args.iter().map(Into::into)).unwrap()).unwrap();
+            let p = plan(&args.iter().map(String::as_str).collect::<Vec<_>>()).unwrap();
             let mut m = p.rules().matcher();
             let mut got: Vec<Vec<u8>> = Vec::new();
             m.scan_lines(buf, &mut |line, alarms| {
