@@ -11,6 +11,9 @@ Downloads (apt-get download, nothing installed, no service started) and unpacks:
     rule's `pcre:` (its `/i` as `(?i)`), or else its positive `content:` strings in the order
     written, joined by `.*` (`nocase` as `(?i:…)`, `|xx xx|` as the bytes); negated contents,
     offsets and Sagan's other conditions are left out.
+  - logwatch: /usr/share/logwatch/scripts/services/*, the Perl regexes its service scripts match
+    lines against (`=~ /…/`; X11 licence), written for the messages of a hundred daemons: short
+    literals, lazy quantifiers, back-references (see `logwatch` below for what is left out).
   - grc and multitail: the regexes of two log colourisers, written to pick out the parts of
     log and command lines (`/usr/share/grc/conf.*`'s `regexp=`, Python regexes, GPL-2+;
     `/etc/multitail.conf`'s `cs_re…:colour:regex`, POSIX extended regexes, GPL-2+): short,
@@ -22,6 +25,7 @@ Writes, one regex per line (the format of benches/rules/):
   OUTDIR/sagan.txt      every sagan rule with a pcre or a content (a second large set, written
                         for other logs: firewalls, Windows events, web servers)
   OUTDIR/colour.txt     every grc and multitail regex (a set of rules without literals)
+  OUTDIR/logwatch.txt   logwatch's regexes (a third large set: ~4,000 rules, many of them short)
   OUTDIR/SOURCES        package versions and counts
 The rules are the packages' own text, downloaded at benchmark time, never stored in this
 repository.
@@ -40,6 +44,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import warnings
 
 
 def unpack(pkg, into):
@@ -202,6 +207,92 @@ def python_compiles(rules):
     return kept, len(rules) - len(kept)
 
 
+def perl_regexes(text):
+    """Each regex literal matched against in Perl source `text` (`=~ /…/flags`, `!~`, `m` with
+    any delimiter), as (body, flags); bodies that span lines are left out."""
+    closing = {"{": "}", "(": ")", "[": "]", "<": ">"}
+    for m in re.finditer(r"[=!]~\s*(?:m\s*([^\w\s])|(/))", text):
+        opening = m.group(1) or m.group(2)
+        close = closing.get(opening, opening)
+        i, depth, body = m.end(), 0, []
+        while i < len(text) and text[i] != "\n":
+            c = text[i]
+            if c == "\\":
+                body.append(text[i:i + 2])
+                i += 2
+                continue
+            if c == close and depth == 0:
+                break
+            if close != opening:
+                depth += (c == opening) - (c == close)
+            body.append(c)
+            i += 1
+        else:
+            continue
+        yield "".join(body), re.match(r"[a-z]*", text[i + 1:]).group(0)
+
+
+def interpolates(body):
+    """Whether Perl would put a variable's value into the regex (`$name`, `${…}`, `@name`): the
+    rule is then not the text written."""
+    i = 0
+    while i < len(body):
+        if body[i] == "\\":
+            i += 2
+            continue
+        if body[i] in "$@" and re.match(r"[A-Za-z_{:]", body[i + 1:i + 2]):
+            return True
+        i += 1
+    return False
+
+
+def loghub_sample():
+    """One line in 16 of the loghub samples in tests/data/corpus (1,500 lines of 16 systems)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    lines = []
+    for f in sorted(glob.glob(os.path.join(here, "..", "tests", "data", "corpus", "loghub", "*"))):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            lines += fh.read().splitlines()[::16]
+    if not lines:
+        sys.exit("debian-rules.py: tests/data/corpus/loghub is missing")
+    return lines
+
+
+def logwatch(root):
+    """Logwatch's service scripts (Perl, /usr/share/logwatch/scripts/services/*): every regex
+    a line is matched against, without those that interpolate a variable, match an empty line
+    or are a field parser (`\\w+`, `(\\S+)`, `(\\d+)\\s.*`: logwatch runs them on lines
+    already picked out; one that matches 2 % or more of a sample of loghub's lines would raise
+    an alarm on most lines); `i`, `s` and `x` flags become `(?i)`, `(?s)`, `(?x)`. Logwatch
+    matches a syslog line's message (its date, host and program cut off), so a leading `^` is
+    dropped, as for fail2ban's rules. Distinct rules, in the order first met."""
+    sample = loghub_sample()
+    rules, seen, skipped = [], set(), 0
+    for f in sorted(glob.glob(os.path.join(root, "usr/share/logwatch/scripts/services/*"))):
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        for body, flags in perl_regexes(text):
+            if not body or interpolates(body):
+                skipped += 1
+                continue
+            rx = "".join("(?" + c + ")" for c in "isx" if c in flags) + body.removeprefix("^")
+            if rx in seen:
+                continue
+            seen.add(rx)
+            try:
+                compiled = re.compile(rx)
+            except Exception:
+                rules.append(rx)  # counted by python_compiles
+                continue
+            most = len(sample) // 50
+            if compiled.search("") or sum(1 for l in sample if compiled.search(l)) > most:
+                skipped += 1
+                continue
+            rules.append(rx)
+    rules, bad = python_compiles(rules)
+    return rules, skipped + bad
+
+
 def colour(root):
     rules = set()
     for f in sorted(glob.glob(os.path.join(root, "usr/share/grc/conf.*"))):
@@ -233,6 +324,9 @@ def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
+    # Python's re warns of `[[` ("possible nested set"), which POSIX classes and these rules
+    # write: the rules mean what PCRE reads, and the warnings would bury the summary.
+    warnings.simplefilter("ignore", FutureWarning)
     os.makedirs(out, exist_ok=True)
     with tempfile.TemporaryDirectory() as root:
         lc_deb = unpack("logcheck-database", root)
@@ -243,14 +337,18 @@ def main():
         sg_deb = unpack("sagan-rules", root)
         sg, sg_skipped = sagan(root)
     with tempfile.TemporaryDirectory() as root:
+        lw_deb = unpack("logwatch", root)
+        lw, lw_skipped = logwatch(root)
+    with tempfile.TemporaryDirectory() as root:
         grc_deb = unpack("grc", root)
         mt_deb = unpack("multitail", root)
         co, co_skipped = colour(root)
     # `@(`, `$(` and `%(` start uWSGI's file, environment and placeholder expansions in an
     # option's value: written `[@](` and so on, the same regex.
-    lc, f2b, sg, co = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs] for rs in (lc, f2b, sg, co))
+    lc, f2b, sg, co, lw = ([re.sub(r"([@$%])\(", r"[\1](", r) for r in rs]
+                           for rs in (lc, f2b, sg, co, lw))
     sets = (("logcheck", lc), ("fail2ban", f2b), ("debian", lc + f2b), ("sagan", sg),
-            ("colour", co))
+            ("colour", co), ("logwatch", lw))
     for name, rules in sets:
         with open(os.path.join(out, name + ".txt"), "w") as fh:
             fh.writelines(r + "\n" for r in rules)
@@ -262,6 +360,8 @@ def main():
                  "content or not compiled by Python's re\n")
         fh.write(f"{grc_deb}, {mt_deb}: {len(co)} rules (colour.txt), {co_skipped} not "
                  "compiled by Python's re\n")
+        fh.write(f"{lw_deb}: {len(lw)} rules (logwatch.txt), {lw_skipped} left out (a "
+                 "variable's value, a field parser, or not compiled by Python's re)\n")
     print(open(os.path.join(out, "SOURCES")).read(), end="")
 
 
