@@ -599,15 +599,18 @@ impl<'a> Reactor<'a> {
 
     /// Give every ready source its turn.
     fn read_ready(&mut self) -> io::Result<()> {
-        // PERF: two or more pipes or followed files are read in one turn whose matching a
-        // helper thread shares (see `batch`): 100 tailed files with Debian's 2,101 rules ran
-        // at ~60 % of standard input's speed matched here one read at a time (PERF.md
-        // "forty-second run").
+        // PERF: two or more pipes or followed files ready at once are read in one turn whose
+        // matching a helper thread shares (see `batch`): 100 tailed files with Debian's 2,101
+        // rules ran at ~60 % of standard input's speed matched here one read at a time
+        // (PERF.md "forty-second run"). One ready alone (a supervised process writes to its
+        // stdout, its stderr is quiet) is served here, its large regions shared with its own
+        // helper: as a batch of one it was matched on one thread (logwatch's 4,076 rules over
+        // `-- cat`: 0.64x standard input's speed, PERF.md "forty-fourth run").
         let many = self.batch.is_some()
             && self
                 .table
                 .iter()
-                .filter(|e| e.source.holds())
+                .filter(|e| e.ready && e.source.holds())
                 .nth(1)
                 .is_some();
         for t in self.table.tokens() {
