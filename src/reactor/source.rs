@@ -30,6 +30,10 @@ use crate::supervise::Supervisor;
 pub(super) enum Input {
     /// Standard input (not owned), read by a thread.
     Stdin(Prefetch),
+    /// Standard input (not owned) that is a pipe, read here while matching is cheap (see
+    /// `source::stdin::read_direct`); it moves to a thread ([`Input::Stdin`]) once matching
+    /// costs more.
+    StdinPipe(DirectStdin),
     /// A pipe of supervised process `slot` (closed when dropped).
     Child { fd: OwnedFd, slot: usize },
     /// A `--tail` file (read on a timer).
@@ -38,6 +42,79 @@ pub(super) enum Input {
     Udp(Udp),
     /// A `--nats` consumer, read by a thread of its own.
     Nats(crate::nats::NatsIn),
+}
+
+/// Standard input, a pipe, while the reactor reads it (see [`Input::StdinPipe`]), and what
+/// reading and matching it here has cost this thread.
+#[derive(Debug)]
+pub(super) struct DirectStdin {
+    pub(super) fd: RawFd,
+    /// Where the current window of turns began: bytes read in all, and this thread's CPU time
+    /// (nanoseconds); how many turns it holds so far (0: none began yet); and how many windows
+    /// in a row cost more than the limit.
+    since: u64,
+    cpu: u64,
+    turns: u32,
+    costly_windows: u32,
+}
+
+/// Bytes of standard input read by the reactor before its cost is weighed: the first regions
+/// pay for the automata's caches and the literal search's placement.
+const DIRECT_TRIAL_BYTES: u64 = 4 << 20;
+
+/// A window of turns, or of bytes, over which the reactor thread's CPU time per byte read is
+/// weighed (its CPU time, not the clock's: a turn during which the scheduler ran `cat` on this
+/// core is not slower for it). A slow matcher's turn is
+/// [`READS_PER_TURN`](super::READS_PER_TURN) full reads: the bytes end its window.
+const DIRECT_WINDOW: u32 = 16;
+const DIRECT_WINDOW_BYTES: u64 = 4 << 20;
+
+/// Windows in a row that must cost more than the limit: one can (the literal search placed
+/// again from a sample of the stream, a core shared with `cat`'s: 10 rules, ~0.28 ns a byte,
+/// measured up to 0.49 in a window).
+const DIRECT_COSTLY_WINDOWS: u32 = 2;
+
+impl DirectStdin {
+    pub(super) fn new(fd: RawFd) -> DirectStdin {
+        DirectStdin {
+            fd,
+            since: 0,
+            cpu: 0,
+            turns: 0,
+            costly_windows: 0,
+        }
+    }
+
+    /// After a turn that left `bytes` read in all: whether reading, matching and passing them
+    /// here has cost this thread more than `max` nanoseconds a byte over
+    /// [`DIRECT_COSTLY_WINDOWS`] windows in a row (then a reader thread pays).
+    pub(super) fn costly(&mut self, bytes: u64, max: f64) -> bool {
+        self.costly_at(bytes, crate::sys::thread_cpu_nanos(), max)
+    }
+
+    /// [`costly`](Self::costly) with this thread's CPU time `cpu` (nanoseconds) given.
+    fn costly_at(&mut self, bytes: u64, cpu: u64, max: f64) -> bool {
+        if bytes < DIRECT_TRIAL_BYTES {
+            return false;
+        }
+        if self.turns == 0 {
+            (self.since, self.cpu, self.turns) = (bytes, cpu, 1);
+            return false;
+        }
+        self.turns += 1;
+        let read = bytes.saturating_sub(self.since);
+        if read == 0 || (self.turns < DIRECT_WINDOW && read < DIRECT_WINDOW_BYTES) {
+            return false;
+        }
+        let per_byte = cpu.saturating_sub(self.cpu) as f64 / read as f64;
+        // The next window begins here.
+        (self.since, self.cpu, self.turns) = (bytes, cpu, 1);
+        self.costly_windows = match per_byte > max {
+            true => self.costly_windows + 1,
+            false => 0,
+        };
+        self.costly_windows >= DIRECT_COSTLY_WINDOWS
+    }
 }
 
 /// One entry of the table.
@@ -86,7 +163,7 @@ impl Source {
         matches!(
             self,
             Source::Log {
-                input: Input::Stdin(_),
+                input: Input::Stdin(_) | Input::StdinPipe(_),
                 ..
             }
         )
@@ -97,6 +174,7 @@ impl Source {
         match self {
             Source::Log { input, .. } => match input {
                 Input::Child { fd, .. } => Some(fd.as_raw_fd()),
+                Input::StdinPipe(d) => Some(d.fd),
                 Input::Udp(u) => Some(u.sock.as_raw_fd()),
                 // Standard input wakes the poll through a waker; files are not polled.
                 Input::Stdin(_) | Input::Tail(_) | Input::Nats(_) => None,
@@ -209,7 +287,7 @@ impl Table {
 /// program's command.
 pub(super) fn input_name(input: &Input, supervisor: &Supervisor) -> String {
     match input {
-        Input::Stdin(_) => "stdin".to_string(),
+        Input::Stdin(_) | Input::StdinPipe(_) => "stdin".to_string(),
         Input::Child { slot, .. } => supervisor.label_of(*slot),
         Input::Tail(t) => format!("tail:{}", t.path().display()),
         Input::Nats(n) => format!("nats:{}", n.shown),
@@ -229,6 +307,7 @@ fn serve_once(
 ) -> io::Result<Step> {
     match input {
         Input::Stdin(p) => p.serve(pipeline, sink),
+        Input::StdinPipe(d) => source::stdin::read_direct(d.fd, pipeline, sink),
         Input::Tail(t) => t.serve(pipeline, sink),
         Input::Udp(u) => u.serve(pipeline, sink),
         Input::Nats(n) => n.serve(pipeline, sink),
@@ -267,4 +346,48 @@ pub(super) fn read_turn(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `windows` windows of 4 MiB read at `per_byte` nanoseconds of CPU each, after the trial.
+    fn weigh(d: &mut DirectStdin, bytes: &mut u64, cpu: &mut u64, per_byte: f64, n: u32) -> bool {
+        let mut costly = false;
+        for _ in 0..n {
+            // A window ends (and the next begins) at the turn after 4 MiB more.
+            *bytes += DIRECT_WINDOW_BYTES;
+            *cpu += (DIRECT_WINDOW_BYTES as f64 * per_byte) as u64;
+            costly |= d.costly_at(*bytes, *cpu, 0.42);
+        }
+        costly
+    }
+
+    #[test]
+    fn standard_input_goes_to_a_thread_only_after_windows_in_a_row_cost_more_than_the_limit() {
+        let mut d = DirectStdin::new(0);
+        let (mut bytes, mut cpu) = (0, 0);
+        // The trial's bytes are never weighed, however costly.
+        assert!(!d.costly_at(DIRECT_TRIAL_BYTES - 1, 1 << 40, 0.42));
+        bytes = DIRECT_TRIAL_BYTES;
+        assert!(!d.costly_at(bytes, cpu, 0.42), "a window only begins");
+        // Cheap windows, and one costly window between cheap ones: stays.
+        assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.3, 5));
+        assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.9, 1));
+        assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.3, 1));
+        assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.9, 1));
+        // Two costly windows in a row: a thread pays.
+        assert!(weigh(&mut d, &mut bytes, &mut cpu, 0.9, 1));
+        // Sixteen turns end a window too (a slow trickle of small turns).
+        let mut d = DirectStdin::new(0);
+        let (mut bytes, mut cpu) = (DIRECT_TRIAL_BYTES, 0);
+        let mut costly = false;
+        for _ in 0..(3 * DIRECT_WINDOW) {
+            bytes += 1000;
+            cpu += 1000;
+            costly |= d.costly_at(bytes, cpu, 0.42);
+        }
+        assert!(costly, "1 ns a byte over windows of 16 turns");
+    }
 }

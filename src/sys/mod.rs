@@ -436,12 +436,40 @@ pub(crate) fn fd_target(fd: RawFd) -> String {
 /// Free room in the pipe whose write end is `fd`: its size minus the unread bytes.
 pub(crate) fn pipe_free(fd: RawFd) -> io::Result<usize> {
     let size = syscall!(fcntl(fd, libc::F_GETPIPE_SZ))?;
+    Ok((size.max(0) as usize).saturating_sub(queued(fd)?))
+}
+
+/// The bytes waiting unread in the pipe `fd` (either end): `FIONREAD`.
+pub(crate) fn queued(fd: RawFd) -> io::Result<usize> {
     let mut queued: libc::c_int = 0;
     // SAFETY: FIONREAD writes one int through the valid pointer.
     if unsafe { libc::ioctl(fd, libc::FIONREAD, &mut queued) } == -1 {
         return Err(io::Error::last_os_error());
     }
-    Ok((size.max(0) as usize).saturating_sub(queued.max(0) as usize))
+    Ok(queued.max(0) as usize)
+}
+
+/// CPU time this thread has used, in nanoseconds (0 if the clock cannot be read).
+pub(crate) fn thread_cpu_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec.max(0) as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec.max(0) as u64)
+}
+
+/// Whether `fd` is a pipe (FIFO).
+pub(crate) fn is_fifo(fd: RawFd) -> bool {
+    // SAFETY: an all-zero `stat` is a valid value for the out-parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
+    syscall!(fstat(fd, &mut st)).is_ok() && st.st_mode & libc::S_IFMT == libc::S_IFIFO
 }
 
 /// Bytes that start as zeroes, for a large buffer: an anonymous private mapping, whose pages

@@ -47,6 +47,64 @@ fn pass_through_is_byte_exact_for_any_bytes() {
 }
 
 #[test]
+fn standard_input_moved_from_the_reactor_to_a_thread_loses_and_reorders_nothing() {
+    // A pipe on standard input is read by the reactor until its matching proves costly, then
+    // by a thread (reactor::DIRECT_MAX_NANOS_PER_BYTE): 60 rules without literals whose
+    // windows are everywhere (an automaton over every byte, ~2 ns a byte) make 80 MiB costly
+    // on any machine (after a trial of 4 MiB, two windows of at most a turn of 16 reads each); every byte must come out once, in order, and every MARK line raise.
+    let mut seed = 0x2545f4914f6cdd1du64;
+    let mut input = Vec::with_capacity(80 << 20);
+    let mut marks = 0;
+    let mut n = 0u64;
+    while input.len() < 80 << 20 {
+        n += 1;
+        if xorshift(&mut seed) % 97 == 0 {
+            marks += 1;
+            input.extend_from_slice(format!("MARK {n} raised\n").as_bytes());
+        } else {
+            let len = 20 + xorshift(&mut seed) % 150;
+            input.extend(
+                (0..len).map(|_| b"abc def 0123 xyz-_:"[xorshift(&mut seed) as usize % 19]),
+            );
+            input.push(b'\n');
+        }
+    }
+    let mut args = vec![
+        "--alarm".to_string(),
+        "a log:".to_string(),
+        "--log-alarm".to_string(),
+        "a ^MARK \\d+ raised$".to_string(),
+        "--alarm-freq".to_string(),
+        "0".to_string(),
+    ];
+    for i in 0..60 {
+        args.push("--log-alarm".to_string());
+        args.push(format!(
+            "a [a-f]{{3}}[0-9]{{{}}}[x-z]{{3}}[a-f]{{2,}}",
+            5 + i % 7
+        ));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args, input.clone());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (mut passed, mut alarms) = (Vec::with_capacity(input.len()), 0);
+    for line in out.stdout.split_inclusive(|&b| b == b'\n') {
+        if line.windows(8).any(|w| w == b"ALARM: M") {
+            alarms += 1;
+        } else {
+            passed.extend_from_slice(line);
+        }
+    }
+    assert_eq!(passed.len(), input.len());
+    assert!(passed == input, "output differs from input");
+    assert_eq!(alarms, marks);
+}
+
+#[test]
 fn a_100_mb_line_passes_whole_and_alarms_once_on_its_head() {
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("msg");
