@@ -367,10 +367,9 @@ mod tests {
     #[test]
     fn standard_input_goes_to_a_thread_only_after_windows_in_a_row_cost_more_than_the_limit() {
         let mut d = DirectStdin::new(0);
-        let (mut bytes, mut cpu) = (0, 0);
         // The trial's bytes are never weighed, however costly.
         assert!(!d.costly_at(DIRECT_TRIAL_BYTES - 1, 1 << 40, 0.42));
-        bytes = DIRECT_TRIAL_BYTES;
+        let (mut bytes, mut cpu) = (DIRECT_TRIAL_BYTES, 0);
         assert!(!d.costly_at(bytes, cpu, 0.42), "a window only begins");
         // Cheap windows, and one costly window between cheap ones: stays.
         assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.3, 5));

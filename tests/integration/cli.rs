@@ -58,7 +58,7 @@ fn standard_input_moved_from_the_reactor_to_a_thread_loses_and_reorders_nothing(
     let mut n = 0u64;
     while input.len() < 80 << 20 {
         n += 1;
-        if xorshift(&mut seed) % 97 == 0 {
+        if xorshift(&mut seed).is_multiple_of(97) {
             marks += 1;
             input.extend_from_slice(format!("MARK {n} raised\n").as_bytes());
         } else {
