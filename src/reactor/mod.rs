@@ -708,6 +708,12 @@ impl<'a> Reactor<'a> {
                 if cx.metrics.is_some() {
                     pipeline.count_lines(true);
                 }
+                // PERF: standard input read here is weighed after each turn: short turns, so
+                // that a costly matcher's 1 MiB reads leave the reactor within a few MiB.
+                let max = match input {
+                    Input::StdinPipe(_) => max.min(DIRECT_READS_PER_TURN),
+                    _ => max,
+                };
                 let open = source::read_turn(input, pipeline, ready, &mut sink, cx.supervisor, max);
                 if let Input::StdinPipe(d) = input {
                     let bytes = pipeline.stats.bytes;
@@ -942,6 +948,9 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// 0.069-0.074); rules100 (~0.38-0.55 ns a byte) 0.118 against 0.099: the thread's copy out of
 /// the pipe overlaps matching that costs more (PERF.md "forty-fourth run").
 const DIRECT_MAX_NANOS_PER_BYTE: f64 = 0.42;
+
+/// Reads of standard input in one turn while the reactor reads it.
+const DIRECT_READS_PER_TURN: usize = 4;
 
 /// Standard input `fd`, read by the reactor so far as source `t`, handed to a reader thread
 /// (`Prefetch`): out of the poll, the thread's waker in its place. Nothing is lost: what the

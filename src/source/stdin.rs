@@ -1,6 +1,10 @@
-//! Standard input, read by a thread of its own.
+//! Standard input, read by a thread of its own, or by the reactor while matching is cheap.
 //!
-//! Role: [`Prefetch`] reads standard input into a few 1 MiB buffers on a thread (128 KiB a
+//! Role: a pipe on standard input is first read by the reactor itself ([`read_direct`], as a
+//! supervised process's pipe), until reading and matching it prove to cost the reactor's
+//! thread more than the copy a thread would take off it (`reactor::DIRECT_MAX_NANOS_PER_BYTE`);
+//! then, and for any other standard input,
+//! [`Prefetch`] reads standard input into a few 1 MiB buffers on a thread (128 KiB a
 //! read, see [`READ_PIECE`]), so the kernel's copy out of the pipe overlaps matching; the
 //! reactor processes each buffer's whole lines in place (`Pipeline::feed_chunk`) and hands the
 //! buffer back. The thread wakes the poll through a `mio::Waker` after each buffer.
@@ -9,8 +13,10 @@
 //! buffer waits for more bytes than were waiting when its first read returned; the thread ends
 //! after end of file or a read error, which it passes on as its last buffer (after the bytes
 //! read before it).
-//! Rejected alternative: reading standard input in the reactor — with 10 rules, 1 GiB through
-//! `cat |` left both cores idle a third of the time (PERF.md, "reader thread").
+//! Rejected alternative: reading standard input in the reactor always — with 10 rules, 1 GiB
+//! through `cat |` left both cores idle a third of the time (PERF.md, "reader thread", 2026-11-24);
+//! since the many later changes it is the faster way for cheap matching only (PERF.md,
+//! "forty-fourth run").
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
