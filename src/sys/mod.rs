@@ -71,14 +71,21 @@ pub(crate) fn fd_kind(fd: RawFd) -> io::Result<FdKind> {
 /// Whether `fd` is a pipe (FIFO) or a socket: a write to it can block for as long as its
 /// reader does not read.
 pub(crate) fn is_pipe_or_socket(fd: RawFd) -> bool {
+    matches!(file_type(fd), Some(libc::S_IFIFO | libc::S_IFSOCK))
+}
+
+/// Whether `fd` is a pipe (FIFO).
+pub(crate) fn is_fifo(fd: RawFd) -> bool {
+    file_type(fd) == Some(libc::S_IFIFO)
+}
+
+/// The file type bits of `fd`'s mode (`S_IFIFO`, `S_IFREG`, ...), None when `fstat` fails.
+fn file_type(fd: RawFd) -> Option<libc::mode_t> {
     // SAFETY: an all-zero `stat` is a valid value for the out-parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
-    if syscall!(fstat(fd, &mut st)).is_err() {
-        return false;
-    }
-    let fmt = st.st_mode & libc::S_IFMT;
-    fmt == libc::S_IFIFO || fmt == libc::S_IFSOCK
+    syscall!(fstat(fd, &mut st)).ok()?;
+    Some(st.st_mode & libc::S_IFMT)
 }
 
 /// Grow a pipe's kernel buffer to `size` bytes (Linux `F_SETPIPE_SZ`); best effort, returns
@@ -462,14 +469,6 @@ pub(crate) fn thread_cpu_nanos() -> u64 {
     (ts.tv_sec.max(0) as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec.max(0) as u64)
-}
-
-/// Whether `fd` is a pipe (FIFO).
-pub(crate) fn is_fifo(fd: RawFd) -> bool {
-    // SAFETY: an all-zero `stat` is a valid value for the out-parameter.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `st` is a valid, writable `stat` for the duration of the call.
-    syscall!(fstat(fd, &mut st)).is_ok() && st.st_mode & libc::S_IFMT == libc::S_IFIFO
 }
 
 /// Bytes that start as zeroes, for a large buffer: an anonymous private mapping, whose pages
