@@ -116,8 +116,8 @@ pub(super) struct Sieve {
 }
 
 impl Sieve {
-    /// The sieve of `windows`, each shifted `shifts[w]` into a frame `frame` wide, at the
-    /// places around `back`.
+    /// The sieve of `windows`, each shifted `shifts[w]` into a frame `frame` wide (their
+    /// rarest classes at `back`), at the places [`sieve_places`] chooses.
     fn new(windows: &[Vec<ByteSet>], shifts: &[usize], frame: usize, back: usize) -> Sieve {
         Sieve::at(windows, shifts, &sieve_places(windows, shifts, frame, back))
     }
