@@ -332,7 +332,7 @@ impl Matcher {
                         .map_or(buf.len(), |i| p + bufsize + i + 1);
                     confirmed += self.scan_range(buf, pos, p, on_hit);
                     confirmed += 1;
-                    self.confirm_as(&buf[p..end], Names::Search, true, on_hit);
+                    self.confirm_as(&buf[p..end], Names::Search, Some(0), on_hit);
                     pos = end;
                     p = end;
                 }
@@ -361,21 +361,22 @@ impl Matcher {
         })
     }
 
-    /// The next candidate line at or after `pos` (a line start) that the DFA part finds.
+    /// The next candidate line at or after `pos` (a line start) that the DFA part finds, and
+    /// where in it its automaton may start (see `DfaPart::window_lead`).
     fn next_dfa_line(
         &mut self,
         buf: &[u8],
         pos: usize,
         to: usize,
         cur: &mut DfaCursor,
-    ) -> Option<Range<usize>> {
+    ) -> Option<(Range<usize>, usize)> {
         let dfa = self.set.dfa.as_ref()?;
         if let Some(prefixes) = &dfa.prefixes {
             // `pos` is at a line start (the region's, or the end of the line before).
             let line = &buf[pos..to];
             if !line.is_empty() && prefixes.iter().any(|p| line.starts_with(p)) {
                 let end = crate::litscan::find_newline(line).map_or(to, |i| pos + i + 1);
-                return Some(pos..end);
+                return Some((pos..end, 0));
             }
         }
         let cache = self
@@ -410,8 +411,13 @@ impl Matcher {
             dfa.scan.search_half_with(cache, &input)?.offset()
         };
         let (start, end) = line_around(buf, pos, at, to);
+        // `at` is the line's first window when the windows alone find the candidates.
+        let from = match dfa.window_lead {
+            Some(lead) if searched => (at - start).saturating_sub(lead),
+            _ => 0,
+        };
         // An empty match after the last `\n` is not a line.
-        (start < end).then_some(start..end)
+        (start < end).then_some((start..end, from))
     }
 
     /// The fast path over `buf[from..to]` (both at line starts, or `to` at the end): the
@@ -474,17 +480,21 @@ impl Matcher {
             // The earlier of the two candidate lines (both, when they are the same line).
             let (by_lit, by_dfa) = match (&lit, &dfa) {
                 (None, None) => break,
-                (Some(l), Some(d)) => (l.line.start <= d.start, d.start <= l.line.start),
+                (Some(l), Some((d, _))) => (l.line.start <= d.start, d.start <= l.line.start),
                 (l, _) => (l.is_some(), l.is_none()),
             };
             let (line, names) = match (&lit, &dfa) {
                 (Some(l), _) if by_lit => (l.line.clone(), Names::Hits(&hits[l.hits.clone()])),
-                (_, Some(d)) => (d.clone(), Names::None),
+                (_, Some((d, _))) => (d.clone(), Names::None),
                 _ => break,
+            };
+            let dfa_from = match &dfa {
+                Some((_, from)) if by_dfa => Some(*from),
+                _ => None,
             };
             confirmed += 1;
             pos = line.end;
-            self.confirm_as(&buf[line], names, by_dfa, on_hit);
+            self.confirm_as(&buf[line], names, dfa_from, on_hit);
             if by_dfa && !self.dfa_hit {
                 self.windows.false_lines += 1;
             }
@@ -513,7 +523,7 @@ impl Matcher {
     /// Exact check of one line (with terminator) against every rule; reports it if it raises
     /// any alarm.
     pub fn confirm(&mut self, line: &[u8], on_hit: &mut dyn FnMut(&[u8], &[u32])) {
-        self.with_caches(|m| m.confirm_as(line, Names::Search, true, on_hit));
+        self.with_caches(|m| m.confirm_as(line, Names::Search, Some(0), on_hit));
     }
 
     /// Exact check of one line against the rules its literals name (`names`) and the DFA
@@ -522,7 +532,7 @@ impl Matcher {
         &mut self,
         line: &[u8],
         names: Names<'_>,
-        by_dfa: bool,
+        dfa_from: Option<usize>,
         on_hit: &mut dyn FnMut(&[u8], &[u32]),
     ) {
         self.dfa_hit = false;
@@ -542,11 +552,11 @@ impl Matcher {
         if !matches!(names, Names::None) && self.name_rules(text, names) {
             any |= self.confirm_named(text);
         }
-        if by_dfa {
+        if let Some(from) = dfa_from {
             // A line that has decided every alarm needs no more rules (not a false candidate
             // of the class windows either: it was not checked).
             let skip = any && self.skips() && settled(&self.set, &self.pos_bits, &self.neg_bits);
-            self.dfa_hit = skip || self.confirm_dfa_part(text);
+            self.dfa_hit = skip || self.confirm_dfa_part(text, from.min(text.len()));
             any |= self.dfa_hit;
         }
         if any {
@@ -657,7 +667,7 @@ impl Matcher {
                 Alike::No
             };
             if alike == Alike::No {
-                which(re, cache, text, &mut self.group_set);
+                which(re, cache, text, 0, &mut self.group_set);
                 let rules = self.group_set.iter();
                 let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
                 let marks = (&mut self.pos_bits, &mut self.neg_bits);
@@ -677,7 +687,7 @@ impl Matcher {
                     re,
                     ids: &group.rules,
                 };
-                any |= one.first_confirmed(cache, text, None, &mut self.group_set, &mut confirm);
+                any |= one.first_confirmed(cache, text, 0, None, &mut self.group_set, &mut confirm);
             }
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
@@ -687,8 +697,8 @@ impl Matcher {
     }
 
     /// Confirm the DFA part's rules on `text` (one automaton run gives all of them, or a few
-    /// rules of literals only compare their literals).
-    fn confirm_dfa_part(&mut self, text: &[u8]) -> bool {
+    /// rules of literals only compare their literals), no match starting before `from`.
+    fn confirm_dfa_part(&mut self, text: &[u8], from: usize) -> bool {
         let Some(dfa) = self.set.dfa.as_ref() else {
             return false;
         };
@@ -746,12 +756,13 @@ impl Matcher {
                     let cache = self
                         .exact_cache
                         .get_or_insert_with(|| dfa.exact.create_cache());
-                    match whole.earliest_confirmed(cache, text, None, &mut confirm) {
+                    match whole.earliest_confirmed(cache, text, from, None, &mut confirm) {
                         Ok(found) => found,
                         Err(refused) => match chunks() {
                             None => whole.any_confirmed(
                                 cache,
                                 text,
+                                from,
                                 &[refused],
                                 &mut self.patset,
                                 &mut confirm,
@@ -767,6 +778,7 @@ impl Matcher {
                                     one.first_confirmed(
                                         cache,
                                         text,
+                                        from,
                                         Some(refused),
                                         one_set,
                                         &mut confirm,
@@ -781,7 +793,7 @@ impl Matcher {
                         let cache = cache.get_or_insert_with(|| Box::new(chunk.re.create_cache()));
                         if !skips {
                             // Every rule that matches (`--metrics`, `replay`).
-                            which(&chunk.re, cache, text, one_set);
+                            which(&chunk.re, cache, text, from, one_set);
                             let rules =
                                 one_set.iter().map(|pid| chunk.ids[pid.as_usize()] as usize);
                             any |=
@@ -802,7 +814,7 @@ impl Matcher {
                         let found = {
                             let marks = (&mut *pos, &mut *neg);
                             let mut confirm = confirmer(set, text, &mut *hits, &mut *rec, marks);
-                            one.first_confirmed(cache, text, None, one_set, &mut confirm)
+                            one.first_confirmed(cache, text, from, None, one_set, &mut confirm)
                         };
                         any |= found;
                         if found && settled(set, pos, neg) {
@@ -814,7 +826,7 @@ impl Matcher {
                     let cache = self
                         .exact_cache
                         .get_or_insert_with(|| dfa.exact.create_cache());
-                    which(&dfa.exact, cache, text, &mut self.patset);
+                    which(&dfa.exact, cache, text, from, &mut self.patset);
                     let rules = self
                         .patset
                         .iter()
@@ -859,19 +871,27 @@ fn settled(set: &RuleSet, pos: &[u64], neg: &[u64]) -> bool {
 
 /// The patterns of `re` that match `text`, into `set`.
 #[inline]
-fn which(re: &meta::Regex, cache: &mut meta::Cache, text: &[u8], set: &mut PatternSet) {
+/// The patterns of `re` that match `text` with a match starting at `from` or later (the
+/// text before `from` is still there for look-around), into `set`.
+fn which(
+    re: &meta::Regex,
+    cache: &mut meta::Cache,
+    text: &[u8],
+    from: usize,
+    set: &mut PatternSet,
+) {
     set.clear();
+    let input = Input::new(text).range(from..);
     if re.pattern_len() == 1 {
         // PERF: one pattern (most groups): stop at its first match instead of running the
         // overlapping search to the end of the line (the "mixed" bench set, where a third of
         // the lines match: see PERF.md tenth run).
-        let input = Input::new(text).earliest(true);
-        if re.search_half_with(cache, &input).is_some() {
+        if re.search_half_with(cache, &input.earliest(true)).is_some() {
             set.insert(PatternID::ZERO);
         }
         return;
     }
-    re.which_overlapping_matches_with(cache, &Input::new(text), set);
+    re.which_overlapping_matches_with(cache, &input, set);
 }
 
 /// One automaton and the rule of each of its patterns, whose rules are alike for the alarms
@@ -891,10 +911,11 @@ impl Automaton<'_> {
         &self,
         cache: &mut meta::Cache,
         text: &[u8],
+        from: usize,
         refused: Option<u32>,
         confirm: &mut dyn FnMut(u32) -> bool,
     ) -> Result<bool, u32> {
-        let input = Input::new(text).earliest(true);
+        let input = Input::new(text).range(from..).earliest(true);
         let Some(m) = self.re.search_half_with(cache, &input) else {
             return Ok(false);
         };
@@ -913,15 +934,16 @@ impl Automaton<'_> {
         &self,
         cache: &mut meta::Cache,
         text: &[u8],
+        from: usize,
         refused: Option<u32>,
         patset: &mut PatternSet,
         confirm: &mut dyn FnMut(u32) -> bool,
     ) -> bool {
-        match self.earliest_confirmed(cache, text, refused, confirm) {
+        match self.earliest_confirmed(cache, text, from, refused, confirm) {
             Ok(found) => found,
             Err(also) => {
                 let refused = [also, refused.unwrap_or(also)];
-                self.any_confirmed(cache, text, &refused, patset, confirm)
+                self.any_confirmed(cache, text, from, &refused, patset, confirm)
             }
         }
     }
@@ -933,6 +955,7 @@ impl Automaton<'_> {
         &self,
         cache: &mut meta::Cache,
         text: &[u8],
+        from: usize,
         refused: &[u32],
         patset: &mut PatternSet,
         confirm: &mut dyn FnMut(u32) -> bool,
@@ -941,7 +964,7 @@ impl Automaton<'_> {
             // Its one rule is the one refused (this follows `earliest_confirmed`).
             return false;
         }
-        which(self.re, cache, text, patset);
+        which(self.re, cache, text, from, patset);
         patset
             .iter()
             .map(|pid| self.ids[pid.as_usize()])

@@ -394,6 +394,12 @@ struct DfaPart {
     /// The rare windows of byte classes of the others (see [`class_scan`]), or of those of
     /// them not in `ends`.
     classes: Option<ClassScan>,
+    /// When `classes` alone finds every rule's candidate lines: how far after the start of
+    /// every match one of its windows surely starts (`windows::window_place`), so that the
+    /// automaton starts that far before the line's first window. PERF: the upper-case
+    /// identifier's automaton ran from each candidate line's start (PERF.md "forty-fifth
+    /// run").
+    window_lead: Option<usize>,
     /// Whether some of these rules have neither case-sensitive literals nor a place in
     /// `ends` (so `pre` and `ends` alone do not find all candidate lines). The searches find
     /// the candidate lines instead of `scan` when together they cover every rule; the builder
@@ -1204,9 +1210,14 @@ impl Builder {
         // is the line's business), so the parts at a rule's ends that match the empty string
         // anywhere are left out of both.
         let existence: Vec<Hir> = self.dfa_exact.iter().map(syntax::for_existence).collect();
+        let mut window_lead = None;
         if needs_classes && (short_rules == 0 || pre.is_some()) {
             let free: Vec<&Hir> = self.dfa_free.iter().map(|&i| &self.dfa_exact[i]).collect();
-            classes = class_scan(&free);
+            (classes, window_lead) = match class_scan_placed(&free) {
+                // Every rule here is found by its windows alone.
+                Some((scan, lead)) => (Some(scan), lead.filter(|_| short_rules == 0)),
+                None => (None, None),
+            };
             if classes.is_none() {
                 // PERF: the rules anchored at a line's start or end are checked there; the
                 // others need rare windows (sagan-rules' `^apache$|^mysql$|…` and
@@ -1264,6 +1275,7 @@ impl Builder {
                 .collect::<Option<Vec<_>>>()
         });
         Ok(Some(DfaPart {
+            window_lead: window_lead.filter(|_| pre.is_none() && ends.is_none()),
             pre,
             near,
             classes,
@@ -1302,14 +1314,24 @@ const MAX_WINDOW_CHANCE: f64 = 1.0 / 256.0;
 /// The class-window search of the DFA part's rules, when each has windows, they are few in all
 /// and rare together (see [`MAX_WINDOW_CHANCE`]).
 fn class_scan(rules: &[&Hir]) -> Option<ClassScan> {
+    class_scan_placed(rules).map(|(scan, _)| scan)
+}
+
+/// [`class_scan`], and how far after the start of every match of one of `rules` one of its
+/// windows surely starts, when that is known for each (`windows::window_place`).
+fn class_scan_placed(rules: &[&Hir]) -> Option<(ClassScan, Option<usize>)> {
     if rules.len() > MAX_WINDOWS {
         return None;
     }
     let mut windows = Vec::new();
     let mut sum = 0.0;
+    let mut lead = Some(0);
     for &h in rules {
         let (w, p) = windows::rarest_windows(h)?;
         sum += p;
+        lead = lead
+            .zip(windows::window_place(h, &w))
+            .map(|(a, b)| a.max(b));
         // One rule's branches may share a window (`\s+(nc|ncat)\s+`: `\snc` twice).
         for w in w {
             if !windows.contains(&w) {
@@ -1317,7 +1339,8 @@ fn class_scan(rules: &[&Hir]) -> Option<ClassScan> {
             }
         }
     }
-    (sum <= MAX_WINDOW_CHANCE).then(|| ClassScan::new(&windows))?
+    let scan = (sum <= MAX_WINDOW_CHANCE).then(|| ClassScan::new(&windows))??;
+    Some((scan, lead))
 }
 
 #[cfg(test)]
@@ -2388,6 +2411,63 @@ mod tests {
             got,
             vec![b"key 0123456789abcdef0123456789abcdef\n".to_vec()]
         );
+    }
+
+    /// Rules whose windows start every match at a fixed place: the automaton starts that
+    /// far before a candidate line's first window, and finds what the rules match anywhere
+    /// after it (a window that is no match before a match, a match right at the line's start,
+    /// look-behind at the place it starts).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_automaton_starts_at_the_first_window_less_its_place() {
+        let rules = [r"\b[A-Z][A-Z0-9_]{7,}\b", r"[0-9]{3}:[a-f]{4}[0-9]{2}"];
+        let s = one_alarm_each(&rules);
+        let Some(dfa) = s.dfa.as_ref().filter(|d| d.classes.is_some()) else {
+            return; // No AVX2 here: the windows are never used.
+        };
+        assert!(dfa.window_lead.is_some(), "both windows at a fixed place");
+        let res: Vec<regex::bytes::Regex> = rules
+            .iter()
+            .map(|r| regex::bytes::Regex::new(&format!("(?-u){r}")))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        let pieces: [&[u8]; 12] = [
+            b"x",
+            b"ABCDEFGH",
+            b"ABCDEFG",
+            b"_Z9",
+            b" ",
+            b"123:",
+            b"99:",
+            b"abcd",
+            b"ab",
+            b"77",
+            b"-",
+            b"Q",
+        ];
+        let mut next = crate::rules::xorshift(0x5eed);
+        let mut buf = Vec::new();
+        for _ in 0..4000 {
+            for _ in 0..(next() % 9) {
+                buf.extend_from_slice(pieces[(next() % 12) as usize]);
+            }
+            buf.push(b'\n');
+        }
+        let mut m = s.matcher();
+        let mut got = Vec::new();
+        m.scan_lines(&buf, &mut |l, a| got.push((l.to_vec(), a.to_vec())));
+        let want: Vec<(Vec<u8>, Vec<u32>)> = buf
+            .split_inclusive(|&b| b == b'\n')
+            .filter_map(|l| {
+                let text = &l[..l.len() - 1];
+                let a: Vec<u32> = (0..res.len() as u32)
+                    .filter(|&i| res[i as usize].is_match(text))
+                    .collect();
+                (!a.is_empty()).then(|| (l.to_vec(), a))
+            })
+            .collect();
+        assert!(want.len() > 200, "too few matching lines: {}", want.len());
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -342,6 +342,66 @@ fn repetition(s: Seq, min: u32, max: Option<u32>) -> Seq {
     }
 }
 
+/// The classes every match of `h` has at its first positions, as far as they are fixed: a
+/// concatenation's literals, classes and the guaranteed copies of a repetition of one fixed
+/// run, up to the first part whose length varies (zero-width assertions skipped).
+fn fixed_head(h: &Hir, out: &mut Vec<ByteSet>) -> bool {
+    match h.kind() {
+        HirKind::Look(_) | HirKind::Empty => true,
+        HirKind::Literal(l) => {
+            out.extend(l.0.iter().map(|&b| byte(b)));
+            true
+        }
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut set = [0u64; 4];
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    set = union(&set, &byte(b));
+                }
+            }
+            out.push(set);
+            true
+        }
+        HirKind::Capture(c) => fixed_head(&c.sub, out),
+        HirKind::Concat(parts) => parts.iter().all(|p| fixed_head(p, out) && out.len() < KEEP),
+        HirKind::Repetition(r) => {
+            let mut one = Vec::new();
+            let fixed = fixed_head(&r.sub, &mut one);
+            if !fixed || one.is_empty() {
+                return false;
+            }
+            for _ in 0..r.min.min(KEEP as u32) {
+                out.extend_from_slice(&one);
+            }
+            r.max == Some(r.min)
+        }
+        _ => false,
+    }
+}
+
+/// How far after the start of every match of `h` one of `windows` (the rule's, from
+/// [`rarest_windows`]) surely starts: the least place in the fixed classes `h`'s matches
+/// start with ([`fixed_head`]) where each class lies within the window's class there. None
+/// when no window is there. (A match starting at `s` then holds that window at `s + place`,
+/// so no match starts before a line's first window less `place`.)
+pub(super) fn window_place(h: &Hir, windows: &[Vec<ByteSet>]) -> Option<usize> {
+    let mut head = Vec::new();
+    fixed_head(h, &mut head);
+    let within = |a: &ByteSet, b: &ByteSet| a.iter().zip(b).all(|(x, y)| x & !y == 0);
+    windows
+        .iter()
+        .filter(|w| !w.is_empty() && w.len() <= head.len())
+        .filter_map(|w| {
+            (0..=head.len() - w.len()).find(|&o| {
+                head[o..o + w.len()]
+                    .iter()
+                    .zip(w)
+                    .all(|(c, wc)| within(c, wc))
+            })
+        })
+        .min()
+}
+
 /// The windows of at most [`MAX_WIDTH`] classes one of which every match of `h` holds, chosen
 /// least likely in log text, with their summed chance at a position; `None` when no match
 /// need hold a byte.
@@ -385,6 +445,37 @@ mod tests {
         let (w, p) = window(rule).unwrap_or_default();
         assert!(!w.split('|').any(|x| x == "/"), "{w}");
         assert!(p < 1.0 / 4096.0, "{w} {p}");
+    }
+
+    /// The place of a rule's window in the fixed start of its matches: the identifier's
+    /// window starts every match; an IP:port's sits after a varying count of digits.
+    #[test]
+    fn windows_at_a_fixed_place_in_every_match() {
+        let place = |re: &str| {
+            let h = crate::rules::parse_regex(re).ok()?;
+            let (w, _) = rarest_windows(&h)?;
+            window_place(&h, &w)
+        };
+        assert_eq!(place(r"\b[A-Z][A-Z0-9_]{7,}\b"), Some(0));
+        assert_eq!(
+            place(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+"),
+            None
+        );
+        // After a fixed stretch: `ab` then the window.
+        let h = crate::rules::parse_regex(r"(?:ab)[0-9]{3}x[0-9]+").unwrap_or_else(|_| Hir::fail());
+        let w = vec![vec![byte(b'0'), byte(b'x')]];
+        assert_eq!(
+            window_place(&h, &w),
+            None,
+            "classes must lie within the window's"
+        );
+        let digit = (b'0'..=b'9').fold([0u64; 4], |s, b| union(&s, &byte(b)));
+        assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), Some(4));
+        // A part of varying length ends the fixed start.
+        let h = crate::rules::parse_regex(r"a+[0-9]x").unwrap_or_else(|_| Hir::fail());
+        assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), None);
+        let h = crate::rules::parse_regex(r"a{3}[0-9]x").unwrap_or_else(|_| Hir::fail());
+        assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), Some(3));
     }
 
     #[test]
