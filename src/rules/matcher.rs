@@ -413,7 +413,7 @@ impl Matcher {
         let (start, end) = line_around(buf, pos, at, to);
         // `at` is the line's first window when the windows alone find the candidates.
         let from = match dfa.window_lead {
-            Some(lead) if searched => (at - start).saturating_sub(lead),
+            Some(lead) if searched => at.saturating_sub(start).saturating_sub(lead),
             _ => 0,
         };
         // An empty match after the last `\n` is not a line.
