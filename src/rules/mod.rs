@@ -2420,7 +2420,11 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_automaton_starts_at_the_first_window_less_its_place() {
-        let rules = [r"\b[A-Z][A-Z0-9_]{7,}\b", r"[0-9]{3}:[a-f]{4}[0-9]{2}"];
+        let rules = [
+            r"\b[A-Z][A-Z0-9_]{7,}\b",
+            r"[0-9]{3}:[a-f]{4}[0-9]{2}",
+            r"[0-9]{1,3}\.[0-9]{1,3}:[0-9]+",
+        ];
         let s = one_alarm_each(&rules);
         let Some(dfa) = s.dfa.as_ref().filter(|d| d.classes.is_some()) else {
             return; // No AVX2 here: the windows are never used.
@@ -2431,7 +2435,7 @@ mod tests {
             .map(|r| regex::bytes::Regex::new(&format!("(?-u){r}")))
             .collect::<Result<_, _>>()
             .unwrap_or_default();
-        let pieces: [&[u8]; 12] = [
+        let pieces: [&[u8]; 16] = [
             b"x",
             b"ABCDEFGH",
             b"ABCDEFG",
@@ -2444,12 +2448,16 @@ mod tests {
             b"77",
             b"-",
             b"Q",
+            b"1.",
+            b"1234.5",
+            b":8",
+            b".",
         ];
         let mut next = crate::rules::xorshift(0x5eed);
         let mut buf = Vec::new();
         for _ in 0..4000 {
             for _ in 0..(next() % 9) {
-                buf.extend_from_slice(pieces[(next() % 12) as usize]);
+                buf.extend_from_slice(pieces[(next() % 16) as usize]);
             }
             buf.push(b'\n');
         }

@@ -342,16 +342,19 @@ fn repetition(s: Seq, min: u32, max: Option<u32>) -> Seq {
     }
 }
 
-/// The classes every match of `h` has at its first positions, as far as they are fixed: a
-/// concatenation's literals, classes and the guaranteed copies of a repetition of one fixed
-/// run, up to the first part whose length varies (zero-width assertions skipped).
-fn fixed_head(h: &Hir, out: &mut Vec<ByteSet>) -> bool {
+/// Most heads [`fixed_heads`] keeps (an IP:port pattern has 81).
+const MAX_HEADS: usize = 256;
+
+/// The classes the matches of `h` start with, as far as they are fixed, one run per way of
+/// matching (an alternation's branches, a bounded repetition's counts): literals, classes, a
+/// repetition's guaranteed copies, up to the first part whose length is not known (then the
+/// run is closed: `false`); zero-width assertions are skipped. Every match starts with one of
+/// the runs. None when there would be more than [`MAX_HEADS`].
+fn fixed_heads(h: &Hir) -> Option<Vec<(Vec<ByteSet>, bool)>> {
+    let closed = || Some(vec![(Vec::new(), false)]);
     match h.kind() {
-        HirKind::Look(_) | HirKind::Empty => true,
-        HirKind::Literal(l) => {
-            out.extend(l.0.iter().map(|&b| byte(b)));
-            true
-        }
+        HirKind::Look(_) | HirKind::Empty => Some(vec![(Vec::new(), true)]),
+        HirKind::Literal(l) => Some(vec![(l.0.iter().map(|&b| byte(b)).collect(), true)]),
         HirKind::Class(Class::Bytes(c)) => {
             let mut set = [0u64; 4];
             for r in c.ranges() {
@@ -359,47 +362,107 @@ fn fixed_head(h: &Hir, out: &mut Vec<ByteSet>) -> bool {
                     set = union(&set, &byte(b));
                 }
             }
-            out.push(set);
-            true
+            Some(vec![(vec![set], true)])
         }
-        HirKind::Capture(c) => fixed_head(&c.sub, out),
-        HirKind::Concat(parts) => parts.iter().all(|p| fixed_head(p, out) && out.len() < KEEP),
+        HirKind::Capture(c) => fixed_heads(&c.sub),
+        HirKind::Concat(parts) => {
+            let mut heads = vec![(Vec::new(), true)];
+            for p in parts {
+                if heads.iter().all(|(_, open)| !open) {
+                    break;
+                }
+                heads = then(heads, &fixed_heads(p)?)?;
+            }
+            Some(heads)
+        }
+        HirKind::Alternation(branches) => {
+            let mut heads = Vec::new();
+            for b in branches {
+                heads.extend(fixed_heads(b)?);
+                if heads.len() > MAX_HEADS {
+                    return None;
+                }
+            }
+            Some(heads)
+        }
         HirKind::Repetition(r) => {
-            let mut one = Vec::new();
-            let fixed = fixed_head(&r.sub, &mut one);
-            if !fixed || one.is_empty() {
-                return false;
+            let sub = fixed_heads(&r.sub)?;
+            let times = |n: u32| -> Option<Vec<(Vec<ByteSet>, bool)>> {
+                let mut heads = vec![(Vec::new(), true)];
+                for _ in 0..n.min(KEEP as u32) {
+                    heads = then(heads, &sub)?;
+                }
+                Some(heads)
+            };
+            match r.max {
+                Some(max) if max - r.min < MAX_ALTS as u32 => {
+                    let mut heads = Vec::new();
+                    for n in r.min..=max {
+                        heads.extend(times(n)?);
+                        if heads.len() > MAX_HEADS {
+                            return None;
+                        }
+                    }
+                    Some(heads)
+                }
+                // More copies may follow the guaranteed ones: the runs end there.
+                _ if r.min == 0 => closed(),
+                _ => Some(times(r.min)?.into_iter().map(|(h, _)| (h, false)).collect()),
             }
-            for _ in 0..r.min.min(KEEP as u32) {
-                out.extend_from_slice(&one);
-            }
-            r.max == Some(r.min)
         }
-        _ => false,
+        _ => closed(),
     }
 }
 
+/// Each open run of `heads` followed by each of `next` (closed runs kept as they are).
+fn then(
+    heads: Vec<(Vec<ByteSet>, bool)>,
+    next: &[(Vec<ByteSet>, bool)],
+) -> Option<Vec<(Vec<ByteSet>, bool)>> {
+    let mut out = Vec::with_capacity(heads.len());
+    for (h, open) in heads {
+        if !open || h.len() >= KEEP {
+            out.push((h, false));
+            continue;
+        }
+        for (n, more) in next {
+            out.push(([h.as_slice(), n].concat(), *more));
+        }
+        if out.len() > MAX_HEADS {
+            return None;
+        }
+    }
+    Some(out)
+}
+
 /// How far after the start of every match of `h` one of `windows` (the rule's, from
-/// [`rarest_windows`]) surely starts: the least place in the fixed classes `h`'s matches
-/// start with ([`fixed_head`]) where each class lies within the window's class there. None
-/// when no window is there. (A match starting at `s` then holds that window at `s + place`,
-/// so no match starts before a line's first window less `place`.)
+/// [`rarest_windows`]) surely starts: for each run its matches may start with
+/// ([`fixed_heads`]), the least place where each class of a window holds the run's class
+/// there; the largest of those. None when some run holds no window. (A match starting at `s`
+/// then holds a window at or before `s + place`, so no match starts before a line's first
+/// window less `place`.)
 pub(super) fn window_place(h: &Hir, windows: &[Vec<ByteSet>]) -> Option<usize> {
-    let mut head = Vec::new();
-    fixed_head(h, &mut head);
     let within = |a: &ByteSet, b: &ByteSet| a.iter().zip(b).all(|(x, y)| x & !y == 0);
-    windows
-        .iter()
-        .filter(|w| !w.is_empty() && w.len() <= head.len())
-        .filter_map(|w| {
-            (0..=head.len() - w.len()).find(|&o| {
-                head[o..o + w.len()]
-                    .iter()
-                    .zip(w)
-                    .all(|(c, wc)| within(c, wc))
+    let place = |head: &[ByteSet]| {
+        windows
+            .iter()
+            .filter(|w| !w.is_empty() && w.len() <= head.len())
+            .filter_map(|w| {
+                (0..=head.len() - w.len()).find(|&o| {
+                    head[o..o + w.len()]
+                        .iter()
+                        .zip(w)
+                        .all(|(c, wc)| within(c, wc))
+                })
             })
-        })
-        .min()
+            .min()
+    };
+    let heads = fixed_heads(h)?;
+    let mut most = 0;
+    for (head, _) in &heads {
+        most = most.max(place(head)?);
+    }
+    Some(most)
 }
 
 /// The windows of at most [`MAX_WIDTH`] classes one of which every match of `h` holds, chosen
@@ -456,26 +519,29 @@ mod tests {
             let (w, _) = rarest_windows(&h)?;
             window_place(&h, &w)
         };
+        let parse = |re: &str| crate::rules::parse_regex(re).unwrap_or_else(|_| Hir::fail());
         assert_eq!(place(r"\b[A-Z][A-Z0-9_]{7,}\b"), Some(0));
-        assert_eq!(
-            place(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+"),
-            None
-        );
-        // After a fixed stretch: `ab` then the window.
-        let h = crate::rules::parse_regex(r"(?:ab)[0-9]{3}x[0-9]+").unwrap_or_else(|_| Hir::fail());
-        let w = vec![vec![byte(b'0'), byte(b'x')]];
-        assert_eq!(
-            window_place(&h, &w),
-            None,
-            "classes must lie within the window's"
-        );
+        // IP:port: each of the 81 ways of counting the digits holds a window around its `:`,
+        // at most 12 bytes after the start (`ddd.ddd.ddd.` then `ddd:d`).
+        let ip = place(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+");
+        assert!(ip.is_some_and(|p| (4..=12).contains(&p)), "{ip:?}");
+        // After a fixed stretch: `ab` then the window; its classes must hold the run's.
+        let h = parse(r"(?:ab)[0-9]{3}x[0-9]+");
         let digit = (b'0'..=b'9').fold([0u64; 4], |s, b| union(&s, &byte(b)));
+        let w = vec![vec![byte(b'0'), byte(b'x')]];
+        assert_eq!(window_place(&h, &w), None, "[0-9] is not within `0`");
         assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), Some(4));
-        // A part of varying length ends the fixed start.
-        let h = crate::rules::parse_regex(r"a+[0-9]x").unwrap_or_else(|_| Hir::fail());
+        // A part of unknown length ends the runs.
+        let h = parse(r"a+[0-9]x");
         assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), None);
-        let h = crate::rules::parse_regex(r"a{3}[0-9]x").unwrap_or_else(|_| Hir::fail());
+        let h = parse(r"a{3}[0-9]x");
         assert_eq!(window_place(&h, &[vec![digit, byte(b'x')]]), Some(3));
+        // A window that only some ways of matching hold gives no place.
+        let h = parse(r"(?:ab|cde)[0-9]x");
+        let ab = vec![byte(b'b'), digit, byte(b'x')];
+        assert_eq!(window_place(&h, std::slice::from_ref(&ab)), None);
+        let cde = vec![byte(b'e'), digit, byte(b'x')];
+        assert_eq!(window_place(&h, &[ab, cde]), Some(2));
     }
 
     #[test]
