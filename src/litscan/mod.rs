@@ -696,9 +696,9 @@ impl LitScan {
             // fifth of Debian's 2,101 rules' samples; reading each literal's word from a table
             // of its own, a cache miss per entry; with the bounds checked first and a branch
             // on the entry's case and length, Debian's 2,101 rules: 221 M instructions per
-            // 64 MiB here, 209 M now). Exact for a literal of at most 8 bytes kept case. `off` is -1 for a
-            // window a byte before its literal: `p` wraps past the end of `hay` when the
-            // literal would start before it, and the bounds below refuse it.
+            // 64 MiB here, 209 M after). Exact for a literal of at most 8 bytes kept case.
+            // `off` is -1 for a window a byte before its literal: `p` wraps past the end of
+            // `hay` when the literal would start before it, and the bounds below refuse it.
             let p = q.wrapping_sub(isize::from(e.off) as usize);
             let word = p
                 .checked_add(8)
