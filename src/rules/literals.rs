@@ -63,8 +63,9 @@ fn finite(seq: &Seq) -> Option<Vec<Vec<u8>>> {
 /// them, whichever [`quality`] prefers (a prefix of a literal a match holds is held too).
 /// PERF: a class after a literal fans it out (`su(\[[0-9]+\])?: ` begins with " su[0" to
 /// " su[9" and " su: "), and eleven literals lost to the rule's three bytes " su", which
-/// every " success" holds, where " su[" and " su: " are rare: Debian's " su" rules sent
-/// 10,010 lines per 64 MiB to confirmation, none of which held " su[" or " su: ".
+/// every " success" holds, where " su[" and " su: " are rare: 10,010 lines per 64 MiB of
+/// loghub hold " su", none " su[" or " su: "; Debian's 2,101 rules' candidate lines 106,798
+/// -> 101,657 and matching instructions -3.5 % with the cut.
 fn merged(mut lits: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     // Literals the literal search takes at its full stride are left whole: their count costs
     // little there, and a cut one joins other rules' groups (sagan-rules' "192.168.0" ..
