@@ -78,7 +78,10 @@ fn merged(mut lits: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let longest = lits.iter().map(Vec::len).max().unwrap_or(0);
     let mut best: Option<Vec<Vec<u8>>> = None;
     let mut count = lits.len();
-    for k in (MIN_NEEDLE_LEN..longest).rev() {
+    // Never cut to three bytes: a literal that short is as common as its letters, and the
+    // count's doublings that `quality` charges would overrate fewer of them (sagan-rules'
+    // "10.0" .. "10.9", "172." and "192." would become "10.", "172" and "192").
+    for k in (MIN_NEEDLE_LEN + 1..longest).rev() {
         let cut = |l: &Vec<u8>| l.len().min(k);
         let n = 1 + lits
             .windows(2)
@@ -616,11 +619,14 @@ mod tests {
             .map(|i| format!("192.168.{i}").into_bytes())
             .collect();
         assert_eq!(merged(ten.clone()), ten);
-        // Cut only where quality prefers it: two long literals sharing a short start stay.
-        assert_eq!(
-            lits("abc(defghijk|xyzwvuts)"),
-            Some(vec![b"abcdefghijk".to_vec(), b"abcxyzwvuts".to_vec()])
-        );
+        // Never cut to three bytes, where `quality` alone would: four literals sharing only
+        // three stay whole.
+        let four: Vec<Vec<u8>> = ["abcd", "abce", "abcf", "abcg"]
+            .iter()
+            .map(|l| l.as_bytes().to_vec())
+            .collect();
+        assert!(quality(&[b"abc".to_vec()]) > quality(&four));
+        assert_eq!(merged(four.clone()), four);
     }
 
     #[test]
