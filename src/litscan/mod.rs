@@ -721,10 +721,8 @@ impl LitScan {
                 }
                 continue;
             }
-            let Some(got) = hay
-                .get(p..p + needle.bytes.len())
-                .filter(|_| p + needle.bytes.len() <= to)
-            else {
+            // (Within `to`: checked above.)
+            let Some(got) = hay.get(p..p + needle.bytes.len()) else {
                 continue;
             };
             let same = if needle.ci {

@@ -73,7 +73,9 @@ fn merged(mut lits: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     if lits.len() < 2 || min_len(&lits) >= SEARCH_NEEDLE_LEN {
         return lits;
     }
-    // Sorted, a cut keeps the order: equal cuts are neighbours.
+    // Sorted, a cut keeps the order: equal cuts are neighbours, counted without making them
+    // (`Seq::keep_first_bytes` on a copy per length would allocate for every length tried, at
+    // every prefix set of a start-up).
     lits.sort_unstable();
     let longest = lits.iter().map(Vec::len).max().unwrap_or(0);
     let mut best: Option<Vec<Vec<u8>>> = None;
