@@ -23,6 +23,9 @@ pub(super) struct Check {
     /// rule's first candidate line, like its group's automaton.
     // PERF: made at start-up, they cost 7-11 ms of the 1,000-rule set's start-up.
     pub(super) gates: OnceLock<Vec<Gate>>,
+    /// How far before the first place one of its literals starts in a line a match of the
+    /// rule may start ([`lead`]; `None`: anywhere). Made with its gates.
+    pub(super) lead: OnceLock<Option<usize>>,
 }
 
 /// One of these literals is in every match of a rule.
@@ -222,6 +225,40 @@ pub(super) fn gates_of(h: &Hir, chosen: &[Vec<u8>]) -> Vec<Gate> {
         .collect()
 }
 
+/// At most how many bytes before the first place in a line where one of `needles` starts
+/// a match of `h` starts (`None`: unbounded, or a needle is not a literal part of `h`). Every
+/// match holds one of the needles; when a needle lies inside a literal part of `h` whose
+/// parts before it are at most `d` bytes long, the match starts at most `d` bytes (and the
+/// needle's offset in that part) before that needle, which is at or after its first place.
+/// PERF: a rule's automaton then starts there instead of at the line's start (`authentication
+/// failure; .*user=root` in a sshd line: the 50 bytes before the literal were half of its
+/// automaton's bytes; PERF.md "forty-seventh run").
+pub(super) fn lead(h: &Hir, needles: &[Vec<u8>]) -> Option<usize> {
+    fn of(h: &Hir, needle: &[u8]) -> Option<usize> {
+        match h.kind() {
+            HirKind::Capture(c) => of(&c.sub, needle),
+            HirKind::Literal(hir::Literal(b)) => memchr::memmem::find(b, needle),
+            HirKind::Concat(parts) => {
+                let mut before = 0usize;
+                for p in parts {
+                    if let Some(d) = of(p, needle) {
+                        return before.checked_add(d);
+                    }
+                    before = before.checked_add(p.properties().maximum_len()?)?;
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+    if needles.is_empty() {
+        return None;
+    }
+    needles
+        .iter()
+        .try_fold(0, |most, n| Some(most.max(of(h, n)?)))
+}
+
 /// Whether `h` matches exactly the lines that hold one of `needles` (compared ignoring ASCII
 /// case when `ci`): then a literal hit is a match.
 pub(super) fn is_plain(h: &Hir, needles: &[Vec<u8>], ci: bool) -> bool {
@@ -300,20 +337,51 @@ pub(super) fn is_prefix(h: &Hir, needles: &[Vec<u8>], ci: bool) -> bool {
 }
 
 impl RuleSet {
-    /// The gates of rule `r` of `group` (made at its first candidate line).
-    pub(super) fn gates_for(&self, group: &Group, r: u32) -> Vec<Gate> {
+    /// The literals the searches look for rule `r` by.
+    fn literals_of(&self, r: u32) -> Vec<Vec<u8>> {
         let mut lits = Vec::new();
         for scan in [&self.lits, &self.short].into_iter().flatten() {
             lits.extend(scan.literals_of(r));
         }
-        if lits.is_empty() {
-            return Vec::new();
-        }
-        group
+        lits
+    }
+
+    /// The gates of rule `r` of `group` (made at its first candidate line, with its lead).
+    #[inline]
+    pub(super) fn gates_for(&self, group: &Group, r: u32) -> &[Gate] {
+        let check = &self.checks[r as usize];
+        check.gates.get_or_init(|| {
+            let (gates, lead) = self.prepare(group, r);
+            let _ = check.lead.set(lead);
+            gates
+        })
+    }
+
+    /// The lead of rule `r` of `group` (made at its first candidate line, with its gates).
+    #[inline]
+    pub(super) fn lead_of(&self, group: &Group, r: u32) -> Option<usize> {
+        let check = &self.checks[r as usize];
+        *check.lead.get_or_init(|| {
+            let (gates, lead) = self.prepare(group, r);
+            let _ = check.gates.set(gates);
+            lead
+        })
+    }
+
+    /// Rule `r`'s gates, and its [`lead`] in its existence form (the form its automaton runs).
+    fn prepare(&self, group: &Group, r: u32) -> (Vec<Gate>, Option<usize>) {
+        let lits = self.literals_of(r);
+        let Some(h) = group
             .rules
             .iter()
             .position(|&x| x == r)
-            .map(|i| gates_of(&group.hirs()[i], &lits))
-            .unwrap_or_default()
+            .and_then(|i| group.hirs().get(i))
+        else {
+            return (Vec::new(), None);
+        };
+        if lits.is_empty() {
+            return (Vec::new(), None);
+        }
+        (gates_of(h, &lits), lead(&syntax::for_existence(h), &lits))
     }
 }

@@ -484,7 +484,10 @@ impl Matcher {
                 (l, _) => (l.is_some(), l.is_none()),
             };
             let (line, names) = match (&lit, &dfa) {
-                (Some(l), _) if by_lit => (l.line.clone(), Names::Hits(&hits[l.hits.clone()])),
+                (Some(l), _) if by_lit => {
+                    let start = l.line.start;
+                    (l.line.clone(), Names::Hits(&hits[l.hits.clone()], start))
+                }
                 (_, Some((d, _))) => (d.clone(), Names::None),
                 _ => break,
             };
@@ -545,12 +548,16 @@ impl Matcher {
         // A cut line is searched again: a match within the cut text holds one of its rule's
         // literals within the cut text (plain rules need exactly that).
         let names = match names {
-            Names::Hits(_) if msg.len() < line.len() => Names::Search,
+            Names::Hits(..) if msg.len() < line.len() => Names::Search,
             other => other,
         };
         let mut any = false;
         if !matches!(names, Names::None) && self.name_rules(text, names) {
-            any |= self.confirm_named(text);
+            let hits = match names {
+                Names::Hits(hits, start) => Some((hits, start)),
+                _ => None,
+            };
+            any |= self.confirm_named(text, hits);
         }
         if let Some(from) = dfa_from {
             // A line that has decided every alarm needs no more rules (not a false candidate
@@ -566,6 +573,7 @@ impl Matcher {
 
     /// Fill `named` with the rules whose literals `text` holds. False when no rule has
     /// literals.
+    #[inline(always)]
     fn name_rules(&mut self, text: &[u8], names: Names<'_>) -> bool {
         if self.set.lits.is_none() && self.set.short.is_none() {
             return false;
@@ -573,7 +581,7 @@ impl Matcher {
         clear_named(&mut self.named, &mut self.seen);
         let (named, seen) = (&mut self.named, &mut self.seen);
         match names {
-            Names::Hits(hits) => {
+            Names::Hits(hits, _) => {
                 for &(_, rule) in hits {
                     name(named, seen, rule);
                 }
@@ -593,7 +601,7 @@ impl Matcher {
     /// Confirm the `named` rules on `text`: their gates, then plain rules at once, then each
     /// group's automaton once. Marks the alarms of the rules that match; returns whether any
     /// did.
-    fn confirm_named(&mut self, text: &[u8]) -> bool {
+    fn confirm_named(&mut self, text: &[u8], hits: Option<(&[(usize, u32)], usize)>) -> bool {
         let set = &self.set;
         let mut any = false;
         self.groups_run.clear();
@@ -622,7 +630,7 @@ impl Matcher {
             };
             let t = timed.then(std::time::Instant::now);
             let check = &set.checks[r as usize];
-            let gates = check.gates.get_or_init(|| set.gates_for(group, r));
+            let gates = set.gates_for(group, r);
             let held = gates.iter().all(|g| g.holds(text));
             if check.plain || !held {
                 let ok = held
@@ -656,6 +664,8 @@ impl Matcher {
                 // at start-up, where an error stops logalarm); never matches then.
                 continue;
             };
+            let from = hits.map_or(0, |hits| search_from(set, group, r, &self.seen, hits));
+            let from = from.min(text.len());
             let cache =
                 self.group_caches[g as usize].get_or_insert_with(|| Box::new(re.create_cache()));
             // PERF: rules alike for the alarms: whether one matches is all the line needs, so
@@ -667,7 +677,7 @@ impl Matcher {
                 Alike::No
             };
             if alike == Alike::No {
-                which(re, cache, text, 0, &mut self.group_set);
+                which(re, cache, text, from, &mut self.group_set);
                 let rules = self.group_set.iter();
                 let rules = rules.map(|pid| group.rules[pid.as_usize()] as usize);
                 let marks = (&mut self.pos_bits, &mut self.neg_bits);
@@ -687,7 +697,8 @@ impl Matcher {
                     re,
                     ids: &group.rules,
                 };
-                any |= one.first_confirmed(cache, text, 0, None, &mut self.group_set, &mut confirm);
+                any |=
+                    one.first_confirmed(cache, text, from, None, &mut self.group_set, &mut confirm);
             }
             if let Some(c) = &mut self.cost {
                 c.share(&group.rules, since(t));
@@ -986,8 +997,9 @@ pub(super) struct LitLine {
 pub(super) enum Names<'h> {
     /// Not a literal candidate (only the DFA part's rules run).
     None,
-    /// By the literal search's hits in the line.
-    Hits(&'h [(usize, u32)]),
+    /// By the literal search's hits in the line (literal start, rule), and where the line
+    /// starts (the hits are places in the region).
+    Hits(&'h [(usize, u32)], usize),
     /// By searching the line (cut to `log-master-bufsize`) again.
     Search,
 }
@@ -1011,6 +1023,41 @@ fn clear_bits(bits: &mut [u64]) {
     match bits {
         [w] => *w = 0,
         all => all.fill(0),
+    }
+}
+
+/// Where in the line `group`'s automaton may start, rule `first` of it named: no match of a
+/// named rule of it starts before (each rule's [`gate::lead`] before the first of its
+/// literals' `hits`: (place in the region, rule), and where the line starts), 0 when some
+/// named rule's match may start anywhere. PERF: nothing but a look at `first`'s lead where it
+/// has none (Debian's rules anchored at `^`).
+fn search_from(
+    set: &RuleSet,
+    group: &Group,
+    first: u32,
+    seen: &[u64],
+    (hits, start): (&[(usize, u32)], usize),
+) -> usize {
+    if set.lead_of(group, first).is_none() {
+        return 0;
+    }
+    let mut from = usize::MAX;
+    for &r in &group.rules {
+        let (w, b) = (r as usize / 64, 1u64 << (r % 64));
+        if seen.get(w).is_none_or(|&s| s & b == 0) {
+            continue;
+        }
+        let Some(lead) = set.lead_of(group, r) else {
+            return 0;
+        };
+        for &(p, _) in hits.iter().filter(|h| h.1 == r) {
+            from = from.min(p.saturating_sub(start).saturating_sub(lead));
+        }
+    }
+    if from == usize::MAX {
+        0
+    } else {
+        from
     }
 }
 

@@ -1108,6 +1108,7 @@ impl Builder {
             plain: rule.plain,
             prefix: rule.prefix.map(Vec::into_boxed_slice),
             gates: OnceLock::new(),
+            lead: OnceLock::new(),
         });
         self.groups[g as usize].rules.push(i as u32);
         self.groups[g as usize].patterns.push(rule.pattern.into());
@@ -1872,6 +1873,74 @@ mod tests {
         assert!(contains_folded(b"xxERrorx", b"error"));
         assert!(!contains_folded(b"xxERrox", b"error"));
         assert!(contains_folded(b"abc", b""));
+    }
+
+    /// A rule's automaton starts no earlier than its lead before its literal's first place:
+    /// the lead counts the parts before the literal at their longest, and the place within
+    /// the literal part; a part of no longest length, or a literal not in a part, has none.
+    #[test]
+    fn a_rule_found_by_a_literal_runs_from_its_lead_before_it() {
+        let lead_of = |p: &str, needles: &[&str]| {
+            let h = parse_regex(p).unwrap();
+            let n: Vec<Vec<u8>> = needles.iter().map(|n| n.as_bytes().to_vec()).collect();
+            gate::lead(&syntax::for_existence(&h), &n)
+        };
+        assert_eq!(
+            lead_of(
+                "authentication failure; .*user=root",
+                &["authentication failure; "]
+            ),
+            Some(0)
+        );
+        assert_eq!(lead_of(r"\d{2} ERROR", &[" ERROR"]), Some(2));
+        assert_eq!(
+            lead_of(r"(ab|c)\d{1,3}x? disk full", &["disk full"]),
+            Some(7)
+        );
+        assert_eq!(lead_of("(GET|HEAD) /index", &[" /index"]), Some(4));
+        assert_eq!(lead_of("xx(?:[0-9]+)? disk full", &[" disk full"]), None);
+        assert_eq!(lead_of(".*disk full", &["disk full"]), Some(0));
+        assert_eq!(
+            lead_of("(disk|tape) full", &["disk full", "tape full"]),
+            None
+        );
+        assert_eq!(lead_of("a(disk|tape) full", &[]), None);
+        // Lines where the literal is found past the match's start, and first before a match:
+        // every one raises, as each rule's own regex says.
+        let rules = [
+            r"\d{2} ERROR:",
+            r"(ab|c)\d{1,3}x? disk full",
+            "GET /index",
+            r"\[error\] [^:]+: File does not exist",
+        ];
+        let s = one_alarm_each(&rules);
+        let lines: &[&[u8]] = &[
+            b"12 ERROR: x
+",
+            b"aa 12 ERROR: x
+",
+            b"ab123x disk full
+",
+            b"q disk full c7 disk full
+",
+            b"x GET /index GET /indexx
+",
+            b"[error] a: File [error] b: File does not exist
+",
+            b"no ERROR: 1 ERROR: here
+",
+        ];
+        for line in lines {
+            let want: Vec<u32> = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| meta::Regex::new(r).unwrap().is_match(line))
+                .map(|(i, _)| i as u32)
+                .collect();
+            let got = hits(&s, line);
+            let got: Vec<u32> = got.into_iter().flat_map(|(_, a)| a).collect();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(line));
+        }
     }
 
     #[test]
