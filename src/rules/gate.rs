@@ -346,15 +346,14 @@ impl RuleSet {
         lits
     }
 
-    /// The gates of rule `r` of `group` (made at its first candidate line, with its lead).
-    #[inline]
-    pub(super) fn gates_for(&self, group: &Group, r: u32) -> &[Gate] {
-        let check = &self.checks[r as usize];
-        check.gates.get_or_init(|| {
-            let (gates, lead) = self.prepare(group, r);
+    /// The gates of rule `r` of `group`, made (at its first candidate line) with its lead.
+    #[cold]
+    pub(super) fn gates_made(&self, group: &Group, r: u32) -> Vec<Gate> {
+        let (gates, lead) = self.prepare(group, r);
+        if let Some(check) = self.checks.get(r as usize) {
             let _ = check.lead.set(lead);
-            gates
-        })
+        }
+        gates
     }
 
     /// The lead of rule `r` of `group` (made at its first candidate line, with its gates).

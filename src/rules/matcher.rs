@@ -630,7 +630,7 @@ impl Matcher {
             };
             let t = timed.then(std::time::Instant::now);
             let check = &set.checks[r as usize];
-            let gates = set.gates_for(group, r);
+            let gates = check.gates.get_or_init(|| set.gates_made(group, r));
             let held = gates.iter().all(|g| g.holds(text));
             if check.plain || !held {
                 let ok = held
