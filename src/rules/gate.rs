@@ -254,10 +254,41 @@ pub(super) fn lead(h: &Hir, needles: &[Vec<u8>]) -> Option<usize> {
     if needles.is_empty() {
         return None;
     }
-    needles
+    let walked = needles
         .iter()
-        .try_fold(0, |most, n| Some(most.max(of(h, n)?)))
+        .try_fold(0, |most, n| Some(most.max(of(h, n)?)));
+    match (walked, by_prefixes(h, needles)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
+
+/// [`lead`] from the prefixes of `h`: every match starts with one of the literals of its
+/// finite prefix set, so a needle in each of them bounds the lead at the most any needs
+/// (`Failed (password|publickey) for \S+`, found by "Failed password for " and "Failed
+/// publickey for ", has its literals at its start, in no one part). `None` when the set is
+/// infinite or a prefix holds no needle. Compared exactly: a needle ignoring case is not
+/// looked for in case variants (its rule has none of these prefixes then).
+fn by_prefixes(h: &Hir, needles: &[Vec<u8>]) -> Option<usize> {
+    let seq = Extractor::new()
+        .kind(ExtractKind::Prefix)
+        .limit_total(LEAD_PREFIXES)
+        .extract(h);
+    let prefixes = seq.literals()?;
+    if prefixes.is_empty() {
+        return None;
+    }
+    prefixes.iter().try_fold(0, |most, p| {
+        let at = needles
+            .iter()
+            .filter_map(|n| memchr::memmem::find(p.as_bytes(), n))
+            .min()?;
+        Some(most.max(at))
+    })
+}
+
+/// Most prefixes [`by_prefixes`] looks at.
+const LEAD_PREFIXES: usize = 64;
 
 /// Whether `h` matches exactly the lines that hold one of `needles` (compared ignoring ASCII
 /// case when `ci`): then a literal hit is a match.

@@ -1902,9 +1902,32 @@ mod tests {
         assert_eq!(lead_of(".*disk full", &["disk full"]), Some(0));
         assert_eq!(
             lead_of("(disk|tape) full", &["disk full", "tape full"]),
-            None
+            Some(0)
         );
         assert_eq!(lead_of("a(disk|tape) full", &[]), None);
+        // By the prefixes: the needles run through a part of alternatives.
+        let failed = ["Failed password for ", "Failed publickey for "];
+        assert_eq!(
+            lead_of(r"Failed (password|publickey) for \S+ from", &failed),
+            Some(0)
+        );
+        assert_eq!(
+            lead_of(r"(ab|c)Failed (password|publickey) for \S+", &failed),
+            Some(2)
+        );
+        assert_eq!(
+            lead_of(r"(ab|c)?Failed (password|publickey) for \S+", &failed),
+            Some(0)
+        );
+        assert_eq!(
+            lead_of(r"\w+ Failed (password|publickey) for \S+", &failed),
+            None
+        );
+        // A prefix without a needle (the prefixes are every match's start): none.
+        assert_eq!(
+            lead_of(r"(Failed|Bad) (password|publickey) for \S+", &failed),
+            None
+        );
         // Lines where the literal is found past the match's start, and first before a match:
         // every one raises, as each rule's own regex says.
         let rules = [
@@ -1912,23 +1935,19 @@ mod tests {
             r"(ab|c)\d{1,3}x? disk full",
             "GET /index",
             r"\[error\] [^:]+: File does not exist",
+            r"(ab|c)Failed (password|publickey) for \S+ from",
         ];
         let s = one_alarm_each(&rules);
         let lines: &[&[u8]] = &[
-            b"12 ERROR: x
-",
-            b"aa 12 ERROR: x
-",
-            b"ab123x disk full
-",
-            b"q disk full c7 disk full
-",
-            b"x GET /index GET /indexx
-",
-            b"[error] a: File [error] b: File does not exist
-",
-            b"no ERROR: 1 ERROR: here
-",
+            b"12 ERROR: x\n",
+            b"aa 12 ERROR: x\n",
+            b"ab123x disk full\n",
+            b"q disk full c7 disk full\n",
+            b"x GET /index GET /indexx\n",
+            b"[error] a: File [error] b: File does not exist\n",
+            b"no ERROR: 1 ERROR: here\n",
+            b"x abFailed publickey for r from\n",
+            b"cFailed password for q Failed publickey for r from\n",
         ];
         for line in lines {
             let want: Vec<u32> = rules
