@@ -226,10 +226,11 @@ pub(super) fn gates_of(h: &Hir, chosen: &[Vec<u8>]) -> Vec<Gate> {
 }
 
 /// At most how many bytes before the first place in a line where one of `needles` starts
-/// a match of `h` starts (`None`: unbounded, or a needle is not a literal part of `h`). Every
-/// match holds one of the needles; when a needle lies inside a literal part of `h` whose
-/// parts before it are at most `d` bytes long, the match starts at most `d` bytes (and the
-/// needle's offset in that part) before that needle, which is at or after its first place.
+/// a match of `h` starts (`None`: no bound found). Every match holds one of the needles; when
+/// a needle lies inside a literal part of `h` whose parts before it are at most `d` bytes
+/// long, the match starts at most `d` bytes (and the needle's offset in that part) before that
+/// needle, which is at or after its first place; [`by_prefixes`] is the other bound, the
+/// smaller one is kept.
 /// PERF: a rule's automaton then starts there instead of at the line's start (`authentication
 /// failure; .*user=root` in a sshd line: the 50 bytes before the literal were half of its
 /// automaton's bytes; PERF.md "forty-seventh run").
@@ -390,7 +391,7 @@ impl RuleSet {
     /// The lead of rule `r` of `group` (made at its first candidate line, with its gates).
     #[inline]
     pub(super) fn lead_of(&self, group: &Group, r: u32) -> Option<usize> {
-        let check = &self.checks[r as usize];
+        let check = self.checks.get(r as usize)?;
         *check.lead.get_or_init(|| {
             let (gates, lead) = self.prepare(group, r);
             let _ = check.gates.set(gates);
