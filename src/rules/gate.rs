@@ -402,6 +402,10 @@ impl RuleSet {
     /// Rule `r`'s gates, and its [`lead`] in its existence form (the form its automaton runs).
     fn prepare(&self, group: &Group, r: u32) -> (Vec<Gate>, Option<usize>) {
         let lits = self.literals_of(r);
+        if lits.is_empty() {
+            return (Vec::new(), None);
+        }
+        // (The group's trees are parsed here at the latest: after the cheap check above.)
         let Some(h) = group
             .rules
             .iter()
@@ -410,9 +414,6 @@ impl RuleSet {
         else {
             return (Vec::new(), None);
         };
-        if lits.is_empty() {
-            return (Vec::new(), None);
-        }
         (gates_of(h, &lits), lead(&syntax::for_existence(h), &lits))
     }
 }

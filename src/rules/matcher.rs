@@ -1043,7 +1043,7 @@ fn search_from(
     }
     let mut from = usize::MAX;
     for &r in &group.rules {
-        let (w, b) = (r as usize / 64, 1u64 << (r % 64));
+        let (w, b) = seen_bit(r);
         if seen.get(w).is_none_or(|&s| s & b == 0) {
             continue;
         }
@@ -1061,10 +1061,16 @@ fn search_from(
     }
 }
 
+/// Rule `rule`'s word and bit in the named rules' bitset.
+#[inline(always)]
+fn seen_bit(rule: u32) -> (usize, u64) {
+    (rule as usize / 64, 1u64 << (rule % 64))
+}
+
 /// Add a rule to the named ones, once (`seen` is their bitset).
 #[inline]
 pub(super) fn name(named: &mut Vec<u32>, seen: &mut [u64], rule: u32) {
-    let (w, b) = (rule as usize / 64, 1u64 << (rule % 64));
+    let (w, b) = seen_bit(rule);
     if seen[w] & b == 0 {
         seen[w] |= b;
         named.push(rule);
@@ -1075,7 +1081,8 @@ pub(super) fn name(named: &mut Vec<u32>, seen: &mut [u64], rule: u32) {
 #[inline]
 pub(super) fn clear_named(named: &mut Vec<u32>, seen: &mut [u64]) {
     for r in named.drain(..) {
-        seen[r as usize / 64] &= !(1u64 << (r % 64));
+        let (w, b) = seen_bit(r);
+        seen[w] &= !b;
     }
 }
 
