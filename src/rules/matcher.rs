@@ -632,11 +632,18 @@ impl Matcher {
             let check = &set.checks[r as usize];
             let gates = check.gates.get_or_init(|| set.gates_made(group, r));
             let held = gates.iter().all(|g| g.holds(text));
-            if check.plain || !held {
-                let ok = held
-                    && check.plain
-                    && check.prefix.as_deref().is_none_or(|p| text.starts_with(p))
-                    && set.confirmed(r as usize, text);
+            // Decided without the group's automaton: a plain rule (being named is matching),
+            // a rule of a group of walks (`chain`), or a gate that does not hold.
+            let exact = if check.plain || !held {
+                Some(
+                    held && check.plain
+                        && check.prefix.as_deref().is_none_or(|p| text.starts_with(p)),
+                )
+            } else {
+                group.chain(r).map(|c| c.matches(text))
+            };
+            if let Some(exact) = exact {
+                let ok = exact && set.confirmed(r as usize, text);
                 if let Some(c) = &mut self.cost {
                     c.share(&[r], since(t));
                 }

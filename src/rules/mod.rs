@@ -55,6 +55,7 @@ use regex_syntax::hir::{self, Class, Hir, HirKind, Look};
 use std::sync::{Arc, OnceLock};
 
 pub(crate) mod cache;
+mod chain;
 mod cost;
 pub(crate) mod fields;
 mod gate;
@@ -234,6 +235,9 @@ struct Group {
     /// Whether its rules name the same alarms the same way: which of them matched changes no
     /// line's alarms (see `RuleSet::alike`).
     alike: OnceLock<Alike>,
+    /// Each rule's walk, in `rules`' order, when every one of them has one ([`chain::Chain`]):
+    /// the group's automaton then never runs. Made at the group's first candidate line.
+    chains: OnceLock<Option<Box<[chain::Chain]>>>,
 }
 
 impl Group {
@@ -246,6 +250,20 @@ impl Group {
                 .map(|p| parse_regex(p).unwrap_or_else(|_| Hir::fail()))
                 .collect()
         })
+    }
+
+    /// The walk of rule `r` of the group, when every rule of the group has one.
+    #[inline]
+    fn chain(&self, r: u32) -> Option<&chain::Chain> {
+        let chains = self.chains.get_or_init(|| {
+            let hirs = self.hirs();
+            let all = hirs
+                .iter()
+                .map(|h| chain::Chain::of(&syntax::for_existence(h)));
+            all.collect::<Option<Vec<_>>>().map(Vec::into_boxed_slice)
+        });
+        let i = self.rules.iter().position(|&x| x == r)?;
+        chains.as_ref()?.get(i)
     }
 }
 
@@ -1098,6 +1116,7 @@ impl Builder {
                 hirs: OnceLock::new(),
                 re: OnceLock::new(),
                 alike: OnceLock::new(),
+                chains: OnceLock::new(),
             });
             self.parsed.push(Some(Vec::new()));
             (self.groups.len() - 1) as u32

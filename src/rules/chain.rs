@@ -1,0 +1,686 @@
+//! Confirming a rule by walking it: rules that are a chain of literals and runs of a class.
+//!
+//! Role: most of a large hand-written rule set (logcheck's, Debian's) is rules like
+//! `^\w{3} [ :[:digit:]]{11} [._[:alnum:]-]+ sshd\[[0-9]+\]: Connection closed by [.:[:xdigit:]]+ \[preauth\]$`:
+//! anchored at the line's start, literals and runs of one byte class in a row, with a few
+//! alternations and optional groups. [`Chain`] decides such a rule by walking the line: a
+//! compare per literal, a class test per byte of a run, each branch tried in turn, where the
+//! rule's lazy DFA costs a state transition per byte, most of them a cache miss (a thousand
+//! rules' states do not stay in the first-level cache: Debian's 2,101 rules spent a fifth of
+//! their CPU in their automata, on the lines that raise).
+//! A run followed by what cannot start with a byte of its class (a literal whose first byte is
+//! outside it, a run of a disjoint class, `$`, the rule's end) is taken as far as it goes and
+//! never gives a byte back: a shorter take leaves a byte of the class where the next step needs
+//! one outside it. Any other run gives bytes back one at a time, longest first, each time
+//! walking on. A rule not anchored at `^` is walked from each place its first step can start:
+//! where its literal occurs, or where one of the (at most three) bytes of its first class is.
+//! Invariant: the answer is the regex's, for every tree [`Chain::of`] takes (no look-around but
+//! `^` first and `$` last, no repetition of more than a byte but counted ones and `X?`); a walk
+//! that would take more than a few steps a byte gives up and the rule's own automaton
+//! (built at the first such line) answers instead, so no line costs more than the DFA would.
+
+use crate::litscan::classes::{has, ByteSet};
+use regex_automata::meta;
+use regex_syntax::hir::{Class, Hir, HirKind, Look};
+use std::sync::OnceLock;
+
+/// Most steps in one chain, its branches' included (a rule longer than this keeps its
+/// automaton).
+const MAX_STEPS: usize = 512;
+/// Most copies of a counted repetition of more than one step that are written out.
+const MAX_COPIES: u32 = 16;
+
+/// See the module's documentation.
+#[derive(Debug)]
+pub(super) struct Chain {
+    steps: Box<[Step]>,
+    /// The rule ends with `$`: the walk must end at the text's end.
+    end: bool,
+    /// Where a match may start.
+    start: Start,
+    /// The rule (its existence form), for the automaton that answers when a walk gives up.
+    hir: Hir,
+    fallback: OnceLock<Option<meta::Regex>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// These bytes, exactly.
+    Lit(Box<[u8]>),
+    /// From `min` to `max` bytes of `set`, as many as there are; `give_back`: fewer may be
+    /// what a match takes (what follows may start with a byte of `set`).
+    Run {
+        set: ByteSet,
+        min: u32,
+        max: u32,
+        give_back: bool,
+    },
+    /// One of these sequences (an alternation, or an optional group and nothing): each is
+    /// tried, with the steps after it, until one gets through.
+    Alt(Box<[Box<[Step]>]>),
+}
+
+/// Where a chain's matches may start.
+#[derive(Debug)]
+enum Start {
+    /// At the text's start (`^`).
+    Anchored,
+    /// Where its first step, a literal, occurs.
+    Lit(Box<memchr::memmem::Finder<'static>>),
+    /// At one of these bytes (its first step's class: one to three bytes).
+    Bytes(Box<[u8]>),
+}
+
+/// What follows a sequence being walked: the rest of the enclosing sequences.
+#[derive(Clone, Copy)]
+struct Then<'a> {
+    steps: &'a [Step],
+    next: Option<&'a Then<'a>>,
+}
+
+/// A walk that ran out of its allowance.
+struct GaveUp;
+
+impl Chain {
+    /// The chain of a rule's tree in its existence form, when it has one (module doc).
+    pub(super) fn of(h: &Hir) -> Option<Chain> {
+        let mut parts = Vec::new();
+        flatten(h, &mut parts, true)?;
+        let mut parts = parts.into_iter().peekable();
+        let anchored = matches!(parts.peek(), Some(Part::Start));
+        if anchored {
+            parts.next();
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        let mut end = false;
+        for part in parts {
+            if end {
+                // Something after `$` (another `$` included): left to the automaton.
+                return None;
+            }
+            match part {
+                Part::Start => return None,
+                Part::End => end = true,
+                Part::Step(s) => push(&mut steps, s),
+            }
+        }
+        if size(&steps) > MAX_STEPS {
+            return None;
+        }
+        let start = match steps.first() {
+            _ if anchored => Start::Anchored,
+            Some(Step::Lit(l)) => Start::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
+            Some(Step::Run { set, min, .. }) if *min > 0 => {
+                let bytes: Vec<u8> = (0..=255u8).filter(|&b| has(set, b)).collect();
+                if bytes.len() > 3 {
+                    return None;
+                }
+                Start::Bytes(bytes.into())
+            }
+            _ => return None,
+        };
+        fix(&mut steps, ByteSet::default());
+        Some(Chain {
+            steps: steps.into_boxed_slice(),
+            end,
+            start,
+            hir: h.clone(),
+            fallback: OnceLock::new(),
+        })
+    }
+
+    /// Whether `text` (a line without its terminator) matches the rule.
+    #[inline]
+    pub(super) fn matches(&self, text: &[u8]) -> bool {
+        // Steps a walk may take: a few per byte (a walk that needs no giving back takes at
+        // most one per byte and step).
+        self.matches_within(text, 4 * text.len() + 4 * self.steps.len() + 64)
+    }
+
+    /// [`Chain::matches`] with an allowance of `allowance` steps for the walk.
+    #[inline]
+    fn matches_within(&self, text: &[u8], mut allowance: usize) -> bool {
+        let walked = match (&self.start, self.steps.split_first()) {
+            (Start::Lit(finder), Some((Step::Lit(lit), rest))) => {
+                let places = |t: &[u8]| finder.find(t);
+                self.walk_from_each(places, lit.len(), rest, text, &mut allowance)
+            }
+            (Start::Bytes(b), _) => {
+                let places = |t: &[u8]| match **b {
+                    [x] => memchr::memchr(x, t),
+                    [x, y] => memchr::memchr2(x, y, t),
+                    [x, y, z] => memchr::memchr3(x, y, z, t),
+                    _ => None,
+                };
+                self.walk_from_each(places, 0, &self.steps, text, &mut allowance)
+            }
+            _ => self.walk(&self.steps, None, text, 0, &mut allowance),
+        };
+        match walked {
+            Ok(found) => found,
+            Err(GaveUp) => self.by_automaton(text),
+        }
+    }
+
+    /// Walk `rest` from `len` bytes after each place `find` finds (the first in the text it
+    /// is given).
+    fn walk_from_each(
+        &self,
+        find: impl Fn(&[u8]) -> Option<usize>,
+        len: usize,
+        rest: &[Step],
+        text: &[u8],
+        allowance: &mut usize,
+    ) -> Result<bool, GaveUp> {
+        // Every place, overlapping ones too (`find_iter` skips those: `::` in `:::`).
+        let mut from = 0;
+        while let Some(at) = text.get(from..).and_then(&find) {
+            spend(allowance, 1)?;
+            let at = from + at;
+            if self.walk(rest, None, text, at + len, allowance)? {
+                return Ok(true);
+            }
+            from = at + 1;
+        }
+        Ok(false)
+    }
+
+    /// Whether `steps`, then `then`, get through `text` from `p`.
+    fn walk(
+        &self,
+        steps: &[Step],
+        then: Option<&Then<'_>>,
+        text: &[u8],
+        mut p: usize,
+        allowance: &mut usize,
+    ) -> Result<bool, GaveUp> {
+        for (i, step) in steps.iter().enumerate() {
+            let Some(rest) = text.get(p..) else {
+                return Ok(false);
+            };
+            match step {
+                Step::Lit(lit) => {
+                    if !rest.starts_with(lit) {
+                        return Ok(false);
+                    }
+                    p += lit.len();
+                }
+                Step::Run {
+                    set,
+                    min,
+                    max,
+                    give_back,
+                } => {
+                    let lim = rest.len().min(*max as usize);
+                    let n = rest[..lim]
+                        .iter()
+                        .position(|&b| !has(set, b))
+                        .unwrap_or(lim);
+                    spend(allowance, n / 8)?;
+                    let min = *min as usize;
+                    if n < min {
+                        return Ok(false);
+                    }
+                    if !give_back {
+                        p += n;
+                        continue;
+                    }
+                    for k in (min..=n).rev() {
+                        spend(allowance, 1)?;
+                        if self.walk(&steps[i + 1..], then, text, p + k, allowance)? {
+                            return Ok(true);
+                        }
+                    }
+                    return Ok(false);
+                }
+                Step::Alt(branches) => {
+                    let after = Then {
+                        steps: &steps[i + 1..],
+                        next: then,
+                    };
+                    for b in branches.iter() {
+                        spend(allowance, 1)?;
+                        if self.walk(b, Some(&after), text, p, allowance)? {
+                            return Ok(true);
+                        }
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        match then {
+            Some(t) => self.walk(t.steps, t.next, text, p, allowance),
+            None => Ok(!self.end || p == text.len()),
+        }
+    }
+
+    /// The answer of the rule's automaton (a walk gave up). Never a match when it cannot be
+    /// built (it was, as part of its group's, for every rule whose group ever ran).
+    #[cold]
+    #[inline(never)]
+    fn by_automaton(&self, text: &[u8]) -> bool {
+        let re = self.fallback.get_or_init(|| {
+            meta::Builder::new()
+                .configure(super::base_config().auto_prefilter(false))
+                .build_from_hir(&self.hir)
+                .ok()
+        });
+        re.as_ref().is_some_and(|re| re.is_match(text))
+    }
+}
+
+/// Take `n` from the walk's allowance, or give up.
+#[inline(always)]
+fn spend(allowance: &mut usize, n: usize) -> Result<(), GaveUp> {
+    *allowance = allowance.checked_sub(n).ok_or(GaveUp)?;
+    Ok(())
+}
+
+/// A part of the flattened tree.
+enum Part {
+    Start,
+    End,
+    Step(Step),
+}
+
+/// The parts of `h` in order, or None when it is not a chain's shape. `top`: `h` is the rule
+/// itself or a part of its top concatenation (where `^` and `$` may be).
+fn flatten(h: &Hir, out: &mut Vec<Part>, top: bool) -> Option<()> {
+    if out.len() > MAX_STEPS {
+        return None;
+    }
+    match h.kind() {
+        HirKind::Empty => {}
+        HirKind::Literal(l) => out.push(Part::Step(Step::Lit(l.0.clone()))),
+        HirKind::Class(c) => out.push(Part::Step(run(set_of(c)?, 1, 1))),
+        HirKind::Look(Look::Start) if top => out.push(Part::Start),
+        HirKind::Look(Look::End) if top => out.push(Part::End),
+        HirKind::Look(_) => return None,
+        HirKind::Capture(c) => flatten(&c.sub, out, top)?,
+        HirKind::Concat(v) => {
+            for part in v {
+                flatten(part, out, top)?;
+            }
+        }
+        HirKind::Alternation(v) => {
+            let branches = v.iter().map(sequence).collect::<Option<Vec<_>>>()?;
+            out.push(Part::Step(Step::Alt(branches.into())));
+        }
+        HirKind::Repetition(r) => {
+            let max = r.max.unwrap_or(u32::MAX);
+            let one_byte = match r.sub.kind() {
+                HirKind::Class(c) => Some(set_of(c)?),
+                HirKind::Literal(l) if l.0.len() == 1 => {
+                    let mut s = ByteSet::default();
+                    add(&mut s, l.0[0]);
+                    Some(s)
+                }
+                _ => None,
+            };
+            match one_byte {
+                Some(set) => {
+                    if max > 0 {
+                        out.push(Part::Step(run(set, r.min, max)));
+                    }
+                }
+                // `X{m,n}`: `m` copies of `X`, then `(X(X…)?)?` for the other `n - m`.
+                None if max <= MAX_COPIES => {
+                    for _ in 0..r.min {
+                        flatten(&r.sub, out, false)?;
+                    }
+                    if max > r.min {
+                        let x = sequence(&r.sub)?;
+                        out.push(Part::Step(optional(&x, max - r.min)));
+                    }
+                }
+                None => return None,
+            }
+        }
+    }
+    Some(())
+}
+
+/// Up to `n` copies of `x` (`n` ≥ 1): `(x(x…)?)?`.
+fn optional(x: &[Step], n: u32) -> Step {
+    let mut once = x.to_vec();
+    if n > 1 {
+        once.push(optional(x, n - 1));
+    }
+    Step::Alt(vec![once.into_boxed_slice(), Box::default()].into())
+}
+
+/// The steps of a branch (no `^` or `$` in it).
+fn sequence(h: &Hir) -> Option<Box<[Step]>> {
+    let mut parts = Vec::new();
+    flatten(h, &mut parts, false)?;
+    let mut steps = Vec::new();
+    for part in parts {
+        match part {
+            Part::Step(s) => push(&mut steps, s),
+            Part::Start | Part::End => return None,
+        }
+    }
+    Some(steps.into())
+}
+
+/// How many steps `steps` hold, their branches' included.
+fn size(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Alt(b) => 1 + b.iter().map(|b| size(b)).sum::<usize>(),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// A run of `set`; a run of exactly one byte value, that many copies of it as a literal.
+fn run(set: ByteSet, min: u32, max: u32) -> Step {
+    let count: u32 = set.iter().map(|w| w.count_ones()).sum();
+    if count == 1 && min == max && min <= 64 {
+        if let Some(b) = (0..=255u8).find(|&b| has(&set, b)) {
+            return Step::Lit(vec![b; min as usize].into());
+        }
+    }
+    Step::Run {
+        set,
+        min,
+        max,
+        give_back: false,
+    }
+}
+
+/// Append `s` to `steps`, joining adjacent literals.
+fn push(steps: &mut Vec<Step>, s: Step) {
+    if let (Some(Step::Lit(a)), Step::Lit(b)) = (steps.last_mut(), &s) {
+        let mut joined = a.to_vec();
+        joined.extend_from_slice(b);
+        *a = joined.into();
+        return;
+    }
+    if let Step::Lit(b) = &s {
+        if b.is_empty() {
+            return;
+        }
+    }
+    steps.push(s);
+}
+
+/// Set each run's `give_back` in `steps`, followed by what may start with a byte of `follow`
+/// (none at the rule's end); returns the bytes `steps`, then that, may start with.
+fn fix(steps: &mut [Step], follow: ByteSet) -> ByteSet {
+    let mut next = follow;
+    for step in steps.iter_mut().rev() {
+        next = match step {
+            Step::Lit(l) => {
+                let mut s = ByteSet::default();
+                if let Some(&b) = l.first() {
+                    add(&mut s, b);
+                }
+                s
+            }
+            Step::Run {
+                set,
+                min,
+                max,
+                give_back,
+            } => {
+                *give_back = min != max && set.iter().zip(&next).any(|(a, b)| a & b != 0);
+                if *min > 0 {
+                    *set
+                } else {
+                    union(set, &next)
+                }
+            }
+            Step::Alt(branches) => branches
+                .iter_mut()
+                .fold(ByteSet::default(), |u, b| union(&u, &fix(b, next))),
+        };
+    }
+    next
+}
+
+fn union(a: &ByteSet, b: &ByteSet) -> ByteSet {
+    std::array::from_fn(|i| a[i] | b[i])
+}
+
+/// The bytes of a class; None for a class of characters beyond ASCII (each a sequence of
+/// bytes: regex-syntax makes a class of `(a|b)`, whatever the mode).
+fn set_of(c: &Class) -> Option<ByteSet> {
+    let mut s = ByteSet::default();
+    match c {
+        Class::Bytes(c) => {
+            for r in c.ranges() {
+                for b in r.start()..=r.end() {
+                    add(&mut s, b);
+                }
+            }
+        }
+        Class::Unicode(c) => {
+            for r in c.ranges() {
+                let (Ok(a), Ok(z)) = (u8::try_from(r.start()), u8::try_from(r.end())) else {
+                    return None;
+                };
+                if !z.is_ascii() {
+                    return None;
+                }
+                for b in a..=z {
+                    add(&mut s, b);
+                }
+            }
+        }
+    }
+    Some(s)
+}
+
+fn add(s: &mut ByteSet, b: u8) {
+    s[usize::from(b >> 6)] |= 1 << (b & 63);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::syntax::{for_existence, parse_regex};
+
+    fn chain(p: &str) -> Option<Chain> {
+        let h = parse_regex(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+        Chain::of(&for_existence(&h))
+    }
+
+    fn regex(p: &str) -> regex::bytes::Regex {
+        regex::bytes::Regex::new(p).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    #[test]
+    fn a_chain_decides_exactly_what_the_regex_does() {
+        let rules = [
+            r"^\w{3} [ :[:digit:]]{11} [._[:alnum:]-]+ sshd\[[0-9]+\]: Connection closed by [.:[:xdigit:]]+ \[preauth\]$",
+            r"^(\w{3} [ :[:digit:]]{11}|[0-9T:.+-]{32}) [._[:alnum:]-]+ kernel: (usb|pci) [0-9]+(-[0-9]+)?: (reset|new) device$",
+            r"^(\w{3} [ :[:digit:]]{11}|[0-9T:.+-]{32}) [._[:alnum:]-]+ sshd\[[0-9]+\]: Received disconnect from [:.[:xdigit:]]+(: | port [0-9]{1,5}:)11: (Bye Bye|disconnected by user)$",
+            r"^[a-z]+ [0-9]+$",
+            r"^ab+c",
+            r"^a[0-9]{2,4}x",
+            r"^x(ab){3}y$",
+            r"^[0-9]+[a-z]+$",
+            r"^(?i)error: [^ ]+ failed",
+            r"^a*b",
+            r"^(a|ab)c",
+            r"^x(y)?[0-9]+$",
+            r"^[a-z]+(1|2)?:",
+            r"^[a-z]+[a-z0-9]",
+            r"^a.*b$",
+            r"^[a-z]+(1|b)",
+            r"^[a-z]+(1)?[a-z]",
+            r"^[0-9]+[0-9a-f]*x",
+            r"sshd: x[0-9]+ y",
+            r"pam_unix\(\S+\): auth(entication)? failure;.* user=root$",
+            r"[iI](llegal|nvalid) user .*? from [0-9.]+( port [0-9]+){0,2}$",
+            r"[12]+ x",
+            r"(?i)sshd: x",
+        ];
+        let lines: &[&[u8]] = &[
+            b"Dec 10 06:55:46 LabSZ sshd[24200]: Connection closed by 212.47.254.145 [preauth]",
+            b"Dec 10 06:55:46 LabSZ sshd[24200]: Connection closed by 212.47.254.145 [preauth] ",
+            b"Dec 10 06:55:46 Lab SZ sshd[24200]: Connection closed by 1.2.3.4 [preauth]",
+            b"Dec 10 06:55:46 LabSZ kernel: usb 1-1: reset device",
+            b"2024-01-02T03:04:05.123456+01:00 host kernel: pci 12: new device",
+            b"2024-01-02T03:04:05.123456+01:0 host kernel: pci 12: new device",
+            b"Dec 10 06:55:46 LabSZ kernel: usb 1-: reset device",
+            b"Dec 10 06:55:46 LabSZ sshd[1]: Received disconnect from 1.2.3.4: 11: Bye Bye",
+            b"Dec 10 06:55:46 LabSZ sshd[1]: Received disconnect from ::1: 11: Bye Bye",
+            b"Dec 10 06:55:46 LabSZ sshd[1]: Received disconnect from fe80::1 port 22:11: disconnected by user",
+            b"Dec 10 06:55:46 LabSZ sshd[1]: Received disconnect from fe80::1 port 222222:11: Bye Bye",
+            b"abc 12",
+            b"abc 12x",
+            b"abbbbc",
+            b"ac",
+            b"a123x",
+            b"a12345x",
+            b"a1x",
+            b"xabababy",
+            b"xababy",
+            b"12ab",
+            b"12ab3",
+            b"ERROR: disk failed",
+            b"error: disk  failed",
+            b"aaab",
+            b"b",
+            b"",
+            b"abc",
+            b"xy12",
+            b"x12",
+            b"xy",
+            b"abc1:",
+            b"abc:",
+            b"abc12:",
+            b"abcb",
+            b"a b",
+            b"123abx",
+            b"1x",
+            b"sshd: x sshd: x12 y",
+            b"sshd: x12 sshd: x1 y",
+            b"pam_unix(sshd:auth): authentication failure; logname= uid=0 user=root",
+            b"pam_unix(sshd:auth): auth failure; user=rootx user=root",
+            b"pam_unix(): auth failure; user=root",
+            b"Invalid user a from 1.2.3.4 port 22",
+            b"illegal user illegal user b from 1.2.3.4",
+            b"Illegal user b from 1.2.3.4 port 1 port 2 port 3",
+            b"a 12 x",
+            b"12 12x",
+        ];
+        for p in rules {
+            let Some(c) = chain(p) else {
+                panic!("{p} is a chain");
+            };
+            let re = regex(p);
+            for l in lines {
+                let text = String::from_utf8_lossy(l);
+                assert_eq!(c.matches(l), re.is_match(l), "{p} on {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rules_a_walk_cannot_take_keep_their_automaton() {
+        for p in [
+            r"^a\bb",       // a look other than the ends
+            r"^a$b",        // something after `$`
+            r"(?m)^a",      // multi-line
+            r"^(a|^b)c",    // `^` in a branch
+            r"[a-z]+ sshd", // not anchored, a class of more than three bytes first
+            r"^(ab)+c",     // a repetition of more than a byte, not counted
+            r"\d+ x",       // not anchored, a class of more than three bytes first
+        ] {
+            assert!(chain(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_walk_that_would_take_too_long_is_answered_by_the_automaton() {
+        // Each run may give bytes back: walked, 2,000 bytes of `a` would take ~2,000^4 steps.
+        let p = r"^a*a*a*a*b$";
+        let Some(c) = chain(p) else {
+            panic!("{p} is a chain");
+        };
+        let mut line = vec![b'a'; 2_000];
+        assert!(!c.matches(&line));
+        line.push(b'b');
+        assert!(c.matches(&line));
+        let p = r"x[a-z]*[a-z]*[a-z]*y";
+        let Some(c) = chain(p) else {
+            panic!("{p} is a chain");
+        };
+        let line = b"x".repeat(3_000);
+        assert_eq!(c.matches(&line), regex(p).is_match(&line));
+        // A walk given no allowance: the automaton's answer, either way.
+        for p in [r"^a[0-9]+b", r"sshd: [a-z]+ x"] {
+            let Some(c) = chain(p) else {
+                panic!("{p} is a chain");
+            };
+            for line in [&b"a12b"[..], b"a12", b"sshd: ab x", b"sshd: a1 x"] {
+                assert_eq!(c.matches_within(line, 0), regex(p).is_match(line), "{p}");
+            }
+        }
+    }
+
+    /// Patterns made of literals, classes, runs, alternations, optional groups and anchors
+    /// over a small alphabet, each walked on lines over the same alphabet beside the regex
+    /// crate's answer.
+    #[test]
+    fn generated_chains_agree_with_the_regex_crate() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let atoms = ["a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " "];
+        let quants = ["", "", "", "?", "*", "+", "{1,2}", "{2}", "{0,3}"];
+        let counts = ["?", "{2}", "{1,3}", "{0,2}"];
+        let (mut walked, mut lines) = (0, 0);
+        for _ in 0..8_000 {
+            let mut p = String::new();
+            if next(3) > 0 {
+                p.push('^');
+            }
+            for _ in 0..1 + next(5) {
+                match next(6) {
+                    0 => {
+                        let a = atoms[next(atoms.len() as u64) as usize];
+                        let b = atoms[next(atoms.len() as u64) as usize];
+                        p.push_str(&format!("({a}{b}|{b})"));
+                    }
+                    1 => {
+                        let a = atoms[next(atoms.len() as u64) as usize];
+                        let q = counts[next(counts.len() as u64) as usize];
+                        p.push_str(&format!("(:{a}){q}"));
+                    }
+                    _ => {
+                        p.push_str(atoms[next(atoms.len() as u64) as usize]);
+                        p.push_str(quants[next(quants.len() as u64) as usize]);
+                    }
+                }
+            }
+            if next(3) == 0 {
+                p.push('$');
+            }
+            let Ok(h) = parse_regex(&p) else {
+                continue;
+            };
+            let Some(c) = Chain::of(&for_existence(&h)) else {
+                continue;
+            };
+            walked += 1;
+            let re = regex(&p);
+            for _ in 0..40 {
+                let line: Vec<u8> = (0..next(14)).map(|_| b"ab:1 x"[next(6) as usize]).collect();
+                lines += 1;
+                let text = String::from_utf8_lossy(&line);
+                assert_eq!(c.matches(&line), re.is_match(&line), "{p} on {text:?}");
+            }
+        }
+        assert!(walked > 4_000, "{walked} chains");
+        assert!(lines > 160_000);
+    }
+}
