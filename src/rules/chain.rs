@@ -200,7 +200,7 @@ impl Chain {
             };
             match step {
                 Step::Lit(lit) => {
-                    if !rest.starts_with(lit) {
+                    if !starts_with(rest, lit) {
                         return Ok(false);
                     }
                     p += lit.len();
@@ -267,6 +267,24 @@ impl Chain {
         });
         re.as_ref().is_some_and(|re| re.is_match(text))
     }
+}
+
+/// Whether `text` starts with `lit`. PERF: compared inline, 8 bytes at a time (a call to
+/// `memcmp` per literal was a third of the walks' time with Debian's 2,101 rules).
+#[inline(always)]
+fn starts_with(text: &[u8], lit: &[u8]) -> bool {
+    let Some(t) = text.get(..lit.len()) else {
+        return false;
+    };
+    let word = |s: &[u8]| s.first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
+    let (mut a, mut b) = (t, lit);
+    while let (Some(x), Some(y)) = (word(a), word(b)) {
+        if x != y {
+            return false;
+        }
+        (a, b) = (&a[8..], &b[8..]);
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Take `n` from the walk's allowance, or give up.
@@ -576,6 +594,20 @@ mod tests {
             for l in lines {
                 let text = String::from_utf8_lossy(l);
                 assert_eq!(c.matches(l), re.is_match(l), "{p} on {text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn starts_with_compares_every_byte() {
+        let text: Vec<u8> = (0..40u8).collect();
+        for n in 0..=41 {
+            let mut lit: Vec<u8> = (0..n).collect();
+            assert_eq!(starts_with(&text, &lit), n <= 40, "{n}");
+            for i in 0..lit.len() {
+                lit[i] ^= 1;
+                assert!(!starts_with(&text, &lit), "{n} {i}");
+                lit[i] ^= 1;
             }
         }
     }
