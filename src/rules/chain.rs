@@ -29,6 +29,9 @@ use std::sync::OnceLock;
 const MAX_STEPS: usize = 512;
 /// Most copies of a counted repetition of more than one step that are written out.
 const MAX_COPIES: u32 = 16;
+/// Deepest nesting of walks (each alternative, byte given back or loop copy tried nests one):
+/// a walk deeper gives up (the stack of a thread matching lines is not grown by a long line).
+const MAX_DEPTH: u32 = 1_024;
 
 /// See the module's documentation.
 #[derive(Debug)]
@@ -58,6 +61,9 @@ enum Step {
     /// One of these sequences (an alternation, or an optional group and nothing): each is
     /// tried, with the steps after it, until one gets through.
     Alt(Box<[Box<[Step]>]>),
+    /// Any number of copies of a sequence that takes at least a byte, as many as get
+    /// through: each copy is tried with the loop again after it, then the steps after it.
+    Loop(Box<[Step]>),
 }
 
 /// Where a chain's matches may start.
@@ -154,7 +160,7 @@ impl Chain {
                 };
                 self.walk_from_each(places, 0, &self.steps, text, &mut allowance)
             }
-            _ => self.walk(&self.steps, None, text, 0, &mut allowance),
+            _ => self.walk(&self.steps, None, text, 0, &mut allowance, 0),
         };
         match walked {
             Ok(found) => found,
@@ -177,7 +183,7 @@ impl Chain {
         while let Some(at) = text.get(from..).and_then(&find) {
             spend(allowance, 1)?;
             let at = from + at;
-            if self.walk(rest, None, text, at + len, allowance)? {
+            if self.walk(rest, None, text, at + len, allowance, 0)? {
                 return Ok(true);
             }
             from = at + 1;
@@ -185,7 +191,8 @@ impl Chain {
         Ok(false)
     }
 
-    /// Whether `steps`, then `then`, get through `text` from `p`.
+    /// Whether `steps`, then `then`, get through `text` from `p`; `depth`: the walks this one
+    /// is nested in.
     fn walk(
         &self,
         steps: &[Step],
@@ -193,7 +200,11 @@ impl Chain {
         text: &[u8],
         mut p: usize,
         allowance: &mut usize,
+        depth: u32,
     ) -> Result<bool, GaveUp> {
+        if depth > MAX_DEPTH {
+            return Err(GaveUp);
+        }
         for (i, step) in steps.iter().enumerate() {
             let Some(rest) = text.get(p..) else {
                 return Ok(false);
@@ -227,7 +238,7 @@ impl Chain {
                     }
                     for k in (min..=n).rev() {
                         spend(allowance, 1)?;
-                        if self.walk(&steps[i + 1..], then, text, p + k, allowance)? {
+                        if self.walk(&steps[i + 1..], then, text, p + k, allowance, depth + 1)? {
                             return Ok(true);
                         }
                     }
@@ -240,16 +251,27 @@ impl Chain {
                     };
                     for b in branches.iter() {
                         spend(allowance, 1)?;
-                        if self.walk(b, Some(&after), text, p, allowance)? {
+                        if self.walk(b, Some(&after), text, p, allowance, depth + 1)? {
                             return Ok(true);
                         }
                     }
                     return Ok(false);
                 }
+                Step::Loop(body) => {
+                    // Another copy of the body (and the loop again after it), else on.
+                    let again = Then {
+                        steps: &steps[i..],
+                        next: then,
+                    };
+                    spend(allowance, 1)?;
+                    if self.walk(body, Some(&again), text, p, allowance, depth + 1)? {
+                        return Ok(true);
+                    }
+                }
             }
         }
         match then {
-            Some(t) => self.walk(t.steps, t.next, text, p, allowance),
+            Some(t) => self.walk(t.steps, t.next, text, p, allowance, depth + 1),
             None => Ok(!self.end || p == text.len()),
         }
     }
@@ -351,11 +373,36 @@ fn flatten(h: &Hir, out: &mut Vec<Part>, top: bool) -> Option<()> {
                         out.push(Part::Step(optional(&x, max - r.min)));
                     }
                 }
+                // `X{m,}`: `m` copies of `X`, then a loop of `X` (one that takes a byte at
+                // least: a loop of what may take nothing is left to the automaton).
+                None if r.max.is_none() && r.min <= MAX_COPIES => {
+                    for _ in 0..r.min {
+                        flatten(&r.sub, out, false)?;
+                    }
+                    let x = sequence(&r.sub)?;
+                    if least(&x) == 0 {
+                        return None;
+                    }
+                    out.push(Part::Step(Step::Loop(x)));
+                }
                 None => return None,
             }
         }
     }
     Some(())
+}
+
+/// The fewest bytes `steps` take.
+fn least(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Lit(l) => l.len(),
+            Step::Run { min, .. } => *min as usize,
+            Step::Alt(b) => b.iter().map(|b| least(b)).min().unwrap_or(0),
+            Step::Loop(_) => 0,
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// Up to `n` copies of `x` (`n` ≥ 1): `(x(x…)?)?`.
@@ -387,6 +434,7 @@ fn size(steps: &[Step]) -> usize {
         .iter()
         .map(|s| match s {
             Step::Alt(b) => 1 + b.iter().map(|b| size(b)).sum::<usize>(),
+            Step::Loop(b) => 1 + size(b),
             _ => 1,
         })
         .sum()
@@ -453,6 +501,14 @@ fn fix(steps: &mut [Step], follow: ByteSet) -> ByteSet {
             Step::Alt(branches) => branches
                 .iter_mut()
                 .fold(ByteSet::default(), |u, b| union(&u, &fix(b, next))),
+            Step::Loop(body) => {
+                // After a copy comes another copy or what follows the loop. The body takes a
+                // byte at least: its first bytes do not depend on what follows it.
+                let first = fix(body, ByteSet::default());
+                let after = union(&first, &next);
+                fix(body, after);
+                after
+            }
         };
     }
     next
@@ -534,6 +590,9 @@ mod tests {
             r"pam_unix\(\S+\): auth(entication)? failure;.* user=root$",
             r"[iI](llegal|nvalid) user .*? from [0-9.]+( port [0-9]+){0,2}$",
             r"[12]+ x",
+            r"^(ab)+c",
+            r"^x( [a-z]+[0-9]*)*$",
+            r"^a(:[0-9]+|b)*:1",
             r"(?i)sshd: x",
         ];
         let lines: &[&[u8]] = &[
@@ -585,6 +644,13 @@ mod tests {
             b"Illegal user b from 1.2.3.4 port 1 port 2 port 3",
             b"a 12 x",
             b"12 12x",
+            b"ababc",
+            b"abac",
+            b"x abc12 de",
+            b"x abc12 de ",
+            b"x",
+            b"a:12b:1",
+            b"a:12b:",
         ];
         for p in rules {
             let Some(c) = chain(p) else {
@@ -620,7 +686,7 @@ mod tests {
             r"(?m)^a",      // multi-line
             r"^(a|^b)c",    // `^` in a branch
             r"[a-z]+ sshd", // not anchored, a class of more than three bytes first
-            r"^(ab)+c",     // a repetition of more than a byte, not counted
+            r"^(a?)+c",     // a loop of what may take nothing
             r"\d+ x",       // not anchored, a class of more than three bytes first
         ] {
             assert!(chain(p).is_none(), "{p}");
@@ -644,6 +710,16 @@ mod tests {
         };
         let line = b"x".repeat(3_000);
         assert_eq!(c.matches(&line), regex(p).is_match(&line));
+        // A loop of 50,000 copies would nest as many walks: the walk gives up at its depth.
+        let p = r"^(ab)*c$";
+        let Some(c) = chain(p) else {
+            panic!("{p} is a chain");
+        };
+        let mut line = b"ab".repeat(50_000);
+        line.push(b'c');
+        assert!(c.matches(&line));
+        line.insert(0, b'a');
+        assert!(!c.matches(&line));
         // A walk given no allowance: the automaton's answer, either way.
         for p in [r"^a[0-9]+b", r"sshd: [a-z]+ x"] {
             let Some(c) = chain(p) else {
@@ -669,7 +745,7 @@ mod tests {
         };
         let atoms = ["a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " "];
         let quants = ["", "", "", "?", "*", "+", "{1,2}", "{2}", "{0,3}"];
-        let counts = ["?", "{2}", "{1,3}", "{0,2}"];
+        let counts = ["?", "{2}", "{1,3}", "{0,2}", "*", "+", "{2,}"];
         let (mut walked, mut lines) = (0, 0);
         for _ in 0..8_000 {
             let mut p = String::new();

@@ -841,10 +841,15 @@ impl RuleSet {
                 || windows::rarest_windows(&h).is_some_and(|(_, p)| p <= MAX_WINDOW_CHANCE);
             let short = || rule_needles(&h).is_some_and(|(n, _)| !n.is_empty());
             let side = || line_ends::side(&syntax::for_existence(&h));
+            let walked = || chain::Chain::of(&syntax::for_existence(&h)).is_some();
             let engine = if needs_a_newline(p) {
                 "none (every match holds a newline: it never matches a line and is never run)"
+            } else if literal && walked() {
+                "literal-first (a line without its literal is never confirmed), then walked along the line (no automaton, unless a rule sharing its literal needs one)"
             } else if literal {
                 "literal-first (a line without its literal is never confirmed)"
+            } else if short() && walked() {
+                "short literals (a line without one of its literals is never confirmed), then walked along the line (no automaton, unless a rule sharing its literal needs one), when the other rules without long literals have rare class windows, else automaton (every line)"
             } else if short() {
                 "short literals (a line without one of its literals is never confirmed) when the other rules without long literals have rare class windows, else automaton (every line)"
             } else if let Some(side) = side() {
