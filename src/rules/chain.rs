@@ -60,10 +60,30 @@ enum Step {
     },
     /// One of these sequences (an alternation, or an optional group and nothing): each is
     /// tried, with the steps after it, until one gets through.
-    Alt(Box<[Box<[Step]>]>),
+    Alt(Box<[Branch]>),
     /// Any number of copies of a sequence that takes at least a byte, as many as get
     /// through: each copy is tried with the loop again after it, then the steps after it.
     Loop(Box<[Step]>),
+}
+
+/// One alternative of a [`Step::Alt`].
+#[derive(Debug, Clone, PartialEq)]
+struct Branch {
+    steps: Box<[Step]>,
+    /// The bytes the branch, then what follows it, may start with; `any`: it may get to the
+    /// rule's end without taking a byte (whatever the next byte is, it may get through).
+    first: ByteSet,
+    any: bool,
+}
+
+impl Branch {
+    fn of(steps: Box<[Step]>) -> Branch {
+        Branch {
+            steps,
+            first: ByteSet::default(),
+            any: true,
+        }
+    }
 }
 
 /// Where a chain's matches may start.
@@ -125,7 +145,11 @@ impl Chain {
             }
             _ => return None,
         };
-        fix(&mut steps, ByteSet::default());
+        let rule_end = Follow {
+            bytes: ByteSet::default(),
+            end: true,
+        };
+        fix(&mut steps, rule_end);
         Some(Chain {
             steps: steps.into_boxed_slice(),
             end,
@@ -245,13 +269,24 @@ impl Chain {
                     return Ok(false);
                 }
                 Step::Alt(branches) => {
+                    // PERF: only the branches that may start with the next byte are walked,
+                    // and when that is only an empty one (an optional group not there), the
+                    // walk goes on here instead of nesting one.
+                    let live = |b: &&Branch| b.any || rest.first().is_some_and(|&c| has(&b.first, c));
+                    let mut live_ones = branches.iter().filter(live);
+                    let (Some(one), more) = (live_ones.next(), live_ones.next()) else {
+                        return Ok(false);
+                    };
+                    if more.is_none() && one.steps.is_empty() {
+                        continue;
+                    }
                     let after = Then {
                         steps: &steps[i + 1..],
                         next: then,
                     };
-                    for b in branches.iter() {
+                    for b in branches.iter().filter(live) {
                         spend(allowance, 1)?;
-                        if self.walk(b, Some(&after), text, p, allowance, depth + 1)? {
+                        if self.walk(&b.steps, Some(&after), text, p, allowance, depth + 1)? {
                             return Ok(true);
                         }
                     }
@@ -343,7 +378,8 @@ fn flatten(h: &Hir, out: &mut Vec<Part>, top: bool) -> Option<()> {
             }
         }
         HirKind::Alternation(v) => {
-            let branches = v.iter().map(sequence).collect::<Option<Vec<_>>>()?;
+            let branches = v.iter().map(|b| sequence(b).map(Branch::of));
+            let branches = branches.collect::<Option<Vec<_>>>()?;
             out.push(Part::Step(Step::Alt(branches.into())));
         }
         HirKind::Repetition(r) => {
@@ -399,7 +435,7 @@ fn least(steps: &[Step]) -> usize {
         .map(|s| match s {
             Step::Lit(l) => l.len(),
             Step::Run { min, .. } => *min as usize,
-            Step::Alt(b) => b.iter().map(|b| least(b)).min().unwrap_or(0),
+            Step::Alt(b) => b.iter().map(|b| least(&b.steps)).min().unwrap_or(0),
             Step::Loop(_) => 0,
         })
         .fold(0, usize::saturating_add)
@@ -411,7 +447,8 @@ fn optional(x: &[Step], n: u32) -> Step {
     if n > 1 {
         once.push(optional(x, n - 1));
     }
-    Step::Alt(vec![once.into_boxed_slice(), Box::default()].into())
+    let branches = [Branch::of(once.into_boxed_slice()), Branch::of(Box::default())];
+    Step::Alt(branches.into())
 }
 
 /// The steps of a branch (no `^` or `$` in it).
@@ -433,7 +470,7 @@ fn size(steps: &[Step]) -> usize {
     steps
         .iter()
         .map(|s| match s {
-            Step::Alt(b) => 1 + b.iter().map(|b| size(b)).sum::<usize>(),
+            Step::Alt(b) => 1 + b.iter().map(|b| size(&b.steps)).sum::<usize>(),
             Step::Loop(b) => 1 + size(b),
             _ => 1,
         })
@@ -472,18 +509,26 @@ fn push(steps: &mut Vec<Step>, s: Step) {
     steps.push(s);
 }
 
-/// Set each run's `give_back` in `steps`, followed by what may start with a byte of `follow`
-/// (none at the rule's end); returns the bytes `steps`, then that, may start with.
-fn fix(steps: &mut [Step], follow: ByteSet) -> ByteSet {
+/// What may follow a place in a chain: the bytes it may start with, and whether it may get
+/// to the rule's end without taking one.
+#[derive(Clone, Copy)]
+struct Follow {
+    bytes: ByteSet,
+    end: bool,
+}
+
+/// Set each run's `give_back` and each branch's first bytes in `steps`, followed by `follow`;
+/// returns what may follow the place before `steps`.
+fn fix(steps: &mut [Step], follow: Follow) -> Follow {
     let mut next = follow;
     for step in steps.iter_mut().rev() {
         next = match step {
             Step::Lit(l) => {
-                let mut s = ByteSet::default();
+                let mut bytes = ByteSet::default();
                 if let Some(&b) = l.first() {
-                    add(&mut s, b);
+                    add(&mut bytes, b);
                 }
-                s
+                Follow { bytes, end: false }
             }
             Step::Run {
                 set,
@@ -491,21 +536,48 @@ fn fix(steps: &mut [Step], follow: ByteSet) -> ByteSet {
                 max,
                 give_back,
             } => {
-                *give_back = min != max && set.iter().zip(&next).any(|(a, b)| a & b != 0);
+                // (A run followed by the rule's end gives nothing back: any length that gets
+                // there would do, or with `$` only the longest.)
+                *give_back = min != max && set.iter().zip(&next.bytes).any(|(a, b)| a & b != 0);
                 if *min > 0 {
-                    *set
+                    Follow {
+                        bytes: *set,
+                        end: false,
+                    }
                 } else {
-                    union(set, &next)
+                    Follow {
+                        bytes: union(set, &next.bytes),
+                        end: next.end,
+                    }
                 }
             }
-            Step::Alt(branches) => branches
-                .iter_mut()
-                .fold(ByteSet::default(), |u, b| union(&u, &fix(b, next))),
+            Step::Alt(branches) => {
+                let mut all = Follow {
+                    bytes: ByteSet::default(),
+                    end: false,
+                };
+                for b in branches.iter_mut() {
+                    let f = fix(&mut b.steps, next);
+                    (b.first, b.any) = (f.bytes, f.end);
+                    all = Follow {
+                        bytes: union(&all.bytes, &f.bytes),
+                        end: all.end || f.end,
+                    };
+                }
+                all
+            }
             Step::Loop(body) => {
                 // After a copy comes another copy or what follows the loop. The body takes a
                 // byte at least: its first bytes do not depend on what follows it.
-                let first = fix(body, ByteSet::default());
-                let after = union(&first, &next);
+                let none = Follow {
+                    bytes: ByteSet::default(),
+                    end: false,
+                };
+                let first = fix(body, none).bytes;
+                let after = Follow {
+                    bytes: union(&first, &next.bytes),
+                    end: next.end,
+                };
                 fix(body, after);
                 after
             }
