@@ -260,6 +260,29 @@ impl Chain {
                         p += n;
                         continue;
                     }
+                    // PERF: before a literal, only the places that hold its first byte (`.*`
+                    // then `user=root`: one search back, not a compare at every byte).
+                    if let Some(Step::Lit(lit)) = steps.get(i + 1) {
+                        let (Some(&first), Some(here)) = (lit.first(), rest.get(min..)) else {
+                            return Ok(false);
+                        };
+                        let mut end = (n + 1 - min).min(here.len());
+                        while let Some(k) = memchr::memrchr(first, &here[..end]) {
+                            spend(allowance, 1)?;
+                            if self.walk(
+                                &steps[i + 1..],
+                                then,
+                                text,
+                                p + min + k,
+                                allowance,
+                                depth + 1,
+                            )? {
+                                return Ok(true);
+                            }
+                            end = k;
+                        }
+                        return Ok(false);
+                    }
                     for k in (min..=n).rev() {
                         spend(allowance, 1)?;
                         if self.walk(&steps[i + 1..], then, text, p + k, allowance, depth + 1)? {
@@ -272,7 +295,8 @@ impl Chain {
                     // PERF: only the branches that may start with the next byte are walked,
                     // and when that is only an empty one (an optional group not there), the
                     // walk goes on here instead of nesting one.
-                    let live = |b: &&Branch| b.any || rest.first().is_some_and(|&c| has(&b.first, c));
+                    let live =
+                        |b: &&Branch| b.any || rest.first().is_some_and(|&c| has(&b.first, c));
                     let mut live_ones = branches.iter().filter(live);
                     let (Some(one), more) = (live_ones.next(), live_ones.next()) else {
                         return Ok(false);
@@ -447,7 +471,10 @@ fn optional(x: &[Step], n: u32) -> Step {
     if n > 1 {
         once.push(optional(x, n - 1));
     }
-    let branches = [Branch::of(once.into_boxed_slice()), Branch::of(Box::default())];
+    let branches = [
+        Branch::of(once.into_boxed_slice()),
+        Branch::of(Box::default()),
+    ];
     Step::Alt(branches.into())
 }
 
