@@ -29,6 +29,8 @@ use std::sync::OnceLock;
 const MAX_STEPS: usize = 512;
 /// Most copies of a counted repetition of more than one step that are written out.
 const MAX_COPIES: u32 = 16;
+/// Deepest nesting of loops in a chain.
+const MAX_LOOPS: usize = 3;
 /// Deepest nesting of walks (each alternative, byte given back or loop copy tried nests one):
 /// a walk deeper gives up (the stack of a thread matching lines is not grown by a long line).
 const MAX_DEPTH: u32 = 1_024;
@@ -424,32 +426,48 @@ fn flatten(h: &Hir, out: &mut Vec<Part>, top: bool) -> Option<()> {
                     }
                 }
                 // `X{m,n}`: `m` copies of `X`, then `(X(X…)?)?` for the other `n - m`.
-                None if max <= MAX_COPIES => {
-                    for _ in 0..r.min {
-                        flatten(&r.sub, out, false)?;
-                    }
-                    if max > r.min {
-                        let x = sequence(&r.sub)?;
-                        out.push(Part::Step(optional(&x, max - r.min)));
-                    }
-                }
-                // `X{m,}`: `m` copies of `X`, then a loop of `X` (one that takes a byte at
-                // least: a loop of what may take nothing is left to the automaton).
-                None if r.max.is_none() && r.min <= MAX_COPIES => {
-                    for _ in 0..r.min {
-                        flatten(&r.sub, out, false)?;
-                    }
+                // `X{m,n}`: `m` copies of `X`, then `(X(X…)?)?` for the other `n - m`; `X{m,}`:
+                // `m` copies, then a loop of `X` (one that takes a byte at least: a loop of what
+                // may take nothing is left to the automaton). Never more than `MAX_STEPS` steps
+                // written out, nor loops nested deeper than `MAX_LOOPS`.
+                None if r.min <= MAX_COPIES && max.min(r.min + 1) <= MAX_COPIES + 1 => {
                     let x = sequence(&r.sub)?;
-                    if least(&x) == 0 {
+                    let copies = if r.max.is_some() { max } else { r.min + 1 };
+                    if size(&x).saturating_mul(copies.max(1) as usize) > MAX_STEPS
+                        || loops(&x) >= MAX_LOOPS
+                    {
                         return None;
                     }
-                    out.push(Part::Step(Step::Loop(x)));
+                    for _ in 0..r.min {
+                        out.extend(x.iter().cloned().map(Part::Step));
+                    }
+                    match r.max {
+                        Some(max) if max > r.min => {
+                            out.push(Part::Step(optional(&x, max - r.min)));
+                        }
+                        Some(_) => {}
+                        None if least(&x) == 0 => return None,
+                        None => out.push(Part::Step(Step::Loop(x))),
+                    }
                 }
                 None => return None,
             }
         }
     }
     Some(())
+}
+
+/// How deep loops nest in `steps` (building a chain works through a loop's body twice).
+fn loops(steps: &[Step]) -> usize {
+    steps
+        .iter()
+        .map(|s| match s {
+            Step::Alt(b) => b.iter().map(|b| loops(&b.steps)).max().unwrap_or(0),
+            Step::Loop(b) => 1 + loops(b),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// The fewest bytes `steps` take.
@@ -492,16 +510,18 @@ fn sequence(h: &Hir) -> Option<Box<[Step]>> {
     Some(steps.into())
 }
 
-/// How many steps `steps` hold, their branches' included.
+/// How many steps `steps` hold, their branches' included, a literal counted as a step per 8
+/// bytes (copies of a counted group join into one literal: `(((ab){16}c){16}d){16}`).
 fn size(steps: &[Step]) -> usize {
     steps
         .iter()
         .map(|s| match s {
             Step::Alt(b) => 1 + b.iter().map(|b| size(&b.steps)).sum::<usize>(),
             Step::Loop(b) => 1 + size(b),
-            _ => 1,
+            Step::Lit(l) => 1 + l.len() / 8,
+            Step::Run { .. } => 1,
         })
-        .sum()
+        .fold(0, usize::saturating_add)
 }
 
 /// A run of `set`; a run of exactly one byte value, that many copies of it as a literal.
@@ -790,6 +810,26 @@ mod tests {
         ] {
             assert!(chain(p).is_none(), "{p}");
         }
+    }
+
+    #[test]
+    fn rules_whose_chain_would_be_large_are_refused_at_once() {
+        // Written out, each would be millions of steps, or a build working through nested
+        // loops 2^30 times.
+        let nested = format!("^{}x{}c", "(a".repeat(30), "b)*".repeat(30));
+        for p in [
+            r"^((((ab){0,16}c){0,16}d){0,16}e){0,16}z",
+            r"^((((ab){16}c){16}d){16}e){16}z",
+            nested.as_str(),
+        ] {
+            let t = std::time::Instant::now();
+            assert!(chain(p).is_none(), "{p}");
+            assert!(t.elapsed() < std::time::Duration::from_secs(5), "{p}");
+        }
+        let Some(c) = chain(r"^((ab)+c)+$") else {
+            panic!("two nested loops make a chain");
+        };
+        assert!(c.matches(b"ababcabc") && !c.matches(b"ababcab"));
     }
 
     #[test]
