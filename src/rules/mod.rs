@@ -2425,6 +2425,30 @@ mod tests {
     }
 
     #[test]
+    fn a_rule_that_is_a_chain_is_walked_and_makes_no_automaton() {
+        let s = set(
+            &[
+                ("ERROR \\d+ (disk|fan)", &[0], false),
+                ("WARN \\d+\\b", &[1], false),
+            ],
+            8192,
+        );
+        let mut m = s.matcher();
+        let mut got = Vec::new();
+        let buf: &[u8] = b"ERROR 12 disk\nERROR x disk\nERROR 7 fan!\nWARN 3 y\nWARN 3y\n";
+        m.scan_lines(buf, &mut |l, al| got.push((l.to_vec(), al.to_vec())));
+        let want: Vec<(Vec<u8>, Vec<u32>)> = vec![
+            (b"ERROR 12 disk\n".to_vec(), vec![0]),
+            (b"ERROR 7 fan!\n".to_vec(), vec![0]),
+            (b"WARN 3 y\n".to_vec(), vec![1]),
+        ];
+        assert_eq!(got, want);
+        // The first rule's group was walked: no automaton cache; the second's (`\b`) ran.
+        let cache = |r: usize| m.group_caches[s.group_of[r] as usize].is_some();
+        assert!(!cache(0) && cache(1));
+    }
+
+    #[test]
     fn siblings_share_caches_and_match_alike() {
         // (`\b`: a rule its automaton confirms, not a walk: see `chain`.)
         let s = set(
