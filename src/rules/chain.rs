@@ -219,10 +219,10 @@ impl Chain {
 
     /// Whether `steps`, then `then`, get through `text` from `p`; `depth`: the walks this one
     /// is nested in.
-    fn walk(
+    fn walk<'t>(
         &self,
-        steps: &[Step],
-        then: Option<&Then<'_>>,
+        mut steps: &'t [Step],
+        mut then: Option<&'t Then<'t>>,
         text: &[u8],
         mut p: usize,
         allowance: &mut usize,
@@ -231,109 +231,121 @@ impl Chain {
         if depth > MAX_DEPTH {
             return Err(GaveUp);
         }
-        for (i, step) in steps.iter().enumerate() {
-            let Some(rest) = text.get(p..) else {
-                return Ok(false);
-            };
-            match step {
-                Step::Lit(lit) => {
-                    if !starts_with(rest, lit) {
-                        return Ok(false);
-                    }
-                    p += lit.len();
-                }
-                Step::Run {
-                    set,
-                    min,
-                    max,
-                    give_back,
-                } => {
-                    let lim = rest.len().min(*max as usize);
-                    let n = rest[..lim]
-                        .iter()
-                        .position(|&b| !has(set, b))
-                        .unwrap_or(lim);
-                    spend(allowance, n / 8)?;
-                    let min = *min as usize;
-                    if n < min {
-                        return Ok(false);
-                    }
-                    if !give_back {
-                        p += n;
-                        continue;
-                    }
-                    // PERF: before a literal, only the places that hold its first byte (`.*`
-                    // then `user=root`: one search back, not a compare at every byte).
-                    if let Some(Step::Lit(lit)) = steps.get(i + 1) {
-                        let (Some(&first), Some(here)) = (lit.first(), rest.get(min..)) else {
+        // PERF: what follows a sequence is walked on here, not in a nested walk (an
+        // alternative's branch then costs one call, not two).
+        'sequence: loop {
+            for (i, step) in steps.iter().enumerate() {
+                let Some(rest) = text.get(p..) else {
+                    return Ok(false);
+                };
+                match step {
+                    Step::Lit(lit) => {
+                        if !starts_with(rest, lit) {
                             return Ok(false);
-                        };
-                        let mut end = (n + 1 - min).min(here.len());
-                        while let Some(k) = memchr::memrchr(first, &here[..end]) {
+                        }
+                        p += lit.len();
+                    }
+                    Step::Run {
+                        set,
+                        min,
+                        max,
+                        give_back,
+                    } => {
+                        let lim = rest.len().min(*max as usize);
+                        let n = rest[..lim]
+                            .iter()
+                            .position(|&b| !has(set, b))
+                            .unwrap_or(lim);
+                        spend(allowance, n / 8)?;
+                        let min = *min as usize;
+                        if n < min {
+                            return Ok(false);
+                        }
+                        if !give_back {
+                            p += n;
+                            continue;
+                        }
+                        // PERF: before a literal, only the places that hold its first byte (`.*`
+                        // then `user=root`: one search back, not a compare at every byte).
+                        if let Some(Step::Lit(lit)) = steps.get(i + 1) {
+                            let (Some(&first), Some(here)) = (lit.first(), rest.get(min..)) else {
+                                return Ok(false);
+                            };
+                            let mut end = (n + 1 - min).min(here.len());
+                            while let Some(k) = memchr::memrchr(first, &here[..end]) {
+                                spend(allowance, 1)?;
+                                if self.walk(
+                                    &steps[i + 1..],
+                                    then,
+                                    text,
+                                    p + min + k,
+                                    allowance,
+                                    depth + 1,
+                                )? {
+                                    return Ok(true);
+                                }
+                                end = k;
+                            }
+                            return Ok(false);
+                        }
+                        for k in (min..=n).rev() {
                             spend(allowance, 1)?;
                             if self.walk(
                                 &steps[i + 1..],
                                 then,
                                 text,
-                                p + min + k,
+                                p + k,
                                 allowance,
                                 depth + 1,
                             )? {
                                 return Ok(true);
                             }
-                            end = k;
                         }
                         return Ok(false);
                     }
-                    for k in (min..=n).rev() {
-                        spend(allowance, 1)?;
-                        if self.walk(&steps[i + 1..], then, text, p + k, allowance, depth + 1)? {
-                            return Ok(true);
+                    Step::Alt(branches) => {
+                        // PERF: only the branches that may start with the next byte are walked,
+                        // and when that is only an empty one (an optional group not there), the
+                        // walk goes on here instead of nesting one.
+                        let live =
+                            |b: &&Branch| b.any || rest.first().is_some_and(|&c| has(&b.first, c));
+                        let mut live_ones = branches.iter().filter(live);
+                        let (Some(one), more) = (live_ones.next(), live_ones.next()) else {
+                            return Ok(false);
+                        };
+                        if more.is_none() && one.steps.is_empty() {
+                            continue;
                         }
-                    }
-                    return Ok(false);
-                }
-                Step::Alt(branches) => {
-                    // PERF: only the branches that may start with the next byte are walked,
-                    // and when that is only an empty one (an optional group not there), the
-                    // walk goes on here instead of nesting one.
-                    let live =
-                        |b: &&Branch| b.any || rest.first().is_some_and(|&c| has(&b.first, c));
-                    let mut live_ones = branches.iter().filter(live);
-                    let (Some(one), more) = (live_ones.next(), live_ones.next()) else {
+                        let after = Then {
+                            steps: &steps[i + 1..],
+                            next: then,
+                        };
+                        for b in branches.iter().filter(live) {
+                            spend(allowance, 1)?;
+                            if self.walk(&b.steps, Some(&after), text, p, allowance, depth + 1)? {
+                                return Ok(true);
+                            }
+                        }
                         return Ok(false);
-                    };
-                    if more.is_none() && one.steps.is_empty() {
-                        continue;
                     }
-                    let after = Then {
-                        steps: &steps[i + 1..],
-                        next: then,
-                    };
-                    for b in branches.iter().filter(live) {
+                    Step::Loop(body) => {
+                        // Another copy of the body (and the loop again after it), else on.
+                        let again = Then {
+                            steps: &steps[i..],
+                            next: then,
+                        };
                         spend(allowance, 1)?;
-                        if self.walk(&b.steps, Some(&after), text, p, allowance, depth + 1)? {
+                        if self.walk(body, Some(&again), text, p, allowance, depth + 1)? {
                             return Ok(true);
                         }
-                    }
-                    return Ok(false);
-                }
-                Step::Loop(body) => {
-                    // Another copy of the body (and the loop again after it), else on.
-                    let again = Then {
-                        steps: &steps[i..],
-                        next: then,
-                    };
-                    spend(allowance, 1)?;
-                    if self.walk(body, Some(&again), text, p, allowance, depth + 1)? {
-                        return Ok(true);
                     }
                 }
             }
-        }
-        match then {
-            Some(t) => self.walk(t.steps, t.next, text, p, allowance, depth + 1),
-            None => Ok(!self.end || p == text.len()),
+            match then {
+                Some(t) => (steps, then) = (t.steps, t.next),
+                None => return Ok(!self.end || p == text.len()),
+            }
+            continue 'sequence;
         }
     }
 
