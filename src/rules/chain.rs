@@ -97,6 +97,52 @@ enum Start {
     Lit(Box<memchr::memmem::Finder<'static>>),
     /// At one of these bytes (its first step's class: one to three bytes).
     Bytes(Box<[u8]>),
+    /// At a byte of a larger set (`table[b]`): the first bytes of its first step, a run or an
+    /// alternation.
+    Set(Box<[bool; 256]>),
+    /// Where a later step, the pivot, occurs: the pivot and the steps after it are walked
+    /// forwards from there, and when they get through, the steps before it backwards, over
+    /// the line reversed (`before`: those steps reversed, walked from the pivot's place to
+    /// anywhere before it). The two walks are independent: no step looks beyond its bytes.
+    Pivot {
+        at: usize,
+        find: Find,
+        before: Box<Chain>,
+    },
+}
+
+/// How a pivot is found.
+#[derive(Debug)]
+enum Find {
+    Lit(Box<memchr::memmem::Finder<'static>>),
+    /// One to three bytes.
+    Bytes(Box<[u8]>),
+}
+
+impl Find {
+    #[inline]
+    fn find(&self, t: &[u8]) -> Option<usize> {
+        match self {
+            Find::Lit(f) => f.find(t),
+            Find::Bytes(b) => match **b {
+                [x] => memchr::memchr(x, t),
+                [x, y] => memchr::memchr2(x, y, t),
+                [x, y, z] => memchr::memchr3(x, y, z, t),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The largest chance in log text (the rarity model's) of a place a chain not anchored and
+/// without a first literal is walked from (a byte of its first step's set, or its pivot):
+/// beyond it, a walk from every such place costs about what the automaton does (a digit is
+/// 0.27, `[cC]` 0.035, a space 0.15).
+const MAX_START_CHANCE: f64 = 0.12;
+
+thread_local! {
+    /// A line reversed, for the walks back from a pivot (grown to the longest line once).
+    static REVERSED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// What follows a sequence being walked: the rest of the enclosing sequences.
@@ -135,23 +181,29 @@ impl Chain {
         if size(&steps) > MAX_STEPS {
             return None;
         }
-        let start = match steps.first() {
-            _ if anchored => Start::Anchored,
-            Some(Step::Lit(l)) => Start::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
-            Some(Step::Run { set, min, .. }) if *min > 0 => {
-                let bytes: Vec<u8> = (0..=255u8).filter(|&b| has(set, b)).collect();
-                if bytes.len() > 3 {
-                    return None;
-                }
-                Start::Bytes(bytes.into())
-            }
-            _ => return None,
-        };
         let rule_end = Follow {
             bytes: ByteSet::default(),
             end: true,
         };
         fix(&mut steps, rule_end);
+        let first = match steps.first() {
+            Some(Step::Run { set, min, .. }) if *min > 0 => Some(*set),
+            // Every branch takes a byte (or what follows it does): its first bytes, with
+            // what may follow an empty one, are where a match may start.
+            Some(Step::Alt(branches)) if branches.iter().all(|b| !b.any) => {
+                let mut set = ByteSet::default();
+                for b in branches.iter() {
+                    set = union(&set, &b.first);
+                }
+                Some(set)
+            }
+            _ => None,
+        };
+        let start = match steps.first() {
+            _ if anchored => Start::Anchored,
+            Some(Step::Lit(l)) => Start::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
+            _ => start_at(first.as_ref(), &steps)?,
+        };
         Some(Chain {
             steps: steps.into_boxed_slice(),
             end,
@@ -186,6 +238,10 @@ impl Chain {
                 };
                 self.walk_from_each(places, 0, &self.steps, text, &mut allowance)
             }
+            (Start::Set(table), _) => self.walk_from_set(table, text, &mut allowance),
+            (Start::Pivot { at, find, before }, _) => {
+                self.walk_from_pivot(*at, find, before, text, &mut allowance)
+            }
             _ => self.walk(&self.steps, None, text, 0, &mut allowance, 0),
         };
         match walked {
@@ -215,6 +271,62 @@ impl Chain {
             from = at + 1;
         }
         Ok(false)
+    }
+
+    /// Walk the chain from each place of `text` whose byte is in `table`.
+    fn walk_from_set(
+        &self,
+        table: &[bool; 256],
+        text: &[u8],
+        allowance: &mut usize,
+    ) -> Result<bool, GaveUp> {
+        for (p, &b) in text.iter().enumerate() {
+            if table[usize::from(b)] {
+                spend(allowance, 1)?;
+                if self.walk(&self.steps, None, text, p, allowance, 0)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Walk steps `at..` from each place `find` finds, and where they get through, `before`
+    /// back from there over the line reversed (made once, at the first such place).
+    fn walk_from_pivot(
+        &self,
+        at: usize,
+        find: &Find,
+        before: &Chain,
+        text: &[u8],
+        allowance: &mut usize,
+    ) -> Result<bool, GaveUp> {
+        let after = self.steps.get(at..).unwrap_or(&[]);
+        REVERSED.with(|reversed| {
+            // A walk never re-enters this one on its thread; a borrow refused all the same
+            // leaves the line to the automaton.
+            let Ok(mut reversed) = reversed.try_borrow_mut() else {
+                return Err(GaveUp);
+            };
+            let mut made = false;
+            let mut from = 0;
+            while let Some(o) = text.get(from..).and_then(|t| find.find(t)) {
+                spend(allowance, 1)?;
+                let o = from + o;
+                if self.walk(after, None, text, o, allowance, 0)? {
+                    if !made {
+                        reverse_into(&mut reversed, text);
+                        made = true;
+                    }
+                    let back = &before.steps;
+                    if before.walk(back, None, &reversed, text.len() - o, allowance, 0)? {
+                        return Ok(true);
+                    }
+                }
+                from = o + 1;
+            }
+            Ok(false)
+        })
     }
 
     /// Whether `steps`, then `then`, get through `text` from `p`; `depth`: the walks this one
@@ -387,6 +499,115 @@ fn starts_with(text: &[u8], lit: &[u8]) -> bool {
 fn spend(allowance: &mut usize, n: usize) -> Result<(), GaveUp> {
     *allowance = allowance.checked_sub(n).ok_or(GaveUp)?;
     Ok(())
+}
+
+/// Where a chain not anchored whose first step is not a literal is walked from (`first`: the
+/// bytes a match may start with, when known): at those bytes found by `memchr` (three at
+/// most), else at the rarer in log text of a set of them and a pivot (a later literal or
+/// single byte of one to three values), when its chance is at most [`MAX_START_CHANCE`].
+fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
+    let bytes = |set: &ByteSet| (0..=255u8).filter(|&b| has(set, b)).collect::<Vec<u8>>();
+    if let Some(set) = first {
+        let b = bytes(set);
+        if (1..=3).contains(&b.len()) {
+            return Some(Start::Bytes(b.into()));
+        }
+    }
+    let chance = |set: &ByteSet| {
+        let (c, _) = crate::litscan::class_chances(std::slice::from_ref(set));
+        c.first().copied().unwrap_or(1.0)
+    };
+    let one = |b: u8| {
+        let mut s = ByteSet::default();
+        add(&mut s, b);
+        s
+    };
+    let set_chance = first.map_or(f64::INFINITY, chance);
+    // The rarest pivot: a literal's chance taken as its bytes' together.
+    let pivot = steps
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(k, s)| match s {
+            Step::Lit(l) => Some((k, l.iter().map(|&b| chance(&one(b))).product::<f64>())),
+            Step::Run {
+                set,
+                min: 1,
+                max: 1,
+                ..
+            } if (1..=3).contains(&bytes(set).len()) => Some((k, chance(set))),
+            _ => None,
+        })
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    match pivot {
+        Some((k, c)) if c < set_chance && c <= MAX_START_CHANCE => {
+            let find = match &steps[k] {
+                Step::Lit(l) => Find::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
+                Step::Run { set, .. } => Find::Bytes(bytes(set).into()),
+                _ => return None,
+            };
+            let mut back = reversed(&steps[..k]);
+            fix(
+                &mut back,
+                Follow {
+                    bytes: ByteSet::default(),
+                    end: true,
+                },
+            );
+            let before = Box::new(Chain {
+                steps: back.into_boxed_slice(),
+                end: false,
+                start: Start::Anchored,
+                hir: Hir::empty(),
+                fallback: OnceLock::new(),
+            });
+            Some(Start::Pivot {
+                at: k,
+                find,
+                before,
+            })
+        }
+        _ if set_chance <= MAX_START_CHANCE => {
+            let mut table = Box::new([false; 256]);
+            for b in first.map(bytes).unwrap_or_default() {
+                table[usize::from(b)] = true;
+            }
+            Some(Start::Set(table))
+        }
+        _ => None,
+    }
+}
+
+/// `text` backwards into `out`. PERF: 8 bytes a step (a byte at a time was more than the
+/// walks it was made for: sagan-rules' `(?i)\d+ \S+ \d+ Connect`, PERF.md "forty-ninth run").
+fn reverse_into(out: &mut Vec<u8>, text: &[u8]) {
+    out.clear();
+    out.reserve(text.len());
+    let mut chunks = text.rchunks_exact(8);
+    for c in &mut chunks {
+        if let Some(w) = c.first_chunk::<8>() {
+            out.extend_from_slice(&u64::from_le_bytes(*w).swap_bytes().to_le_bytes());
+        }
+    }
+    out.extend(chunks.remainder().iter().rev());
+}
+
+/// `steps` backwards: what matches them reversed matches the result.
+fn reversed(steps: &[Step]) -> Vec<Step> {
+    steps
+        .iter()
+        .rev()
+        .map(|s| match s {
+            Step::Lit(l) => Step::Lit(l.iter().rev().copied().collect()),
+            Step::Run { .. } => s.clone(),
+            Step::Alt(b) => Step::Alt(
+                b.iter()
+                    .map(|b| Branch::of(reversed(&b.steps).into_boxed_slice()))
+                    .collect(),
+            ),
+            Step::Loop(body) => Step::Loop(reversed(body).into_boxed_slice()),
+        })
+        .collect()
 }
 
 /// A part of the flattened tree.
@@ -796,6 +1017,17 @@ mod tests {
     }
 
     #[test]
+    fn a_line_is_reversed_whole() {
+        let mut out = vec![7];
+        for n in 0..40 {
+            let text: Vec<u8> = (0..n).collect();
+            reverse_into(&mut out, &text);
+            let want: Vec<u8> = text.iter().rev().copied().collect();
+            assert_eq!(out, want, "{n}");
+        }
+    }
+
+    #[test]
     fn starts_with_compares_every_byte() {
         let text: Vec<u8> = (0..40u8).collect();
         for n in 0..=41 {
@@ -812,15 +1044,83 @@ mod tests {
     #[test]
     fn rules_a_walk_cannot_take_keep_their_automaton() {
         for p in [
-            r"^a\bb",       // a look other than the ends
-            r"^a$b",        // something after `$`
-            r"(?m)^a",      // multi-line
-            r"^(a|^b)c",    // `^` in a branch
-            r"[a-z]+ sshd", // not anchored, a class of more than three bytes first
-            r"^(a?)+c",     // a loop of what may take nothing
-            r"\d+ x",       // not anchored, a class of more than three bytes first
+            r"^a\bb",    // a look other than the ends
+            r"^a$b",     // something after `$`
+            r"(?m)^a",   // multi-line
+            r"^(a|^b)c", // `^` in a branch
+            r"^(a?)+c",  // a loop of what may take nothing
+            // Not anchored, a common class of more than three bytes first, no rare pivot.
+            r"[a-z]+ [a-z]",
+            r"\d+[ :]\d",
+            r"[a-z]{2} [a-z]",
         ] {
             assert!(chain(p).is_none(), "{p}");
+        }
+    }
+
+    #[test]
+    fn chains_not_anchored_start_at_a_rare_set_or_a_pivot() {
+        // (rule, how it is walked)
+        let rules = [
+            (r"\d+ \S+ \d+ Connect", "pivot"),
+            (r"(?i)\d+ \S+ \d+ Connect", "pivot"),
+            (r"[a-z]+ sshd\[\d+\]", "pivot"),
+            (r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+ ok", "pivot"),
+            (r"\w+(ab|cd)*x?[yz]{2,} done", "pivot"),
+            (r"(\d+[a-f]|[a-f]{2})+ failed$", "pivot"),
+            (r"\s+history\s+(-\w+\s+)*-\w*(c|d|w)", "pivot"),
+            (r"\d+abc(de|xy)+\d+ sshd\[", "pivot"),
+            (r"(?:none|local|virtual|maildrop|avcheck)", "set"),
+            (r"(?:vx|wy|qz|jk)+\d", "set"),
+        ];
+        let pieces: [&[u8]; 24] = [
+            b"12", b" ", b"abc", b"Connect", b"cONNECT", b"sshd[", b"]", b"7", b".", b":", b"ok",
+            b"ab", b"cd", b"x", b"yz", b"done", b"failed", b"history", b"-", b"local", b"vx",
+            b"qz", b"1 a 2 ", b"1.2.3:4",
+        ];
+        let samples: [&[u8]; 10] = [
+            b"12 a-b 7 Connect",
+            b"1 x 2 cOnNeCt",
+            b"host sshd[42]",
+            b"10.0.0.1:80 ok",
+            b"w9abcdxyz done",
+            b"7a3cff failed",
+            b" history  -ab -c",
+            b"maildrop",
+            b"vxqz7",
+            b"7abcdexy12 sshd[",
+        ];
+        let mut next = crate::rules::xorshift(0x2545_f491_4f6c_dd1d);
+        for (p, kind) in rules {
+            let c = chain(p).unwrap_or_else(|| panic!("{p}: no chain"));
+            let got = match c.start {
+                Start::Pivot { .. } => "pivot",
+                Start::Set(_) => "set",
+                _ => "other",
+            };
+            assert_eq!(got, kind, "{p}");
+            let re = regex(&format!("(?-u){p}"));
+            let mut hits = 0;
+            for _ in 0..20_000 {
+                let n = (next() % 12) as usize;
+                let mut line: Vec<u8> = (0..n)
+                    .flat_map(|_| pieces[(next() % 24) as usize].iter().copied())
+                    .collect();
+                // Now and then a line a rule matches (or nearly: a byte of it cut), among them.
+                if next().is_multiple_of(3) {
+                    let mut sample = samples[(next() % 10) as usize].to_vec();
+                    if next().is_multiple_of(2) {
+                        sample.remove((next() % sample.len() as u64) as usize);
+                    }
+                    let at = (next() % (line.len() as u64 + 1)) as usize;
+                    line.splice(at..at, sample);
+                }
+                let want = re.is_match(&line);
+                let text = String::from_utf8_lossy(&line);
+                assert_eq!(c.matches(&line), want, "{p} on {text:?}");
+                hits += usize::from(want);
+            }
+            assert!(hits > 20, "{p}: {hits} matching lines");
         }
     }
 
@@ -894,10 +1194,12 @@ mod tests {
             seed ^= seed << 17;
             seed % n
         };
-        let atoms = ["a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " "];
+        let atoms = [
+            "a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " ", "[xqz:]",
+        ];
         let quants = ["", "", "", "?", "*", "+", "{1,2}", "{2}", "{0,3}"];
         let counts = ["?", "{2}", "{1,3}", "{0,2}", "*", "+", "{2,}"];
-        let (mut walked, mut lines) = (0, 0);
+        let (mut walked, mut lines, mut pivots, mut sets) = (0, 0, 0, 0);
         for _ in 0..8_000 {
             let mut p = String::new();
             if next(3) > 0 {
@@ -931,6 +1233,11 @@ mod tests {
                 continue;
             };
             walked += 1;
+            match c.start {
+                Start::Pivot { .. } => pivots += 1,
+                Start::Set(_) => sets += 1,
+                _ => {}
+            }
             let re = regex(&p);
             for _ in 0..40 {
                 let line: Vec<u8> = (0..next(14)).map(|_| b"ab:1 x"[next(6) as usize]).collect();
@@ -940,6 +1247,9 @@ mod tests {
             }
         }
         assert!(walked > 4_000, "{walked} chains");
+        // Walked from a later step, or from a set of first bytes (`[^a]`, `.` and digits
+        // are too common to start from; `[xqz:]` is not).
+        assert!(pivots > 200 && sets > 20, "{pivots} pivots, {sets} sets");
         assert!(lines > 160_000);
     }
 }

@@ -287,9 +287,23 @@ mod tests {
         for _ in 0..3000 {
             // Lines of pieces of the rules and of other text, so that some match.
             let pieces: [&[u8]; 17] = [
-                b"apache", b"mysql", b"lp", b" ", b"8080", b"80", b": ", b"error", b"FAILED",
-                b"failed", b"done", b"\xe9", b"x", b"12", b"ab",
-                b" 808: ", b"x 12 error",
+                b"apache",
+                b"mysql",
+                b"lp",
+                b" ",
+                b"8080",
+                b"80",
+                b": ",
+                b"error",
+                b"FAILED",
+                b"failed",
+                b"done",
+                b"\xe9",
+                b"x",
+                b"12",
+                b"ab",
+                b" 808: ",
+                b"x 12 error",
             ];
             let len = (next() % 6) as usize;
             let line: Vec<u8> = (0..len)
