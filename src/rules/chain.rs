@@ -363,6 +363,17 @@ impl Chain {
                         max,
                         give_back,
                     } => {
+                        // PERF: one byte of a class (a letter of a rule ignoring case), tested
+                        // at once.
+                        if *max == 1 && *min == 1 {
+                            match rest.first() {
+                                Some(&b) if has(set, b) => {
+                                    p += 1;
+                                    continue;
+                                }
+                                _ => return Ok(false),
+                            }
+                        }
                         let lim = rest.len().min(*max as usize);
                         let n = rest[..lim]
                             .iter()

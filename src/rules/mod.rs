@@ -1897,6 +1897,25 @@ mod tests {
         assert!(contains_folded(b"xxERrorx", b"error"));
         assert!(!contains_folded(b"xxERrox", b"error"));
         assert!(contains_folded(b"abc", b""));
+        // Looked for by each of its bytes first, the answer is the same.
+        let mut next = xorshift(0x5851_f42d_4c95_7f2d);
+        for _ in 0..20_000 {
+            let hay: Vec<u8> = (0..next() % 24)
+                .map(|_| b"sShHdD[x"[(next() % 8) as usize])
+                .collect();
+            let lower: Vec<u8> = (0..1 + next() % 4)
+                .map(|_| b"shd[x"[(next() % 5) as usize])
+                .collect();
+            let want = contains_folded(&hay, &lower);
+            for rare in 0..lower.len() {
+                assert_eq!(
+                    gate::contains_folded_at(&hay, &lower, rare),
+                    want,
+                    "{hay:?} {lower:?} {rare}"
+                );
+            }
+        }
+        assert_eq!(gate::rarest_byte(b"sshd["), 4);
     }
 
     /// A rule's automaton starts no earlier than its lead before its literal's first place:
