@@ -59,6 +59,9 @@ enum Step {
         min: u32,
         max: u32,
         give_back: bool,
+        /// With `give_back`, when what follows takes a byte at least: the bytes it may start
+        /// with (a run is given back only to where one of them is).
+        after: Option<Box<ByteSet>>,
     },
     /// One of these sequences (an alternation, or an optional group and nothing): each is
     /// tried, with the steps after it, until one gets through.
@@ -362,6 +365,7 @@ impl Chain {
                         min,
                         max,
                         give_back,
+                        after,
                     } => {
                         // PERF: one byte of a class (a letter of a rule ignoring case), tested
                         // at once.
@@ -412,6 +416,13 @@ impl Chain {
                             return Ok(false);
                         }
                         for k in (min..=n).rev() {
+                            // PERF: only where what follows may start (`.*` then `[eE]rror` in a
+                            // rule ignoring case: a nested walk at every byte before).
+                            if let Some(after) = after {
+                                if !rest.get(k).is_some_and(|&b| has(after, b)) {
+                                    continue;
+                                }
+                            }
                             spend(allowance, 1)?;
                             if self.walk(
                                 &steps[i + 1..],
@@ -781,6 +792,7 @@ fn run(set: ByteSet, min: u32, max: u32) -> Step {
         min,
         max,
         give_back: false,
+        after: None,
     }
 }
 
@@ -826,10 +838,12 @@ fn fix(steps: &mut [Step], follow: Follow) -> Follow {
                 min,
                 max,
                 give_back,
+                after,
             } => {
                 // (A run followed by the rule's end gives nothing back: any length that gets
                 // there would do, or with `$` only the longest.)
                 *give_back = min != max && set.iter().zip(&next.bytes).any(|(a, b)| a & b != 0);
+                *after = (*give_back && !next.end).then(|| Box::new(next.bytes));
                 if *min > 0 {
                     Follow {
                         bytes: *set,
