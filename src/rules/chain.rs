@@ -52,6 +52,10 @@ pub(super) struct Chain {
 enum Step {
     /// These bytes, exactly.
     Lit(Box<[u8]>),
+    /// These bytes, each compared with the line's after OR-ing its `mask` byte into it (0x20
+    /// where a letter is compared ignoring case, its byte here lower case; 0 elsewhere): a
+    /// literal of a rule ignoring case, compared 8 bytes at a time.
+    Fold { bytes: Box<[u8]>, mask: Box<[u8]> },
     /// From `min` to `max` bytes of `set`, as many as there are; `give_back`: fewer may be
     /// what a match takes (what follows may start with a byte of `set`).
     Run {
@@ -118,8 +122,12 @@ enum Start {
 #[derive(Debug)]
 enum Find {
     Lit(Box<memchr::memmem::Finder<'static>>),
-    /// One to three bytes.
-    Bytes(Box<[u8]>),
+    /// One of one to three bytes, `back` bytes into the pivot (a literal ignoring case is
+    /// found by its rarest letter: ` connect` by `n` or `N`, not by every space).
+    Bytes {
+        bytes: Box<[u8]>,
+        back: usize,
+    },
 }
 
 impl Find {
@@ -127,12 +135,15 @@ impl Find {
     fn find(&self, t: &[u8]) -> Option<usize> {
         match self {
             Find::Lit(f) => f.find(t),
-            Find::Bytes(b) => match **b {
-                [x] => memchr::memchr(x, t),
-                [x, y] => memchr::memchr2(x, y, t),
-                [x, y, z] => memchr::memchr3(x, y, z, t),
-                _ => None,
-            },
+            Find::Bytes { bytes, back } => {
+                let t = t.get(*back..)?;
+                match **bytes {
+                    [x] => memchr::memchr(x, t),
+                    [x, y] => memchr::memchr2(x, y, t),
+                    [x, y, z] => memchr::memchr3(x, y, z, t),
+                    _ => None,
+                }
+            }
         }
     }
 }
@@ -191,6 +202,7 @@ impl Chain {
         fix(&mut steps, rule_end);
         let first = match steps.first() {
             Some(Step::Run { set, min, .. }) if *min > 0 => Some(*set),
+            Some(Step::Fold { bytes, mask }) => Some(fold_first(bytes, mask)),
             // Every branch takes a byte (or what follows it does): its first bytes, with
             // what may follow an empty one, are where a match may start.
             Some(Step::Alt(branches)) if branches.iter().all(|b| !b.any) => {
@@ -360,6 +372,12 @@ impl Chain {
                         }
                         p += lit.len();
                     }
+                    Step::Fold { bytes, mask } => {
+                        if !starts_with_folded(rest, bytes, mask) {
+                            return Ok(false);
+                        }
+                        p += bytes.len();
+                    }
                     Step::Run {
                         set,
                         min,
@@ -516,6 +534,24 @@ fn starts_with(text: &[u8], lit: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// Whether `text` starts with `lit` compared through `mask` (see [`Step::Fold`]), 8 bytes at
+/// a time.
+#[inline(always)]
+fn starts_with_folded(text: &[u8], lit: &[u8], mask: &[u8]) -> bool {
+    let Some(t) = text.get(..lit.len()) else {
+        return false;
+    };
+    let word = |s: &[u8]| s.first_chunk::<8>().map(|w| u64::from_le_bytes(*w));
+    let (mut a, mut b, mut m) = (t, lit, mask);
+    while let (Some(x), Some(y), Some(z)) = (word(a), word(b), word(m)) {
+        if x | z != y {
+            return false;
+        }
+        (a, b, m) = (&a[8..], &b[8..], &m[8..]);
+    }
+    a.iter().zip(b).zip(m).all(|((x, y), z)| x | z == *y)
+}
+
 /// Take `n` from the walk's allowance, or give up.
 #[inline(always)]
 fn spend(allowance: &mut usize, n: usize) -> Result<(), GaveUp> {
@@ -552,6 +588,10 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
         .skip(1)
         .filter_map(|(k, s)| match s {
             Step::Lit(l) => Some((k, l.iter().map(|&b| chance(&one(b))).product::<f64>())),
+            Step::Fold { bytes, mask } => {
+                let at = |(&b, &m): (&u8, &u8)| chance(&fold_set(b, m));
+                Some((k, bytes.iter().zip(mask.iter()).map(at).product::<f64>()))
+            }
             Step::Run {
                 set,
                 min: 1,
@@ -565,7 +605,24 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
         Some((k, c)) if c < set_chance && c <= MAX_START_CHANCE => {
             let find = match &steps[k] {
                 Step::Lit(l) => Find::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
-                Step::Run { set, .. } => Find::Bytes(bytes(set).into()),
+                Step::Run { set, .. } => Find::Bytes {
+                    bytes: bytes(set).into(),
+                    back: 0,
+                },
+                Step::Fold { bytes: b, mask } => {
+                    let sets: Vec<ByteSet> = b
+                        .iter()
+                        .zip(mask.iter())
+                        .map(|(&b, &m)| fold_set(b, m))
+                        .collect();
+                    let back = (0..sets.len())
+                        .min_by(|&x, &y| chance(&sets[x]).total_cmp(&chance(&sets[y])))
+                        .unwrap_or(0);
+                    Find::Bytes {
+                        bytes: bytes(&sets[back]).into(),
+                        back,
+                    }
+                }
                 _ => return None,
             };
             let mut back = reversed(&steps[..k]);
@@ -621,6 +678,10 @@ fn reversed(steps: &[Step]) -> Vec<Step> {
         .rev()
         .map(|s| match s {
             Step::Lit(l) => Step::Lit(l.iter().rev().copied().collect()),
+            Step::Fold { bytes, mask } => Step::Fold {
+                bytes: bytes.iter().rev().copied().collect(),
+                mask: mask.iter().rev().copied().collect(),
+            },
             Step::Run { .. } => s.clone(),
             Step::Alt(b) => Step::Alt(
                 b.iter()
@@ -731,6 +792,7 @@ fn least(steps: &[Step]) -> usize {
         .iter()
         .map(|s| match s {
             Step::Lit(l) => l.len(),
+            Step::Fold { bytes, .. } => bytes.len(),
             Step::Run { min, .. } => *min as usize,
             Step::Alt(b) => b.iter().map(|b| least(&b.steps)).min().unwrap_or(0),
             Step::Loop(_) => 0,
@@ -774,17 +836,28 @@ fn size(steps: &[Step]) -> usize {
             Step::Alt(b) => 1 + b.iter().map(|b| size(&b.steps)).sum::<usize>(),
             Step::Loop(b) => 1 + size(b),
             Step::Lit(l) => 1 + l.len() / 8,
+            Step::Fold { bytes, .. } => 1 + bytes.len() / 8,
             Step::Run { .. } => 1,
         })
         .fold(0, usize::saturating_add)
 }
 
-/// A run of `set`; a run of exactly one byte value, that many copies of it as a literal.
+/// A run of `set`; a run of exactly one byte value, that many copies of it as a literal; one
+/// letter in either case (`(?i)a`), a literal compared ignoring case.
 fn run(set: ByteSet, min: u32, max: u32) -> Step {
     let count: u32 = set.iter().map(|w| w.count_ones()).sum();
     if count == 1 && min == max && min <= 64 {
         if let Some(b) = (0..=255u8).find(|&b| has(&set, b)) {
             return Step::Lit(vec![b; min as usize].into());
+        }
+    }
+    if count == 2 && min == 1 && max == 1 {
+        let pair = |c: &u8| has(&set, *c) && has(&set, c.to_ascii_uppercase());
+        if let Some(lower) = (b'a'..=b'z').find(pair) {
+            return Step::Fold {
+                bytes: Box::new([lower]),
+                mask: Box::new([0x20]),
+            };
         }
     }
     Step::Run {
@@ -796,8 +869,46 @@ fn run(set: ByteSet, min: u32, max: u32) -> Step {
     }
 }
 
-/// Append `s` to `steps`, joining adjacent literals.
+/// The bytes a [`Step::Fold`] may start with.
+fn fold_first(bytes: &[u8], mask: &[u8]) -> ByteSet {
+    match (bytes.first(), mask.first()) {
+        (Some(&b), Some(&m)) => fold_set(b, m),
+        _ => ByteSet::default(),
+    }
+}
+
+/// The bytes a place of a [`Step::Fold`] holding `b` through mask byte `m` matches.
+fn fold_set(b: u8, m: u8) -> ByteSet {
+    let mut set = ByteSet::default();
+    add(&mut set, b);
+    if m != 0 {
+        add(&mut set, b.to_ascii_uppercase());
+    }
+    set
+}
+
+/// Append `s` to `steps`, joining adjacent literals (and a literal beside one compared
+/// ignoring case into one such).
 fn push(steps: &mut Vec<Step>, s: Step) {
+    let parts = |s: &Step| match s {
+        Step::Lit(b) => Some((b.to_vec(), vec![0u8; b.len()])),
+        Step::Fold { bytes, mask } => Some((bytes.to_vec(), mask.to_vec())),
+        _ => None,
+    };
+    let folds = |s: Option<&Step>| matches!(s, Some(Step::Fold { .. }));
+    if folds(Some(&s)) || folds(steps.last()) {
+        if let (Some(last), Some((b, m))) = (steps.last_mut(), parts(&s)) {
+            if let Some((mut bytes, mut mask)) = parts(last) {
+                bytes.extend(b);
+                mask.extend(m);
+                *last = Step::Fold {
+                    bytes: bytes.into(),
+                    mask: mask.into(),
+                };
+                return;
+            }
+        }
+    }
     if let (Some(Step::Lit(a)), Step::Lit(b)) = (steps.last_mut(), &s) {
         let mut joined = a.to_vec();
         joined.extend_from_slice(b);
@@ -833,6 +944,10 @@ fn fix(steps: &mut [Step], follow: Follow) -> Follow {
                 }
                 Follow { bytes, end: false }
             }
+            Step::Fold { bytes, mask } => Follow {
+                bytes: fold_first(bytes, mask),
+                end: false,
+            },
             Step::Run {
                 set,
                 min,
@@ -1042,6 +1157,31 @@ mod tests {
     }
 
     #[test]
+    fn folded_literals_compare_letters_in_either_case_only() {
+        let c = chain("(?i)a[x]Y:1 b").unwrap_or_else(|| panic!("no chain"));
+        assert!(
+            matches!(&*c.steps, [Step::Fold { bytes, .. }] if &**bytes == b"axy:1 b"),
+            "{:?}",
+            c.steps
+        );
+        let (lit, mask) = (
+            b"abc:de1[fghij",
+            b"\x20\x20\x20\0\x20\x20\0\0\x20\x20\x20\x20\x20",
+        );
+        assert!(starts_with_folded(b"AbC:dE1[fGhIjzz", lit, mask));
+        for i in 0..lit.len() {
+            // Every byte that is not the same letter in either case fails, at every place.
+            for b in 0..=255u8 {
+                let mut t = lit.to_vec();
+                t[i] = b;
+                let same = b == lit[i] || (mask[i] != 0 && b == lit[i].to_ascii_uppercase());
+                assert_eq!(starts_with_folded(&t, lit, mask), same, "{i} {b}");
+            }
+        }
+        assert!(!starts_with_folded(b"abc", lit, mask));
+    }
+
+    #[test]
     fn a_line_is_reversed_whole() {
         let mut out = vec![7];
         for n in 0..40 {
@@ -1220,13 +1360,18 @@ mod tests {
             seed % n
         };
         let atoms = [
-            "a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " ", "[xqz:]",
+            "a", "b", ":", "[ab]", "[a:]", "[^a]", ".", r"\d", "1", " ", "[xqz:]", "ax",
         ];
         let quants = ["", "", "", "?", "*", "+", "{1,2}", "{2}", "{0,3}"];
         let counts = ["?", "{2}", "{1,3}", "{0,2}", "*", "+", "{2,}"];
-        let (mut walked, mut lines, mut pivots, mut sets) = (0, 0, 0, 0);
+        let (mut walked, mut lines, mut pivots, mut sets, mut folds) = (0, 0, 0, 0, 0);
         for _ in 0..8_000 {
             let mut p = String::new();
+            // A third of them ignoring case (letters as literals compared so).
+            let folded = next(3) == 0;
+            if folded {
+                p.push_str("(?i)");
+            }
             if next(3) > 0 {
                 p.push('^');
             }
@@ -1263,9 +1408,12 @@ mod tests {
                 Start::Set(_) => sets += 1,
                 _ => {}
             }
+            folds += usize::from(c.steps.iter().any(|s| matches!(s, Step::Fold { .. })));
             let re = regex(&p);
             for _ in 0..40 {
-                let line: Vec<u8> = (0..next(14)).map(|_| b"ab:1 x"[next(6) as usize]).collect();
+                let bytes: &[u8] = if folded { b"ab:1 xAX" } else { b"ab:1 x" };
+                let n = bytes.len() as u64;
+                let line: Vec<u8> = (0..next(14)).map(|_| bytes[next(n) as usize]).collect();
                 lines += 1;
                 let text = String::from_utf8_lossy(&line);
                 assert_eq!(c.matches(&line), re.is_match(&line), "{p} on {text:?}");
@@ -1275,6 +1423,7 @@ mod tests {
         // Walked from a later step, or from a set of first bytes (`[^a]`, `.` and digits
         // are too common to start from; `[xqz:]` is not).
         assert!(pivots > 200 && sets > 20, "{pivots} pivots, {sets} sets");
+        assert!(folds > 500, "{folds} chains with letters ignoring case");
         assert!(lines > 160_000);
     }
 }
