@@ -135,16 +135,19 @@ impl Find {
     fn find(&self, t: &[u8]) -> Option<usize> {
         match self {
             Find::Lit(f) => f.find(t),
-            Find::Bytes { bytes, back } => {
-                let t = t.get(*back..)?;
-                match **bytes {
-                    [x] => memchr::memchr(x, t),
-                    [x, y] => memchr::memchr2(x, y, t),
-                    [x, y, z] => memchr::memchr3(x, y, z, t),
-                    _ => None,
-                }
-            }
+            Find::Bytes { bytes, back } => find_byte(bytes, t.get(*back..)?),
         }
+    }
+}
+
+/// The first place in `t` of one of `bytes` (one to three of them).
+#[inline]
+fn find_byte(bytes: &[u8], t: &[u8]) -> Option<usize> {
+    match *bytes {
+        [x] => memchr::memchr(x, t),
+        [x, y] => memchr::memchr2(x, y, t),
+        [x, y, z] => memchr::memchr3(x, y, z, t),
+        _ => None,
     }
 }
 
@@ -245,12 +248,7 @@ impl Chain {
                 self.walk_from_each(places, lit.len(), rest, text, &mut allowance)
             }
             (Start::Bytes(b), _) => {
-                let places = |t: &[u8]| match **b {
-                    [x] => memchr::memchr(x, t),
-                    [x, y] => memchr::memchr2(x, y, t),
-                    [x, y, z] => memchr::memchr3(x, y, z, t),
-                    _ => None,
-                };
+                let places = |t: &[u8]| find_byte(b, t);
                 self.walk_from_each(places, 0, &self.steps, text, &mut allowance)
             }
             (Start::Set(table), _) => self.walk_from_set(table, text, &mut allowance),
@@ -571,15 +569,7 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
             return Some(Start::Bytes(b.into()));
         }
     }
-    let chance = |set: &ByteSet| {
-        let (c, _) = crate::litscan::class_chances(std::slice::from_ref(set));
-        c.first().copied().unwrap_or(1.0)
-    };
-    let one = |b: u8| {
-        let mut s = ByteSet::default();
-        add(&mut s, b);
-        s
-    };
+    let chance = super::gate::chance_of;
     let set_chance = first.map_or(f64::INFINITY, chance);
     // The rarest pivot: a literal's chance taken as its bytes' together.
     let pivot = steps
@@ -587,7 +577,10 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
         .enumerate()
         .skip(1)
         .filter_map(|(k, s)| match s {
-            Step::Lit(l) => Some((k, l.iter().map(|&b| chance(&one(b))).product::<f64>())),
+            Step::Lit(l) => Some((
+                k,
+                l.iter().map(|&b| chance(&fold_set(b, 0))).product::<f64>(),
+            )),
             Step::Fold { bytes, mask } => {
                 let at = |(&b, &m): (&u8, &u8)| chance(&fold_set(b, m));
                 Some((k, bytes.iter().zip(mask.iter()).map(at).product::<f64>()))
@@ -610,16 +603,13 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
                     back: 0,
                 },
                 Step::Fold { bytes: b, mask } => {
-                    let sets: Vec<ByteSet> = b
-                        .iter()
-                        .zip(mask.iter())
-                        .map(|(&b, &m)| fold_set(b, m))
-                        .collect();
-                    let back = (0..sets.len())
-                        .min_by(|&x, &y| chance(&sets[x]).total_cmp(&chance(&sets[y])))
-                        .unwrap_or(0);
+                    let set = |(&b, &m): (&u8, &u8)| fold_set(b, m);
+                    let back = super::gate::rarest_place(b.iter().zip(mask.iter()).map(set));
+                    let (Some(&at), Some(&m)) = (b.get(back), mask.get(back)) else {
+                        return None;
+                    };
                     Find::Bytes {
-                        bytes: bytes(&sets[back]).into(),
+                        bytes: bytes(&fold_set(at, m)).into(),
                         back,
                     }
                 }
@@ -879,12 +869,7 @@ fn fold_first(bytes: &[u8], mask: &[u8]) -> ByteSet {
 
 /// The bytes a place of a [`Step::Fold`] holding `b` through mask byte `m` matches.
 fn fold_set(b: u8, m: u8) -> ByteSet {
-    let mut set = ByteSet::default();
-    add(&mut set, b);
-    if m != 0 {
-        add(&mut set, b.to_ascii_uppercase());
-    }
-    set
+    super::gate::case_set(b, m != 0)
 }
 
 /// Append `s` to `steps`, joining adjacent literals (and a literal beside one compared

@@ -10,6 +10,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use crate::litscan::classes::ByteSet;
 
 /// What a line named by a rule's literals must pass before the rule's automaton runs.
 #[derive(Debug, Default)]
@@ -56,16 +57,29 @@ impl Gate {
 /// The index of the byte of `lower` (lower case, compared ignoring ASCII case) rarest in log
 /// text by the rarity model, either case counted; 0 for an empty one.
 pub(super) fn rarest_byte(lower: &[u8]) -> usize {
-    let chance = |b: u8| {
-        let mut set = crate::litscan::classes::ByteSet::default();
-        for x in [b, b.to_ascii_uppercase()] {
-            set[usize::from(x >> 6)] |= 1 << (x & 63);
-        }
-        let (c, _) = crate::litscan::class_chances(&[set]);
-        c.first().copied().unwrap_or(1.0)
-    };
-    (0..lower.len())
-        .min_by(|&a, &b| chance(lower[a]).total_cmp(&chance(lower[b])))
+    rarest_place(lower.iter().map(|&b| case_set(b, true)))
+}
+
+/// The bytes `b` stands for: itself, and its upper case too when `folded`.
+pub(super) fn case_set(b: u8, folded: bool) -> ByteSet {
+    let mut set = ByteSet::default();
+    for x in [b, if folded { b.to_ascii_uppercase() } else { b }] {
+        set[usize::from(x >> 6)] |= 1 << (x & 63);
+    }
+    set
+}
+
+/// The chance in log text of a byte of `set` (the rarity model's).
+pub(super) fn chance_of(set: &ByteSet) -> f64 {
+    let (c, _) = crate::litscan::class_chances(std::slice::from_ref(set));
+    c.first().copied().unwrap_or(1.0)
+}
+
+/// The index of the rarest of `sets` in log text (the first of equals; 0 when there is none).
+pub(super) fn rarest_place(sets: impl Iterator<Item = ByteSet>) -> usize {
+    let chances: Vec<f64> = sets.map(|s| chance_of(&s)).collect();
+    (0..chances.len())
+        .min_by(|&a, &b| chances[a].total_cmp(&chances[b]))
         .unwrap_or(0)
 }
 
@@ -94,26 +108,10 @@ pub(super) fn contains_folded_at(hay: &[u8], lower: &[u8], rare: usize) -> bool 
     false
 }
 
-/// Whether `hay` holds `lower` (lower case) ignoring ASCII case.
+/// Whether `hay` holds `lower` (lower case) ignoring ASCII case (looked for by its first byte:
+/// at start-up, where it is not worth finding its rarest).
 pub(super) fn contains_folded(hay: &[u8], lower: &[u8]) -> bool {
-    let Some((&first, rest)) = lower.split_first() else {
-        return true;
-    };
-    let mut i = 0;
-    while let Some(j) = hay
-        .get(i..)
-        .and_then(|h| memchr::memchr2(first, first.to_ascii_uppercase(), h))
-    {
-        let p = i + j + 1;
-        if hay
-            .get(p..p + rest.len())
-            .is_some_and(|t| t.eq_ignore_ascii_case(rest))
-        {
-            return true;
-        }
-        i = p;
-    }
-    false
+    contains_folded_at(hay, lower, 0)
 }
 
 /// A set of literals (each compared exactly, or ignoring ASCII case when its flag is set) one
