@@ -17,7 +17,8 @@
 //! Events travel in [`Batch`]es: the reader copies each raised message into its open batch for
 //! the lane and hands the batch over (one queue push, one wake-up) before the region's bytes are
 //! written, or when it holds [`BATCH_EVENTS`] events; the lane returns emptied batches for reuse.
-//! The queue's capacity is counted in events (`alarm-queue`), the open batch included.
+//! The queue's capacity is counted in events (`alarm-queue`) and in bytes of messages
+//! ([`QUEUE_BYTES`]), the open batch included.
 //! Invariants: the reader never locks and, once batches are recycled, allocates nothing per
 //! raised line, except when an alarm is dropped (the digest keeps two messages). Lanes are
 //! woken once per batch, not per event (`Parker`/`Unparker`). Anti-flood runs where the
@@ -32,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_queue::ArrayQueue;
+use crossbeam_queue::{ArrayQueue, SegQueue};
 use crossbeam_utils::sync::{Parker, Unparker};
 use crossbeam_utils::CachePadded;
 
@@ -166,6 +167,10 @@ struct Batch {
 /// holds this many events or bytes of messages.
 const BATCH_EVENTS: usize = 256;
 const BATCH_BYTES: usize = 64 * 1024;
+/// Most bytes of messages a lane's queue holds (or two messages of `alarm-msg-size`, when
+/// that is more): the events `alarm-queue` counts are bounded in memory too, as the 1,024
+/// of `alarm-msg-size`'s default 8,192 bytes were before that default became 8,192 events.
+const QUEUE_BYTES: usize = 8 << 20;
 /// Emptied batches a lane keeps for its reader.
 const SPARE_BATCHES: usize = 4;
 
@@ -516,12 +521,16 @@ struct Lane {
     /// Every alarm of this lane was removed by a reload: the thread ends once its queue is
     /// empty.
     retired: AtomicBool,
-    /// Batches of events, in the order they were raised; at most `capacity` events in all
-    /// (`pushed - done`, the reader's open batch included: see [`Dispatcher::make_room`]).
-    queue: ArrayQueue<Batch>,
+    /// Batches of events, in the order they were raised; at most `capacity` events and
+    /// `byte_capacity` bytes of messages in all (`pushed - done`, the reader's open batch
+    /// included: see [`Dispatcher::make_room`]). PERF: a `SegQueue`, whose blocks are
+    /// allocated as batches come (one per 31), not an `ArrayQueue` of `capacity` slots made
+    /// up front: 8,192 of them were 400 KiB per lane whether any alarm came or not.
+    queue: SegQueue<Batch>,
     /// Emptied batches, back to the reader.
     spare: ArrayQueue<Batch>,
     capacity: usize,
+    byte_capacity: usize,
     unparker: Unparker,
     /// Dropped at this lane's queue (the rate-limited report).
     dropped: AtomicU64,
@@ -542,6 +551,10 @@ struct Lane {
     /// written by the reader only, `done` by the lane's thread only.
     pushed: CachePadded<AtomicU64>,
     done: CachePadded<AtomicU64>,
+    /// The same for the bytes of the events' messages; `done_bytes` counts a batch's bytes
+    /// once the lane has finished with all of it.
+    pushed_bytes: CachePadded<AtomicU64>,
+    done_bytes: CachePadded<AtomicU64>,
     /// The lane's thread ended.
     ended: AtomicBool,
 }
@@ -558,6 +571,13 @@ impl Lane {
     fn queued(&self) -> usize {
         let done = self.done.load(Ordering::Acquire);
         let pushed = self.pushed.load(Ordering::Acquire);
+        usize::try_from(pushed.saturating_sub(done)).unwrap_or(usize::MAX)
+    }
+
+    /// Bytes of messages queued and not yet handled (counted free a batch at a time).
+    fn queued_bytes(&self) -> usize {
+        let done = self.done_bytes.load(Ordering::Acquire);
+        let pushed = self.pushed_bytes.load(Ordering::Acquire);
         usize::try_from(pushed.saturating_sub(done)).unwrap_or(usize::MAX)
     }
 }
@@ -636,6 +656,8 @@ pub(crate) struct Dispatcher {
     /// queue's room is counted again (0: count first, see `make_room`).
     open: Vec<Batch>,
     room: Vec<usize>,
+    /// The same for the bytes of messages (see `count_room`).
+    room_bytes: Vec<usize>,
     touched: Vec<bool>,
     msg_size: usize,
     /// See [`Event::after`]; set by [`LogSink`] before each region.
@@ -828,6 +850,7 @@ impl Dispatcher {
             cheap: settings.cheap,
             open: Vec::new(),
             room: Vec::new(),
+            room_bytes: Vec::new(),
             touched: Vec::new(),
             msg_size: settings.msg_size,
             after: 0,
@@ -1013,9 +1036,10 @@ impl Dispatcher {
         let lane = Arc::new(Lane {
             label,
             retired: AtomicBool::new(false),
-            queue: ArrayQueue::new(self.queue_capacity),
+            queue: SegQueue::new(),
             spare: ArrayQueue::new(SPARE_BATCHES),
             capacity: self.queue_capacity,
+            byte_capacity: QUEUE_BYTES.max(2 * self.msg_size),
             unparker: parker.unparker().clone(),
             dropped: AtomicU64::new(0),
             running: CachePadded::new(AtomicU64::new(0)),
@@ -1023,6 +1047,8 @@ impl Dispatcher {
             next: CachePadded::new(std::sync::atomic::AtomicUsize::new(usize::MAX)),
             pushed: CachePadded::new(AtomicU64::new(0)),
             done: CachePadded::new(AtomicU64::new(0)),
+            pushed_bytes: CachePadded::new(AtomicU64::new(0)),
+            done_bytes: CachePadded::new(AtomicU64::new(0)),
             ended: AtomicBool::new(false),
         });
         let (l, s, c) = (lane.clone(), self.shared.clone(), self.ctx.clone());
@@ -1046,6 +1072,7 @@ impl Dispatcher {
         self.lanes.push(lane);
         self.open.push(Batch::default());
         self.room.push(0);
+        self.room_bytes.push(0);
         self.touched.push(false);
         self.drops.push(DropCount::default());
         Ok(())
@@ -1083,10 +1110,13 @@ impl Dispatcher {
         let msg = message(msg, self.msg_size);
         let raised = *self.raised_at.get_or_insert_with(Instant::now);
         let read = self.read_at.unwrap_or(raised);
-        if self.room[lane] == 0 && !self.make_room(lane, a, msg) {
+        if (self.room[lane] == 0 || self.room_bytes[lane] < msg.len())
+            && !self.make_room(lane, a, msg)
+        {
             return;
         }
         self.room[lane] -= 1;
+        self.room_bytes[lane] -= msg.len();
         let b = &mut self.open[lane];
         let start = b.bytes.len();
         b.bytes.extend_from_slice(msg);
@@ -1113,18 +1143,11 @@ impl Dispatcher {
         }
         let next = l.spare.pop().unwrap_or_default();
         let batch = std::mem::replace(&mut self.open[lane], next);
+        l.pushed_bytes
+            .fetch_add(batch.bytes.len() as u64, Ordering::Release);
         l.pushed.fetch_add(n as u64, Ordering::Release);
-        // It fits: the queue holds `capacity` batches and every batch at least one of the
-        // `capacity` events the lane may have queued ([`make_room`](Self::make_room)).
-        if let Err(batch) = l.queue.push(batch) {
-            // Unreachable by that count; were it reached, the events are counted, not lost
-            // silently.
-            l.pushed.fetch_sub(n as u64, Ordering::Release);
-            for h in &batch.events {
-                let counts = &self.shared.alarms[h.alarm as usize].counts;
-                counts.discarded.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        // Bounded by the count of events and bytes ([`make_room`](Self::make_room)).
+        l.queue.push(batch);
         // Woken per batch (per region, or per full batch): not per event.
         l.unparker.unpark();
     }
@@ -1134,13 +1157,8 @@ impl Dispatcher {
     /// `msg`. True when the event may be queued now.
     #[cold]
     fn make_room(&mut self, lane: usize, a: usize, msg: &[u8]) -> bool {
-        let free = |d: &Dispatcher| {
-            let l = &d.lanes[lane];
-            let queued = l.queued() + d.open[lane].events.len();
-            l.capacity.saturating_sub(queued)
-        };
-        self.room[lane] = free(self);
-        if self.room[lane] > 0 {
+        self.count_room(lane);
+        if self.fits(lane, 1, msg.len()) {
             return true;
         }
         // Full: the lane gets what is open, and wakes up now.
@@ -1163,17 +1181,18 @@ impl Dispatcher {
                 // lane's per-event counter store wait for the cache line the reader had just
                 // read (PERF.md "fourteenth run"). The lane still has three quarters of its
                 // queue to run meanwhile.
-                let resume = (self.lanes[lane].capacity / 4).max(1);
+                let l = &self.lanes[lane];
+                let resume = ((l.capacity / 4).max(1), msg.len().max(l.byte_capacity / 4));
                 let mut spins = 0u32;
                 loop {
                     self.lanes[lane].unparker.unpark();
-                    self.room[lane] = free(self);
-                    if self.room[lane] >= resume {
+                    self.count_room(lane);
+                    if self.fits(lane, resume.0, resume.1) {
                         return true;
                     }
                     let gone = self.threads.get(lane).is_none_or(|t| t.is_finished());
                     if gone || self.stop_waiting() {
-                        if self.room[lane] > 0 {
+                        if self.fits(lane, 1, msg.len()) {
                             // It fits (the rest of the quarter is not waited for).
                             return true;
                         }
@@ -1190,6 +1209,24 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Count `lane`'s room again: the events and bytes of messages it may still take, its
+    /// reader's open batch included.
+    fn count_room(&mut self, lane: usize) {
+        let (l, open) = (&self.lanes[lane], &self.open[lane]);
+        self.room[lane] = l.capacity.saturating_sub(l.queued() + open.events.len());
+        let bytes = l.queued_bytes() + open.bytes.len();
+        // A lane holding nothing takes any one message (a reload may have raised
+        // alarm-msg-size above the byte capacity the lane was made with).
+        let least = if bytes == 0 { self.msg_size } else { 0 };
+        self.room_bytes[lane] = l.byte_capacity.saturating_sub(bytes).max(least);
+    }
+
+    /// Whether `lane` has room for `events` events and `bytes` bytes of messages by the last
+    /// count.
+    fn fits(&self, lane: usize, events: usize, bytes: usize) -> bool {
+        self.room[lane] >= events && self.room_bytes[lane] >= bytes
     }
 
     /// Whether a stop was requested longer than `alarm-grace` ago.
@@ -1700,6 +1737,9 @@ fn run_lane(
                 lane.ended.store(true, Ordering::Release);
                 return;
             }
+            // Only this thread writes `done_bytes`.
+            let done = lane.done_bytes.load(Ordering::Relaxed) + batch.bytes.len() as u64;
+            lane.done_bytes.store(done, Ordering::Release);
             batch.clear();
             let _ = lane.spare.push(batch);
         }

@@ -309,7 +309,7 @@ impl Default for Config {
             rules_cache: None,
             rule_syntax: RuleSyntax::Pcre,
             alarm_grace: Duration::from_secs(5),
-            alarm_queue: 1024,
+            alarm_queue: 8192,
             log_master_bufsize: 8192,
             binsh: PathBuf::from("/bin/sh"),
             env: Vec::new(),
@@ -628,7 +628,7 @@ pub static OPTIONS: &[OptDef] = &[
         aliases: &[],
         arity: Arity::Value,
         value_name: "EVENTS",
-        doc: "logalarm: capacity of each alarm queue; a full queue drops and counts (default 1024)",
+        doc: "logalarm: capacity of each alarm queue in events (and at most 8 MiB of messages); a full queue applies the alarm's overflow policy (default 8192)",
         apply: |c, v, o| {
             c.alarm_queue = parse_uint("alarm-queue", v, o, 1, 1 << 20)? as usize;
             Ok(())

@@ -329,6 +329,45 @@ fn a_hanging_endpoint_times_out_and_never_delays_other_alarms() {
     assert!(t0.elapsed() < Duration::from_secs(60));
 }
 
+/// A queue is bounded in bytes as well as in events: 2,000 raised lines of 8 KB (16 MB of
+/// messages) behind an endpoint that hangs, with room for 100,000 events, are dropped once
+/// 8 MiB are queued, and every one is counted.
+#[test]
+fn a_queue_holds_at_most_8_mib_of_messages() {
+    if !ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_hang, hport) = http(dir.path(), "hang", &["--delay", "3"]);
+    let line = format!("ALARM {}\n", "x".repeat(7_993));
+    let input: String = (0..2_000).map(|_| line.as_str()).collect();
+    let out = logalarm_with(
+        &[
+            "--alarm-grace",
+            "1",
+            "--alarm-queue",
+            "100000",
+            "--alarm-overflow",
+            "hang drop",
+        ],
+        &[&format!(
+            "hang curl:http://127.0.0.1:{hport}/;timeout=1;retries=0"
+        )],
+        &input,
+    );
+    let err = stderr(&out);
+    let count = |what: &str| crate::overflow::counter(&err, "hang", what);
+    assert_eq!(count("raised"), 2_000, "{err}");
+    // 8 MiB hold 1,048 of these messages (one more may be in the action): the rest are
+    // dropped. (Counted in events alone, none would be.)
+    assert!((940..=960).contains(&count("dropped")), "{err}");
+    assert_eq!(
+        count("ran") + count("dropped") + count("discarded"),
+        2_000,
+        "every alarm is accounted for: {err}"
+    );
+}
+
 #[test]
 fn alarms_older_than_max_age_are_given_up_in_one_line() {
     if !ready() {

@@ -167,7 +167,7 @@ fn counters_equal_what_was_sent_and_promtool_accepts_them() {
             <= get("logalarm_alarm_latency_seconds_bucket{le=\"60.0\",alarm=\"db\"}"),
         "{text}"
     );
-    assert_eq!(get("logalarm_queue_capacity{lane=\"main\"}"), 1024.0);
+    assert_eq!(get("logalarm_queue_capacity{lane=\"main\"}"), 8192.0);
     assert!(get("logalarm_output_bytes_total") >= sent as f64);
     // The classic text format for promtool; OpenMetrics when asked for it.
     assert!(!text.contains("# EOF"));

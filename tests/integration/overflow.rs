@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::support::{spawn_open, wait_for};
 
 /// The `exit: "NAME" (...)` line's counter `what` (`raised`, `dropped`, ...).
-fn counter(err: &str, alarm: &str, what: &str) -> u64 {
+pub(crate) fn counter(err: &str, alarm: &str, what: &str) -> u64 {
     let line = err
         .lines()
         .find(|l| l.contains(&format!("exit: \"{alarm}\" (")))
