@@ -310,6 +310,9 @@ pub(crate) struct ClassScan {
     frame: usize,
     /// The largest shift of a window into the frame.
     back: usize,
+    /// Each window's shift into the frame: window `w` seen at frame position `f` starts at
+    /// `f + shifts[w]`.
+    shifts: Vec<usize>,
     /// A first look at each block for all windows at once.
     sieve: Sieve,
 }
@@ -393,6 +396,7 @@ impl ClassScan {
             sharing,
             frame,
             back,
+            shifts,
         })
     }
 
@@ -429,6 +433,7 @@ impl ClassScan {
                     checked = self.back;
                 }
                 q = from.saturating_sub(self.back);
+                let mut each = [0u32; MAX_WINDOWS];
                 loop {
                     // SAFETY: the CPU has AVX2 (checked above); `build` made `order`'s
                     // indices below `tests.len()` = `places.len()` (and below `KEPT` where
@@ -450,25 +455,29 @@ impl ClassScan {
                             self.frame,
                             hay,
                             q,
+                            &mut each,
                         )
                     };
                     if lanes == 0 {
                         q = at.max(checked);
                         break;
                     }
-                    // The windows seen at frame position f start in f..=f + back: the
-                    // first that starts at or after `from` is the answer (a frame before
-                    // `from` may hold only windows that start before it).
-                    let mut lanes = lanes;
-                    while lanes != 0 {
-                        let f = at + lanes.trailing_zeros() as usize;
-                        let end = (f + self.back + 1).min(hay.len());
-                        let lo = f.max(checked);
-                        if let Some(p) = (lo..end).find(|&p| self.at(hay, p)) {
-                            return Some(p);
+                    // Window w holds exactly where its lanes say: at frame position
+                    // at + j it starts at at + j + shifts[w]. The first start at or after
+                    // `checked` (a frame before `from` may hold windows that start before it).
+                    let mut best = usize::MAX;
+                    for (&m, &shift) in each.iter().zip(&self.shifts) {
+                        let skip = checked.saturating_sub(at + shift);
+                        let m = if skip >= 32 { 0 } else { m >> skip << skip };
+                        if m != 0 {
+                            best = best.min(at + m.trailing_zeros() as usize + shift);
                         }
-                        checked = checked.max(end);
-                        lanes &= lanes - 1;
+                    }
+                    if best != usize::MAX {
+                        // Windows of later frames start at at + 32 or after: one with a
+                        // smaller shift may start before `best`.
+                        let lo = (at + 32).max(checked);
+                        return (lo..best).find(|&p| self.at(hay, p)).or(Some(best));
                     }
                     q = at + 32;
                 }
@@ -590,6 +599,26 @@ mod tests {
             let want = (from..hay.len()).find(|&p| scan.at(&hay, p));
             assert_eq!(scan.find(&hay, from, hay.len()), want, "from {from}");
         }
+    }
+
+    /// Windows are shifted into the frame by different amounts: a window seen in a block's
+    /// last frame position may start after one seen only in the next block (`b` at 65 is
+    /// window `[b]` at frame 63; `ab\xC3` at 64, aligned at its rare third byte, is at frame
+    /// 64): the first start is the answer, not the first found.
+    #[test]
+    fn a_window_of_the_next_block_may_start_first() {
+        let windows = vec![
+            vec![set([b'a']), set([b'b']), set([0xC3])],
+            vec![set([b'b'])],
+        ];
+        let Some(scan) = ClassScan::build(&windows) else {
+            panic!("windows refused");
+        };
+        assert_eq!(scan.shifts, [0, 2], "{scan:?}");
+        let mut hay = vec![b' '; 200];
+        hay[64..67].copy_from_slice(b"ab\xC3");
+        assert_eq!(scan.find(&hay, 0, hay.len()), Some(64));
+        assert_eq!(scan.find(&hay, 65, hay.len()), Some(65));
     }
 
     /// The sieve looks where the windows are rarest, each place where some window has a
