@@ -440,10 +440,20 @@ impl ClassScan {
                     // marked `SHARED`), `widths` sum to `order.len()`, and every place is below
                     // `frame`.
                     let (at, lanes) = unsafe {
-                        let search = if self.sharing {
-                            super::avx2::next_class_block::<true>
-                        } else {
-                            super::avx2::next_class_block::<false>
+                        use super::avx2::next_class_block as f;
+                        // The arms below name every count up to SIEVE_PLACES.
+                        const _: () = assert!(SIEVE_PLACES == 4);
+                        let search = match (self.sharing, self.sieve.count) {
+                            (true, 0) => f::<true, 0>,
+                            (true, 1) => f::<true, 1>,
+                            (true, 2) => f::<true, 2>,
+                            (true, 3) => f::<true, 3>,
+                            (true, _) => f::<true, SIEVE_PLACES>,
+                            (false, 0) => f::<false, 0>,
+                            (false, 1) => f::<false, 1>,
+                            (false, 2) => f::<false, 2>,
+                            (false, 3) => f::<false, 3>,
+                            (false, _) => f::<false, SIEVE_PLACES>,
                         };
                         search(
                             &self.sieve,
