@@ -228,8 +228,7 @@ pub(super) unsafe fn next_class_block<const SHARING: bool, const PLACES: usize>(
             // PERF: `PLACES` (the sieve's count) known when compiled: the loop is unrolled, the
             // places are constants of the call (a loop to a count read from the sieve was ~4 %
             // of the mixed bench set's matching instructions).
-            for i in 0..PLACES {
-                let ((lo, hi), at) = (sieve_tables[i], sieve.places[i]);
+            for (&(lo, hi), &at) in sieve_tables.iter().zip(&sieve.places).take(PLACES) {
                 // SAFETY: the sieve's places are below `frame` (`Sieve::new`), and callers
                 // keep q + frame - 1 + 32 <= hay.len().
                 let v = unsafe { _mm256_loadu_si256(hay.as_ptr().add(q + at).cast()) };
