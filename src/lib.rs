@@ -93,7 +93,7 @@ pub mod testing {
     /// `search` placed again by the window counts of `sample` (what a rule set's matchers do
     /// after the first MiB of a stream: `rules::placed`); None when nothing would change.
     pub fn placed_by_sample(search: &LitScan, sample: &[u8]) -> Option<LitScan> {
-        let mut counts = crate::litscan::WindowCounts::default();
+        let mut counts = crate::litscan::WindowCounts::new(search.width());
         counts.add(sample);
         search.placed_for(&counts)
     }

@@ -1,7 +1,8 @@
 //! Where a literal's filter windows go when the stream itself says which windows are common.
 //!
-//! Role: [`WindowCounts`] counts the 4-byte windows of a sample of the stream (every position,
-//! hashed into a table of [`COUNT_SLOTS`] counters); [`stream_base`] then places a literal's
+//! Role: [`WindowCounts`] counts the windows of a sample of the stream (every position, of the
+//! search's width: 4 bytes, or 3 when a literal that short is searched; hashed into a table of
+//! [`COUNT_SLOTS`] counters); [`stream_base`] then places a literal's
 //! `stride` windows where the sample has them least, the rarity model breaking ties and
 //! standing in for windows the sample lacks. `LitScan::placed_for` builds the same search with
 //! those places.
@@ -22,20 +23,13 @@ use super::rarity::{over_variants, window_chance, BaseCosts};
 const COUNT_BITS: u32 = 18;
 const COUNT_SLOTS: usize = 1 << COUNT_BITS;
 
-/// Counts of the 4-byte windows seen in a sample of the stream.
+/// Counts of the windows (of one width) seen in a sample of the stream.
 #[derive(Debug)]
 pub(crate) struct WindowCounts {
     table: Box<[u16]>,
     bytes: u64,
-}
-
-impl Default for WindowCounts {
-    fn default() -> Self {
-        WindowCounts {
-            table: vec![0; COUNT_SLOTS].into_boxed_slice(),
-            bytes: 0,
-        }
-    }
+    /// The windows' width in bytes (3 or 4: a search's).
+    width: usize,
 }
 
 #[inline(always)]
@@ -44,14 +38,26 @@ fn slot(key: u32) -> usize {
 }
 
 impl WindowCounts {
+    /// Counts of windows of `width` bytes (clamped to 3..=4, the widths a search has).
+    pub(crate) fn new(width: usize) -> WindowCounts {
+        WindowCounts {
+            table: vec![0; COUNT_SLOTS].into_boxed_slice(),
+            bytes: 0,
+            width: width.clamp(3, 4),
+        }
+    }
+
+    /// The windows' width.
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
     /// Count every window that starts in `hay` and ends in it.
     pub(crate) fn add(&mut self, hay: &[u8]) {
         let table = &mut self.table[..];
-        for w in hay.windows(4) {
-            if let Some(c) = w.first_chunk::<4>() {
-                let s = &mut table[slot(u32::from_le_bytes(*c))];
-                *s = s.saturating_add(1);
-            }
+        for w in hay.windows(self.width) {
+            let s = &mut table[slot(key_of(w))];
+            *s = s.saturating_add(1);
         }
         self.bytes += hay.len() as u64;
     }
@@ -61,7 +67,8 @@ impl WindowCounts {
         self.bytes
     }
 
-    /// How often `w` (4 bytes; every case variant when `ci`) was seen.
+    /// How often `w` (a window of [`WindowCounts::width`] bytes; every case variant when `ci`)
+    /// was seen.
     fn count(&self, w: &[u8], ci: bool) -> u64 {
         over_variants(w, ci, |v| u64::from(self.table[slot(key_of(v))]))
     }
@@ -74,7 +81,7 @@ impl WindowCounts {
 /// 1,186-1,219.
 const MOVE: f64 = 1.25;
 
-/// Where in `lit` its `stride` windows of `width` (4) bytes start so that the sample saw them
+/// Where in `lit` its `stride` windows of `width` bytes (the counts' width) start so that the sample saw them
 /// least, given that they start at `now`: per window its count plus the model's expected count
 /// over the sample (so windows the sample never saw are told apart by the model, and a
 /// collision's few counts weigh no more than the model's estimate). A literal moves only to

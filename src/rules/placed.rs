@@ -73,7 +73,7 @@ impl Placement {
         if end <= self.next_sample.load(Relaxed) {
             return;
         }
-        let counts = slot.get_or_insert_with(WindowCounts::default);
+        let counts = slot.get_or_insert_with(|| WindowCounts::new(lits.width()));
         let want = SAMPLE.saturating_sub(counts.bytes()) as usize;
         counts.add(&region[..region.len().min(want)]);
         if counts.bytes() < SAMPLE {
