@@ -81,9 +81,12 @@ done
 say "logalarm for $TARGET"
 # PKG_CONFIG_LIBDIR: only these two libraries are visible to pkg-config (never the host's
 # glibc ones); logalarm's build.rs stops the build if curl-sys bundled its copy instead.
+# --target-dir target/musl: a cross build locks the host's target/release for its whole
+# length; its own directory lets scripts/test.sh build it while the tests run from target/.
 PKG_CONFIG_LIBDIR="$deps/curl/lib/pkgconfig:$ssl/lib/pkgconfig" PKG_CONFIG_ALLOW_CROSS=1 \
-  PKG_CONFIG_ALL_STATIC=1 cargo build --release --quiet --locked --target "$TARGET"
-built=target/$TARGET/release/logalarm
+  PKG_CONFIG_ALL_STATIC=1 cargo build --release --quiet --locked --target "$TARGET" \
+  --target-dir target/musl
+built=target/musl/$TARGET/release/logalarm
 version=$("$built" --version | cut -d' ' -f2)
 mkdir -p target/dist
 out=target/dist/logalarm-$version-$TARGET

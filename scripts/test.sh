@@ -65,8 +65,33 @@ say "cargo test (release: the 100 MB line and the property tests run optimised)"
 # The unit and integration tests, then the doc tests. The examples are benchmark tools (clippy
 # above checks they compile; the embedding one is built and run below): not linked here.
 cargo test --release --lib --tests --no-run
-say "waiting for the background C builds before the tests run (they are timed)"
+say "waiting for the background C builds (the static binary builds on them)"
 wait_bg "$musl_deps" /tmp/logalarm-musl-deps.log "OpenSSL/libcurl for musl"
+
+# The fuzz targets and the static binary are built from here on in the background, at the
+# lowest priority: the tests below leave about one core idle (they wait for servers, uWSGI,
+# Chromium) and the differentials run on one core; these builds take what is left (PERF.md
+# "CI time": 1,342 s in a row on two Zen 1 cores). Different target directories (fuzz/target,
+# target/musl): no build lock is shared with the tests' target/.
+say "background, niced: the fuzz targets and the static binary (logs: /tmp/logalarm-fuzz-build.log, /tmp/logalarm-musl-build.log)"
+fuzz_build() {
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed: building the targets with plain cargo"
+  fi
+  if command -v cargo-fuzz >/dev/null 2>&1; then
+    # --dev: unoptimised, with overflow checks and debug assertions (a 10 s run finds more per
+    # input that way, and the build takes 75 s instead of 180 s; -O builds without overflow
+    # checks, which hid an underflow in litscan::rarity until a --dev run).
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev)
+  else
+    cargo build --manifest-path fuzz/Cargo.toml
+  fi
+}
+nice -n 19 bash -c "$(declare -f fuzz_build); fuzz_build" > /tmp/logalarm-fuzz-build.log 2>&1 &
+fuzz_bg=$!
+nice -n 19 scripts/static-musl.sh --build-only > /tmp/logalarm-musl-build.log 2>&1 &
+musl_build=$!
+
 cargo test --release --lib --tests 2>&1 | tee /tmp/logalarm-test.log
 grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 cargo test --release --doc 2>&1 | tee -a /tmp/logalarm-test.log
@@ -111,20 +136,10 @@ grep -q "alarm disk: ERROR disk full" <<<"$embed_out" || { echo "the embedding e
 say "benches compile"
 cargo bench --no-run --quiet
 
-say "fuzz targets"
-if ! command -v cargo-fuzz >/dev/null 2>&1; then
-  cargo install cargo-fuzz --locked --quiet || echo "cargo-fuzz could not be installed: building the targets with plain cargo"
-fi
+say "fuzz targets (waiting for their build and the static binary's)"
+wait_bg "$fuzz_bg" /tmp/logalarm-fuzz-build.log "the fuzz targets' build"
+wait_bg "$musl_build" /tmp/logalarm-musl-build.log "the static musl build"
 if command -v cargo-fuzz >/dev/null 2>&1; then
-  # The static binary is built beside the fuzz targets (two builds with single-threaded
-  # phases; different target directories), tested later by scripts/package.sh.
-  scripts/static-musl.sh --build-only > /tmp/logalarm-musl-build.log 2>&1 &
-  musl_build=$!
-  # --dev: unoptimised, with overflow checks and debug assertions (a 10 s run finds more per
-  # input that way, and the build takes 75 s instead of 180 s; -O builds without overflow
-  # checks, which hid an underflow in litscan::rarity until a --dev run).
-  (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz build --dev)
-  wait_bg "$musl_build" /tmp/logalarm-musl-build.log "the static musl build"
   secs=${FUZZ_SECONDS:-10}
   if [ "$secs" -gt 0 ]; then
     for t in config pipeline; do
@@ -139,8 +154,6 @@ if command -v cargo-fuzz >/dev/null 2>&1; then
       tail -1 /tmp/logalarm-fuzz-"$t".log
     done
   fi
-else
-  cargo build --manifest-path fuzz/Cargo.toml
 fi
 
 say "package: the .deb (cargo deb) built, installed, run and purged; cargo install --path ."
