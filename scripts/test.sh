@@ -98,8 +98,12 @@ cargo test --release --doc 2>&1 | tee -a /tmp/logalarm-test.log
 grep -q "test result: FAILED" /tmp/logalarm-test.log && exit 1
 
 say "the PCRE dialect against uWSGI's libpcre 8 (random rules and lines, differential)"
-# libpcre.so.3 comes with uwsgi-core (uWSGI links it). 30 seeds of 150 rules: ~12 s.
-python3 tests/pcre8_diff.py --bin target/release/logalarm --seeds 30
+# libpcre.so.3 comes with uwsgi-core (uWSGI links it). The oracle (examples/pcre8_matrix) calls
+# it natively: through Python's ctypes the calls took most of these two CPU minutes.
+cargo build --release --quiet --example pcre8_matrix
+oracle=(--oracle target/release/examples/pcre8_matrix)
+# 30 seeds of 150 rules: ~12 s.
+python3 tests/pcre8_diff.py --bin target/release/logalarm --seeds 30 "${oracle[@]}"
 # The option stream (config logic, placeholders, the environment) against the real uWSGI.
 python3 tests/config_diff.py --bin target/release/logalarm --seeds 300
 # Rules written by others (Debian's logcheck and fail2ban rules, downloaded by
@@ -110,21 +114,21 @@ if [ ! -s target/debian-rules/debian.txt ] || [ ! -s target/debian-rules/sagan.t
   python3 scripts/debian-rules.py target/debian-rules > /dev/null 2>&1 ||
     { apt-get update -qq; python3 scripts/debian-rules.py target/debian-rules > /dev/null; }
 fi
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/debian.txt
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/debian.txt --ignore-case --seed 2
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/debian.txt "${oracle[@]}"
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/debian.txt --ignore-case --seed 2 "${oracle[@]}"
 # sagan-rules' 2,052 (written for other logs: firewalls, Windows events, web servers; rules
 # anchored at a line's ends, long alternations of short words, alternations of class runs).
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/sagan.txt --seed 3
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/sagan.txt --seed 3 "${oracle[@]}"
 # grc's and multitail's 1,175 colouring regexes (short, mostly without literals, matching
 # often: many rules in the automaton part, class windows, storms of matches). ~30 s.
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/colour.txt --seed 4
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/colour.txt --seed 4 "${oracle[@]}"
 # logwatch's 4,076 Perl regexes (short literals, lazy quantifiers, back-references; a third
 # of the corpus lines raise; 250 rules in the automaton part). ~30 s.
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/logwatch.txt --seed 6
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/debian-rules/logwatch.txt --seed 6 "${oracle[@]}"
 # Logstash's grok patterns, expanded (scripts/grok-rules.py, from PyPI): PCRE look-behind and
 # atomic groups confirmed by PCRE, rules that match almost every line. ~40 s.
 [ -s target/grok-rules/grok.txt ] || python3 scripts/grok-rules.py target/grok-rules > /dev/null
-python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/grok-rules/grok.txt --seed 5
+python3 tests/ruleset_diff.py --bin target/release/logalarm --rules target/grok-rules/grok.txt --seed 5 "${oracle[@]}"
 
 say "cargo doc (no warnings) and the embedding example"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --quiet
