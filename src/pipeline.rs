@@ -339,6 +339,13 @@ impl Pipeline {
         self.hold = on;
     }
 
+    /// Whether matching this input's large regions is shared with a second thread now (by
+    /// the matcher's recent speed; not during an alarm storm, which one thread matches).
+    pub(crate) fn shares_matching(&self) -> bool {
+        let pace = &self.ms.pace;
+        pace.parallel && !pace.storm && pace.nanos_per_byte >= pace.min_nanos_per_byte
+    }
+
     /// Whether a held buffer should be released before it is read again: less than an
     /// eighth of it is left to read into.
     pub(crate) fn held_full(&self) -> bool {

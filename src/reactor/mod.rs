@@ -717,7 +717,9 @@ impl<'a> Reactor<'a> {
                 let open = source::read_turn(input, pipeline, ready, &mut sink, cx.supervisor, max);
                 if let Input::StdinPipe(d) = input {
                     let bytes = pipeline.stats.bytes;
-                    if matches!(open, Ok(true)) && d.costly(bytes, DIRECT_MAX_NANOS_PER_BYTE) {
+                    if matches!(open, Ok(true))
+                        && d.costly(bytes, DIRECT_MAX_NANOS_PER_BYTE, pipeline.shares_matching())
+                    {
                         *input = Input::Stdin(stdin_thread(poll, t, d.fd)?);
                         *ready = true;
                     }
@@ -946,7 +948,10 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 /// thread of its own beyond. PERF: 10 rules (~0.28 ns a byte here) over 256 MiB through `cat |`
 /// read here took 0.077-0.080 s against 0.088-0.103 with the thread (the newline count
 /// 0.069-0.074); rules100 (~0.38-0.55 ns a byte) 0.118 against 0.099: the thread's copy out of
-/// the pipe overlaps matching that costs more (PERF.md "forty-fourth run").
+/// the pipe overlaps matching that costs more (PERF.md "forty-fourth run"). Never while the
+/// pipeline's helper shares matching: sagan's 2,052 rules on a Zen 1 CPU took 0.559 s read
+/// here against 0.639 with the thread, a third busy thread on two cores (PERF.md
+/// "fifty-second run").
 const DIRECT_MAX_NANOS_PER_BYTE: f64 = 0.42;
 
 /// Reads of standard input in one turn while the reactor reads it.

@@ -87,13 +87,15 @@ impl DirectStdin {
 
     /// After a turn that left `bytes` read in all: whether reading, matching and passing them
     /// here has cost this thread more than `max` nanoseconds a byte over
-    /// [`DIRECT_COSTLY_WINDOWS`] windows in a row (then a reader thread pays).
-    pub(super) fn costly(&mut self, bytes: u64, max: f64) -> bool {
-        self.costly_at(bytes, crate::sys::thread_cpu_nanos(), max)
+    /// [`DIRECT_COSTLY_WINDOWS`] windows in a row (then a reader thread pays). A window that
+    /// ends while matching is `shared` with the pipeline's helper thread is never costly:
+    /// both cores already match, and a reader thread would be a third busy thread on them.
+    pub(super) fn costly(&mut self, bytes: u64, max: f64, shared: bool) -> bool {
+        self.costly_at(bytes, crate::sys::thread_cpu_nanos(), max, shared)
     }
 
     /// [`costly`](Self::costly) with this thread's CPU time `cpu` (nanoseconds) given.
-    fn costly_at(&mut self, bytes: u64, cpu: u64, max: f64) -> bool {
+    fn costly_at(&mut self, bytes: u64, cpu: u64, max: f64, shared: bool) -> bool {
         if bytes < DIRECT_TRIAL_BYTES {
             return false;
         }
@@ -109,7 +111,7 @@ impl DirectStdin {
         let per_byte = cpu.saturating_sub(self.cpu) as f64 / read as f64;
         // The next window begins here.
         (self.since, self.cpu, self.turns) = (bytes, cpu, 1);
-        self.costly_windows = match per_byte > max {
+        self.costly_windows = match per_byte > max && !shared {
             true => self.costly_windows + 1,
             false => 0,
         };
@@ -359,7 +361,7 @@ mod tests {
             // A window ends (and the next begins) at the turn after 4 MiB more.
             *bytes += DIRECT_WINDOW_BYTES;
             *cpu += (DIRECT_WINDOW_BYTES as f64 * per_byte) as u64;
-            costly |= d.costly_at(*bytes, *cpu, 0.42);
+            costly |= d.costly_at(*bytes, *cpu, 0.42, false);
         }
         costly
     }
@@ -368,9 +370,12 @@ mod tests {
     fn standard_input_goes_to_a_thread_only_after_windows_in_a_row_cost_more_than_the_limit() {
         let mut d = DirectStdin::new(0);
         // The trial's bytes are never weighed, however costly.
-        assert!(!d.costly_at(DIRECT_TRIAL_BYTES - 1, 1 << 40, 0.42));
+        assert!(!d.costly_at(DIRECT_TRIAL_BYTES - 1, 1 << 40, 0.42, false));
         let (mut bytes, mut cpu) = (DIRECT_TRIAL_BYTES, 0);
-        assert!(!d.costly_at(bytes, cpu, 0.42), "a window only begins");
+        assert!(
+            !d.costly_at(bytes, cpu, 0.42, false),
+            "a window only begins"
+        );
         // Cheap windows, and one costly window between cheap ones: stays.
         assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.3, 5));
         assert!(!weigh(&mut d, &mut bytes, &mut cpu, 0.9, 1));
@@ -385,8 +390,32 @@ mod tests {
         for _ in 0..(3 * DIRECT_WINDOW) {
             bytes += 1000;
             cpu += 1000;
-            costly |= d.costly_at(bytes, cpu, 0.42);
+            costly |= d.costly_at(bytes, cpu, 0.42, false);
         }
         assert!(costly, "1 ns a byte over windows of 16 turns");
+    }
+
+    #[test]
+    fn standard_input_stays_with_the_reactor_while_a_helper_shares_its_matching() {
+        let mut d = DirectStdin::new(0);
+        let (mut bytes, mut cpu) = (DIRECT_TRIAL_BYTES, 0);
+        assert!(!d.costly_at(bytes, cpu, 0.42, true));
+        // Costly windows (2 ns a byte) that end while matching is shared: never costly.
+        for _ in 0..6 {
+            bytes += DIRECT_WINDOW_BYTES;
+            cpu += DIRECT_WINDOW_BYTES * 2;
+            assert!(
+                !d.costly_at(bytes, cpu, 0.42, true),
+                "shared matching stays"
+            );
+        }
+        // The helper no longer shares (a cheaper stretch, the storm's one thread): two costly
+        // windows in a row hand standard input to a thread.
+        bytes += DIRECT_WINDOW_BYTES;
+        cpu += DIRECT_WINDOW_BYTES * 2;
+        assert!(!d.costly_at(bytes, cpu, 0.42, false));
+        bytes += DIRECT_WINDOW_BYTES;
+        cpu += DIRECT_WINDOW_BYTES * 2;
+        assert!(d.costly_at(bytes, cpu, 0.42, false));
     }
 }

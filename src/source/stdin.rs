@@ -2,7 +2,8 @@
 //!
 //! Role: a pipe on standard input is first read by the reactor itself ([`read_direct`], as a
 //! supervised process's pipe), until reading and matching it prove to cost the reactor's
-//! thread more than the copy a thread would take off it (`reactor::DIRECT_MAX_NANOS_PER_BYTE`);
+//! thread more than the copy a thread would take off it (`reactor::DIRECT_MAX_NANOS_PER_BYTE`,
+//! never while the pipeline's helper thread shares matching: both cores already match);
 //! then, and for any other standard input,
 //! [`Prefetch`] reads standard input into a few 1 MiB buffers on a thread (128 KiB a
 //! read, see [`READ_PIECE`]), so the kernel's copy out of the pipe overlaps matching; the
