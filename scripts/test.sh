@@ -23,6 +23,7 @@ need_pkg promtool prometheus       # --metrics: promtool check metrics, and the 
 need_pkg chromium chromium         # replay --report: the page drawn in headless Chromium
 need_pkg prometheus-alertmanager prometheus-alertmanager   # alertmanager: alarms, the real receiver
 need_pkg curl curl                 # reading Alertmanager's API back
+need_pkg taskset util-linux        # one test runs logalarm on one CPU
 need_pkg javac default-jdk-headless   # alarm-multiline: a real Java stack trace (java Trace.java)
 need_pkg redis-server redis-server # alarm-cluster: the fleet's shared state (tests/integration/fleet.rs)
 need_pkg nats-server nats-server   # --nats / --nats-out: JetStream shared by instances
