@@ -208,12 +208,16 @@ impl Pace {
             && nanos >= bytes as f64 * self.min_nanos_per_byte
     }
 
+    /// Whether large work is shared by two threads now: a second core, no storm, and the
+    /// matcher's recent speed at or above [`PARALLEL_MIN_NANOS_PER_BYTE`].
+    pub(crate) fn sharing(&self) -> bool {
+        self.parallel && !self.storm && self.nanos_per_byte >= self.min_nanos_per_byte
+    }
+
     /// Whether `bytes` about to be matched are worth two threads.
     pub(crate) fn two(&self, bytes: usize) -> bool {
-        self.parallel
+        self.sharing()
             && bytes >= PARALLEL_MIN
-            && !self.storm
-            && self.nanos_per_byte >= self.min_nanos_per_byte
             && bytes as f64 * self.nanos_per_byte >= PARALLEL_MIN_NANOS
     }
 
@@ -342,8 +346,7 @@ impl Pipeline {
     /// Whether matching this input's large regions is shared with a second thread now (by
     /// the matcher's recent speed; not during an alarm storm, which one thread matches).
     pub(crate) fn shares_matching(&self) -> bool {
-        let pace = &self.ms.pace;
-        pace.parallel && !pace.storm && pace.nanos_per_byte >= pace.min_nanos_per_byte
+        self.ms.pace.sharing()
     }
 
     /// Whether a held buffer should be released before it is read again: less than an
