@@ -52,7 +52,7 @@ fn standard_input_moved_from_the_reactor_to_a_thread_loses_and_reorders_nothing(
     // by a thread (reactor::DIRECT_MAX_NANOS_PER_BYTE): 60 rules without literals whose
     // windows are everywhere (an automaton over every byte, ~2 ns a byte) make 80 MiB costly
     // on any machine (after a trial of 4 MiB, two windows of at most a turn of 16 reads each); every byte must come out once, in order, and every MARK line raise.
-    // On one CPU (`taskset`): with two, matching this costly is shared with the pipeline's
+    // On one CPU (`taskset`, the first this process may use): with two, matching this costly is shared with the pipeline's
     // helper thread, and standard input then stays with the reactor (no move to test).
     let mut seed = 0x2545f4914f6cdd1du64;
     let mut input = Vec::with_capacity(80 << 20);
@@ -86,8 +86,16 @@ fn standard_input_moved_from_the_reactor_to_a_thread_loses_and_reorders_nothing(
             5 + i % 7
         ));
     }
+    // The first CPU this process may run on (a container's cpuset need not hold CPU 0).
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let cpu = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .and_then(|l| l.trim().split([',', '-']).next())
+        .unwrap_or("0")
+        .to_string();
     let mut cmd = std::process::Command::new("taskset");
-    cmd.args(["-c", "0"])
+    cmd.args(["-c", &cpu])
         .arg(crate::support::bin_path())
         .args(&args);
     let out = crate::support::run_cmd(cmd, input.clone());
