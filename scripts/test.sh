@@ -147,17 +147,27 @@ wait_bg "$musl_build" /tmp/logalarm-musl-build.log "the static musl build"
 if command -v cargo-fuzz >/dev/null 2>&1; then
   secs=${FUZZ_SECONDS:-10}
   if [ "$secs" -gt 0 ]; then
+    # The two targets side by side (libFuzzer runs one thread: one core each).
+    declare -A fuzz_pid
     for t in config pipeline; do
       # New inputs go to fuzz/corpus (ignored by git); regressions/ is read as seeds only.
       mkdir -p fuzz/corpus/"$t"
-      # A crash prints the panic and the input's path; copy that input into regressions/ to keep it.
-      if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev "$t" corpus/"$t" regressions/"$t" -- \
-              -max_total_time="$secs" -rss_limit_mb=2048 > /tmp/logalarm-fuzz-"$t".log 2>&1); then
-        grep -m8 -E "panicked|SUMMARY|Test unit written|artifact" /tmp/logalarm-fuzz-"$t".log
-        exit 1
-      fi
-      tail -1 /tmp/logalarm-fuzz-"$t".log
+      (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --dev "$t" corpus/"$t" regressions/"$t" -- \
+         -max_total_time="$secs" -rss_limit_mb=2048 > /tmp/logalarm-fuzz-"$t".log 2>&1) &
+      fuzz_pid[$t]=$!
     done
+    fuzz_failed=0
+    for t in config pipeline; do
+      # A crash prints the panic and the input's path; copy that input into regressions/ to keep it.
+      if ! wait "${fuzz_pid[$t]}"; then
+        echo "fuzz target $t failed:"
+        grep -m8 -E "panicked|SUMMARY|Test unit written|artifact" /tmp/logalarm-fuzz-"$t".log
+        fuzz_failed=1
+      else
+        tail -1 /tmp/logalarm-fuzz-"$t".log
+      fi
+    done
+    [ "$fuzz_failed" = 0 ] || exit 1
   fi
 fi
 

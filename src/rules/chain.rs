@@ -128,6 +128,11 @@ enum Find {
         bytes: Box<[u8]>,
         back: usize,
     },
+    /// The text's end: a rule that ends with `$` and does not start with `^` is walked back
+    /// from the line's end, its whole chain the steps before this pivot (no search through
+    /// the line: `(?i)connect\s+\S+$` was walked from every `n` of a line that holds
+    /// `connect`).
+    End,
 }
 
 impl Find {
@@ -136,6 +141,7 @@ impl Find {
         match self {
             Find::Lit(f) => f.find(t),
             Find::Bytes { bytes, back } => find_byte(bytes, t.get(*back..)?),
+            Find::End => Some(t.len()),
         }
     }
 }
@@ -220,7 +226,18 @@ impl Chain {
         let start = match steps.first() {
             _ if anchored => Start::Anchored,
             Some(Step::Lit(l)) => Start::Lit(Box::new(memchr::memmem::Finder::new(l).into_owned())),
-            _ => start_at(first.as_ref(), &steps)?,
+            _ => match start_at(first.as_ref(), &steps) {
+                // A literal found by `memmem` starts few walks: kept. Bytes, a set or a
+                // letter of a literal ignoring case start one at every place they are, where
+                // a rule ending with `$` is walked once, from the line's end.
+                Some(
+                    s @ Start::Pivot {
+                        find: Find::Lit(_), ..
+                    },
+                ) => s,
+                _ if end => pivot_at(steps.len(), Find::End, &steps),
+                s => s?,
+            },
         };
         Some(Chain {
             steps: steps.into_boxed_slice(),
@@ -615,26 +632,7 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
                 }
                 _ => return None,
             };
-            let mut back = reversed(&steps[..k]);
-            fix(
-                &mut back,
-                Follow {
-                    bytes: ByteSet::default(),
-                    end: true,
-                },
-            );
-            let before = Box::new(Chain {
-                steps: back.into_boxed_slice(),
-                end: false,
-                start: Start::Anchored,
-                hir: Hir::empty(),
-                fallback: OnceLock::new(),
-            });
-            Some(Start::Pivot {
-                at: k,
-                find,
-                before,
-            })
+            Some(pivot_at(k, find, steps))
         }
         _ if set_chance <= MAX_START_CHANCE => {
             let mut table = Box::new([false; 256]);
@@ -644,6 +642,31 @@ fn start_at(first: Option<&ByteSet>, steps: &[Step]) -> Option<Start> {
             Some(Start::Set(table))
         }
         _ => None,
+    }
+}
+
+/// A start at pivot `k` of `steps`, found by `find`: the steps before it reversed, walked
+/// back from its place.
+fn pivot_at(k: usize, find: Find, steps: &[Step]) -> Start {
+    let mut back = reversed(steps.get(..k).unwrap_or(steps));
+    fix(
+        &mut back,
+        Follow {
+            bytes: ByteSet::default(),
+            end: true,
+        },
+    );
+    let before = Box::new(Chain {
+        steps: back.into_boxed_slice(),
+        end: false,
+        start: Start::Anchored,
+        hir: Hir::empty(),
+        fallback: OnceLock::new(),
+    });
+    Start::Pivot {
+        at: k,
+        find,
+        before,
     }
 }
 
@@ -1217,18 +1240,26 @@ mod tests {
             (r"[a-z]+ sshd\[\d+\]", "pivot"),
             (r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+ ok", "pivot"),
             (r"\w+(ab|cd)*x?[yz]{2,} done", "pivot"),
-            (r"(\d+[a-f]|[a-f]{2})+ failed$", "pivot"),
+            (r"(\d+[a-f]|[a-f]{2})+ failed$", "end"),
+            (r"(?i)connect\s+\S+$", "end"),
+            (r"[a-z]+ sshd\[\d+\]: \S+$", "end"),
+            (r"\d+ ms$", "end"),
+            (r"(?i)tion\s+(\w+|-)\s*$", "end"),
             (r"\s+history\s+(-\w+\s+)*-\w*(c|d|w)", "pivot"),
             (r"\d+abc(de|xy)+\d+ sshd\[", "pivot"),
             (r"(?:none|local|virtual|maildrop|avcheck)", "set"),
             (r"(?:vx|wy|qz|jk)+\d", "set"),
         ];
-        let pieces: [&[u8]; 24] = [
+        let pieces: [&[u8]; 28] = [
             b"12", b" ", b"abc", b"Connect", b"cONNECT", b"sshd[", b"]", b"7", b".", b":", b"ok",
             b"ab", b"cd", b"x", b"yz", b"done", b"failed", b"history", b"-", b"local", b"vx",
-            b"qz", b"1 a 2 ", b"1.2.3:4",
+            b"qz", b"1 a 2 ", b"1.2.3:4", b"  ", b"ms", b"TION", b"\t",
         ];
-        let samples: [&[u8]; 10] = [
+        let samples: [&[u8]; 14] = [
+            b"a connect  x:1",
+            b"host sshd[42]: ok",
+            b"took 12 ms",
+            b"action\tdone ",
             b"12 a-b 7 Connect",
             b"1 x 2 cOnNeCt",
             b"host sshd[42]",
@@ -1244,6 +1275,9 @@ mod tests {
         for (p, kind) in rules {
             let c = chain(p).unwrap_or_else(|| panic!("{p}: no chain"));
             let got = match c.start {
+                Start::Pivot {
+                    find: Find::End, ..
+                } => "end",
                 Start::Pivot { .. } => "pivot",
                 Start::Set(_) => "set",
                 _ => "other",
@@ -1254,11 +1288,11 @@ mod tests {
             for _ in 0..20_000 {
                 let n = (next() % 12) as usize;
                 let mut line: Vec<u8> = (0..n)
-                    .flat_map(|_| pieces[(next() % 24) as usize].iter().copied())
+                    .flat_map(|_| pieces[(next() % 28) as usize].iter().copied())
                     .collect();
                 // Now and then a line a rule matches (or nearly: a byte of it cut), among them.
                 if next().is_multiple_of(3) {
-                    let mut sample = samples[(next() % 10) as usize].to_vec();
+                    let mut sample = samples[(next() % 14) as usize].to_vec();
                     if next().is_multiple_of(2) {
                         sample.remove((next() % sample.len() as u64) as usize);
                     }
