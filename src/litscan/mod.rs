@@ -32,7 +32,7 @@ mod teddy;
 
 use placement::stream_base;
 pub(crate) use placement::WindowCounts;
-pub(crate) use rarity::{class_chances, window_of_classes};
+pub(crate) use rarity::{class_chances, literals_chance, window_of_classes};
 use rarity::{each_case_variant, rarest_base};
 
 /// The first `\n` in `hay` (a short line found faster than by memchr's calls).

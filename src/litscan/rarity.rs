@@ -29,6 +29,23 @@ pub(super) fn window_chance(w: &[u8], ci: bool) -> f64 {
     exact_chance(w)
 }
 
+/// The model's chance of one of `lits` at a position of log text: their [`window_chance`]s
+/// ignoring case, summed (a rule's literals are compared with other literals the same rule
+/// requires; case ignored so that a literal of a rule ignoring case, kept in lower case, is
+/// rated as the text holds it).
+pub(crate) fn literals_chance(lits: &[Vec<u8>]) -> f64 {
+    // (A literal of less than two bytes: as common as can be.)
+    lits.iter()
+        .map(|l| {
+            if l.len() < 2 {
+                1.0
+            } else {
+                window_chance(l, true)
+            }
+        })
+        .sum()
+}
+
 /// -log2 of a byte's frequency ([`RARITY`]).
 fn one(b: u8) -> i32 {
     i32::from(RARITY.get(128 * 128 + b as usize).copied().unwrap_or(21))

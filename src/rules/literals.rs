@@ -165,8 +165,44 @@ pub(super) fn quality(lits: &[Vec<u8>]) -> (bool, i64, usize, std::cmp::Reverse<
 
 pub(super) fn better(a: Option<Vec<Vec<u8>>>, b: Option<Vec<Vec<u8>>>) -> Option<Vec<Vec<u8>>> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(if quality(&b) > quality(&a) { b } else { a }),
+        (Some(a), Some(b)) => Some(match far_rarer(&a, &b) {
+            Some(true) => b,
+            Some(false) => a,
+            None if quality(&b) > quality(&a) => b,
+            None => a,
+        }),
         (a, b) => a.or(b),
+    }
+}
+
+/// How many times rarer in log text (the rarity model's estimate) one of two literal sets a
+/// rule requires must be for [`better`] to take it whatever their lengths.
+const FAR_RARER: f64 = 8.0;
+
+/// Between two literal sets of 4 bytes or more that the same search would take (both of the
+/// literal search's full stride, or both not): `Some(true)` when `b` is [`FAR_RARER`] times
+/// rarer than `a` by the rarity model, `Some(false)` when `a` is than `b`, else None
+/// ([`quality`] decides). A longer literal is not a rarer one: `INFO .*conn` took "INFO "
+/// (every other line of a log) over "conn", and 300 such rules sent most lines to be
+/// confirmed by all of them.
+fn far_rarer(a: &[Vec<u8>], b: &[Vec<u8>]) -> Option<bool> {
+    let (la, lb) = (min_len(a), min_len(b));
+    if la <= MIN_NEEDLE_LEN
+        || lb <= MIN_NEEDLE_LEN
+        || (la >= SEARCH_NEEDLE_LEN) != (lb >= SEARCH_NEEDLE_LEN)
+    {
+        return None;
+    }
+    let (ca, cb) = (
+        crate::litscan::literals_chance(a),
+        crate::litscan::literals_chance(b),
+    );
+    if cb * FAR_RARER < ca {
+        Some(true)
+    } else if ca * FAR_RARER < cb {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -598,6 +634,32 @@ mod tests {
             HirKind::Capture(c) => plain_fold(&c.sub)?,
             _ => fold_case(h)?,
         })
+    }
+
+    #[test]
+    fn a_literal_far_rarer_in_log_text_wins_over_a_longer_one() {
+        let lits = |p: &str| {
+            let Ok(h) = crate::rules::syntax::parse_regex(p) else {
+                panic!("{p} does not parse")
+            };
+            rule_needles(&h).map(|(l, _)| l)
+        };
+        // A level every other line holds against a word few do (both shorter than the full
+        // stride's 6 bytes).
+        assert_eq!(lits("INFO .*fdaf"), Some(vec![b"fdaf".to_vec()]));
+        assert_eq!(lits("WARN .*BFFFF"), Some(vec![b"BFFFF".to_vec()]));
+        // Both of the full stride.
+        assert_eq!(
+            lits("(?i)error: .*timeout"),
+            Some(vec![b"timeout".to_vec()])
+        );
+        // Not far rarer: the longer literal stays (and so does one of the full stride
+        // against a shorter rarer one, which would go to a search of its own).
+        assert_eq!(lits("ERROR .*conn"), Some(vec![b"ERROR ".to_vec()]));
+        assert_eq!(
+            lits("Connection closed .*fdaf"),
+            Some(vec![b"Connection closed ".to_vec()])
+        );
     }
 
     #[test]
