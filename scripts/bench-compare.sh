@@ -20,6 +20,8 @@
 # almost every line: nearly every line raises; Hyperscan refuses most of them);
 # 1000 is made from the 100 by varying each rule ten
 # times (rule R becomes `R|v{i}x{len(R)}`, i in 0..10: ten distinct rules that match what R does).
+# `shape-NAME` (ciend, shared, cishared, literalfree, dot3, alt3, numeric, short3, ciphrase):
+# rules of one shape each, made from the corpus's own words by scripts/shape-rules.py.
 # `storm100`, `storm10`: alarm storms — the corpus with `STORM ` before every line (or one line
 # in ten), the rule `^STORM` raising a `log:` alarm with `alarm-freq = 0` (every raise runs: the
 # output gets one alarm line per raising line); a last run checks that none was lost.
@@ -144,6 +146,12 @@ for n in $RULESETS; do
       [ -s "$WORK/grok-rules/grok.txt" ] || python3 scripts/grok-rules.py "$WORK/grok-rules" >&2
       RULES=$WORK/grok-rules/grok.txt
       sed 's/^/# /' "$WORK/grok-rules/SOURCES" ;;
+    shape-*)
+      # One rule shape each, made from the corpus's own words (scripts/shape-rules.py).
+      SHAPES=$WORK/shape-rules-$NAME-$SIZE_MB
+      [ -s "$SHAPES/${n#shape-}.txt" ] || python3 scripts/shape-rules.py "$MAIN_CORPUS" "$SHAPES" >&2
+      RULES=$SHAPES/${n#shape-}.txt
+      [ -s "$RULES" ] || { echo "unknown rule set $n (scripts/shape-rules.py lists the shapes)" >&2; exit 2; } ;;
     debianci)
       # Debian's 2,101 rules each behind `(?i)` (every literal compared ignoring case).
       [ -s "$WORK/debian-rules/debian.txt" ] || python3 scripts/debian-rules.py "$WORK/debian-rules" >&2
