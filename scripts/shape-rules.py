@@ -33,9 +33,10 @@ def main():
     corpus, out = sys.argv[1], sys.argv[2]
     with open(corpus, "rb") as f:
         data = f.read(8_000_000)
-    words = Counter(re.findall(rb"[A-Za-z]{4,12}", data))
+    found = re.findall(rb"[A-Za-z]{4,12}", data)
+    words = Counter(found)
     common = [w.decode() for w, _ in words.most_common(3000)]
-    lower = Counter(w.lower() for w in re.findall(rb"[A-Za-z]{4,12}", data))
+    lower = Counter(w.lower() for w in found)
     common_lower = [w.decode() for w, _ in lower.most_common(2000)]
     three = [w.decode() for w, _ in Counter(re.findall(rb"\b[a-z]{3}\b", data)).most_common(150)]
     if len(common) < 700 or len(common_lower) < 300 or len(three) < 50:
